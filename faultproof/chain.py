@@ -1,0 +1,102 @@
+"""The reading chain of DESIGN §2, bit for bit as the circuits compute it.
+
+    enc(r)  = r + 2^31                          signed 32-bit reading -> [0, 2^32)
+    s_i     = Poseidon(k_blind, seq_i)          per-frame blinding value
+    c_0     = Poseidon(TAG, id_hi128, id_lo128, epoch)
+    c_i     = Poseidon(c_{i-1}, t_i, enc(r_i), s_i)
+
+Poseidon is circomlib's (BN254, x^5, the circomlibjs constants), computed by `light-poseidon`
+through its 32-byte big-endian API (its integer API overflows above 2^64). Every input is checked
+to be a field element first: light-poseidon silently reduces values >= p, which would let two
+different inputs hash alike.
+
+Pure functions only; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import light_poseidon_python as _lp
+
+from faultproof.errors import FaultproofError, Reason
+
+# BN254 scalar field modulus.
+P = 21888242871839275222246337640154735385505547033634185196556021161775708782617
+
+READING_MIN = -(2**31)
+READING_MAX = 2**31 - 1
+READING_OFFSET = 2**31
+TIME_LIMIT = 2**48  # ms since epoch, exclusive
+SEQ_LIMIT = 2**32
+EPOCH_LIMIT = 2**32
+BLINDING_KEY_LEN = 31  # bytes; 248 bits < p, so any key is a field element
+
+# c_0's domain tag: the ASCII bytes of "faultproof/c0/v1" read as a big-endian integer (< 2^128).
+CHAIN_ANCHOR_TAG = int.from_bytes(b"faultproof/c0/v1", "big")
+
+_HASHERS = {k: _lp.Hasher(k) for k in (1, 2, 3, 4)}
+
+
+def poseidon(inputs: Sequence[int]) -> int:
+    """circomlib Poseidon over 1..4 field elements."""
+    if not 1 <= len(inputs) <= 4:
+        raise ValueError("poseidon takes 1 to 4 inputs")
+    for x in inputs:
+        if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x < P:
+            raise FaultproofError(Reason.OUT_OF_RANGE, f"poseidon input is not a field element: {x!r}")
+    out = _HASHERS[len(inputs)].hash_bytes_be([x.to_bytes(32, "big") for x in inputs])
+    return int(out, 16)
+
+
+def enc(reading: int) -> int:
+    """Signed 32-bit reading (or threshold) -> unsigned field value, order preserving."""
+    if not READING_MIN <= reading <= READING_MAX:
+        raise FaultproofError(Reason.READING_OUT_OF_RANGE, f"reading {reading} is not int32")
+    return reading + READING_OFFSET
+
+
+def dec(value: int) -> int:
+    """Inverse of `enc`."""
+    if not 0 <= value < 2**32:
+        raise FaultproofError(Reason.OUT_OF_RANGE, f"{value} is not an encoded int32")
+    return value - READING_OFFSET
+
+
+def blinding_value(blinding_key: bytes, seq: int) -> int:
+    """s_i = Poseidon(k_blind, seq_i). k_blind is a 31-byte per-device secret."""
+    if len(blinding_key) != BLINDING_KEY_LEN:
+        raise FaultproofError(Reason.WRONG_LENGTH, "blinding key must be 31 bytes")
+    if not 0 <= seq < SEQ_LIMIT:
+        raise FaultproofError(Reason.OUT_OF_RANGE, f"seq {seq} out of range")
+    return poseidon([int.from_bytes(blinding_key, "big"), seq])
+
+
+def chain_anchor(device_id: bytes, epoch: int) -> int:
+    """c_0 = Poseidon(TAG, device_id_hi128, device_id_lo128, epoch)."""
+    if len(device_id) != 32:
+        raise FaultproofError(Reason.WRONG_LENGTH, "device_id must be 32 bytes")
+    if not 0 <= epoch < EPOCH_LIMIT:
+        raise FaultproofError(Reason.OUT_OF_RANGE, f"epoch {epoch} out of range")
+    hi = int.from_bytes(device_id[:16], "big")
+    lo = int.from_bytes(device_id[16:], "big")
+    return poseidon([CHAIN_ANCHOR_TAG, hi, lo, epoch])
+
+
+def chain_step(prev: int, ts_ms: int, reading: int, blinding: int) -> int:
+    """c_i = Poseidon(c_{i-1}, t_i, enc(r_i), s_i)."""
+    if not 0 <= ts_ms < TIME_LIMIT:
+        raise FaultproofError(Reason.OUT_OF_RANGE, f"timestamp {ts_ms} out of range")
+    return poseidon([prev, ts_ms, enc(reading), blinding])
+
+
+def chain_to_bytes(value: int) -> bytes:
+    """A chain value as it travels in a Frame: 32 bytes big-endian."""
+    return value.to_bytes(32, "big")
+
+
+def chain_from_bytes(raw: bytes) -> int:
+    value = int.from_bytes(raw, "big")
+    if len(raw) != 32 or value >= P:
+        raise FaultproofError(Reason.OUT_OF_RANGE, "chain value is not a 32-byte field element")
+    return value

@@ -1,0 +1,117 @@
+"""Ed25519 identities and the one sign/verify of faultproof.
+
+A key file holds the raw 32-byte Ed25519 seed as 64 lowercase hex characters and a newline, mode
+0600. The same seed is the process's libp2p identity (peer id and protocol id are one key). A key
+file that group or others can read is refused: a private key that leaked to another local user is
+not a private key.
+
+Signatures are always over `domain_tag || canonical_bytes`, with a tag per message type
+(`faultproof/<type>/v1`), so a signature made for one type never verifies as another.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.signing
+
+from faultproof.errors import FaultproofError, Reason
+
+SEED_LEN = 32
+PUBLIC_KEY_LEN = 32
+SIGNATURE_LEN = 64
+
+
+class KeyFileError(Exception):
+    """A key file that is missing, malformed or readable by others. The message says how to fix it."""
+
+
+def domain_tag(type_name: str) -> bytes:
+    return f"faultproof/{type_name}/v1".encode()
+
+
+@dataclass(frozen=True, repr=False)
+class Identity:
+    """A private signing identity. `repr` never shows the seed."""
+
+    _signing_key: nacl.signing.SigningKey
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(nacl.signing.SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Identity:
+        if len(seed) != SEED_LEN:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        return cls(nacl.signing.SigningKey(seed))
+
+    @property
+    def seed(self) -> bytes:
+        """The private seed. Only for handing to libp2p's key pair in-process; never log or send."""
+        return bytes(self._signing_key)
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self._signing_key.verify_key)
+
+    def sign(self, tag: bytes, message: bytes) -> bytes:
+        return self._signing_key.sign(tag + message).signature
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the key file with mode 0600, created that way (never world-readable, not even briefly)."""
+        p = Path(path)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        try:
+            fd = os.open(p, flags, 0o600)
+        except FileExistsError:
+            raise KeyFileError(f"{p} already exists; refusing to overwrite a key") from None
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(self.seed.hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Identity:
+        p = Path(path)
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise KeyFileError(f"key file {p} not found (create one with `faultproof keygen --out {p}`)") from None
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(
+                f"key file {p} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                f"fix it with `chmod 600 {p}`"
+            )
+        text = p.read_text().strip()
+        try:
+            seed = bytes.fromhex(text)
+        except ValueError:
+            raise KeyFileError(f"key file {p} is not 64 hex characters") from None
+        if len(seed) != SEED_LEN:
+            raise KeyFileError(f"key file {p} must hold a 32-byte seed as 64 hex characters")
+        return cls.from_seed(seed)
+
+    def __repr__(self) -> str:
+        return f"Identity(public_key={self.public_key.hex()})"
+
+
+def verify(tag: bytes, message: bytes, signature: bytes, public_key: bytes) -> bool:
+    """True iff `signature` is `public_key`'s Ed25519 signature over `tag || message`."""
+    if len(signature) != SIGNATURE_LEN or len(public_key) != PUBLIC_KEY_LEN:
+        return False
+    try:
+        nacl.signing.VerifyKey(public_key).verify(tag + message, signature)
+        return True
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError, TypeError):
+        return False
+
+
+def require_valid(tag: bytes, message: bytes, signature: bytes, public_key: bytes, reason: Reason) -> None:
+    if not verify(tag, message, signature, public_key):
+        raise FaultproofError(reason)
