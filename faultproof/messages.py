@@ -1,0 +1,958 @@
+"""Every message of DESIGN §3, defined once: fields, order, limits, wire and JSON forms, signing.
+
+A message encodes as the msgpack array `[type_id, version, field_1, ..., field_n]`; nested messages
+appear as their own full arrays. Field order is the order of the dataclass fields and never changes
+within a version. Construction validates every field, so an invalid message cannot exist in memory;
+decoding goes through the same checks and raises only `DecodeError`.
+
+JSON (the HTTP form) maps field names to values, bytes as lowercase hex; a field that may hold one
+of several message types carries `"type"`. Unknown and missing keys are refused.
+
+Signatures: `Identity.sign(domain_tag(T), body.encode())` with the tag of the *body's* type, so a
+signature over one type never verifies as another (see `faultproof.identity`).
+
+What is derived here: `claim_id`, `ledger_id` (`Genesis.ledger_id`), `circuit_id`, `policy_id`,
+ledger entry hashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self, TypeVar
+
+from faultproof.chain import P
+from faultproof.encoding import MAX_DEPTH, pack, unpack
+from faultproof.encoding import hash_id as _hash_id
+from faultproof.errors import DecodeError, FaultproofError, Reason
+from faultproof.identity import Identity, domain_tag, verify
+
+# --------------------------------------------------------------------------- field types
+
+
+class FieldType:
+    """A field's wire type: converts a wire value (already shape-checked) to a Python value."""
+
+    def check(self, value: Any, name: str) -> Any:  # returns the value to store
+        raise NotImplementedError
+
+    def to_wire(self, value: Any) -> Any:
+        return value
+
+    def from_wire(self, value: Any, name: str, depth: int) -> Any:
+        return self.check(value, name)
+
+    def to_json(self, value: Any) -> Any:
+        return value
+
+    def from_json(self, value: Any, name: str, depth: int) -> Any:
+        return self.check(value, name)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class UInt(FieldType):
+    def __init__(self, bits: int) -> None:
+        self.limit = 1 << bits
+
+    def check(self, value: Any, name: str) -> int:
+        if not _is_int(value):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected an integer")
+        if not 0 <= value < self.limit:
+            raise DecodeError(Reason.OUT_OF_RANGE, f"{name}: {value} not in [0, {self.limit})")
+        return int(value)
+
+
+class Bool(UInt):
+    """0 or 1 (msgpack booleans are not allowed on the wire)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def check(self, value: Any, name: str) -> int:
+        if isinstance(value, bool):
+            value = int(value)
+        return super().check(value, name)
+
+
+class Bytes(FieldType):
+    """Bytes of an exact length (`exact`) or at most `max_len`."""
+
+    def __init__(self, exact: int | None = None, max_len: int | None = None) -> None:
+        assert (exact is None) != (max_len is None)
+        self.exact, self.max_len = exact, max_len
+
+    def check(self, value: Any, name: str) -> bytes:
+        if isinstance(value, bytearray):
+            value = bytes(value)
+        if not isinstance(value, bytes):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected bytes")
+        if self.exact is not None and len(value) != self.exact:
+            raise DecodeError(Reason.WRONG_LENGTH, f"{name}: expected {self.exact} bytes, got {len(value)}")
+        if self.max_len is not None and len(value) > self.max_len:
+            raise DecodeError(Reason.OVERSIZE, f"{name}: {len(value)} bytes exceeds {self.max_len}")
+        return value
+
+    def to_json(self, value: bytes) -> str:
+        return value.hex()
+
+    def from_json(self, value: Any, name: str, depth: int) -> bytes:
+        if not isinstance(value, str):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a lowercase hex string")
+        if value != value.lower() or len(value) % 2:
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a lowercase hex string")
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: not hex") from None
+        return self.check(raw, name)
+
+
+class FieldBytes(Bytes):
+    """A BN254 field element as 32 bytes big-endian; must be < p."""
+
+    def __init__(self) -> None:
+        super().__init__(exact=32)
+
+    def check(self, value: Any, name: str) -> bytes:
+        raw = super().check(value, name)
+        if int.from_bytes(raw, "big") >= P:
+            raise DecodeError(Reason.OUT_OF_RANGE, f"{name}: not a field element (>= p)")
+        return raw
+
+
+class ReasonCode(FieldType):
+    """A `Reason` travelling as its ASCII code."""
+
+    def check(self, value: Any, name: str) -> Reason:
+        if isinstance(value, Reason):
+            return value
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("ascii")
+            except UnicodeDecodeError:
+                raise DecodeError(Reason.WRONG_TYPE, f"{name}: not ASCII") from None
+        if not isinstance(value, str):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a reason code")
+        try:
+            return Reason(value)
+        except ValueError:
+            raise DecodeError(Reason.OUT_OF_RANGE, f"{name}: unknown reason code") from None
+
+    def from_wire(self, value: Any, name: str, depth: int) -> Reason:
+        if not isinstance(value, bytes):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected bytes")
+        if len(value) > 64:
+            raise DecodeError(Reason.OVERSIZE, f"{name}: reason code too long")
+        return self.check(value, name)
+
+    def to_wire(self, value: Reason) -> bytes:
+        return value.value.encode("ascii")
+
+    def to_json(self, value: Reason) -> str:
+        return value.value
+
+    def from_json(self, value: Any, name: str, depth: int) -> Reason:
+        if not isinstance(value, str):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a reason code")
+        return self.check(value, name)
+
+
+class Nested(FieldType):
+    """A field holding a message of one of the given types (one type, or a tagged union)."""
+
+    def __init__(self, *types: type[Message]) -> None:
+        self._types = types
+
+    @functools.cached_property
+    def types(self) -> tuple[type[Message], ...]:
+        return self._types
+
+    def check(self, value: Any, name: str) -> Message:
+        if not isinstance(value, self.types):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected {'/'.join(t.NAME for t in self.types)}")
+        return value
+
+    def to_wire(self, value: Message) -> list[Any]:
+        return value.to_wire()
+
+    def from_wire(self, value: Any, name: str, depth: int) -> Message:
+        if not isinstance(value, list):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a nested message")
+        if len(value) < 2:
+            raise DecodeError(Reason.MISSING_FIELD, f"{name}: nested message without a header")
+        for t in self.types:
+            if value[0] == t.TYPE_ID:
+                return t.from_wire(value, depth + 1)
+        if _is_int(value[0]) and value[0] in MESSAGE_TYPES:
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: a {MESSAGE_TYPES[value[0]].NAME} is not allowed here")
+        raise DecodeError(Reason.UNKNOWN_MESSAGE_TYPE, f"{name}: unknown message type")
+
+    def to_json(self, value: Message) -> dict[str, Any]:
+        obj = value.to_json()
+        if len(self.types) > 1:
+            obj = {"type": value.NAME, **obj}
+        return obj
+
+    def from_json(self, value: Any, name: str, depth: int) -> Message:
+        if not isinstance(value, dict):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected an object")
+        if len(self.types) == 1:
+            return self.types[0].from_json(value, depth + 1)
+        type_name = value.get("type")
+        for t in self.types:
+            if type_name == t.NAME:
+                rest = {k: v for k, v in value.items() if k != "type"}
+                return t.from_json(rest, depth + 1)
+        raise DecodeError(Reason.UNKNOWN_MESSAGE_TYPE, f"{name}: unknown or missing \"type\"")
+
+
+class ListOf(FieldType):
+    def __init__(self, item: FieldType, max_len: int) -> None:
+        self.item, self.max_len = item, max_len
+
+    def check(self, value: Any, name: str) -> tuple[Any, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a list")
+        if len(value) > self.max_len:
+            raise DecodeError(Reason.OVERSIZE, f"{name}: more than {self.max_len} items")
+        return tuple(self.item.check(v, f"{name}[{i}]") for i, v in enumerate(value))
+
+    def to_wire(self, value: tuple[Any, ...]) -> list[Any]:
+        return [self.item.to_wire(v) for v in value]
+
+    def from_wire(self, value: Any, name: str, depth: int) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a list")
+        if len(value) > self.max_len:
+            raise DecodeError(Reason.OVERSIZE, f"{name}: more than {self.max_len} items")
+        return tuple(self.item.from_wire(v, f"{name}[{i}]", depth + 1) for i, v in enumerate(value))
+
+    def to_json(self, value: tuple[Any, ...]) -> list[Any]:
+        return [self.item.to_json(v) for v in value]
+
+    def from_json(self, value: Any, name: str, depth: int) -> tuple[Any, ...]:
+        if depth > MAX_DEPTH:
+            raise DecodeError(Reason.TOO_DEEP, f"{name}: nesting too deep")
+        if not isinstance(value, list):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected a list")
+        if len(value) > self.max_len:
+            raise DecodeError(Reason.OVERSIZE, f"{name}: more than {self.max_len} items")
+        return tuple(self.item.from_json(v, f"{name}[{i}]", depth + 1) for i, v in enumerate(value))
+
+
+U8, U32, U48, U64 = UInt(8), UInt(32), UInt(48), UInt(64)
+ID = Bytes(exact=32)  # public keys, hashes, ids
+SIG = Bytes(exact=64)
+PROOF = Bytes(exact=256)
+REASON = ReasonCode()
+
+
+def _f(ftype: FieldType) -> Any:
+    return field(metadata={"ftype": ftype})
+
+
+# --------------------------------------------------------------------------- the base class
+
+MESSAGE_TYPES: dict[int, type[Message]] = {}
+
+M = TypeVar("M", bound="Message")
+
+
+@dataclass(frozen=True)
+class Message:
+    TYPE_ID: ClassVar[int]
+    NAME: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    MAX_SIZE: ClassVar[int] = 4096
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "TYPE_ID" in cls.__dict__:
+            assert cls.TYPE_ID not in MESSAGE_TYPES, f"duplicate type id {cls.TYPE_ID}"
+            MESSAGE_TYPES[cls.TYPE_ID] = cls
+
+    @classmethod
+    def schema(cls) -> tuple[tuple[str, FieldType], ...]:
+        return _schema(cls)
+
+    def __post_init__(self) -> None:
+        for name, ftype in self.schema():
+            checked = ftype.check(getattr(self, name), f"{self.NAME}.{name}")
+            object.__setattr__(self, name, checked)
+
+    # -- wire form --
+    def to_wire(self) -> list[Any]:
+        return [self.TYPE_ID, self.VERSION] + [ft.to_wire(getattr(self, n)) for n, ft in self.schema()]
+
+    def encode(self) -> bytes:
+        return pack(self.to_wire())
+
+    @classmethod
+    def from_wire(cls, value: Any, depth: int = 0) -> Self:
+        if depth > MAX_DEPTH:
+            raise DecodeError(Reason.TOO_DEEP, "nesting too deep")
+        if not isinstance(value, list):
+            raise DecodeError(Reason.WRONG_TYPE, f"{cls.NAME}: expected an array")
+        if len(value) < 2:
+            raise DecodeError(Reason.MISSING_FIELD, f"{cls.NAME}: missing type and version")
+        type_id, version = value[0], value[1]
+        if not _is_int(type_id) or not _is_int(version):
+            raise DecodeError(Reason.WRONG_TYPE, f"{cls.NAME}: type and version must be integers")
+        if type_id != cls.TYPE_ID:
+            if type_id in MESSAGE_TYPES:
+                raise DecodeError(Reason.WRONG_TYPE, f"expected {cls.NAME}, got {MESSAGE_TYPES[type_id].NAME}")
+            raise DecodeError(Reason.UNKNOWN_MESSAGE_TYPE, f"unknown message type {type_id}")
+        if version != cls.VERSION:
+            raise DecodeError(Reason.UNSUPPORTED_VERSION, f"{cls.NAME} version {version} is not supported")
+        fields = cls.schema()
+        body = value[2:]
+        if len(body) < len(fields):
+            raise DecodeError(Reason.MISSING_FIELD, f"{cls.NAME}: {len(body)} fields, expected {len(fields)}")
+        if len(body) > len(fields):
+            raise DecodeError(Reason.UNKNOWN_FIELD, f"{cls.NAME}: {len(body)} fields, expected {len(fields)}")
+        kwargs = {n: ft.from_wire(v, f"{cls.NAME}.{n}", depth) for (n, ft), v in zip(fields, body, strict=True)}
+        return cls(**kwargs)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        """Strictly decode bytes into this type. Raises only DecodeError."""
+        return cls.from_wire(unpack(data, cls.MAX_SIZE))
+
+    # -- JSON form --
+    def to_json(self) -> dict[str, Any]:
+        return {n: ft.to_json(getattr(self, n)) for n, ft in self.schema()}
+
+    @classmethod
+    def from_json(cls, obj: Any, depth: int = 0) -> Self:
+        if depth > MAX_DEPTH:
+            raise DecodeError(Reason.TOO_DEEP, "nesting too deep")
+        if not isinstance(obj, dict):
+            raise DecodeError(Reason.WRONG_TYPE, f"{cls.NAME}: expected a JSON object")
+        fields = cls.schema()
+        names = {n for n, _ in fields}
+        unknown = set(obj) - names
+        if unknown:
+            raise DecodeError(Reason.UNKNOWN_FIELD, f"{cls.NAME}: unknown field(s) {sorted(unknown)}")
+        missing = [n for n, _ in fields if n not in obj]
+        if missing:
+            raise DecodeError(Reason.MISSING_FIELD, f"{cls.NAME}: missing field(s) {missing}")
+        return cls(**{n: ft.from_json(obj[n], f"{cls.NAME}.{n}", depth) for n, ft in fields})
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+
+@functools.cache
+def _schema(cls: type[Message]) -> tuple[tuple[str, FieldType], ...]:
+    return tuple((f.name, f.metadata["ftype"]) for f in dataclasses.fields(cls))
+
+
+def decode_any(data: bytes, allowed: Sequence[type[Message]] | None = None) -> Message:
+    """Decode a message whose type is given by its header (gossip, POST /v1/tx)."""
+    value = unpack(data, max(t.MAX_SIZE for t in (allowed or MESSAGE_TYPES.values())))
+    if not isinstance(value, list) or len(value) < 2:
+        raise DecodeError(Reason.WRONG_TYPE, "expected a message array")
+    cls = MESSAGE_TYPES.get(value[0]) if _is_int(value[0]) else None
+    if cls is None:
+        raise DecodeError(Reason.UNKNOWN_MESSAGE_TYPE, "unknown message type")
+    if allowed is not None and cls not in allowed:
+        raise DecodeError(Reason.WRONG_TYPE, f"a {cls.NAME} is not accepted here")
+    if len(data) > cls.MAX_SIZE:
+        raise DecodeError(Reason.OVERSIZE, f"{cls.NAME} larger than {cls.MAX_SIZE} bytes")
+    return cls.from_wire(value)
+
+
+def _sign(identity: Identity, body: Message) -> bytes:
+    return identity.sign(domain_tag(body.NAME), body.encode())
+
+
+def _verify(body: Message, signature: bytes, public_key: bytes) -> bool:
+    return verify(domain_tag(body.NAME), body.encode(), signature, public_key)
+
+
+# --------------------------------------------------------------------------- device data
+
+
+@dataclass(frozen=True)
+class Frame(Message):
+    """What a device signs for each reading. The reading itself is bound by `chain`."""
+
+    TYPE_ID: ClassVar[int] = 1
+    NAME: ClassVar[str] = "frame"
+    MAX_SIZE: ClassVar[int] = 256
+
+    device_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    seq: int = _f(U32)
+    ts_ms: int = _f(U48)
+    chain: bytes = _f(FieldBytes())
+
+    def sign(self, device: Identity) -> SignedFrame:
+        return SignedFrame(frame=self, signature=_sign(device, self))
+
+
+@dataclass(frozen=True)
+class SignedFrame(Message):
+    TYPE_ID: ClassVar[int] = 2
+    NAME: ClassVar[str] = "signed-frame"
+    MAX_SIZE: ClassVar[int] = 512
+
+    frame: Frame = _f(Nested(Frame))
+    signature: bytes = _f(SIG)
+
+    def verify(self) -> bool:
+        return _verify(self.frame, self.signature, self.frame.device_id)
+
+
+@dataclass(frozen=True)
+class DeviceReading(Message):
+    """A signed frame with its reading beside it, as a device sends it (MQTT/HTTP).
+
+    `reading` is enc(r) = r + 2^31 (DESIGN §2); it is not signed, the chain binds it.
+    Seq 0 of an epoch is the anchor frame: its chain is c_0 and its reading is ignored (0).
+    """
+
+    TYPE_ID: ClassVar[int] = 3
+    NAME: ClassVar[str] = "device-reading"
+    MAX_SIZE: ClassVar[int] = 512
+
+    signed: SignedFrame = _f(Nested(SignedFrame))
+    reading: int = _f(U32)
+
+
+@dataclass(frozen=True)
+class ReadingBatch(Message):
+    TYPE_ID: ClassVar[int] = 4
+    NAME: ClassVar[str] = "reading-batch"
+    MAX_SIZE: ClassVar[int] = 1024 * 200
+
+    readings: tuple[DeviceReading, ...] = _f(ListOf(Nested(DeviceReading), 1000))
+
+
+# --------------------------------------------------------------------------- claims and votes
+
+
+def claim_id(policy_id: bytes, device_id: bytes, epoch: int, start_seq: int, end_seq: int) -> bytes:
+    """The incident's id: never the proof (Groth16 proofs are malleable)."""
+    return _hash_id("claim-id", pack([policy_id, device_id, epoch, start_seq, end_seq]))
+
+
+@dataclass(frozen=True)
+class Claim(Message):
+    TYPE_ID: ClassVar[int] = 10
+    NAME: ClassVar[str] = "claim"
+    MAX_SIZE: ClassVar[int] = 2048
+
+    policy_id: bytes = _f(ID)
+    start: SignedFrame = _f(Nested(SignedFrame))
+    end: SignedFrame = _f(Nested(SignedFrame))
+    proof: bytes = _f(PROOF)
+    agent_id: bytes = _f(ID)
+    created_ms: int = _f(U48)
+
+    @property
+    def claim_id(self) -> bytes:
+        s, e = self.start.frame, self.end.frame
+        return claim_id(self.policy_id, s.device_id, s.epoch, s.seq, e.seq)
+
+    def sign(self, agent: Identity) -> SignedClaim:
+        return SignedClaim(claim=self, signature=_sign(agent, self))
+
+
+@dataclass(frozen=True)
+class SignedClaim(Message):
+    TYPE_ID: ClassVar[int] = 11
+    NAME: ClassVar[str] = "signed-claim"
+    MAX_SIZE: ClassVar[int] = 2048
+
+    claim: Claim = _f(Nested(Claim))
+    signature: bytes = _f(SIG)
+
+    def verify(self) -> bool:
+        return _verify(self.claim, self.signature, self.claim.agent_id)
+
+
+@dataclass(frozen=True)
+class PayoutBody(Message):
+    """What k oracles sign and the ledger pays. Every honest oracle builds the same one."""
+
+    TYPE_ID: ClassVar[int] = 12
+    NAME: ClassVar[str] = "payout-approve"
+    MAX_SIZE: ClassVar[int] = 1024
+
+    ledger_id: bytes = _f(ID)
+    oracle_set_epoch: int = _f(U32)
+    claim_id: bytes = _f(ID)
+    policy_id: bytes = _f(ID)
+    device_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    start_seq: int = _f(U32)
+    end_seq: int = _f(U32)
+    start_ts: int = _f(U48)
+    end_ts: int = _f(U48)
+    circuit_id: bytes = _f(ID)
+    beneficiary: bytes = _f(ID)
+    amount: int = _f(U64)
+
+    def approve(self, oracle: Identity) -> Approve:
+        return Approve(oracle_id=oracle.public_key, body=self, signature=_sign(oracle, self))
+
+
+@dataclass(frozen=True)
+class Approve(Message):
+    TYPE_ID: ClassVar[int] = 13
+    NAME: ClassVar[str] = "approve"
+    MAX_SIZE: ClassVar[int] = 1024
+
+    oracle_id: bytes = _f(ID)
+    body: PayoutBody = _f(Nested(PayoutBody))
+    signature: bytes = _f(SIG)
+
+    @property
+    def claim_id(self) -> bytes:
+        return self.body.claim_id
+
+    def verify(self) -> bool:
+        return _verify(self.body, self.signature, self.oracle_id)
+
+
+@dataclass(frozen=True)
+class RejectBody(Message):
+    """Bound to the ledger and oracle-set epoch like an approval (DESIGN §3 lists oracle_id,
+    claim_id, reason; ledger_id and epoch are added so a reject cannot be replayed elsewhere)."""
+
+    TYPE_ID: ClassVar[int] = 14
+    NAME: ClassVar[str] = "vote-reject"
+    MAX_SIZE: ClassVar[int] = 512
+
+    oracle_id: bytes = _f(ID)
+    ledger_id: bytes = _f(ID)
+    oracle_set_epoch: int = _f(U32)
+    claim_id: bytes = _f(ID)
+    reason: Reason = _f(REASON)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reason.stage.value != "ledger_state":
+            raise DecodeError(Reason.OUT_OF_RANGE, "a reject vote carries a ledger-state reason")
+
+    def sign(self, oracle: Identity) -> Reject:
+        return Reject(body=self, signature=_sign(oracle, self))
+
+
+@dataclass(frozen=True)
+class Reject(Message):
+    TYPE_ID: ClassVar[int] = 15
+    NAME: ClassVar[str] = "reject"
+    MAX_SIZE: ClassVar[int] = 512
+
+    body: RejectBody = _f(Nested(RejectBody))
+    signature: bytes = _f(SIG)
+
+    @property
+    def oracle_id(self) -> bytes:
+        return self.body.oracle_id
+
+    @property
+    def claim_id(self) -> bytes:
+        return self.body.claim_id
+
+    def verify(self) -> bool:
+        return _verify(self.body, self.signature, self.body.oracle_id)
+
+
+Vote = Approve | Reject
+MAX_VOTES_PER_BATCH = 256
+
+
+@dataclass(frozen=True)
+class VoteBatch(Message):
+    """Many votes in one gossip message (gossip costs CPU per message); each vote signed alone."""
+
+    TYPE_ID: ClassVar[int] = 16
+    NAME: ClassVar[str] = "vote-batch"
+    MAX_SIZE: ClassVar[int] = 1024 * MAX_VOTES_PER_BATCH
+
+    oracle_id: bytes = _f(ID)
+    votes: tuple[Vote, ...] = _f(ListOf(Nested(Approve, Reject), MAX_VOTES_PER_BATCH))
+
+
+@dataclass(frozen=True)
+class QcSignature(Message):
+    TYPE_ID: ClassVar[int] = 17
+    NAME: ClassVar[str] = "qc-signature"
+
+    oracle_id: bytes = _f(ID)
+    signature: bytes = _f(SIG)
+
+
+MAX_ORACLES = 64
+
+
+@dataclass(frozen=True)
+class QuorumCertificate(Message):
+    TYPE_ID: ClassVar[int] = 18
+    NAME: ClassVar[str] = "quorum-certificate"
+    MAX_SIZE: ClassVar[int] = 8192
+
+    body: PayoutBody = _f(Nested(PayoutBody))
+    signatures: tuple[QcSignature, ...] = _f(ListOf(Nested(QcSignature), MAX_ORACLES))
+
+    @classmethod
+    def from_approvals(cls, approvals: Sequence[Approve]) -> QuorumCertificate:
+        body = approvals[0].body
+        assert all(a.body == body for a in approvals)
+        sigs = sorted((QcSignature(oracle_id=a.oracle_id, signature=a.signature) for a in approvals),
+                      key=lambda s: s.oracle_id)
+        return cls(body=body, signatures=tuple(sigs))
+
+    def valid_signers(self, members: Sequence[bytes]) -> tuple[set[bytes], Reason | None]:
+        """Distinct members whose signature verifies; the first fault found, if any."""
+        member_set, seen, fault = set(members), set(), None
+        for s in self.signatures:
+            if s.oracle_id in seen:
+                fault = fault or Reason.QC_DUPLICATE_SIGNER
+                continue
+            if s.oracle_id not in member_set:
+                fault = fault or Reason.QC_NON_MEMBER
+                continue
+            if not _verify(self.body, s.signature, s.oracle_id):
+                fault = fault or Reason.QC_BAD_SIGNATURE
+                continue
+            seen.add(s.oracle_id)
+        return seen, fault
+
+
+# --------------------------------------------------------------------------- admin and ledger
+
+
+class AdminKind(enum.IntEnum):
+    REGISTER_CIRCUIT = 1
+    ENROL_DEVICE = 2
+    REVOKE_DEVICE = 3
+    ENROL_AGENT = 4
+    REVOKE_AGENT = 5
+    DEPOSIT = 6
+    WITHDRAW = 7
+    ISSUE_POLICY = 8
+    ROTATE_ORACLES = 9
+    ROTATE_ADMIN = 10
+
+
+class TriggerKind(enum.IntEnum):
+    COUNT_ABOVE = 1
+    RUN_ABOVE = 2
+    STUCK = 3
+    OUTSIDE_RANGE = 4
+    DROPOUT = 5
+
+
+@dataclass(frozen=True)
+class RegisterCircuit(Message):
+    TYPE_ID: ClassVar[int] = 30
+    NAME: ClassVar[str] = "register-circuit"
+    MAX_SIZE: ClassVar[int] = 20000
+
+    vkey: bytes = _f(Bytes(max_len=16384))  # canonical verification key (faultproof.zk.export_vkey)
+    n: int = _f(U32)
+    layout_version: int = _f(U32)
+    transcript_hash: bytes = _f(ID)  # ceremony transcript; zero bytes for a development setup
+    production: int = _f(Bool())
+
+    @property
+    def circuit_id(self) -> bytes:
+        return circuit_id(self.vkey, self.n, self.layout_version)
+
+
+def circuit_id(vkey: bytes, n: int, layout_version: int) -> bytes:
+    return _hash_id("circuit-id", pack([vkey, n, layout_version]))
+
+
+@dataclass(frozen=True)
+class EnrolDevice(Message):
+    TYPE_ID: ClassVar[int] = 31
+    NAME: ClassVar[str] = "enrol-device"
+
+    device_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    anchor: bytes = _f(FieldBytes())  # c_0 of that epoch
+    firmware_hash: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class RevokeDevice(Message):
+    TYPE_ID: ClassVar[int] = 32
+    NAME: ClassVar[str] = "revoke-device"
+
+    device_id: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class EnrolAgent(Message):
+    TYPE_ID: ClassVar[int] = 33
+    NAME: ClassVar[str] = "enrol-agent"
+
+    agent_id: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class RevokeAgent(Message):
+    TYPE_ID: ClassVar[int] = 34
+    NAME: ClassVar[str] = "revoke-agent"
+
+    agent_id: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class Deposit(Message):
+    TYPE_ID: ClassVar[int] = 35
+    NAME: ClassVar[str] = "deposit"
+
+    amount: int = _f(U64)
+
+
+@dataclass(frozen=True)
+class Withdraw(Message):
+    TYPE_ID: ClassVar[int] = 36
+    NAME: ClassVar[str] = "withdraw"
+
+    amount: int = _f(U64)
+
+
+@dataclass(frozen=True)
+class IssuePolicy(Message):
+    """A policy: the trigger (kind and parameters, T/lo/hi as enc() values), money and time.
+
+    `amount` is paid per incident (min(amount, coverage left)); `coverage` is locked at issue;
+    `premium` is paid into the pool by the policyholder. Times are ms on frame time.
+    """
+
+    TYPE_ID: ClassVar[int] = 37
+    NAME: ClassVar[str] = "issue-policy"
+
+    device_id: bytes = _f(ID)
+    beneficiary: bytes = _f(ID)
+    circuit_id: bytes = _f(ID)
+    kind: int = _f(U8)
+    threshold: int = _f(U32)  # T, enc()-encoded
+    count: int = _f(U32)  # K
+    lo: int = _f(U32)  # enc()-encoded
+    hi: int = _f(U32)  # enc()-encoded
+    gap_ms: int = _f(U48)  # G
+    coverage: int = _f(U64)
+    amount: int = _f(U64)
+    premium: int = _f(U64)
+    start_ms: int = _f(U48)
+    end_ms: int = _f(U48)
+    period_ms: int = _f(U48)
+    claim_window_ms: int = _f(U48)
+
+
+@dataclass(frozen=True)
+class RotateOracles(Message):
+    TYPE_ID: ClassVar[int] = 38
+    NAME: ClassVar[str] = "rotate-oracles"
+
+    members: tuple[bytes, ...] = _f(ListOf(ID, MAX_ORACLES))
+    threshold: int = _f(U32)
+
+
+@dataclass(frozen=True)
+class RotateAdmin(Message):
+    TYPE_ID: ClassVar[int] = 39
+    NAME: ClassVar[str] = "rotate-admin"
+
+    new_admin: bytes = _f(ID)
+
+
+ADMIN_ARGS: dict[AdminKind, type[Message]] = {
+    AdminKind.REGISTER_CIRCUIT: RegisterCircuit,
+    AdminKind.ENROL_DEVICE: EnrolDevice,
+    AdminKind.REVOKE_DEVICE: RevokeDevice,
+    AdminKind.ENROL_AGENT: EnrolAgent,
+    AdminKind.REVOKE_AGENT: RevokeAgent,
+    AdminKind.DEPOSIT: Deposit,
+    AdminKind.WITHDRAW: Withdraw,
+    AdminKind.ISSUE_POLICY: IssuePolicy,
+    AdminKind.ROTATE_ORACLES: RotateOracles,
+    AdminKind.ROTATE_ADMIN: RotateAdmin,
+}
+_ADMIN_KIND_OF = {cls: kind for kind, cls in ADMIN_ARGS.items()}
+
+
+@dataclass(frozen=True)
+class AdminTx(Message):
+    TYPE_ID: ClassVar[int] = 40
+    NAME: ClassVar[str] = "admin-tx"
+    MAX_SIZE: ClassVar[int] = 20480
+
+    ledger_id: bytes = _f(ID)
+    nonce: int = _f(U64)
+    kind: int = _f(U8)
+    args: Message = _f(Nested(*ADMIN_ARGS.values()))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            kind = AdminKind(self.kind)
+        except ValueError:
+            raise DecodeError(Reason.OUT_OF_RANGE, f"unknown admin kind {self.kind}") from None
+        if not isinstance(self.args, ADMIN_ARGS[kind]):
+            raise DecodeError(Reason.WRONG_TYPE, f"{kind.name} takes {ADMIN_ARGS[kind].NAME} arguments")
+
+    @classmethod
+    def make(cls, ledger_id: bytes, nonce: int, args: Message) -> AdminTx:
+        return cls(ledger_id=ledger_id, nonce=nonce, kind=int(_ADMIN_KIND_OF[type(args)]), args=args)
+
+    @property
+    def tx_id(self) -> bytes:
+        return _hash_id("admin-tx", self.encode())
+
+    def sign(self, admin: Identity) -> SignedAdminTx:
+        return SignedAdminTx(tx=self, signature=_sign(admin, self))
+
+
+def policy_id(tx: AdminTx) -> bytes:
+    """A policy's id is the id of the transaction that issued it (unique by ledger and nonce)."""
+    return tx.tx_id
+
+
+@dataclass(frozen=True)
+class SignedAdminTx(Message):
+    TYPE_ID: ClassVar[int] = 41
+    NAME: ClassVar[str] = "signed-admin-tx"
+    MAX_SIZE: ClassVar[int] = 20600
+
+    tx: AdminTx = _f(Nested(AdminTx))
+    signature: bytes = _f(SIG)
+
+    def verify(self, admin_key: bytes) -> bool:
+        return _verify(self.tx, self.signature, admin_key)
+
+
+@dataclass(frozen=True)
+class ExpirePolicy(Message):
+    """Anyone may expire a policy after its term end plus claim window."""
+
+    TYPE_ID: ClassVar[int] = 42
+    NAME: ClassVar[str] = "expire-policy"
+
+    policy_id: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class Genesis(Message):
+    """The ledger's first entry. Its hash is the `ledger_id`; the random nonce makes it unique."""
+
+    TYPE_ID: ClassVar[int] = 50
+    NAME: ClassVar[str] = "genesis"
+    MAX_SIZE: ClassVar[int] = 4096
+
+    nonce: bytes = _f(ID)
+    created_ms: int = _f(U48)
+    ledger_key: bytes = _f(ID)  # signs every entry
+    admin: bytes = _f(ID)
+    oracles: tuple[bytes, ...] = _f(ListOf(ID, MAX_ORACLES))
+    threshold: int = _f(U32)
+    development: int = _f(Bool())
+    max_skew_ms: int = _f(U48)
+    rotation_grace_ms: int = _f(U48)
+
+    @property
+    def ledger_id(self) -> bytes:
+        return _hash_id("genesis", self.encode())
+
+
+LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy)
+
+
+@dataclass(frozen=True)
+class LedgerEntry(Message):
+    """One append-only ledger entry, chained by `prev_hash` and signed by the ledger key.
+
+    `tx` is the transaction as submitted (genesis for height 0); `paid` is what a payout actually
+    paid (min(amount, coverage left)), 0 for other kinds.
+    """
+
+    TYPE_ID: ClassVar[int] = 51
+    NAME: ClassVar[str] = "ledger-entry"
+    MAX_SIZE: ClassVar[int] = 24576
+
+    ledger_id: bytes = _f(ID)
+    height: int = _f(U64)
+    prev_hash: bytes = _f(ID)
+    time_ms: int = _f(U48)
+    tx: Message = _f(Nested(Genesis, *LEDGER_TX_TYPES))
+    paid: int = _f(U64)
+
+    @property
+    def entry_hash(self) -> bytes:
+        return _hash_id("ledger-entry", self.encode())
+
+    def sign(self, ledger: Identity) -> SignedEntry:
+        return SignedEntry(entry=self, signature=_sign(ledger, self))
+
+
+@dataclass(frozen=True)
+class SignedEntry(Message):
+    TYPE_ID: ClassVar[int] = 52
+    NAME: ClassVar[str] = "signed-entry"
+    MAX_SIZE: ClassVar[int] = 24700
+
+    entry: LedgerEntry = _f(Nested(LedgerEntry))
+    signature: bytes = _f(SIG)
+
+    def verify(self, ledger_key: bytes) -> bool:
+        return _verify(self.entry, self.signature, ledger_key)
+
+
+@dataclass(frozen=True)
+class SignedHead(Message):
+    """The ledger's signed statement of its head; oracles keep these to catch rewritten history."""
+
+    TYPE_ID: ClassVar[int] = 53
+    NAME: ClassVar[str] = "ledger-head"
+
+    ledger_id: bytes = _f(ID)
+    height: int = _f(U64)
+    entry_hash: bytes = _f(ID)
+    time_ms: int = _f(U48)
+    signature: bytes = _f(SIG)
+
+    def body_bytes(self) -> bytes:
+        return pack([self.ledger_id, self.height, self.entry_hash, self.time_ms])
+
+    @classmethod
+    def make(cls, ledger: Identity, ledger_id: bytes, height: int, entry_hash: bytes, time_ms: int) -> SignedHead:
+        body = pack([ledger_id, height, entry_hash, time_ms])
+        return cls(ledger_id=ledger_id, height=height, entry_hash=entry_hash, time_ms=time_ms,
+                   signature=ledger.sign(domain_tag(cls.NAME), body))
+
+    def verify(self, ledger_key: bytes) -> bool:
+        return verify(domain_tag(self.NAME), self.body_bytes(), self.signature, ledger_key)
+
+
+@dataclass(frozen=True)
+class Receipt(Message):
+    """Proof of payment, verifiable offline: the genesis (ledger key), the payout entry with its
+    QC, and the signed head at or after it. `faultproof receipt verify FILE` checks it."""
+
+    TYPE_ID: ClassVar[int] = 54
+    NAME: ClassVar[str] = "receipt"
+    MAX_SIZE: ClassVar[int] = 40000
+
+    genesis: Genesis = _f(Nested(Genesis))
+    entry: SignedEntry = _f(Nested(SignedEntry))
+    head: SignedHead = _f(Nested(SignedHead))
+
+
+def require(condition: bool, reason: Reason, message: str = "") -> None:
+    """Guard helper for rule code: raise the reason when the condition does not hold."""
+    if not condition:
+        raise FaultproofError(reason, message)
