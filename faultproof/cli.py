@@ -65,5 +65,13 @@ def keygen(out: Path, force: bool) -> None:
     click.echo(identity.public_key.hex())
 
 
+@main.command()
+def reasons() -> None:
+    """Print the reason-code table (docs/reasons.md) as Markdown."""
+    from faultproof.errors import reasons_markdown
+
+    click.echo(reasons_markdown(), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -66,7 +66,7 @@ def unpack(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> Wire:
             data,
             raw=False,
             use_list=True,
-            strict_map_key=True,
+            strict_map_key=False,  # maps are refused below as WRONG_TYPE
             max_str_len=max_size,
             max_bin_len=max_size,
             max_array_len=max_size,

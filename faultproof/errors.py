@@ -255,3 +255,21 @@ class FaultproofError(Exception):
 
 class DecodeError(FaultproofError):
     """Bytes that do not decode to a valid message. Always carries a DECODE-stage reason."""
+
+
+def reasons_markdown() -> str:
+    """docs/reasons.md, generated from the enum so the two cannot drift (a test compares them)."""
+    lines = [
+        "# Reason codes",
+        "",
+        "One enum (`faultproof.errors.Reason`) for HTTP, gossip and the ledger. HTTP errors are",
+        '`{"error": {"code": "<reason>", "message": "..."}}` with the status below; gossip drops are',
+        "counted by code; an oracle signs a Reject vote only for a `ledger_state` reason (DESIGN §4).",
+        "Regenerate with `faultproof reasons > docs/reasons.md`.",
+        "",
+        "| code | stage | HTTP | meaning |",
+        "|---|---|---|---|",
+    ]
+    for reason in Reason:
+        lines.append(f"| `{reason.value}` | {reason.stage.value} | {reason.http_status} | {reason.description} |")
+    return "\n".join(lines) + "\n"

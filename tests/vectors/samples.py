@@ -1,0 +1,146 @@
+"""Deterministic sample messages (fixed seeds), one per message type.
+
+The JSON vectors in this folder are generated from these (`python -m tests.vectors.generate`);
+the property and mutation tests start from them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from faultproof import chain
+from faultproof.errors import Reason
+from faultproof.identity import Identity
+from faultproof.messages import (
+    AdminTx,
+    Claim,
+    DeviceReading,
+    Deposit,
+    EnrolAgent,
+    EnrolDevice,
+    ExpirePolicy,
+    Frame,
+    Genesis,
+    IssuePolicy,
+    LedgerEntry,
+    Message,
+    PayoutBody,
+    QcSignature,
+    QuorumCertificate,
+    ReadingBatch,
+    Receipt,
+    RegisterCircuit,
+    RejectBody,
+    RevokeAgent,
+    RevokeDevice,
+    RotateAdmin,
+    RotateOracles,
+    SignedHead,
+    VoteBatch,
+    Withdraw,
+)
+
+
+def identity(name: str) -> Identity:
+    return Identity.from_seed(hashlib.sha256(f"faultproof test vector {name}".encode()).digest())
+
+
+DEVICE = identity("device")
+AGENT = identity("agent")
+ADMIN = identity("admin")
+LEDGER = identity("ledger")
+ORACLES = [identity(f"oracle-{i}") for i in range(5)]
+BLINDING_KEY = hashlib.sha256(b"faultproof test vector blinding").digest()[:31]
+EPOCH = 3
+READINGS = [215, -40, 2**31 - 1, -(2**31), 0, 215, 215, 215]
+TIMESTAMPS = [1_700_000_000_000 + 1000 * i for i in range(1, len(READINGS) + 1)]
+T0 = 1_700_000_000_000
+
+
+def chain_values() -> list[int]:
+    """c_0 .. c_n over READINGS (seq 0 is the anchor)."""
+    c = [chain.chain_anchor(DEVICE.public_key, EPOCH)]
+    for seq, (t, r) in enumerate(zip(TIMESTAMPS, READINGS, strict=True), start=1):
+        c.append(chain.chain_step(c[-1], t, r, chain.blinding_value(BLINDING_KEY, seq)))
+    return c
+
+
+def frames() -> list[Frame]:
+    c = chain_values()
+    ts = [T0, *TIMESTAMPS]
+    return [Frame(device_id=DEVICE.public_key, epoch=EPOCH, seq=i, ts_ms=ts[i],
+                  chain=chain.chain_to_bytes(c[i])) for i in range(len(c))]
+
+
+def genesis() -> Genesis:
+    return Genesis(nonce=b"\x07" * 32, created_ms=T0, ledger_key=LEDGER.public_key,
+                   admin=ADMIN.public_key, oracles=tuple(o.public_key for o in ORACLES), threshold=4,
+                   development=1, max_skew_ms=30_000, rotation_grace_ms=3_600_000)
+
+
+def samples() -> dict[str, Message]:
+    """One valid instance of every message type, keyed by type name."""
+    fs = frames()
+    signed = [f.sign(DEVICE) for f in fs]
+    ledger_id = genesis().ledger_id
+    claim = Claim(policy_id=b"\x11" * 32, start=signed[0], end=signed[-1], proof=bytes(range(256)),
+                  agent_id=AGENT.public_key, created_ms=T0 + 60_000)
+    register = RegisterCircuit(vkey=b'{"protocol":"groth16"}', n=8, layout_version=1,
+                               transcript_hash=b"\x00" * 32, production=0)
+    policy = IssuePolicy(device_id=DEVICE.public_key, beneficiary=b"\x22" * 32,
+                         circuit_id=register.circuit_id, kind=1, threshold=chain.enc(100), count=3,
+                         lo=0, hi=0, gap_ms=0, coverage=1_000_000, amount=250_000, premium=10_000,
+                         start_ms=T0, end_ms=T0 + 86_400_000 * 30, period_ms=86_400_000,
+                         claim_window_ms=86_400_000 * 7)
+    body = PayoutBody(ledger_id=ledger_id, oracle_set_epoch=0, claim_id=claim.claim_id,
+                      policy_id=claim.policy_id, device_id=DEVICE.public_key, epoch=EPOCH,
+                      start_seq=0, end_seq=len(READINGS), start_ts=fs[0].ts_ms, end_ts=fs[-1].ts_ms,
+                      circuit_id=register.circuit_id, beneficiary=b"\x22" * 32, amount=250_000)
+    approvals = [body.approve(o) for o in ORACLES[:4]]
+    reject = RejectBody(oracle_id=ORACLES[4].public_key, ledger_id=ledger_id, oracle_set_epoch=0,
+                        claim_id=claim.claim_id, reason=Reason.WINDOW_OVERLAP)
+    admin_args: list[Message] = [
+        register,
+        EnrolDevice(device_id=DEVICE.public_key, epoch=EPOCH, anchor=fs[0].chain, firmware_hash=b"\x33" * 32),
+        RevokeDevice(device_id=DEVICE.public_key),
+        EnrolAgent(agent_id=AGENT.public_key),
+        RevokeAgent(agent_id=AGENT.public_key),
+        Deposit(amount=5_000_000),
+        Withdraw(amount=1_000),
+        policy,
+        RotateOracles(members=tuple(o.public_key for o in ORACLES[1:]), threshold=3),
+        RotateAdmin(new_admin=identity("admin-2").public_key),
+    ]
+    txs = [AdminTx.make(ledger_id, i + 1, a) for i, a in enumerate(admin_args)]
+    qc = QuorumCertificate.from_approvals(approvals)
+    entry = LedgerEntry(ledger_id=ledger_id, height=7, prev_hash=b"\x44" * 32, time_ms=T0 + 70_000,
+                        tx=qc, paid=250_000)
+    signed_entry = entry.sign(LEDGER)
+    head = SignedHead.make(LEDGER, ledger_id, 7, entry.entry_hash, T0 + 70_000)
+    out: dict[str, Message] = {
+        "frame": fs[1],
+        "signed-frame": signed[1],
+        "device-reading": DeviceReading(signed=signed[1], reading=chain.enc(READINGS[0])),
+        "reading-batch": ReadingBatch(readings=tuple(
+            DeviceReading(signed=signed[i], reading=chain.enc(READINGS[i - 1])) for i in (1, 2, 3))),
+        "claim": claim,
+        "signed-claim": claim.sign(AGENT),
+        "payout-approve": body,
+        "approve": approvals[0],
+        "vote-reject": reject,
+        "reject": reject.sign(ORACLES[4]),
+        "vote-batch": VoteBatch(oracle_id=ORACLES[0].public_key, votes=(approvals[0],)),
+        "qc-signature": QcSignature(oracle_id=ORACLES[0].public_key, signature=approvals[0].signature),
+        "quorum-certificate": qc,
+        "admin-tx": txs[0],
+        "signed-admin-tx": txs[7].sign(ADMIN),
+        "expire-policy": ExpirePolicy(policy_id=b"\x11" * 32),
+        "genesis": genesis(),
+        "ledger-entry": entry,
+        "signed-entry": signed_entry,
+        "ledger-head": head,
+        "receipt": Receipt(genesis=genesis(), entry=signed_entry, head=head),
+    }
+    for a in admin_args:
+        out[a.NAME] = a
+    return out
