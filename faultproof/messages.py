@@ -348,9 +348,14 @@ class Message:
         return dataclasses.replace(self, **changes)
 
 
-@functools.cache
+_SCHEMAS: dict[type[Message], tuple[tuple[str, FieldType], ...]] = {}
+
+
 def _schema(cls: type[Message]) -> tuple[tuple[str, FieldType], ...]:
-    return tuple((f.name, f.metadata["ftype"]) for f in dataclasses.fields(cls))
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        schema = _SCHEMAS[cls] = tuple((f.name, f.metadata["ftype"]) for f in dataclasses.fields(cls))
+    return schema
 
 
 def decode_any(data: bytes, allowed: Sequence[type[Message]] | None = None) -> Message:

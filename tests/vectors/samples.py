@@ -14,8 +14,8 @@ from faultproof.identity import Identity
 from faultproof.messages import (
     AdminTx,
     Claim,
-    DeviceReading,
     Deposit,
+    DeviceReading,
     EnrolAgent,
     EnrolDevice,
     ExpirePolicy,

@@ -1,0 +1,99 @@
+"""Commands for people using a running network: policyholders and underwriters.
+
+    faultproof claim submit FILE --oracle URL   # a SignedClaim (msgpack or JSON) to an oracle
+    faultproof claim status CLAIM_ID            # status, votes and receipt, from an oracle
+    faultproof pool status                      # the pool's balances, from the ledger
+
+URLs default to the environment (FAULTPROOF_ORACLE, FAULTPROOF_LEDGER), which
+`faultproof devnet --keep-running` prints. Only thin HTTP clients live here: no protocol logic.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from faultproof.errors import DecodeError
+from faultproof.messages import SignedClaim
+
+DEFAULT_ORACLE = "http://127.0.0.1:8701"
+DEFAULT_LEDGER = "http://127.0.0.1:8700"
+
+
+def _request(url: str, data: bytes | None = None, content_type: str = "application/json") -> Any:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Content-Type": content_type, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - user-given URL
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            err = json.loads(e.read())["error"]
+            raise click.ClickException(f"{e.code} {err['code']}: {err['message']}") from None
+        except (ValueError, KeyError, TypeError):
+            raise click.ClickException(f"HTTP {e.code} from {url}") from None
+    except urllib.error.URLError as e:
+        raise click.ClickException(f"cannot reach {url}: {e.reason}") from None
+
+
+def load_claim(path: Path) -> SignedClaim:
+    raw = path.read_bytes()
+    try:
+        if raw[:1] in (b"{", b" ", b"\n"):
+            return SignedClaim.from_json(json.loads(raw))
+        return SignedClaim.decode(raw)
+    except (DecodeError, ValueError) as e:
+        raise click.ClickException(f"{path} is not a signed claim: {e}") from None
+
+
+@click.group()
+def claim() -> None:
+    """Submit claims and follow them."""
+
+
+@claim.command("submit")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--oracle", "oracle_url", envvar="FAULTPROOF_ORACLE", default=DEFAULT_ORACLE, show_default=True)
+def claim_submit(file: Path, oracle_url: str) -> None:
+    """Submit a signed claim FILE (msgpack or JSON) to an oracle."""
+    signed = load_claim(file)
+    out = _request(f"{oracle_url.rstrip('/')}/v1/claims", signed.encode(), "application/msgpack")
+    click.echo(json.dumps(out, indent=1))
+
+
+@claim.command("status")
+@click.argument("claim_id")
+@click.option("--oracle", "oracle_url", envvar="FAULTPROOF_ORACLE", default=DEFAULT_ORACLE, show_default=True)
+def claim_status(claim_id: str, oracle_url: str) -> None:
+    """Show a claim's status, votes and receipt."""
+    click.echo(json.dumps(_request(f"{oracle_url.rstrip('/')}/v1/claims/{claim_id}"), indent=1))
+
+
+@click.group()
+def pool() -> None:
+    """The insurance pool."""
+
+
+@pool.command("status")
+@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def pool_status(ledger_url: str, as_json: bool) -> None:
+    """Balances of the pool (free, locked, premiums, paid) from the ledger."""
+    state = _request(f"{ledger_url.rstrip('/')}/v1/state")
+    if as_json:
+        click.echo(json.dumps(state, indent=1))
+        return
+    table = Table(title=f"pool at height {state.get('height')}")
+    table.add_column("account")
+    table.add_column("balance", justify="right")
+    for name, value in sorted((state.get("balances") or {}).items()):
+        table.add_row(name, f"{value:,}" if isinstance(value, int) else json.dumps(value))
+    Console().print(table)
+
