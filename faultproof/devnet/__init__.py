@@ -1,0 +1,153 @@
+"""`faultproof devnet`: the whole system, live, in one command (`make devnet`).
+
+Starts on 127.0.0.1 only: the ledger service, n oracle processes, an MQTT broker, one agent, and
+simulated devices (in this process, speaking MQTT like devices) of which some develop faults and
+the rest stay healthy but noisy, as `configs/devnet.toml` says. A development genesis funds the
+pool, registers the circuit, enrols the agent and devices and issues their policies.
+
+The verdict is built from the ledger alone (its entries and receipts, verified offline), never
+from the agent's or this orchestrator's bookkeeping: exit 0 only if every injected fault was paid
+exactly once, no healthy device was paid, and `faultproof ledger verify` passes. Every process it
+started is stopped at the end, also on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_CONFIG = Path("configs/devnet.toml")
+
+# fault name in the config -> the simulator's Fault constructor arguments
+_FAULT_ARGS = {
+    "excursion": ("at_seq", "count", "value"),
+    "run": ("at_seq", "count", "value"),
+    "stuck": ("at_seq", "count"),
+    "out_of_range": ("at_seq", "count", "value"),
+    "dropout": ("at_seq", "gap_ms"),
+}
+_TRIGGERS = ("count_above", "run_above", "stuck", "outside_range", "dropout")
+
+
+@dataclass
+class DevicePlan:
+    index: int
+    fault: dict[str, Any] | None  # None: healthy
+    trigger: dict[str, Any]
+    device_id: bytes = b""
+    policy_id: bytes = b""
+
+
+@dataclass
+class Progress:
+    started: float = field(default_factory=time.monotonic)
+    frames: int = 0
+    rejected_frames: int = 0
+    claims: dict[str, int] = field(default_factory=dict)
+    oracle_claims: list[dict[str, int]] = field(default_factory=list)
+    payouts: int = 0
+    height: int = 0
+    sims_done: bool = False
+
+
+class ConfigError(click.ClickException):
+    pass
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found (run from the repository root, or pass --config)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    unknown = set(cfg) - {"network", "pool", "policy", "sensor", "fault"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}")
+    for f in cfg.get("fault", []):
+        if f.get("fault") not in _FAULT_ARGS:
+            raise ConfigError(f"{path}: fault must be one of {sorted(_FAULT_ARGS)}, got {f.get('fault')!r}")
+        if f.get("trigger", {}).get("kind") not in _TRIGGERS:
+            raise ConfigError(f"{path}: trigger.kind must be one of {_TRIGGERS}")
+    return cfg
+
+
+def trigger_params(trigger: dict[str, Any]) -> Any:
+    from faultproof.zk import TriggerParams
+
+    # TriggerParams takes readings as signed ints and enc()-encodes them itself.
+
+    kind = trigger["kind"]
+    if kind == "count_above":
+        return TriggerParams.count(trigger["threshold"], trigger["count"])
+    if kind == "run_above":
+        return TriggerParams.run(trigger["threshold"], trigger["count"])
+    if kind == "stuck":
+        return TriggerParams.stuck(trigger["count"])
+    if kind == "outside_range":
+        return TriggerParams.outside(trigger["lo"], trigger["hi"], trigger["count"])
+    return TriggerParams.dropout(trigger["gap_ms"])
+
+
+def plan_devices(cfg: dict[str, Any], devices: int) -> list[DevicePlan]:
+    faults = cfg.get("fault", [])
+    if not faults:
+        raise ConfigError("configs/devnet.toml needs at least one [[fault]]")
+    plans = []
+    for i in range(devices):
+        fault = faults[i] if i < len(faults) else None
+        trigger = (fault or faults[i % len(faults)])["trigger"]
+        plans.append(DevicePlan(i, fault, trigger))
+    return plans
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG,
+              show_default=True)
+@click.option("--oracles", type=int, default=None, help="Oracle processes (default from the config: 5).")
+@click.option("--threshold", type=int, default=None, help="k of n (default from the config: 4).")
+@click.option("--devices", type=int, default=None, help="Simulated devices (default from the config: 8).")
+@click.option("--seconds", type=float, default=None, help="Give up after this long (default from the config).")
+@click.option("--seed", type=int, default=None, help="Sensor noise seed.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the summary as JSON here.")
+@click.option("--keep-running", is_flag=True, help="Leave the network up after the summary (Ctrl-C stops it).")
+def devnet(config_path: Path, oracles: int | None, threshold: int | None, devices: int | None,
+           seconds: float | None, seed: int | None, json_path: Path | None, keep_running: bool) -> None:
+    """Run a local network end to end: ledger, oracles, broker, agent, devices; claims get paid."""
+    cfg = load_config(config_path)
+    net_cfg = dict(cfg.get("network", {}))
+    for key, value in (("oracles", oracles), ("threshold", threshold), ("devices", devices),
+                       ("seconds", seconds), ("seed", seed)):
+        if value is not None:
+            net_cfg[key] = value
+    n = int(net_cfg.get("oracles", 5))
+    k = int(net_cfg.get("threshold", (2 * n) // 3 + 1))
+    if not n // 2 + 1 <= k <= n:
+        raise click.BadParameter(f"threshold must satisfy floor(n/2)+1 <= k <= n (n={n})", param_hint="--threshold")
+    from faultproof.devnet.run import DevnetRun
+
+    # SIGTERM stops the network as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    run = DevnetRun(cfg, net_cfg, n, k, keep_running=keep_running)
+    try:
+        summary = run.run()
+    except KeyboardInterrupt:
+        run.console.print("[yellow]interrupted: stopping every process[/yellow]")
+        run.shutdown()
+        sys.exit(130)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary, indent=1) + "\n")
+    sys.exit(0 if summary["ok"] else 1)
+
+
+__all__ = ["devnet", "DevicePlan", "Progress", "load_config", "plan_devices", "trigger_params"]

@@ -1,0 +1,251 @@
+"""A whole faultproof network on 127.0.0.1, as real processes: what `faultproof devnet` runs.
+
+Owns: key material for a fresh run (0600 key files in the run's folder), the configs it writes for
+each process, starting them in order (ledger, MQTT broker, oracles, agent), the development
+genesis and the underwriter's setup transactions, and stopping every process it started — by pid,
+also on Ctrl-C. It decides nothing the protocol decides: it only starts processes, signs the admin's
+transactions and reads the public HTTP APIs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faultproof.identity import Identity
+from faultproof.messages import AdminTx, Deposit, EnrolAgent, Message, RegisterCircuit
+from faultproof.procs import ManagedProcess, free_port
+
+
+def http_json(method: str, url: str, body: bytes | None = None, content_type: str = "application/json",
+              timeout: float = 30.0) -> tuple[int, Any]:
+    """One request to a local service; (status, JSON body). Never raises for an HTTP status."""
+    req = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"error": {"code": "http", "message": raw[:200].decode(errors="replace")}}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string is a JSON string for our values
+
+
+def write_toml(path: Path, sections: dict[str, dict[str, Any]]) -> None:
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+@dataclass
+class LocalNetwork:
+    """Ledger + broker + n oracles + one agent under `root`. Use as a context manager."""
+
+    root: Path
+    oracles: int = 5
+    threshold: int = 4
+    window: int = 16
+    max_skew_ms: int = 30_000
+    processes: list[ManagedProcess] = field(default_factory=list)
+    admin: Identity = field(default_factory=Identity.generate)
+    agent_identity: Identity = field(default_factory=Identity.generate)
+    oracle_identities: list[Identity] = field(default_factory=list)
+    ledger_port: int = 0
+    broker_port: int = 0
+    agent_port: int = 0
+    oracle_ports: list[tuple[int, int]] = field(default_factory=list)  # (http, gossip)
+    ledger_id: bytes = b""
+    nonce: int = 0
+    circuit_id: bytes = b""
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def ledger_url(self) -> str:
+        return f"http://127.0.0.1:{self.ledger_port}"
+
+    @property
+    def agent_url(self) -> str:
+        return f"http://127.0.0.1:{self.agent_port}"
+
+    @property
+    def oracle_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{h}" for h, _ in self.oracle_ports]
+
+    @property
+    def ledger_db(self) -> Path:
+        return self.root / "ledger" / "ledger.sqlite3"
+
+    @property
+    def devices_dir(self) -> Path:
+        return self.root / "agent" / "devices"
+
+    def _proc(self, name: str, args: Sequence[str], ready_url: str | None) -> ManagedProcess:
+        mp = ManagedProcess(name, ["-m", "faultproof.cli", *args] if args[0] != "-m" else list(args),
+                            self.logs / f"{name}.log", ready_url=ready_url)
+        self.processes.append(mp)
+        return mp
+
+    # ------------------------------------------------------------------ start
+
+    def prepare(self) -> None:
+        """Keys and ports for every process (nothing started yet)."""
+        for d in (self.keys, self.logs, self.root / "ledger", self.devices_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.admin.save(self.keys / "admin.key")
+        self.agent_identity.save(self.keys / "agent.key")
+        self.oracle_identities = [Identity.generate() for _ in range(self.oracles)]
+        for i, ident in enumerate(self.oracle_identities):
+            ident.save(self.keys / f"oracle-{i}.key")
+        self.ledger_port, self.broker_port, self.agent_port = free_port(), free_port(), free_port()
+        self.oracle_ports = [(free_port(), free_port()) for _ in range(self.oracles)]
+
+    def start_ledger(self) -> None:
+        cfg = self.root / "ledger.toml"
+        write_toml(cfg, {
+            "ledger": {"db": str(self.ledger_db), "ledger_key": str(self.keys / "ledger.key")},
+            "genesis": {"admin_key": str(self.keys / "admin.key"),
+                        "oracle_keys": [str(self.keys / f"oracle-{i}.key") for i in range(self.oracles)],
+                        "threshold": self.threshold, "development": True, "max_skew_ms": self.max_skew_ms},
+            "server": {"host": "127.0.0.1", "port": self.ledger_port},
+        })
+        init = ManagedProcess("ledger-init", ["-m", "faultproof.cli", "ledger", "init", "--config", str(cfg)],
+                              self.logs / "ledger-init.log")
+        init.start()
+        assert init.proc is not None
+        if init.proc.wait(120) != 0:
+            raise RuntimeError(f"ledger init failed:\n{init.tail()}")
+        self._proc("ledger", ["ledger", "serve", "--config", str(cfg)], f"{self.ledger_url}/healthz").start()
+        self.processes[-1].wait_ready(60)
+        status, body = http_json("GET", f"{self.ledger_url}/v1/state")
+        assert status == 200, body
+        self.ledger_id = bytes.fromhex(body["ledger_id"])
+        self.nonce = int(body["admin_nonce"])
+
+    def admin_txs(self, args_list: Sequence[Message]) -> list[AdminTx]:
+        """Sign and submit the underwriter's transactions in order; raise if one is refused."""
+        out = []
+        for args in args_list:
+            tx = AdminTx.make(self.ledger_id, self.nonce + 1, args)
+            status, body = http_json("POST", f"{self.ledger_url}/v1/tx", tx.sign(self.admin).encode(),
+                                     "application/msgpack")
+            if status >= 300:
+                raise RuntimeError(f"ledger refused {args.NAME}: {status} {body}")
+            self.nonce += 1
+            out.append(tx)
+        return out
+
+    def setup_pool(self, deposit: int, register: RegisterCircuit) -> None:
+        self.circuit_id = register.circuit_id
+        self.admin_txs([Deposit(amount=deposit), register, EnrolAgent(agent_id=self.agent_identity.public_key)])
+
+    def start_broker(self) -> None:
+        mp = self._proc("broker", ["-m", "agent.broker", "--port", str(self.broker_port)], None)
+        mp.start()
+        _wait_port(self.broker_port, mp)
+
+    def oracle_multiaddr(self, i: int) -> str:
+        from faultproof.gossip.keys import peer_id_for_public_key
+
+        peer = peer_id_for_public_key(self.oracle_identities[i].public_key)
+        return f"/ip4/127.0.0.1/tcp/{self.oracle_ports[i][1]}/p2p/{peer}"
+
+    def start_oracles(self) -> None:
+        started = []
+        for i in range(self.oracles):
+            http_port, gossip_port = self.oracle_ports[i]
+            cfg = self.root / f"oracle-{i}.toml"
+            write_toml(cfg, {
+                "oracle": {"key_file": str(self.keys / f"oracle-{i}.key"), "data_dir": str(self.root / f"oracle-{i}"),
+                           "ledger_url": self.ledger_url},
+                "http": {"host": "127.0.0.1", "port": http_port},
+                "gossip": {"port": gossip_port,
+                           "bootstrap": [self.oracle_multiaddr(j) for j in range(self.oracles) if j != i]},
+            })
+            mp = self._proc(f"oracle-{i}", ["oracle", "run", "--config", str(cfg)], f"{self.oracle_urls[i]}/healthz")
+            mp.start()
+            started.append(mp)
+        for mp in started:
+            mp.wait_ready(120)
+
+    def start_agent(self, *, max_skew_ms: int = 5_000) -> None:
+        cfg = self.root / "agent.toml"
+        write_toml(cfg, {
+            "agent": {"key_file": str(self.keys / "agent.key"), "data_dir": str(self.root / "agent" / "data"),
+                      "blinding_keys_dir": str(self.devices_dir), "ledger_url": self.ledger_url,
+                      "ledger_wait_s": 5},
+            "http": {"host": "127.0.0.1", "port": self.agent_port},
+            "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
+            "gossip": {"enabled": True, "port": free_port(),
+                       "bootstrap": [self.oracle_multiaddr(i) for i in range(self.oracles)]},
+            "oracles": {"urls": self.oracle_urls},
+            "prover": {"circuits": [self.window], "workers": 1},
+            "ingest": {"max_skew_ms": max_skew_ms},
+        })
+        mp = self._proc("agent", ["agent", "run", "--config", str(cfg)], f"{self.agent_url}/healthz")
+        mp.start()
+        mp.wait_ready(180)
+
+    # ------------------------------------------------------------------ stop
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop everything this network started, newest first. Returns exit codes by name."""
+        codes: dict[str, int | None] = {}
+        for mp in reversed(self.processes):
+            codes[mp.name] = mp.stop()
+        return codes
+
+    def pids(self) -> list[int]:
+        return [mp.pid for mp in self.processes if mp.pid is not None]
+
+    def __enter__(self) -> LocalNetwork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _wait_port(port: int, mp: ManagedProcess, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not mp.alive():
+            raise RuntimeError(f"{mp.name} exited:\n{mp.tail()}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{mp.name} not listening on {port}:\n{mp.tail()}")

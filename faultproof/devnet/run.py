@@ -1,0 +1,351 @@
+"""One devnet run: set up, stream device readings, watch claims get paid, judge from the ledger.
+
+The live view polls only public HTTP APIs (agent, oracles, ledger). The summary is built from the
+ledger's entries and its receipts, each receipt verified offline, and from `faultproof ledger
+verify` run on the ledger's database after the ledger stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from faultproof.devnet import DevicePlan, Progress, plan_devices, trigger_params
+from faultproof.devnet.network import LocalNetwork, http_json
+
+DAY = 86_400_000
+
+
+class DevnetRun:
+    def __init__(self, cfg: dict[str, Any], net_cfg: dict[str, Any], n: int, k: int, *, keep_running: bool) -> None:
+        self.cfg, self.net_cfg, self.keep_running = cfg, net_cfg, keep_running
+        self.console = Console(stderr=False)
+        self.live_ok = self.console.is_terminal
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        root = Path(net_cfg.get("data_dir", "devnet-data")).resolve() / f"run-{stamp}"
+        self.window = int(net_cfg.get("window", 16))
+        self.net = LocalNetwork(root, oracles=n, threshold=k, window=self.window)
+        self.plans = plan_devices(cfg, int(net_cfg.get("devices", 8)))
+        self.progress = Progress()
+        self._sim_error: BaseException | None = None
+        self._stopped = False
+
+    # ------------------------------------------------------------------ phases
+
+    def log(self, text: str) -> None:
+        self.console.print(f"[dim]{time.monotonic() - self.progress.started:6.1f}s[/dim] {text}")
+
+    def run(self) -> dict[str, Any]:
+        try:
+            self.setup()
+            before = self.balances()
+            self.log(f"pool before: {before}")
+            self.stream_and_watch()
+            summary = self.summarise(before)
+        except BaseException:
+            self.shutdown()
+            raise
+        if self.keep_running:
+            self.print_urls()
+            try:
+                while True:
+                    time.sleep(3600)
+            finally:
+                self.shutdown()
+        return summary
+
+    def setup(self) -> None:
+        from agent.provision import provision
+        from faultproof.messages import IssuePolicy, RegisterCircuit
+        from faultproof.zk import LAYOUT_VERSION, build, export_vkey
+
+        net = self.net
+        self.log(f"run folder {net.root}")
+        with self.console.status(f"building the n={self.window} circuit (cached after the first run)"):
+            built = build(self.window)
+        self.log(f"circuit n={built.n}: development setup (single-party, UNSAFE for real funds)")
+        net.prepare()
+        net.start_ledger()
+        self.log(f"ledger {net.ledger_url} ledger_id {net.ledger_id.hex()[:16]}…")
+        pool = self.cfg.get("pool", {})
+        register = RegisterCircuit(vkey=export_vkey(built), n=built.n, layout_version=LAYOUT_VERSION,
+                                   transcript_hash=bytes(32), production=0)
+        net.setup_pool(int(pool.get("deposit", 100_000_000)), register)
+        net.start_broker()
+        self.log(f"MQTT broker 127.0.0.1:{net.broker_port}")
+        with self.console.status(f"starting {net.oracles} oracles"):
+            net.start_oracles()
+        self.log(f"{net.oracles} oracles up, threshold {net.threshold}")
+        terms = self.cfg.get("policy", {})
+        now = int(time.time() * 1000)
+        enrolments, policies = [], []
+        self.devices = []
+        for plan in self.plans:
+            p = provision(net.devices_dir)
+            plan.device_id = p.identity.public_key
+            enrolments.append(p.enrol)
+            params = trigger_params(plan.trigger)
+            kind, T, K, lo, hi, G = params.as_tuple()
+            policies.append(IssuePolicy(
+                device_id=plan.device_id, beneficiary=plan.device_id, circuit_id=net.circuit_id, kind=kind,
+                threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=int(terms.get("coverage", 5_000_000)),
+                amount=int(terms.get("amount", 1_000_000)), premium=int(terms.get("premium", 50_000)),
+                start_ms=now - 60_000, end_ms=now + int(terms.get("term_days", 30)) * DAY,
+                period_ms=int(terms.get("period_ms", 3_600_000)),
+                claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY))))
+            self.devices.append(self._sim_device(p, plan))
+        net.admin_txs(enrolments)
+        for plan, tx in zip(self.plans, net.admin_txs(policies), strict=True):
+            from faultproof.messages import policy_id
+
+            plan.policy_id = policy_id(tx)
+        self.log(f"{len(self.plans)} devices enrolled and insured "
+                 f"({sum(p.fault is not None for p in self.plans)} will develop faults)")
+        with self.console.status("starting the agent (checks its proving key against the ledger)"):
+            net.start_agent()
+        self.log(f"agent {net.agent_url}")
+
+    def _sim_device(self, provisioned: Any, plan: DevicePlan) -> Any:
+        from agent.simulator import Fault, Sensor, SimDevice
+
+        sensor_cfg = self.cfg.get("sensor", {})
+        faults = []
+        if plan.fault is not None:
+            kind = plan.fault["fault"]
+            faults.append(getattr(Fault, kind)(**{a: plan.fault[a] for a in _fault_args(kind)}))
+        sensor = Sensor(base=int(sensor_cfg.get("base", 2150)), noise=int(sensor_cfg.get("noise", 40)),
+                        seed=int(self.net_cfg.get("seed", 1)) * 1000 + plan.index)
+        return SimDevice(provisioned.identity, provisioned.blinding_key, sensor=sensor, faults=faults,
+                         provisioned=provisioned)
+
+    def _simulate(self) -> None:
+        from agent.simulator import MqttTransport, run_fleet
+
+        async def main() -> None:
+            async with MqttTransport("127.0.0.1", self.net.broker_port) as transport:
+                await run_fleet(self.devices, transport, readings=int(self.net_cfg.get("readings", 200)),
+                                rate_hz=float(self.net_cfg.get("rate_hz", 10)))
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # reported by the watcher; a device that dies must not hang the run
+            self._sim_error = e
+        finally:
+            self.progress.sims_done = True
+
+    def stream_and_watch(self) -> None:
+        sims = threading.Thread(target=self._simulate, name="devices", daemon=True)
+        sims.start()
+        deadline = time.monotonic() + float(self.net_cfg.get("seconds", 240))
+        expected = {p.policy_id for p in self.plans if p.fault is not None}
+        settle_until: float | None = None
+        last_line = ""
+        live = Live(self.render(), console=self.console, refresh_per_second=4) if self.live_ok else None
+        try:
+            if live:
+                live.start()
+            while time.monotonic() < deadline:
+                self.poll()
+                if live:
+                    live.update(self.render())
+                else:
+                    line = self.plain_line()
+                    if line != last_line:
+                        self.log(line)
+                        last_line = line
+                if self._sim_error is not None:
+                    raise RuntimeError(f"device simulator failed: {self._sim_error!r}")
+                paid = self.paid_policies()
+                if self.progress.sims_done and expected <= paid:
+                    # Every fault paid and every device done: wait a moment for anything wrongful.
+                    settle_until = settle_until or time.monotonic() + 5
+                    if time.monotonic() >= settle_until:
+                        break
+                time.sleep(0.5)
+        finally:
+            if live:
+                live.stop()
+
+    # ------------------------------------------------------------------ views (public APIs only)
+
+    def poll(self) -> None:
+        net, pr = self.net, self.progress
+        code, st = http_json("GET", f"{net.agent_url}/v1/status", timeout=5)
+        if code == 200:
+            pr.frames = int(st["frames"]["committed"])
+            pr.rejected_frames = int(st["frames"]["rejected"])
+            pr.claims = {k: v for k, v in st.get("claims", {}).items() if v}
+        pr.oracle_claims = []
+        for url in net.oracle_urls:
+            code, st = http_json("GET", f"{url}/v1/status", timeout=5)
+            pr.oracle_claims.append(st.get("claims", {}) if code == 200 else {})
+        self._entries = self.entries()
+        pr.payouts = sum(1 for e in self._entries if e["entry"]["tx"].get("type") == "quorum-certificate")
+        pr.height = len(self._entries) - 1
+
+    def entries(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        after = -1
+        while True:
+            code, body = http_json("GET", f"{self.net.ledger_url}/v1/entries?after={after}", timeout=10)
+            if code != 200 or not body["entries"]:
+                return out
+            out += body["entries"]
+            after = out[-1]["entry"]["height"]
+            if after >= body["height"]:
+                return out
+
+    def payouts(self) -> list[dict[str, Any]]:
+        return [e["entry"] for e in getattr(self, "_entries", []) if e["entry"]["tx"].get("type") == "quorum-certificate"]
+
+    def paid_policies(self) -> set[bytes]:
+        return {bytes.fromhex(p["tx"]["body"]["policy_id"]) for p in self.payouts()}
+
+    def balances(self) -> dict[str, int]:
+        code, st = http_json("GET", f"{self.net.ledger_url}/v1/state")
+        assert code == 200, st
+        return dict(st["balances"])
+
+    def render(self) -> Table:
+        pr = self.progress
+        t = Table(title=f"faultproof devnet — {time.monotonic() - pr.started:.0f} s", expand=False)
+        t.add_column("stage")
+        t.add_column("now", justify="right")
+        t.add_row("frames ingested (agent)", f"{pr.frames:,}")
+        t.add_row("frames rejected (agent)", f"{pr.rejected_frames:,}")
+        t.add_row("claims at the agent", ", ".join(f"{k} {v}" for k, v in sorted(pr.claims.items())) or "—")
+        for i, c in enumerate(pr.oracle_claims):
+            t.add_row(f"oracle-{i} claims", ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if v) or "—")
+        t.add_row("payouts on the ledger", f"{pr.payouts} / {sum(p.fault is not None for p in self.plans)} expected")
+        t.add_row("ledger height", str(pr.height))
+        t.add_row("devices", "streaming" if not pr.sims_done else "done")
+        return t
+
+    def plain_line(self) -> str:
+        pr = self.progress
+        claims = ",".join(f"{k}={v}" for k, v in sorted(pr.claims.items())) or "none"
+        return (f"frames={pr.frames} rejected={pr.rejected_frames} claims[{claims}] "
+                f"payouts={pr.payouts} height={pr.height} devices={'done' if pr.sims_done else 'streaming'}")
+
+    # ------------------------------------------------------------------ verdict
+
+    def summarise(self, before: dict[str, int]) -> dict[str, Any]:
+        from faultproof.messages import Receipt
+        from oracle.ledger.receipts import verify_receipt
+
+        self.poll()
+        after = self.balances()
+        payouts = self.payouts()
+        by_policy: dict[bytes, list[dict[str, Any]]] = {}
+        for p in payouts:
+            by_policy.setdefault(bytes.fromhex(p["tx"]["body"]["policy_id"]), []).append(p)
+        devices, receipts_ok = [], True
+        for plan in self.plans:
+            paid = by_policy.get(plan.policy_id, [])
+            claim_hex = paid[0]["tx"]["body"]["claim_id"] if paid else None
+            status = "paid" if paid else self._agent_claim_status(plan.device_id)
+            if claim_hex:
+                code, body = http_json("GET", f"{self.net.ledger_url}/v1/receipts/{claim_hex}")
+                check = verify_receipt(Receipt.from_json(body), ledger_id=self.net.ledger_id) if code == 200 else None
+                receipts_ok &= bool(check and check.ok)
+            devices.append({
+                "device_id": plan.device_id.hex(),
+                "fault": plan.fault["fault"] if plan.fault else None,
+                "trigger": plan.trigger["kind"],
+                "policy_id": plan.policy_id.hex(),
+                "claim_id": claim_hex,
+                "status": status,
+                "payouts": len(paid),
+                "payout": sum(int(p["paid"]) for p in paid),
+            })
+        rejected = sum(c.get("rejected", 0) for c in self.progress.oracle_claims[:1])
+        if not self.keep_running:
+            self.shutdown()  # verify the database at rest
+        verified, verify_out = self.verify_ledger()
+        expected = [d for d in devices if d["fault"]]
+        ok = (all(d["payouts"] == 1 for d in expected)
+              and all(d["payouts"] == 0 for d in devices if not d["fault"])
+              and verified and receipts_ok)
+        summary = {
+            "ok": ok,
+            "ledger_id": self.net.ledger_id.hex(),
+            "run_dir": str(self.net.root),
+            "devices": devices,
+            "pool": {"before": before, "after": after},
+            "ledger_verified": verified,
+            "ledger_verify": verify_out,
+            "receipts_verified": receipts_ok,
+            "paid": sum(d["payouts"] for d in devices),
+            "rejected": rejected,
+            "expected_paid": len(expected),
+            "seconds": round(time.monotonic() - self.progress.started, 1),
+        }
+        self.print_summary(summary)
+        return summary
+
+    def _agent_claim_status(self, device_id: bytes) -> str:
+        code, body = http_json("GET", f"{self.net.agent_url}/v1/claims?device_id={device_id.hex()}", timeout=5)
+        if code != 200 or not body.get("claims"):
+            return "none"
+        return str(body["claims"][-1].get("status", "unknown"))
+
+    def verify_ledger(self) -> tuple[bool, Any]:
+        out = subprocess.run([sys.executable, "-m", "faultproof.cli", "ledger", "verify", "--db",
+                              str(self.net.ledger_db), "--json"], capture_output=True, text=True, timeout=300)
+        try:
+            parsed: Any = json.loads(out.stdout)
+        except ValueError:
+            parsed = (out.stdout + out.stderr).strip()[-2000:]
+        return out.returncode == 0, parsed
+
+    def print_summary(self, s: dict[str, Any]) -> None:
+        t = Table(title="devnet summary (from the ledger's entries and receipts)")
+        for col in ("device", "fault", "trigger", "claim", "status", "payout"):
+            t.add_column(col, justify="right" if col == "payout" else "left")
+        for d in s["devices"]:
+            wrong = (d["fault"] and d["payouts"] != 1) or (not d["fault"] and d["payouts"])
+            t.add_row(d["device_id"][:12] + "…", d["fault"] or "healthy", d["trigger"],
+                      (d["claim_id"] or "—")[:12], ("[red]" if wrong else "[green]") + d["status"],
+                      f"{d['payout']:,}")
+        self.console.print(t)
+        b = Table(title="pool balances")
+        b.add_column("account")
+        b.add_column("before", justify="right")
+        b.add_column("after", justify="right")
+        for acct in s["pool"]["before"]:
+            b.add_row(acct, f"{s['pool']['before'][acct]:,}", f"{s['pool']['after'].get(acct, 0):,}")
+        self.console.print(b)
+        self.console.print(f"ledger verify: {'[green]OK' if s['ledger_verified'] else '[red]FAILED'}[/]  "
+                           f"receipts: {'[green]OK' if s['receipts_verified'] else '[red]FAILED'}[/]  "
+                           f"paid {s['paid']} of {s['expected_paid']} expected, {s['rejected']} rejected, "
+                           f"{s['seconds']} s")
+        self.console.print("[bold green]PASS[/]" if s["ok"] else "[bold red]FAIL[/] (logs: "
+                           f"{self.net.logs})")
+
+    def print_urls(self) -> None:
+        self.console.print("network left running (Ctrl-C stops it):")
+        self.console.print(f"  export FAULTPROOF_LEDGER={self.net.ledger_url}")
+        self.console.print(f"  export FAULTPROOF_ORACLE={self.net.oracle_urls[0]}")
+        self.console.print(f"  agent {self.net.agent_url}  oracles {' '.join(self.net.oracle_urls)}")
+
+    def shutdown(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.net.stop()
+
+
+def _fault_args(kind: str) -> tuple[str, ...]:
+    from faultproof.devnet import _FAULT_ARGS
+
+    return _FAULT_ARGS[kind]
