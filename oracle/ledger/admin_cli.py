@@ -1,0 +1,258 @@
+"""`faultproof admin ...`: the underwriter's commands, one per AdminTx kind, plus read-outs.
+
+    faultproof admin --key admin.key deposit 100000
+    faultproof admin --key admin.key issue-policy configs/policies/overheat.example.toml --device-id HEX ...
+    faultproof admin policies [--device-id HEX]
+    faultproof admin nonce
+    faultproof admin expire POLICY_ID               # anyone may; no key needed
+
+Each signing command reads the ledger_id and next nonce from the ledger, signs the AdminTx with the
+admin key file and submits it. Only wiring: the ledger applies the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from faultproof.chain import chain_anchor, chain_to_bytes
+from faultproof.errors import FaultproofError
+from faultproof.identity import Identity, KeyFileError
+from faultproof.messages import (
+    AdminTx,
+    Deposit,
+    EnrolAgent,
+    EnrolDevice,
+    ExpirePolicy,
+    Message,
+    RegisterCircuit,
+    RevokeAgent,
+    RevokeDevice,
+    RotateAdmin,
+    RotateOracles,
+    Withdraw,
+)
+from oracle.ledger.client import LedgerClient, SubmitResult
+from oracle.ledger.policy_file import PolicyFileError, load_policy
+from oracle.ledger.state import default_threshold
+
+DEFAULT_LEDGER = "http://127.0.0.1:8700"
+T = TypeVar("T")
+
+
+def _run(coro_fn: Callable[[LedgerClient], Awaitable[T]], url: str) -> T:
+    async def main() -> T:
+        async with LedgerClient(url) as client:
+            return await coro_fn(client)
+
+    try:
+        return asyncio.run(main())
+    except FaultproofError as e:
+        raise click.ClickException(f"{e.reason.value}: {e.message}") from None
+
+
+def _hex32(value: str, name: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise click.BadParameter(f"{name} must be hex") from None
+    if len(raw) != 32:
+        raise click.BadParameter(f"{name} must be 32 bytes (64 hex characters)")
+    return raw
+
+
+def _result_json(r: SubmitResult) -> dict[str, Any]:
+    return {"height": r.height, "entry_hash": r.entry_hash.hex(), "kind": r.kind, "existing": r.existing,
+            "policy_id": r.policy_id.hex() if r.policy_id else None, "paid": r.paid}
+
+
+@click.group()
+@click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
+@click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The admin key file (needed by every signing command).")
+@click.pass_context
+def admin(ctx: click.Context, url: str, key_path: Path | None) -> None:
+    """Underwriter commands: every admin transaction, signed with the admin key file."""
+    ctx.obj = {"url": url, "key": key_path}
+
+
+def _sign_and_submit(ctx: click.Context, args: Message) -> None:
+    key_path = ctx.obj["key"]
+    if key_path is None:
+        raise click.ClickException("--key (or FAULTPROOF_ADMIN_KEY) is required to sign an admin transaction")
+    try:
+        admin_key = Identity.load(key_path)
+    except KeyFileError as e:
+        raise click.ClickException(str(e)) from None
+
+    async def go(client: LedgerClient) -> SubmitResult:
+        state = await client.state()
+        tx = AdminTx.make(bytes.fromhex(state["ledger_id"]), int(state["next_admin_nonce"]), args)
+        return await client.submit(tx.sign(admin_key))
+
+    click.echo(json.dumps(_result_json(_run(go, ctx.obj["url"]))))
+
+
+@admin.command("register-circuit")
+@click.option("--vkey-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The canonical verification key bytes (faultproof.zk export).")
+@click.option("--n", "n", type=int, required=True, help="Readings per window.")
+@click.option("--layout-version", type=int, default=1, show_default=True)
+@click.option("--transcript-hash", default="00" * 32, help="Ceremony transcript hash (hex); zero = development.")
+@click.option("--production/--development", default=False, help="Production flag (development by default).")
+@click.pass_context
+def register_circuit(ctx: click.Context, vkey_file: Path, n: int, layout_version: int, transcript_hash: str,
+                     production: bool) -> None:
+    """Register a circuit (verification key, n, layout, ceremony transcript, production flag)."""
+    _sign_and_submit(ctx, RegisterCircuit(vkey=vkey_file.read_bytes(), n=n, layout_version=layout_version,
+                                          transcript_hash=_hex32(transcript_hash, "transcript hash"),
+                                          production=int(production)))
+
+
+@admin.command("enrol-device")
+@click.argument("device_id")
+@click.option("--epoch", type=int, default=0, show_default=True)
+@click.option("--anchor", default=None, help="c_0 of the epoch (hex); computed from the device id if omitted.")
+@click.option("--firmware-hash", required=True, help="SHA-256 of the attested firmware (hex).")
+@click.pass_context
+def enrol_device(ctx: click.Context, device_id: str, epoch: int, anchor: str | None, firmware_hash: str) -> None:
+    """Enrol a device, or re-anchor it with a higher epoch."""
+    did = _hex32(device_id, "device id")
+    anchor_bytes = _hex32(anchor, "anchor") if anchor else chain_to_bytes(chain_anchor(did, epoch))
+    _sign_and_submit(ctx, EnrolDevice(device_id=did, epoch=epoch, anchor=anchor_bytes,
+                                      firmware_hash=_hex32(firmware_hash, "firmware hash")))
+
+
+@admin.command("revoke-device")
+@click.argument("device_id")
+@click.pass_context
+def revoke_device(ctx: click.Context, device_id: str) -> None:
+    """Revoke a device (from now on; windows that ended before stay claimable)."""
+    _sign_and_submit(ctx, RevokeDevice(device_id=_hex32(device_id, "device id")))
+
+
+@admin.command("enrol-agent")
+@click.argument("agent_id")
+@click.pass_context
+def enrol_agent(ctx: click.Context, agent_id: str) -> None:
+    """Enrol a gateway agent."""
+    _sign_and_submit(ctx, EnrolAgent(agent_id=_hex32(agent_id, "agent id")))
+
+
+@admin.command("revoke-agent")
+@click.argument("agent_id")
+@click.pass_context
+def revoke_agent(ctx: click.Context, agent_id: str) -> None:
+    """Revoke a gateway agent."""
+    _sign_and_submit(ctx, RevokeAgent(agent_id=_hex32(agent_id, "agent id")))
+
+
+@admin.command("deposit")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.pass_context
+def deposit(ctx: click.Context, amount: int) -> None:
+    """Deposit AMOUNT (smallest unit) as free capital."""
+    _sign_and_submit(ctx, Deposit(amount=amount))
+
+
+@admin.command("withdraw")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.pass_context
+def withdraw(ctx: click.Context, amount: int) -> None:
+    """Withdraw AMOUNT of free capital."""
+    _sign_and_submit(ctx, Withdraw(amount=amount))
+
+
+@admin.command("issue-policy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--device-id", default=None, help="Override the file's device_id.")
+@click.option("--beneficiary", default=None, help="Override the file's beneficiary.")
+@click.option("--circuit-id", default=None, help="Override the file's circuit_id.")
+@click.pass_context
+def issue_policy(ctx: click.Context, file: Path, device_id: str | None, beneficiary: str | None,
+                 circuit_id: str | None) -> None:
+    """Issue the policy described by a TOML FILE (see configs/policies/)."""
+    overrides = {k: _hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
+                                              ("circuit_id", circuit_id)) if v}
+    try:
+        terms = load_policy(file, overrides)
+    except PolicyFileError as e:
+        raise click.ClickException(str(e)) from None
+    _sign_and_submit(ctx, terms)
+
+
+@admin.command("rotate-oracles")
+@click.option("--member", "members", multiple=True, required=True, help="An oracle id (hex); repeat.")
+@click.option("--threshold", type=int, default=0, help="k (default ⌊2n/3⌋+1).")
+@click.pass_context
+def rotate_oracles(ctx: click.Context, members: tuple[str, ...], threshold: int) -> None:
+    """Replace the oracle set (a new epoch; the old one is honoured for the grace period)."""
+    ids = tuple(_hex32(m, "member") for m in members)
+    _sign_and_submit(ctx, RotateOracles(members=ids, threshold=threshold or default_threshold(len(ids))))
+
+
+@admin.command("rotate-admin")
+@click.option("--new-admin", default=None, help="The new admin public key (hex).")
+@click.option("--new-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="...or the new admin key file.")
+@click.pass_context
+def rotate_admin(ctx: click.Context, new_admin: str | None, new_key: Path | None) -> None:
+    """Hand the admin role to another key."""
+    if (new_admin is None) == (new_key is None):
+        raise click.UsageError("give exactly one of --new-admin or --new-key")
+    if new_key is not None:
+        try:
+            key = Identity.load(new_key).public_key
+        except KeyFileError as e:
+            raise click.ClickException(str(e)) from None
+    else:
+        key = _hex32(new_admin or "", "new admin")
+    _sign_and_submit(ctx, RotateAdmin(new_admin=key))
+
+
+@admin.command("expire")
+@click.argument("policy_id")
+@click.pass_context
+def expire(ctx: click.Context, policy_id: str) -> None:
+    """Close an expired policy and release its unused lock (anyone may; no key needed)."""
+    pid = _hex32(policy_id, "policy id")
+    result = _run(lambda c: c.submit(ExpirePolicy(policy_id=pid)), ctx.obj["url"])
+    click.echo(json.dumps(_result_json(result)))
+
+
+@admin.command("policies")
+@click.option("--device-id", default=None, help="Only this device's policies.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def policies(ctx: click.Context, device_id: str | None, as_json: bool) -> None:
+    """List policies with their status, lock and payouts."""
+    did = _hex32(device_id, "device id") if device_id else None
+    rows = _run(lambda c: c.policies(did), ctx.obj["url"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="policies")
+    for col in ("policy", "device", "status", "locked", "paid", "payouts", "term (ms)"):
+        table.add_column(col)
+    for p in rows:
+        t = p["terms"]
+        table.add_row(p["policy_id"][:16], t["device_id"][:16], p["status"], f"{p['locked']:,}",
+                      f"{p['paid_total']:,}", str(len(p["payouts"])), f"{t['start_ms']}..{t['end_ms']}")
+    Console().print(table)
+
+
+@admin.command("nonce")
+@click.pass_context
+def nonce(ctx: click.Context) -> None:
+    """Show the last and the next admin nonce."""
+    state = _run(lambda c: c.state(), ctx.obj["url"])
+    click.echo(json.dumps({"admin": state["admin"], "admin_nonce": state["admin_nonce"],
+                           "next_admin_nonce": state["next_admin_nonce"]}))

@@ -1,0 +1,238 @@
+"""`faultproof ledger ...` and `faultproof receipt ...`: create, run, check and inspect a ledger.
+
+    faultproof ledger init   --config configs/ledger.example.toml [--dev-keys]
+    faultproof ledger serve  --config configs/ledger.example.toml [--port N]
+    faultproof ledger verify --db PATH [--workers N] [--json]
+    faultproof ledger status [--url URL]
+    faultproof receipt verify FILE [--ledger-id HEX]
+
+Only wiring: configuration, key files and process lifecycle. The rules are in `state.py`, the
+storage in `store.py`, the API in `http.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from faultproof.errors import DecodeError, FaultproofError
+from faultproof.identity import Identity, KeyFileError
+from faultproof.messages import Genesis, Receipt
+from oracle.ledger.config import ConfigError, LedgerConfig, load_config
+from oracle.ledger.receipts import verify_receipt
+from oracle.ledger.service import LedgerService, wall_clock_ms
+from oracle.ledger.state import default_threshold, validate_oracle_set
+from oracle.ledger.store import LedgerStore, StoreError
+from oracle.ledger.verify import replay_store
+
+DEFAULT_LEDGER = "http://127.0.0.1:8700"
+
+
+def _config(path: Path) -> LedgerConfig:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _load_or_create_key(path: Path, create: bool) -> Identity:
+    if path.exists() or not create:
+        try:
+            return Identity.load(path)
+        except KeyFileError as e:
+            raise click.ClickException(str(e)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    identity = Identity.generate()
+    identity.save(path)
+    click.echo(f"created key file {path} ({identity.public_key.hex()})", err=True)
+    return identity
+
+
+def build_genesis(cfg: LedgerConfig, ledger_key: Identity, *, dev_keys: bool) -> Genesis:
+    g = cfg.genesis
+    if g.admin_public_key is not None:
+        admin = g.admin_public_key
+    elif g.admin_key is not None:
+        admin = _load_or_create_key(g.admin_key, dev_keys).public_key
+    else:
+        raise click.ClickException(f"{cfg.source}: [genesis] needs admin_key or admin_public_key")
+    oracles = list(g.oracles) + [_load_or_create_key(p, dev_keys).public_key for p in g.oracle_keys]
+    if not oracles:
+        raise click.ClickException(f"{cfg.source}: [genesis] lists no oracles (oracles or oracle_keys)")
+    threshold = g.threshold or default_threshold(len(oracles))
+    try:
+        validate_oracle_set(tuple(oracles), threshold)
+    except FaultproofError as e:
+        raise click.ClickException(f"{cfg.source}: [genesis] {e.message}") from None
+    return Genesis(nonce=secrets.token_bytes(32), created_ms=wall_clock_ms(), ledger_key=ledger_key.public_key,
+                   admin=admin, oracles=tuple(oracles), threshold=threshold, development=int(g.development),
+                   max_skew_ms=g.max_skew_ms, rotation_grace_ms=g.rotation_grace_ms)
+
+
+@click.group()
+def ledger() -> None:
+    """The insurance pool ledger (embedded SQLite service)."""
+
+
+@ledger.command("init")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dev-keys", is_flag=True,
+              help="Also create missing admin/oracle key files (development ledgers only).")
+def init(config_path: Path, dev_keys: bool) -> None:
+    """Create the ledger key (if missing), the genesis and the database."""
+    cfg = _config(config_path)
+    if dev_keys and not cfg.genesis.development:
+        raise click.ClickException("--dev-keys is only for development ledgers")
+    if cfg.db.exists():
+        raise click.ClickException(f"{cfg.db} already exists; a ledger is created once")
+    ledger_key = _load_or_create_key(cfg.ledger_key, True)
+    genesis = build_genesis(cfg, ledger_key, dev_keys=dev_keys)
+    try:
+        service = LedgerService.create(cfg.db, genesis, ledger_key, synchronous=cfg.synchronous)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    service.close()
+    click.echo(json.dumps({"ledger_id": genesis.ledger_id.hex(), "db": str(cfg.db),
+                           "oracles": len(genesis.oracles), "threshold": genesis.threshold,
+                           "development": bool(genesis.development)}))
+
+
+@ledger.command("serve")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", default=None, help="Override [server] host.")
+@click.option("--port", type=int, default=None, help="Override [server] port (0: any free port).")
+def serve(config_path: Path, host: str | None, port: int | None) -> None:
+    """Serve the ledger's HTTP API until SIGTERM/SIGINT."""
+    cfg = _config(config_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        ledger_key = Identity.load(cfg.ledger_key)
+        service = LedgerService.open(cfg.db, ledger_key, synchronous=cfg.synchronous, max_batch=cfg.max_batch)
+    except (KeyFileError, StoreError) as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        asyncio.run(_serve(service, cfg, host or cfg.host, cfg.port if port is None else port))
+    finally:
+        service.close()
+
+
+async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int) -> None:
+    from aiohttp import web
+
+    from oracle.ledger.http import make_app
+
+    app = make_app(service, max_body_bytes=cfg.max_body_bytes, max_wait_s=cfg.max_wait_s,
+                   max_entries_per_page=cfg.max_entries_per_page)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bound = runner.addresses[0][1] if runner.addresses else port
+    durability = service.status()["durability"]
+    click.echo(f"faultproof ledger listening on http://{host}:{bound} ledger_id={service.state.ledger_id.hex()} "
+               f"height={service.committed_height} synchronous={durability['synchronous']} "
+               f"max_batch={service.max_batch}", err=False)
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+@ledger.command("verify")
+@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Take the database path from a ledger config instead of --db.")
+@click.option("--workers", type=int, default=None, help="Processes checking signatures (default: CPUs).")
+@click.option("--json", "as_json", is_flag=True)
+def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, as_json: bool) -> None:
+    """Replay the database from genesis; check every hash, link, signature and cached balance."""
+    if db is None and config_path is None:
+        raise click.ClickException("give --db PATH or --config PATH")
+    path = db if db is not None else _config(config_path).db  # type: ignore[arg-type]
+    try:
+        store = LedgerStore(path, readonly=True)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        result = replay_store(store, workers=workers)
+    finally:
+        store.close()
+    report = {"ok": result.ok, "entries": result.entries, "seconds": round(result.seconds, 3),
+              "entries_per_s": round(result.rate, 1), "warnings": result.warnings,
+              "bad_height": result.problem.height if result.problem else None,
+              "problem": result.problem.problem if result.problem else None}
+    if result.state is not None:
+        report["head_hash"] = result.state.head_hash.hex()
+        report["height"] = result.state.height
+    if as_json:
+        click.echo(json.dumps(report))
+    elif result.ok:
+        click.echo(f"OK: {result.entries} entries verified in {result.seconds:.2f} s "
+                   f"({result.rate:,.0f}/s); head {report.get('head_hash')} at height {report.get('height')}")
+    else:
+        assert result.problem is not None
+        click.echo(f"BAD entry at height {result.problem.height}: {result.problem.problem}")
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+@ledger.command("status")
+@click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
+def status(url: str) -> None:
+    """Show a running ledger's status (height, durability, batches)."""
+    from oracle.ledger.client import LedgerClient
+
+    async def fetch() -> dict[str, object]:
+        async with LedgerClient(url) as c:
+            return await c.status()
+
+    try:
+        click.echo(json.dumps(asyncio.run(fetch()), indent=1))
+    except FaultproofError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@click.group()
+def receipt() -> None:
+    """Payout receipts."""
+
+
+@receipt.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ledger-id", default=None, help="Expected ledger_id (hex); recommended.")
+def receipt_verify(file: Path, ledger_id: str | None) -> None:
+    """Verify a receipt FILE (msgpack or JSON) offline."""
+    raw = file.read_bytes()
+    try:
+        if raw.lstrip()[:1] == b"{":
+            rec = Receipt.from_json(json.loads(raw))
+        else:
+            rec = Receipt.decode(raw)
+    except (DecodeError, ValueError) as e:
+        raise click.ClickException(f"{file} is not a receipt: {e}") from None
+    expected = bytes.fromhex(ledger_id) if ledger_id else None
+    check = verify_receipt(rec, ledger_id=expected)
+    entry = rec.entry.entry
+    for note in check.notes:
+        click.echo(f"note: {note}", err=True)
+    if not check.ok:
+        for p in check.problems:
+            click.echo(f"BAD: {p}")
+        sys.exit(1)
+    click.echo(f"OK: claim {entry.tx.body.claim_id.hex()} paid {entry.paid} at height {entry.height} "  # type: ignore[attr-defined]
+               f"of ledger {rec.genesis.ledger_id.hex()}")
+

@@ -1,0 +1,172 @@
+"""The ledger's TOML configuration (`configs/ledger.example.toml` documents every key).
+
+Parsed with tomllib and validated at start-up: an unknown section or key, a wrong type or an
+impossible value stops the process with a message naming the key. Secrets are key-file paths,
+never inline: a value that looks like a key instead of a path is refused. Relative paths are
+resolved against the current directory (commands are run from the repository root).
+
+This module only reads configuration; it never creates keys or databases (the CLI does).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oracle.ledger.store import SYNCHRONOUS_MODES
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file and key."""
+
+
+_HEX32 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+# section -> key -> (type, default); None default = required
+_SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "ledger": {
+        "db": (str, None),
+        "ledger_key": (str, None),
+    },
+    "genesis": {
+        "admin_key": (str, ""),
+        "admin_public_key": (str, ""),
+        "oracles": (list, []),
+        "oracle_keys": (list, []),
+        "threshold": (int, 0),
+        "development": (bool, True),
+        "max_skew_ms": (int, 30_000),
+        "rotation_grace_ms": (int, 3_600_000),
+    },
+    "server": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8700),
+        "max_body_bytes": (int, 128 * 1024),
+        "max_wait_s": ((int, float), 30),
+        "max_entries_per_page": (int, 1000),
+    },
+    "durability": {
+        "synchronous": (str, "FULL"),
+        "max_batch": (int, 1024),
+    },
+}
+
+
+@dataclass(frozen=True)
+class GenesisConfig:
+    admin_key: Path | None
+    admin_public_key: bytes | None
+    oracles: tuple[bytes, ...]
+    oracle_keys: tuple[Path, ...]
+    threshold: int  # 0: the default ⌊2n/3⌋+1
+    development: bool
+    max_skew_ms: int
+    rotation_grace_ms: int
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    source: Path
+    db: Path
+    ledger_key: Path
+    genesis: GenesisConfig
+    host: str
+    port: int
+    max_body_bytes: int
+    max_wait_s: float
+    max_entries_per_page: int
+    synchronous: str
+    max_batch: int
+
+
+def _fail(source: Path, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{source}: [{key}] {problem}")
+
+
+def _path(source: Path, key: str, value: str) -> Path:
+    if not value:
+        raise _fail(source, key, "must be a file path")
+    if _HEX32.match(value) and not Path(value).exists():
+        raise _fail(source, key, "looks like an inline key; secrets are key-file paths, never inline")
+    return Path(value)
+
+
+def _hexkey(source: Path, key: str, value: Any) -> bytes:
+    if not isinstance(value, str) or not _HEX32.match(value):
+        raise _fail(source, key, "must be a 32-byte public key as 64 hex characters")
+    return bytes.fromhex(value)
+
+
+def load_config(path: str | Path) -> LedgerConfig:
+    source = Path(path)
+    try:
+        raw = tomllib.loads(source.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    values: dict[str, dict[str, Any]] = {}
+    for section in raw:
+        if section not in _SCHEMA:
+            raise _fail(source, section, f"unknown section (known: {sorted(_SCHEMA)})")
+        if not isinstance(raw[section], dict):
+            raise _fail(source, section, "must be a table")
+    for section, keys in _SCHEMA.items():
+        table = raw.get(section, {})
+        unknown = set(table) - set(keys)
+        if unknown:
+            raise _fail(source, section, f"unknown key(s) {sorted(unknown)}")
+        values[section] = {}
+        for key, (typ, default) in keys.items():
+            name = f"{section}.{key}"
+            if key not in table:
+                if default is None:
+                    raise _fail(source, name, "is required")
+                values[section][key] = default
+                continue
+            value = table[key]
+            if isinstance(value, bool) and typ is not bool:
+                raise _fail(source, name, f"must be {getattr(typ, '__name__', typ)}, not a boolean")
+            if not isinstance(value, typ):
+                raise _fail(source, name, f"has the wrong type ({type(value).__name__})")
+            values[section][key] = value
+    g, s, d, led = values["genesis"], values["server"], values["durability"], values["ledger"]
+    if g["admin_key"] and g["admin_public_key"]:
+        raise _fail(source, "genesis", "give admin_key (a key file) or admin_public_key, not both")
+    oracles = tuple(_hexkey(source, f"genesis.oracles[{i}]", v) for i, v in enumerate(g["oracles"]))
+    oracle_keys = []
+    for i, v in enumerate(g["oracle_keys"]):
+        if not isinstance(v, str):
+            raise _fail(source, f"genesis.oracle_keys[{i}]", "must be a path")
+        oracle_keys.append(_path(source, f"genesis.oracle_keys[{i}]", v))
+    for name in ("threshold", "max_skew_ms", "rotation_grace_ms"):
+        if g[name] < 0:
+            raise _fail(source, f"genesis.{name}", "must be >= 0")
+    if not 0 <= s["port"] <= 65535:
+        raise _fail(source, "server.port", "must be in [0, 65535] (0: any free port)")
+    for name in ("max_body_bytes", "max_entries_per_page"):
+        if s[name] < 1:
+            raise _fail(source, f"server.{name}", "must be >= 1")
+    if not 0 <= s["max_wait_s"] <= 300:
+        raise _fail(source, "server.max_wait_s", "must be in [0, 300]")
+    if d["synchronous"].upper() not in SYNCHRONOUS_MODES:
+        raise _fail(source, "durability.synchronous", f"must be one of {SYNCHRONOUS_MODES}")
+    if d["max_batch"] < 1:
+        raise _fail(source, "durability.max_batch", "must be >= 1 (1 = one fsync per transaction)")
+    return LedgerConfig(
+        source=source,
+        db=_path(source, "ledger.db", led["db"]),
+        ledger_key=_path(source, "ledger.ledger_key", led["ledger_key"]),
+        genesis=GenesisConfig(
+            admin_key=_path(source, "genesis.admin_key", g["admin_key"]) if g["admin_key"] else None,
+            admin_public_key=_hexkey(source, "genesis.admin_public_key", g["admin_public_key"])
+            if g["admin_public_key"] else None,
+            oracles=oracles, oracle_keys=tuple(oracle_keys), threshold=g["threshold"],
+            development=g["development"], max_skew_ms=g["max_skew_ms"], rotation_grace_ms=g["rotation_grace_ms"]),
+        host=s["host"], port=s["port"], max_body_bytes=s["max_body_bytes"], max_wait_s=float(s["max_wait_s"]),
+        max_entries_per_page=s["max_entries_per_page"], synchronous=d["synchronous"].upper(),
+        max_batch=d["max_batch"],
+    )

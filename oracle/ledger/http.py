@@ -1,0 +1,361 @@
+"""The ledger's HTTP API (DESIGN §7): aiohttp routes over a `LedgerService`.
+
+    POST /v1/tx                      msgpack (Content-Type: application/msgpack) or JSON with "type"
+    GET  /v1/entries?after=N&wait=S&limit=L    long poll; JSON, or msgpack with Accept
+    GET  /v1/state  /v1/status  /v1/genesis  /v1/oracles
+    GET  /v1/policies?device_id=&limit=  /v1/policies/{id}  /v1/devices/{id}  /v1/circuits/{id}
+    GET  /v1/agents/{id}  /v1/receipts/{claim_id}  /healthz  /metrics
+
+Every refusal is a 4xx `{"error": {"code", "message"}}` from a FaultproofError (reason.http_status);
+nothing else escapes, not even a traceback on an internal error. Bodies are size-limited before
+they are read, JSON is strict (no duplicate keys, no NaN), unknown fields and query parameters are
+refused.
+
+This module must never apply a rule: it decodes, hands transactions to the service and formats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+from aiohttp import web
+from prometheus_client import generate_latest
+
+from faultproof.errors import FaultproofError, Reason
+from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
+from oracle.ledger.service import Accepted, LedgerService
+from oracle.ledger.views import agent_json, circuit_json, device_json, oracles_json, policy_json
+
+log = logging.getLogger("faultproof.ledger.http")
+
+MSGPACK = "application/msgpack"
+JSON = "application/json"
+_TX_BY_NAME: dict[str, type[Message]] = {t.NAME: t for t in LEDGER_TX_TYPES}
+
+SERVICE: web.AppKey[LedgerService] = web.AppKey("service", LedgerService)
+LIMITS: web.AppKey[dict[str, Any]] = web.AppKey("limits", dict)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: FaultproofError) -> web.Response:
+    return web.json_response(err.to_json(), status=err.reason.http_status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FaultproofError as e:
+        return error_response(e)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(FaultproofError(Reason.OVERSIZE, "request body too large"))
+    except web.HTTPNotFound:
+        return error_response(FaultproofError(Reason.NOT_FOUND, f"no route {request.path}"))
+    except web.HTTPMethodNotAllowed:
+        return web.json_response(FaultproofError(Reason.BAD_REQUEST, f"{request.method} not allowed here").to_json(),
+                                 status=405)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return web.json_response(FaultproofError(Reason.BAD_REQUEST, e.reason).to_json(), status=e.status)
+        raise
+    except Exception:  # a bug: log it here, tell the client nothing about our insides
+        log.exception("internal error on %s %s", request.method, request.path)
+        return web.json_response({"error": {"code": Reason.UNAVAILABLE.value, "message": "internal error"}},
+                                 status=500)
+
+
+# --------------------------------------------------------------------------- input helpers
+
+
+def _hex_id(request: web.Request, name: str) -> bytes:
+    value = request.match_info[name]
+    if len(value) != 64 or value != value.lower():
+        raise FaultproofError(Reason.BAD_REQUEST, f"{name} must be 64 lowercase hex characters")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise FaultproofError(Reason.BAD_REQUEST, f"{name} is not hex") from None
+
+
+def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
+    unknown = set(request.query) - allowed
+    if unknown:
+        raise FaultproofError(Reason.UNKNOWN_FIELD, f"unknown query parameter(s) {sorted(unknown)}")
+    if len(request.query) != len(set(request.query)):
+        raise FaultproofError(Reason.BAD_REQUEST, "a query parameter is repeated")
+    return dict(request.query)
+
+
+def _int_param(q: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    if name not in q:
+        return default
+    try:
+        value = int(q[name])
+    except ValueError:
+        raise FaultproofError(Reason.BAD_REQUEST, f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise FaultproofError(Reason.BAD_REQUEST, f"{name} must be in [{lo}, {hi}]")
+    return value
+
+
+def _wants_msgpack(request: web.Request) -> bool:
+    return MSGPACK in request.headers.get("Accept", "")
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in obj:
+            raise FaultproofError(Reason.MALFORMED, f"duplicate JSON key {k!r}")
+        obj[k] = v
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise FaultproofError(Reason.MALFORMED, f"{name} is not allowed in JSON")
+
+
+def parse_tx_json(raw: bytes) -> Message:
+    try:
+        obj = json.loads(raw, object_pairs_hook=_strict_object, parse_constant=_no_constants)
+    except FaultproofError:
+        raise
+    except RecursionError:
+        raise FaultproofError(Reason.TOO_DEEP, "JSON nests too deep") from None
+    except (ValueError, UnicodeDecodeError):
+        raise FaultproofError(Reason.MALFORMED, "not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise FaultproofError(Reason.WRONG_TYPE, "expected a JSON object")
+    name = obj.pop("type", None)
+    cls = _TX_BY_NAME.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise FaultproofError(Reason.UNKNOWN_MESSAGE_TYPE,
+                              f"\"type\" must be one of {sorted(_TX_BY_NAME)}")
+    return cls.from_json(obj)
+
+
+def parse_tx(raw: bytes, content_type: str) -> Message:
+    if content_type == MSGPACK:
+        return decode_any(raw, allowed=LEDGER_TX_TYPES)
+    if content_type == JSON:
+        return parse_tx_json(raw)
+    raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
+
+
+def accepted_json(acc: Accepted) -> dict[str, Any]:
+    e = acc.effect
+    return {
+        "height": acc.entry.entry.height,
+        "entry_hash": acc.entry.entry.entry_hash.hex(),
+        "existing": acc.existing,
+        "kind": e.kind.value,
+        "paid": acc.entry.entry.paid,
+        "policy_id": e.policy_id.hex() if e.policy_id else None,
+        "claim_id": e.claim_id.hex() if e.claim_id else None,
+        "entry": acc.entry.to_json(),
+    }
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def post_tx(request: web.Request) -> web.StreamResponse:
+    service, limits = request.app[SERVICE], request.app[LIMITS]
+    _query(request, set())
+    if request.content_length is not None and request.content_length > limits["max_body_bytes"]:
+        raise FaultproofError(Reason.OVERSIZE, f"body larger than {limits['max_body_bytes']} bytes")
+    content_type = request.content_type
+    if content_type not in (MSGPACK, JSON):
+        raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
+    raw = await request.read()
+    if not raw:
+        raise FaultproofError(Reason.MALFORMED, "empty body")
+    tx = parse_tx(raw, content_type)
+    await service.precheck(tx)
+    # A msgpack body that decoded is the tx's canonical encoding: the entry reuses it as is.
+    accepted = await service.submit(tx, raw if content_type == MSGPACK else None)
+    if _wants_msgpack(request):
+        return web.Response(body=accepted.signed_bytes, content_type=MSGPACK,
+                            headers={"X-Faultproof-Existing": "1" if accepted.existing else "0"})
+    return web.json_response(accepted_json(accepted))
+
+
+async def get_entries(request: web.Request) -> web.StreamResponse:
+    service, limits = request.app[SERVICE], request.app[LIMITS]
+    q = _query(request, {"after", "wait", "limit"})
+    after = _int_param(q, "after", -1, -1, 2**63 - 1)
+    limit = _int_param(q, "limit", limits["max_entries_per_page"], 1, limits["max_entries_per_page"])
+    try:
+        wait = float(q.get("wait", "0"))
+    except ValueError:
+        raise FaultproofError(Reason.BAD_REQUEST, "wait must be a number of seconds") from None
+    if not 0 <= wait <= limits["max_wait_s"]:
+        raise FaultproofError(Reason.BAD_REQUEST, f"wait must be in [0, {limits['max_wait_s']}] seconds")
+    raws = await service.entries(after, limit, wait)
+    height = service.committed_height
+    if _wants_msgpack(request):
+        return web.Response(body=msgpack.packb([height, raws], use_bin_type=True), content_type=MSGPACK)
+    return web.json_response({"height": height, "entries": [SignedEntry.decode(r).to_json() for r in raws]})
+
+
+async def get_state(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    _query(request, set())
+    state = await service.view()
+    balances = service.summary_balances()
+    return web.json_response({
+        "ledger_id": state.ledger_id.hex(),
+        "height": service.committed_height,
+        "head_hash": service.committed_hash.hex(),
+        "time_ms": service.committed_time,
+        "signed_head": service.signed_head().to_json(),
+        "balances": balances,
+        "pool_total": state.pool_total,
+        "policies": len(state.policies),
+        "oracles": oracles_json(state),
+        "admin": state.admin.hex(),
+        "admin_nonce": state.admin_nonce,
+        "next_admin_nonce": state.next_admin_nonce,
+        "development": bool(state.genesis.development),
+        "max_skew_ms": state.genesis.max_skew_ms,
+        "durability": service.status()["durability"],
+    })
+
+
+async def get_status(request: web.Request) -> web.StreamResponse:
+    _query(request, set())
+    return web.json_response(request.app[SERVICE].status())
+
+
+async def get_genesis(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    _query(request, set())
+    genesis = service.state.genesis
+    if _wants_msgpack(request):
+        return web.Response(body=genesis.encode(), content_type=MSGPACK)
+    return web.json_response({"ledger_id": genesis.ledger_id.hex(), "genesis": genesis.to_json()})
+
+
+async def get_oracles(request: web.Request) -> web.StreamResponse:
+    _query(request, set())
+    return web.json_response(oracles_json(await request.app[SERVICE].view()))
+
+
+def _now(service: LedgerService) -> int:
+    return max(service.clock(), service.committed_time)
+
+
+async def get_policies(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    q = _query(request, {"device_id", "limit"})
+    limit = _int_param(q, "limit", 1000, 1, 10_000)
+    state = await service.view()
+    now = _now(service)
+    if "device_id" in q:
+        raw = q["device_id"]
+        if len(raw) != 64 or raw != raw.lower():
+            raise FaultproofError(Reason.BAD_REQUEST, "device_id must be 64 lowercase hex characters")
+        try:
+            policies = state.policies_of(bytes.fromhex(raw))
+        except ValueError:
+            raise FaultproofError(Reason.BAD_REQUEST, "device_id is not hex") from None
+    else:
+        policies = list(state.policies.values())
+    return web.json_response({"policies": [policy_json(p, now) for p in policies[:limit]],
+                              "truncated": len(policies) > limit})
+
+
+async def get_policy(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    pid = _hex_id(request, "id")
+    _query(request, set())
+    state = await service.view()
+    policy = state.policy(pid)
+    if policy is None:
+        raise FaultproofError(Reason.NOT_FOUND, "no such policy")
+    return web.json_response(policy_json(policy, _now(service)))
+
+
+async def get_device(request: web.Request) -> web.StreamResponse:
+    did = _hex_id(request, "id")
+    _query(request, set())
+    state = await request.app[SERVICE].view()
+    device = state.device(did)
+    if device is None:
+        raise FaultproofError(Reason.NOT_FOUND, "no such device")
+    return web.json_response(device_json(device, state))
+
+
+async def get_circuit(request: web.Request) -> web.StreamResponse:
+    cid = _hex_id(request, "id")
+    _query(request, set())
+    circuit = (await request.app[SERVICE].view()).circuit(cid)
+    if circuit is None:
+        raise FaultproofError(Reason.NOT_FOUND, "no such circuit")
+    return web.json_response(circuit_json(circuit))
+
+
+async def get_agent(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    aid = _hex_id(request, "id")
+    _query(request, set())
+    agent = (await service.view()).agent(aid)
+    if agent is None:
+        raise FaultproofError(Reason.NOT_FOUND, "no such agent")
+    return web.json_response(agent_json(agent, _now(service)))
+
+
+async def get_receipt(request: web.Request) -> web.StreamResponse:
+    cid = _hex_id(request, "claim_id")
+    _query(request, set())
+    receipt = await request.app[SERVICE].receipt(cid)
+    if _wants_msgpack(request):
+        return web.Response(body=receipt.encode(), content_type=MSGPACK)
+    return web.json_response(receipt.to_json())
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    return web.json_response({"ok": True, "height": service.committed_height,
+                              "ledger_id": service.state.ledger_id.hex()})
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    body = generate_latest(request.app[SERVICE].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wait_s: float = 30.0,
+             max_entries_per_page: int = 1000, run_service: bool = True) -> web.Application:
+    """The aiohttp application. With run_service, the app starts and stops the service's writer."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
+    app[SERVICE] = service
+    app[LIMITS] = {"max_body_bytes": max_body_bytes, "max_wait_s": max_wait_s,
+                   "max_entries_per_page": max_entries_per_page}
+    app.router.add_post("/v1/tx", post_tx)
+    app.router.add_get("/v1/entries", get_entries)
+    app.router.add_get("/v1/state", get_state)
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/v1/genesis", get_genesis)
+    app.router.add_get("/v1/oracles", get_oracles)
+    app.router.add_get("/v1/policies", get_policies)
+    app.router.add_get("/v1/policies/{id}", get_policy)
+    app.router.add_get("/v1/devices/{id}", get_device)
+    app.router.add_get("/v1/circuits/{id}", get_circuit)
+    app.router.add_get("/v1/agents/{id}", get_agent)
+    app.router.add_get("/v1/receipts/{claim_id}", get_receipt)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    if run_service:
+        async def service_ctx(app: web.Application) -> Any:
+            async with service.running():
+                yield
+
+        app.cleanup_ctx.append(service_ctx)
+    return app
+

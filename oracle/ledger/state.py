@@ -1,0 +1,937 @@
+"""The insurance pool ledger's rules: one pure state machine (DESIGN §5, §6).
+
+Everything that decides whether a transaction is accepted, and what it does to the pool, lives in
+this file. It does no I/O: no clock, no files, no network. The ledger service applies a transaction
+through it whether it came over HTTP, from a replay of its own database or from a test, and an
+oracle replays the ledger's signed entries through the very same class to keep an identical view.
+An entry carries its `time_ms`, so `apply_entry` is deterministic; nothing here reads the wall clock.
+
+The rules (each refusal is a `FaultproofError` whose reason is a LEDGER_TX or LEDGER_STATE code):
+
+Genesis
+  G1  The oracle set is non-empty, its members distinct and ⌊n/2⌋+1 ≤ k ≤ n   (INVALID_ORACLE_SET).
+Admin transactions (SignedAdminTx)
+  A1  tx.ledger_id is this ledger's id                                       (WRONG_LEDGER).
+  A2  the signature verifies under the current admin key; a signature by a former admin, an oracle
+      or the ledger key is NOT_ADMIN, anything else BAD_ADMIN_SIGNATURE.
+  A3  the nonce is exactly the last admin nonce + 1 (replays and skips refused) (BAD_NONCE).
+  A4  register_circuit: new id (ALREADY_EXISTS); n ≥ 1 and a non-empty key (INVALID_PARAMETERS);
+      a development circuit (production = 0, or a zero transcript hash) only on a ledger whose
+      genesis says development                              (DEVELOPMENT_CIRCUIT_ON_PRODUCTION).
+  A5  enrol_device: a new device, or a higher epoch of an enrolled one (a re-anchor) (ALREADY_EXISTS);
+      a revoked device never comes back (INVALID_STATE_TRANSITION). Same for agents (no epochs).
+  A6  revoke_device / revoke_agent: known (NOT_FOUND), not yet revoked (INVALID_STATE_TRANSITION).
+      Revocation is recorded at the ledger time of the transaction and is never retroactive (P3).
+  A7  deposit: amount > 0, the pool stays below 2^62 (INVALID_PARAMETERS); external -> free.
+  A8  withdraw: 0 < amount ≤ free capital (locked capital is never withdrawable)
+      (INVALID_PARAMETERS, INSUFFICIENT_FREE_CAPITAL); free -> external.
+  A9  issue_policy: device enrolled, circuit registered (NOT_FOUND); device not revoked
+      (DEVICE_REVOKED); development circuit only on a development ledger (as A4); trigger parameters
+      valid for the circuit's n (faultproof.zk.params.validate_parameters: 1 ≤ K ≤ n, K ≥ 2 for
+      stuck, G ≥ 2 for dropout, lo ≤ hi, unused parameters 0), start < end, the term not already over,
+      0 < amount ≤ coverage, period > 0 (INVALID_PARAMETERS); no other policy of the device that is
+      not closed (ACTIVE_POLICY_EXISTS); coverage ≤ free capital (INSUFFICIENT_FREE_CAPITAL).
+      Coverage moves free -> locked[policy]; the premium external -> premiums.
+      policy_id = messages.policy_id(tx).
+  A10 rotate_oracles: as G1; the epoch goes up by one, the old set is kept with its rotation time.
+  A11 rotate_admin: a different key (INVALID_PARAMETERS); the nonce sequence continues.
+Payouts (QuorumCertificate)
+  Q1  body.ledger_id is this ledger's                                        (WRONG_LEDGER).
+  Q2  idempotent by claim_id: a claim already paid with the same body (the oracle-set epoch aside:
+      a set rotated since may re-certify the same incident) returns the existing entry and writes
+      nothing; a different body is CLAIM_CONFLICT.
+  Q3  the epoch is the current oracle-set epoch, or the previous one within rotation_grace_ms of
+      the rotation (QC_STALE_EPOCH); no signer twice (QC_DUPLICATE_SIGNER), every signer a member
+      of that epoch's set (QC_NON_MEMBER), every signature valid over this body (QC_BAD_SIGNATURE),
+      at least k of them (QC_INSUFFICIENT_SIGNATURES). A QC with any bad entry is refused whole.
+  Q4  the policy exists (NOT_FOUND) and the body matches it and the ledger: device, circuit,
+      beneficiary, amount, claim_id = messages.claim_id(...), end_seq − start_seq = circuit n,
+      start_ts < end_ts, an epoch the device was enrolled with                (PAYOUT_MISMATCH).
+  P1..P8 the ledger-state rules, `payout_rejection`: policy active at the ledger time
+      (POLICY_NOT_ACTIVE); window inside the term (OUTSIDE_POLICY_TERM); device not revoked at or
+      before the window's end (DEVICE_REVOKED); window (start_ts, end_ts] overlaps no paid window
+      (WINDOW_OVERLAP); no payout yet in the same period, periods counted in period_ms from the
+      term start by the window's end_ts (PERIOD_LIMIT); coverage left (COVERAGE_EXHAUSTED);
+      now ≤ end_ts + claim_window_ms (CLAIM_WINDOW_CLOSED); end_ts ≤ now + max_skew_ms
+      (END_TS_IN_FUTURE).
+  Pays min(amount, lock left): locked[policy] -> paid. The entry records what was paid.
+Expiry (ExpirePolicy, anyone)
+  E1  the policy exists (NOT_FOUND), is not closed (INVALID_STATE_TRANSITION) and is expired, i.e.
+      now > end_ms + claim_window_ms (EXPIRY_TOO_EARLY). The unused lock returns to free capital,
+      the premium is earned (premiums -> free), and the policy is closed.
+Policy lifecycle (explicit, guarded; `PolicyStatus`)
+  issued --(ledger time reaches start_ms)--> active --(ledger time passes end_ms + claim window)-->
+  expired --(expire tx)--> closed. The two timed transitions are taken when a transaction touches
+  the policy, and `status_at(now)` reports them for lookups, so both views always agree.
+Money
+  Integers in the smallest unit, double-entry: every movement is a `Transfer` between two accounts
+  (external, free, premiums, paid, locked:<policy_id hex>), so the sum over all accounts is always
+  zero, and the pool total (everything but external) changes only by deposit, withdraw and premium.
+Clock
+  The ledger's time never goes backwards: `apply` refuses now_ms below the last entry's time.
+
+What this file must never do: read a clock, touch a file or socket, log, or apply a different rule
+to a transaction depending on where it came from.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from faultproof.encoding import hash_id
+from faultproof.errors import FaultproofError, Reason
+from faultproof.identity import domain_tag
+from faultproof.identity import verify as ed25519_verify
+from faultproof.messages import (
+    AdminKind,
+    AdminTx,
+    Deposit,
+    EnrolAgent,
+    EnrolDevice,
+    ExpirePolicy,
+    Genesis,
+    IssuePolicy,
+    LedgerEntry,
+    Message,
+    PayoutBody,
+    QuorumCertificate,
+    RegisterCircuit,
+    RevokeAgent,
+    RevokeDevice,
+    RotateAdmin,
+    RotateOracles,
+    SignedAdminTx,
+    SignedEntry,
+    Withdraw,
+    claim_id,
+    policy_id,
+)
+from faultproof.zk.params import validate_parameters
+
+ZERO_HASH = bytes(32)
+# Balances live in SQLite INTEGER columns (signed 64-bit); keeping the pool below 2^62 leaves room
+# for every account, external's negative balance included.
+MAX_POOL = 1 << 62
+
+EXTERNAL, FREE, PREMIUMS, PAID = "external", "free", "premiums", "paid"
+LOCKED_PREFIX = "locked:"
+
+Verifier = Callable[[bytes, bytes, bytes, bytes], bool]  # (tag, message, signature, public_key)
+
+_PAYOUT_TAG = domain_tag(PayoutBody.NAME)
+_ENTRY_TAG = domain_tag(LedgerEntry.NAME)
+
+
+def locked_account(pid: bytes) -> str:
+    return LOCKED_PREFIX + pid.hex()
+
+
+def _fail(reason: Reason, message: str = "") -> FaultproofError:
+    return FaultproofError(reason, message)
+
+
+class IntegrityError(Exception):
+    """A stored or received entry that does not follow from the ones before it (replay, verify)."""
+
+    def __init__(self, height: int, problem: str) -> None:
+        self.height, self.problem = height, problem
+        super().__init__(f"entry {height}: {problem}")
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True)
+class Transfer:
+    source: str
+    dest: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class OracleSet:
+    epoch: int
+    members: tuple[bytes, ...]
+    threshold: int
+    since_ms: int  # ledger time it took effect (genesis time for epoch 0)
+
+
+@dataclass(frozen=True)
+class Circuit:
+    circuit_id: bytes
+    vkey: bytes
+    n: int
+    layout_version: int
+    transcript_hash: bytes
+    production: bool
+    registered_ms: int
+
+
+@dataclass
+class Device:
+    device_id: bytes
+    epoch: int  # current epoch
+    anchor: bytes  # c_0 of the current epoch
+    firmware_hash: bytes
+    enrolled_ms: int
+    epochs: dict[int, bytes] = field(default_factory=dict)  # every epoch enrolled -> its anchor
+    revoked_ms: int | None = None
+
+
+@dataclass
+class Agent:
+    agent_id: bytes
+    enrolled_ms: int
+    revoked_ms: int | None = None
+
+    def enrolled_at(self, now_ms: int) -> bool:
+        return self.enrolled_ms <= now_ms and (self.revoked_ms is None or now_ms < self.revoked_ms)
+
+
+class PolicyStatus(enum.StrEnum):
+    ISSUED = "issued"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+class PolicyEvent(enum.StrEnum):
+    TERM_STARTED = "term_started"  # timed: ledger time reached start_ms
+    CLAIMS_ENDED = "claims_ended"  # timed: ledger time passed end_ms + claim_window_ms
+    CLOSE = "close"  # the expire transaction
+
+
+# The whole lifecycle. A transition not in this table is refused; `_REFUSAL` says with what.
+POLICY_TRANSITIONS: dict[tuple[PolicyStatus, PolicyEvent], PolicyStatus] = {
+    (PolicyStatus.ISSUED, PolicyEvent.TERM_STARTED): PolicyStatus.ACTIVE,
+    (PolicyStatus.ACTIVE, PolicyEvent.CLAIMS_ENDED): PolicyStatus.EXPIRED,
+    (PolicyStatus.EXPIRED, PolicyEvent.CLOSE): PolicyStatus.CLOSED,
+}
+_REFUSAL: dict[tuple[PolicyStatus, PolicyEvent], Reason] = {
+    (PolicyStatus.ISSUED, PolicyEvent.CLOSE): Reason.EXPIRY_TOO_EARLY,
+    (PolicyStatus.ACTIVE, PolicyEvent.CLOSE): Reason.EXPIRY_TOO_EARLY,
+}
+
+
+@dataclass(frozen=True)
+class PaidWindow:
+    claim_id: bytes
+    start_ts: int
+    end_ts: int
+    period: int
+    paid: int
+    height: int
+
+
+@dataclass
+class Policy:
+    policy_id: bytes
+    terms: IssuePolicy
+    issued_ms: int
+    issued_height: int
+    status: PolicyStatus = PolicyStatus.ISSUED  # as last materialised; use status_at(now)
+    locked: int = 0  # coverage left (= balance of locked:<id>)
+    paid_total: int = 0
+    payouts: list[PaidWindow] = field(default_factory=list)  # in the order paid
+    closed_ms: int | None = None
+    # Indexes over `payouts` so each payout check is O(log p), however many a policy has had.
+    _by_start: list[PaidWindow] = field(default_factory=list, repr=False)
+    _starts: list[int] = field(default_factory=list, repr=False)
+    _periods: set[int] = field(default_factory=set, repr=False)
+
+    @property
+    def device_id(self) -> bytes:
+        return self.terms.device_id
+
+    def status_at(self, now_ms: int) -> PolicyStatus:
+        """The status at ledger time `now_ms`, with the timed transitions taken."""
+        status = self.status
+        for event in self._timed_events(now_ms):
+            status = POLICY_TRANSITIONS.get((status, event), status)
+        return status
+
+    def _timed_events(self, now_ms: int) -> list[PolicyEvent]:
+        events = []
+        if now_ms >= self.terms.start_ms:
+            events.append(PolicyEvent.TERM_STARTED)
+        if now_ms > self.terms.end_ms + self.terms.claim_window_ms:
+            events.append(PolicyEvent.CLAIMS_ENDED)
+        return events
+
+    def period_of(self, end_ts: int) -> int:
+        return (end_ts - self.terms.start_ms) // self.terms.period_ms
+
+    def overlaps(self, start_ts: int, end_ts: int) -> bool:
+        """Whether (start_ts, end_ts] overlaps a paid window. Windows are half-open because the
+        start frame only anchors the chain; its reading is not part of the window."""
+        i = bisect.bisect_left(self._starts, start_ts)
+        if i > 0 and self._by_start[i - 1].end_ts > start_ts:
+            return True
+        return i < len(self._by_start) and self._by_start[i].start_ts < end_ts
+
+    def period_paid(self, period: int) -> bool:
+        return period in self._periods
+
+    def record(self, window: PaidWindow) -> None:
+        self.payouts.append(window)
+        i = bisect.bisect_left(self._starts, window.start_ts)
+        self._starts.insert(i, window.start_ts)
+        self._by_start.insert(i, window)
+        self._periods.add(window.period)
+
+
+def transition(status: PolicyStatus, event: PolicyEvent) -> PolicyStatus:
+    """Guarded policy transition: the next status, or the refusal's reason."""
+    nxt = POLICY_TRANSITIONS.get((status, event))
+    if nxt is None:
+        raise _fail(_REFUSAL.get((status, event), Reason.INVALID_STATE_TRANSITION),
+                    f"a {status.value} policy cannot take {event.value}")
+    return nxt
+
+
+@dataclass(frozen=True)
+class PaidClaim:
+    claim_id: bytes
+    policy_id: bytes
+    height: int
+    body: PayoutBody
+    paid: int
+
+
+class TxKind(enum.StrEnum):
+    GENESIS = "genesis"
+    PAYOUT = "payout"
+    EXPIRE = "expire"
+    REGISTER_CIRCUIT = "register_circuit"
+    ENROL_DEVICE = "enrol_device"
+    REVOKE_DEVICE = "revoke_device"
+    ENROL_AGENT = "enrol_agent"
+    REVOKE_AGENT = "revoke_agent"
+    DEPOSIT = "deposit"
+    WITHDRAW = "withdraw"
+    ISSUE_POLICY = "issue_policy"
+    ROTATE_ORACLES = "rotate_oracles"
+    ROTATE_ADMIN = "rotate_admin"
+
+
+def tx_kind(tx: Message) -> TxKind:
+    if isinstance(tx, QuorumCertificate):
+        return TxKind.PAYOUT
+    if isinstance(tx, ExpirePolicy):
+        return TxKind.EXPIRE
+    if isinstance(tx, Genesis):
+        return TxKind.GENESIS
+    if isinstance(tx, SignedAdminTx):
+        return TxKind(AdminKind(tx.tx.kind).name.lower())
+    raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What an accepted transaction does. `existing` is set (and nothing else happens) when a
+    payout was already made for the same claim: the caller returns that entry."""
+
+    tx: Message
+    kind: TxKind
+    time_ms: int
+    paid: int = 0
+    transfers: tuple[Transfer, ...] = ()
+    policy_id: bytes | None = None
+    claim_id: bytes | None = None
+    existing: PaidClaim | None = None
+    _commit: Callable[[LedgerState, int], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def external_flow(self) -> int:
+        """Net money into the pool from outside (negative for a withdrawal)."""
+        return sum(t.amount for t in self.transfers if t.source == EXTERNAL) - sum(
+            t.amount for t in self.transfers if t.dest == EXTERNAL)
+
+
+# --------------------------------------------------------------------------- parameter checks
+
+
+def validate_oracle_set(members: tuple[bytes, ...], threshold: int) -> None:
+    n = len(members)
+    if n == 0:
+        raise _fail(Reason.INVALID_ORACLE_SET, "the oracle set is empty")
+    if len(set(members)) != n:
+        raise _fail(Reason.INVALID_ORACLE_SET, "an oracle is listed twice")
+    if not n // 2 + 1 <= threshold <= n:
+        raise _fail(Reason.INVALID_ORACLE_SET, f"k={threshold} for n={n}: need {n // 2 + 1} <= k <= {n}")
+
+
+def default_threshold(n: int) -> int:
+    """DESIGN §5 default k = ⌊2n/3⌋+1 (n = 5 -> 4)."""
+    return min(n, 2 * n // 3 + 1)
+
+
+def validate_trigger(kind: int, threshold: int, count: int, lo: int, hi: int, gap_ms: int, n: int) -> None:
+    """The trigger parameter rules live in faultproof.zk.params (the circuit enforces the same ones):
+    1 <= K <= n (K >= 2 for stuck), lo <= hi, G >= 2 for dropout, unused parameters 0, n >= 2.
+    Raises FaultproofError(INVALID_PARAMETERS)."""
+    validate_parameters(kind, threshold, count, lo, hi, gap_ms, n)
+
+
+def _is_development(c: RegisterCircuit | Circuit) -> bool:
+    production = c.production if isinstance(c, RegisterCircuit) else int(c.production)
+    return production == 0 or c.transcript_hash == ZERO_HASH
+
+
+# --------------------------------------------------------------------------- the state
+
+
+class LedgerState:
+    """The ledger's state after some entries. `check` is pure; `commit` and the `apply*` methods
+    mutate this object (an oracle's view and the service's state are each one such object)."""
+
+    def __init__(self, genesis: Genesis, *, verifier: Verifier = ed25519_verify) -> None:
+        validate_oracle_set(genesis.oracles, genesis.threshold)
+        self.genesis = genesis
+        self.ledger_id = genesis.ledger_id
+        self.verifier = verifier
+        self.height = -1  # set to 0 once the genesis entry is applied
+        self.head_hash = ZERO_HASH
+        self.time_ms = genesis.created_ms
+        self.admin = genesis.admin
+        self.admin_nonce = 0
+        self.former_admins: list[bytes] = []
+        self.oracle_set = OracleSet(0, genesis.oracles, genesis.threshold, genesis.created_ms)
+        self.previous_oracle_set: OracleSet | None = None  # rotated_ms = oracle_set.since_ms
+        self.circuits: dict[bytes, Circuit] = {}
+        self.devices: dict[bytes, Device] = {}
+        self.agents: dict[bytes, Agent] = {}
+        self.policies: dict[bytes, Policy] = {}
+        self.device_policies: dict[bytes, list[bytes]] = {}
+        self.open_policy: dict[bytes, bytes] = {}  # device -> its policy that is not closed
+        self.claims: dict[bytes, PaidClaim] = {}
+        self.balances: dict[str, int] = {EXTERNAL: 0, FREE: 0, PREMIUMS: 0, PAID: 0}
+
+    # -- genesis ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_genesis_entry(cls, signed: SignedEntry, *, verifier: Verifier = ed25519_verify) -> LedgerState:
+        """Start a view from the signed genesis entry (height 0), checking it completely."""
+        entry = signed.entry
+        if not isinstance(entry.tx, Genesis):
+            raise IntegrityError(entry.height, "the first entry is not a genesis")
+        genesis = entry.tx
+        try:
+            state = cls(genesis, verifier=verifier)
+        except FaultproofError as e:
+            raise IntegrityError(0, f"genesis refused: {e}") from None
+        state._check_link(signed, check_signature=True)
+        if entry.time_ms != genesis.created_ms or entry.paid != 0:
+            raise IntegrityError(0, "genesis entry time or paid does not match the genesis")
+        state._advance(entry, hash_id("ledger-entry", entry.encode()))
+        return state
+
+    def genesis_entry(self) -> LedgerEntry:
+        """The unsigned height-0 entry for this state's genesis."""
+        return LedgerEntry(ledger_id=self.ledger_id, height=0, prev_hash=ZERO_HASH,
+                           time_ms=self.genesis.created_ms, tx=self.genesis, paid=0)
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    @property
+    def next_admin_nonce(self) -> int:
+        return self.admin_nonce + 1
+
+    @property
+    def free(self) -> int:
+        return self.balances[FREE]
+
+    @property
+    def pool_total(self) -> int:
+        return -self.balances[EXTERNAL]
+
+    def policy(self, pid: bytes) -> Policy | None:
+        return self.policies.get(pid)
+
+    def policies_of(self, device_id: bytes) -> list[Policy]:
+        return [self.policies[p] for p in self.device_policies.get(device_id, ())]
+
+    def circuit(self, cid: bytes) -> Circuit | None:
+        return self.circuits.get(cid)
+
+    def device(self, device_id: bytes) -> Device | None:
+        return self.devices.get(device_id)
+
+    def agent(self, agent_id: bytes) -> Agent | None:
+        return self.agents.get(agent_id)
+
+    def agent_enrolled(self, agent_id: bytes, at_ms: int | None = None) -> bool:
+        a = self.agents.get(agent_id)
+        return a is not None and a.enrolled_at(self.time_ms if at_ms is None else at_ms)
+
+    def paid_claim(self, cid: bytes) -> PaidClaim | None:
+        return self.claims.get(cid)
+
+    def oracle_set_for(self, epoch: int, now_ms: int) -> OracleSet | None:
+        """The set whose QCs are accepted for `epoch` at ledger time now_ms (Q3), if any."""
+        if epoch == self.oracle_set.epoch:
+            return self.oracle_set
+        prev = self.previous_oracle_set
+        if prev is not None and epoch == prev.epoch and \
+                now_ms <= self.oracle_set.since_ms + self.genesis.rotation_grace_ms:
+            return prev
+        return None
+
+    @property
+    def previous_rotated_ms(self) -> int | None:
+        """When the previous oracle set was replaced (its QCs count until + rotation_grace_ms)."""
+        return self.oracle_set.since_ms if self.previous_oracle_set is not None else None
+
+    def balance(self, account: str) -> int:
+        return self.balances.get(account, 0)
+
+    # -- the step function --------------------------------------------------------------------
+
+    def apply(self, tx: Message, now_ms: int) -> tuple[Effect, LedgerEntry | None]:
+        """Check and commit one transaction at ledger time now_ms. Returns the effect and the new
+        (unsigned) entry, or (effect, None) for an idempotent payout. Raises FaultproofError and
+        then leaves the state exactly as it was."""
+        effect = self.check(tx, now_ms)
+        if effect.existing is not None:
+            return effect, None
+        entry = self.entry_for(effect)
+        self.commit(effect, entry)
+        return effect, entry
+
+    def entry_for(self, effect: Effect) -> LedgerEntry:
+        return LedgerEntry(ledger_id=self.ledger_id, height=self.height + 1, prev_hash=self.head_hash,
+                           time_ms=effect.time_ms, tx=effect.tx, paid=effect.paid)
+
+    def commit(self, effect: Effect, entry: LedgerEntry, entry_hash: bytes | None = None) -> None:
+        """Apply a checked effect. Never raises for an effect `check` returned on this state."""
+        assert effect.existing is None and effect._commit is not None
+        for t in effect.transfers:
+            self.balances[t.source] = self.balances.get(t.source, 0) - t.amount
+            self.balances[t.dest] = self.balances.get(t.dest, 0) + t.amount
+        effect._commit(self, entry.height)
+        self._advance(entry, entry_hash or hash_id("ledger-entry", entry.encode()))
+
+    def apply_entry(self, signed: SignedEntry, *, check_signature: bool = True,
+                    entry_bytes: bytes | None = None) -> Effect:
+        """Replay one signed entry (an oracle following the ledger, a restart, `ledger verify`).
+        Raises IntegrityError naming the entry if it does not follow from this state."""
+        entry = signed.entry
+        self._check_link(signed, check_signature=check_signature, entry_bytes=entry_bytes)
+        if entry.time_ms < self.time_ms:
+            raise IntegrityError(entry.height, f"time {entry.time_ms} is before the previous entry's {self.time_ms}")
+        try:
+            effect = self.check(entry.tx, entry.time_ms)
+        except FaultproofError as e:
+            raise IntegrityError(entry.height, f"transaction refused by the rules on replay: {e}") from None
+        if effect.existing is not None:
+            raise IntegrityError(entry.height, "a payout for an already paid claim was recorded twice")
+        if effect.paid != entry.paid:
+            raise IntegrityError(entry.height, f"records paid={entry.paid}, the rules give {effect.paid}")
+        raw = entry_bytes if entry_bytes is not None else entry.encode()
+        self.commit(effect, entry, hash_id("ledger-entry", raw))
+        return effect
+
+    def _check_link(self, signed: SignedEntry, *, check_signature: bool, entry_bytes: bytes | None = None) -> None:
+        entry = signed.entry
+        if entry.ledger_id != self.ledger_id:
+            raise IntegrityError(entry.height, "entry is bound to another ledger_id")
+        if entry.height != self.height + 1:
+            raise IntegrityError(self.height + 1, f"expected height {self.height + 1}, found {entry.height}")
+        if entry.prev_hash != self.head_hash:
+            raise IntegrityError(entry.height, "prev_hash does not match the previous entry's hash")
+        if check_signature:
+            raw = entry_bytes if entry_bytes is not None else entry.encode()
+            if not self.verifier(_ENTRY_TAG, raw, signed.signature, self.genesis.ledger_key):
+                raise IntegrityError(entry.height, "the ledger signature does not verify")
+
+    def _advance(self, entry: LedgerEntry, entry_hash: bytes) -> None:
+        self.height = entry.height
+        self.head_hash = entry_hash
+        self.time_ms = entry.time_ms
+
+    # -- checks (pure) ------------------------------------------------------------------------
+
+    def check(self, tx: Message, now_ms: int) -> Effect:
+        """Decide a transaction at ledger time now_ms without changing anything."""
+        if self.height < 0:
+            raise _fail(Reason.UNAVAILABLE, "the genesis entry has not been applied")
+        if now_ms < self.time_ms:
+            raise _fail(Reason.OUT_OF_RANGE, f"ledger time {now_ms} is before the head's {self.time_ms}")
+        if isinstance(tx, QuorumCertificate):
+            return self._check_payout(tx, now_ms)
+        if isinstance(tx, ExpirePolicy):
+            return self._check_expire(tx, now_ms)
+        if isinstance(tx, SignedAdminTx):
+            return self._check_admin(tx, now_ms)
+        raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
+
+    # admin ----------------------------------------------------------------------------------
+
+    def _check_admin(self, stx: SignedAdminTx, now: int) -> Effect:
+        tx = stx.tx
+        if tx.ledger_id != self.ledger_id:
+            raise _fail(Reason.WRONG_LEDGER, "the admin tx is for another ledger")
+        if not stx.verify(self.admin):
+            others = [*self.former_admins, *self.oracle_set.members, self.genesis.ledger_key]
+            if any(stx.verify(k) for k in others):
+                raise _fail(Reason.NOT_ADMIN, "signed by a key that is not the current admin")
+            raise _fail(Reason.BAD_ADMIN_SIGNATURE)
+        if tx.nonce != self.admin_nonce + 1:
+            raise _fail(Reason.BAD_NONCE, f"nonce {tx.nonce}, expected {self.admin_nonce + 1}")
+        kind = AdminKind(tx.kind)
+        effect = _ADMIN_CHECKS[kind](self, tx, stx, now)
+        inner = effect._commit
+        nonce = tx.nonce
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.admin_nonce = nonce
+            if inner is not None:
+                inner(state, height)
+
+        return _with_commit(effect, commit)
+
+    def _register_circuit(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, RegisterCircuit)
+        cid = a.circuit_id
+        if cid in self.circuits:
+            raise _fail(Reason.ALREADY_EXISTS, "circuit already registered")
+        if a.n < 1 or not a.vkey:
+            raise _fail(Reason.INVALID_PARAMETERS, "a circuit needs n >= 1 and a verification key")
+        if _is_development(a) and not self.genesis.development:
+            raise _fail(Reason.DEVELOPMENT_CIRCUIT_ON_PRODUCTION,
+                        "development circuit (production=0 or no ceremony transcript) on a production ledger")
+        circuit = Circuit(cid, a.vkey, a.n, a.layout_version, a.transcript_hash, bool(a.production), now)
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.circuits[cid] = circuit
+
+        return Effect(stx, TxKind.REGISTER_CIRCUIT, now, _commit=commit)
+
+    def _enrol_device(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, EnrolDevice)
+        d = self.devices.get(a.device_id)
+        if d is not None:
+            if d.revoked_ms is not None:
+                raise _fail(Reason.INVALID_STATE_TRANSITION, "a revoked device is never enrolled again")
+            if a.epoch <= d.epoch:
+                raise _fail(Reason.ALREADY_EXISTS, f"device enrolled with epoch {d.epoch}; a re-anchor needs a higher epoch")
+
+        def commit(state: LedgerState, height: int) -> None:
+            dev = state.devices.get(a.device_id)
+            if dev is None:
+                dev = state.devices[a.device_id] = Device(a.device_id, a.epoch, a.anchor, a.firmware_hash, now)
+            dev.epoch, dev.anchor, dev.firmware_hash = a.epoch, a.anchor, a.firmware_hash
+            dev.epochs[a.epoch] = a.anchor
+
+        return Effect(stx, TxKind.ENROL_DEVICE, now, _commit=commit)
+
+    def _revoke_device(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, RevokeDevice)
+        d = self.devices.get(a.device_id)
+        if d is None:
+            raise _fail(Reason.NOT_FOUND, "no such device")
+        if d.revoked_ms is not None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "device already revoked")
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.devices[a.device_id].revoked_ms = now
+
+        return Effect(stx, TxKind.REVOKE_DEVICE, now, _commit=commit)
+
+    def _enrol_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, EnrolAgent)
+        ag = self.agents.get(a.agent_id)
+        if ag is not None:
+            if ag.revoked_ms is not None:
+                raise _fail(Reason.INVALID_STATE_TRANSITION, "a revoked agent is never enrolled again")
+            raise _fail(Reason.ALREADY_EXISTS, "agent already enrolled")
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.agents[a.agent_id] = Agent(a.agent_id, now)
+
+        return Effect(stx, TxKind.ENROL_AGENT, now, _commit=commit)
+
+    def _revoke_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, RevokeAgent)
+        ag = self.agents.get(a.agent_id)
+        if ag is None:
+            raise _fail(Reason.NOT_FOUND, "no such agent")
+        if ag.revoked_ms is not None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "agent already revoked")
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.agents[a.agent_id].revoked_ms = now
+
+        return Effect(stx, TxKind.REVOKE_AGENT, now, _commit=commit)
+
+    def _deposit(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, Deposit)
+        if a.amount == 0:
+            raise _fail(Reason.INVALID_PARAMETERS, "deposit of 0")
+        if self.pool_total + a.amount >= MAX_POOL:
+            raise _fail(Reason.INVALID_PARAMETERS, "the pool would exceed 2^62 units")
+        return Effect(stx, TxKind.DEPOSIT, now, transfers=(Transfer(EXTERNAL, FREE, a.amount),), _commit=_noop)
+
+    def _withdraw(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, Withdraw)
+        if a.amount == 0:
+            raise _fail(Reason.INVALID_PARAMETERS, "withdrawal of 0")
+        if a.amount > self.free:
+            raise _fail(Reason.INSUFFICIENT_FREE_CAPITAL,
+                        f"withdraw {a.amount} but only {self.free} is free (locked capital stays locked)")
+        return Effect(stx, TxKind.WITHDRAW, now, transfers=(Transfer(FREE, EXTERNAL, a.amount),), _commit=_noop)
+
+    def _issue_policy(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        p = tx.args
+        assert isinstance(p, IssuePolicy)
+        device = self.devices.get(p.device_id)
+        if device is None:
+            raise _fail(Reason.NOT_FOUND, "the device is not enrolled")
+        if device.revoked_ms is not None:
+            raise _fail(Reason.DEVICE_REVOKED, "the device is revoked")
+        circuit = self.circuits.get(p.circuit_id)
+        if circuit is None:
+            raise _fail(Reason.NOT_FOUND, "the circuit is not registered")
+        if _is_development(circuit) and not self.genesis.development:
+            raise _fail(Reason.DEVELOPMENT_CIRCUIT_ON_PRODUCTION)
+        validate_trigger(p.kind, p.threshold, p.count, p.lo, p.hi, p.gap_ms, circuit.n)
+        if not p.start_ms < p.end_ms:
+            raise _fail(Reason.INVALID_PARAMETERS, "the term must start before it ends")
+        if p.end_ms <= now:
+            raise _fail(Reason.INVALID_PARAMETERS, "the term is already over")
+        if not 0 < p.amount <= p.coverage:
+            raise _fail(Reason.INVALID_PARAMETERS, "need 0 < amount <= coverage")
+        if p.period_ms == 0:
+            raise _fail(Reason.INVALID_PARAMETERS, "the period must be > 0")
+        if self.pool_total + p.premium >= MAX_POOL:
+            raise _fail(Reason.INVALID_PARAMETERS, "the pool would exceed 2^62 units")
+        if p.device_id in self.open_policy:
+            raise _fail(Reason.ACTIVE_POLICY_EXISTS,
+                        f"policy {self.open_policy[p.device_id].hex()} of this device is not closed")
+        if p.coverage > self.free:
+            raise _fail(Reason.INSUFFICIENT_FREE_CAPITAL, f"coverage {p.coverage} > free capital {self.free}")
+        pid = policy_id(tx)
+        transfers = [Transfer(FREE, locked_account(pid), p.coverage)]
+        if p.premium:
+            transfers.append(Transfer(EXTERNAL, PREMIUMS, p.premium))
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.policies[pid] = Policy(pid, p, now, height, locked=p.coverage)
+            state.device_policies.setdefault(p.device_id, []).append(pid)
+            state.open_policy[p.device_id] = pid
+
+        return Effect(stx, TxKind.ISSUE_POLICY, now, transfers=tuple(transfers), policy_id=pid, _commit=commit)
+
+    def _rotate_oracles(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, RotateOracles)
+        validate_oracle_set(a.members, a.threshold)
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.previous_oracle_set = state.oracle_set
+            state.oracle_set = OracleSet(state.oracle_set.epoch + 1, a.members, a.threshold, now)
+
+        return Effect(stx, TxKind.ROTATE_ORACLES, now, _commit=commit)
+
+    def _rotate_admin(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, RotateAdmin)
+        if a.new_admin == self.admin:
+            raise _fail(Reason.INVALID_PARAMETERS, "the new admin key is the current one")
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.former_admins.append(state.admin)
+            state.admin = a.new_admin
+
+        return Effect(stx, TxKind.ROTATE_ADMIN, now, _commit=commit)
+
+    # payouts --------------------------------------------------------------------------------
+
+    def qc_rejection(self, qc: QuorumCertificate, now_ms: int) -> Reason | None:
+        """Q3: the QC's epoch and signers. None if it certifies its body."""
+        oset = self.oracle_set_for(qc.body.oracle_set_epoch, now_ms)
+        if oset is None:
+            return Reason.QC_STALE_EPOCH
+        members = set(oset.members)
+        body_bytes = qc.body.encode()
+        seen: set[bytes] = set()
+        for s in qc.signatures:
+            if s.oracle_id in seen:
+                return Reason.QC_DUPLICATE_SIGNER
+            seen.add(s.oracle_id)
+            if s.oracle_id not in members:
+                return Reason.QC_NON_MEMBER
+        for s in qc.signatures:  # signatures last: they are the expensive part
+            if not self.verifier(_PAYOUT_TAG, body_bytes, s.signature, s.oracle_id):
+                return Reason.QC_BAD_SIGNATURE
+        if len(seen) < oset.threshold:
+            return Reason.QC_INSUFFICIENT_SIGNATURES
+        return None
+
+    def payout_mismatch(self, body: PayoutBody) -> str | None:
+        """Q4 (policy known): why the body disagrees with the policy and ledger, or None."""
+        policy = self.policies[body.policy_id]
+        t = policy.terms
+        circuit = self.circuits[t.circuit_id]
+        device = self.devices[t.device_id]
+        if body.device_id != t.device_id:
+            return "device is not the policy's"
+        if body.circuit_id != t.circuit_id:
+            return "circuit is not the policy's"
+        if body.beneficiary != t.beneficiary:
+            return "beneficiary is not the policy's"
+        if body.amount != t.amount:
+            return f"amount {body.amount} is not the policy's {t.amount}"
+        if body.end_seq - body.start_seq != circuit.n:
+            return f"end_seq - start_seq = {body.end_seq - body.start_seq}, circuit n = {circuit.n}"
+        if body.claim_id != claim_id(body.policy_id, body.device_id, body.epoch, body.start_seq, body.end_seq):
+            return "claim_id is not derived from (policy, device, epoch, start_seq, end_seq)"
+        if not body.start_ts < body.end_ts:
+            return "start_ts must be before end_ts"
+        if body.epoch not in device.epochs:
+            return f"the device was never enrolled with epoch {body.epoch}"
+        return None
+
+    def _check_payout(self, qc: QuorumCertificate, now: int) -> Effect:
+        body = qc.body
+        if body.ledger_id != self.ledger_id:
+            raise _fail(Reason.WRONG_LEDGER, "the payout body is for another ledger")
+        paid = self.claims.get(body.claim_id)
+        if paid is not None:
+            if body.replace(oracle_set_epoch=paid.body.oracle_set_epoch) == paid.body:
+                return Effect(qc, TxKind.PAYOUT, now, paid=paid.paid, policy_id=paid.policy_id,
+                              claim_id=paid.claim_id, existing=paid)
+            raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
+        qc_reason = self.qc_rejection(qc, now)
+        if qc_reason is not None:
+            raise _fail(qc_reason)
+        if body.policy_id not in self.policies:
+            raise _fail(Reason.NOT_FOUND, "no such policy")
+        mismatch = self.payout_mismatch(body)
+        if mismatch is not None:
+            raise _fail(Reason.PAYOUT_MISMATCH, mismatch)
+        reason = payout_rejection(self, body, now)
+        if reason is not None:
+            raise _fail(reason)
+        policy = self.policies[body.policy_id]
+        pay = min(body.amount, policy.locked)
+        pid, cid = body.policy_id, body.claim_id
+
+        def commit(state: LedgerState, height: int) -> None:
+            pol = state.policies[pid]
+            _materialise(pol, now)
+            pol.locked -= pay
+            pol.paid_total += pay
+            pol.record(PaidWindow(cid, body.start_ts, body.end_ts, pol.period_of(body.end_ts), pay, height))
+            state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
+
+        return Effect(qc, TxKind.PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
+                      policy_id=pid, claim_id=cid, _commit=commit)
+
+    def _check_expire(self, tx: ExpirePolicy, now: int) -> Effect:
+        policy = self.policies.get(tx.policy_id)
+        if policy is None:
+            raise _fail(Reason.NOT_FOUND, "no such policy")
+        transition(policy.status_at(now), PolicyEvent.CLOSE)  # raises EXPIRY_TOO_EARLY / INVALID_STATE_TRANSITION
+        pid = tx.policy_id
+        transfers = []
+        if policy.locked:
+            transfers.append(Transfer(locked_account(pid), FREE, policy.locked))
+        if policy.terms.premium:
+            transfers.append(Transfer(PREMIUMS, FREE, policy.terms.premium))
+
+        def commit(state: LedgerState, height: int) -> None:
+            pol = state.policies[pid]
+            _materialise(pol, now)
+            pol.status = transition(pol.status, PolicyEvent.CLOSE)
+            pol.locked = 0
+            pol.closed_ms = now
+            if state.open_policy.get(pol.device_id) == pid:
+                del state.open_policy[pol.device_id]
+
+        return Effect(tx, TxKind.EXPIRE, now, transfers=tuple(transfers), policy_id=pid, _commit=commit)
+
+
+def _noop(state: LedgerState, height: int) -> None:
+    return None
+
+
+def _with_commit(effect: Effect, commit: Callable[[LedgerState, int], None]) -> Effect:
+    return dataclasses.replace(effect, _commit=commit)
+
+
+def _materialise(policy: Policy, now_ms: int) -> None:
+    """Take the timed transitions that ledger time has reached, through the transition table."""
+    for event in policy._timed_events(now_ms):
+        if (policy.status, event) in POLICY_TRANSITIONS:
+            policy.status = transition(policy.status, event)
+
+
+_ADMIN_CHECKS: dict[AdminKind, Callable[[LedgerState, AdminTx, SignedAdminTx, int], Effect]] = {
+    AdminKind.REGISTER_CIRCUIT: LedgerState._register_circuit,
+    AdminKind.ENROL_DEVICE: LedgerState._enrol_device,
+    AdminKind.REVOKE_DEVICE: LedgerState._revoke_device,
+    AdminKind.ENROL_AGENT: LedgerState._enrol_agent,
+    AdminKind.REVOKE_AGENT: LedgerState._revoke_agent,
+    AdminKind.DEPOSIT: LedgerState._deposit,
+    AdminKind.WITHDRAW: LedgerState._withdraw,
+    AdminKind.ISSUE_POLICY: LedgerState._issue_policy,
+    AdminKind.ROTATE_ORACLES: LedgerState._rotate_oracles,
+    AdminKind.ROTATE_ADMIN: LedgerState._rotate_admin,
+}
+
+
+# --------------------------------------------------------------------------- rules for oracles
+
+
+def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reason | None:
+    """The LEDGER_STATE rules P1..P8 for a payout body on `state` at ledger time now_ms.
+
+    An oracle calls this on its replayed view before voting (a reason means a Reject vote); the
+    ledger calls it before paying. It assumes the content checks passed (policy known, body
+    matching it: `LedgerState.payout_mismatch`) and does not look at the QC or at whether this
+    claim was already paid (`LedgerState.paid_claim`); an unknown policy is POLICY_NOT_ACTIVE.
+    """
+    policy = state.policies.get(body.policy_id)
+    if policy is None or policy.status_at(now_ms) is not PolicyStatus.ACTIVE:
+        return Reason.POLICY_NOT_ACTIVE
+    t = policy.terms
+    if not (t.start_ms <= body.start_ts and body.end_ts <= t.end_ms):
+        return Reason.OUTSIDE_POLICY_TERM
+    device = state.devices.get(body.device_id)
+    if device is not None and device.revoked_ms is not None and device.revoked_ms <= body.end_ts:
+        return Reason.DEVICE_REVOKED
+    if policy.overlaps(body.start_ts, body.end_ts):
+        return Reason.WINDOW_OVERLAP
+    if policy.period_paid(policy.period_of(body.end_ts)):
+        return Reason.PERIOD_LIMIT
+    if policy.locked == 0:
+        return Reason.COVERAGE_EXHAUSTED
+    if now_ms > body.end_ts + t.claim_window_ms:
+        return Reason.CLAIM_WINDOW_CLOSED
+    if body.end_ts > now_ms + state.genesis.max_skew_ms:
+        return Reason.END_TS_IN_FUTURE
+    return None
+
+
+def build_payout_body(state: LedgerState, pid: bytes, epoch: int, start_seq: int, end_seq: int,
+                      start_ts: int, end_ts: int) -> PayoutBody:
+    """The PayoutBody every honest oracle builds for a claim on `pid` (current oracle-set epoch)."""
+    policy = state.policies[pid]
+    t = policy.terms
+    return PayoutBody(ledger_id=state.ledger_id, oracle_set_epoch=state.oracle_set.epoch,
+                      claim_id=claim_id(pid, t.device_id, epoch, start_seq, end_seq), policy_id=pid,
+                      device_id=t.device_id, epoch=epoch, start_seq=start_seq, end_seq=end_seq,
+                      start_ts=start_ts, end_ts=end_ts, circuit_id=t.circuit_id, beneficiary=t.beneficiary,
+                      amount=t.amount)

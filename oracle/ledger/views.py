@@ -1,0 +1,70 @@
+"""JSON shapes of the ledger's state objects, as the HTTP API serves them (bytes as lowercase hex).
+
+Pure formatting of `state.py` objects; the client and the CLIs read these shapes. This module must
+never change state or decide a rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oracle.ledger.state import Agent, Circuit, Device, LedgerState, OracleSet, Policy
+
+
+def policy_json(policy: Policy, now_ms: int) -> dict[str, Any]:
+    return {
+        "policy_id": policy.policy_id.hex(),
+        "status": policy.status_at(now_ms).value,
+        "terms": policy.terms.to_json(),
+        "issued_ms": policy.issued_ms,
+        "issued_height": policy.issued_height,
+        "locked": policy.locked,
+        "paid_total": policy.paid_total,
+        "closed_ms": policy.closed_ms,
+        "payouts": [{"claim_id": w.claim_id.hex(), "start_ts": w.start_ts, "end_ts": w.end_ts,
+                     "period": w.period, "paid": w.paid, "height": w.height} for w in policy.payouts],
+    }
+
+
+def device_json(device: Device, state: LedgerState) -> dict[str, Any]:
+    return {
+        "device_id": device.device_id.hex(),
+        "epoch": device.epoch,
+        "anchor": device.anchor.hex(),
+        "firmware_hash": device.firmware_hash.hex(),
+        "epochs": {str(e): a.hex() for e, a in sorted(device.epochs.items())},
+        "enrolled_ms": device.enrolled_ms,
+        "revoked_ms": device.revoked_ms,
+        "policies": [p.hex() for p in state.device_policies.get(device.device_id, ())],
+    }
+
+
+def circuit_json(circuit: Circuit) -> dict[str, Any]:
+    return {
+        "circuit_id": circuit.circuit_id.hex(),
+        "vkey": circuit.vkey.hex(),
+        "n": circuit.n,
+        "layout_version": circuit.layout_version,
+        "transcript_hash": circuit.transcript_hash.hex(),
+        "production": circuit.production,
+        "registered_ms": circuit.registered_ms,
+    }
+
+
+def agent_json(agent: Agent, now_ms: int) -> dict[str, Any]:
+    return {"agent_id": agent.agent_id.hex(), "enrolled_ms": agent.enrolled_ms, "revoked_ms": agent.revoked_ms,
+            "enrolled": agent.enrolled_at(now_ms)}
+
+
+def oracle_set_json(oset: OracleSet) -> dict[str, Any]:
+    return {"epoch": oset.epoch, "members": [m.hex() for m in oset.members], "threshold": oset.threshold,
+            "since_ms": oset.since_ms}
+
+
+def oracles_json(state: LedgerState) -> dict[str, Any]:
+    prev = state.previous_oracle_set
+    return {
+        **oracle_set_json(state.oracle_set),
+        "rotation_grace_ms": state.genesis.rotation_grace_ms,
+        "previous": None if prev is None else {**oracle_set_json(prev), "rotated_ms": state.oracle_set.since_ms},
+    }

@@ -1,0 +1,111 @@
+"""kill -9 of a real `faultproof ledger serve` process in the middle of a burst of payouts from
+several clients: after a restart, `ledger verify` passes and every acknowledged payout is present
+with the entry it was acknowledged with; requests in flight at the kill failed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from faultproof.errors import FaultproofError
+from faultproof.messages import QuorumCertificate
+from faultproof.procs import ManagedProcess, free_port
+from oracle.ledger.client import LedgerClient
+from oracle.ledger.service import LedgerService, wall_clock_ms
+from oracle.ledger.store import LedgerStore
+from oracle.ledger.verify import replay_store
+from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger
+
+CLIENTS = 8
+KILL_AFTER_ACKS = 300
+
+
+def _prepare(tmp_path: Path) -> tuple[Path, Path, list[QuorumCertificate]]:
+    keys = make_ledger(5)
+    now = wall_clock_ms()
+    start = now - 5 * DAY
+    sc = Scenario.standard(keys, deposit=10**12, coverage=10**11, amount=1, premium=0, start_ms=start,
+                           end_ms=now + 5 * DAY, period_ms=SECOND, claim_window_ms=30 * DAY)
+    db = tmp_path / "ledger.db"
+
+    async def setup() -> None:
+        service = LedgerService.create(db, keys.genesis, keys.ledger_key)
+        try:
+            async with service.running():
+                for tx in sc.setup_txs:
+                    await service.submit(tx)
+        finally:
+            service.close()
+
+    asyncio.run(setup())
+    key_path = tmp_path / "ledger.key"
+    keys.ledger_key.save(key_path)
+    port = free_port()
+    config = tmp_path / "ledger.toml"
+    config.write_text(f'[ledger]\ndb = "{db}"\nledger_key = "{key_path}"\n[server]\nport = {port}\n')
+    # One incident per second of the term so far: every QC is a distinct, valid payout.
+    qcs = [keys.qc(sc.body(i, window_ms=400)) for i in range(2_000)]
+    return config, db, qcs
+
+
+async def test_kill9_during_a_burst_loses_no_acknowledged_payout(tmp_path: Path) -> None:
+    config, db, qcs = await asyncio.to_thread(_prepare, tmp_path)
+    url = f"http://127.0.0.1:{config.read_text().split('port = ')[1].strip()}"
+    proc = ManagedProcess("ledger", ["-m", "faultproof.cli", "ledger", "serve", "--config", str(config)],
+                          tmp_path / "ledger.log", ready_url=f"{url}/healthz")
+    proc.start()
+    try:
+        await asyncio.to_thread(proc.wait_ready, 60)
+        async with LedgerClient(url) as client:
+            status = await client.status()
+        assert status["durability"]["synchronous"] == "FULL" and status["durability"]["durable"] is True
+
+        acked: dict[bytes, tuple[int, bytes]] = {}
+        failed = 0
+        enough = asyncio.Event()
+
+        async def burst(mine: list[QuorumCertificate]) -> None:
+            nonlocal failed
+            async with LedgerClient(url, timeout=10) as c:
+                for qc in mine:
+                    try:
+                        result = await c.submit(qc)
+                    except FaultproofError:
+                        failed += 1
+                        return
+                    acked[qc.body.claim_id] = (result.height, result.entry_hash)
+                    if len(acked) >= KILL_AFTER_ACKS:
+                        enough.set()
+
+        async with asyncio.TaskGroup() as tg:
+            for i in range(CLIENTS):
+                tg.create_task(burst(qcs[i::CLIENTS]))
+            await asyncio.wait_for(enough.wait(), 60)
+            proc.kill9()
+        assert failed >= 1, "no request was in flight at the kill"
+        assert len(acked) >= KILL_AFTER_ACKS
+
+        proc.start()  # restart on the same database: recovery happens on open
+        await asyncio.to_thread(proc.wait_ready, 60)
+        async with LedgerClient(url) as client:
+            for cid in list(acked)[:20]:
+                receipt = await client.receipt(cid)
+                assert receipt.entry.entry.height == acked[cid][0]
+        proc.stop()
+    finally:
+        proc.kill9()
+    store = LedgerStore(db, readonly=True)
+    try:
+        result = replay_store(store)
+        assert result.ok, f"{result.problem}\n{proc.tail()}"
+        assert result.state is not None
+        for cid, (height, entry_hash) in acked.items():
+            paid = result.state.paid_claim(cid)
+            assert paid is not None and paid.height == height, "an acknowledged payout is missing"
+            row = store.row(height)
+            assert row is not None and row.entry_hash == entry_hash
+    finally:
+        store.close()
+    print(f"acknowledged {len(acked)}, failed in flight {failed}, height after restart {result.state.height}")
+    heights = {h for h, _ in acked.values()}
+    assert len(heights) == len(acked)

@@ -1,0 +1,444 @@
+"""One test per ledger rule (DESIGN §6): try to break it against a running, durable ledger, then
+check that the refusal carries the right reason and that head hash, balances and the database file
+are exactly as before (LedgerEnv.refused). Accepted transactions are checked for the money
+invariants (LedgerEnv.ok). The last test checks that every LEDGER_TX and LEDGER_STATE reason was
+produced by some test."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from faultproof.chain import enc
+from faultproof.errors import Reason, Stage
+from faultproof.messages import (
+    Deposit,
+    EnrolAgent,
+    ExpirePolicy,
+    QcSignature,
+    QuorumCertificate,
+    RegisterCircuit,
+    RevokeAgent,
+    RevokeDevice,
+    RotateAdmin,
+    RotateOracles,
+    SignedAdminTx,
+    TriggerKind,
+    Withdraw,
+)
+from oracle.ledger.state import LedgerState
+from tests.ledger.helpers import (
+    DAY,
+    HOUR,
+    PRODUCED_REASONS,
+    SECOND,
+    T0,
+    LedgerEnv,
+    ManualClock,
+    Scenario,
+    enrol,
+    fake_circuit,
+    identity,
+    make_ledger,
+    policy_terms,
+    running_ledger,
+)
+
+
+@contextlib.asynccontextmanager
+async def funded(tmp_path: Path, *, development: bool = True, **terms: int) -> AsyncIterator[tuple[LedgerEnv, Scenario]]:
+    """A durable ledger with a deposit, a circuit, a device and one policy (Scenario.standard)."""
+    keys = make_ledger(5, development=development)
+    sc = Scenario.standard(keys, **terms)
+    async with running_ledger(tmp_path, keys, clock=ManualClock(T0)) as env:
+        await env.ok_all(sc.setup_txs)
+        yield env, sc
+
+
+# --------------------------------------------------------------------------- money
+
+
+async def test_overdraw(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        free = env.state.free
+        await env.refused(env.keys.sign(Withdraw(amount=free + 1), nonce=env.keys.next_nonce),
+                          Reason.INSUFFICIENT_FREE_CAPITAL)
+        await env.refused(env.keys.sign(Withdraw(amount=0), nonce=env.keys.next_nonce), Reason.INVALID_PARAMETERS)
+        await env.refused(env.keys.sign(Deposit(amount=0), nonce=env.keys.next_nonce), Reason.INVALID_PARAMETERS)
+
+
+async def test_withdraw_of_locked_capital(tmp_path: Path) -> None:
+    async with funded(tmp_path, deposit=10_000, coverage=4_000) as (env, sc):
+        assert env.state.free == 6_000 and env.state.balance(f"locked:{sc.policy_id.hex()}") == 4_000
+        await env.refused(env.keys.sign(Withdraw(amount=6_001), nonce=env.keys.next_nonce),
+                          Reason.INSUFFICIENT_FREE_CAPITAL)
+        await env.ok(env.keys.sign(Withdraw(amount=6_000)))
+        assert env.state.free == 0 and env.state.pool_total == 4_000 + sc.terms.premium
+
+
+async def test_policy_beyond_free_capital(tmp_path: Path) -> None:
+    async with funded(tmp_path, deposit=1_500, coverage=1_000) as (env, sc):
+        keys = env.keys
+        device = identity("device-1")
+        await env.ok(keys.sign(enrol(device)))
+        too_big = policy_terms(device.public_key, sc.circuit.circuit_id, coverage=501)
+        await env.refused(keys.sign(too_big, nonce=keys.next_nonce), Reason.INSUFFICIENT_FREE_CAPITAL)
+        await env.ok(keys.sign(too_big.replace(coverage=500)))
+        assert env.state.free == 0
+
+
+# --------------------------------------------------------------------------- admin authority
+
+
+async def test_admin_nonce_replayed_skipped_or_cross_ledger(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        await env.refused(sc.setup_txs[0], Reason.BAD_NONCE)  # a replay of nonce 1
+        await env.refused(keys.sign(Deposit(amount=5), nonce=keys.next_nonce + 1), Reason.BAD_NONCE)  # skipped
+        other = make_ledger(5, seed=99)
+        await env.refused(keys.sign(Deposit(amount=5), nonce=keys.next_nonce, ledger_id=other.ledger_id),
+                          Reason.WRONG_LEDGER)
+        await env.ok(keys.sign(Deposit(amount=5)))
+        assert env.state.admin_nonce == keys.next_nonce - 1
+
+
+async def test_admin_signature(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        await env.refused(keys.sign(Deposit(amount=5), nonce=keys.next_nonce, admin=keys.oracles[0]), Reason.NOT_ADMIN)
+        good = keys.sign(Deposit(amount=5), nonce=keys.next_nonce)
+        forged = SignedAdminTx(tx=good.tx, signature=bytes(64))
+        await env.refused(forged, Reason.BAD_ADMIN_SIGNATURE)
+        stranger = identity("stranger")
+        await env.refused(keys.sign(Deposit(amount=5), nonce=keys.next_nonce, admin=stranger),
+                          Reason.BAD_ADMIN_SIGNATURE)
+        new_admin = identity("admin-2")
+        await env.refused(keys.sign(RotateAdmin(new_admin=keys.admin.public_key), nonce=keys.next_nonce),
+                          Reason.INVALID_PARAMETERS)
+        await env.ok(keys.sign(RotateAdmin(new_admin=new_admin.public_key)))
+        await env.refused(keys.sign(Deposit(amount=5), nonce=keys.next_nonce), Reason.NOT_ADMIN)  # the old admin
+        await env.ok(keys.sign(Deposit(amount=5), admin=new_admin))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+async def test_duplicates_and_unknowns(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        await env.refused(keys.sign(sc.circuit, nonce=keys.next_nonce), Reason.ALREADY_EXISTS)
+        await env.refused(keys.sign(enrol(sc.device), nonce=keys.next_nonce), Reason.ALREADY_EXISTS)
+        await env.ok(keys.sign(enrol(sc.device, epoch=1)))  # a re-anchor
+        assert env.state.device(sc.device.public_key).epochs.keys() == {0, 1}
+        agent = identity("agent-0")
+        await env.ok(keys.sign(EnrolAgent(agent_id=agent.public_key)))
+        assert env.state.agent_enrolled(agent.public_key)
+        await env.refused(keys.sign(EnrolAgent(agent_id=agent.public_key), nonce=keys.next_nonce), Reason.ALREADY_EXISTS)
+        await env.refused(keys.sign(RevokeDevice(device_id=b"\x07" * 32), nonce=keys.next_nonce), Reason.NOT_FOUND)
+        await env.refused(keys.sign(RevokeAgent(agent_id=b"\x07" * 32), nonce=keys.next_nonce), Reason.NOT_FOUND)
+        unknown_circuit = policy_terms(identity("device-9").public_key, b"\x01" * 32)
+        await env.ok(keys.sign(enrol(identity("device-9"))))
+        await env.refused(keys.sign(unknown_circuit, nonce=keys.next_nonce), Reason.NOT_FOUND)
+        await env.refused(ExpirePolicy(policy_id=b"\x05" * 32), Reason.NOT_FOUND)
+
+
+async def test_revocation_is_final_and_not_retroactive(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        agent = identity("agent-0")
+        await env.ok(keys.sign(EnrolAgent(agent_id=agent.public_key)))
+        env.clock.set(T0 + 10 * SECOND)
+        await env.ok(keys.sign(RevokeAgent(agent_id=agent.public_key)))
+        assert env.state.agent_enrolled(agent.public_key, at_ms=T0 + 5 * SECOND)  # not retroactive
+        assert not env.state.agent_enrolled(agent.public_key)
+        await env.refused(keys.sign(RevokeAgent(agent_id=agent.public_key), nonce=keys.next_nonce),
+                          Reason.INVALID_STATE_TRANSITION)
+        await env.refused(keys.sign(EnrolAgent(agent_id=agent.public_key), nonce=keys.next_nonce),
+                          Reason.INVALID_STATE_TRANSITION)
+        # The device is revoked just after incident 0 ended: incident 0 stays payable, 1 does not.
+        env.clock.set(sc.body(0).end_ts + 1)
+        await env.ok(keys.sign(RevokeDevice(device_id=sc.device.public_key)))
+        await env.refused(keys.sign(RevokeDevice(device_id=sc.device.public_key), nonce=keys.next_nonce),
+                          Reason.INVALID_STATE_TRANSITION)
+        await env.refused(keys.sign(enrol(sc.device, epoch=5), nonce=keys.next_nonce), Reason.INVALID_STATE_TRANSITION)
+        env.clock.set(sc.time_after(1))
+        await env.ok(keys.qc(sc.body(0)))
+        await env.refused(keys.qc(sc.body(1)), Reason.DEVICE_REVOKED)
+        # A new policy for the revoked device is refused too.
+        env.clock.set(sc.terms.end_ms + sc.terms.claim_window_ms + 1)
+        await env.ok(ExpirePolicy(policy_id=sc.policy_id))
+        renewal = policy_terms(sc.device.public_key, sc.circuit.circuit_id, start_ms=env.clock.now_ms,
+                               end_ms=env.clock.now_ms + 30 * DAY)
+        await env.refused(keys.sign(renewal, nonce=keys.next_nonce), Reason.DEVICE_REVOKED)
+
+
+async def test_development_circuit_on_production_ledger(tmp_path: Path) -> None:
+    keys = make_ledger(5, development=False)
+    async with running_ledger(tmp_path, keys) as env:
+        await env.refused(keys.sign(fake_circuit(16), nonce=keys.next_nonce), Reason.DEVELOPMENT_CIRCUIT_ON_PRODUCTION)
+        no_ceremony = fake_circuit(16, production=True).replace(transcript_hash=bytes(32))
+        await env.refused(keys.sign(no_ceremony, nonce=keys.next_nonce), Reason.DEVELOPMENT_CIRCUIT_ON_PRODUCTION)
+        await env.refused(keys.sign(RegisterCircuit(vkey=b"k", n=0, layout_version=1, transcript_hash=b"\x01" * 32,
+                                                    production=1), nonce=keys.next_nonce), Reason.INVALID_PARAMETERS)
+        await env.ok(keys.sign(fake_circuit(16, production=True)))
+
+
+async def test_oracle_set_bounds(tmp_path: Path) -> None:
+    with pytest.raises(Exception) as info:
+        LedgerState(make_ledger(4, k=2).genesis)  # floor(4/2)+1 = 3 > 2
+    assert getattr(info.value, "reason", None) is Reason.INVALID_ORACLE_SET
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        members = tuple(o.public_key for o in keys.oracles)
+        for m, k in ((members, 2), (members, 6), (members[:1] * 2, 1), ((), 0)):
+            await env.refused(keys.sign(RotateOracles(members=m, threshold=k), nonce=keys.next_nonce),
+                              Reason.INVALID_ORACLE_SET)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+BAD_PARAMETERS = {
+    "count_above K=0 (always true)": dict(count=0),
+    "K above n": dict(count=17),
+    "stuck K=1 (always true)": dict(kind=TriggerKind.STUCK, threshold=0, count=1),
+    "dropout G=1 (always true)": dict(kind=TriggerKind.DROPOUT, threshold=0, count=0, gap_ms=1),
+    "outside_range lo > hi": dict(kind=TriggerKind.OUTSIDE_RANGE, threshold=0, lo=enc(10), hi=enc(5)),
+    "unused parameter set": dict(lo=enc(3)),
+    "unknown kind": dict(kind=9),
+    "start not before end": dict(start_ms=T0 + DAY, end_ms=T0 + DAY),
+    "term already over": dict(start_ms=T0 - 2 * DAY, end_ms=T0 - DAY),
+    "amount above coverage": dict(amount=1_001, coverage=1_000),
+    "amount 0": dict(amount=0),
+    "period 0": dict(period_ms=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_PARAMETERS))
+async def test_invalid_policy_parameters(tmp_path: Path, name: str) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        device = identity("device-p")
+        await env.ok(keys.sign(enrol(device)))
+        terms = policy_terms(device.public_key, sc.circuit.circuit_id, **BAD_PARAMETERS[name])
+        await env.refused(keys.sign(terms, nonce=keys.next_nonce), Reason.INVALID_PARAMETERS)
+
+
+async def test_one_active_policy_per_device(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        second = policy_terms(sc.device.public_key, sc.circuit.circuit_id, start_ms=T0 + 40 * DAY, end_ms=T0 + 70 * DAY)
+        await env.refused(keys.sign(second, nonce=keys.next_nonce), Reason.ACTIVE_POLICY_EXISTS)
+        env.clock.set(sc.terms.end_ms + sc.terms.claim_window_ms + 1)
+        await env.ok(ExpirePolicy(policy_id=sc.policy_id))
+        await env.ok(keys.sign(second))  # once the first is closed
+
+
+async def test_policy_lifecycle_and_early_expiry(tmp_path: Path) -> None:
+    async with funded(tmp_path, start_ms=T0 + DAY, premium=10, coverage=1_000, amount=100) as (env, sc):
+        policy = env.state.policy(sc.policy_id)
+        assert policy is not None
+        t = sc.terms
+        assert policy.status_at(T0).value == "issued"
+        assert policy.status_at(t.start_ms).value == "active"
+        assert policy.status_at(t.end_ms + t.claim_window_ms).value == "active"
+        assert policy.status_at(t.end_ms + t.claim_window_ms + 1).value == "expired"
+        await env.refused(ExpirePolicy(policy_id=sc.policy_id), Reason.EXPIRY_TOO_EARLY)  # issued
+        env.clock.set(t.end_ms + t.claim_window_ms)
+        await env.refused(ExpirePolicy(policy_id=sc.policy_id), Reason.EXPIRY_TOO_EARLY)  # still in the claim window
+        free_before = env.state.free
+        env.clock.set(t.end_ms + t.claim_window_ms + 1)
+        await env.ok(ExpirePolicy(policy_id=sc.policy_id))
+        assert env.state.free == free_before + 1_000 + 10  # the lock comes back, the premium is earned
+        assert env.state.policy(sc.policy_id).status_at(env.clock.now_ms).value == "closed"
+        await env.refused(ExpirePolicy(policy_id=sc.policy_id), Reason.INVALID_STATE_TRANSITION)
+
+
+async def test_payout_before_the_term_starts(tmp_path: Path) -> None:
+    async with funded(tmp_path, start_ms=T0 + 2 * SECOND) as (env, sc):
+        body = sc.body(0).replace(start_ts=T0 + 2 * SECOND, end_ts=T0 + 4 * SECOND)
+        await env.refused(env.keys.qc(body), Reason.POLICY_NOT_ACTIVE)  # still issued at T0
+
+
+# --------------------------------------------------------------------------- payouts
+
+
+async def test_payout_and_idempotency(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        env.clock.set(sc.time_after(0))
+        first = await env.ok(keys.qc(sc.body(0)))
+        assert not first.existing and first.entry.entry.paid == sc.terms.amount
+        again = await env.ok(keys.qc(sc.body(0)))
+        assert again.existing and again.signed_bytes == first.signed_bytes
+        other_signers = await env.ok(keys.qc(sc.body(0), keys.oracles[1:]))
+        assert other_signers.existing and other_signers.entry.entry.height == first.entry.entry.height
+        assert env.state.balance("paid") == sc.terms.amount
+
+
+async def test_different_body_for_a_paid_claim(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(0))
+        await env.ok(env.keys.qc(sc.body(0)))
+        await env.refused(env.keys.qc(sc.body(0, window_ms=5 * SECOND)), Reason.CLAIM_CONFLICT)
+
+
+async def test_qc_with_k_minus_1_signatures(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(0))
+        k = env.keys.threshold
+        await env.refused(env.keys.qc(sc.body(0), env.keys.oracles[: k - 1]), Reason.QC_INSUFFICIENT_SIGNATURES)
+
+
+async def test_qc_with_a_duplicated_signer(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(0))
+        qc = env.keys.qc(sc.body(0))
+        k = env.keys.threshold
+        doubled = QuorumCertificate(body=qc.body, signatures=(qc.signatures[0],) + qc.signatures[: k - 1])
+        await env.refused(doubled, Reason.QC_DUPLICATE_SIGNER)
+
+
+async def test_qc_with_a_non_member(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(0))
+        k = env.keys.threshold
+        signers = env.keys.oracles[: k - 1] + [identity("not-an-oracle")]
+        await env.refused(env.keys.qc(sc.body(0), signers), Reason.QC_NON_MEMBER)
+
+
+async def test_qc_with_a_signature_over_another_body(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(1))
+        qc = env.keys.qc(sc.body(0))
+        elsewhere = sc.body(1).approve(env.keys.oracles[0])
+        sigs = (QcSignature(oracle_id=elsewhere.oracle_id, signature=elsewhere.signature),) + tuple(
+            s for s in qc.signatures if s.oracle_id != elsewhere.oracle_id)
+        await env.refused(QuorumCertificate(body=qc.body, signatures=sigs), Reason.QC_BAD_SIGNATURE)
+
+
+async def test_old_epoch_within_and_after_the_grace_period(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        new_set = [identity(f"oracle-new-{i}") for i in range(4)]
+        env.clock.set(sc.time_after(2))
+        await env.ok(keys.sign(RotateOracles(members=tuple(o.public_key for o in new_set), threshold=3)))
+        rotated = env.clock.now_ms
+        assert env.state.oracle_set.epoch == 1 and env.state.previous_oracle_set is not None
+        # Within the grace period the old set still certifies (incident 0 ended before the rotation).
+        await env.ok(keys.qc(sc.body(0)))
+        env.clock.set(rotated + keys.genesis.rotation_grace_ms + 1)
+        await env.refused(keys.qc(sc.body(1)), Reason.QC_STALE_EPOCH)
+        # Rotation is not retroactive: the new set certifies the same (older) incident.
+        await env.ok(keys.qc(sc.body(1, oracle_set_epoch=1), new_set[:3]))
+        await env.refused(keys.qc(sc.body(2, oracle_set_epoch=7)), Reason.QC_STALE_EPOCH)
+
+
+async def test_overlapping_window(tmp_path: Path) -> None:
+    async with funded(tmp_path, period_ms=HOUR) as (env, sc):
+        env.clock.set(sc.time_after(3))
+        paid = sc.body(0)
+        await env.ok(env.keys.qc(paid))
+        # A later window (another period) that starts inside the paid one.
+        overlapping = sc.body(0).replace(start_seq=paid.start_seq + 5, end_seq=paid.end_seq + 5,
+                                         start_ts=paid.end_ts - SECOND, end_ts=paid.end_ts + HOUR)
+        overlapping = _rederive(overlapping)
+        await env.refused(env.keys.qc(overlapping), Reason.WINDOW_OVERLAP)
+        # Sharing only the boundary frame is not an overlap: windows are (start, end].
+        adjacent = _rederive(overlapping.replace(start_ts=paid.end_ts))
+        await env.ok(env.keys.qc(adjacent))
+
+
+def _rederive(body):  # type: ignore[no-untyped-def]
+    from faultproof.messages import claim_id
+
+    return body.replace(claim_id=claim_id(body.policy_id, body.device_id, body.epoch, body.start_seq, body.end_seq))
+
+
+async def test_second_payout_inside_the_period(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(0) + 2 * HOUR)
+        first = sc.body(0)
+        await env.ok(env.keys.qc(first))
+        later_same_day = _rederive(first.replace(start_seq=first.start_seq + 100, end_seq=first.end_seq + 100,
+                                                 start_ts=first.end_ts + HOUR, end_ts=first.end_ts + HOUR + 10 * SECOND))
+        await env.refused(env.keys.qc(later_same_day), Reason.PERIOD_LIMIT)
+
+
+async def test_coverage_is_paid_down_then_exhausted(tmp_path: Path) -> None:
+    async with funded(tmp_path, coverage=150, amount=100) as (env, sc):
+        env.clock.set(sc.time_after(2))
+        assert (await env.ok(env.keys.qc(sc.body(0)))).entry.entry.paid == 100
+        assert (await env.ok(env.keys.qc(sc.body(1)))).entry.entry.paid == 50  # min(amount, coverage left)
+        await env.refused(env.keys.qc(sc.body(2)), Reason.COVERAGE_EXHAUSTED)
+        assert env.state.balance(f"locked:{sc.policy_id.hex()}") == 0
+
+
+async def test_payout_after_the_claim_window(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.body(0).end_ts + sc.terms.claim_window_ms + 1)
+        await env.refused(env.keys.qc(sc.body(0)), Reason.CLAIM_WINDOW_CLOSED)
+        env.clock.set(sc.terms.end_ms + sc.terms.claim_window_ms + 1)
+        await env.refused(env.keys.qc(sc.body(1)), Reason.POLICY_NOT_ACTIVE)  # expired
+
+
+async def test_payout_with_end_ts_in_the_future(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        body = sc.body(0)
+        env.clock.set(body.end_ts - env.keys.genesis.max_skew_ms - 1)
+        await env.refused(env.keys.qc(body), Reason.END_TS_IN_FUTURE)
+        env.clock.set(body.end_ts - env.keys.genesis.max_skew_ms)
+        await env.ok(env.keys.qc(body))  # within the skew
+
+
+async def test_window_outside_the_term(tmp_path: Path) -> None:
+    async with funded(tmp_path, start_ms=T0 + DAY) as (env, sc):
+        env.clock.set(T0 + 2 * DAY)
+        early = _rederive(sc.body(0).replace(start_ts=T0 + DAY - SECOND, end_ts=T0 + DAY + SECOND))
+        await env.refused(env.keys.qc(early), Reason.OUTSIDE_POLICY_TERM)
+
+
+PAYOUT_MISMATCHES = {
+    "beneficiary": dict(beneficiary=b"\x66" * 32),
+    "amount": dict(amount=99),
+    "device": dict(device_id=b"\x67" * 32),
+    "circuit": dict(circuit_id=b"\x68" * 32),
+    "claim_id derivation": dict(claim_id=b"\x69" * 32),
+    "window length": dict(end_seq=16_000),
+    "unknown device epoch": dict(epoch=3),
+    "empty time window": dict(start_ts=T0 + HOUR),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAYOUT_MISMATCHES))
+async def test_payout_body_must_match_the_policy(tmp_path: Path, name: str) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(0))
+        body = sc.body(0).replace(**PAYOUT_MISMATCHES[name])
+        if name in ("window length", "unknown device epoch", "empty time window"):
+            body = _rederive(body)
+        await env.refused(env.keys.qc(body), Reason.PAYOUT_MISMATCH)
+
+
+async def test_payout_for_another_ledger_or_unknown_policy(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        env.clock.set(sc.time_after(0))
+        await env.refused(env.keys.qc(sc.body(0, ledger_id=b"\x01" * 32)), Reason.WRONG_LEDGER)
+        await env.refused(env.keys.qc(_rederive(sc.body(0, policy_id=b"\x02" * 32))), Reason.NOT_FOUND)
+
+
+# --------------------------------------------------------------------------- meta
+
+
+LEDGER_REASONS = sorted(r for r in Reason if r.stage in (Stage.LEDGER_TX, Stage.LEDGER_STATE))
+
+
+@pytest.mark.parametrize("reason", LEDGER_REASONS, ids=[r.value for r in LEDGER_REASONS])
+def test_every_ledger_reason_is_produced_by_some_test(reason: Reason, request: pytest.FixtureRequest) -> None:
+    """Runs last in this file: each LEDGER_TX / LEDGER_STATE reason was seen in a refusal above."""
+    if not PRODUCED_REASONS:
+        pytest.skip("run with the rule tests of this file (they record the reasons they produce)")
+    assert reason in PRODUCED_REASONS, f"no test makes the ledger refuse with {reason.value}"
