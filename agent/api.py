@@ -1,0 +1,145 @@
+"""The agent's HTTP API (DESIGN §7), aiohttp:
+
+    POST /v1/frames       one DeviceReading or a ReadingBatch, JSON or msgpack
+                          (Content-Type: application/msgpack). Answered after the frames are
+                          committed: 200 {"accepted": k, "rejected": [{"index", "device_id", "seq",
+                          "code", "message"}]}; a single reading that is refused gets its reason's
+                          4xx {"error": {...}}; undecodable input 400; a full ingest queue 503.
+    GET  /v1/status       agent id, ledger view, devices, frame counters, claims by status, MQTT,
+                          gossip, prover.
+    GET  /v1/claims       claims (?status=, ?device_id=), newest first; GET /v1/claims/{claim_id}
+    GET  /healthz         200 when ingest, the ledger replica and the claim loops run; else 503
+    GET  /metrics         Prometheus text
+
+Only translation lives here; the decisions are in agent.frames / agent.ingest / agent.claims. This
+file must never let a traceback reach a client: every failure is an error object with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.frames import Undecodable, parse_json, parse_wire
+from faultproof.errors import FaultproofError, Reason
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = logging.getLogger("faultproof.agent.api")
+
+AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent")
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: FaultproofError) -> web.Response:
+    return web.json_response(err.to_json(), status=err.reason.http_status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FaultproofError as e:
+        return error_response(e)
+    except web.HTTPException as e:
+        if e.status == 413:
+            return error_response(FaultproofError(Reason.OVERSIZE, "request body too large"))
+        if e.status == 404:
+            return error_response(FaultproofError(Reason.NOT_FOUND, f"no route {request.path}"))
+        if e.status == 405:
+            return error_response(FaultproofError(Reason.BAD_REQUEST, f"{request.method} not allowed here"))
+        raise
+    except Exception:  # noqa: BLE001 - never a traceback to a client
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(FaultproofError(Reason.UNAVAILABLE, "internal error"))
+
+
+async def post_frames(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    ctype = request.content_type or JSON
+    body = await request.read()
+    if ctype == MSGPACK:
+        frames = parse_wire(body)
+    elif ctype == JSON:
+        try:
+            obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            frames = Undecodable(Reason.MALFORMED, "body is not JSON")
+        else:
+            frames = parse_json(obj)
+    else:
+        raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
+    result = await agent.engine.submit_async(frames, transport="http")
+    if result.error is not None:
+        raise FaultproofError(Reason.UNAVAILABLE, result.error)
+    if result.undecodable is not None:
+        raise FaultproofError(result.undecodable.reason, result.undecodable.message)
+    assert isinstance(frames, list)
+    rejected = []
+    for i, (f, v) in enumerate(zip(frames, result.verdicts, strict=True)):
+        if v.reason is not None:
+            rejected.append({"index": i, "device_id": f.device_id.hex(), "seq": f.seq, "code": v.reason.value,
+                             "message": v.message})
+    if len(frames) == 1 and rejected:
+        v = result.verdicts[0]
+        assert v.reason is not None
+        raise FaultproofError(v.reason, v.message)
+    return web.json_response({"accepted": result.accepted, "rejected": rejected})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[AGENT_KEY].status())
+
+
+async def list_claims(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    status = request.query.get("status")
+    device = request.query.get("device_id")
+    out = [r.to_json() for r in agent.manager.records.values()
+           if (status is None or r.status.value == status) and (device is None or r.device_id.hex() == device)]
+    out.sort(key=lambda c: c["detected_ms"], reverse=True)
+    return web.json_response({"claims": out})
+
+
+async def get_claim(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    try:
+        cid = bytes.fromhex(request.match_info["claim_id"])
+    except ValueError:
+        raise FaultproofError(Reason.BAD_REQUEST, "claim_id must be hex") from None
+    rec = agent.manager.records.get(cid)
+    if rec is None:
+        raise FaultproofError(Reason.NOT_FOUND, "no claim with this id here")
+    return web.json_response(rec.to_json())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    problems = agent.problems()
+    return web.json_response({"ok": not problems, "problems": problems}, status=503 if problems else 200)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    return web.Response(body=generate_latest(agent.metrics.registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def make_app(agent: Agent, max_body_bytes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_middleware])
+    app[AGENT_KEY] = agent
+    app.router.add_post("/v1/frames", post_frames)
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/v1/claims", list_claims)
+    app.router.add_get("/v1/claims/{claim_id}", get_claim)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,491 @@
+"""Claims: the lifecycle of an incident from detection to payout, and the manager that drives it.
+
+The lifecycle is one table (`TRANSITIONS`); a transition not in it is refused with
+INVALID_STATE_TRANSITION, whoever asks:
+
+    detected --proved--> proved --sent--> submitted --approved--> approved
+        |                   |                 |                       |
+        +--prove_failed--> failed             +--rejected--> rejected <+
+    any state that is not final --paid--> paid          (final: paid, rejected, failed)
+
+- detected: the window was found and written with the frames that completed it (agent.ingest).
+- proved:   the signed claim (proof included) is persisted. It is persisted BEFORE it is sent, so a
+            restart re-sends the same bytes and never proves a second claim for the incident; the
+            claim_id is the incident (policy, device, epoch, a, a+n), never the proof.
+- submitted: gossiped on `/faultproof/1/claims`, or POSTed to an oracle when gossip has no peers
+            or an oracle does not know the claim yet; resent with exponential backoff until
+            decided.
+- approved: an oracle reports a quorum certificate; paid follows when the ledger records it.
+- paid:     the agent's ledger replica holds the payout entry (the ledger is the source of truth).
+- rejected: oracles reached a definitive rejection (ledger-state Reject votes), or oracles refused
+            the claim's content (4xx) — a content refusal counts once two oracles agree, so one
+            faulty oracle cannot kill a claim.
+- failed:   it could not be proved (window no longer stored, circuit gone); never sent.
+
+`ClaimManager` owns the in-memory mirror of the claims table and the two loops (prove, follow).
+Proving runs in a worker pool (`faultproof.zk.pool.ProofPool`), never on the event loop; every
+status change is committed through the ingest engine (the store's one writer) before it counts.
+
+This file must never file a claim the detector did not find, sign anything but a Claim, or send a
+claim whose signed bytes are not persisted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from agent.detect import Window
+from agent.ingest import IngestEngine
+from agent.metrics import AgentMetrics
+from agent.store import FINAL_STATUSES, FrameRow, load_window
+from faultproof import chain
+from faultproof.errors import FaultproofError, Reason, Stage
+from faultproof.identity import Identity
+from faultproof.messages import Claim, Frame, SignedClaim, SignedFrame
+
+log = logging.getLogger("faultproof.agent.claims")
+
+CLAIMS_TOPIC = "/faultproof/1/claims"
+
+
+class ClaimStatus(enum.StrEnum):
+    DETECTED = "detected"
+    PROVED = "proved"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    PAID = "paid"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class ClaimEvent(enum.StrEnum):
+    PROVED = "proved"
+    PROVE_FAILED = "prove_failed"
+    SENT = "sent"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PAID = "paid"
+
+
+S, E = ClaimStatus, ClaimEvent
+TRANSITIONS: dict[tuple[ClaimStatus, ClaimEvent], ClaimStatus] = {
+    (S.DETECTED, E.PROVED): S.PROVED,
+    (S.DETECTED, E.PROVE_FAILED): S.FAILED,
+    (S.PROVED, E.SENT): S.SUBMITTED,
+    (S.SUBMITTED, E.SENT): S.SUBMITTED,
+    (S.APPROVED, E.SENT): S.APPROVED,
+    (S.PROVED, E.APPROVED): S.APPROVED,
+    (S.SUBMITTED, E.APPROVED): S.APPROVED,
+    (S.PROVED, E.REJECTED): S.REJECTED,
+    (S.SUBMITTED, E.REJECTED): S.REJECTED,
+    (S.APPROVED, E.REJECTED): S.REJECTED,
+    **{(s, E.PAID): S.PAID for s in (S.DETECTED, S.PROVED, S.SUBMITTED, S.APPROVED)},
+}
+FINAL = frozenset({S.PAID, S.REJECTED, S.FAILED})
+assert {s.value for s in FINAL} == set(FINAL_STATUSES)
+
+
+def transition(status: ClaimStatus, event: ClaimEvent) -> ClaimStatus:
+    try:
+        return TRANSITIONS[(status, event)]
+    except KeyError:
+        raise FaultproofError(Reason.INVALID_STATE_TRANSITION, f"claim {status.value} cannot take {event.value}") from None
+
+
+@dataclass
+class ClaimRecord:
+    """A claims-table row in memory, plus the follow-up schedule (not persisted)."""
+
+    claim_id: bytes
+    policy_id: bytes
+    device_id: bytes
+    epoch: int
+    start_seq: int
+    end_seq: int
+    start_ts: int
+    end_ts: int
+    period: int
+    circuit_id: bytes
+    status: ClaimStatus
+    detected_ms: int
+    reason: str | None = None
+    signed: bytes | None = None
+    proved_ms: int | None = None
+    prove_seconds: float | None = None
+    submitted_ms: int | None = None
+    decided_ms: int | None = None
+    attempts: int = 0
+    paid: int | None = None
+    next_at: float = 0.0  # monotonic time of the next send/poll
+    refused_by: set[str] = field(default_factory=set)  # oracles that refused the content
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ClaimRecord:
+        kw = {k: row[k] for k in row if k in cls.__dataclass_fields__}
+        kw["status"] = ClaimStatus(row["status"])
+        for k in ("claim_id", "policy_id", "device_id", "circuit_id", "signed"):
+            if kw.get(k) is not None:
+                kw[k] = bytes(kw[k])
+        return cls(**kw)
+
+    @classmethod
+    def from_window(cls, w: Window, now_ms: int) -> ClaimRecord:
+        return cls(w.claim_id, w.policy_id, w.device_id, w.epoch, w.start_seq, w.end_seq, w.start_ts, w.end_ts,
+                   w.period, w.circuit_id, ClaimStatus.DETECTED, now_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "claim_id": self.claim_id.hex(), "policy_id": self.policy_id.hex(), "device_id": self.device_id.hex(),
+            "epoch": self.epoch, "start_seq": self.start_seq, "end_seq": self.end_seq, "start_ts": self.start_ts,
+            "end_ts": self.end_ts, "period": self.period, "circuit_id": self.circuit_id.hex(),
+            "status": self.status.value, "reason": self.reason, "detected_ms": self.detected_ms,
+            "proved_ms": self.proved_ms, "prove_seconds": self.prove_seconds, "submitted_ms": self.submitted_ms,
+            "decided_ms": self.decided_ms, "attempts": self.attempts, "paid": self.paid,
+        }
+
+
+class Prover(Protocol):
+    async def prove(self, built: Any, witness: Any) -> bytes: ...
+
+
+# --------------------------------------------------------------------------- sending
+
+
+class ClaimSender:
+    """Gets a signed claim to the oracles: gossip when the mesh has peers, HTTP otherwise, and asks
+    oracles (in turn) how the claim stands."""
+
+    def __init__(self, gossip: Any | None, oracle_urls: Sequence[str], metrics: AgentMetrics,
+                 timeout: float = 5.0) -> None:
+        self.gossip = gossip
+        self.oracle_urls = [u.rstrip("/") for u in oracle_urls]
+        self.metrics = metrics
+        self.timeout = timeout
+        self._next = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def gossip_peers(self) -> int:
+        try:
+            return len(self.gossip.peers()) if self.gossip is not None else 0
+        except Exception:  # noqa: BLE001 - a stopped node has no peers
+            return 0
+
+    async def publish(self, data: bytes) -> bool:
+        if self.gossip_peers() == 0:
+            return False
+        try:
+            await asyncio.wait_for(self.gossip.publish(CLAIMS_TOPIC, data), self.timeout)  # type: ignore[union-attr]
+        except (FaultproofError, TimeoutError) as e:
+            self.metrics.submissions.labels("gossip", "error").inc()
+            log.info("gossip publish failed: %s", e)
+            return False
+        self.metrics.submissions.labels("gossip", "ok").inc()
+        return True
+
+    def _order(self) -> list[str]:
+        urls = self.oracle_urls[self._next:] + self.oracle_urls[:self._next]
+        self._next = (self._next + 1) % max(1, len(self.oracle_urls))
+        return urls
+
+    async def post(self, data: bytes) -> tuple[str, int, dict[str, Any]] | None:
+        """POST to the first oracle that answers: (url, HTTP status, JSON body), or None."""
+        for url in self._order():
+            try:
+                async with self._http().post(f"{url}/v1/claims", data=data,
+                                             headers={"Content-Type": "application/msgpack"}) as r:
+                    try:
+                        body = await r.json(content_type=None)
+                    except (ValueError, aiohttp.ContentTypeError):
+                        body = {}
+                    self.metrics.submissions.labels("http", str(r.status)).inc()
+                    return url, r.status, body if isinstance(body, dict) else {}
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                self.metrics.submissions.labels("http", "unreachable").inc()
+                log.debug("oracle %s unreachable: %s", url, e)
+        return None
+
+    async def oracle_view(self, claim_id: bytes) -> tuple[str, dict[str, Any] | None] | None:
+        """(url, the first oracle's view of the claim or None if it does not know it), or None
+        when no oracle answered."""
+        for url in self._order():
+            try:
+                async with self._http().get(f"{url}/v1/claims/{claim_id.hex()}") as r:
+                    if r.status == 404:
+                        return url, None
+                    if r.status == 200:
+                        return url, await r.json(content_type=None)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                continue
+        return None
+
+
+# --------------------------------------------------------------------------- the manager
+
+
+@dataclass
+class ManagerConfig:
+    follow_interval_s: float = 0.25
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+    content_refusals_to_reject: int = 2
+
+
+class ClaimManager:
+    def __init__(self, *, engine: IngestEngine, store_path: str | Path, agent: Identity, prover: Prover,
+                 circuits: Mapping[bytes, Any], blinding_keys: Mapping[bytes, bytes],
+                 policy_params: Callable[[bytes], tuple[int, int, int, int, int, int] | None],
+                 paid_amount: Callable[[bytes], int | None], sender: ClaimSender, metrics: AgentMetrics,
+                 config: ManagerConfig | None = None, clock: Callable[[], int] | None = None) -> None:
+        self.engine = engine
+        self.store_path = Path(store_path)
+        self.agent = agent
+        self.prover = prover
+        self.circuits = circuits  # circuit_id -> BuiltCircuit
+        self.blinding_keys = blinding_keys
+        self.policy_params = policy_params  # policy_id -> (kind, T, K, lo, hi, G) from the ledger
+        self.paid_amount = paid_amount  # claim_id -> amount paid on the ledger, or None
+        self.sender = sender
+        self.metrics = metrics
+        self.config = config or ManagerConfig()
+        self.clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self.records: dict[bytes, ClaimRecord] = {}
+        self._to_prove: asyncio.Queue[bytes] = asyncio.Queue()
+        self.proving: bytes | None = None
+        self.wake = asyncio.Event()
+
+    # -- inputs --
+    def load(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            rec = ClaimRecord.from_row(row)
+            self.records[rec.claim_id] = rec
+            if rec.status is ClaimStatus.DETECTED:
+                self._to_prove.put_nowait(rec.claim_id)
+        self._gauge()
+
+    def on_detected(self, windows: Sequence[Window]) -> None:
+        """Called on the loop after the engine committed these windows as detected claims."""
+        now = self.clock()
+        for w in windows:
+            if w.claim_id in self.records:
+                continue
+            self.records[w.claim_id] = ClaimRecord.from_window(w, now)
+            self.metrics.claim_transitions.labels(ClaimStatus.DETECTED.value).inc()
+            self._to_prove.put_nowait(w.claim_id)
+            log.info("incident detected: claim %s, device %s seqs %d..%d", w.claim_id.hex()[:12],
+                     w.device_id.hex()[:12], w.start_seq, w.end_seq)
+        self._gauge()
+
+    def ledger_changed(self) -> None:
+        self.wake.set()
+
+    # -- state changes (committed before they count) --
+    async def _apply(self, rec: ClaimRecord, event: ClaimEvent, **values: Any) -> None:
+        new = transition(rec.status, event)
+        now = self.clock()
+        if new in FINAL:
+            values.setdefault("decided_ms", now)
+        await self.engine.update_claim(rec.claim_id, {"status": new.value, **values})
+        for k, v in values.items():
+            setattr(rec, k, v)
+        if new is not rec.status:
+            self.metrics.claim_transitions.labels(new.value).inc()
+            log.info("claim %s: %s -> %s%s", rec.claim_id.hex()[:12], rec.status.value, new.value,
+                     f" ({values['reason']})" if values.get("reason") else "")
+        rec.status = new
+        self._gauge()
+
+    def _gauge(self) -> None:
+        counts = {s: 0 for s in ClaimStatus}
+        for rec in self.records.values():
+            counts[rec.status] += 1
+        for s, k in counts.items():
+            self.metrics.claims.labels(s.value).set(k)
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in ClaimStatus}
+        for rec in self.records.values():
+            out[rec.status.value] += 1
+        return out
+
+    # -- the loops --
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._prove_loop())
+            tg.create_task(self._follow_loop())
+
+    async def _prove_loop(self) -> None:
+        while True:
+            cid = await self._to_prove.get()
+            rec = self.records.get(cid)
+            if rec is None or rec.status is not ClaimStatus.DETECTED:
+                continue
+            self.proving = cid
+            try:
+                await self._prove(rec)
+            finally:
+                self.proving = None
+            self.wake.set()
+
+    async def _prove(self, rec: ClaimRecord) -> None:
+        if self.paid_amount(rec.claim_id) is not None:
+            await self._apply(rec, ClaimEvent.PAID, paid=self.paid_amount(rec.claim_id))
+            return
+        try:
+            signed, seconds = await self._make_claim(rec)
+        except FaultproofError as e:
+            log.error("claim %s cannot be proved: %s", rec.claim_id.hex()[:12], e)
+            await self._apply(rec, ClaimEvent.PROVE_FAILED, reason=e.reason.value)
+            return
+        self.metrics.prove_seconds.observe(seconds)
+        await self._apply(rec, ClaimEvent.PROVED, signed=signed.encode(), proved_ms=self.clock(),
+                          prove_seconds=round(seconds, 3))
+        rec.next_at = 0.0  # send at once
+
+    async def _make_claim(self, rec: ClaimRecord) -> tuple[SignedClaim, float]:
+        from faultproof.zk.params import TriggerParams
+        from faultproof.zk.statement import Witness
+
+        built = self.circuits.get(rec.circuit_id)
+        if built is None:
+            raise FaultproofError(Reason.UNKNOWN_CIRCUIT, "no proving key for this claim's circuit")
+        params = self.policy_params(rec.policy_id)
+        if params is None:
+            raise FaultproofError(Reason.UNKNOWN_POLICY, "the policy is not in the ledger view")
+        key = self.blinding_keys.get(rec.device_id)
+        if key is None:
+            raise FaultproofError(Reason.UNKNOWN_DEVICE, "no blinding key for this device")
+        rows: list[FrameRow] = await asyncio.to_thread(load_window, self.store_path, rec.device_id, rec.epoch,
+                                                       rec.start_seq, rec.end_seq)
+        n = rec.end_seq - rec.start_seq
+        if [r.seq for r in rows] != list(range(rec.start_seq, rec.end_seq + 1)) or not all(r.linked for r in rows[1:]):
+            raise FaultproofError(Reason.NOT_FOUND, "the window's frames are no longer stored complete")
+        readings = rows[1:]
+        blindings = await asyncio.to_thread(lambda: [chain.blinding_value(key, r.seq) for r in readings])
+        witness = Witness.build(readings=[r.reading for r in readings], timestamps=[r.ts for r in readings],
+                                blindings=blindings, c_start=int.from_bytes(rows[0].chain, "big"),
+                                t_start=rows[0].ts, params=TriggerParams(*params), n=n)
+        if chain.chain_to_bytes(witness.public.c_end) != rows[-1].chain:
+            raise FaultproofError(Reason.CHAIN_BROKEN, "the stored window does not chain to its end frame")
+        started = time.perf_counter()
+        proof = await self.prover.prove(built, witness)
+        seconds = time.perf_counter() - started
+
+        def signed_frame(r: FrameRow) -> SignedFrame:
+            return SignedFrame(frame=Frame(device_id=rec.device_id, epoch=rec.epoch, seq=r.seq, ts_ms=r.ts,
+                                           chain=r.chain), signature=r.signature)
+
+        claim = Claim(policy_id=rec.policy_id, start=signed_frame(rows[0]), end=signed_frame(rows[-1]), proof=proof,
+                      agent_id=self.agent.public_key, created_ms=self.clock())
+        assert claim.claim_id == rec.claim_id
+        return claim.sign(self.agent), seconds
+
+    async def _follow_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.config.follow_interval_s)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            for rec in list(self.records.values()):
+                if rec.status in FINAL:
+                    continue
+                try:
+                    await self._follow(rec)
+                except FaultproofError as e:
+                    log.warning("claim %s follow-up: %s", rec.claim_id.hex()[:12], e)
+
+    async def _follow(self, rec: ClaimRecord) -> None:
+        paid = self.paid_amount(rec.claim_id)
+        if paid is not None:
+            await self._apply(rec, ClaimEvent.PAID, paid=paid)
+            return
+        if rec.status is ClaimStatus.DETECTED or rec.signed is None:
+            return  # the prover has it
+        now = time.monotonic()
+        if now < rec.next_at:
+            return
+        rec.next_at = now + min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** min(rec.attempts, 10))
+        if rec.status is ClaimStatus.PROVED:
+            await self._send(rec, first=True)
+            return
+        view = await self.sender.oracle_view(rec.claim_id)
+        if view is None:
+            await self._send(rec, first=False)  # no oracle answered: gossip may still reach them
+            return
+        url, body = view
+        if body is None:
+            await self._send(rec, first=False, http_first=True)  # this oracle never got it
+            return
+        status = body.get("status")
+        if status == "rejected":
+            reasons = body.get("reasons") or body.get("reason")
+            await self._apply(rec, ClaimEvent.REJECTED, reason=_reason_text(reasons))
+        elif status in ("approved", "paid") and rec.status is ClaimStatus.SUBMITTED:
+            await self._apply(rec, ClaimEvent.APPROVED)
+            self.wake.set()
+
+    async def _send(self, rec: ClaimRecord, *, first: bool, http_first: bool = False) -> None:
+        assert rec.signed is not None
+        sent = False if http_first else await self.sender.publish(rec.signed)
+        refused: str | None = None
+        if not sent:
+            answer = await self.sender.post(rec.signed)
+            if answer is not None:
+                url, status, body = answer
+                if status < 300:
+                    sent = True
+                else:
+                    code = (body.get("error") or {}).get("code")
+                    refused = self._content_refusal(rec, url, code)
+        if refused is not None and len(rec.refused_by) >= self.config.content_refusals_to_reject:
+            await self._apply(rec, ClaimEvent.REJECTED, reason=refused)
+            return
+        if sent or rec.status is not ClaimStatus.PROVED:
+            values: dict[str, Any] = {"attempts": rec.attempts + 1}
+            if rec.submitted_ms is None and sent:
+                values["submitted_ms"] = self.clock()
+                self.metrics.detect_to_claim_seconds.observe(max(0.0, (values["submitted_ms"] - rec.detected_ms) / 1000))
+            if sent:
+                await self._apply(rec, ClaimEvent.SENT, **values)
+            else:
+                rec.attempts += 1
+
+    def _content_refusal(self, rec: ClaimRecord, url: str, code: str | None) -> str | None:
+        try:
+            reason = Reason(code) if code else None
+        except ValueError:
+            return None
+        if reason is None or reason in (Reason.RATE_LIMITED, Reason.UNAVAILABLE, Reason.DUPLICATE,
+                                        Reason.ALREADY_EXISTS):
+            return None
+        if reason.stage in (Stage.CONTENT, Stage.DECODE):
+            rec.refused_by.add(url)
+            return reason.value
+        return None
+
+
+def _reason_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)[:200]

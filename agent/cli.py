@@ -1,0 +1,131 @@
+"""`faultproof agent ...` and `faultproof device ...` (registered lazily by faultproof/cli.py).
+
+    faultproof agent run --config configs/agent.example.toml
+    faultproof device provision --out keys/devices [--epoch 0] [--firmware HASH_OR_FILE]
+    faultproof device simulate --key K --blind B --mqtt 127.0.0.1:1883 | --http URL ...
+
+This file only parses arguments and calls agent.daemon / agent.provision / agent.simulator; it
+must never print a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from faultproof.identity import KeyFileError
+
+
+@click.group()
+def agent() -> None:
+    """The gateway agent: signed frames in, proven claims out."""
+
+
+@agent.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Agent TOML config (see configs/agent.example.toml).")
+def run(config_path: Path) -> None:
+    """Run the agent daemon until SIGTERM/SIGINT."""
+    from agent import config as cfgmod
+    from agent.daemon import main
+
+    try:
+        cfg = cfgmod.load(config_path)
+    except cfgmod.ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(main(cfg)))
+
+
+@click.group()
+def device() -> None:
+    """Device keys and the device simulator."""
+
+
+@device.command("provision")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for <device_id>.key, <device_id>.blind (both 0600) and <device_id>.enrol.json.")
+@click.option("--name", default=None, help="File name stem instead of the device id.")
+@click.option("--epoch", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--firmware", "firmware", default="0" * 64,
+              help="Firmware hash (64 hex chars) or a firmware image file to hash (SHA-256).")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def provision_cmd(out_dir: Path, name: str | None, epoch: int, firmware: str, force: bool) -> None:
+    """Make a device key, its 31-byte blinding key and the enrolment request (EnrolDevice JSON).
+
+    Give the .blind file to the agent (its blinding_keys_dir), the .key to the device's secure
+    element, and the .enrol.json to the underwriter, who enrols the device on the ledger."""
+    from agent.provision import firmware_hash_of, provision
+
+    try:
+        fw = firmware_hash_of(firmware)
+    except OSError as e:
+        raise click.ClickException(f"--firmware: {e}") from None
+    try:
+        p = provision(out_dir, name=name, epoch=epoch, firmware_hash=fw, overwrite=force)
+    except KeyFileError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps({"device_id": p.device_id.hex(), "key_file": str(p.key_path),
+                           "blinding_key_file": str(p.blinding_path), "enrolment": str(p.enrol_path),
+                           "enrol": p.enrol.to_json()}, indent=1))
+
+
+@device.command("simulate")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--blind", "blind_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--mqtt", "mqtt_addr", default=None, help="host:port of an MQTT broker")
+@click.option("--http", "http_url", default=None, help="agent base URL (POST /v1/frames)")
+@click.option("--readings", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--rate", default=10.0, show_default=True, help="readings per second")
+@click.option("--base", default=2150, show_default=True, help="benign reading level (centi-degrees)")
+@click.option("--noise", default=40, show_default=True)
+@click.option("--fault", "faults", multiple=True,
+              help="KIND:AT_SEQ[:COUNT[:VALUE]] (run, excursion, stuck, out_of_range) or dropout:AT_SEQ:GAP_MS")
+@click.option("--epoch", default=0, show_default=True)
+def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: str | None, readings: int,
+             rate: float, base: int, noise: int, faults: tuple[str, ...], epoch: int) -> None:
+    """Run one simulated device from seq 0 against an agent (MQTT or HTTP)."""
+    from agent.simulator import (
+        Fault,
+        HttpTransport,
+        MqttTransport,
+        Sensor,
+        SimDevice,
+        Transport,
+        run_device,
+    )
+
+    parsed = []
+    for spec in faults:
+        parts = spec.split(":")
+        try:
+            kind, at = parts[0], int(parts[1])
+            nums = [int(x) for x in parts[2:]]
+        except (IndexError, ValueError):
+            raise click.BadParameter(f"bad fault {spec!r}") from None
+        if kind == "dropout":
+            parsed.append(Fault.dropout(at, nums[0] if nums else 10_000))
+        else:
+            parsed.append(Fault(kind, at, count=nums[0] if nums else 0, value=nums[1] if len(nums) > 1 else 0,
+                                every=2 if kind == "excursion" else 1))
+    dev = SimDevice.load(key_file, blind_file, epoch=epoch, sensor=Sensor(base=base, noise=noise), faults=parsed)
+
+    async def go() -> None:
+        transport: Transport
+        if mqtt_addr:
+            host, _, port = mqtt_addr.rpartition(":")
+            transport = MqttTransport(host or "127.0.0.1", int(port))
+        elif http_url:
+            transport = HttpTransport(http_url)
+        else:
+            raise click.UsageError("give --mqtt or --http")
+        async with transport:
+            await run_device(dev, transport, readings=readings, rate_hz=rate)
+
+    asyncio.run(go())
+    click.echo(json.dumps({"device_id": dev.device_id.hex(), "sent": readings}))

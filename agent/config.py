@@ -1,0 +1,201 @@
+"""The agent's configuration: TOML (configs/agent.example.toml documents every key and default).
+
+Loaded and validated once at start-up, with messages that say what to fix; relative paths are
+relative to the config file. Secrets are key-file paths, never inline values. This file must never
+open a socket or a database: it only reads and checks the config.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A config value that is missing or invalid; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8800
+    max_body_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""  # default: faultproof-agent-<agent id prefix>: stable, so the session persists
+    username: str = "faultproof-agent"
+    password_file: str = ""
+
+
+@dataclass(frozen=True)
+class GossipConfig:
+    enabled: bool = True
+    port: int = 0  # 0: a free port chosen at start
+    bootstrap: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProverConfig:
+    circuits: tuple[int, ...] = (16,)
+    workers: int = 1
+    cache_dir: str = ""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    max_skew_ms: int = 5_000
+    reorder_window: int = 4096
+    max_batch: int = 5000
+    max_pending: int = 200_000
+    synchronous: str = "FULL"
+    retention_hours: float = 720.0  # 0: keep every frame
+    retention_interval_s: float = 60.0
+    commit_delay_ms: int = 0  # test hook only
+
+
+@dataclass(frozen=True)
+class ClaimsConfig:
+    follow_interval_s: float = 0.25
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+    content_refusals_to_reject: int = 2
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    key_file: Path
+    data_dir: Path
+    blinding_keys_dir: Path
+    ledger_url: str
+    ledger_wait_s: float = 10.0
+    ledger_bootstrap_timeout_s: float = 60.0
+    oracle_urls: tuple[str, ...] = ()
+    http: HttpConfig = field(default_factory=HttpConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    prover: ProverConfig = field(default_factory=ProverConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    claims: ClaimsConfig = field(default_factory=ClaimsConfig)
+    log_level: str = "INFO"
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "agent.sqlite3"
+
+
+def _section(cls: type, raw: Any, name: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"[{name}] has unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    kw = {}
+    for k, v in raw.items():
+        default = getattr(cls(), k)
+        if isinstance(default, tuple):
+            if not isinstance(v, list):
+                raise ConfigError(f"[{name}] {k} must be a list")
+            v = tuple(v)
+        elif isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"[{name}] {k} must be true or false")
+        elif isinstance(default, int):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"[{name}] {k} must be an integer")
+        elif isinstance(default, float):
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ConfigError(f"[{name}] {k} must be a number")
+            v = float(v)
+        elif isinstance(default, str) and not isinstance(v, str):
+            raise ConfigError(f"[{name}] {k} must be a string")
+        kw[k] = v
+    return cls(**kw)
+
+
+def load(path: str | Path) -> AgentConfig:
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found (start from configs/agent.example.toml)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    return from_dict(raw, base=p.parent)
+
+
+def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
+    known = {"agent", "http", "mqtt", "gossip", "oracles", "prover", "ingest", "claims"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
+    agent = raw.get("agent")
+    if not isinstance(agent, dict):
+        raise ConfigError("missing [agent] section (key_file, data_dir, blinding_keys_dir, ledger_url)")
+    allowed = {"key_file", "data_dir", "blinding_keys_dir", "ledger_url", "ledger_wait_s",
+               "ledger_bootstrap_timeout_s", "log_level"}
+    bad = set(agent) - allowed
+    if bad:
+        raise ConfigError(f"[agent] has unknown key(s) {sorted(bad)}")
+    for k in ("key_file", "data_dir", "blinding_keys_dir", "ledger_url"):
+        if not isinstance(agent.get(k), str) or not agent[k]:
+            raise ConfigError(f"[agent] {k} is required (a string)")
+
+    def path(v: str) -> Path:
+        q = Path(v).expanduser()
+        return q if q.is_absolute() else (base / q)
+
+    oracles = raw.get("oracles", {})
+    if not isinstance(oracles, dict) or set(oracles) - {"urls"} or not isinstance(oracles.get("urls", []), list):
+        raise ConfigError("[oracles] takes one key: urls = [\"http://host:port\", ...]")
+    cfg = AgentConfig(
+        key_file=path(agent["key_file"]), data_dir=path(agent["data_dir"]),
+        blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
+        ledger_wait_s=float(agent.get("ledger_wait_s", 10.0)),
+        ledger_bootstrap_timeout_s=float(agent.get("ledger_bootstrap_timeout_s", 60.0)),
+        log_level=str(agent.get("log_level", "INFO")),
+        oracle_urls=tuple(oracles.get("urls", [])),
+        http=_section(HttpConfig, raw.get("http"), "http"),
+        mqtt=_section(MqttConfig, raw.get("mqtt"), "mqtt"),
+        gossip=_section(GossipConfig, raw.get("gossip"), "gossip"),
+        prover=_section(ProverConfig, raw.get("prover"), "prover"),
+        ingest=_section(IngestConfig, raw.get("ingest"), "ingest"),
+        claims=_section(ClaimsConfig, raw.get("claims"), "claims"),
+    )
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: AgentConfig) -> None:
+    if not cfg.ledger_url.startswith(("http://", "https://")):
+        raise ConfigError("[agent] ledger_url must be an http(s) URL")
+    if not cfg.prover.circuits or any(not 2 <= n <= 4096 for n in cfg.prover.circuits):
+        raise ConfigError("[prover] circuits must list window sizes n in 2..4096")
+    if cfg.prover.workers < 1:
+        raise ConfigError("[prover] workers must be >= 1")
+    if cfg.ingest.reorder_window < 4 * max(cfg.prover.circuits):
+        raise ConfigError("[ingest] reorder_window must be at least 4 x the largest circuit n "
+                          "(detection looks at windows of n frames inside it)")
+    if cfg.ingest.synchronous.upper() not in ("FULL", "EXTRA", "NORMAL"):
+        raise ConfigError("[ingest] synchronous must be FULL, EXTRA or NORMAL")
+    if cfg.ingest.max_batch < 1 or cfg.ingest.max_pending < cfg.ingest.max_batch:
+        raise ConfigError("[ingest] need 1 <= max_batch <= max_pending")
+    if cfg.ingest.max_skew_ms < 0 or cfg.ingest.retention_hours < 0:
+        raise ConfigError("[ingest] max_skew_ms and retention_hours must be >= 0")
+    for u in cfg.oracle_urls:
+        if not isinstance(u, str) or not u.startswith(("http://", "https://")):
+            raise ConfigError(f"[oracles] urls: {u!r} is not an http(s) URL")
+    for a in cfg.gossip.bootstrap:
+        if not isinstance(a, str) or "/p2p/" not in a:
+            raise ConfigError(f"[gossip] bootstrap: {a!r} must be a multiaddr ending in /p2p/<peer id>")
+    if not 0 <= cfg.http.port < 65536 or not 0 <= cfg.mqtt.port < 65536 or not 0 <= cfg.gossip.port < 65536:
+        raise ConfigError("ports must be in 0..65535")

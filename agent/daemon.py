@@ -1,0 +1,376 @@
+"""The gateway agent daemon (`faultproof agent run`): wires ingest, detection, proving and claims.
+
+Start-up, in order, each step refusing to continue with a message that says what to fix:
+  1. the config, the agent key, the devices' blinding keys (`<device_id_hex>.blind`, 0600);
+  2. the ledger replica (follows the ledger service; every entry checked and replayed);
+  3. the proving keys: for every configured window size n, `faultproof.zk.build(n)` (cached on
+     disk) and its circuit_id = H(vkey, n, layout) must be registered on the ledger with the same
+     verification key bytes, or the agent refuses to start (its proofs would never verify);
+  4. the ingest engine (store, frame checks, detection) and the claim manager (prove, sign, send,
+     follow), the proof worker pool, gossip, MQTT and the HTTP API.
+Then it runs until SIGTERM/SIGINT: every background loop is a task of one TaskGroup, so an error
+in any of them stops the agent (and the exit status says so) instead of leaving a half-alive
+daemon. On shutdown MQTT stops first (nothing more is acknowledged), queued frames are committed,
+then the rest closes.
+
+This file must never decide whether a frame, a window or a claim is valid: it only wires the
+modules that do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent.api import make_app
+from agent.claims import CLAIMS_TOPIC, ClaimManager, ClaimSender, ManagerConfig
+from agent.config import AgentConfig
+from agent.detect import Window
+from agent.ingest import EngineConfig, IngestEngine
+from agent.ledger_link import LedgerReplica, snapshot, unprovable_policies
+from agent.metrics import AgentMetrics
+from agent.mqtt import MqttIngest, MqttSettings
+from agent.provision import load_blinding_key
+from faultproof.errors import FaultproofError
+from faultproof.identity import Identity, KeyFileError
+from faultproof.messages import SignedClaim, circuit_id
+
+log = logging.getLogger("faultproof.agent")
+BLIND_FILE = re.compile(r"^([0-9a-f]{64})\.blind$")
+
+
+class StartupError(Exception):
+    """The agent cannot start; the message says why and what to fix."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def load_blinding_keys(directory: Path) -> dict[bytes, bytes]:
+    """Every `<device_id_hex>.blind` in the directory. A key file readable by others is refused."""
+    keys: dict[bytes, bytes] = {}
+    if not directory.is_dir():
+        return keys
+    for p in sorted(directory.iterdir()):
+        m = BLIND_FILE.match(p.name)
+        if m is None:
+            continue
+        try:
+            keys[bytes.fromhex(m.group(1))] = load_blinding_key(p)
+        except KeyFileError as e:
+            log.error("skipping device key: %s", e)
+    return keys
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.metrics = AgentMetrics()
+        self.identity: Identity | None = None
+        self.keys: dict[bytes, bytes] = {}
+        self.replica: LedgerReplica | None = None
+        self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
+        self.circuit_sizes: dict[bytes, int] = {}
+        self.engine: IngestEngine = None  # type: ignore[assignment]  # set in start()
+        self.manager: ClaimManager = None  # type: ignore[assignment]
+        self.gossip: Any = None
+        self.mqtt: MqttIngest | None = None
+        self.pool: Any = None
+        self.sender: ClaimSender | None = None
+        self._runner: web.AppRunner | None = None
+        self._client: Any = None
+        self.started_ms = now_ms()
+        self.http_port = config.http.port
+        self.gossip_port = config.gossip.port
+
+    # ------------------------------------------------------------------ start-up
+
+    async def start(self) -> None:
+        cfg = self.config
+        try:
+            self.identity = Identity.load(cfg.key_file)
+        except KeyFileError as e:
+            raise StartupError(str(e)) from None
+        self.keys = load_blinding_keys(cfg.blinding_keys_dir)
+        log.info("agent %s: %d device key(s) in %s", self.identity.public_key.hex(), len(self.keys),
+                 cfg.blinding_keys_dir)
+
+        from oracle.ledger.client import LedgerClient
+
+        self._client = LedgerClient(cfg.ledger_url, timeout=10.0)
+        self.replica = LedgerReplica(self._client, wait_s=cfg.ledger_wait_s)
+        try:
+            state = await self.replica.bootstrap(cfg.ledger_bootstrap_timeout_s)
+        except FaultproofError as e:
+            raise StartupError(f"cannot follow the ledger at {cfg.ledger_url}: {e}") from None
+        if not state.agent_enrolled(self.identity.public_key):
+            log.warning("this agent (%s) is not enrolled on the ledger: oracles will refuse its claims",
+                        self.identity.public_key.hex())
+
+        await self._check_proving_keys()
+
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        ic = cfg.ingest
+        self.engine = IngestEngine(cfg.store_path, EngineConfig(
+            max_skew_ms=ic.max_skew_ms, reorder_window=ic.reorder_window, max_batch=ic.max_batch,
+            max_pending=ic.max_pending, synchronous=ic.synchronous,
+            retention_ms=int(ic.retention_hours * 3_600_000) or None, retention_interval_s=ic.retention_interval_s,
+            commit_delay_ms=ic.commit_delay_ms), metrics=self.metrics,
+            on_claims=lambda ws: self._call_soon(loop, ws))
+        await asyncio.to_thread(self.engine.start)
+        self.refresh()
+
+        from faultproof.zk.pool import ProofPool
+
+        self.pool = ProofPool(cfg.prover.workers, preload=list(self.circuits.values()))
+        if cfg.gossip.enabled:
+            await self._start_gossip()
+        self.sender = ClaimSender(self.gossip, cfg.oracle_urls, self.metrics)
+        cc = cfg.claims
+        self.manager = ClaimManager(
+            engine=self.engine, store_path=cfg.store_path, agent=self.identity, prover=self.pool,
+            circuits=self.circuits, blinding_keys=self.keys, policy_params=self._policy_params,
+            paid_amount=self._paid_amount, sender=self.sender, metrics=self.metrics,
+            config=ManagerConfig(cc.follow_interval_s, cc.backoff_initial_s, cc.backoff_max_s,
+                                 cc.content_refusals_to_reject))
+        self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
+
+        if cfg.mqtt.enabled:
+            self.mqtt = MqttIngest(MqttSettings(
+                host=cfg.mqtt.host, port=cfg.mqtt.port,
+                client_id=cfg.mqtt.client_id or f"faultproof-agent-{self.identity.public_key.hex()[:16]}",
+                username=cfg.mqtt.username or None,
+                password=Path(cfg.mqtt.password_file).read_text().strip() if cfg.mqtt.password_file else None),
+                self.engine, self.metrics)
+            self.mqtt.start()
+
+        self._runner = web.AppRunner(make_app(self, cfg.http.max_body_bytes), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
+        await site.start()
+        server: Any = site._server  # noqa: SLF001 - the bound port when 0 was asked for
+        if server is not None and getattr(server, "sockets", None):
+            self.http_port = server.sockets[0].getsockname()[1]
+        log.info("agent HTTP on %s:%d", cfg.http.host, self.http_port)
+
+    async def _check_proving_keys(self) -> None:
+        """Refuse to start unless every proving key we hold is a circuit registered on the ledger."""
+        from faultproof.zk import build, export_vkey
+        from faultproof.zk.statement import LAYOUT_VERSION
+
+        assert self.replica is not None and self.replica.state is not None
+        state = self.replica.state
+        cache = self.config.prover.cache_dir or None
+        for n in self.config.prover.circuits:
+            try:
+                built = await asyncio.to_thread(build, n, cache_dir=cache)
+            except FaultproofError as e:
+                raise StartupError(f"cannot build the proving key for n={n}: {e}") from None
+            vkey = export_vkey(built)
+            cid = circuit_id(vkey, n, LAYOUT_VERSION)
+            registered = state.circuit(cid)
+            if registered is None or registered.vkey != vkey or registered.n != n:
+                same_n = [c.circuit_id.hex()[:16] for c in state.circuits.values() if c.n == n]
+                raise StartupError(
+                    f"the proving key for n={n} (circuit_id {cid.hex()}) does not match any circuit registered "
+                    f"on the ledger (registered with n={n}: {same_n or 'none'}); its proofs would never verify. "
+                    "Use the key the underwriter registered (same circuit sources, setup or ceremony .zkey).")
+            self.circuits[cid] = built
+            self.circuit_sizes[cid] = n
+            log.info("proving key n=%d matches registered circuit %s", n, cid.hex()[:16])
+
+    async def _start_gossip(self) -> None:
+        from faultproof.gossip import GossipNode, TopicPolicy
+        from faultproof.procs import free_port
+
+        assert self.identity is not None
+        port = self.config.gossip.port or free_port()
+        self.gossip_port = port
+        self.gossip = GossipNode(self.identity, port, bootstrap=self.config.gossip.bootstrap,
+                                 topics={CLAIMS_TOPIC: TopicPolicy(max_size=4 * SignedClaim.MAX_SIZE)})
+        await self.gossip.start()
+        log.info("gossip on %s", self.gossip.listen_addr)
+
+    # ------------------------------------------------------------------ running
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            assert self.replica is not None
+            tg.create_task(self.replica.run(self._ledger_changed))
+            tg.create_task(self.manager.run())
+            tg.create_task(self._maintenance())
+            if self.gossip is not None:
+                tg.create_task(self._drain_gossip())
+            await stop.wait()
+            raise _Stop()
+
+    async def _maintenance(self) -> None:
+        """Watch the engine, pick up newly provisioned devices, re-evaluate time-based policy state."""
+        last_keys = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            if self.engine.failed is not None:
+                raise RuntimeError(f"ingest engine failed: {self.engine.failed!r}")
+            if time.monotonic() - last_keys >= 5.0:
+                last_keys = time.monotonic()
+                keys = await asyncio.to_thread(load_blinding_keys, self.config.blinding_keys_dir)
+                if keys != self.keys:
+                    self.keys.clear()
+                    self.keys.update(keys)
+                self.refresh()  # also: policies whose term started since
+
+    async def _drain_gossip(self) -> None:
+        # We publish claims; others' claims on the topic are not ours to act on.
+        async for _ in self.gossip.subscribe(CLAIMS_TOPIC):
+            pass
+
+    def _ledger_changed(self) -> None:
+        # A device is usually enrolled right after its keys were provisioned: look for new key
+        # files now rather than at the next rescan.
+        self.keys.update({d: k for d, k in load_blinding_keys(self.config.blinding_keys_dir).items()
+                          if d not in self.keys})
+        self.refresh()
+        if self.manager is not None:
+            self.manager.ledger_changed()
+
+    def refresh(self) -> None:
+        assert self.replica is not None and self.replica.state is not None
+        snap = snapshot(self.replica.state, self.keys, self.circuit_sizes, now_ms())
+        self.engine.set_ledger(snap)
+        self.metrics.ledger_height.set(self.replica.height)
+
+    def _call_soon(self, loop: asyncio.AbstractEventLoop, windows: list[Window]) -> None:
+        loop.call_soon_threadsafe(self._on_detected, windows)
+
+    def _on_detected(self, windows: list[Window]) -> None:
+        if self.manager is not None:
+            self.manager.on_detected(windows)
+
+    def _policy_params(self, policy_id: bytes) -> tuple[int, int, int, int, int, int] | None:
+        assert self.replica is not None and self.replica.state is not None
+        p = self.replica.state.policy(policy_id)
+        if p is None:
+            return None
+        t = p.terms
+        return (t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms)
+
+    def _paid_amount(self, claim_id: bytes) -> int | None:
+        assert self.replica is not None and self.replica.state is not None
+        paid = self.replica.state.paid_claim(claim_id)
+        return None if paid is None else paid.paid
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def close(self) -> None:
+        if self.mqtt is not None:
+            await asyncio.to_thread(self.mqtt.stop)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.stop)
+        if self.gossip is not None:
+            with contextlib.suppress(Exception):
+                await self.gossip.stop()
+        if self.sender is not None:
+            await self.sender.close()
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
+        if self._client is not None:
+            await self._client.close()
+
+    # ------------------------------------------------------------------ views
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.engine is None or not self.engine.alive:
+            out.append(f"ingest engine not running: {self.engine.failed if self.engine else 'not started'}")
+        if self.replica is None or self.replica.integrity_error is not None:
+            out.append(f"ledger replica stopped: {self.replica.integrity_error if self.replica else 'not started'}")
+        return out
+
+    def status(self) -> dict[str, Any]:
+        e = self.engine
+        state = self.replica.state if self.replica is not None else None
+        counters: dict[str, int] = {}
+        for metric in self.metrics.frames.collect():
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    key = s.labels["result"] + (f":{s.labels['reason']}" if s.labels["reason"] else "")
+                    counters[key] = int(s.value)
+        return {
+            "agent_id": self.identity.public_key.hex() if self.identity else None,
+            "started_ms": self.started_ms,
+            "ledger": {
+                "url": self.config.ledger_url,
+                "ledger_id": state.ledger_id.hex() if state else None,
+                "height": self.replica.height if self.replica else -1,
+                "connected": bool(self.replica and self.replica.connected),
+                "agent_enrolled": bool(state and self.identity and state.agent_enrolled(self.identity.public_key)),
+            },
+            "devices": {
+                "keys": len(self.keys),
+                "enrolled": sum(1 for d in self.keys if state is not None and state.device(d) is not None),
+                "with_policy": len(e.detectors) if e else 0,
+                "unprovable_policies": unprovable_policies(state, self.keys, self.circuit_sizes, now_ms())
+                if state else [],
+            },
+            "frames": {
+                "received": e.received if e else 0,
+                "committed": e.committed_frames if e else 0,
+                "rejected": e.rejected_frames if e else 0,
+                "pending": e.pending if e else 0,
+                "commits": e.commits if e else 0,
+                "by_result": counters,
+            },
+            "claims": self.manager.counts() if self.manager else {},
+            "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,
+            "prover": {"circuits": {cid.hex(): n for cid, n in self.circuit_sizes.items()},
+                       "workers": self.config.prover.workers},
+            "mqtt": {"enabled": self.config.mqtt.enabled,
+                     "connected": bool(self.mqtt and self.mqtt.connected.is_set()),
+                     "delivered": self.mqtt.delivered if self.mqtt else 0,
+                     "acked": self.mqtt.acked if self.mqtt else 0},
+            "gossip": self.gossip.health() if self.gossip is not None else {"state": "disabled", "peers": 0},
+            "http_port": self.http_port,
+        }
+
+
+class _Stop(Exception):
+    pass
+
+
+async def main(config: AgentConfig) -> int:
+    """Run the agent; the exit status: 0 stopped by a signal, 2 refused to start, 1 failed."""
+    agent = Agent(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        await agent.start()
+    except StartupError as e:
+        log.error("agent refused to start: %s", e)
+        await agent.close()
+        return 2
+    print(f"agent ready: http://{config.http.host}:{agent.http_port}", flush=True)
+    try:
+        await agent.run_forever(stop)
+    except* _Stop:
+        pass
+    except* Exception as eg:
+        for failure in eg.exceptions:
+            log.error("agent stopped on error: %r", failure, exc_info=failure)
+        code = 1
+    await agent.close()
+    return code

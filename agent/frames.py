@@ -1,0 +1,437 @@
+"""Frame checks: everything that decides whether the agent accepts a device's frame lives here.
+
+A device sends `DeviceReading`s (a signed frame, its reading beside it). The agent accepts a frame
+only if, cheap checks first:
+  1. the device is enrolled on the ledger and the agent holds its blinding key (UNKNOWN_DEVICE);
+  2. its Ed25519 signature verifies under the device key (BAD_FRAME_SIGNATURE);
+  3. the device was not revoked at or before the frame's time (DEVICE_REVOKED);
+  4. its epoch is the device's current epoch on the ledger (WRONG_EPOCH);
+  5. its timestamp is not ahead of the agent's clock by more than the allowed skew
+     (TIMESTAMP_IN_FUTURE);
+  6. no frame with its seq is stored (REPLAYED_FRAME); a seq below the reorder window whose gap
+     was given up cannot be chained any more (CHAIN_BROKEN);
+  7. its timestamp lies strictly between those of the nearest stored frames before and after it
+     (TIMESTAMP_NOT_INCREASING);
+  8. its chain value follows from its stored predecessor and its reading,
+     c_i = Poseidon(c_{i-1}, t_i, enc(r_i), Poseidon(k_blind, i)), and, for a frame that fills a
+     gap late, its stored successor follows from it too (CHAIN_BROKEN). Seq 0 is the epoch's
+     anchor frame: its chain value must be the c_0 enrolled on the ledger.
+A frame whose predecessor is missing is accepted *unlinked*: its signed chain value and timestamp
+can start a window (the start frame's reading is not part of a window), but its own reading is
+not bound until the predecessor arrives. So after a gap that is never filled, the next signed
+frame re-anchors the chain and windows never span the gap. A late frame that fills the gap links
+its successor and the two segments merge.
+
+The whole state is a `FrameChecker`: the ledger's view of each device plus a `ChainBook` per
+device (its recent stored frames, within a reorder window of seqs). The caller stores what was
+accepted and must apply the same frames to the same checker on restart (`ChainBook.load`).
+
+This file does no I/O and reads no clock: the time and the "is this old seq stored?" lookup are
+passed in. It must never accept a frame without its signature and chain checked, nor store
+anything itself.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import light_poseidon_python as _lp
+from nacl.bindings import crypto_sign_open as _sign_open
+from nacl.exceptions import BadSignatureError as _BadSignature
+
+from faultproof import chain as fpchain
+from faultproof.encoding import pack, unpack
+from faultproof.errors import DecodeError, Reason
+from faultproof.identity import domain_tag
+from faultproof.messages import DeviceReading, Frame, ReadingBatch, SignedFrame
+
+FRAME_TAG = domain_tag(Frame.NAME)
+U32 = 1 << 32
+U48 = 1 << 48
+ENC_OFFSET = fpchain.READING_OFFSET
+
+# The same circomlib Poseidon hashers faultproof.chain uses, called on already-validated inputs:
+# every value below comes from a decoded frame (range-checked, chain < p), so the per-call checks
+# of faultproof.chain would only repeat them on the hot path. tests/agent/test_frames.py checks
+# these two functions against faultproof.chain bit for bit.
+_H2 = _lp.Hasher(2)
+_H4 = _lp.Hasher(4)
+
+
+def blinding_int(key_int_bytes: bytes, seq: int) -> int:
+    """s_i = Poseidon(k_blind, seq) with k_blind given as 32 big-endian bytes."""
+    return int(_H2.hash_bytes_be([key_int_bytes, seq.to_bytes(32, "big")]), 16)
+
+
+def step_int(prev: int, ts: int, enc_reading: int, s: int) -> int:
+    """c_i = Poseidon(c_{i-1}, t_i, enc(r_i), s_i); all inputs already known to be in range."""
+    return int(_H4.hash_bytes_be([prev.to_bytes(32, "big"), ts.to_bytes(32, "big"),
+                                  enc_reading.to_bytes(32, "big"), s.to_bytes(32, "big")]), 16)
+
+
+def _verify_frame(f: Incoming) -> bool:
+    """Ed25519 over FRAME_TAG || body, as faultproof.identity.verify does it, minus the per-call
+    key object (this runs for every frame; tests compare the two)."""
+    if len(f.signature) != 64:
+        return False
+    try:
+        _sign_open(f.signature + FRAME_TAG + f.body, f.device_id)
+        return True
+    except (_BadSignature, ValueError, TypeError):
+        return False
+
+
+# --------------------------------------------------------------------------- parsed input
+
+
+class Incoming:
+    """One frame with its reading as received, before any check. `body` is the signed bytes."""
+
+    __slots__ = ("device_id", "epoch", "seq", "ts", "chain", "signature", "enc_reading", "body")
+
+    def __init__(self, device_id: bytes, epoch: int, seq: int, ts: int, chain: bytes,
+                 signature: bytes, enc_reading: int, body: bytes) -> None:
+        self.device_id = device_id
+        self.epoch = epoch
+        self.seq = seq
+        self.ts = ts
+        self.chain = chain
+        self.signature = signature
+        self.enc_reading = enc_reading
+        self.body = body
+
+    @property
+    def reading(self) -> int:
+        return self.enc_reading - ENC_OFFSET
+
+    @classmethod
+    def from_message(cls, msg: DeviceReading) -> Incoming:
+        f = msg.signed.frame
+        return cls(f.device_id, f.epoch, f.seq, f.ts_ms, f.chain, msg.signed.signature, msg.reading,
+                   f.encode())
+
+    def signed_frame(self) -> SignedFrame:
+        return SignedFrame(frame=Frame(device_id=self.device_id, epoch=self.epoch, seq=self.seq,
+                                       ts_ms=self.ts, chain=self.chain), signature=self.signature)
+
+    def to_message(self) -> DeviceReading:
+        return DeviceReading(signed=self.signed_frame(), reading=self.enc_reading)
+
+    def __repr__(self) -> str:
+        return f"Incoming(device={self.device_id.hex()[:12]}, epoch={self.epoch}, seq={self.seq}, ts={self.ts})"
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Input that is not a valid DeviceReading/ReadingBatch at all (nothing to attribute)."""
+
+    reason: Reason
+    message: str
+
+
+def _fast_reading(v: Any) -> Incoming | None:
+    """The wire form of one DeviceReading, validated exactly as `DeviceReading.from_wire` does
+    (same types, lengths and ranges), without building the message objects. None = not valid;
+    the caller then lets the real decoder name the error."""
+    if type(v) is not list or len(v) != 4 or v[0] != 3 or v[1] != 1:
+        return None
+    sf, reading = v[2], v[3]
+    if type(reading) is not int or not 0 <= reading < U32:
+        return None
+    if type(sf) is not list or len(sf) != 4 or sf[0] != 2 or sf[1] != 1:
+        return None
+    fr, sig = sf[2], sf[3]
+    if type(sig) is not bytes or len(sig) != 64:
+        return None
+    if type(fr) is not list or len(fr) != 7 or fr[0] != 1 or fr[1] != 1:
+        return None
+    dev, epoch, seq, ts, ch = fr[2], fr[3], fr[4], fr[5], fr[6]
+    if type(dev) is not bytes or len(dev) != 32 or type(ch) is not bytes or len(ch) != 32:
+        return None
+    if type(epoch) is not int or type(seq) is not int or type(ts) is not int:
+        return None
+    if not (0 <= epoch < U32 and 0 <= seq < U32 and 0 <= ts < U48):
+        return None
+    if int.from_bytes(ch, "big") >= fpchain.P:
+        return None
+    return Incoming(dev, epoch, seq, ts, ch, sig, reading, pack(fr))
+
+
+def parse_wire(data: bytes) -> list[Incoming] | Undecodable:
+    """msgpack bytes of a DeviceReading or a ReadingBatch -> its readings, or why not.
+
+    The bytes are decoded once by the strict canonical decoder; the fields are then validated by
+    a fast path that accepts only what `DeviceReading.from_wire` accepts. Anything it does not
+    accept goes to the real decoder, so errors carry exactly the core's reasons.
+    """
+    try:
+        value = unpack(data, ReadingBatch.MAX_SIZE)
+    except DecodeError as e:
+        return Undecodable(e.reason, e.message)
+    out: list[Incoming] = []
+    if type(value) is list and len(value) == 3 and value[0] == ReadingBatch.TYPE_ID and value[1] == 1 \
+            and type(value[2]) is list and len(value[2]) <= 1000:
+        for item in value[2]:
+            r = _fast_reading(item)
+            if r is None:
+                break
+            out.append(r)
+        else:
+            return out
+    elif len(data) <= DeviceReading.MAX_SIZE:
+        r = _fast_reading(value)
+        if r is not None:
+            return [r]
+    return _slow_parse(data)
+
+
+def _slow_parse(data: bytes) -> list[Incoming] | Undecodable:
+    from faultproof.messages import decode_any
+
+    try:
+        msg = decode_any(data, allowed=(DeviceReading, ReadingBatch))
+    except DecodeError as e:
+        return Undecodable(e.reason, e.message)
+    if isinstance(msg, ReadingBatch):
+        return [Incoming.from_message(m) for m in msg.readings]
+    assert isinstance(msg, DeviceReading)
+    return [Incoming.from_message(msg)]
+
+
+def parse_json(obj: Any) -> list[Incoming] | Undecodable:
+    """The JSON form (DESIGN §7): a DeviceReading object, or a ReadingBatch `{"readings": [...]}`."""
+    try:
+        if isinstance(obj, dict) and "readings" in obj:
+            batch = ReadingBatch.from_json(obj)
+            return [Incoming.from_message(m) for m in batch.readings]
+        return [Incoming.from_message(DeviceReading.from_json(obj))]
+    except DecodeError as e:
+        # A reading outside [0, 2^32) is not an encoded int32 reading: name it as such.
+        if e.reason is Reason.OUT_OF_RANGE and ".reading" in e.message:
+            return Undecodable(Reason.READING_OUT_OF_RANGE, e.message)
+        return Undecodable(e.reason, e.message)
+
+
+# --------------------------------------------------------------------------- ledger view
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """What the checks need to know about a device: the ledger's view plus the agent's key."""
+
+    device_id: bytes
+    epoch: int  # current epoch on the ledger
+    anchor: bytes  # c_0 of that epoch, as enrolled
+    revoked_ms: int | None
+    blinding_key: bytes  # 31 bytes, shared with the device at provisioning
+
+    @property
+    def blinding_key_be32(self) -> bytes:
+        return b"\x00" + self.blinding_key
+
+
+# --------------------------------------------------------------------------- chain state
+
+
+class Known:
+    """A stored frame as later checks and detection need it."""
+
+    __slots__ = ("ts", "chain", "reading", "linked")
+
+    def __init__(self, ts: int, chain: int, reading: int, linked: bool) -> None:
+        self.ts = ts
+        self.chain = chain  # as an int
+        self.reading = reading  # signed int32
+        self.linked = linked  # its reading is bound: chained from its stored predecessor (or seq 0)
+
+    def __repr__(self) -> str:
+        return f"Known(ts={self.ts}, reading={self.reading}, linked={self.linked})"
+
+
+class ChainBook:
+    """One device's stored frames of its current epoch, within `window` seqs of the newest.
+
+    Frames older than the window are forgotten here (they stay in the store); a gap older than
+    the window can no longer be filled.
+    """
+
+    def __init__(self, device_id: bytes, epoch: int, window: int) -> None:
+        if window < 2:
+            raise ValueError("the reorder window must be at least 2 seqs")
+        self.device_id = device_id
+        self.epoch = epoch
+        self.window = window
+        self.frames: dict[int, Known] = {}
+        self.seqs: list[int] = []  # sorted keys of `frames`
+        self.floor = 0  # seqs below this are closed: stored ones are replays, missing ones lost
+
+    @property
+    def tail(self) -> int:
+        return self.seqs[-1] if self.seqs else -1
+
+    def get(self, seq: int) -> Known | None:
+        return self.frames.get(seq)
+
+    def neighbours(self, seq: int) -> tuple[int | None, int | None]:
+        """Nearest stored seqs below and above `seq` (which is not stored)."""
+        i = bisect.bisect_left(self.seqs, seq)
+        before = self.seqs[i - 1] if i > 0 else None
+        after = self.seqs[i] if i < len(self.seqs) else None
+        return before, after
+
+    def add(self, seq: int, known: Known) -> None:
+        if not self.seqs or seq > self.seqs[-1]:
+            self.seqs.append(seq)  # the common case: in order
+        else:
+            bisect.insort(self.seqs, seq)
+        self.frames[seq] = known
+        self._prune()
+
+    def _prune(self) -> None:
+        limit = self.seqs[-1] - self.window + 1
+        if limit > self.floor:
+            self.floor = limit
+        # Forget closed seqs in chunks so the list shift is amortised; until then they are still
+        # answered from memory (a replay is a replay either way).
+        if self.seqs[0] < self.floor - self.window // 4:
+            cut = bisect.bisect_left(self.seqs, self.floor)
+            for s in self.seqs[:cut]:
+                del self.frames[s]
+            del self.seqs[:cut]
+
+    def load(self, rows: Iterable[tuple[int, int, bytes | int, int, bool]]) -> None:
+        """Rebuild from the store after a restart: (seq, ts, chain, reading, linked), any order."""
+        for seq, ts, ch, reading, linked in sorted(rows):
+            c = int.from_bytes(ch, "big") if isinstance(ch, bytes) else ch
+            self.frames[seq] = Known(ts, c, reading, bool(linked))
+            self.seqs.append(seq)
+        if self.seqs:
+            self.floor = max(0, self.seqs[-1] - self.window + 1)
+            cut = bisect.bisect_left(self.seqs, self.floor)
+            for s in self.seqs[:cut]:
+                del self.frames[s]
+            del self.seqs[:cut]
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome for one frame. `reason` None means accepted."""
+
+    reason: Reason | None
+    message: str = ""
+    linked: bool = False
+    relinked: int | None = None  # seq of a stored successor that this frame linked
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is None
+
+
+def _reject(reason: Reason, message: str = "") -> Verdict:
+    return Verdict(reason, message or reason.description)
+
+
+StoredLookup = Callable[[bytes, int, int], bool]  # (device_id, epoch, seq) -> stored?
+
+
+class FrameChecker:
+    """The agent's frame-acceptance state machine (see the module docstring for the rules).
+
+    `check` decides and, on acceptance, records the frame in the device's `ChainBook`; the caller
+    must then store it (and must not store anything that was refused).
+    """
+
+    def __init__(self, *, max_skew_ms: int, reorder_window: int = 4096,
+                 stored_lookup: StoredLookup | None = None) -> None:
+        self.max_skew_ms = max_skew_ms
+        self.reorder_window = reorder_window
+        self.devices: dict[bytes, DeviceRecord] = {}
+        self.books: dict[bytes, ChainBook] = {}
+        self._stored_lookup = stored_lookup or (lambda d, e, s: False)
+
+    # -- the ledger view --
+    def set_device(self, record: DeviceRecord) -> None:
+        """Add or update a device. A new epoch starts an empty book (the old epoch is closed)."""
+        self.devices[record.device_id] = record
+        book = self.books.get(record.device_id)
+        if book is not None and book.epoch != record.epoch:
+            del self.books[record.device_id]
+
+    def remove_device(self, device_id: bytes) -> None:
+        self.devices.pop(device_id, None)
+        self.books.pop(device_id, None)
+
+    def book(self, device_id: bytes) -> ChainBook | None:
+        return self.books.get(device_id)
+
+    def book_for(self, record: DeviceRecord) -> ChainBook:
+        book = self.books.get(record.device_id)
+        if book is None:
+            book = self.books[record.device_id] = ChainBook(record.device_id, record.epoch, self.reorder_window)
+        return book
+
+    # -- the checks --
+    def check(self, f: Incoming, now_ms: int) -> Verdict:
+        dev = self.devices.get(f.device_id)
+        if dev is None:
+            return _reject(Reason.UNKNOWN_DEVICE, f"device {f.device_id.hex()} is not enrolled for this agent")
+        if not _verify_frame(f):
+            return _reject(Reason.BAD_FRAME_SIGNATURE)
+        if dev.revoked_ms is not None and f.ts >= dev.revoked_ms:
+            return _reject(Reason.DEVICE_REVOKED, f"device revoked at {dev.revoked_ms}, frame at {f.ts}")
+        if f.epoch != dev.epoch:
+            return _reject(Reason.WRONG_EPOCH, f"frame epoch {f.epoch}, device epoch {dev.epoch}")
+        if f.ts > now_ms + self.max_skew_ms:
+            return _reject(Reason.TIMESTAMP_IN_FUTURE,
+                           f"frame at {f.ts} is {f.ts - now_ms} ms ahead (allowed {self.max_skew_ms})")
+        book = self.book_for(dev)
+        seq = f.seq
+        if seq in book.frames:
+            return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
+        if seq < book.floor:
+            if self._stored_lookup(f.device_id, f.epoch, seq):
+                return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
+            return _reject(Reason.CHAIN_BROKEN,
+                           f"seq {seq} arrived after its gap was given up (reorder window {book.window})")
+        if seq > book.tail:  # the common case: the next frame in order
+            before, after = (book.tail if book.seqs else None), None
+        else:
+            before, after = book.neighbours(seq)
+        if before is not None and book.frames[before].ts >= f.ts:
+            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
+                           f"seq {seq} at {f.ts}, seq {before} at {book.frames[before].ts}")
+        if after is not None and book.frames[after].ts <= f.ts:
+            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
+                           f"seq {seq} at {f.ts}, seq {after} at {book.frames[after].ts}")
+
+        c = int.from_bytes(f.chain, "big")
+        key = dev.blinding_key_be32
+        if seq == 0:
+            if f.chain != dev.anchor:
+                return _reject(Reason.CHAIN_BROKEN, "the anchor frame's chain value is not the enrolled c_0")
+            linked = True
+        else:
+            prev = book.frames.get(seq - 1)
+            if prev is not None:
+                if step_int(prev.chain, f.ts, f.enc_reading, blinding_int(key, seq)) != c:
+                    return _reject(Reason.CHAIN_BROKEN, f"seq {seq} does not follow from seq {seq - 1}")
+                linked = True
+            else:
+                linked = False  # re-anchors: a window may start here, its reading is not bound yet
+        relinked = None
+        succ = book.frames.get(seq + 1)
+        if succ is not None:
+            expected = step_int(c, succ.ts, succ.reading + ENC_OFFSET, blinding_int(key, seq + 1))
+            if expected != succ.chain:
+                return _reject(Reason.CHAIN_BROKEN, f"stored seq {seq + 1} does not follow from late seq {seq}")
+            if not succ.linked:
+                succ.linked = True
+                relinked = seq + 1
+        book.add(seq, Known(f.ts, c, f.reading, linked))
+        return Verdict(None, "", linked, relinked)

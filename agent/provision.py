@@ -1,0 +1,110 @@
+"""Device provisioning: a device key, its blinding key and the enrolment request for the ledger.
+
+`faultproof device provision --out DIR` (agent/cli.py) and the simulator both call `provision`.
+Files written (each created 0600, never world-readable even briefly):
+  DIR/<name>.key        Ed25519 seed, 64 hex chars (faultproof.identity format); device_id = its public key
+  DIR/<name>.blind      the 31-byte blinding key k_blind as 62 hex chars; shared with the agent only
+  DIR/<name>.enrol.json EnrolDevice JSON (device_id, epoch, anchor c_0, firmware_hash) for the
+                        underwriter's `enrol_device` transaction (not secret)
+The agent finds a device's blinding key as `<device_id_hex>.blind` in its `blinding_keys_dir`, so
+the default name is the device id.
+
+This file must never send a key anywhere or print a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from faultproof import chain
+from faultproof.identity import Identity, KeyFileError
+from faultproof.messages import EnrolDevice
+
+
+def _write_secret(path: Path, text: str, *, overwrite: bool) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_blinding_key(path: str | os.PathLike[str], key: bytes, *, overwrite: bool = False) -> None:
+    if len(key) != chain.BLINDING_KEY_LEN:
+        raise ValueError("a blinding key is 31 bytes")
+    _write_secret(Path(path), key.hex() + "\n", overwrite=overwrite)
+
+
+def load_blinding_key(path: str | os.PathLike[str]) -> bytes:
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise KeyFileError(f"blinding key file {p} not found") from None
+    if st.st_mode & 0o077:
+        raise KeyFileError(f"blinding key file {p} is accessible by group or others; fix it with `chmod 600 {p}`")
+    try:
+        key = bytes.fromhex(p.read_text().strip())
+    except ValueError:
+        raise KeyFileError(f"blinding key file {p} is not hex") from None
+    if len(key) != chain.BLINDING_KEY_LEN:
+        raise KeyFileError(f"blinding key file {p} must hold 31 bytes as 62 hex characters")
+    return key
+
+
+def enrolment(device_id: bytes, epoch: int, firmware_hash: bytes) -> EnrolDevice:
+    return EnrolDevice(device_id=device_id, epoch=epoch,
+                       anchor=chain.chain_to_bytes(chain.chain_anchor(device_id, epoch)),
+                       firmware_hash=firmware_hash)
+
+
+def firmware_hash_of(text_or_path: str) -> bytes:
+    """A firmware hash: 64 hex chars as given, or the SHA-256 of a firmware image file."""
+    try:
+        raw = bytes.fromhex(text_or_path)
+        if len(raw) == 32:
+            return raw
+    except ValueError:
+        pass
+    return hashlib.sha256(Path(text_or_path).read_bytes()).digest()
+
+
+@dataclass(frozen=True)
+class ProvisionedDevice:
+    identity: Identity
+    blinding_key: bytes
+    epoch: int
+    key_path: Path
+    blinding_path: Path
+    enrol_path: Path
+    enrol: EnrolDevice
+
+    @property
+    def device_id(self) -> bytes:
+        return self.identity.public_key
+
+
+def provision(out_dir: str | os.PathLike[str], *, name: str | None = None, epoch: int = 0,
+              firmware_hash: bytes = bytes(32), overwrite: bool = False,
+              identity: Identity | None = None, blinding_key: bytes | None = None) -> ProvisionedDevice:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ident = identity or Identity.generate()
+    k_blind = blinding_key or secrets.token_bytes(chain.BLINDING_KEY_LEN)
+    base = name or ident.public_key.hex()
+    key_path, blind_path, enrol_path = out / f"{base}.key", out / f"{base}.blind", out / f"{base}.enrol.json"
+    ident.save(key_path, overwrite=overwrite)
+    save_blinding_key(blind_path, k_blind, overwrite=overwrite)
+    msg = enrolment(ident.public_key, epoch, firmware_hash)
+    enrol_path.write_text(json.dumps(msg.to_json(), indent=1) + "\n")
+    return ProvisionedDevice(ident, k_blind, epoch, key_path, blind_path, enrol_path, msg)

@@ -1,0 +1,255 @@
+"""The agent's durable store: frames, claims and rejection counters in one SQLite file (WAL).
+
+One writer: the ingest engine's thread owns the only write connection (`Store`), so writes never
+contend for SQLite's lock, and many frames share one transaction (group commit: ~4 ms of fsync is
+paid per batch, not per frame). Readers (the HTTP API, the prover loading a window) open their own
+read-only connections (`Store.reader`), which WAL lets run beside the writer.
+
+Durability: `synchronous=FULL` by default, so a frame is on disk when `commit` returns; the agent
+acknowledges a frame (MQTT PUBACK, HTTP response) only after that. Retention deletes frames older
+than the configured age, except the frames of claims that are not final yet.
+
+Claims are written in the same transaction as the frames that completed their window, so a
+detected incident is never lost between detection and commit, nor detected twice after a restart.
+
+This file must never decide whether a frame or a claim is valid; it stores what it is given.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    dev INTEGER PRIMARY KEY,
+    device_id BLOB NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS frames (
+    dev INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    reading INTEGER NOT NULL,
+    chain BLOB NOT NULL,
+    sig BLOB NOT NULL,
+    linked INTEGER NOT NULL,
+    PRIMARY KEY (dev, epoch, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    claim_id BLOB PRIMARY KEY,
+    policy_id BLOB NOT NULL,
+    device_id BLOB NOT NULL,
+    epoch INTEGER NOT NULL,
+    start_seq INTEGER NOT NULL,
+    end_seq INTEGER NOT NULL,
+    start_ts INTEGER NOT NULL,
+    end_ts INTEGER NOT NULL,
+    period INTEGER NOT NULL,
+    circuit_id BLOB NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    signed BLOB,
+    detected_ms INTEGER NOT NULL,
+    proved_ms INTEGER,
+    prove_seconds REAL,
+    submitted_ms INTEGER,
+    decided_ms INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    paid INTEGER
+);
+CREATE INDEX IF NOT EXISTS claims_policy ON claims(policy_id);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+CLAIM_COLUMNS = (
+    "claim_id", "policy_id", "device_id", "epoch", "start_seq", "end_seq", "start_ts", "end_ts", "period",
+    "circuit_id", "status", "reason", "signed", "detected_ms", "proved_ms", "prove_seconds", "submitted_ms",
+    "decided_ms", "attempts", "paid",
+)
+FINAL_STATUSES = ("paid", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class FrameRow:
+    """A stored frame as the prover needs it."""
+
+    seq: int
+    ts: int
+    reading: int
+    chain: bytes
+    signature: bytes
+    linked: bool
+
+
+def _connect(path: Path, *, readonly: bool = False, synchronous: str = "FULL") -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Store:
+    """The write side. Every method runs on the thread that owns it (the ingest engine)."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("store synchronous must be FULL, EXTRA or NORMAL")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = _connect(self.path, synchronous=synchronous.upper())
+        self.conn.executescript(SCHEMA)
+        self._dev_ids: dict[bytes, int] = {
+            bytes(d): i for i, d in self.conn.execute("SELECT dev, device_id FROM devices")
+        }
+        self._in_tx = False
+        self._lock = threading.Lock()  # guards only against accidental cross-thread use
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions --
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+        self._in_tx = False
+
+    def rollback(self) -> None:
+        if self._in_tx:
+            self.conn.execute("ROLLBACK")
+            self._in_tx = False
+
+    # -- frames --
+    def dev_id(self, device_id: bytes) -> int:
+        """The small integer a device's frames are keyed by (created inside the open transaction)."""
+        dev = self._dev_ids.get(device_id)
+        if dev is None:
+            cur = self.conn.execute("INSERT INTO devices (device_id) VALUES (?)", (device_id,))
+            dev = int(cur.lastrowid or 0)
+            self._dev_ids[device_id] = dev
+        return dev
+
+    def forget_uncommitted_devices(self) -> None:
+        """After a rollback: reload the device map (ids created in the failed transaction are gone)."""
+        self._dev_ids = {bytes(d): i for i, d in self.conn.execute("SELECT dev, device_id FROM devices")}
+
+    def insert_frames(self, rows: Sequence[tuple[int, int, int, int, int, bytes, bytes, int]]) -> None:
+        """rows: (dev, epoch, seq, ts, reading, chain, sig, linked)."""
+        self.conn.executemany(
+            "INSERT INTO frames (dev, epoch, seq, ts, reading, chain, sig, linked) VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def mark_linked(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        """rows: (dev, epoch, seq) whose reading became bound by a late predecessor."""
+        self.conn.executemany("UPDATE frames SET linked = 1 WHERE dev = ? AND epoch = ? AND seq = ?", rows)
+
+    def has_frame(self, device_id: bytes, epoch: int, seq: int) -> bool:
+        dev = self._dev_ids.get(device_id)
+        if dev is None:
+            return False
+        return self.conn.execute("SELECT 1 FROM frames WHERE dev=? AND epoch=? AND seq=?",
+                                 (dev, epoch, seq)).fetchone() is not None
+
+    def recent_frames(self, device_id: bytes, epoch: int, limit: int) -> list[tuple[int, int, bytes, int, bool]]:
+        """The newest `limit` frames of a device's epoch: (seq, ts, chain, reading, linked)."""
+        dev = self._dev_ids.get(device_id)
+        if dev is None:
+            return []
+        rows = self.conn.execute(
+            "SELECT seq, ts, chain, reading, linked FROM frames WHERE dev=? AND epoch=? ORDER BY seq DESC LIMIT ?",
+            (dev, epoch, limit)).fetchall()
+        return [(s, t, bytes(c), r, bool(linked)) for s, t, c, r, linked in rows]
+
+    def device_epochs(self) -> list[tuple[bytes, int]]:
+        return [(bytes(d), e) for d, e in self.conn.execute(
+            "SELECT d.device_id, MAX(f.epoch) FROM frames f JOIN devices d ON d.dev = f.dev GROUP BY f.dev")]
+
+    # -- claims --
+    def insert_claim(self, values: dict[str, Any]) -> None:
+        cols = [c for c in CLAIM_COLUMNS if c in values]
+        self.conn.execute(
+            f"INSERT OR IGNORE INTO claims ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [values[c] for c in cols])
+
+    def update_claim(self, claim_id: bytes, values: dict[str, Any]) -> None:
+        cols = [c for c in values if c in CLAIM_COLUMNS and c != "claim_id"]
+        if cols:
+            self.conn.execute(f"UPDATE claims SET {', '.join(f'{c} = ?' for c in cols)} WHERE claim_id = ?",
+                              [values[c] for c in cols] + [claim_id])
+
+    def claims(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute(f"SELECT {', '.join(CLAIM_COLUMNS)} FROM claims ORDER BY detected_ms")
+        return [dict(zip(CLAIM_COLUMNS, row, strict=True)) for row in cur]
+
+    # -- counters --
+    def add_counters(self, deltas: dict[str, int]) -> None:
+        self.conn.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", list(deltas.items()))
+
+    def counters(self) -> dict[str, int]:
+        return {n: v for n, v in self.conn.execute("SELECT name, value FROM counters")}
+
+    # -- retention --
+    def delete_older_than(self, cutoff_ts: int, keep: Sequence[tuple[bytes, int, int, int]] = ()) -> int:
+        """Delete frames with ts < cutoff, except the windows in `keep` (device_id, epoch, lo, hi)."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep (dev INTEGER, epoch INTEGER, lo INTEGER, hi INTEGER)")
+        self.conn.execute("DELETE FROM keep")
+        self.conn.executemany("INSERT INTO keep VALUES (?,?,?,?)",
+                              [(self._dev_ids[d], e, lo, hi) for d, e, lo, hi in keep if d in self._dev_ids])
+        cur = self.conn.execute(
+            "DELETE FROM frames WHERE ts < ? AND NOT EXISTS (SELECT 1 FROM keep k WHERE k.dev = frames.dev "
+            "AND k.epoch = frames.epoch AND frames.seq BETWEEN k.lo AND k.hi)", (cutoff_ts,))
+        return cur.rowcount
+
+    # -- readers --
+    @staticmethod
+    def reader(path: str | Path) -> sqlite3.Connection:
+        return _connect(Path(path), readonly=True)
+
+
+def load_window(path: str | Path, device_id: bytes, epoch: int, lo: int, hi: int) -> list[FrameRow]:
+    """Frames lo..hi of a device's epoch, in seq order (a read-only connection of its own)."""
+    conn = Store.reader(path)
+    try:
+        rows = conn.execute(
+            "SELECT f.seq, f.ts, f.reading, f.chain, f.sig, f.linked FROM frames f JOIN devices d ON d.dev = f.dev "
+            "WHERE d.device_id = ? AND f.epoch = ? AND f.seq BETWEEN ? AND ? ORDER BY f.seq",
+            (device_id, epoch, lo, hi)).fetchall()
+    finally:
+        conn.close()
+    return [FrameRow(s, t, r, bytes(c), bytes(sig), bool(linked)) for s, t, r, c, sig, linked in rows]
+
+
+def count_frames(path: str | Path, device_id: bytes | None = None) -> int:
+    conn = Store.reader(path)
+    try:
+        if device_id is None:
+            return int(conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0])
+        return int(conn.execute("SELECT COUNT(*) FROM frames f JOIN devices d ON d.dev = f.dev WHERE d.device_id = ?",
+                                (device_id,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def stored_seqs(path: str | Path, device_id: bytes, epoch: int) -> list[int]:
+    conn = Store.reader(path)
+    try:
+        return [s for (s,) in conn.execute(
+            "SELECT f.seq FROM frames f JOIN devices d ON d.dev = f.dev WHERE d.device_id = ? AND f.epoch = ? "
+            "ORDER BY f.seq", (device_id, epoch))]
+    finally:
+        conn.close()

@@ -1,0 +1,244 @@
+"""Gateway agent speed: ingest (in-process, MQTT, HTTP) and detect-to-claim latency.
+
+agent_ingest_frames_per_s: the ingest engine in-process (decode + every frame check + durable
+  SQLite store with group commit, synchronous=FULL), frames from 20 devices in ReadingBatches of
+  100, one thread; baseline: the same engine with one commit per frame (max_batch = 1).
+agent_ingest_mqtt_frames_per_s: a real agent process fed by the embedded broker (amqtt): 20 devices
+  publish one DeviceReading per QoS 1 message (what a device sends); from the first publish to the
+  last frame committed. agent_ingest_mqtt_mosquitto_frames_per_s: the same behind Debian's
+  mosquitto, when it is installed. agent_ingest_mqtt_batched_frames_per_s: the same with a ReadingBatch of 20 per
+  message (a gateway-side bridge).
+agent_ingest_http_frames_per_s: POST /v1/frames with ReadingBatches of 100, 4 requests in flight;
+  each response comes after its frames are committed.
+agent_detect_to_claim_p50_s: for incidents on 5 devices, from the commit that completed the
+  window to the signed, proved claim leaving the agent (gossip/HTTP), p50 (and the p50 to paid).
+
+The network ones start a ledger and 5 oracles (tests/netfix.py), a broker and the agent as real
+processes on 127.0.0.1. Frames are signed before timing starts (the device's work, not the agent's).
+
+    python -m benchmarks.bench_agent
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.frames import DeviceRecord, parse_wire
+from agent.ingest import EngineConfig, IngestEngine, IngestResult, LedgerSnapshot
+from agent.simulator import Fault, Sensor, SimDevice, prebuilt_stream, topic_for
+from faultproof import chain
+from faultproof.identity import Identity
+from faultproof.messages import ReadingBatch
+
+DEVICES = 20
+
+
+def _rate(n: int, seconds: float) -> float:
+    return round(n / seconds, 1)
+
+
+def _devices(count: int, seed: int = 0) -> list[SimDevice]:
+    return [SimDevice(Identity.from_seed(bytes([seed + i + 1]) * 32), bytes([seed + i + 1]) * 31,
+                      sensor=Sensor(seed=i)) for i in range(count)]
+
+
+def _snapshot(devs: list[SimDevice]) -> LedgerSnapshot:
+    return LedgerSnapshot({d.device_id: DeviceRecord(d.device_id, 0, chain.chain_to_bytes(chain.chain_anchor(
+        d.device_id, 0)), None, d.blinding_key) for d in devs})
+
+
+def _ingest_inprocess(frames_per_device: int, *, max_batch: int, per_frame: bool) -> float:
+    devs = _devices(DEVICES)
+    streams = [prebuilt_stream(d, frames_per_device) for d in devs]
+    if per_frame:
+        payloads = [m.encode() for i in range(frames_per_device) for s in streams for m in s[i:i + 1]]
+    else:
+        payloads = [ReadingBatch(readings=tuple(s[i:i + 100])).encode()
+                    for i in range(0, frames_per_device, 100) for s in streams]
+    total = DEVICES * frames_per_device
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = IngestEngine(Path(tmp) / "bench.sqlite3", EngineConfig(max_batch=max_batch))
+        engine.start()
+        engine.set_ledger(_snapshot(devs))
+        done = threading.Event()
+        count = [0]
+
+        def cb(r: IngestResult) -> None:
+            count[0] += len(r.verdicts)
+            if count[0] >= total:
+                done.set()
+
+        started = time.perf_counter()
+        for p in payloads:
+            engine.submit(parse_wire(p), cb)
+        assert done.wait(600), "ingest did not finish"
+        elapsed = time.perf_counter() - started
+        assert engine.committed_frames == total, (engine.committed_frames, total)
+        engine.stop()
+    return _rate(total, elapsed)
+
+
+def ingest_inprocess() -> dict[str, Any]:
+    value = _ingest_inprocess(1000, max_batch=5000, per_frame=False)
+    baseline = _ingest_inprocess(25, max_batch=1, per_frame=True)  # ~200 commits/s: keep it short
+    return {"value": value, "unit": "frames/s", "baseline": baseline}
+
+
+# --------------------------------------------------------------------------- over the network
+
+
+def _network_benchmarks() -> dict[str, Any]:
+    from agent.broker import mosquitto_binary
+    from tests.agent.agentfix import AgentProc, start_broker
+    from tests.netfix import Network
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        net = Network.start(root, n=5, k=4)
+        broker = agent = None
+        try:
+            broker, port = start_broker(root)
+            agent = AgentProc.create(root, net, port, ingest={"reorder_window": 4096})
+            agent.start()
+            out["agent_ingest_mqtt_frames_per_s"] = _mqtt(agent, net, port, per_message=1, frames_per_device=250)
+            out["agent_ingest_mqtt_batched_frames_per_s"] = _mqtt(agent, net, port, per_message=20,
+                                                                  frames_per_device=500)
+            out["agent_ingest_http_frames_per_s"] = _http(agent, net, frames_per_device=500)
+            out.update(_detect_to_claim(agent, net, port))
+            if mosquitto_binary():  # Debian's broker, when installed: the same agent behind it
+                agent.stop()
+                broker.stop()
+                broker, port = start_broker(root, kind="mosquitto")
+                agent.write_config(net, mqtt={"port": port})
+                agent.start()
+                out["agent_ingest_mqtt_mosquitto_frames_per_s"] = _mqtt(agent, net, port, per_message=1,
+                                                                        frames_per_device=250)
+        finally:
+            if agent is not None:
+                agent.stop()
+            if broker is not None:
+                broker.stop()
+            net.stop()
+    return out
+
+
+def _wait_committed(agent: Any, target: int, timeout: float = 300) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if agent.status()["frames"]["committed"] >= target:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise TimeoutError(f"agent committed {agent.status()['frames']['committed']} < {target}")
+
+
+def _mqtt(agent: Any, net: Any, port: int, *, per_message: int, frames_per_device: int) -> dict[str, Any]:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    devs = agent.new_devices(net, DEVICES)
+    agent.wait_knows(timeout=60)
+    streams = [prebuilt_stream(d, frames_per_device) for d in devs]
+    msgs: list[tuple[str, bytes]] = []
+    for i in range(0, frames_per_device, per_message):
+        for d, s in zip(devs, streams, strict=True):
+            chunk = s[i:i + per_message]
+            payload = chunk[0].encode() if per_message == 1 else ReadingBatch(readings=tuple(chunk)).encode()
+            msgs.append((topic_for(d.device_id), payload))
+    total = DEVICES * frames_per_device
+    base = agent.status()["frames"]["committed"]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{per_message}")
+    client.username_pw_set("bench")
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    started = time.perf_counter()
+    for topic, payload in msgs:
+        client.publish(topic, payload, qos=1)
+    finished = _wait_committed(agent, base + total)
+    client.loop_stop()
+    client.disconnect()
+    return {"value": _rate(total, finished - started), "unit": "frames/s",
+            "frames_per_message": per_message}
+
+
+def _http(agent: Any, net: Any, *, frames_per_device: int) -> dict[str, Any]:
+    import aiohttp
+
+    devs = agent.new_devices(net, DEVICES)
+    agent.wait_knows(timeout=60)
+    streams = [prebuilt_stream(d, frames_per_device) for d in devs]
+    bodies = [ReadingBatch(readings=tuple(s[i:i + 100])).encode()
+              for i in range(0, frames_per_device, 100) for s in streams]
+    total = DEVICES * frames_per_device
+
+    async def go() -> float:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for b in bodies:
+            queue.put_nowait(b)
+        async with aiohttp.ClientSession() as s:
+            async def worker() -> None:
+                while not queue.empty():
+                    body = queue.get_nowait()
+                    async with s.post(agent.url + "/v1/frames", data=body,
+                                      headers={"Content-Type": "application/msgpack"}) as r:
+                        got = await r.json()
+                        assert r.status == 200 and not got["rejected"], got
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(4)))
+            return time.perf_counter() - started
+
+    elapsed = asyncio.run(go())
+    return {"value": _rate(total, elapsed), "unit": "frames/s", "frames_per_request": 100}
+
+
+def _detect_to_claim(agent: Any, net: Any, port: int) -> dict[str, Any]:
+    from agent.simulator import MqttTransport, run_fleet
+    from faultproof.zk.params import TriggerParams
+
+    devs = agent.new_devices(net, 5, faults={i: [Fault.run(20 + 7 * i, 6, 9000)] for i in range(5)}, seed=100)
+    for d in devs:
+        agent.insure(net, d, TriggerParams.run(3000, 3))
+    agent.wait_knows(timeout=60)
+
+    async def go() -> None:
+        async with MqttTransport("127.0.0.1", port) as t:
+            await run_fleet(devs, t, readings=80, rate_hz=50)
+
+    asyncio.run(go())
+    ids = {d.device_id.hex() for d in devs}
+    deadline = time.monotonic() + 180
+    claims: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        claims = [c for c in agent.claims() if c["device_id"] in ids]
+        if len(claims) >= 5 and all(c["status"] in ("paid", "rejected", "failed") for c in claims):
+            break
+        time.sleep(0.2)
+    sent = [(c["submitted_ms"] - c["detected_ms"]) / 1000 for c in claims if c["submitted_ms"]]
+    paid = [(c["decided_ms"] - c["detected_ms"]) / 1000 for c in claims if c["status"] == "paid"]
+    prove = [c["prove_seconds"] for c in claims if c["prove_seconds"] is not None]
+    return {
+        "agent_detect_to_claim_p50_s": {"value": round(statistics.median(sent), 3) if sent else None, "unit": "s",
+                                        "claims": len(sent), "circuit_n": net.circuit.n,
+                                        "prove_p50_s": round(statistics.median(prove), 3) if prove else None},
+        "agent_detect_to_paid_p50_s": {"value": round(statistics.median(paid), 3) if paid else None, "unit": "s",
+                                       "paid": len(paid)},
+    }
+
+
+def run() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {"agent_ingest_frames_per_s": ingest_inprocess()}
+    out.update(_network_benchmarks())
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=1))

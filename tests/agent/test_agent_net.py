@@ -1,0 +1,290 @@
+"""The agent as a real process among real ones: ledger + 5 oracles (tests/netfix.py), an MQTT broker,
+simulated devices. Incidents get claimed, proved, gossiped and paid; bad frames are refused with
+their reasons; kill -9 loses no acknowledged frame and pays an incident exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import threading
+import time
+
+import pytest
+
+from agent.simulator import (
+    Fault,
+    HttpTransport,
+    MqttTransport,
+    SimDevice,
+    now_ms,
+    run_device,
+    run_fleet,
+)
+from agent.store import stored_seqs
+from faultproof.identity import Identity
+from faultproof.messages import DeviceReading, ReadingBatch
+from faultproof.zk.params import TriggerParams
+from tests.agent.conftest import World
+from tests.netfix import http, wait_until
+
+pytestmark = pytest.mark.slow
+
+FINAL = ("paid", "rejected", "failed")
+
+
+def send_mqtt(world: World, devs: list[SimDevice], readings: int, rate_hz: float = 100.0) -> None:
+    async def go() -> None:
+        async with MqttTransport("127.0.0.1", world.broker_port) as t:
+            await run_fleet(devs, t, readings=readings, rate_hz=rate_hz)
+
+    asyncio.run(go())
+
+
+def post(world: World, msg: DeviceReading | ReadingBatch) -> tuple[int, dict]:
+    return http("POST", world.agent.url + "/v1/frames", msg.encode(), "application/msgpack")
+
+
+def test_incident_over_mqtt_is_claimed_proved_gossiped_and_paid_healthy_device_never(world: World) -> None:
+    agent, net = world.agent, world.net
+    faulty, healthy = agent.new_devices(net, 2, faults={0: [Fault.excursion(30, 3, 9000)]})
+    # n = 4 (netfix's circuit): two readings above 30.00 °C within 4 readings is the incident.
+    pids = [agent.insure(net, d, TriggerParams.count(3000, 2)) for d in (faulty, healthy)]
+    agent.wait_knows()
+    gossip_before = agent.metric("faultproof_agent_claim_sends_total", path="gossip", outcome="ok")
+
+    send_mqtt(world, [faulty, healthy], readings=80)
+
+    [claim] = agent.wait_claims(lambda cs: cs and cs[0]["status"] in FINAL, device_id=faulty.device_id,
+                                what="the faulty device's claim decided")
+    assert claim["status"] == "paid", claim
+    # Readings 30, 32, 34 are the excursion; the first window of n holding two of them ends at 32.
+    assert (claim["start_seq"], claim["end_seq"]) == (32 - net.circuit.n, 32)
+    assert agent.metric("faultproof_agent_claim_sends_total", path="gossip", outcome="ok") > gossip_before
+    code, receipt = net.receipt(bytes.fromhex(claim["claim_id"]))
+    assert code == 200, receipt
+    assert [p["claim_id"] for p in net.policy(pids[0])["payouts"]] == [claim["claim_id"]]
+
+    # Every frame of both devices is stored (all 80 acknowledged over MQTT), and the healthy one's
+    # noise never made a claim.
+    for d in (faulty, healthy):
+        assert stored_seqs(agent.store_path, d.device_id, 0) == list(range(80))
+    assert agent.claims(healthy.device_id) == []
+    assert net.policy(pids[1])["payouts"] == []
+    assert agent.metric("faultproof_agent_prove_seconds_count") >= 1
+
+
+def test_bad_frames_are_refused_with_their_reason_and_never_stored(world: World) -> None:
+    agent, net = world.agent, world.net
+    [dev] = agent.new_devices(net, 1)
+    agent.wait_knows()
+    t0 = now_ms() - 10_000
+    good = [dev.make(t0 + i) for i in range(5)]  # seqs 0..4
+    code, body = post(world, ReadingBatch(readings=tuple(good)))
+    assert code == 200 and body == {"accepted": 5, "rejected": []}, body
+
+    nxt = dev.make(t0 + 5)  # the genuine seq 5, kept back
+    f = nxt.signed.frame
+    forged = DeviceReading(signed=nxt.signed.replace(signature=bytes(64)), reading=nxt.reading)
+    tampered = nxt.replace(reading=nxt.reading + 1)
+    future = DeviceReading(signed=f.replace(ts_ms=now_ms() + 3_600_000).sign(dev.identity), reading=nxt.reading)
+    unknown_dev = SimDevice(Identity.generate(), bytes(31))  # never enrolled
+    unknown = unknown_dev.make(t0)
+    cases = {
+        "bad_frame_signature": forged,
+        "replayed_frame": good[3],
+        "chain_broken": tampered,
+        "unknown_device": unknown,
+        "timestamp_in_future": future,
+    }
+    before = {r: agent.metric("faultproof_agent_frames_total", result="rejected", reason=r) for r in cases}
+    for reason, msg in cases.items():
+        code, body = post(world, msg)
+        assert code == 422 and body["error"]["code"] == reason, (reason, code, body)
+    # The same frames over MQTT are refused (and acknowledged) the same way.
+    async def over_mqtt() -> None:
+        async with MqttTransport("127.0.0.1", world.broker_port) as t:
+            await t.send(dev, [forged, tampered])
+
+    asyncio.run(over_mqtt())
+    wait_until(lambda: agent.metric("faultproof_agent_frames_total", result="rejected",
+                                    reason="chain_broken") >= before["chain_broken"] + 2, 10, what="MQTT rejections")
+    after = {r: agent.metric("faultproof_agent_frames_total", result="rejected", reason=r) for r in cases}
+    assert {r: after[r] - before[r] for r in cases} == {
+        "bad_frame_signature": 2, "replayed_frame": 1, "chain_broken": 2, "unknown_device": 1,
+        "timestamp_in_future": 1}
+    assert stored_seqs(agent.store_path, dev.device_id, 0) == [0, 1, 2, 3, 4]  # nothing refused was stored
+    assert stored_seqs(agent.store_path, unknown_dev.device_id, 0) == []
+
+    # A batch mixing good and bad frames: per-frame answers; then the genuine seq 5 is accepted.
+    code, body = post(world, ReadingBatch(readings=(good[0], nxt)))
+    assert code == 200 and body["accepted"] == 1 and [r["code"] for r in body["rejected"]] == ["replayed_frame"]
+    assert stored_seqs(agent.store_path, dev.device_id, 0) == [0, 1, 2, 3, 4, 5]
+    # JSON works too, and undecodable bodies are 400s.
+    code, body = http("POST", agent.url + "/v1/frames", json.dumps(dev.make(t0 + 6).to_json()).encode())
+    assert code == 200 and body["accepted"] == 1, body
+    code, body = http("POST", agent.url + "/v1/frames", b"\x93\x01", "application/msgpack")
+    assert code == 400 and body["error"]["code"] in ("malformed", "wrong_type", "missing_field"), body
+
+
+def test_mqtt_message_is_acknowledged_only_after_commit(world: World) -> None:
+    """kill -9 after the broker delivered a QoS 1 message but before the store committed it: the
+    broker still holds it and redelivers it to the restarted agent; nothing is lost."""
+    agent, net = world.agent, world.net
+    [dev] = agent.new_devices(net, 1)
+    agent.wait_knows()
+    agent.stop()
+    agent.write_config(net, ingest={"commit_delay_ms": 4000})
+    agent.start()
+    try:
+        frames = [dev.make(now_ms() - 1000 + i) for i in range(20)]
+
+        async def publish() -> None:
+            async with MqttTransport("127.0.0.1", world.broker_port) as t:
+                await t.send(dev, frames)  # returns when the BROKER acknowledged all 20
+
+        asyncio.run(publish())
+        s = wait_until(lambda: (lambda s: s if s["mqtt"]["delivered"] >= 1 and s["frames"]["pending"] > 0 else None)(
+            agent.status()), 10, 0.05, what="the agent holding delivered, uncommitted frames")
+        assert s["mqtt"]["acked"] == 0 and s["frames"]["committed"] == 0
+        agent.kill9()
+        assert stored_seqs(agent.store_path, dev.device_id, 0) == []  # the commit never happened
+    finally:
+        agent.write_config(net, ingest={"commit_delay_ms": 0})
+        if not agent.alive():
+            agent.start()
+    wait_until(lambda: stored_seqs(agent.store_path, dev.device_id, 0) == list(range(20)), 20,
+               what="the broker's redelivery stored")
+
+
+def test_kill9_mid_stream_and_while_proving_pays_the_incident_once(world: World) -> None:
+    agent, net = world.agent, world.net
+    [dev] = agent.new_devices(net, 1, faults={0: [Fault.run(150, 8, 9000)]})
+    pid = agent.insure(net, dev, TriggerParams.run(3000, 4))
+    agent.wait_knows()
+    errors: list[BaseException] = []
+
+    def stream(readings: int) -> threading.Thread:
+        def run() -> None:
+            try:
+                send_mqtt(world, [dev], readings=readings, rate_hz=100)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        return t
+
+    # 1) kill -9 mid-stream: the device keeps publishing into the broker while the agent is down.
+    first = stream(120)
+    wait_until(lambda: len(stored_seqs(agent.store_path, dev.device_id, 0)) >= 60, 20, 0.02, what="60 frames in")
+    agent.kill9()
+    first.join(30)
+    agent.start()
+    # 2) the incident (readings 150..157) arrives; kill -9 while it is being proved.
+    second = stream(80)
+    killed_while_proving = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cs = agent.claims(dev.device_id)
+        if cs and cs[0]["status"] == "detected":
+            agent.kill9()
+            killed_while_proving = True
+            break
+        if cs:
+            break
+        time.sleep(0.01)
+    assert killed_while_proving, "the claim was proved before the test could kill the agent"
+    second.join(30)
+    agent.start()
+    assert not errors, errors
+
+    claims = agent.wait_claims(lambda cs: cs and all(c["status"] in FINAL for c in cs), device_id=dev.device_id,
+                               timeout=90, what="the incident decided")
+    assert [c["status"] for c in claims] == ["paid"], claims
+    payouts = net.policy(pid)["payouts"]
+    assert [p["claim_id"] for p in payouts] == [claims[0]["claim_id"]]  # paid exactly once
+    # No acknowledged frame is missing: every frame the broker took is stored.
+    wait_until(lambda: stored_seqs(agent.store_path, dev.device_id, 0) == list(range(200)), 30,
+               what="every frame stored")
+
+
+def test_healthz_stays_fast_while_proving(world: World) -> None:
+    agent, net = world.agent, world.net
+    # One device whose fault spans many short periods: one claim per period, proved one by one.
+    [dev] = agent.new_devices(net, 1, faults={0: [Fault.run(5, 0, 9000)]})
+    agent.insure(net, dev, TriggerParams.run(3000, 2), period_ms=60)
+    agent.wait_knows()
+
+    async def go() -> list[tuple[float, bool]]:
+        samples: list[tuple[float, bool]] = []
+        async with HttpTransport(agent.url) as t:
+            await run_device(dev, t, readings=160, rate_hz=400, batch=40)
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s:
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                async with s.get(agent.url + "/v1/status") as r:
+                    proving = (await r.json())["proving"] is not None
+                t = time.perf_counter()
+                async with s.get(agent.url + "/healthz") as r:
+                    assert r.status == 200
+                    await r.read()
+                samples.append((time.perf_counter() - t, proving))
+                if len([x for x in samples if x[1]]) >= 200:
+                    break
+        return samples
+
+    samples = asyncio.run(go())
+    during = sorted(d for d, proving in samples if proving)
+    assert len(during) >= 50, f"only {len(during)} samples while proving"
+    p99 = during[int(0.99 * (len(during) - 1))]
+    print(f"/healthz while proving: {len(during)} samples, median {statistics.median(during) * 1000:.1f} ms, "
+          f"p99 {p99 * 1000:.1f} ms")
+    assert p99 < 0.050, f"/healthz p99 {p99 * 1000:.1f} ms while proving (median {statistics.median(during) * 1000:.1f} ms)"
+    claims = agent.wait_claims(lambda cs: len(cs) >= 3 and all(c["status"] in FINAL for c in cs),
+                               device_id=dev.device_id, timeout=120, what="the incidents decided")
+    assert all(c["status"] == "paid" for c in claims), [c["status"] for c in claims]
+
+
+def test_agent_refuses_to_start_with_a_proving_key_the_ledger_does_not_have(world: World, tmp_path) -> None:
+    """A fresh development setup for the same n gives another verification key: its proofs would
+    never verify, so the agent must not start."""
+    from tests.agent.agentfix import AgentProc
+
+    other = AgentProc.create(tmp_path, world.net, world.broker_port, name="agent-wrong-key")
+    other.write_config(world.net, prover={"cache_dir": str(tmp_path / "other-circuits")})
+    other.proc.start()
+    assert other.proc.proc is not None
+    assert other.proc.proc.wait(180) == 2
+    assert "does not match any circuit registered on the ledger" in other.proc.tail(20)
+
+
+def test_without_gossip_peers_claims_go_to_an_oracle_over_http(world: World, tmp_path) -> None:
+    """A second agent (same enrolled agent key, its own devices) with gossip off, fed over HTTP:
+    its claim is POSTed to an oracle and paid."""
+    from tests.agent.agentfix import AgentProc
+
+    net = world.net
+    other = AgentProc.create(tmp_path, net, world.broker_port, name="agent-http", gossip=False)
+    other.write_config(net, mqtt={"enabled": False})
+    other.start()
+    try:
+        [dev] = other.new_devices(net, 1, faults={0: [Fault.run(10, 4, 9000)]})
+        pid = other.insure(net, dev, TriggerParams.run(3000, 3))
+        other.wait_knows()
+
+        async def go() -> None:
+            async with HttpTransport(other.url) as t:
+                await run_device(dev, t, readings=30, rate_hz=200, batch=10)
+
+        asyncio.run(go())
+        [claim] = other.wait_claims(lambda cs: cs and cs[0]["status"] in FINAL, device_id=dev.device_id,
+                                    what="the HTTP-submitted claim decided")
+        assert claim["status"] == "paid", claim
+        assert other.metric("faultproof_agent_claim_sends_total", path="gossip") == 0
+        assert other.metric("faultproof_agent_claim_sends_total", path="http", outcome="202") >= 1
+        assert [p["claim_id"] for p in net.policy(pid)["payouts"]] == [claim["claim_id"]]
+    finally:
+        other.stop()

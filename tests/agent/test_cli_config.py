@@ -1,0 +1,72 @@
+"""`faultproof device provision`, the example config, config validation, the claim lifecycle table.
+Fast; no network."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent import config as cfgmod
+from agent.claims import FINAL, TRANSITIONS, ClaimEvent, ClaimStatus, transition
+from agent.provision import load_blinding_key
+from faultproof import chain
+from faultproof.cli import main
+from faultproof.errors import FaultproofError, Reason
+from faultproof.identity import Identity
+from faultproof.messages import EnrolDevice
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_device_provision_writes_private_keys_and_the_enrolment(tmp_path: Path) -> None:
+    fw = tmp_path / "firmware.bin"
+    fw.write_bytes(b"firmware image")
+    result = CliRunner().invoke(main, ["device", "provision", "--out", str(tmp_path / "dev"), "--epoch", "3",
+                                       "--firmware", str(fw)])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    key, blind = Path(out["key_file"]), Path(out["blinding_key_file"])
+    for p in (key, blind):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    ident = Identity.load(key)
+    assert ident.public_key.hex() == out["device_id"]
+    assert len(load_blinding_key(blind)) == 31
+    enrol = EnrolDevice.from_json(json.loads(Path(out["enrolment"]).read_text()))
+    assert enrol.device_id == ident.public_key and enrol.epoch == 3
+    assert enrol.anchor == chain.chain_to_bytes(chain.chain_anchor(ident.public_key, 3))
+    import hashlib
+
+    assert enrol.firmware_hash == hashlib.sha256(b"firmware image").digest()
+    again = CliRunner().invoke(main, ["device", "provision", "--out", str(tmp_path / "dev"), "--name", out["device_id"]])
+    assert again.exit_code != 0 and "refusing to overwrite" in again.output
+
+
+def test_example_config_loads_and_bad_values_are_named() -> None:
+    cfg = cfgmod.load(REPO / "configs" / "agent.example.toml")
+    assert cfg.ledger_url.startswith("http") and cfg.ingest.synchronous == "FULL"
+    base = {"agent": {"key_file": "k", "data_dir": "d", "blinding_keys_dir": "b", "ledger_url": "http://x"}}
+    assert cfgmod.from_dict(base).prover.circuits == (16,)
+    for bad, words in [
+        ({**base, "ingest": {"reorder_window": 10}}, "reorder_window"),
+        ({**base, "ingest": {"nope": 1}}, "unknown key"),
+        ({**base, "prover": {"circuits": [1]}}, "circuits"),
+        ({"agent": {**base["agent"], "ledger_url": "ftp://x"}}, "ledger_url"),
+        ({**base, "gossip": {"bootstrap": ["/ip4/1.2.3.4/tcp/1"]}}, "/p2p/"),
+        ({**base, "http": {"port": "80"}}, "integer"),
+    ]:
+        with pytest.raises(cfgmod.ConfigError, match=words):
+            cfgmod.from_dict(bad)
+
+
+def test_claim_lifecycle_table() -> None:
+    assert transition(ClaimStatus.DETECTED, ClaimEvent.PROVED) is ClaimStatus.PROVED
+    assert transition(ClaimStatus.SUBMITTED, ClaimEvent.PAID) is ClaimStatus.PAID
+    for final in FINAL:  # nothing leaves a final state
+        assert not any(s is final for s, _ in TRANSITIONS)
+    with pytest.raises(FaultproofError) as e:
+        transition(ClaimStatus.DETECTED, ClaimEvent.SENT)  # never send what is not proved and persisted
+    assert e.value.reason is Reason.INVALID_STATE_TRANSITION

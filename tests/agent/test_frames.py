@@ -1,0 +1,229 @@
+"""Pure frame checks (agent/frames.py): every acceptance rule and every rejection reason, the fast
+decoder against the core's decoder, the fast hashes against faultproof.chain. No I/O, fast."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.frames import (
+    DeviceRecord,
+    FrameChecker,
+    Incoming,
+    Undecodable,
+    blinding_int,
+    parse_json,
+    parse_wire,
+    step_int,
+)
+from agent.simulator import Sensor, SimDevice
+from faultproof import chain
+from faultproof.errors import Reason
+from faultproof.identity import Identity
+from faultproof.messages import DeviceReading, Frame, ReadingBatch
+from tests.strategies import for_message
+
+NOW = 1_800_000_000_000
+KEY = bytes(range(1, 32))
+
+
+def device(seed: int = 1, epoch: int = 0) -> SimDevice:
+    return SimDevice(Identity.from_seed(bytes([seed]) * 32), KEY, epoch=epoch, sensor=Sensor(seed=seed))
+
+
+def record(d: SimDevice, *, revoked_ms: int | None = None, epoch: int | None = None) -> DeviceRecord:
+    e = d.epoch if epoch is None else epoch
+    return DeviceRecord(d.device_id, e, chain.chain_to_bytes(chain.chain_anchor(d.device_id, e)),
+                        revoked_ms, d.blinding_key)
+
+
+def stream(d: SimDevice, n: int, start: int = NOW - 100_000, step: int = 10) -> list[Incoming]:
+    return [Incoming.from_message(d.make(start + i * step)) for i in range(n)]
+
+
+def checker(*devs: SimDevice, window: int = 64, lookup=None) -> FrameChecker:
+    c = FrameChecker(max_skew_ms=5_000, reorder_window=window, stored_lookup=lookup)
+    for d in devs:
+        c.set_device(record(d))
+    return c
+
+
+def reasons(c: FrameChecker, frames: list[Incoming]) -> list[Reason | None]:
+    return [c.check(f, NOW).reason for f in frames]
+
+
+# --------------------------------------------------------------------------- hashes and decoding
+
+
+@given(st.integers(0, chain.P - 1), st.integers(0, 2**48 - 1), st.integers(chain.READING_MIN, chain.READING_MAX),
+       st.binary(min_size=31, max_size=31), st.integers(0, 2**32 - 1))
+@settings(max_examples=30, deadline=None)
+def test_fast_hashes_equal_faultproof_chain(prev: int, ts: int, r: int, key: bytes, seq: int) -> None:
+    s = chain.blinding_value(key, seq)
+    assert blinding_int(b"\x00" + key, seq) == s
+    assert step_int(prev, ts, chain.enc(r), s) == chain.chain_step(prev, ts, r, s)
+
+
+@given(for_message(DeviceReading))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_decoder_agrees_with_core(msg: DeviceReading) -> None:
+    [got] = parse_wire(msg.encode())
+    assert got.to_message() == msg
+    assert got.body == msg.signed.frame.encode()
+
+
+@given(for_message(ReadingBatch), st.data())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_decoder_never_accepts_what_core_refuses(batch: ReadingBatch, data: st.DataObject) -> None:
+    raw = bytearray(batch.encode())
+    if raw:
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    got = parse_wire(bytes(raw))
+    try:
+        from faultproof.messages import decode_any
+
+        core = decode_any(bytes(raw), allowed=(DeviceReading, ReadingBatch))
+    except Exception:
+        assert isinstance(got, Undecodable)
+        return
+    items = core.readings if isinstance(core, ReadingBatch) else (core,)
+    assert [g.to_message() for g in got] == list(items)
+
+
+@given(st.binary(min_size=64, max_size=64), st.booleans())
+@settings(max_examples=30, deadline=None)
+def test_fast_signature_check_equals_identity_verify(junk: bytes, genuine: bool) -> None:
+    from agent.frames import FRAME_TAG, _verify_frame
+    from faultproof.identity import verify
+
+    d = device()
+    f = Incoming.from_message(d.make(NOW))
+    if not genuine:
+        f = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, junk, f.enc_reading, f.body)
+    assert _verify_frame(f) == verify(FRAME_TAG, f.body, f.signature, f.device_id)
+    assert _verify_frame(f) or not genuine
+
+
+def test_json_forms_and_reading_out_of_range() -> None:
+    d = device()
+    msgs = [d.make(NOW - 1000 + i) for i in range(3)]
+    assert [f.seq for f in parse_json(msgs[0].to_json())] == [0]
+    assert [f.seq for f in parse_json(ReadingBatch(readings=tuple(msgs)).to_json())] == [0, 1, 2]
+    bad = msgs[1].to_json() | {"reading": 2**32}
+    assert parse_json(bad) == Undecodable(Reason.READING_OUT_OF_RANGE, parse_json(bad).message)
+    assert isinstance(parse_wire(b"\xc1"), Undecodable)
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def test_in_order_stream_is_accepted_and_linked() -> None:
+    d = device()
+    c = checker(d)
+    verdicts = [c.check(f, NOW) for f in stream(d, 20)]
+    assert all(v.accepted and v.linked for v in verdicts)
+    assert c.book(d.device_id).tail == 19
+
+
+def test_each_rejection_has_its_reason() -> None:
+    d, stranger = device(1), device(2)
+    c = checker(d)
+    frames = stream(d, 5)
+    assert reasons(c, frames[:3]) == [None, None, None]
+
+    assert c.check(stream(stranger, 1)[0], NOW).reason is Reason.UNKNOWN_DEVICE
+
+    f = frames[3]
+    forged = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, bytes(64), f.enc_reading, f.body)
+    assert c.check(forged, NOW).reason is Reason.BAD_FRAME_SIGNATURE
+
+    assert c.check(frames[2], NOW).reason is Reason.REPLAYED_FRAME
+
+    tampered = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.enc_reading + 1, f.body)
+    assert c.check(tampered, NOW).reason is Reason.CHAIN_BROKEN
+
+    future = Incoming.from_message(d.make(NOW + 60_000))  # seq 4, signed for a far-future time
+    assert c.check(future, NOW).reason is Reason.TIMESTAMP_IN_FUTURE
+
+    assert c.check(f, NOW).accepted  # the genuine seq 3 still goes in afterwards
+    assert c.book(d.device_id).tail == 3
+
+
+def test_wrong_epoch_revoked_and_bad_anchor() -> None:
+    d = device()
+    c = checker(d)
+    c.set_device(record(d, epoch=1))
+    assert c.check(stream(d, 1)[0], NOW).reason is Reason.WRONG_EPOCH
+
+    c.set_device(record(d, revoked_ms=NOW - 200_000))
+    assert c.check(stream(d, 1, start=NOW - 100_000)[0], NOW).reason is Reason.DEVICE_REVOKED
+
+    other = device(3)
+    c2 = checker(other)
+    d2 = device(3, epoch=0)
+    d2.chain = 12345  # an anchor frame that is not the enrolled c_0
+    assert c2.check(Incoming.from_message(d2.make(NOW - 1000)), NOW).reason is Reason.CHAIN_BROKEN
+
+
+def test_timestamps_must_increase() -> None:
+    d = device()
+    c = checker(d)
+    frames = stream(d, 3)
+    assert reasons(c, frames) == [None, None, None]
+    # A correctly signed seq 3 whose timestamp is not after seq 2's.
+    f = Frame(device_id=d.device_id, epoch=0, seq=3, ts_ms=frames[2].ts, chain=frames[2].chain)
+    msg = DeviceReading(signed=f.sign(d.identity), reading=chain.enc(0))
+    assert c.check(Incoming.from_message(msg), NOW).reason is Reason.TIMESTAMP_NOT_INCREASING
+
+
+def test_gap_reanchors_and_late_fill_links_successor() -> None:
+    d = device()
+    c = checker(d)
+    frames = stream(d, 10)
+    for f in frames[:5] + frames[6:]:
+        assert c.check(f, NOW).accepted
+    book = c.book(d.device_id)
+    assert book.get(6).linked is False  # re-anchors after the gap: a window may start here
+    assert all(book.get(i).linked for i in (7, 8, 9))
+    v = c.check(frames[5], NOW)
+    assert v.accepted and v.linked and v.relinked == 6
+    assert book.get(6).linked is True
+
+
+def test_late_fill_that_does_not_chain_is_refused() -> None:
+    d = device()
+    c = checker(d)
+    frames = stream(d, 6)
+    for f in frames[:3] + frames[4:]:
+        assert c.check(f, NOW).accepted
+    f = frames[3]
+    # A correctly signed seq 3 whose reading does not chain from seq 2.
+    tampered = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.enc_reading ^ 1, f.body)
+    assert c.check(tampered, NOW).reason is Reason.CHAIN_BROKEN
+    assert c.check(f, NOW).accepted
+
+
+def test_seq_below_reorder_window_is_closed() -> None:
+    d = device()
+    stored: set[int] = set()
+    c = checker(d, window=8, lookup=lambda dev, ep, seq: seq in stored)
+    frames = stream(d, 40)
+    for f in frames[:10] + frames[11:]:
+        assert c.check(f, NOW).accepted
+        stored.add(f.seq)
+    book = c.book(d.device_id)
+    assert book.floor == 39 - 8 + 1
+    assert c.check(frames[10], NOW).reason is Reason.CHAIN_BROKEN  # its gap was given up
+    assert c.check(frames[2], NOW).reason is Reason.REPLAYED_FRAME
+    assert len(book.frames) <= 8 + 8 // 4 + 1
+
+
+def test_new_epoch_starts_a_new_book() -> None:
+    d = device()
+    c = checker(d)
+    assert all(v is None for v in reasons(c, stream(d, 4)))
+    d.new_epoch(1)
+    c.set_device(record(d))
+    assert reasons(c, stream(d, 3, start=NOW - 50_000)) == [None, None, None]
+    assert c.book(d.device_id).epoch == 1
