@@ -1,0 +1,90 @@
+"""`faultproof oracle ...`: run an oracle node, look at one.
+
+    faultproof oracle run    --config configs/oracle.example.toml
+    faultproof oracle status --url http://127.0.0.1:8710
+    faultproof oracle claim  --url http://127.0.0.1:8710 CLAIM_ID
+
+Only wiring: configuration, the key file, logging, signals and the process lifecycle. Everything
+the node does is in oracle/node.py; a bad config or key file stops here with a message that says
+what to fix, before anything starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from faultproof.identity import Identity, KeyFileError
+from oracle.config import ConfigError, load
+
+DEFAULT_URL = "http://127.0.0.1:8710"
+
+
+@click.group()
+def oracle() -> None:
+    """Oracle node: verify claims, vote, reach quorum, get claims paid."""
+
+
+@oracle.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Oracle TOML config (see configs/oracle.example.toml).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def run(config_path: Path, log_level: str) -> None:
+    """Run the oracle node until SIGTERM or SIGINT."""
+    try:
+        cfg = load(config_path)
+        identity = Identity.load(cfg.key_file)
+    except (ConfigError, KeyFileError) as e:
+        raise click.ClickException(str(e)) from None
+    logging.basicConfig(level=getattr(logging, log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from oracle.node import GossipDown, OracleNode
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await OracleNode(cfg, identity).run(stop)
+
+    try:
+        asyncio.run(main())
+    except* GossipDown as eg:
+        # Crash-only: everything is in SQLite; a restart rejoins the mesh and catches up.
+        logging.getLogger("faultproof.oracle").critical("exiting: %s", eg.exceptions[0])
+        sys.exit(3)
+
+
+def _get(url: str) -> object:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - operator-given URL
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read() or b"{}")
+    except (urllib.error.URLError, OSError) as e:
+        raise click.ClickException(f"{url}: {e}") from None
+
+
+@oracle.command("status")
+@click.option("--url", envvar="FAULTPROOF_ORACLE", default=DEFAULT_URL, show_default=True)
+def status(url: str) -> None:
+    """Print a node's /v1/status (JSON)."""
+    click.echo(json.dumps(_get(url.rstrip("/") + "/v1/status"), indent=1))
+
+
+@oracle.command("claim")
+@click.option("--url", envvar="FAULTPROOF_ORACLE", default=DEFAULT_URL, show_default=True)
+@click.argument("claim_id")
+def claim(url: str, claim_id: str) -> None:
+    """Print what a node knows about one claim (status, votes, QC, receipt)."""
+    click.echo(json.dumps(_get(f"{url.rstrip('/')}/v1/claims/{claim_id.lower()}"), indent=1))

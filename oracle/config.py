@@ -1,0 +1,148 @@
+"""The oracle node's configuration: one TOML file, every default written down here with its reason.
+
+This file owns loading and validating the config (fail at start-up with a message that says what
+to fix, never half-way through a run). It must never read the key itself (only its path: secrets
+are key files, DESIGN §7) and never start anything.
+
+    [oracle]
+    key_file   = "keys/oracle-1.key"      # Ed25519 seed file (faultproof keygen); also the libp2p id
+    data_dir   = "data/oracle-1"          # SQLite state (claims, votes, QCs, evidence, heads)
+    ledger_url = "http://127.0.0.1:8700"  # the ledger service this oracle follows and posts QCs to
+
+    [http]   host = "127.0.0.1", port = 8710, max_body_bytes = 65536
+    [gossip] port = 4710, bootstrap = ["/ip4/127.0.0.1/tcp/4711/p2p/12D3KooW..."]
+    [tuning] see `Tuning` below
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    # Votes signed within this window leave in one VoteBatch (gossip costs CPU per message, and a
+    # burst of claims then costs one message per node instead of one per vote).
+    vote_batch_ms: int = 20
+    # Pending claims and our votes for them are re-gossiped this often until decided: gossip
+    # promises no delivery, and a peer that was down misses everything published meanwhile.
+    regossip_s: float = 2.0
+    # Long-poll wait on GET /v1/entries: short enough that a dead ledger is noticed, long enough
+    # that an idle node costs nothing.
+    ledger_wait_s: float = 10.0
+    # Proof verification threads. groth16py verifies in ~1.2 ms; one thread keeps the loop free and
+    # leaves the second core to the other processes of a small machine.
+    verify_workers: int = 1
+    # A claim that stays undecided this long stops being re-gossiped (it stays pending and
+    # queryable; a restart or a new copy of the claim starts it again).
+    regossip_give_up_s: float = 3600.0
+    # Per-member cap on undecided claims it may open with votes (flood bound, oracle/quorum.py).
+    max_open_per_voter: int = 10_000
+    # Per-agent claims per second accepted over HTTP and gossip (DESIGN §4: rate-limited sources).
+    agent_rate_per_s: float = 20.0
+    agent_burst: int = 200
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    key_file: Path
+    data_dir: Path
+    ledger_url: str
+    http_host: str = "127.0.0.1"
+    http_port: int = 8710
+    max_body_bytes: int = 64 * 1024  # a SignedClaim is < 2 KB msgpack, ~5 KB JSON
+    gossip_port: int = 4710
+    bootstrap: tuple[str, ...] = ()
+    tuning: Tuning = field(default_factory=Tuning)
+
+    def __post_init__(self) -> None:
+        if not self.ledger_url.startswith(("http://", "https://")):
+            raise ConfigError(f"oracle.ledger_url must be an http(s) URL, got {self.ledger_url!r}")
+        for name in ("http_port", "gossip_port"):
+            port = getattr(self, name)
+            if not 0 <= port < 65536:
+                raise ConfigError(f"{name} {port} is not a TCP port")
+        if self.http_port and self.http_port == self.gossip_port:
+            raise ConfigError("http.port and gossip.port must differ")
+        for addr in self.bootstrap:
+            if "/p2p/" not in addr:
+                raise ConfigError(f"gossip.bootstrap entry {addr!r} must end in /p2p/<peer id>")
+        if self.max_body_bytes < 4096:
+            raise ConfigError("http.max_body_bytes below 4096 would refuse valid claims")
+        t = self.tuning
+        if t.vote_batch_ms < 0 or t.regossip_s <= 0 or t.ledger_wait_s <= 0 or t.verify_workers < 1:
+            raise ConfigError("tuning: vote_batch_ms >= 0, regossip_s > 0, ledger_wait_s > 0, verify_workers >= 1")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "oracle.sqlite3"
+
+
+_SECTIONS: dict[str, dict[str, str]] = {
+    # section -> toml key -> OracleConfig field
+    "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url"},
+    "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes"},
+    "gossip": {"port": "gossip_port", "bootstrap": "bootstrap"},
+}
+
+
+def load(path: str | Path) -> OracleConfig:
+    """Read and validate a config file. Relative paths in it are relative to the file's folder."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found (see configs/oracle.example.toml)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return from_dict(raw, base=p.parent)
+
+
+def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
+    unknown = set(raw) - set(_SECTIONS) - {"tuning"}
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for section, keys in _SECTIONS.items():
+        values = raw.get(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        bad = set(values) - set(keys)
+        if bad:
+            raise ConfigError(f"unknown key(s) in [{section}]: {sorted(bad)}")
+        for key, attr in keys.items():
+            if key in values:
+                kwargs[attr] = values[key]
+    for required in ("key_file", "data_dir", "ledger_url"):
+        if required not in kwargs:
+            raise ConfigError(f"[oracle] {required} is required")
+    kwargs["key_file"] = _resolve(base, kwargs["key_file"])
+    kwargs["data_dir"] = _resolve(base, kwargs["data_dir"])
+    if "bootstrap" in kwargs:
+        if not isinstance(kwargs["bootstrap"], list) or not all(isinstance(a, str) for a in kwargs["bootstrap"]):
+            raise ConfigError("[gossip] bootstrap must be a list of multiaddr strings")
+        kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
+    tuning_raw = raw.get("tuning", {})
+    known = {f.name: f.type for f in fields(Tuning)}
+    bad = set(tuning_raw) - set(known)
+    if bad:
+        raise ConfigError(f"unknown key(s) in [tuning]: {sorted(bad)}")
+    try:
+        kwargs["tuning"] = Tuning(**tuning_raw)
+        return OracleConfig(**kwargs)
+    except TypeError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _resolve(base: Path, value: Any) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"expected a path string, got {value!r}")
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)

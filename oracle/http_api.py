@@ -1,0 +1,148 @@
+"""The oracle's HTTP API (DESIGN §7), aiohttp. Only translation lives here: request bytes to
+messages, the node's answers to JSON (or msgpack), `FaultproofError` to `{"error": {...}}`.
+
+    POST /v1/claims                 SignedClaim (JSON, or canonical msgpack with
+                                    Content-Type: application/msgpack) -> 202 {"claim_id","status",
+                                    "vote"?, "reason"?}; 4xx {"error": {"code","message"}}
+    GET  /v1/claims/{claim_id}      status pending|approved|rejected|paid, votes, reasons, QC, receipt
+    GET  /v1/claims?policy_id=&status=
+    GET  /v1/status    /healthz    /metrics (Prometheus text)
+
+Responses are JSON (bytes as lowercase hex) unless the request says `Accept: application/msgpack`.
+This file must never decide anything about a claim and never let a traceback reach a client:
+every failure is an error object with a reason code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from faultproof.errors import FaultproofError, Reason
+from oracle.pipeline import decode_claim
+from oracle.store import CLAIM_STATUSES
+
+if TYPE_CHECKING:
+    from oracle.node import OracleNode
+
+log = logging.getLogger("faultproof.oracle.http")
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+NODE_KEY = web.AppKey("node", object)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _wants_msgpack(request: web.Request) -> bool:
+    return MSGPACK in request.headers.get("Accept", "")
+
+
+def respond(request: web.Request, obj: Any, status: int = 200) -> web.Response:
+    if _wants_msgpack(request):
+        return web.Response(body=msgpack.packb(obj, use_bin_type=True), status=status, content_type=MSGPACK)
+    return web.Response(text=json.dumps(obj, separators=(",", ":")), status=status, content_type=JSON)
+
+
+def error(request: web.Request, reason: Reason, message: str = "") -> web.Response:
+    err = FaultproofError(reason, message)
+    return respond(request, err.to_json(), status=reason.http_status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FaultproofError as e:
+        return respond(request, e.to_json(), status=e.reason.http_status)
+    except web.HTTPRequestEntityTooLarge:
+        return error(request, Reason.OVERSIZE, "request body exceeds the limit")
+    except web.HTTPNotFound:
+        return error(request, Reason.NOT_FOUND, "no such endpoint")
+    except web.HTTPMethodNotAllowed:
+        return error(request, Reason.BAD_REQUEST, "method not allowed")
+    except web.HTTPException as e:
+        return error(request, Reason.BAD_REQUEST, e.reason)
+    except Exception:  # noqa: BLE001 - logged here; the client gets a reason code, not a traceback
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error(request, Reason.UNAVAILABLE, "internal error; see the oracle's log")
+
+
+def _node(request: web.Request) -> OracleNode:
+    return request.app[NODE_KEY]  # type: ignore[return-value]
+
+
+async def post_claim(request: web.Request) -> web.Response:
+    node = _node(request)
+    ctype = request.content_type or JSON
+    if ctype not in (JSON, MSGPACK):
+        raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
+    body = await request.read()  # bounded by client_max_size
+    signed = decode_claim(body, ctype)
+    accepted = await node.submit_claim(signed, "http")
+    return respond(request, accepted.to_json(), status=202)
+
+
+def _hex_id(text: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise FaultproofError(Reason.BAD_REQUEST, f"{what} must be 64 lowercase hex characters") from None
+    if len(raw) != 32 or text != text.lower():
+        raise FaultproofError(Reason.BAD_REQUEST, f"{what} must be 64 lowercase hex characters")
+    return raw
+
+
+async def get_claim(request: web.Request) -> web.Response:
+    cid = _hex_id(request.match_info["claim_id"], "claim_id")
+    view = _node(request).claim_view(cid)
+    if view is None:
+        raise FaultproofError(Reason.NOT_FOUND, "no claim with this id here")
+    return respond(request, view)
+
+
+async def list_claims(request: web.Request) -> web.Response:
+    q = request.query
+    pid = _hex_id(q["policy_id"], "policy_id") if q.get("policy_id") else None
+    status = q.get("status") or None
+    if status is not None and status not in CLAIM_STATUSES:
+        raise FaultproofError(Reason.BAD_REQUEST, f"status must be one of {', '.join(CLAIM_STATUSES)}")
+    return respond(request, {"claims": _node(request).claims_list(pid, status)})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return respond(request, _node(request).status())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    node = _node(request)
+    gossip_up = node.gossip.health()["state"] == "running"
+    ok = node.synced and gossip_up
+    body = {"ok": ok, "synced": node.synced, "gossip": gossip_up, "oracle_id": node.oracle_id.hex()}
+    return respond(request, body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node = _node(request)
+    node._update_claim_gauges()
+    resp = web.Response(body=generate_latest(node.metrics.registry))
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+def make_app(node: OracleNode) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=node.config.max_body_bytes)
+    app[NODE_KEY] = node
+    app.router.add_post("/v1/claims", post_claim)
+    app.router.add_get("/v1/claims", list_claims)
+    app.router.add_get("/v1/claims/{claim_id}", get_claim)
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app

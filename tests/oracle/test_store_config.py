@@ -1,0 +1,63 @@
+"""Pure tests of the node's durable store (one own vote per claim, survives reopen) and config
+validation. No processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faultproof.errors import Reason
+from faultproof.identity import Identity
+from faultproof.messages import PayoutBody, RejectBody
+from oracle.config import ConfigError, from_dict, load
+from oracle.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+ME = Identity.from_seed(b"\x07" * 32)
+CLAIM = b"\x22" * 32
+
+
+def _body() -> PayoutBody:
+    return PayoutBody(ledger_id=b"\x11" * 32, oracle_set_epoch=0, claim_id=CLAIM, policy_id=b"\x33" * 32,
+                      device_id=b"\x44" * 32, epoch=0, start_seq=0, end_seq=4, start_ts=1, end_ts=2,
+                      circuit_id=b"\x55" * 32, beneficiary=b"\x66" * 32, amount=100)
+
+
+def test_one_own_vote_per_claim_survives_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "o.sqlite3"
+    store = Store(db)
+    approve = _body().approve(ME)
+    store.add_votes([(approve, True)])
+    # a second, different own verdict for the same claim is refused by the database itself
+    reject = RejectBody(oracle_id=ME.public_key, ledger_id=b"\x11" * 32, oracle_set_epoch=0, claim_id=CLAIM,
+                        reason=Reason.PERIOD_LIMIT).sign(ME)
+    store.add_votes([(reject, True)])
+    store.close()
+    store = Store(db)  # a restart
+    assert store.own_vote(CLAIM) == approve
+    assert [v.encode() for v in store.own_votes()] == [approve.encode()]
+    store.close()
+
+
+def test_example_config_loads_with_documented_defaults() -> None:
+    cfg = load(REPO / "configs" / "oracle.example.toml")
+    assert cfg.http_port == 8710 and cfg.gossip_port == 4710 and cfg.tuning.vote_batch_ms == 20
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"oracle": {"key_file": "k", "data_dir": "d"}}, "ledger_url is required"),
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "ftp://x"}}, "http(s) URL"),
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "http://x"}, "gossip": {"bootstrap": ["/ip4/1"]}},
+         "/p2p/"),
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "http://x"}, "http": {"prot": 1}}, "unknown key"),
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "http://x"}, "tuning": {"verify_workers": 0}},
+         "verify_workers"),
+    ],
+)
+def test_bad_configs_say_what_to_fix(raw: dict, fragment: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as e:
+        from_dict(raw)
+    assert fragment in str(e.value)
