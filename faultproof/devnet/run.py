@@ -290,6 +290,7 @@ class DevnetRun:
             "rejected": rejected,
             "expected_paid": len(expected),
             "seconds": round(time.monotonic() - self.progress.started, 1),
+            "processes": {mp.name: mp.pid for mp in self.net.processes},
         }
         self.print_summary(summary)
         return summary
