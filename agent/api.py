@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.frames import Undecodable, parse_json, parse_wire
 from faultproof.errors import FaultproofError, Reason
+from faultproof.httperrors import errors_middleware as _errors_middleware
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -39,27 +40,7 @@ MSGPACK = "application/msgpack"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(err: FaultproofError) -> web.Response:
-    return web.json_response(err.to_json(), status=err.reason.http_status)
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except FaultproofError as e:
-        return error_response(e)
-    except web.HTTPException as e:
-        if e.status == 413:
-            return error_response(FaultproofError(Reason.OVERSIZE, "request body too large"))
-        if e.status == 404:
-            return error_response(FaultproofError(Reason.NOT_FOUND, f"no route {request.path}"))
-        if e.status == 405:
-            return error_response(FaultproofError(Reason.BAD_REQUEST, f"{request.method} not allowed here"))
-        raise
-    except Exception:  # noqa: BLE001 - never a traceback to a client
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(FaultproofError(Reason.UNAVAILABLE, "internal error"))
+errors_middleware = _errors_middleware(log)
 
 
 async def post_frames(request: web.Request) -> web.Response:

@@ -35,6 +35,20 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def wait_port(port: int, proc: ManagedProcess | None = None, timeout: float = 30.0) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:`port` (a process without HTTP)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port}" + (f":\n{proc.tail()}" if proc else ""))
+
+
 @dataclass
 class ManagedProcess:
     """One child process. `args` are passed to the current Python (`python -m ...` style)."""

@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faultproof.errors import FaultproofError, Reason
+from faultproof.httperrors import errors_middleware as _errors_middleware
 from oracle.pipeline import decode_claim
 from oracle.store import CLAIM_STATUSES
 
@@ -55,23 +56,7 @@ def error(request: web.Request, reason: Reason, message: str = "") -> web.Respon
     return respond(request, err.to_json(), status=reason.http_status)
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except FaultproofError as e:
-        return respond(request, e.to_json(), status=e.reason.http_status)
-    except web.HTTPRequestEntityTooLarge:
-        return error(request, Reason.OVERSIZE, "request body exceeds the limit")
-    except web.HTTPNotFound:
-        return error(request, Reason.NOT_FOUND, "no such endpoint")
-    except web.HTTPMethodNotAllowed:
-        return error(request, Reason.BAD_REQUEST, "method not allowed")
-    except web.HTTPException as e:
-        return error(request, Reason.BAD_REQUEST, e.reason)
-    except Exception:  # noqa: BLE001 - logged here; the client gets a reason code, not a traceback
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error(request, Reason.UNAVAILABLE, "internal error; see the oracle's log")
+errors_middleware = _errors_middleware(log, respond)
 
 
 def _node(request: web.Request) -> OracleNode:

@@ -10,7 +10,6 @@ transactions and reads the public HTTP APIs.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 from faultproof.identity import Identity
 from faultproof.messages import AdminTx, Deposit, EnrolAgent, Message, RegisterCircuit
-from faultproof.procs import ManagedProcess, free_port
+from faultproof.procs import ManagedProcess, free_port, wait_port
 
 
 def http_json(method: str, url: str, body: bytes | None = None, content_type: str = "application/json",
@@ -173,7 +172,7 @@ class LocalNetwork:
     def start_broker(self) -> None:
         mp = self._proc("broker", ["-m", "agent.broker", "--port", str(self.broker_port)], None)
         mp.start()
-        _wait_port(self.broker_port, mp)
+        wait_port(self.broker_port, mp)
 
     def oracle_multiaddr(self, i: int) -> str:
         from faultproof.gossip.keys import peer_id_for_public_key
@@ -236,16 +235,3 @@ class LocalNetwork:
         self.stop()
 
 
-def _wait_port(port: int, mp: ManagedProcess, timeout: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not mp.alive():
-            raise RuntimeError(f"{mp.name} exited:\n{mp.tail()}")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{mp.name} not listening on {port}:\n{mp.tail()}")

@@ -26,6 +26,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from faultproof.errors import FaultproofError, Reason
+from faultproof.httperrors import errors_middleware as _errors_middleware
 from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
 from oracle.ledger.service import Accepted, LedgerService
 from oracle.ledger.views import agent_json, circuit_json, device_json, oracles_json, policy_json
@@ -42,31 +43,7 @@ LIMITS: web.AppKey[dict[str, Any]] = web.AppKey("limits", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(err: FaultproofError) -> web.Response:
-    return web.json_response(err.to_json(), status=err.reason.http_status)
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except FaultproofError as e:
-        return error_response(e)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(FaultproofError(Reason.OVERSIZE, "request body too large"))
-    except web.HTTPNotFound:
-        return error_response(FaultproofError(Reason.NOT_FOUND, f"no route {request.path}"))
-    except web.HTTPMethodNotAllowed:
-        return web.json_response(FaultproofError(Reason.BAD_REQUEST, f"{request.method} not allowed here").to_json(),
-                                 status=405)
-    except web.HTTPException as e:
-        if e.status >= 400:
-            return web.json_response(FaultproofError(Reason.BAD_REQUEST, e.reason).to_json(), status=e.status)
-        raise
-    except Exception:  # a bug: log it here, tell the client nothing about our insides
-        log.exception("internal error on %s %s", request.method, request.path)
-        return web.json_response({"error": {"code": Reason.UNAVAILABLE.value, "message": "internal error"}},
-                                 status=500)
+errors_middleware = _errors_middleware(log)
 
 
 # --------------------------------------------------------------------------- input helpers

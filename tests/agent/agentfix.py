@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from agent.broker import mosquitto_binary, mosquitto_command
 from agent.provision import provision
 from agent.simulator import Fault, Sensor, SimDevice
 from faultproof.messages import policy_id
-from faultproof.procs import ManagedProcess, free_port
+from faultproof.procs import ManagedProcess, free_port, wait_port
 from faultproof.zk.params import TriggerParams
 from tests.netfix import REPO, Network, http, wait_until
 
@@ -41,7 +40,7 @@ def start_broker(root: Path, *, kind: str | None = None) -> tuple[ManagedProcess
     else:
         mp = ManagedProcess("broker", ["-m", "agent.broker", "--port", str(port)], root / "logs" / "broker.log", cwd=REPO)
     mp.start()
-    _wait_port(port, mp)
+    wait_port(port, mp)
     return mp, port
 
 
@@ -58,21 +57,6 @@ class _ExternalProcess(ManagedProcess):
                                      stdin=subprocess.DEVNULL, cwd=self.cwd, start_new_session=True)
         log.close()
         return self
-
-
-def _wait_port(port: int, mp: ManagedProcess, timeout: float = 20.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not mp.alive():
-            raise RuntimeError(f"{mp.name} exited:\n{mp.tail()}")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{mp.name} not listening on {port}:\n{mp.tail()}")
 
 
 @dataclass
