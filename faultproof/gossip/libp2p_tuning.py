@@ -11,6 +11,9 @@ The first two are memoised below with a short expiry (results are identical; a c
 changed listen addresses are picked up within the expiry), the third is turned off through
 libp2p's own environment knob unless the operator set it. Measured effect: docs/gossip.md.
 
+One more patch is about robustness, not CPU: `_guard_read_loop` confines an error in one peer's
+RPC to that peer instead of letting it stop the whole pubsub service.
+
 This module owns these patches and nothing else. It must never change what is accepted or sent,
 only how often identical work is repeated, and it refuses to patch any other libp2p version
 (the patched names are internal).
@@ -72,6 +75,35 @@ def _memo_env_to_send(host: IHost) -> tuple[bytes, bool]:
     return result
 
 
+def _guard_read_loop() -> None:
+    """One malformed RPC from one peer must not stop gossip for everyone.
+
+    libp2p 0.8.1's `Pubsub.continuously_read_stream` catches only stream errors: a payload that is
+    not a valid protobuf (`google.protobuf.message.DecodeError`), or any other error while handling
+    one peer's RPC, escapes and takes the whole pubsub service down (seen in the oracle tests after
+    a restart under a burst of vote batches). This wrapper confines such an error to that peer:
+    logged, the stream reset, the peer dropped (our reconnect loop dials it again).
+    """
+    original = _pubsub_mod.Pubsub.continuously_read_stream
+    if getattr(original, "_faultproof_guarded", False):
+        return
+
+    async def guarded(self: Any, stream: Any) -> None:
+        try:
+            await original(self, stream)
+        except Exception as e:  # noqa: BLE001 - confined to this peer's stream, see docstring
+            peer_id = stream.muxed_conn.peer_id
+            log.warning("dropping peer %s after a bad pubsub RPC: %r", peer_id, e)
+            try:
+                await stream.reset()
+            except Exception:  # noqa: BLE001 - the stream may already be gone
+                pass
+            self._handle_dead_peer(peer_id)
+
+    guarded._faultproof_guarded = True  # type: ignore[attr-defined]
+    _pubsub_mod.Pubsub.continuously_read_stream = guarded  # type: ignore[method-assign]
+
+
 def apply() -> None:
     """Idempotent. Call before starting a host (GossipRuntime does)."""
     global _applied
@@ -83,6 +115,7 @@ def apply() -> None:
     if version != PATCHED_VERSION:
         log.warning("libp2p %s is not %s: CPU memoisation patches not applied", version, PATCHED_VERSION)
         return
+    _guard_read_loop()
     patched: list[tuple[Any, str, Any]] = [
         (_pubsub_mod, "maybe_consume_signed_record", _memo_consume_signed_record),
         (_pubsub_mod, "env_to_send_in_RPC", _memo_env_to_send),

@@ -139,3 +139,38 @@ async def test_refuses_a_port_another_node_listens_on() -> None:
         assert c.health()["bootstrap"] == {}
     finally:
         await c.stop()
+
+
+def _send_malformed_pubsub_rpc(target_addr: str) -> None:
+    """A raw libp2p peer (its own trio loop) that opens a GossipSub stream and writes bytes that
+    are not a protobuf RPC: what a buggy or hostile peer can always do."""
+    import multiaddr
+    import trio
+    from libp2p import new_host
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    async def main() -> None:
+        host = new_host()
+        async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            info = info_from_p2p_addr(multiaddr.Multiaddr(target_addr))
+            await host.connect(info)
+            stream = await host.new_stream(info.peer_id, [TProtocol("/meshsub/1.1.0")])
+            junk = b"\xff\xff\xff\xff\x0f"  # an invalid protobuf field tag
+            await stream.write(bytes([len(junk)]) + junk)
+            await trio.sleep(1.0)
+
+    trio.run(main)
+
+
+async def test_a_malformed_rpc_from_one_peer_does_not_stop_gossip() -> None:
+    a, b = await pair(TopicPolicy())
+    try:
+        sub_b = b.subscribe(T)
+        await asyncio.to_thread(_send_malformed_pubsub_rpc, b.listen_addr)
+        await a.publish(T, b"still here")
+        assert (await next_msg(sub_b)).data == b"still here"
+        assert b.health()["state"] != "failed"
+    finally:
+        await a.stop()
+        await b.stop()
