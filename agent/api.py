@@ -52,7 +52,7 @@ async def post_frames(request: web.Request) -> web.Response:
     elif ctype == JSON:
         try:
             obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting too
             frames = Undecodable(Reason.MALFORMED, "body is not JSON")
         else:
             frames = parse_json(obj)
