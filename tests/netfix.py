@@ -486,3 +486,37 @@ class Network:
 
         return wait_until(check, timeout, 0.1, what=f"claim {claim_id.hex()[:12]} {wants}")
 
+
+# ====================================================================== incidents
+
+
+PARAMS = TriggerParams.count(80, 2)  # two readings above 80
+TRIGGERING = [90, 95, 10, 12]  # holds PARAMS (n = 4)
+
+
+@dataclass
+class Incident:
+    """A fresh device, its policy, one window and the claim for it."""
+
+    dev: DeviceSim
+    pid: bytes
+    terms: IssuePolicy
+    start: int
+    claim: SignedClaim
+
+    @property
+    def claim_id(self) -> bytes:
+        return self.claim.claim.claim_id
+
+
+def incident(net: Network, *, window_ts: int | None = None, agent: Identity | None = None,
+             params: TriggerParams = PARAMS, readings: Sequence[int] = TRIGGERING, step_ms: int = SECOND,
+             proof: bytes | None = None, **terms: int) -> Incident:
+    """A fresh enrolled device with a policy and one window (triggering by default, ending ~20 s
+    ago) and the honest claim for it, with a real proof (or `proof`, e.g. for a quiet window
+    nobody can prove)."""
+    window_ts = window_ts if window_ts is not None else now_ms() - 25 * SECOND
+    dev = net.new_device(anchor_ts=window_ts - SECOND)
+    pid, policy = net.issue_policy(dev, params, **terms)
+    start = dev.record(readings, start_ts=window_ts, step_ms=step_ms)
+    return Incident(dev, pid, policy, start, net.claim(dev, pid, policy, start, agent=agent, proof=proof))

@@ -32,32 +32,32 @@ from faultproof.chain import blinding_value
 from faultproof.identity import Identity
 from faultproof.messages import (
     Genesis,
-    IssuePolicy,
     PayoutBody,
     QcSignature,
     QuorumCertificate,
-    SignedClaim,
     SignedEntry,
 )
 from faultproof.procs import ManagedProcess, free_port
 from faultproof.zk import PublicSignals, TriggerParams, Witness, build, prove, prove_unchecked
 from tests.adversarial.proxy import Link, LinkHub
-from tests.netfix import (
+from tests.netfix import (  # noqa: F401 - Incident, incident, PARAMS, TRIGGERING re-exported for the cases
+    PARAMS,
     REPO,
     SECOND,
+    TRIGGERING,
     DeviceSim,
+    Incident,
     Network,
     OracleProc,
     _write_oracle_config,
     http,
+    incident,
     now_ms,
     wait_until,
 )
 
 T = TypeVar("T")
 
-PARAMS = TriggerParams.count(80, 2)  # two readings above 80
-TRIGGERING = [90, 95, 10, 12]  # holds PARAMS
 # Bodies nested far deeper than any message (msgpack arrays, JSON arrays, JSON objects).
 NESTING_BOMBS = [(b"\x91" * 50_000 + b"\x00", "application/msgpack"),
                  (b"[" * 20_000 + b"]" * 20_000, "application/json"),
@@ -292,32 +292,6 @@ def assert_ledger_verifies(net: Network) -> None:
 
 
 # ====================================================================== incidents and claims
-
-
-@dataclass
-class Incident:
-    dev: DeviceSim
-    pid: bytes
-    terms: IssuePolicy
-    start: int
-    claim: SignedClaim
-
-    @property
-    def claim_id(self) -> bytes:
-        return self.claim.claim.claim_id
-
-
-def incident(net: Network, *, window_ts: int | None = None, agent: Identity | None = None,
-             params: TriggerParams = PARAMS, readings: Sequence[int] = TRIGGERING, step_ms: int = SECOND,
-             proof: bytes | None = None, **terms: int) -> Incident:
-    """A fresh enrolled device with a policy and one window (triggering by default, ending ~20 s
-    ago) and the honest claim for it, with a real proof (or `proof`, e.g. for a quiet window
-    nobody can prove)."""
-    window_ts = window_ts if window_ts is not None else now_ms() - 25 * SECOND
-    dev = net.new_device(anchor_ts=window_ts - SECOND)
-    pid, policy = net.issue_policy(dev, params, **terms)
-    start = dev.record(readings, start_ts=window_ts, step_ms=step_ms)
-    return Incident(dev, pid, policy, start, net.claim(dev, pid, policy, start, agent=agent, proof=proof))
 
 
 def thief_proof(net: Network, dev: DeviceSim, start_seq: int, *, readings: Sequence[int] | None = None,

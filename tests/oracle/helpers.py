@@ -3,38 +3,8 @@ window and the claim for it), further windows on a policy, and ledger-side check
 
 from __future__ import annotations
 
-import dataclasses
-
-from faultproof.identity import Identity
-from faultproof.messages import IssuePolicy, SignedClaim
-from faultproof.zk import TriggerParams
-from tests.netfix import SECOND, DeviceSim, Network, now_ms
-
-PARAMS = TriggerParams.count(80, 2)
-TRIGGERING = [90, 95, 10, 12]  # two readings above 80: the policy's trigger holds
-
-
-@dataclasses.dataclass
-class Incident:
-    dev: DeviceSim
-    pid: bytes
-    terms: IssuePolicy
-    start: int
-    claim: SignedClaim
-
-    @property
-    def claim_id(self) -> bytes:
-        return self.claim.claim.claim_id
-
-
-def incident(net: Network, *, window_ts: int | None = None, agent: Identity | None = None,
-             **terms: int) -> Incident:
-    """A fresh device with a policy and one triggering window (ending ~20 s ago by default)."""
-    window_ts = window_ts if window_ts is not None else now_ms() - 25 * SECOND
-    dev = net.new_device(anchor_ts=window_ts - SECOND)
-    pid, policy = net.issue_policy(dev, PARAMS, **terms)
-    start = dev.record(TRIGGERING, start_ts=window_ts)
-    return Incident(dev, pid, policy, start, net.claim(dev, pid, policy, start, agent=agent))
+from faultproof.messages import SignedClaim
+from tests.netfix import SECOND, TRIGGERING, Incident, Network
 
 
 def next_window(net: Network, inc: Incident, *, gap_ms: int = SECOND, overlap: int = 0) -> SignedClaim:

@@ -20,8 +20,8 @@ from faultproof.gossip.node import GossipNode
 from faultproof.gossip.policy import TopicPolicy
 from faultproof.messages import PayoutBody, RejectBody, SignedClaim, Vote, VoteBatch
 from oracle.node import CLAIMS_TOPIC, VOTE_MESSAGE_MAX_BYTES, VOTES_TOPIC
-from tests.netfix import MINUTE, DeviceSim, Network, http, junk_proof, now_ms
-from tests.oracle.helpers import Incident, incident, paid_total
+from tests.netfix import MINUTE, DeviceSim, Incident, Network, http, incident, junk_proof, now_ms
+from tests.oracle.helpers import paid_total
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
