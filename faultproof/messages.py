@@ -651,11 +651,17 @@ class AdminKind(enum.IntEnum):
 
 
 class TriggerKind(enum.IntEnum):
-    COUNT_ABOVE = 1
-    RUN_ABOVE = 2
-    STUCK = 3
-    OUTSIDE_RANGE = 4
-    DROPOUT = 5
+    """Trigger kinds (DESIGN §2), the one definition; the value is the public signal `kind`.
+    faultproof.zk calls it `Kind` and uses the short aliases."""
+
+    COUNT_ABOVE = 1  # #{i : enc(r_i) > T} >= K
+    RUN_ABOVE = 2  # some run of >= K consecutive i with enc(r_i) > T
+    STUCK = 3  # some run of >= K consecutive equal readings
+    OUTSIDE_RANGE = 4  # #{i : enc(r_i) < lo or enc(r_i) > hi} >= K
+    DROPOUT = 5  # some i in 1..n with t_i - t_{i-1} >= G, t_0 = t_start
+    COUNT = 1  # aliases
+    RUN = 2
+    OUTSIDE = 4
 
 
 @dataclass(frozen=True)

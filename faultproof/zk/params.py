@@ -13,24 +13,17 @@ Pure functions only; no I/O, no proving.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from faultproof.chain import READING_MAX, READING_MIN, TIME_LIMIT, enc
 from faultproof.errors import FaultproofError, Reason
+from faultproof.messages import TriggerKind
 
 U32_LIMIT = 2**32
 
 
-class Kind(enum.IntEnum):
-    """Trigger kinds (DESIGN §2). The value is the public signal `kind`."""
-
-    COUNT = 1  # #{i : enc(r_i) > T} >= K
-    RUN = 2  # some run of >= K consecutive i with enc(r_i) > T
-    STUCK = 3  # some run of >= K consecutive equal readings
-    OUTSIDE = 4  # #{i : enc(r_i) < lo or enc(r_i) > hi} >= K
-    DROPOUT = 5  # some i in 1..n with t_i - t_{i-1} >= G, t_0 = t_start
+Kind = TriggerKind  # one enum for the ledger, the policy files and the circuit
 
 
 def _is_int(v: object) -> bool:
