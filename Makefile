@@ -35,7 +35,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy faultproof agent oracle
+	$(BIN)/mypy faultproof agent oracle ledger cli
 
 clean:
 	rm -rf $(VENV) circuits/node_modules .cache

@@ -1,4 +1,4 @@
-"""`faultproof agent ...` and `faultproof device ...` (registered lazily by faultproof/cli.py).
+"""`faultproof agent ...` and `faultproof device ...` (registered lazily by cli/__init__.py).
 
     faultproof agent run --config configs/agent.example.toml
     faultproof device provision --out keys/devices [--epoch 0] [--firmware HASH_OR_FILE]

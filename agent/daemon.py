@@ -104,7 +104,7 @@ class Agent:
         log.info("agent %s: %d device key(s) in %s", self.identity.public_key.hex(), len(self.keys),
                  cfg.blinding_keys_dir)
 
-        from oracle.ledger.client import LedgerClient
+        from ledger.client import LedgerClient
 
         self._client = LedgerClient(cfg.ledger_url, timeout=10.0)
         self.replica = LedgerReplica(self._client, wait_s=cfg.ledger_wait_s)

@@ -48,7 +48,7 @@ class PolicyTerms:
 
     @classmethod
     def from_ledger(cls, policy: object, n: int) -> PolicyTerms:
-        """From an `oracle.ledger.state.Policy` (duck-typed so this module imports no ledger)."""
+        """From an `ledger.state.Policy` (duck-typed so this module imports no ledger)."""
         t = policy.terms  # type: ignore[attr-defined]
         paid = tuple((w.start_ts, w.end_ts, w.period) for w in policy.payouts)  # type: ignore[attr-defined]
         return cls(policy.policy_id, t.device_id, t.circuit_id, n,  # type: ignore[attr-defined]

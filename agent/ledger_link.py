@@ -2,7 +2,7 @@
 
 `LedgerReplica` follows the ledger service (`GET /v1/entries`, long poll, through the ledger team's
 `LedgerClient`) and replays every signed entry through the ledger's own state machine
-(`oracle.ledger.state.LedgerState.apply_entry`: signature, chain link, rules), so the agent's view
+(`ledger.state.LedgerState.apply_entry`: signature, chain link, rules), so the agent's view
 of devices, policies, circuits and payouts cannot disagree with the ledger about a rule.
 
 `snapshot` turns that state into what the ingest engine needs, for the devices whose blinding
@@ -23,8 +23,8 @@ from agent.detect import PolicyTerms
 from agent.frames import DeviceRecord
 from agent.ingest import LedgerSnapshot
 from faultproof.errors import FaultproofError, Reason
-from oracle.ledger.client import LedgerClient
-from oracle.ledger.state import IntegrityError, LedgerState, PolicyStatus
+from ledger.client import LedgerClient
+from ledger.state import IntegrityError, LedgerState, PolicyStatus
 
 log = logging.getLogger("faultproof.agent.ledger")
 

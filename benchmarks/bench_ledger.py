@@ -27,9 +27,9 @@ import aiohttp
 
 from faultproof.messages import QuorumCertificate
 from faultproof.procs import ManagedProcess, free_port
-from oracle.ledger.service import LedgerService, wall_clock_ms
-from oracle.ledger.store import LedgerStore
-from oracle.ledger.verify import replay_store
+from ledger.service import LedgerService, wall_clock_ms
+from ledger.store import LedgerStore
+from ledger.verify import replay_store
 from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger
 
 N_PAYOUTS = int(os.environ.get("BENCH_LEDGER_PAYOUTS", "12000"))
@@ -96,7 +96,7 @@ def _serve_and_burst(directory: Path, db: Path, key: Path, bodies: list[bytes], 
     config.write_text(f'[ledger]\ndb = "{db}"\nledger_key = "{key}"\n[server]\nport = {port}\n'
                       f'[durability]\nsynchronous = "FULL"\nmax_batch = {max_batch}\n')
     url = f"http://127.0.0.1:{port}"
-    proc = ManagedProcess(f"ledger-{max_batch}", ["-m", "faultproof.cli", "ledger", "serve", "--config", str(config)],
+    proc = ManagedProcess(f"ledger-{max_batch}", ["-m", "cli", "ledger", "serve", "--config", str(config)],
                           directory / f"ledger-{max_batch}.log", ready_url=f"{url}/healthz")
     proc.start()
     try:

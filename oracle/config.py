@@ -64,7 +64,7 @@ class OracleConfig:
 
     def __post_init__(self) -> None:
         if not self.ledger_url.startswith(("http://", "https://")):
-            raise ConfigError(f"oracle.ledger_url must be an http(s) URL, got {self.ledger_url!r}")
+            raise ConfigError(f"ledger_url must be an http(s) URL, got {self.ledger_url!r}")
         for name in ("http_port", "gossip_port"):
             port = getattr(self, name)
             if not 0 <= port < 65536:

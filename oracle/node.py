@@ -48,9 +48,9 @@ from faultproof.messages import (
     Vote,
     VoteBatch,
 )
+from ledger.client import LedgerClient
+from ledger.state import Effect, TxKind
 from oracle.config import OracleConfig
-from oracle.ledger.client import LedgerClient
-from oracle.ledger.state import Effect, TxKind
 from oracle.metrics import OracleMetrics
 from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state
 from oracle.quorum import AddResult, OracleSet, QuorumCounter, Tally, Verdict, VoteOutcome

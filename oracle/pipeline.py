@@ -36,7 +36,7 @@ from typing import Any
 from faultproof.errors import DecodeError, FaultproofError, Reason, Stage
 from faultproof.messages import PayoutBody, SignedClaim
 from faultproof.zk.statement import PublicSignals
-from oracle.ledger.state import Circuit, LedgerState, Policy, build_payout_body, payout_rejection
+from ledger.state import Circuit, LedgerState, Policy, build_payout_body, payout_rejection
 
 # Every CONTENT-stage reason an oracle can give a claim. The other CONTENT reasons belong to the
 # agent's frame ingest (a claim carries two frames, not the readings between them).

@@ -2,7 +2,7 @@
 
 `LedgerView` (pure) holds a `LedgerState` built from the signed genesis entry and advanced only by
 `apply`, which checks each entry's ledger signature (key from genesis), its chain link (prev_hash,
-height) and replays it through the ledger's own state machine (`oracle.ledger.state`), so the view
+height) and replays it through the ledger's own state machine (`ledger.state`), so the view
 and the ledger cannot disagree about a rule. It also checks the ledger's signed heads against the entries it replayed (a head naming another
 entry at a height is a rewritten history) and keeps the newest, for receipts; the node stores them.
 
@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Genesis, Receipt, SignedEntry, SignedHead
-from oracle.ledger.client import LedgerClient
-from oracle.ledger.state import Effect, IntegrityError, LedgerState, TxKind
+from ledger.client import LedgerClient
+from ledger.state import Effect, IntegrityError, LedgerState, TxKind
 
 log = logging.getLogger("faultproof.oracle.view")
 

@@ -312,12 +312,12 @@ class Network:
             f"port = {ledger_port}",
             "max_wait_s = 30",
         ]) + "\n")
-        init = ManagedProcess("ledger-init", ["-m", "faultproof.cli", "ledger", "init", "--config", str(cfg)],
+        init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
                               root / "logs" / "ledger-init.log", cwd=REPO).start()
         assert init.proc is not None
         if init.proc.wait(60) != 0:
             raise RuntimeError(f"ledger init failed:\n{init.tail()}")
-        ledger = ManagedProcess("ledger", ["-m", "faultproof.cli", "ledger", "serve", "--config", str(cfg)],
+        ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(cfg)],
                                 root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{ledger_port}/healthz",
                                 cwd=REPO)
         ledger.start()
@@ -351,7 +351,7 @@ class Network:
             ident.save(key_file)
             data_dir = self.root / f"oracle-{i}"
             cfg = self.root / f"oracle-{i}.toml"
-            mp = ManagedProcess(f"oracle-{i}", ["-m", "faultproof.cli", "oracle", "run", "--config", str(cfg)],
+            mp = ManagedProcess(f"oracle-{i}", ["-m", "cli", "oracle", "run", "--config", str(cfg)],
                                 self.root / "logs" / f"oracle-{i}.log", ready_url=f"http://127.0.0.1:{hp}/healthz",
                                 cwd=REPO)
             procs.append(OracleProc(i, ident, hp, gp, data_dir, cfg, mp))

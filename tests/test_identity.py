@@ -67,12 +67,12 @@ def test_missing_and_malformed_key_files(tmp_path: Path) -> None:
 
 def test_keygen_cli_writes_key_and_prints_public_id(tmp_path: Path) -> None:
     path = tmp_path / "agent.key"
-    out = subprocess.run([sys.executable, "-m", "faultproof.cli", "keygen", "--out", str(path)],
+    out = subprocess.run([sys.executable, "-m", "cli", "keygen", "--out", str(path)],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == Identity.load(path).public_key.hex()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Identity.load(path).seed.hex() not in out.stdout + out.stderr
-    again = subprocess.run([sys.executable, "-m", "faultproof.cli", "keygen", "--out", str(path)],
+    again = subprocess.run([sys.executable, "-m", "cli", "keygen", "--out", str(path)],
                            capture_output=True, text=True)
     assert again.returncode != 0 and "refusing to overwrite" in again.stderr
 

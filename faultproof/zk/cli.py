@@ -1,6 +1,6 @@
 """`faultproof circuits ...`: build (or import a ceremony for) the malfunction circuit.
 
-Registered lazily by faultproof/cli.py as "circuits" -> "faultproof.zk.cli:circuits". Prints what
+Registered lazily by cli/__init__.py as "circuits" -> "faultproof.zk.cli:circuits". Prints what
 `register_circuit` needs: the canonical verification key hash, n, the constraint count, the
 production flag, the ceremony transcript hash and the path of the canonical verification key file.
 A development setup is announced with a loud UNSAFE warning on stderr.

@@ -274,7 +274,7 @@ class LedgerBook:
 
 def ledger_verify(db: Path) -> dict[str, Any]:
     """`faultproof ledger verify --db DB --json`, as an operator would run it."""
-    out = subprocess.run([sys.executable, "-m", "faultproof.cli", "ledger", "verify", "--db", str(db), "--json"],
+    out = subprocess.run([sys.executable, "-m", "cli", "ledger", "verify", "--db", str(db), "--json"],
                          capture_output=True, cwd=REPO, timeout=300, text=True)
     try:
         report = json.loads(out.stdout.strip().splitlines()[-1])
@@ -446,12 +446,12 @@ def start_bare_ledger(root: Path, *, development: bool, rotation_grace_ms: int, 
         f"port = {port}",
         "max_wait_s = 30",
     ]) + "\n")
-    init = ManagedProcess("ledger-init", ["-m", "faultproof.cli", "ledger", "init", "--config", str(cfg)],
+    init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
                           root / "logs" / "ledger-init.log", cwd=REPO).start()
     assert init.proc is not None
     if init.proc.wait(60) != 0:
         raise RuntimeError(f"ledger init failed:\n{init.tail()}")
-    ledger = ManagedProcess("ledger", ["-m", "faultproof.cli", "ledger", "serve", "--config", str(cfg)],
+    ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(cfg)],
                             root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{port}/healthz", cwd=REPO)
     ledger.start()
     ledger.wait_ready(60)

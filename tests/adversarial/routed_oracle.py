@@ -45,7 +45,7 @@ def install() -> None:
 
 def main() -> int:
     install()
-    from faultproof.cli import main as cli_main
+    from cli import main as cli_main
 
     cli_main()
     return 0

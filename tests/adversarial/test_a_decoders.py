@@ -27,7 +27,7 @@ from faultproof.messages import (
 )
 from faultproof.zk.encoding import R, check_proof_points, proof_words
 from faultproof.zk.statement import PublicSignals
-from oracle.ledger.http import parse_tx
+from ledger.http import parse_tx
 from oracle.pipeline import decode_claim
 from tests.adversarial.cases import case
 from tests.strategies import any_message, for_message

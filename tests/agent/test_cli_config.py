@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from agent import config as cfgmod
 from agent.claims import FINAL, TRANSITIONS, ClaimEvent, ClaimStatus, transition
 from agent.provision import load_blinding_key
+from cli import main
 from faultproof import chain
-from faultproof.cli import main
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import EnrolDevice

@@ -13,7 +13,7 @@ from faultproof import chain
 from faultproof.identity import Identity
 from faultproof.messages import IssuePolicy
 from faultproof.zk.params import TriggerParams, trigger_holds
-from oracle.ledger.state import Policy
+from ledger.state import Policy
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000

@@ -17,7 +17,7 @@ from faultproof.errors import Reason
 from faultproof.identity import Identity
 from faultproof.messages import IssuePolicy
 from faultproof.zk.params import TriggerParams
-from oracle.ledger.state import Policy
+from ledger.state import Policy
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000

@@ -38,7 +38,7 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     text = (REPO / "configs" / "devnet.toml").read_text()
     config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"'))
     out = subprocess.run(
-        [sys.executable, "-m", "faultproof.cli", "devnet", "--config", str(config), "--devices", "6",
+        [sys.executable, "-m", "cli", "devnet", "--config", str(config), "--devices", "6",
          "--json", str(summary_path)],
         cwd=REPO, capture_output=True, text=True, timeout=580)
     assert summary_path.exists(), out.stdout[-3000:] + out.stderr[-3000:]

@@ -46,9 +46,9 @@ from faultproof.messages import (
     claim_id,
     policy_id,
 )
-from oracle.ledger.http import make_app
-from oracle.ledger.service import Accepted, LedgerService
-from oracle.ledger.state import LedgerState, default_threshold
+from ledger.http import make_app
+from ledger.service import Accepted, LedgerService
+from ledger.state import LedgerState, default_threshold
 
 SECOND = 1000
 HOUR = 3600 * SECOND

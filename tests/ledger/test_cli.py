@@ -13,11 +13,11 @@ from click.testing import CliRunner, Result
 
 from faultproof.identity import Identity
 from faultproof.messages import TriggerKind
-from oracle.ledger.admin_cli import admin
-from oracle.ledger.cli import ledger, receipt
-from oracle.ledger.client import LedgerClient
-from oracle.ledger.config import ConfigError, load_config
-from oracle.ledger.policy_file import PolicyFileError, parse_policy
+from ledger.admin_cli import admin
+from ledger.cli import ledger, receipt
+from ledger.client import LedgerClient
+from ledger.config import ConfigError, load_config
+from ledger.policy_file import PolicyFileError, parse_policy
 from tests.ledger.helpers import ManualClock, Scenario, identity, make_ledger, serve_ledger
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from pathlib import Path
 from faultproof.errors import FaultproofError
 from faultproof.messages import QuorumCertificate
 from faultproof.procs import ManagedProcess, free_port
-from oracle.ledger.client import LedgerClient
-from oracle.ledger.service import LedgerService, wall_clock_ms
-from oracle.ledger.store import LedgerStore
-from oracle.ledger.verify import replay_store
+from ledger.client import LedgerClient
+from ledger.service import LedgerService, wall_clock_ms
+from ledger.store import LedgerStore
+from ledger.verify import replay_store
 from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger
 
 CLIENTS = 8
@@ -51,7 +51,7 @@ def _prepare(tmp_path: Path) -> tuple[Path, Path, list[QuorumCertificate]]:
 async def test_kill9_during_a_burst_loses_no_acknowledged_payout(tmp_path: Path) -> None:
     config, db, qcs = await asyncio.to_thread(_prepare, tmp_path)
     url = f"http://127.0.0.1:{config.read_text().split('port = ')[1].strip()}"
-    proc = ManagedProcess("ledger", ["-m", "faultproof.cli", "ledger", "serve", "--config", str(config)],
+    proc = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(config)],
                           tmp_path / "ledger.log", ready_url=f"{url}/healthz")
     proc.start()
     try:

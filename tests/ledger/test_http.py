@@ -13,8 +13,8 @@ import pytest
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Deposit, EnrolAgent, Receipt, SignedEntry
-from oracle.ledger.client import LedgerClient
-from oracle.ledger.receipts import verify_receipt
+from ledger.client import LedgerClient
+from ledger.receipts import verify_receipt
 from tests.ledger.helpers import T0, ManualClock, Scenario, identity, make_ledger, serve_ledger
 
 

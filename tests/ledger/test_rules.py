@@ -29,7 +29,7 @@ from faultproof.messages import (
     TriggerKind,
     Withdraw,
 )
-from oracle.ledger.state import LedgerState
+from ledger.state import LedgerState
 from tests.ledger.helpers import (
     DAY,
     HOUR,

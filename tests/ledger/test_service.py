@@ -12,7 +12,7 @@ import pytest
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Deposit
-from oracle.ledger.service import LedgerService
+from ledger.service import LedgerService
 from tests.ledger.helpers import T0, ManualClock, Scenario, make_ledger, running_ledger
 
 

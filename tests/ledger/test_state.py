@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Deposit, ExpirePolicy, Withdraw
-from oracle.ledger.state import (
+from ledger.state import (
     LOCKED_PREFIX,
     POLICY_TRANSITIONS,
     LedgerState,
@@ -129,8 +129,8 @@ def test_oracle_side_rule_functions() -> None:
 
 
 def test_entry_bytes_reuse_the_transaction_encoding() -> None:
-    from oracle.ledger.service import entry_bytes
-    from oracle.ledger.store import signed_entry_bytes
+    from ledger.service import entry_bytes
+    from ledger.store import signed_entry_bytes
 
     keys = copy.deepcopy(KEYS)
     sc = Scenario.standard(keys)

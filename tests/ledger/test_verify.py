@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from faultproof.messages import Deposit, EnrolAgent, ExpirePolicy, RotateOracles, SignedEntry
-from oracle.ledger import verify as verify_module
-from oracle.ledger.cli import ledger
-from oracle.ledger.service import LedgerService
-from oracle.ledger.state import LedgerState
-from oracle.ledger.store import TRIGGERS, LedgerStore, StoreError
-from oracle.ledger.verify import replay_store
+from ledger import verify as verify_module
+from ledger.cli import ledger
+from ledger.service import LedgerService
+from ledger.state import LedgerState
+from ledger.store import TRIGGERS, LedgerStore, StoreError
+from ledger.verify import replay_store
 from tests.ledger.helpers import (
     T0,
     LedgerKeys,

@@ -22,7 +22,7 @@ from faultproof.messages import (
     policy_id,
 )
 from faultproof.zk import BuiltCircuit, TriggerParams, build, export_vkey, verify
-from oracle.ledger.state import LedgerState
+from ledger.state import LedgerState
 from oracle.pipeline import (
     AGENT_ONLY_CONTENT_REASONS,
     CLAIM_CONTENT_REASONS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from faultproof.cli import main
+from cli import main
 from faultproof.zk import BuiltCircuit
 
 from .conftest import N

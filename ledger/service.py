@@ -52,9 +52,9 @@ from faultproof.messages import (
     SignedEntry,
     SignedHead,
 )
-from oracle.ledger.state import EXTERNAL, FREE, PAID, PREMIUMS, Effect, LedgerState, tx_kind
-from oracle.ledger.store import EntryRow, LedgerStore, StoreError
-from oracle.ledger.verify import replay_store
+from ledger.state import EXTERNAL, FREE, PAID, PREMIUMS, Effect, LedgerState, tx_kind
+from ledger.store import EntryRow, LedgerStore, StoreError
+from ledger.verify import replay_store
 
 log = logging.getLogger("faultproof.ledger.service")
 _ENTRY_TAG = domain_tag(LedgerEntry.NAME)

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from faultproof.devnet import DevicePlan, Progress, plan_devices, trigger_params
-from faultproof.devnet.network import LocalNetwork, http_json
+from cli.devnet.network import LocalNetwork, http_json
+from cli.devnet.plan import FAULT_ARGS, DevicePlan, Progress, plan_devices, trigger_params
 
 DAY = 86_400_000
 
@@ -242,7 +242,7 @@ class DevnetRun:
 
     def summarise(self, before: dict[str, int]) -> dict[str, Any]:
         from faultproof.messages import Receipt
-        from oracle.ledger.receipts import verify_receipt
+        from ledger.receipts import verify_receipt
 
         self.poll()
         after = self.balances()
@@ -302,7 +302,7 @@ class DevnetRun:
         return str(body["claims"][-1].get("status", "unknown"))
 
     def verify_ledger(self) -> tuple[bool, Any]:
-        out = subprocess.run([sys.executable, "-m", "faultproof.cli", "ledger", "verify", "--db",
+        out = subprocess.run([sys.executable, "-m", "cli", "ledger", "verify", "--db",
                               str(self.net.ledger_db), "--json"], capture_output=True, text=True, timeout=300)
         try:
             parsed: Any = json.loads(out.stdout)
@@ -347,6 +347,4 @@ class DevnetRun:
 
 
 def _fault_args(kind: str) -> tuple[str, ...]:
-    from faultproof.devnet import _FAULT_ARGS
-
-    return _FAULT_ARGS[kind]
+    return FAULT_ARGS[kind]

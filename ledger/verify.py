@@ -30,8 +30,8 @@ from faultproof.errors import DecodeError, FaultproofError
 from faultproof.identity import domain_tag
 from faultproof.identity import verify as ed25519_verify
 from faultproof.messages import Genesis, LedgerEntry, PayoutBody, QuorumCertificate, SignedEntry
-from oracle.ledger.state import IntegrityError, LedgerState, Verifier
-from oracle.ledger.store import TRIGGERS, EntryRow, LedgerStore
+from ledger.state import IntegrityError, LedgerState, Verifier
+from ledger.store import TRIGGERS, EntryRow, LedgerStore
 
 _ENTRY_TAG = domain_tag(LedgerEntry.NAME)
 _PAYOUT_TAG = domain_tag(PayoutBody.NAME)

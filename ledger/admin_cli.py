@@ -37,9 +37,9 @@ from faultproof.messages import (
     RotateOracles,
     Withdraw,
 )
-from oracle.ledger.client import LedgerClient, SubmitResult
-from oracle.ledger.policy_file import PolicyFileError, load_policy
-from oracle.ledger.state import default_threshold
+from ledger.client import LedgerClient, SubmitResult
+from ledger.policy_file import PolicyFileError, load_policy
+from ledger.state import default_threshold
 
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
 T = TypeVar("T")

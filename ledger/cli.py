@@ -25,12 +25,12 @@ import click
 from faultproof.errors import DecodeError, FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import Genesis, Receipt
-from oracle.ledger.config import ConfigError, LedgerConfig, load_config
-from oracle.ledger.receipts import verify_receipt
-from oracle.ledger.service import LedgerService, wall_clock_ms
-from oracle.ledger.state import default_threshold, validate_oracle_set
-from oracle.ledger.store import LedgerStore, StoreError
-from oracle.ledger.verify import replay_store
+from ledger.config import ConfigError, LedgerConfig, load_config
+from ledger.receipts import verify_receipt
+from ledger.service import LedgerService, wall_clock_ms
+from ledger.state import default_threshold, validate_oracle_set
+from ledger.store import LedgerStore, StoreError
+from ledger.verify import replay_store
 
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
 
@@ -126,7 +126,7 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
 async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int) -> None:
     from aiohttp import web
 
-    from oracle.ledger.http import make_app
+    from ledger.http import make_app
 
     app = make_app(service, max_body_bytes=cfg.max_body_bytes, max_wait_s=cfg.max_wait_s,
                    max_entries_per_page=cfg.max_entries_per_page)
@@ -194,7 +194,7 @@ def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, a
 @click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
 def status(url: str) -> None:
     """Show a running ledger's status (height, durability, batches)."""
-    from oracle.ledger.client import LedgerClient
+    from ledger.client import LedgerClient
 
     async def fetch() -> dict[str, object]:
         async with LedgerClient(url) as c:

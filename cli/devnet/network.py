@@ -111,7 +111,7 @@ class LocalNetwork:
         return self.root / "agent" / "devices"
 
     def _proc(self, name: str, args: Sequence[str], ready_url: str | None) -> ManagedProcess:
-        mp = ManagedProcess(name, ["-m", "faultproof.cli", *args] if args[0] != "-m" else list(args),
+        mp = ManagedProcess(name, ["-m", "cli", *args] if args[0] != "-m" else list(args),
                             self.logs / f"{name}.log", ready_url=ready_url)
         self.processes.append(mp)
         return mp
@@ -139,7 +139,7 @@ class LocalNetwork:
                         "threshold": self.threshold, "development": True, "max_skew_ms": self.max_skew_ms},
             "server": {"host": "127.0.0.1", "port": self.ledger_port},
         })
-        init = ManagedProcess("ledger-init", ["-m", "faultproof.cli", "ledger", "init", "--config", str(cfg)],
+        init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
                               self.logs / "ledger-init.log")
         init.start()
         assert init.proc is not None

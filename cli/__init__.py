@@ -14,15 +14,15 @@ from faultproof.identity import Identity, KeyFileError
 # name -> "module:attribute" of a click command or group
 _LAZY_COMMANDS: dict[str, str] = {
     "circuits": "faultproof.zk.cli:circuits",
-    "ledger": "oracle.ledger.cli:ledger",
-    "admin": "oracle.ledger.admin_cli:admin",
-    "receipt": "oracle.ledger.cli:receipt",
+    "ledger": "ledger.cli:ledger",
+    "admin": "ledger.admin_cli:admin",
+    "receipt": "ledger.cli:receipt",
     "oracle": "oracle.cli:oracle",
     "agent": "agent.cli:agent",
     "device": "agent.cli:device",
-    "claim": "faultproof.user_cli:claim",
-    "pool": "faultproof.user_cli:pool",
-    "devnet": "faultproof.devnet:devnet",
+    "claim": "cli.user:claim",
+    "pool": "cli.user:pool",
+    "devnet": "cli.devnet:devnet",
 }
 
 

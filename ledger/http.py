@@ -28,8 +28,8 @@ from prometheus_client import generate_latest
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import errors_middleware as _errors_middleware
 from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
-from oracle.ledger.service import Accepted, LedgerService
-from oracle.ledger.views import agent_json, circuit_json, device_json, oracles_json, policy_json
+from ledger.service import Accepted, LedgerService
+from ledger.views import agent_json, circuit_json, device_json, oracles_json, policy_json
 
 log = logging.getLogger("faultproof.ledger.http")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oracle.ledger.state import Agent, Circuit, Device, LedgerState, OracleSet, Policy
+from ledger.state import Agent, Circuit, Device, LedgerState, OracleSet, Policy
 
 
 def policy_json(policy: Policy, now_ms: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oracle.ledger.store import SYNCHRONOUS_MODES
+from ledger.store import SYNCHRONOUS_MODES
 
 
 class ConfigError(Exception):
