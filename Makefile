@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.setup-stamp
 NPM_STAMP := circuits/node_modules/.setup-stamp
 ARGS   ?=
 
+# Debian packages the project needs (tokens, TPM, compilers, browser, broker). Each concern appends
+# its own to this list; `make setup` installs only the missing ones (apt-get update once, as root).
+APT_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config g++ nasm libgmp-dev nlohmann-json3-dev chromium mosquitto
+APT_STAMP := $(VENV)/.apt-stamp
+
 .PHONY: setup devnet test bench lint clean
 
 # The venv is rebuilt only when pyproject.toml changes; node_modules only when the lock changes.
@@ -22,7 +27,16 @@ $(NPM_STAMP): circuits/package.json circuits/package-lock.json
 	cd circuits && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) $(NPM_STAMP)
+$(APT_STAMP): Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "error: Debian packages missing ($$missing) and no apt-get: install them by hand"; exit 1; }; \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP)
 
 devnet: setup
 	$(BIN)/faultproof devnet $(ARGS)
