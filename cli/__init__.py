@@ -23,6 +23,8 @@ _LAZY_COMMANDS: dict[str, str] = {
     "claim": "cli.user:claim",
     "pool": "cli.user:pool",
     "devnet": "cli.devnet:devnet",
+    "init": "cli.init:init",
+    "config": "cli.config_cmd:config",
 }
 
 
@@ -60,6 +62,17 @@ def keygen(out: Path, force: bool) -> None:
     identity = Identity.generate()
     try:
         identity.save(out, overwrite=force)
+    except KeyFileError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(identity.public_key.hex())
+
+
+@main.command("public-key")
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+def public_key(key_file: Path) -> None:
+    """Print the public id (hex) of a key file; the key itself is never printed."""
+    try:
+        identity = Identity.load(key_file)
     except KeyFileError as e:
         raise click.ClickException(str(e)) from None
     click.echo(identity.public_key.hex())

@@ -39,6 +39,7 @@ from faultproof.messages import (
 )
 from ledger.client import LedgerClient, SubmitResult
 from ledger.policy_file import PolicyFileError, load_policy
+from ledger.service import wall_clock_ms
 from ledger.state import default_threshold
 
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
@@ -81,7 +82,7 @@ def admin(ctx: click.Context, url: str, key_path: Path | None) -> None:
     ctx.obj = {"url": url, "key": key_path}
 
 
-def _sign_and_submit(ctx: click.Context, args: Message) -> None:
+def _sign_and_submit(ctx: click.Context, args: Message, **extra: str) -> None:
     key_path = ctx.obj["key"]
     if key_path is None:
         raise click.ClickException("--key (or FAULTPROOF_ADMIN_KEY) is required to sign an admin transaction")
@@ -95,7 +96,7 @@ def _sign_and_submit(ctx: click.Context, args: Message) -> None:
         tx = AdminTx.make(bytes.fromhex(state["ledger_id"]), int(state["next_admin_nonce"]), args)
         return await client.submit(tx.sign(admin_key))
 
-    click.echo(json.dumps(_result_json(_run(go, ctx.obj["url"]))))
+    click.echo(json.dumps({**_result_json(_run(go, ctx.obj["url"])), **extra}))
 
 
 @admin.command("register-circuit")
@@ -108,20 +109,39 @@ def _sign_and_submit(ctx: click.Context, args: Message) -> None:
 @click.pass_context
 def register_circuit(ctx: click.Context, vkey_file: Path, n: int, layout_version: int, transcript_hash: str,
                      production: bool) -> None:
-    """Register a circuit (verification key, n, layout, ceremony transcript, production flag)."""
-    _sign_and_submit(ctx, RegisterCircuit(vkey=vkey_file.read_bytes(), n=n, layout_version=layout_version,
-                                          transcript_hash=_hex32(transcript_hash, "transcript hash"),
-                                          production=int(production)))
+    """Register a circuit (verification key, n, layout, ceremony transcript, production flag).
+
+    Prints the circuit_id that policies name (`issue-policy --circuit-id`)."""
+    tx = RegisterCircuit(vkey=vkey_file.read_bytes(), n=n, layout_version=layout_version,
+                         transcript_hash=_hex32(transcript_hash, "transcript hash"), production=int(production))
+    _sign_and_submit(ctx, tx, circuit_id=tx.circuit_id.hex())
 
 
 @admin.command("enrol-device")
-@click.argument("device_id")
+@click.argument("device_id", required=False)
+@click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The <name>.enrol.json that `faultproof device provision` wrote (instead of the options).")
 @click.option("--epoch", type=int, default=0, show_default=True)
 @click.option("--anchor", default=None, help="c_0 of the epoch (hex); computed from the device id if omitted.")
-@click.option("--firmware-hash", required=True, help="SHA-256 of the attested firmware (hex).")
+@click.option("--firmware-hash", default=None, help="SHA-256 of the attested firmware (hex).")
 @click.pass_context
-def enrol_device(ctx: click.Context, device_id: str, epoch: int, anchor: str | None, firmware_hash: str) -> None:
-    """Enrol a device, or re-anchor it with a higher epoch."""
+def enrol_device(ctx: click.Context, device_id: str | None, from_file: Path | None, epoch: int, anchor: str | None,
+                 firmware_hash: str | None) -> None:
+    """Enrol a device (DEVICE_ID and --firmware-hash, or --from FILE), or re-anchor it with a higher epoch."""
+    if from_file is not None:
+        if device_id or anchor or firmware_hash:
+            raise click.UsageError("give --from FILE or DEVICE_ID with options, not both")
+        try:
+            msg = EnrolDevice.from_json(json.loads(from_file.read_text()))
+        except FileNotFoundError:
+            raise click.ClickException(f"{from_file} not found; `faultproof device provision --out DIR` writes "
+                                       "DIR/<name>.enrol.json") from None
+        except (ValueError, FaultproofError) as e:
+            raise click.ClickException(f"{from_file} is not an enrolment file from `device provision`: {e}") from None
+        _sign_and_submit(ctx, msg, device_id=msg.device_id.hex())
+        return
+    if device_id is None or firmware_hash is None:
+        raise click.UsageError("give DEVICE_ID and --firmware-hash, or --from FILE")
     did = _hex32(device_id, "device id")
     anchor_bytes = _hex32(anchor, "anchor") if anchor else chain_to_bytes(chain_anchor(did, epoch))
     _sign_and_submit(ctx, EnrolDevice(device_id=did, epoch=epoch, anchor=anchor_bytes,
@@ -180,7 +200,7 @@ def issue_policy(ctx: click.Context, file: Path, device_id: str | None, benefici
     overrides = {k: _hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
                                               ("circuit_id", circuit_id)) if v}
     try:
-        terms = load_policy(file, overrides)
+        terms = load_policy(file, overrides, now_ms=wall_clock_ms())
     except PolicyFileError as e:
         raise click.ClickException(str(e)) from None
     _sign_and_submit(ctx, terms)

@@ -3,7 +3,7 @@
 Parsed with tomllib and validated at start-up: an unknown section or key, a wrong type or an
 impossible value stops the process with a message naming the key. Secrets are key-file paths,
 never inline: a value that looks like a key instead of a path is refused. Relative paths are
-resolved against the current directory (commands are run from the repository root).
+relative to the config file's folder (the one rule for every config: ledger, oracle and agent).
 
 This module only reads configuration; it never creates keys or databases (the CLI does).
 """
@@ -89,9 +89,12 @@ def _fail(source: Path, key: str, problem: str) -> ConfigError:
 def _path(source: Path, key: str, value: str) -> Path:
     if not value:
         raise _fail(source, key, "must be a file path")
-    if _HEX32.match(value) and not Path(value).exists():
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = source.parent / path
+    if _HEX32.match(value) and not path.exists():
         raise _fail(source, key, "looks like an inline key; secrets are key-file paths, never inline")
-    return Path(value)
+    return path
 
 
 def _hexkey(source: Path, key: str, value: Any) -> bytes:

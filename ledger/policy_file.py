@@ -1,8 +1,9 @@
 """Policy TOML files (`configs/policies/*.toml`) -> IssuePolicy arguments.
 
 Readings (threshold, lo, hi) are written as signed readings and encoded here (enc(r) = r + 2^31,
-DESIGN §2); parameters a trigger kind does not use are left 0, as the ledger requires. Times are TOML
-datetimes (or *_ms integers). Pure: the file's text in, a message out; validity against the ledger
+docs/design.md §2); parameters a trigger kind does not use are left 0, as the ledger requires. Times are
+TOML datetimes, *_ms integers, or relative: `start = "now"` (the caller's clock, given as a value, plus
+NOW_LEAD_MS) and `end = "+365d"` (after the start), so that example files never go stale. Pure: the file's text in, a message out; validity against the ledger
 (circuit n, capital) is the ledger's business.
 """
 
@@ -36,7 +37,29 @@ class PolicyFileError(Exception):
     pass
 
 
-def _ms(value: Any, name: str) -> int:
+# "now" in a policy file means this long after the command runs, so that the signed policy reaches
+# the ledger before its term starts (the ledger refuses a term that starts in its past).
+NOW_LEAD_MS = 10_000
+_UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _duration_ms(value: str, name: str) -> int:
+    number, unit = value[:-1], value[-1:]
+    if unit not in _UNITS_MS or not number.isdigit():
+        raise PolicyFileError(f"{name}: expected a duration like \"+365d\", \"12h\", \"30m\" or \"90s\", got {value!r}")
+    return int(number) * _UNITS_MS[unit]
+
+
+def _ms(value: Any, name: str, *, now_ms: int | None = None, start_ms: int | None = None) -> int:
+    if isinstance(value, str):
+        if value == "now":
+            if now_ms is None:
+                raise PolicyFileError(f"{name}: \"now\" needs the current time (the admin command gives it)")
+            return now_ms + NOW_LEAD_MS
+        if value.startswith("+") and start_ms is not None:
+            return start_ms + _duration_ms(value[1:], name)
+        raise PolicyFileError(f"{name}: expected a datetime, milliseconds, \"now\" (start) or \"+365d\" (end, "
+                              "relative to the start)")
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise PolicyFileError(f"{name}: give a timezone (e.g. 2026-01-01T00:00:00Z)")
@@ -66,7 +89,7 @@ def _int(table: dict[str, Any], key: str, default: int | None = None) -> int:
     return value
 
 
-def parse_policy(text: str, overrides: dict[str, bytes] | None = None) -> IssuePolicy:
+def parse_policy(text: str, overrides: dict[str, bytes] | None = None, *, now_ms: int | None = None) -> IssuePolicy:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -96,8 +119,8 @@ def parse_policy(text: str, overrides: dict[str, bytes] | None = None) -> IssueP
         hi = enc(_int(trig, "hi")) if "hi" in used else 0
     except FaultproofError as e:
         raise PolicyFileError(f"trigger: {e.message}") from None
-    start = _ms(term["start"], "term.start") if "start" in term else _int(term, "start_ms")
-    end = _ms(term["end"], "term.end") if "end" in term else _int(term, "end_ms")
+    start = _ms(term["start"], "term.start", now_ms=now_ms) if "start" in term else _int(term, "start_ms")
+    end = _ms(term["end"], "term.end", start_ms=start) if "end" in term else _int(term, "end_ms")
     try:
         return IssuePolicy(device_id=ids["device_id"], beneficiary=ids["beneficiary"], circuit_id=ids["circuit_id"],
                            kind=int(kind), threshold=threshold, count=_int(trig, "count") if "count" in used else 0,
@@ -109,8 +132,9 @@ def parse_policy(text: str, overrides: dict[str, bytes] | None = None) -> IssueP
         raise PolicyFileError(e.message) from None
 
 
-def load_policy(path: str | Path, overrides: dict[str, bytes] | None = None) -> IssuePolicy:
+def load_policy(path: str | Path, overrides: dict[str, bytes] | None = None, *,
+                now_ms: int | None = None) -> IssuePolicy:
     try:
-        return parse_policy(Path(path).read_text(), overrides)
+        return parse_policy(Path(path).read_text(), overrides, now_ms=now_ms)
     except PolicyFileError as e:
         raise PolicyFileError(f"{path}: {e}") from None

@@ -93,6 +93,11 @@ _SECTIONS: dict[str, dict[str, str]] = {
 }
 
 
+# field -> the TOML type it must have, so a wrong type is named by its key, not by a TypeError later
+_TYPES: dict[str, type] = {"key_file": str, "data_dir": str, "ledger_url": str, "http_host": str, "http_port": int,
+                           "max_body_bytes": int, "gossip_port": int, "bootstrap": list}
+
+
 def load(path: str | Path) -> OracleConfig:
     """Read and validate a config file. Relative paths in it are relative to the file's folder."""
     p = Path(path)
@@ -119,7 +124,11 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
             raise ConfigError(f"unknown key(s) in [{section}]: {sorted(bad)}")
         for key, attr in keys.items():
             if key in values:
-                kwargs[attr] = values[key]
+                expected = _TYPES.get(attr)
+                value = values[key]
+                if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+                    raise ConfigError(f"[{section}] {key} must be {expected.__name__}, got {type(value).__name__}")
+                kwargs[attr] = value
     for required in ("key_file", "data_dir", "ledger_url"):
         if required not in kwargs:
             raise ConfigError(f"[oracle] {required} is required")

@@ -17,7 +17,7 @@ from ledger.admin_cli import admin
 from ledger.cli import ledger, receipt
 from ledger.client import LedgerClient
 from ledger.config import ConfigError, load_config
-from ledger.policy_file import PolicyFileError, parse_policy
+from ledger.policy_file import NOW_LEAD_MS, PolicyFileError, parse_policy
 from tests.ledger.helpers import ManualClock, Scenario, identity, make_ledger, serve_ledger
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,13 +78,19 @@ def test_init_without_oracle_keys_explains(tmp_path: Path) -> None:
 def test_policy_file_parsing() -> None:
     text = (REPO / "configs" / "policies" / "overheat.example.toml").read_text()
     ids = {"device_id": b"\x01" * 32, "beneficiary": b"\x02" * 32, "circuit_id": b"\x03" * 32}
-    p = parse_policy(text, ids)
-    assert p.kind == TriggerKind.COUNT_ABOVE and p.threshold == 85 + 2**31 and p.lo == p.hi == p.gap_ms == 0
-    assert p.start_ms == int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
-    stuck = parse_policy((REPO / "configs" / "policies" / "stuck-sensor.example.toml").read_text(), ids)
+    now = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    p = parse_policy(text, ids, now_ms=now)
+    assert p.kind == TriggerKind.COUNT_ABOVE and p.threshold == 3000 + 2**31 and p.lo == p.hi == p.gap_ms == 0
+    assert p.start_ms == now + NOW_LEAD_MS and p.end_ms == p.start_ms + 365 * 86_400_000
+    with pytest.raises(PolicyFileError, match="needs the current time"):
+        parse_policy(text, ids)
+    with pytest.raises(PolicyFileError, match="duration"):
+        parse_policy(text.replace('"+365d"', '"+1y"'), ids, now_ms=now)
+    stuck = parse_policy((REPO / "configs" / "policies" / "stuck-sensor.example.toml").read_text(), ids,
+                         now_ms=now)
     assert stuck.kind == TriggerKind.STUCK and stuck.threshold == 0 and stuck.count == 8
     with pytest.raises(PolicyFileError, match="does not use"):
-        parse_policy(text.replace("count = 3", "count = 3\ngap_ms = 5"), ids)
+        parse_policy(text.replace("count = 3", "count = 3\ngap_ms = 5"), ids, now_ms=now)
 
 
 async def _cli(*args: str) -> Result:
@@ -107,10 +113,23 @@ async def test_admin_commands_against_a_running_ledger(tmp_path: Path) -> None:
         await ok("deposit", "1000000")
         vkey = tmp_path / "vkey.bin"
         vkey.write_bytes(b"fake verification key")
-        await ok("register-circuit", "--vkey-file", str(vkey), "--n", "16")
+        registered = await ok("register-circuit", "--vkey-file", str(vkey), "--n", "16")
         circuit_id = next(iter(env.state.circuits)).hex()
+        assert registered["circuit_id"] == circuit_id  # printed, so operators never compute it
         device = identity("cli-device")
         await ok("enrol-device", device.public_key.hex(), "--firmware-hash", "11" * 32)
+        # the file `faultproof device provision` writes is what enrol-device takes, as it is
+        from agent.provision import provision
+
+        provisioned = provision(tmp_path / "devices", name="field-unit")
+        enrolled = await ok("enrol-device", "--from", str(tmp_path / "devices" / "field-unit.enrol.json"))
+        assert enrolled["device_id"] == provisioned.device_id.hex()
+        assert env.state.devices[provisioned.device_id].epoch == 0
+        garbage = tmp_path / "garbage.json"
+        garbage.write_text('{"device_id": "zz"}')
+        refused = await _cli(*base, "enrol-device", "--from", str(garbage))
+        assert refused.exit_code == 1 and "not an enrolment file" in refused.output
+        assert "Traceback" not in refused.output
         issued = await ok("issue-policy", str(REPO / "configs" / "policies" / "overheat.example.toml"),
                           "--device-id", device.public_key.hex(), "--beneficiary", "22" * 32,
                           "--circuit-id", circuit_id)
@@ -124,9 +143,10 @@ async def test_admin_commands_against_a_running_ledger(tmp_path: Path) -> None:
         assert env.state.oracle_set.threshold == 3
         await ok("revoke-device", device.public_key.hex())
         nonce = await _cli("--url", url, "nonce")
-        assert json.loads(nonce.output)["next_admin_nonce"] == 10
+        assert json.loads(nonce.output)["next_admin_nonce"] == 11
         listing = await _cli("--url", url, "policies", "--json")
-        assert json.loads(listing.output)[0]["status"] == "active"
+        # "now" in the example is the admin's wall clock, ahead of this test ledger's manual clock
+        assert json.loads(listing.output)[0]["status"] == "issued"
         early = await _cli("--url", url, "expire", str(issued["policy_id"]))
         assert early.exit_code != 0 and "expiry_too_early" in early.output
         refused = await _cli(*base, "withdraw", "999999999")
@@ -137,7 +157,7 @@ async def test_admin_commands_against_a_running_ledger(tmp_path: Path) -> None:
         stale = await _cli(*base, "deposit", "1")
         assert stale.exit_code != 0 and "not_admin" in stale.output
         table = await _cli("--url", url, "policies")
-        assert table.exit_code == 0 and "active" in table.output
+        assert table.exit_code == 0 and "issued" in table.output
 
 
 async def test_receipt_verify_offline(tmp_path: Path) -> None:
