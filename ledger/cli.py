@@ -13,18 +13,22 @@ storage in `store.py`, the API in `http.py`.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import secrets
 import signal
 import sys
 from pathlib import Path
+from typing import IO
 
 import click
 
 from faultproof.errors import DecodeError, FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import Genesis, Receipt
+from faultproof.operator_errors import OperatorError
 from ledger.config import ConfigError, LedgerConfig, load_config
 from ledger.receipts import verify_receipt
 from ledger.service import LedgerService, wall_clock_ms
@@ -112,6 +116,7 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
     """Serve the ledger's HTTP API until SIGTERM/SIGINT."""
     cfg = _config(config_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = _serve_lock(cfg.db)  # held until the process exits; the kernel releases it on kill -9
     try:
         ledger_key = Identity.load(cfg.ledger_key)
         service = LedgerService.open(cfg.db, ledger_key, synchronous=cfg.synchronous, max_batch=cfg.max_batch)
@@ -121,6 +126,29 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
         asyncio.run(_serve(service, cfg, host or cfg.host, cfg.port if port is None else port))
     finally:
         service.close()
+        lock.close()
+
+
+def _serve_lock(db: Path) -> IO[str]:
+    """One `ledger serve` per database: a second one would interleave writers and fork the chain."""
+    lock_path = db.with_name(db.name + ".serve-lock")
+    try:
+        lock = open(lock_path, "a+")  # noqa: SIM115 - held open for the life of the process
+    except OSError as e:
+        raise OperatorError(f"cannot open {lock_path} ({e.strerror}); check the [ledger] db path") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise OperatorError(f"{db} is already served by another `faultproof ledger serve` (pid {holder}); "
+                            "stop that one first, or give this one its own database") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int) -> None:
@@ -133,7 +161,12 @@ async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise OperatorError(f"cannot listen on {host}:{port} ({e.strerror}); stop what holds the port or set "
+                            "[server] port (0: any free port)") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
