@@ -7,7 +7,8 @@ Writes (keys 0600 in a 0700 folder; refuses to overwrite anything that exists):
     ledger.toml oracle-<i>.toml agent.toml     configs that agree with each other: the genesis lists
                                                the oracle keys, every oracle bootstraps from the
                                                others, the agent knows every oracle and the ledger
-    data/ devices/                             where the services keep their state
+    data/ devices/                             where the services keep their state (--data-dir
+                                               puts data elsewhere, e.g. /var/lib/faultproof)
 then prints the next commands to run, in order. Every path in the configs is relative to the
 config file, so the directory can be moved as a whole.
 
@@ -69,14 +70,19 @@ def oracle_multiaddr(public_key: bytes, port: int) -> str:
 
 
 def plan_deployment(root: Path, oracle_keys: list[bytes], *, threshold: int, base_port: int,
-                    production: bool) -> Deployment:
-    """The configs for a ledger, len(oracle_keys) oracles and one agent, all on 127.0.0.1."""
+                    production: bool, data_dir: str = "data") -> Deployment:
+    """The configs for a ledger, len(oracle_keys) oracles and one agent, all on 127.0.0.1.
+
+    `data_dir` is where the services keep state: relative to the configs' folder, or absolute (a
+    systemd deployment keeps configs in /etc/faultproof, read-only, and data in /var/lib/faultproof).
+    """
+    data = data_dir.rstrip("/")
     n = len(oracle_keys)
     ports = Ports(base_port, n)
     ledger_url = f"http://127.0.0.1:{ports.ledger}"
     configs: dict[str, dict[str, object]] = {
         "ledger.toml": {
-            "ledger": {"db": "data/ledger/ledger.db", "ledger_key": "keys/ledger.key"},
+            "ledger": {"db": f"{data}/ledger/ledger.db", "ledger_key": "keys/ledger.key"},
             "genesis": {"admin_key": "keys/admin.key",
                         "oracle_keys": [f"keys/oracle-{i}.key" for i in range(1, n + 1)],
                         "threshold": threshold, "development": not production},
@@ -86,14 +92,14 @@ def plan_deployment(root: Path, oracle_keys: list[bytes], *, threshold: int, bas
     peers = [oracle_multiaddr(pk, ports.oracle_gossip(i)) for i, pk in enumerate(oracle_keys, start=1)]
     for i in range(1, n + 1):
         configs[f"oracle-{i}.toml"] = {
-            "oracle": {"key_file": f"keys/oracle-{i}.key", "data_dir": f"data/oracle-{i}",
+            "oracle": {"key_file": f"keys/oracle-{i}.key", "data_dir": f"{data}/oracle-{i}",
                        "ledger_url": ledger_url},
             "http": {"host": "127.0.0.1", "port": ports.oracle_http(i)},
             "gossip": {"port": ports.oracle_gossip(i),
                        "bootstrap": [p for j, p in enumerate(peers, start=1) if j != i]},
         }
     configs["agent.toml"] = {
-        "agent": {"key_file": "keys/agent.key", "data_dir": "data/agent", "blinding_keys_dir": "devices",
+        "agent": {"key_file": "keys/agent.key", "data_dir": f"{data}/agent", "blinding_keys_dir": "devices",
                   "ledger_url": ledger_url},
         "http": {"host": "127.0.0.1", "port": ports.agent_http},
         "mqtt": {"enabled": False, "host": "127.0.0.1", "port": ports.mqtt},
@@ -128,7 +134,9 @@ def _header(name: str) -> str:
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=8700, show_default=True,
               help="Ledger port; oracles use base+10+i (HTTP) and base+40+i (gossip), the agent base+100.")
 @click.option("--production", is_flag=True, help="A production genesis (refuses development circuits).")
-def init(directory: Path, oracles: int, threshold: int, base_port: int, production: bool) -> None:
+@click.option("--data-dir", default="data", show_default=True,
+              help="Where services keep state: relative to DIRECTORY, or absolute (e.g. /var/lib/faultproof).")
+def init(directory: Path, oracles: int, threshold: int, base_port: int, production: bool, data_dir: str) -> None:
     """Lay out a deployment: keys, agreeing configs for ledger, oracles and agent, next commands."""
     if threshold and not oracles // 2 + 1 <= threshold <= oracles:
         raise click.UsageError(f"--threshold must satisfy floor(n/2)+1 <= k <= n (n = {oracles})")
@@ -138,8 +146,8 @@ def init(directory: Path, oracles: int, threshold: int, base_port: int, producti
     keys_dir = root / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(keys_dir, 0o700)
-    for sub in ("data", "devices"):
-        (root / sub).mkdir(exist_ok=True)
+    (root / data_dir).mkdir(parents=True, exist_ok=True)
+    (root / "devices").mkdir(exist_ok=True)
     os.chmod(root / "devices", 0o700)  # blinding keys land here
     identities = {}
     n_keys = ("admin", "ledger", *(f"oracle-{i}" for i in range(1, oracles + 1)), "agent")
@@ -151,7 +159,7 @@ def init(directory: Path, oracles: int, threshold: int, base_port: int, producti
             raise click.ClickException(str(e)) from None
         identities[name] = identity
     plan = plan_deployment(root, [identities[f"oracle-{i}"].public_key for i in range(1, oracles + 1)],
-                           threshold=threshold, base_port=base_port, production=production)
+                           threshold=threshold, base_port=base_port, production=production, data_dir=data_dir)
     for name, doc in plan.configs.items():
         (root / name).write_text(_header(name) + tomli_w.dumps(doc))
     click.echo(f"deployment in {root}")

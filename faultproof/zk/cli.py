@@ -51,3 +51,7 @@ def build_cmd(n: int, zkey: Path | None, backend: str, cache_dir: Path | None) -
     click.echo(f"ceremony_transcript_hash: {meta.ceremony_transcript_hash.hex()}")
     click.echo(f"backend: {meta.backend}")
     click.echo(f"vkey: {built.vkey_path}")
+    # The id `admin register-circuit` will print and policies name (`issue-policy --circuit-id`).
+    from faultproof.messages import circuit_id
+
+    click.echo(f"circuit_id: {circuit_id(built.vkey_path.read_bytes(), meta.n, meta.layout_version).hex()}")
