@@ -2,9 +2,10 @@
 
     faultproof claim submit FILE --oracle URL   # a SignedClaim (msgpack or JSON) to an oracle
     faultproof claim status CLAIM_ID            # status, votes and receipt, from an oracle
+    faultproof claim list|show|export           # a policyholder's view, from the gateway agent
     faultproof pool status                      # the pool's balances, from the ledger
 
-URLs default to the environment (FAULTPROOF_ORACLE, FAULTPROOF_LEDGER), which
+URLs default to the environment (FAULTPROOF_ORACLE, FAULTPROOF_AGENT, FAULTPROOF_LEDGER), which
 `faultproof devnet --keep-running` prints. Only thin HTTP clients live here: no protocol logic.
 """
 
@@ -23,7 +24,8 @@ from rich.table import Table
 from faultproof.errors import DecodeError
 from faultproof.messages import SignedClaim
 
-DEFAULT_ORACLE = "http://127.0.0.1:8701"
+DEFAULT_ORACLE = "http://127.0.0.1:8710"  # an oracle's default [http] port
+DEFAULT_AGENT = "http://127.0.0.1:8800"  # the agent's default [http] port
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
 
 
@@ -74,6 +76,68 @@ def claim_submit(file: Path, oracle_url: str) -> None:
 def claim_status(claim_id: str, oracle_url: str) -> None:
     """Show a claim's status, votes and receipt."""
     click.echo(json.dumps(_request(f"{oracle_url.rstrip('/')}/v1/claims/{claim_id}"), indent=1))
+
+
+_AGENT_OPTION = click.option("--agent", "agent_url", envvar="FAULTPROOF_AGENT", default=DEFAULT_AGENT,
+                             show_default=True, help="The gateway agent that made the claims.")
+
+
+@claim.command("list")
+@_AGENT_OPTION
+@click.option("--status", default=None, help="Only claims in this status (e.g. paid, pending, rejected).")
+@click.option("--device-id", default=None, help="Only this device's claims (hex).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def claim_list(agent_url: str, status: str | None, device_id: str | None, as_json: bool) -> None:
+    """The claims the agent made, newest first."""
+    query = "&".join(f"{k}={v}" for k, v in (("status", status), ("device_id", device_id)) if v)
+    claims = _request(f"{agent_url.rstrip('/')}/v1/claims" + (f"?{query}" if query else ""))["claims"]
+    if as_json:
+        click.echo(json.dumps(claims, indent=1))
+        return
+    table = Table(title=f"claims at {agent_url}")
+    for column in ("claim_id", "device", "window (seq)", "status", "paid"):
+        table.add_column(column)
+    for c in claims:
+        table.add_row(c["claim_id"], c["device_id"][:16] + "…", f"{c['start_seq']}..{c['end_seq']}",
+                      str(c["status"]), f"{c['paid']:,}" if isinstance(c.get("paid"), int) else "")
+    Console().print(table)
+
+
+@claim.command("show")
+@click.argument("claim_id")
+@_AGENT_OPTION
+@click.option("--oracle", "oracle_url", envvar="FAULTPROOF_ORACLE", default=None,
+              help="Also show the oracles' votes (k of n) from this oracle.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def claim_show(claim_id: str, agent_url: str, oracle_url: str | None, as_json: bool) -> None:
+    """One claim as the policyholder sees it: status, window, amount paid, and the votes."""
+    record = _request(f"{agent_url.rstrip('/')}/v1/claims/{claim_id}")
+    if oracle_url:
+        record["oracle"] = _request(f"{oracle_url.rstrip('/')}/v1/claims/{claim_id}")
+    if as_json:
+        click.echo(json.dumps(record, indent=1))
+        return
+    click.echo(f"claim {record['claim_id']}: {record['status']}")
+    click.echo(f"  device {record['device_id']} epoch {record['epoch']} seq {record['start_seq']}..{record['end_seq']}")
+    click.echo(f"  policy {record['policy_id']}")
+    if record.get("paid"):
+        click.echo(f"  paid {record['paid']:,}")
+    if record.get("reason"):
+        click.echo(f"  reason {record['reason']}")
+    votes = record.get("oracle", {}).get("votes")
+    if isinstance(votes, dict):
+        click.echo(f"  votes {json.dumps(votes)}")
+
+
+@claim.command("export")
+@click.argument("claim_id")
+@_AGENT_OPTION
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def claim_export(claim_id: str, agent_url: str, out: Path) -> None:
+    """Write the agent's record of a claim as JSON (for a policyholder's own files)."""
+    record = _request(f"{agent_url.rstrip('/')}/v1/claims/{claim_id}")
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    click.echo(f"wrote {out}")
 
 
 @click.group()
