@@ -4,12 +4,14 @@ file only lists them, loaded lazily so that `faultproof keygen` does not import 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from faultproof.identity import Identity, KeyFileError
+from faultproof.operator_errors import OperatorError
 
 # name -> "module:attribute" of a click command or group
 _LAZY_COMMANDS: dict[str, str] = {
@@ -57,14 +59,56 @@ def main() -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the key file (created with mode 0600).")
 @click.option("--force", is_flag=True, help="Overwrite an existing key file.")
-def keygen(out: Path, force: bool) -> None:
+@click.option("--encrypt", is_flag=True, help="Encrypt it at rest (passphrase from FAULTPROOF_KEY_PASSPHRASE[_FILE]).")
+def keygen(out: Path, force: bool, encrypt: bool) -> None:
     """Generate an Ed25519 key file and print its public id (hex)."""
+    from faultproof import keyfile
+
     identity = Identity.generate()
     try:
-        identity.save(out, overwrite=force)
+        passphrase = keyfile.passphrase_from_env() if encrypt else None
+        if encrypt and passphrase is None:
+            raise OperatorError(f"--encrypt needs {keyfile.PASSPHRASE_ENV} or {keyfile.PASSPHRASE_FILE_ENV}")
+        identity.save(out, overwrite=force, passphrase=passphrase)
+    except keyfile.PassphraseError as e:
+        raise OperatorError(str(e)) from None
     except KeyFileError as e:
         raise click.ClickException(str(e)) from None
     click.echo(identity.public_key.hex())
+
+
+@main.group("key")
+def key() -> None:
+    """Key files: encrypt them at rest (passphrase from FAULTPROOF_KEY_PASSPHRASE[_FILE])."""
+
+
+@key.command("encrypt")
+@click.argument("key_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def key_encrypt(key_files: tuple[Path, ...]) -> None:
+    """Encrypt plaintext key files in place (Argon2id + SecretBox); already encrypted ones are left."""
+    from faultproof import keyfile
+
+    try:
+        passphrase = keyfile.passphrase_from_env()
+    except keyfile.PassphraseError as e:
+        raise OperatorError(str(e)) from None
+    if passphrase is None:
+        raise OperatorError(f"set {keyfile.PASSPHRASE_ENV} or {keyfile.PASSPHRASE_FILE_ENV} to the passphrase "
+                            "to encrypt with")
+    for path in key_files:
+        try:
+            if keyfile.is_encrypted(path.read_text()):
+                click.echo(f"{path}: already encrypted")
+                continue
+            identity = Identity.load(path)
+        except (OSError, KeyFileError) as e:
+            raise OperatorError(str(e)) from None
+        # Write beside, then rename over: a crash leaves the old file or the new one, never neither.
+        tmp = path.with_name(path.name + ".encrypting")
+        tmp.unlink(missing_ok=True)
+        identity.save(tmp, passphrase=passphrase)
+        os.replace(tmp, path)
+        click.echo(f"{path}: encrypted (public id {identity.public_key.hex()})")
 
 
 @main.command("public-key")

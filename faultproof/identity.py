@@ -1,7 +1,8 @@
 """Ed25519 identities and the one sign/verify of faultproof.
 
 A key file holds the raw 32-byte Ed25519 seed as 64 lowercase hex characters and a newline, mode
-0600. The same seed is the process's libp2p identity (peer id and protocol id are one key). A key
+0600, or that seed encrypted at rest under a passphrase (faultproof/keyfile.py; a plaintext key is
+still read, with a warning that names the command that encrypts it). The same seed is the process's libp2p identity (peer id and protocol id are one key). A key
 file that group or others can read is refused: a private key that leaked to another local user is
 not a private key.
 
@@ -11,6 +12,7 @@ Signatures are always over `domain_tag || canonical_bytes`, with a tag per messa
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -19,7 +21,10 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.signing
 
+from faultproof import keyfile
 from faultproof.errors import FaultproofError, Reason
+
+_log = logging.getLogger("faultproof.keys")
 
 SEED_LEN = 32
 PUBLIC_KEY_LEN = 32
@@ -62,9 +67,11 @@ class Identity:
     def sign(self, tag: bytes, message: bytes) -> bytes:
         return self._signing_key.sign(tag + message).signature
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Write the key file with mode 0600, created that way (never world-readable, not even briefly)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False, passphrase: bytes | None = None) -> None:
+        """Write the key file with mode 0600, created that way (never world-readable, not even briefly);
+        encrypted at rest when a passphrase is given."""
         p = Path(path)
+        text = keyfile.seal(self.seed, passphrase) if passphrase is not None else self.seed.hex() + "\n"
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         try:
             fd = os.open(p, flags, 0o600)
@@ -72,7 +79,7 @@ class Identity:
             raise KeyFileError(f"{p} already exists; refusing to overwrite a key") from None
         with os.fdopen(fd, "w") as f:
             os.fchmod(f.fileno(), 0o600)
-            f.write(self.seed.hex() + "\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
 
@@ -89,6 +96,12 @@ class Identity:
                 f"fix it with `chmod 600 {p}`"
             )
         text = p.read_text().strip()
+        if keyfile.is_encrypted(text):
+            try:
+                return cls.from_seed(keyfile.open_sealed(text, keyfile.passphrase_from_env(), str(p)))
+            except (keyfile.PassphraseError, ValueError) as e:
+                raise KeyFileError(str(e)) from None
+        _log.warning("key file %s is not encrypted at rest; encrypt it with `faultproof key encrypt %s`", p, p)
         try:
             seed = bytes.fromhex(text)
         except ValueError:
