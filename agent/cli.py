@@ -38,6 +38,14 @@ def run(config_path: Path) -> None:
         cfg = cfgmod.load(config_path)
     except cfgmod.ConfigError as e:
         raise click.ClickException(str(e)) from None
+    from agent.store import MIGRATIONS
+    from faultproof.operator_errors import OperatorError
+    from faultproof.schema import SchemaError, check_file
+
+    try:
+        check_file(cfg.store_path, "agent", len(MIGRATIONS))
+    except SchemaError as e:
+        raise OperatorError(str(e)) from None
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.exit(asyncio.run(main(cfg)))
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faultproof.schema import Migration, migrate
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     dev INTEGER PRIMARY KEY,
@@ -77,6 +79,10 @@ CLAIM_COLUMNS = (
 FINAL_STATUSES = ("paid", "rejected", "failed")
 
 
+# faultproof/schema.py: migration i brings the file from version i-1 to i; append, never edit.
+MIGRATIONS: list[Migration] = [SCHEMA]
+
+
 @dataclass(frozen=True)
 class FrameRow:
     """A stored frame as the prover needs it."""
@@ -109,7 +115,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = _connect(self.path, synchronous=synchronous.upper())
-        self.conn.executescript(SCHEMA)
+        migrate(self.conn, "agent", self.path, MIGRATIONS)
         self._dev_ids: dict[bytes, int] = {
             bytes(d): i for i, d in self.conn.execute("SELECT dev, device_id FROM devices")
         }

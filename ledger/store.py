@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faultproof.messages import SignedEntry
+from faultproof.schema import Migration, SchemaError, check_not_newer, migrate
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -75,6 +76,10 @@ class EntryRow:
         return signed_entry_bytes(self.entry, self.signature)
 
 
+# faultproof/schema.py: migration i brings the file from version i-1 to i; append, never edit.
+MIGRATIONS: list[Migration] = [_SCHEMA + "".join(TRIGGERS.values())]
+
+
 class StoreError(Exception):
     """The database file is missing, of another ledger or unusable; the message says which."""
 
@@ -100,7 +105,15 @@ class LedgerStore:
             mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
-            self.conn.executescript(_SCHEMA + "".join(TRIGGERS.values()))
+            try:
+                migrate(self.conn, "ledger", self.path, MIGRATIONS)
+            except SchemaError as e:
+                raise StoreError(str(e)) from None
+        if readonly:
+            try:
+                check_not_newer(self.conn, "ledger", self.path, len(MIGRATIONS))
+            except SchemaError as e:
+                raise StoreError(str(e)) from None
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
         self.synchronous = synchronous
         self.readonly = readonly

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from faultproof.identity import Identity, KeyFileError
+from faultproof.operator_errors import OperatorError
 from oracle.config import ConfigError, load
 
 DEFAULT_URL = "http://127.0.0.1:8710"
@@ -43,6 +44,13 @@ def run(config_path: Path, log_level: str) -> None:
         identity = Identity.load(cfg.key_file)
     except (ConfigError, KeyFileError) as e:
         raise click.ClickException(str(e)) from None
+    from faultproof.schema import SchemaError, check_file
+    from oracle.store import MIGRATIONS
+
+    try:
+        check_file(cfg.db_path, "oracle", len(MIGRATIONS))
+    except SchemaError as e:
+        raise OperatorError(str(e)) from None
     logging.basicConfig(level=getattr(logging, log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from oracle.node import GossipDown, OracleNode

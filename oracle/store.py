@@ -31,6 +31,7 @@ from faultproof.messages import (
     Vote,
     decode_any,
 )
+from faultproof.schema import Migration, migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -98,6 +99,10 @@ class ClaimRecord:
     receipt: bytes | None
 
 
+# faultproof/schema.py: migration i brings the file from version i-1 to i; append, never edit.
+MIGRATIONS: list[Migration] = [SCHEMA]
+
+
 class Store:
     def __init__(self, path: Path | str) -> None:
         path = Path(path)
@@ -109,7 +114,7 @@ class Store:
         # FULL: a vote we sent must survive a power cut, or a restart could sign a different one.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
+        migrate(self.db, "oracle", path, MIGRATIONS)
         self._depth = 0
 
     def close(self) -> None:
