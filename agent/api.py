@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agent.api_doc import ROUTES as API_ROUTES
 from agent.frames import Undecodable, parse_json, parse_wire
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import errors_middleware as _errors_middleware
+from faultproof.openapi import install as install_openapi
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -123,4 +125,5 @@ def make_app(agent: Agent, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    install_openapi(app, "faultproof agent", API_ROUTES)
     return app

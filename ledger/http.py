@@ -28,6 +28,8 @@ from prometheus_client import generate_latest
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import errors_middleware as _errors_middleware
 from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
+from faultproof.openapi import install as install_openapi
+from ledger.api_doc import ROUTES as API_ROUTES
 from ledger.service import Accepted, LedgerService
 from ledger.views import agent_json, circuit_json, device_json, oracles_json, policy_json
 
@@ -277,6 +279,15 @@ async def get_circuit(request: web.Request) -> web.StreamResponse:
     return web.json_response(circuit_json(circuit))
 
 
+async def get_circuits(request: web.Request) -> web.StreamResponse:
+    _query(request, set())
+    state = await request.app[SERVICE].view()
+    rows = sorted((circuit_json(c) for c in state.circuits.values()), key=lambda c: c["registered_ms"])
+    for row in rows:
+        row.pop("vkey")  # kilobytes each; GET /v1/circuits/{id} has it
+    return web.json_response({"circuits": rows})
+
+
 async def get_agent(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     aid = _hex_id(request, "id")
@@ -323,11 +334,13 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app.router.add_get("/v1/policies", get_policies)
     app.router.add_get("/v1/policies/{id}", get_policy)
     app.router.add_get("/v1/devices/{id}", get_device)
+    app.router.add_get("/v1/circuits", get_circuits)
     app.router.add_get("/v1/circuits/{id}", get_circuit)
     app.router.add_get("/v1/agents/{id}", get_agent)
     app.router.add_get("/v1/receipts/{claim_id}", get_receipt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    install_openapi(app, "faultproof ledger", API_ROUTES)
     if run_service:
         async def service_ctx(app: web.Application) -> Any:
             async with service.running():

@@ -26,6 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import errors_middleware as _errors_middleware
+from faultproof.openapi import install as install_openapi
+from oracle.api_doc import ROUTES as API_ROUTES
 from oracle.pipeline import decode_claim
 from oracle.store import CLAIM_STATUSES
 
@@ -130,4 +132,5 @@ def make_app(node: OracleNode) -> web.Application:
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    install_openapi(app, "faultproof oracle", API_ROUTES)
     return app

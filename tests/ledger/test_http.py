@@ -179,3 +179,16 @@ async def test_client_reports_unavailable_when_the_ledger_is_down() -> None:
         with pytest.raises(FaultproofError) as info:
             await client.state()
     assert info.value.reason is Reason.UNAVAILABLE
+
+
+async def test_circuits_are_listed_with_their_ids(tmp_path: Path) -> None:
+    keys = make_ledger(5)
+    sc = Scenario.standard(keys)
+    async with serve_ledger(tmp_path, keys) as (env, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/v1/circuits") as r:
+            assert r.status == 200 and (await r.json()) == {"circuits": []}
+        await env.ok_all(sc.setup_txs)
+        async with http.get(f"{url}/v1/circuits") as r:
+            listed = (await r.json())["circuits"]
+    assert [c["circuit_id"] for c in listed] == [cid.hex() for cid in env.state.circuits]
+    assert listed[0]["n"] == 16 and "vkey" not in listed[0]

@@ -1,0 +1,19 @@
+"""The agent's HTTP routes as documented in its OpenAPI document (GET /v1/openapi.json).
+
+One entry per route of agent/api.py; tests/operators/test_openapi.py holds them equal."""
+
+from __future__ import annotations
+
+from faultproof.messages import DeviceReading, ReadingBatch
+from faultproof.openapi import RouteDoc
+
+ROUTES: dict[tuple[str, str], RouteDoc] = {
+    ("POST", "/v1/frames"): RouteDoc("Signed device frames with their readings; accepted after a durable commit.",
+                                     request=(DeviceReading, ReadingBatch), request_tagged=False),
+    ("GET", "/v1/status"): RouteDoc("The agent: devices, ingest, proving, claims."),
+    ("GET", "/v1/claims"): RouteDoc("Claims this agent made, newest first.",
+                                    query={"status": "a status", "device_id": "hex"}),
+    ("GET", "/v1/claims/{claim_id}"): RouteDoc("One claim: window, status, amount paid."),
+    ("GET", "/healthz"): RouteDoc("Liveness and readiness problems.", statuses=(200, 503)),
+    ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
+}
