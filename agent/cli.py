@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 
 import click
 
 from faultproof.identity import KeyFileError
+from faultproof.logs import log_options, setup_logging
 
 
 @click.group()
@@ -29,7 +29,8 @@ def agent() -> None:
 @agent.command("run")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Agent TOML config (see configs/agent.example.toml).")
-def run(config_path: Path) -> None:
+@log_options
+def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     """Run the agent daemon until SIGTERM/SIGINT."""
     from agent import config as cfgmod
     from agent.daemon import main
@@ -46,7 +47,7 @@ def run(config_path: Path) -> None:
         check_file(cfg.store_path, "agent", len(MIGRATIONS))
     except SchemaError as e:
         raise OperatorError(str(e)) from None
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level or cfg.log_level, log_format)
     sys.exit(asyncio.run(main(cfg)))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
-import logging
 import os
 import secrets
 import signal
@@ -27,6 +26,7 @@ import click
 
 from faultproof.errors import DecodeError, FaultproofError
 from faultproof.identity import Identity, KeyFileError
+from faultproof.logs import log_options, setup_logging
 from faultproof.messages import Genesis, Receipt
 from faultproof.operator_errors import OperatorError
 from ledger.config import ConfigError, LedgerConfig, load_config
@@ -112,10 +112,11 @@ def init(config_path: Path, dev_keys: bool) -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--host", default=None, help="Override [server] host.")
 @click.option("--port", type=int, default=None, help="Override [server] port (0: any free port).")
-def serve(config_path: Path, host: str | None, port: int | None) -> None:
+@log_options
+def serve(config_path: Path, host: str | None, port: int | None, log_level: str | None, log_format: str) -> None:
     """Serve the ledger's HTTP API until SIGTERM/SIGINT."""
     cfg = _config(config_path)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level or "INFO", log_format)
     lock = _serve_lock(cfg.db)  # held until the process exits; the kernel releases it on kill -9
     try:
         ledger_key = Identity.load(cfg.ledger_key)

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from faultproof.identity import Identity, KeyFileError
+from faultproof.logs import log_options, setup_logging
 from faultproof.operator_errors import OperatorError
 from oracle.config import ConfigError, load
 
@@ -35,9 +36,8 @@ def oracle() -> None:
 @oracle.command("run")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Oracle TOML config (see configs/oracle.example.toml).")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def run(config_path: Path, log_level: str) -> None:
+@log_options
+def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     """Run the oracle node until SIGTERM or SIGINT."""
     try:
         cfg = load(config_path)
@@ -51,8 +51,7 @@ def run(config_path: Path, log_level: str) -> None:
         check_file(cfg.db_path, "oracle", len(MIGRATIONS))
     except SchemaError as e:
         raise OperatorError(str(e)) from None
-    logging.basicConfig(level=getattr(logging, log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(log_level or "INFO", log_format)
     from oracle.node import GossipDown, OracleNode
 
     async def main() -> None:

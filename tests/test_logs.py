@@ -1,0 +1,32 @@
+"""One logging setup for every service: --log-format json gives one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from faultproof.logs import setup_logging
+
+
+def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("DEBUG", "json")
+    logging.getLogger("faultproof.test").warning("ledger %s unreachable", "http://x")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    record = json.loads(line)
+    assert record["level"] == "WARNING" and record["logger"] == "faultproof.test"
+    assert record["message"] == "ledger http://x unreachable" and "time" in record
+    setup_logging("INFO", "text")
+    logging.getLogger("faultproof.test").debug("hidden")
+    logging.getLogger("faultproof.test").info("shown")
+    err = capsys.readouterr().err
+    assert "hidden" not in err and "INFO faultproof.test: shown" in err
+
+
+@pytest.mark.parametrize("command", [["ledger", "serve"], ["oracle", "run"], ["agent", "run"]])
+def test_every_service_takes_the_same_log_options(command: list[str]) -> None:
+    help_text = CliRunner().invoke(main, [*command, "--help"]).output
+    assert "--log-level" in help_text and "--log-format" in help_text
