@@ -18,8 +18,25 @@ FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class TransientDialNoise(logging.Filter):
+    """py-libp2p logs every failed dial as ERROR; a peer that is not up yet is redialled by our
+    gossip layer, which says once when a peer connects or is lost. So those records are DEBUG here:
+    shown at --log-level DEBUG, dropped otherwise (an ERROR line must mean something is wrong)."""
+
+    NOISE = ("Failed to open TCP stream", "failed to dial", "Failed to dial")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("libp2p") and record.levelno >= logging.WARNING and any(
+                n in record.getMessage() for n in self.NOISE):
+            if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TransientDialNoise())
     if fmt == "json":
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
                                            rename_fields={"asctime": "time", "levelname": "level",

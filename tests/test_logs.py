@@ -30,3 +30,15 @@ def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_service_takes_the_same_log_options(command: list[str]) -> None:
     help_text = CliRunner().invoke(main, [*command, "--help"]).output
     assert "--log-level" in help_text and "--log-format" in help_text
+
+
+def test_libp2p_dial_failures_are_not_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("INFO", "text")
+    noisy = logging.getLogger("libp2p.transport.tcp.tcp")
+    noisy.error("Failed to open TCP stream: all attempts to connect to 127.0.0.1:39111 failed")
+    noisy.error("something else broke")
+    err = capsys.readouterr().err
+    assert "39111" not in err and "ERROR libp2p.transport.tcp.tcp: something else broke" in err
+    setup_logging("DEBUG", "text")
+    noisy.error("Failed to open TCP stream: all attempts to connect to 127.0.0.1:39111 failed")
+    assert "DEBUG libp2p.transport.tcp.tcp: Failed to open TCP stream" in capsys.readouterr().err

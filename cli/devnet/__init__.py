@@ -13,7 +13,6 @@ started is stopped at the end, also on Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
@@ -60,14 +59,11 @@ def devnet(config_path: Path, oracles: int | None, threshold: int | None, device
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     run = DevnetRun(cfg, net_cfg, n, k, keep_running=keep_running)
     try:
-        summary = run.run()
+        summary = run.run(json_path)
     except KeyboardInterrupt:
         run.console.print("[yellow]interrupted: stopping every process[/yellow]")
         run.shutdown()
         sys.exit(130)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(summary, indent=1) + "\n")
     sys.exit(0 if summary["ok"] else 1)
 
 

@@ -46,7 +46,7 @@ class DevnetRun:
     def log(self, text: str) -> None:
         self.console.print(f"[dim]{time.monotonic() - self.progress.started:6.1f}s[/dim] {text}")
 
-    def run(self) -> dict[str, Any]:
+    def run(self, json_path: Path | None = None) -> dict[str, Any]:
         try:
             self.setup()
             before = self.balances()
@@ -56,6 +56,9 @@ class DevnetRun:
         except BaseException:
             self.shutdown()
             raise
+        if json_path is not None:  # before --keep-running waits, so the summary is there to read
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(summary, indent=1) + "\n")
         if self.keep_running:
             self.print_urls()
             try:
