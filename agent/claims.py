@@ -6,7 +6,7 @@ INVALID_STATE_TRANSITION, whoever asks:
     detected --proved--> proved --sent--> submitted --approved--> approved
         |                   |                 |                       |
         +--prove_failed--> failed             +--rejected--> rejected <+
-    any state that is not final --paid--> paid          (final: paid, rejected, failed)
+    any state but paid and failed --paid--> paid          (final: paid, rejected, failed)
 
 - detected: the window was found and written with the frames that completed it (agent.ingest).
 - proved:   the signed claim (proof included) is persisted. It is persisted BEFORE it is sent, so a
@@ -17,9 +17,10 @@ INVALID_STATE_TRANSITION, whoever asks:
             decided.
 - approved: an oracle reports a quorum certificate; paid follows when the ledger records it.
 - paid:     the agent's ledger replica holds the payout entry (the ledger is the source of truth).
-- rejected: oracles reached a definitive rejection (ledger-state Reject votes), or oracles refused
-            the claim's content (4xx) — a content refusal counts once two oracles agree, so one
-            faulty oracle cannot kill a claim.
+- rejected: n-k+1 distinct oracles answered `rejected` or refused the claim's content (4xx), so
+            no quorum certificate can form any more (or the ledger says it will never pay); one
+            oracle's word is never enough (design §12). A payout seen on the ledger later is still
+            recorded: rejected --paid--> paid.
 - failed:   it could not be proved (window no longer stored, circuit gone); never sent.
 
 `ClaimManager` owns the in-memory mirror of the claims table and the two loops (prove, follow).
@@ -33,7 +34,6 @@ claim whose signed bytes are not persisted.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import time
@@ -44,6 +44,15 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from agent.core import (  # noqa: F401 - the lifecycle's names are re-exported here for callers
+    FINAL,
+    TRANSITIONS,
+    ClaimEvent,
+    ClaimStatus,
+    follow_up,
+    rejection_quorum,
+    transition,
+)
 from agent.detect import Window
 from agent.ingest import IngestEngine
 from agent.metrics import AgentMetrics
@@ -58,48 +67,7 @@ log = logging.getLogger("faultproof.agent.claims")
 CLAIMS_TOPIC = "/faultproof/1/claims"
 
 
-class ClaimStatus(enum.StrEnum):
-    DETECTED = "detected"
-    PROVED = "proved"
-    SUBMITTED = "submitted"
-    APPROVED = "approved"
-    PAID = "paid"
-    REJECTED = "rejected"
-    FAILED = "failed"
-
-
-class ClaimEvent(enum.StrEnum):
-    PROVED = "proved"
-    PROVE_FAILED = "prove_failed"
-    SENT = "sent"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    PAID = "paid"
-
-
-S, E = ClaimStatus, ClaimEvent
-TRANSITIONS: dict[tuple[ClaimStatus, ClaimEvent], ClaimStatus] = {
-    (S.DETECTED, E.PROVED): S.PROVED,
-    (S.DETECTED, E.PROVE_FAILED): S.FAILED,
-    (S.PROVED, E.SENT): S.SUBMITTED,
-    (S.SUBMITTED, E.SENT): S.SUBMITTED,
-    (S.APPROVED, E.SENT): S.APPROVED,
-    (S.PROVED, E.APPROVED): S.APPROVED,
-    (S.SUBMITTED, E.APPROVED): S.APPROVED,
-    (S.PROVED, E.REJECTED): S.REJECTED,
-    (S.SUBMITTED, E.REJECTED): S.REJECTED,
-    (S.APPROVED, E.REJECTED): S.REJECTED,
-    **{(s, E.PAID): S.PAID for s in (S.DETECTED, S.PROVED, S.SUBMITTED, S.APPROVED)},
-}
-FINAL = frozenset({S.PAID, S.REJECTED, S.FAILED})
 assert {s.value for s in FINAL} == set(FINAL_STATUSES)
-
-
-def transition(status: ClaimStatus, event: ClaimEvent) -> ClaimStatus:
-    try:
-        return TRANSITIONS[(status, event)]
-    except KeyError:
-        raise FaultproofError(Reason.INVALID_STATE_TRANSITION, f"claim {status.value} cannot take {event.value}") from None
 
 
 @dataclass
@@ -127,7 +95,7 @@ class ClaimRecord:
     attempts: int = 0
     paid: int | None = None
     next_at: float = 0.0  # monotonic time of the next send/poll
-    refused_by: set[str] = field(default_factory=set)  # oracles that refused the content
+    rejected_by: dict[str, str | None] = field(default_factory=dict)  # oracle -> its reason (rejected or refused)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimRecord:
@@ -254,7 +222,9 @@ class ClaimManager:
                  circuits: Mapping[bytes, Any], blinding_keys: Mapping[bytes, bytes],
                  policy_params: Callable[[bytes], tuple[int, int, int, int, int, int] | None],
                  paid_amount: Callable[[bytes], int | None], sender: ClaimSender, metrics: AgentMetrics,
-                 config: ManagerConfig | None = None, clock: Callable[[], int] | None = None) -> None:
+                 config: ManagerConfig | None = None, clock: Callable[[], int] | None = None,
+                 oracle_set: Callable[[], tuple[int, int]] | None = None,
+                 ledger_rejection: Callable[[bytes], str | None] | None = None) -> None:
         self.engine = engine
         self.store_path = Path(store_path)
         self.agent = agent
@@ -263,6 +233,8 @@ class ClaimManager:
         self.blinding_keys = blinding_keys
         self.policy_params = policy_params  # policy_id -> (kind, T, K, lo, hi, G) from the ledger
         self.paid_amount = paid_amount  # claim_id -> amount paid on the ledger, or None
+        self.oracle_set = oracle_set or (lambda: (0, 0))  # (n, k) of the ledger's oracle set
+        self.ledger_rejection = ledger_rejection or (lambda cid: None)  # why the ledger never pays it
         self.sender = sender
         self.metrics = metrics
         self.config = config or ManagerConfig()
@@ -406,17 +378,37 @@ class ClaimManager:
                 pass
             self.wake.clear()
             for rec in list(self.records.values()):
-                if rec.status in FINAL:
-                    continue
+                if rec.status in FINAL and rec.status is not ClaimStatus.REJECTED:
+                    continue  # a rejected claim is still watched for a payout on the ledger
                 try:
                     await self._follow(rec)
                 except FaultproofError as e:
                     log.warning("claim %s follow-up: %s", rec.claim_id.hex()[:12], e)
 
+    def quorum(self) -> int:
+        n, k = self.oracle_set()
+        return rejection_quorum(n, k, self.config.content_refusals_to_reject)
+
+    async def _decide(self, rec: ClaimRecord, oracle_status: str | None = None) -> bool:
+        """Apply what `agent.core.follow_up` decides from what is known now; True if it moved."""
+        event = follow_up(rec.status, paid=self.paid_amount(rec.claim_id), rejecters=rec.rejected_by.keys(),
+                          quorum=self.quorum(), ledger_rejection=self.ledger_rejection(rec.claim_id),
+                          oracle_status=oracle_status)
+        if event is None:
+            return False
+        if event is ClaimEvent.PAID:
+            await self._apply(rec, event, paid=self.paid_amount(rec.claim_id))
+        elif event is ClaimEvent.REJECTED:
+            reason = self.ledger_rejection(rec.claim_id) or _reason_text(sorted(
+                {r for r in rec.rejected_by.values() if r}))
+            await self._apply(rec, event, reason=reason)
+        else:
+            await self._apply(rec, event)
+            self.wake.set()
+        return True
+
     async def _follow(self, rec: ClaimRecord) -> None:
-        paid = self.paid_amount(rec.claim_id)
-        if paid is not None:
-            await self._apply(rec, ClaimEvent.PAID, paid=paid)
+        if await self._decide(rec) or rec.status in FINAL:
             return
         if rec.status is ClaimStatus.DETECTED or rec.signed is None:
             return  # the prover has it
@@ -437,11 +429,11 @@ class ClaimManager:
             return
         status = body.get("status")
         if status == "rejected":
-            reasons = body.get("reasons") or body.get("reason")
-            await self._apply(rec, ClaimEvent.REJECTED, reason=_reason_text(reasons))
-        elif status in ("approved", "paid") and rec.status is ClaimStatus.SUBMITTED:
-            await self._apply(rec, ClaimEvent.APPROVED)
-            self.wake.set()
+            # One oracle's word: it counts toward the quorum of rejections, it decides nothing alone.
+            rec.rejected_by[url] = _reason_text(body.get("reasons") or body.get("reason"))
+        else:
+            rec.rejected_by.pop(url, None)  # it changed its mind (e.g. it was behind the ledger)
+        await self._decide(rec, status if isinstance(status, str) else None)
 
     async def _send(self, rec: ClaimRecord, *, first: bool, http_first: bool = False) -> None:
         assert rec.signed is not None
@@ -456,8 +448,7 @@ class ClaimManager:
                 else:
                     code = (body.get("error") or {}).get("code")
                     refused = self._content_refusal(rec, url, code)
-        if refused is not None and len(rec.refused_by) >= self.config.content_refusals_to_reject:
-            await self._apply(rec, ClaimEvent.REJECTED, reason=refused)
+        if refused is not None and await self._decide(rec):
             return
         if sent or rec.status is not ClaimStatus.PROVED:
             values: dict[str, Any] = {"attempts": rec.attempts + 1}
@@ -478,7 +469,7 @@ class ClaimManager:
                                         Reason.ALREADY_EXISTS):
             return None
         if reason.stage in (Stage.CONTENT, Stage.DECODE):
-            rec.refused_by.add(url)
+            rec.rejected_by[url] = reason.value
             return reason.value
         return None
 

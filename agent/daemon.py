@@ -142,7 +142,7 @@ class Agent:
             circuits=self.circuits, blinding_keys=self.keys, policy_params=self._policy_params,
             paid_amount=self._paid_amount, sender=self.sender, metrics=self.metrics,
             config=ManagerConfig(cc.follow_interval_s, cc.backoff_initial_s, cc.backoff_max_s,
-                                 cc.content_refusals_to_reject))
+                                 cc.content_refusals_to_reject), oracle_set=self._oracle_set)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
         if cfg.mqtt.enabled:
@@ -263,6 +263,11 @@ class Agent:
             return None
         t = p.terms
         return (t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms)
+
+    def _oracle_set(self) -> tuple[int, int]:
+        assert self.replica is not None and self.replica.state is not None
+        oset = self.replica.state.oracle_set
+        return len(oset.members), oset.threshold
 
     def _paid_amount(self, claim_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None

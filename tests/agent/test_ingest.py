@@ -109,10 +109,28 @@ def test_retention_keeps_open_claim_windows(tmp_path: Path) -> None:
     pol = {d.device_id: policy(d, TriggerParams.run(3000, 3))}
     e, found = engine(tmp_path / "a.db", [d], pol, retention_ms=HOUR, retention_interval_s=0.0)
     submit_all(e, [old])
-    submit_all(e, [[]])  # one more batch: retention runs with it
+    recent = Incoming.from_message(d.make(NOW - 1000))  # seq 30: frame time moves on by two hours
+    submit_all(e, [[recent]])  # retention runs with this batch
     e.stop()
     [w] = found
-    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(w.start_seq, w.end_seq + 1))
+    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == [*range(w.start_seq, w.end_seq + 1), 30]
+
+
+def test_retention_counts_from_frame_time_not_the_wall_clock(tmp_path: Path) -> None:
+    """Frames two hours behind the agent's clock but within the hour of each other stay: retention
+    counts from the newest frame's time (a replayed backlog, a clock jump delete nothing)."""
+    d = device(6)
+    old = [Incoming.from_message(m) for m in prebuilt_stream(d, 30, start_ts=NOW - 2 * HOUR, step_ms=1000)]
+    e, _ = engine(tmp_path / "a.db", [d], retention_ms=HOUR, retention_interval_s=0.0)
+    submit_all(e, [old])
+    submit_all(e, [[]])
+    e.stop()
+    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(30))
+    # After a restart the newest stored frame time is the retention clock again.
+    e, _ = engine(tmp_path / "a.db", [d], retention_ms=10_000, retention_interval_s=0.0)
+    submit_all(e, [[]])
+    e.stop()
+    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(19, 30))
 
 
 def test_undecodable_and_unknown_are_counted_not_stored(tmp_path: Path) -> None:
