@@ -94,6 +94,11 @@ def test_fast_decoder_never_accepts_what_core_refuses(batch: ReadingBatch, data:
 @given(st.binary(min_size=64, max_size=64), st.booleans())
 @settings(max_examples=30, deadline=None)
 def test_fast_signature_check_equals_identity_verify(junk: bytes, genuine: bool) -> None:
+    """The one verify path (faultproof.identity.verify, libsodium's open without a key object)
+    decides exactly as PyNaCl's VerifyKey does, and the frame check uses it."""
+    import nacl.exceptions
+    import nacl.signing
+
     from agent.frames import FRAME_TAG, _verify_frame
     from faultproof.identity import verify
 
@@ -101,7 +106,12 @@ def test_fast_signature_check_equals_identity_verify(junk: bytes, genuine: bool)
     f = Incoming.from_message(d.make(NOW))
     if not genuine:
         f = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, junk, f.enc_reading, f.body)
-    assert _verify_frame(f) == verify(FRAME_TAG, f.body, f.signature, f.device_id)
+    try:
+        nacl.signing.VerifyKey(f.device_id).verify(FRAME_TAG + f.body, f.signature)
+        reference = True
+    except nacl.exceptions.BadSignatureError:
+        reference = False
+    assert _verify_frame(f) == verify(FRAME_TAG, f.body, f.signature, f.device_id) == reference
     assert _verify_frame(f) or not genuine
 
 
