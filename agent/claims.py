@@ -61,6 +61,7 @@ from faultproof import chain
 from faultproof.errors import FaultproofError, Reason, Stage
 from faultproof.identity import Identity
 from faultproof.messages import Claim, Frame, SignedClaim, SignedFrame
+from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent.claims")
 
@@ -220,7 +221,7 @@ class ManagerConfig:
 class ClaimManager:
     def __init__(self, *, engine: IngestEngine, store_path: str | Path, agent: Identity, prover: Prover,
                  circuits: Mapping[bytes, Any], blinding_keys: Mapping[bytes, bytes],
-                 policy_params: Callable[[bytes], tuple[int, int, int, int, int, int] | None],
+                 policy_params: Callable[[bytes], TriggerParams | None],
                  paid_amount: Callable[[bytes], int | None], sender: ClaimSender, metrics: AgentMetrics,
                  config: ManagerConfig | None = None, clock: Callable[[], int] | None = None,
                  oracle_set: Callable[[], tuple[int, int]] | None = None,
@@ -231,7 +232,7 @@ class ClaimManager:
         self.prover = prover
         self.circuits = circuits  # circuit_id -> BuiltCircuit
         self.blinding_keys = blinding_keys
-        self.policy_params = policy_params  # policy_id -> (kind, T, K, lo, hi, G) from the ledger
+        self.policy_params = policy_params  # policy_id -> its trigger on the ledger
         self.paid_amount = paid_amount  # claim_id -> amount paid on the ledger, or None
         self.oracle_set = oracle_set or (lambda: (0, 0))  # (n, k) of the ledger's oracle set
         self.ledger_rejection = ledger_rejection or (lambda cid: None)  # why the ledger never pays it
@@ -333,7 +334,6 @@ class ClaimManager:
         rec.next_at = 0.0  # send at once
 
     async def _make_claim(self, rec: ClaimRecord) -> tuple[SignedClaim, float]:
-        from faultproof.zk.params import TriggerParams
         from faultproof.zk.statement import Witness
 
         built = self.circuits.get(rec.circuit_id)
@@ -354,7 +354,7 @@ class ClaimManager:
         blindings = await asyncio.to_thread(lambda: [chain.blinding_value(key, r.seq) for r in readings])
         witness = Witness.build(readings=[r.reading for r in readings], timestamps=[r.ts for r in readings],
                                 blindings=blindings, c_start=int.from_bytes(rows[0].chain, "big"),
-                                t_start=rows[0].ts, params=TriggerParams(*params), n=n)
+                                t_start=rows[0].ts, params=params, n=n)
         if chain.chain_to_bytes(witness.public.c_end) != rows[-1].chain:
             raise FaultproofError(Reason.CHAIN_BROKEN, "the stored window does not chain to its end frame")
         started = time.perf_counter()

@@ -33,7 +33,7 @@ from aiohttp import web
 from agent.api import make_app
 from agent.claims import CLAIMS_TOPIC, ClaimManager, ClaimSender, ManagerConfig
 from agent.config import AgentConfig
-from agent.detect import Window
+from agent.detect import Window, trigger_params
 from agent.ingest import EngineConfig, IngestEngine
 from agent.ledger_link import LedgerReplica, snapshot, unprovable_policies
 from agent.metrics import AgentMetrics
@@ -42,6 +42,7 @@ from agent.provision import load_blinding_key
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import SignedClaim, circuit_id
+from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent")
 BLIND_FILE = re.compile(r"^([0-9a-f]{64})\.blind$")
@@ -256,13 +257,10 @@ class Agent:
         if self.manager is not None:
             self.manager.on_detected(windows)
 
-    def _policy_params(self, policy_id: bytes) -> tuple[int, int, int, int, int, int] | None:
+    def _policy_params(self, policy_id: bytes) -> TriggerParams | None:
         assert self.replica is not None and self.replica.state is not None
         p = self.replica.state.policy(policy_id)
-        if p is None:
-            return None
-        t = p.terms
-        return (t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms)
+        return None if p is None else trigger_params(p.terms)
 
     def _oracle_set(self) -> tuple[int, int]:
         assert self.replica is not None and self.replica.state is not None
