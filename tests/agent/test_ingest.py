@@ -157,3 +157,33 @@ async def test_simulator_feeds_an_engine_in_process(tmp_path: Path) -> None:
     e.stop()
     for d in devs:
         assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(40))
+
+
+def test_provisional_frame_alternatives_survive_a_restart_and_the_genuine_reading_wins(tmp_path: Path) -> None:
+    """Issue 13 item 6 through the engine and its store: a false copy of seq 6 arrives first, the
+    genuine one second (kept as an alternative, durably); after a restart the late seq 5 links
+    the genuine reading, which replaces the stored one; nothing of the false copy remains."""
+    from agent.store import load_window
+
+    d = device(7)
+    frames = [Incoming.from_message(m) for m in prebuilt_stream(d, 10, start_ts=NOW - 10_000, step_ms=10)]
+    g = frames[6]
+    false = Incoming(g.device_id, g.epoch, g.seq, g.ts, g.chain, g.signature, g.enc_reading + 4321, g.body)
+    e, _ = engine(tmp_path / "a.db", [d])
+    r = submit_all(e, [frames[:5], [false], [g], frames[7:]])
+    e.stop()
+    assert [v.accepted for res in r for v in res.verdicts] == [True] * 10
+    assert r[2].verdicts[0].alternative
+
+    e, _ = engine(tmp_path / "a.db", [d])
+    [late] = submit_all(e, [[frames[5]]])
+    [again] = submit_all(e, [[false]])
+    e.stop()
+    v = late.verdicts[0]
+    assert v.accepted and v.relinked == 6 and v.relinked_reading == g.reading
+    assert again.verdicts[0].reason is Reason.REPLAYED_FRAME
+    rows = load_window(tmp_path / "a.db", d.device_id, 0, 0, 9)
+    assert [(r.seq, r.reading, r.linked) for r in rows] == [(f.seq, f.reading, True) for f in frames]
+    store = Store(tmp_path / "a.db")
+    assert store.conn.execute("SELECT COUNT(*) FROM frame_alts").fetchone()[0] == 0
+    store.close()
