@@ -225,7 +225,7 @@ class ClaimManager:
                  paid_amount: Callable[[bytes], int | None], sender: ClaimSender, metrics: AgentMetrics,
                  config: ManagerConfig | None = None, clock: Callable[[], int] | None = None,
                  oracle_set: Callable[[], tuple[int, int]] | None = None,
-                 ledger_rejection: Callable[[bytes], str | None] | None = None) -> None:
+                 ledger_rejection: Callable[[ClaimRecord], str | None] | None = None) -> None:
         self.engine = engine
         self.store_path = Path(store_path)
         self.agent = agent
@@ -235,7 +235,7 @@ class ClaimManager:
         self.policy_params = policy_params  # policy_id -> its trigger on the ledger
         self.paid_amount = paid_amount  # claim_id -> amount paid on the ledger, or None
         self.oracle_set = oracle_set or (lambda: (0, 0))  # (n, k) of the ledger's oracle set
-        self.ledger_rejection = ledger_rejection or (lambda cid: None)  # why the ledger never pays it
+        self.ledger_rejection = ledger_rejection or (lambda rec: None)  # why the ledger never pays it
         self.sender = sender
         self.metrics = metrics
         self.config = config or ManagerConfig()
@@ -392,14 +392,14 @@ class ClaimManager:
     async def _decide(self, rec: ClaimRecord, oracle_status: str | None = None) -> bool:
         """Apply what `agent.core.follow_up` decides from what is known now; True if it moved."""
         event = follow_up(rec.status, paid=self.paid_amount(rec.claim_id), rejecters=rec.rejected_by.keys(),
-                          quorum=self.quorum(), ledger_rejection=self.ledger_rejection(rec.claim_id),
+                          quorum=self.quorum(), ledger_rejection=self.ledger_rejection(rec),
                           oracle_status=oracle_status)
         if event is None:
             return False
         if event is ClaimEvent.PAID:
             await self._apply(rec, event, paid=self.paid_amount(rec.claim_id))
         elif event is ClaimEvent.REJECTED:
-            reason = self.ledger_rejection(rec.claim_id) or _reason_text(sorted(
+            reason = self.ledger_rejection(rec) or _reason_text(sorted(
                 {r for r in rec.rejected_by.values() if r}))
             await self._apply(rec, event, reason=reason)
         else:

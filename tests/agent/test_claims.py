@@ -113,3 +113,13 @@ async def test_one_oracle_reject_is_not_final_in_the_manager(tmp_path: Path) -> 
         assert _stored_status(path) == "paid"
     finally:
         await asyncio.to_thread(engine.stop)
+
+
+def test_the_ledger_rejects_only_on_facts_that_cannot_change_back() -> None:
+    from agent.core import ledger_rejection
+
+    base = {"end_ts": NOW, "claim_window_ms": 1000, "period_paid": False, "overlaps_paid": False}
+    assert ledger_rejection(ledger_time_ms=NOW + 1000, **base) is None  # still inside the claim window
+    assert ledger_rejection(ledger_time_ms=NOW + 1001, **base) == "claim_window_closed"
+    assert ledger_rejection(ledger_time_ms=NOW, **{**base, "period_paid": True}) == "period_limit"
+    assert ledger_rejection(ledger_time_ms=NOW, **{**base, "overlaps_paid": True}) == "window_overlap"
