@@ -391,8 +391,9 @@ class ClaimManager:
 
     async def _decide(self, rec: ClaimRecord, oracle_status: str | None = None) -> bool:
         """Apply what `agent.core.follow_up` decides from what is known now; True if it moved."""
+        final = rec.status in FINAL  # only a payout can still follow: no need to ask the ledger why not
         event = follow_up(rec.status, paid=self.paid_amount(rec.claim_id), rejecters=rec.rejected_by.keys(),
-                          quorum=self.quorum(), ledger_rejection=self.ledger_rejection(rec),
+                          quorum=self.quorum(), ledger_rejection=None if final else self.ledger_rejection(rec),
                           oracle_status=oracle_status)
         if event is None:
             return False
