@@ -49,6 +49,8 @@ from agent.core import (  # noqa: F401 - the lifecycle's names are re-exported h
     TRANSITIONS,
     ClaimEvent,
     ClaimStatus,
+    backoff_s,
+    content_refusal,
     follow_up,
     rejection_quorum,
     transition,
@@ -58,7 +60,7 @@ from agent.ingest import IngestEngine
 from agent.metrics import AgentMetrics
 from agent.store import FINAL_STATUSES, FrameRow, load_window
 from faultproof import chain
-from faultproof.errors import FaultproofError, Reason, Stage
+from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import Claim, Frame, SignedClaim, SignedFrame
 from faultproof.zk.params import TriggerParams
@@ -416,7 +418,7 @@ class ClaimManager:
         now = time.monotonic()
         if now < rec.next_at:
             return
-        rec.next_at = now + min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** min(rec.attempts, 10))
+        rec.next_at = now + backoff_s(rec.attempts, self.config.backoff_initial_s, self.config.backoff_max_s)
         if rec.status is ClaimStatus.PROVED:
             await self._send(rec, first=True)
             return
@@ -462,17 +464,11 @@ class ClaimManager:
                 rec.attempts += 1
 
     def _content_refusal(self, rec: ClaimRecord, url: str, code: str | None) -> str | None:
-        try:
-            reason = Reason(code) if code else None
-        except ValueError:
+        reason = content_refusal(code)
+        if reason is None:
             return None
-        if reason is None or reason in (Reason.RATE_LIMITED, Reason.UNAVAILABLE, Reason.DUPLICATE,
-                                        Reason.ALREADY_EXISTS):
-            return None
-        if reason.stage in (Stage.CONTENT, Stage.DECODE):
-            rec.rejected_by[url] = reason.value
-            return reason.value
-        return None
+        rec.rejected_by[url] = reason.value  # that oracle's rejection: one vote toward the quorum
+        return reason.value
 
 
 def _reason_text(value: Any) -> str | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from agent.detect import Detector, PolicyTerms, Window
 from agent.frames import DeviceRecord, FrameChecker, Incoming, StoredLookup, Verdict
-from faultproof.errors import FaultproofError, Reason
+from faultproof.errors import FaultproofError, Reason, Stage
 
 log = logging.getLogger("faultproof.agent.core")
 
@@ -105,6 +105,24 @@ def follow_up(status: ClaimStatus, *, paid: int | None, rejecters: Collection[st
     if oracle_status in ("approved", "paid") and status is ClaimStatus.SUBMITTED:
         return ClaimEvent.APPROVED
     return None
+
+
+def content_refusal(code: object) -> Reason | None:
+    """An oracle's 4xx error code -> the reason if it refused the claim's content (it counts as
+    that oracle's rejection), or None for refusals that say nothing about the claim (rate limits,
+    unavailability, duplicates) and for codes this agent does not know."""
+    try:
+        reason = Reason(code) if isinstance(code, str) and code else None
+    except ValueError:
+        return None
+    if reason is None or reason in (Reason.RATE_LIMITED, Reason.UNAVAILABLE, Reason.DUPLICATE, Reason.ALREADY_EXISTS):
+        return None
+    return reason if reason.stage in (Stage.CONTENT, Stage.DECODE) else None
+
+
+def backoff_s(attempts: int, initial_s: float, max_s: float) -> float:
+    """Seconds until a claim is resent or polled again: doubling per attempt, capped."""
+    return min(max_s, initial_s * 2 ** min(attempts, 10))
 
 
 def ledger_rejection(*, end_ts: int, claim_window_ms: int, ledger_time_ms: int, period_paid: bool,

@@ -123,3 +123,15 @@ def test_the_ledger_rejects_only_on_facts_that_cannot_change_back() -> None:
     assert ledger_rejection(ledger_time_ms=NOW + 1001, **base) == "claim_window_closed"
     assert ledger_rejection(ledger_time_ms=NOW, **{**base, "period_paid": True}) == "period_limit"
     assert ledger_rejection(ledger_time_ms=NOW, **{**base, "overlaps_paid": True}) == "window_overlap"
+
+
+def test_which_oracle_refusals_count_as_rejections() -> None:
+    from agent.core import backoff_s, content_refusal
+    from faultproof.errors import Reason
+
+    assert content_refusal("bad_proof") is Reason.BAD_PROOF  # content: that oracle's rejection
+    assert content_refusal("malformed") is Reason.MALFORMED  # decode: the bytes are wrong
+    for code in ("rate_limited", "unavailable", "duplicate", "already_exists", "claim_window_closed",
+                 "no_such_code", None, 7):
+        assert content_refusal(code) is None, code  # says nothing about the claim's content
+    assert [backoff_s(a, 1.0, 30.0) for a in (0, 1, 4, 5, 99)] == [1.0, 2.0, 16.0, 30.0, 30.0]
