@@ -37,7 +37,9 @@ from faultproof.errors import FaultproofError, Reason
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[[web.Request, Any, int], web.StreamResponse]
 
-IDLE_TIMEOUT_S = 15.0  # request head (and keep-alive idle) deadline
+# Request head (and keep-alive idle) deadline. Longer than aiohttp's client keep-alive (15 s), so
+# a client never reuses a pooled connection the server is closing at that very moment.
+IDLE_TIMEOUT_S = 20.0
 BODY_TIMEOUT_S = 30.0  # the whole body, once the head is in
 LINGER_S = 1.0  # after an early answer, how long unread body bytes are drained before closing
 
