@@ -21,6 +21,7 @@ import enum
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.detect import Detector, PolicyTerms, Window
 from agent.frames import DeviceRecord, FrameChecker, Incoming, StoredLookup, Verdict
@@ -192,17 +193,15 @@ class IngestCore:
         self.newest_ts: int | None = None  # the newest accepted frame's time (retention's clock)
 
     # -- claims --
-    def load_claims(self, rows: Iterable[Mapping[str, object]], final_statuses: Collection[str]) -> None:
+    def load_claims(self, rows: Iterable[Mapping[str, Any]], final_statuses: Collection[str]) -> None:
+        """The stored claims (at start-up): every one excludes its window and period from
+        detection; the ones not final keep their frames from retention."""
         for row in rows:
-            pid = row["policy_id"]
-            assert isinstance(pid, bytes)
-            self.claimed.setdefault(pid, []).append(
-                ClaimedWindow(int(row["start_ts"]), int(row["end_ts"]), int(row["period"])))  # type: ignore[call-overload]
+            self.claimed.setdefault(bytes(row["policy_id"]), []).append(
+                ClaimedWindow(row["start_ts"], row["end_ts"], row["period"]))
             if row["status"] not in final_statuses:
-                cid, dev = row["claim_id"], row["device_id"]
-                assert isinstance(cid, bytes) and isinstance(dev, bytes)
-                self.open_claims[cid] = OpenClaim(dev, int(row["epoch"]), int(row["start_seq"]),  # type: ignore[call-overload]
-                                                  int(row["end_seq"]))  # type: ignore[call-overload]
+                self.open_claims[bytes(row["claim_id"])] = OpenClaim(bytes(row["device_id"]), row["epoch"],
+                                                                     row["start_seq"], row["end_seq"])
 
     def note_stored(self, newest_ts: int | None) -> None:
         """The newest frame time already in the store (at start-up)."""

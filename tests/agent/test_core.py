@@ -38,3 +38,23 @@ def test_the_scan_sees_what_it_must_refuse(tmp_path: Path) -> None:
     p = tmp_path / "m.py"
     p.write_text("import time\nfrom asyncio import sleep\nfrom agent.store import Store\nimport json\n")
     assert sorted(m for m in imported(p) if forbidden(m)) == ["agent.store", "asyncio", "time"]
+
+
+def test_ingest_core_bookkeeping_is_values_in_decisions_out() -> None:
+    """Claimed windows and open claims from stored rows; the retention cutoff from frame time."""
+    from agent.core import ClaimedWindow, IngestCore, LedgerSnapshot
+
+    core = IngestCore(max_skew_ms=5000, reorder_window=64)
+    row = {"claim_id": b"c" * 32, "policy_id": b"p" * 32, "device_id": b"d" * 32, "epoch": 0, "start_seq": 3,
+           "end_seq": 7, "start_ts": 100, "end_ts": 200, "period": 1, "status": "submitted"}
+    core.load_claims([row, {**row, "claim_id": b"e" * 32, "status": "paid", "start_ts": 300, "end_ts": 400}],
+                     ("paid", "rejected", "failed"))
+    assert core.claimed[b"p" * 32] == [ClaimedWindow(100, 200, 1), ClaimedWindow(300, 400, 1)]
+    assert core.kept_windows() == [(b"d" * 32, 0, 3, 7)]  # the paid claim's frames may go
+    assert core.retention_cutoff(1000) is None  # no frame yet: nothing to count from
+    core.note_stored(50_000)
+    core.note_stored(40_000)  # older: the newest frame time stays
+    assert core.retention_cutoff(1000) == 49_000 and core.retention_cutoff(None) is None
+    core.claim_decided(b"c" * 32)
+    assert core.kept_windows() == []
+    assert core.apply_snapshot(LedgerSnapshot()) == [] and core.install_detectors(LedgerSnapshot()) == set()
