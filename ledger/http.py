@@ -27,7 +27,6 @@ from prometheus_client import generate_latest
 from faultproof import strictjson
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import application
-from faultproof.httperrors import errors_middleware as _errors_middleware
 from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
 from ledger.service import Accepted, LedgerService
 from ledger.views import agent_json, circuit_json, device_json, oracles_json, policy_json
@@ -42,9 +41,6 @@ SERVICE: web.AppKey[LedgerService] = web.AppKey("service", LedgerService)
 LIMITS: web.AppKey[dict[str, Any]] = web.AppKey("limits", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-errors_middleware = _errors_middleware(log)
 
 
 # --------------------------------------------------------------------------- input helpers

@@ -27,7 +27,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from faultproof import strictjson
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import application
-from faultproof.httperrors import errors_middleware as _errors_middleware
 from oracle.pipeline import decode_claim
 from oracle.store import CLAIM_STATUSES
 
@@ -56,9 +55,6 @@ def respond(request: web.Request, obj: Any, status: int = 200) -> web.Response:
 def error(request: web.Request, reason: Reason, message: str = "") -> web.Response:
     err = FaultproofError(reason, message)
     return respond(request, err.to_json(), status=reason.http_status)
-
-
-errors_middleware = _errors_middleware(log, respond)
 
 
 def _node(request: web.Request) -> OracleNode:
