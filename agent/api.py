@@ -17,7 +17,6 @@ file must never let a traceback reach a client: every failure is an error object
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -27,8 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api_doc import ROUTES as API_ROUTES
 from agent.frames import Undecodable, parse_json, parse_wire
-from faultproof.errors import FaultproofError, Reason
-from faultproof.httperrors import errors_middleware as _errors_middleware
+from faultproof import strictjson
+from faultproof.errors import DecodeError, FaultproofError, Reason
+from faultproof.httperrors import application
 from faultproof.openapi import install as install_openapi
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ MSGPACK = "application/msgpack"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-errors_middleware = _errors_middleware(log)
 
 
 async def post_frames(request: web.Request) -> web.Response:
@@ -53,9 +52,9 @@ async def post_frames(request: web.Request) -> web.Response:
         frames = parse_wire(body)
     elif ctype == JSON:
         try:
-            obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting too
-            frames = Undecodable(Reason.MALFORMED, "body is not JSON")
+            obj = strictjson.loads(body)
+        except DecodeError as e:
+            frames = Undecodable(e.reason, e.message)
         else:
             frames = parse_json(obj)
     else:
@@ -117,7 +116,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def make_app(agent: Agent, max_body_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_middleware])
+    app = application(log, max_body_bytes=max_body_bytes)  # error shape and input hygiene (faultproof.httperrors)
     app[AGENT_KEY] = agent
     app.router.add_post("/v1/frames", post_frames)
     app.router.add_get("/v1/status", get_status)

@@ -6,7 +6,7 @@ INVALID_STATE_TRANSITION, whoever asks:
     detected --proved--> proved --sent--> submitted --approved--> approved
         |                   |                 |                       |
         +--prove_failed--> failed             +--rejected--> rejected <+
-    any state that is not final --paid--> paid          (final: paid, rejected, failed)
+    any state but paid and failed --paid--> paid          (final: paid, rejected, failed)
 
 - detected: the window was found and written with the frames that completed it (agent.ingest).
 - proved:   the signed claim (proof included) is persisted. It is persisted BEFORE it is sent, so a
@@ -17,9 +17,10 @@ INVALID_STATE_TRANSITION, whoever asks:
             decided.
 - approved: an oracle reports a quorum certificate; paid follows when the ledger records it.
 - paid:     the agent's ledger replica holds the payout entry (the ledger is the source of truth).
-- rejected: oracles reached a definitive rejection (ledger-state Reject votes), or oracles refused
-            the claim's content (4xx) — a content refusal counts once two oracles agree, so one
-            faulty oracle cannot kill a claim.
+- rejected: n-k+1 distinct oracles answered `rejected` or refused the claim's content (4xx), so
+            no quorum certificate can form any more (or the ledger says it will never pay); one
+            oracle's word is never enough (design §12). A payout seen on the ledger later is still
+            recorded: rejected --paid--> paid.
 - failed:   it could not be proved (window no longer stored, circuit gone); never sent.
 
 `ClaimManager` owns the in-memory mirror of the claims table and the two loops (prove, follow).
@@ -33,7 +34,6 @@ claim whose signed bytes are not persisted.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import time
@@ -44,62 +44,33 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from agent.core import (  # noqa: F401 - the lifecycle's names are re-exported here for callers
+    FINAL,
+    TRANSITIONS,
+    ClaimEvent,
+    ClaimStatus,
+    backoff_s,
+    content_refusal,
+    follow_up,
+    rejection_quorum,
+    transition,
+)
 from agent.detect import Window
 from agent.ingest import IngestEngine
 from agent.metrics import AgentMetrics
 from agent.store import FINAL_STATUSES, FrameRow, load_window
 from faultproof import chain
-from faultproof.errors import FaultproofError, Reason, Stage
+from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import Claim, Frame, SignedClaim, SignedFrame
+from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent.claims")
 
 CLAIMS_TOPIC = "/faultproof/1/claims"
 
 
-class ClaimStatus(enum.StrEnum):
-    DETECTED = "detected"
-    PROVED = "proved"
-    SUBMITTED = "submitted"
-    APPROVED = "approved"
-    PAID = "paid"
-    REJECTED = "rejected"
-    FAILED = "failed"
-
-
-class ClaimEvent(enum.StrEnum):
-    PROVED = "proved"
-    PROVE_FAILED = "prove_failed"
-    SENT = "sent"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    PAID = "paid"
-
-
-S, E = ClaimStatus, ClaimEvent
-TRANSITIONS: dict[tuple[ClaimStatus, ClaimEvent], ClaimStatus] = {
-    (S.DETECTED, E.PROVED): S.PROVED,
-    (S.DETECTED, E.PROVE_FAILED): S.FAILED,
-    (S.PROVED, E.SENT): S.SUBMITTED,
-    (S.SUBMITTED, E.SENT): S.SUBMITTED,
-    (S.APPROVED, E.SENT): S.APPROVED,
-    (S.PROVED, E.APPROVED): S.APPROVED,
-    (S.SUBMITTED, E.APPROVED): S.APPROVED,
-    (S.PROVED, E.REJECTED): S.REJECTED,
-    (S.SUBMITTED, E.REJECTED): S.REJECTED,
-    (S.APPROVED, E.REJECTED): S.REJECTED,
-    **{(s, E.PAID): S.PAID for s in (S.DETECTED, S.PROVED, S.SUBMITTED, S.APPROVED)},
-}
-FINAL = frozenset({S.PAID, S.REJECTED, S.FAILED})
 assert {s.value for s in FINAL} == set(FINAL_STATUSES)
-
-
-def transition(status: ClaimStatus, event: ClaimEvent) -> ClaimStatus:
-    try:
-        return TRANSITIONS[(status, event)]
-    except KeyError:
-        raise FaultproofError(Reason.INVALID_STATE_TRANSITION, f"claim {status.value} cannot take {event.value}") from None
 
 
 @dataclass
@@ -127,7 +98,7 @@ class ClaimRecord:
     attempts: int = 0
     paid: int | None = None
     next_at: float = 0.0  # monotonic time of the next send/poll
-    refused_by: set[str] = field(default_factory=set)  # oracles that refused the content
+    rejected_by: dict[str, str | None] = field(default_factory=dict)  # oracle -> its reason (rejected or refused)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimRecord:
@@ -252,17 +223,21 @@ class ManagerConfig:
 class ClaimManager:
     def __init__(self, *, engine: IngestEngine, store_path: str | Path, agent: Identity, prover: Prover,
                  circuits: Mapping[bytes, Any], blinding_keys: Mapping[bytes, bytes],
-                 policy_params: Callable[[bytes], tuple[int, int, int, int, int, int] | None],
+                 policy_params: Callable[[bytes], TriggerParams | None],
                  paid_amount: Callable[[bytes], int | None], sender: ClaimSender, metrics: AgentMetrics,
-                 config: ManagerConfig | None = None, clock: Callable[[], int] | None = None) -> None:
+                 config: ManagerConfig | None = None, clock: Callable[[], int] | None = None,
+                 oracle_set: Callable[[], tuple[int, int]] | None = None,
+                 ledger_rejection: Callable[[ClaimRecord], str | None] | None = None) -> None:
         self.engine = engine
         self.store_path = Path(store_path)
         self.agent = agent
         self.prover = prover
         self.circuits = circuits  # circuit_id -> BuiltCircuit
         self.blinding_keys = blinding_keys
-        self.policy_params = policy_params  # policy_id -> (kind, T, K, lo, hi, G) from the ledger
+        self.policy_params = policy_params  # policy_id -> its trigger on the ledger
         self.paid_amount = paid_amount  # claim_id -> amount paid on the ledger, or None
+        self.oracle_set = oracle_set or (lambda: (0, 0))  # (n, k) of the ledger's oracle set
+        self.ledger_rejection = ledger_rejection or (lambda rec: None)  # why the ledger never pays it
         self.sender = sender
         self.metrics = metrics
         self.config = config or ManagerConfig()
@@ -361,7 +336,6 @@ class ClaimManager:
         rec.next_at = 0.0  # send at once
 
     async def _make_claim(self, rec: ClaimRecord) -> tuple[SignedClaim, float]:
-        from faultproof.zk.params import TriggerParams
         from faultproof.zk.statement import Witness
 
         built = self.circuits.get(rec.circuit_id)
@@ -382,7 +356,7 @@ class ClaimManager:
         blindings = await asyncio.to_thread(lambda: [chain.blinding_value(key, r.seq) for r in readings])
         witness = Witness.build(readings=[r.reading for r in readings], timestamps=[r.ts for r in readings],
                                 blindings=blindings, c_start=int.from_bytes(rows[0].chain, "big"),
-                                t_start=rows[0].ts, params=TriggerParams(*params), n=n)
+                                t_start=rows[0].ts, params=params, n=n)
         if chain.chain_to_bytes(witness.public.c_end) != rows[-1].chain:
             raise FaultproofError(Reason.CHAIN_BROKEN, "the stored window does not chain to its end frame")
         started = time.perf_counter()
@@ -406,24 +380,45 @@ class ClaimManager:
                 pass
             self.wake.clear()
             for rec in list(self.records.values()):
-                if rec.status in FINAL:
-                    continue
+                if rec.status in FINAL and rec.status is not ClaimStatus.REJECTED:
+                    continue  # a rejected claim is still watched for a payout on the ledger
                 try:
                     await self._follow(rec)
                 except FaultproofError as e:
                     log.warning("claim %s follow-up: %s", rec.claim_id.hex()[:12], e)
 
+    def quorum(self) -> int:
+        n, k = self.oracle_set()
+        return rejection_quorum(n, k, self.config.content_refusals_to_reject)
+
+    async def _decide(self, rec: ClaimRecord, oracle_status: str | None = None) -> bool:
+        """Apply what `agent.core.follow_up` decides from what is known now; True if it moved."""
+        final = rec.status in FINAL  # only a payout can still follow: no need to ask the ledger why not
+        event = follow_up(rec.status, paid=self.paid_amount(rec.claim_id), rejecters=rec.rejected_by.keys(),
+                          quorum=self.quorum(), ledger_rejection=None if final else self.ledger_rejection(rec),
+                          oracle_status=oracle_status)
+        if event is None:
+            return False
+        if event is ClaimEvent.PAID:
+            await self._apply(rec, event, paid=self.paid_amount(rec.claim_id))
+        elif event is ClaimEvent.REJECTED:
+            reason = self.ledger_rejection(rec) or _reason_text(sorted(
+                {r for r in rec.rejected_by.values() if r}))
+            await self._apply(rec, event, reason=reason)
+        else:
+            await self._apply(rec, event)
+            self.wake.set()
+        return True
+
     async def _follow(self, rec: ClaimRecord) -> None:
-        paid = self.paid_amount(rec.claim_id)
-        if paid is not None:
-            await self._apply(rec, ClaimEvent.PAID, paid=paid)
+        if await self._decide(rec) or rec.status in FINAL:
             return
         if rec.status is ClaimStatus.DETECTED or rec.signed is None:
             return  # the prover has it
         now = time.monotonic()
         if now < rec.next_at:
             return
-        rec.next_at = now + min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** min(rec.attempts, 10))
+        rec.next_at = now + backoff_s(rec.attempts, self.config.backoff_initial_s, self.config.backoff_max_s)
         if rec.status is ClaimStatus.PROVED:
             await self._send(rec, first=True)
             return
@@ -437,11 +432,11 @@ class ClaimManager:
             return
         status = body.get("status")
         if status == "rejected":
-            reasons = body.get("reasons") or body.get("reason")
-            await self._apply(rec, ClaimEvent.REJECTED, reason=_reason_text(reasons))
-        elif status in ("approved", "paid") and rec.status is ClaimStatus.SUBMITTED:
-            await self._apply(rec, ClaimEvent.APPROVED)
-            self.wake.set()
+            # One oracle's word: it counts toward the quorum of rejections, it decides nothing alone.
+            rec.rejected_by[url] = _reason_text(body.get("reasons") or body.get("reason"))
+        else:
+            rec.rejected_by.pop(url, None)  # it changed its mind (e.g. it was behind the ledger)
+        await self._decide(rec, status if isinstance(status, str) else None)
 
     async def _send(self, rec: ClaimRecord, *, first: bool, http_first: bool = False) -> None:
         assert rec.signed is not None
@@ -456,8 +451,7 @@ class ClaimManager:
                 else:
                     code = (body.get("error") or {}).get("code")
                     refused = self._content_refusal(rec, url, code)
-        if refused is not None and len(rec.refused_by) >= self.config.content_refusals_to_reject:
-            await self._apply(rec, ClaimEvent.REJECTED, reason=refused)
+        if refused is not None and await self._decide(rec):
             return
         if sent or rec.status is not ClaimStatus.PROVED:
             values: dict[str, Any] = {"attempts": rec.attempts + 1}
@@ -470,17 +464,11 @@ class ClaimManager:
                 rec.attempts += 1
 
     def _content_refusal(self, rec: ClaimRecord, url: str, code: str | None) -> str | None:
-        try:
-            reason = Reason(code) if code else None
-        except ValueError:
+        reason = content_refusal(code)
+        if reason is None:
             return None
-        if reason is None or reason in (Reason.RATE_LIMITED, Reason.UNAVAILABLE, Reason.DUPLICATE,
-                                        Reason.ALREADY_EXISTS):
-            return None
-        if reason.stage in (Stage.CONTENT, Stage.DECODE):
-            rec.refused_by.add(url)
-            return reason.value
-        return None
+        rec.rejected_by[url] = reason.value  # that oracle's rejection: one vote toward the quorum
+        return reason.value
 
 
 def _reason_text(value: Any) -> str | None:

@@ -31,9 +31,10 @@ from typing import Any
 from aiohttp import web
 
 from agent.api import make_app
-from agent.claims import CLAIMS_TOPIC, ClaimManager, ClaimSender, ManagerConfig
+from agent.claims import CLAIMS_TOPIC, ClaimManager, ClaimRecord, ClaimSender, ManagerConfig
 from agent.config import AgentConfig
-from agent.detect import Window
+from agent.core import ledger_rejection
+from agent.detect import Window, trigger_params
 from agent.ingest import EngineConfig, IngestEngine
 from agent.ledger_link import LedgerReplica, snapshot, unprovable_policies
 from agent.metrics import AgentMetrics
@@ -42,6 +43,7 @@ from agent.provision import load_blinding_key
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import SignedClaim, circuit_id
+from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent")
 BLIND_FILE = re.compile(r"^([0-9a-f]{64})\.blind$")
@@ -142,7 +144,8 @@ class Agent:
             circuits=self.circuits, blinding_keys=self.keys, policy_params=self._policy_params,
             paid_amount=self._paid_amount, sender=self.sender, metrics=self.metrics,
             config=ManagerConfig(cc.follow_interval_s, cc.backoff_initial_s, cc.backoff_max_s,
-                                 cc.content_refusals_to_reject))
+                                 cc.content_refusals_to_reject), oracle_set=self._oracle_set,
+            ledger_rejection=self._ledger_rejection)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
         if cfg.mqtt.enabled:
@@ -256,13 +259,25 @@ class Agent:
         if self.manager is not None:
             self.manager.on_detected(windows)
 
-    def _policy_params(self, policy_id: bytes) -> tuple[int, int, int, int, int, int] | None:
+    def _policy_params(self, policy_id: bytes) -> TriggerParams | None:
         assert self.replica is not None and self.replica.state is not None
         p = self.replica.state.policy(policy_id)
+        return None if p is None else trigger_params(p.terms)
+
+    def _oracle_set(self) -> tuple[int, int]:
+        assert self.replica is not None and self.replica.state is not None
+        oset = self.replica.state.oracle_set
+        return len(oset.members), oset.threshold
+
+    def _ledger_rejection(self, rec: ClaimRecord) -> str | None:
+        assert self.replica is not None and self.replica.state is not None
+        state = self.replica.state
+        p = state.policy(rec.policy_id)
         if p is None:
             return None
-        t = p.terms
-        return (t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms)
+        return ledger_rejection(end_ts=rec.end_ts, claim_window_ms=p.terms.claim_window_ms, ledger_time_ms=state.time_ms,
+                                period_paid=p.period_paid(p.period_of(rec.end_ts)),
+                                overlaps_paid=p.overlaps(rec.start_ts, rec.end_ts))
 
     def _paid_amount(self, claim_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None

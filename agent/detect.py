@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 
 from agent.frames import ChainBook
 from faultproof.messages import claim_id
-from faultproof.zk.params import trigger_holds
+from faultproof.zk.params import TriggerParams
+
+
+def trigger_params(terms: object) -> TriggerParams:
+    """The trigger of a policy's terms (`IssuePolicy` fields, duck-typed) as one value."""
+    t = terms
+    return TriggerParams(t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class PolicyTerms:
     device_id: bytes
     circuit_id: bytes
     n: int
-    params: tuple[int, int, int, int, int, int]  # kind, T, K, lo, hi, G as in the public signals
+    params: TriggerParams  # the trigger as in the public signals: one value, never a tuple
     start_ms: int
     end_ms: int
     claim_window_ms: int
@@ -52,7 +58,7 @@ class PolicyTerms:
         t = policy.terms  # type: ignore[attr-defined]
         paid = tuple((w.start_ts, w.end_ts, w.period) for w in policy.payouts)  # type: ignore[attr-defined]
         return cls(policy.policy_id, t.device_id, t.circuit_id, n,  # type: ignore[attr-defined]
-                   (t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms), t.start_ms, t.end_ms,
+                   trigger_params(t), t.start_ms, t.end_ms,
                    t.claim_window_ms, policy.period_of, paid)  # type: ignore[attr-defined]
 
 
@@ -129,7 +135,7 @@ class Detector:
         """Windows to claim among the book's frames, lowest start seq first; each one returned is
         recorded as claimed (the caller must persist it in the same transaction as the frames)."""
         n = self.terms.n
-        kind, T, K, lo, hi, G = self.terms.params
+        params = self.terms.params
         frames = book.frames
         tail = book.tail
         a = max(self.scan_from, book.seqs[0] if book.seqs else 0)
@@ -157,8 +163,7 @@ class Detector:
             if period is not None:
                 window_frames = [frames[s] for s in range(a + 1, a + n + 1)]
                 self.evaluated += 1
-                if trigger_holds(kind, T, K, lo, hi, G, [f.reading for f in window_frames],
-                                 [f.ts for f in window_frames], start.ts):
+                if params.holds([f.reading for f in window_frames], [f.ts for f in window_frames], start.ts):
                     w = Window(self.terms.policy_id, book.device_id, self.epoch, a, a + n, start.ts, end.ts,
                                period, self.terms.circuit_id)
                     self.claimed.add(start.ts, end.ts, period)

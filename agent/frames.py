@@ -22,6 +22,18 @@ not bound until the predecessor arrives. So after a gap that is never filled, th
 frame re-anchors the chain and windows never span the gap. A late frame that fills the gap links
 its successor and the two segments merge.
 
+An unlinked frame is *provisional* (design §12): the signature covers the frame, not the reading
+beside it, so anyone who saw a signed frame can resend it with another reading while its
+predecessor is late. Nothing about such a copy can be checked until the predecessor arrives, so:
+  - another copy of a provisional frame (same signed frame, different reading) is kept beside it
+    as an alternative (at most MAX_ALTERNATIVES), never refused as a replay;
+  - the late predecessor is never refused because of its provisional successor: the copy whose
+    reading links replaces the stored one; if none links, the successor stays unlinked (its
+    reading refuted, its signed chain value still good for linking the frames after it);
+  - a copy that arrives once the predecessor is stored replaces the stored reading if it links.
+Whether the successor links depends only on signed values and the successor's reading, so a
+false copy can never make a genuine frame fail.
+
 The whole state is a `FrameChecker`: the ledger's view of each device plus a `ChainBook` per
 device (its recent stored frames, within a reorder window of seqs). The caller stores what was
 accepted and must apply the same frames to the same checker on restart (`ChainBook.load`).
@@ -39,19 +51,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import light_poseidon_python as _lp
-from nacl.bindings import crypto_sign_open as _sign_open
-from nacl.exceptions import BadSignatureError as _BadSignature
 
 from faultproof import chain as fpchain
 from faultproof.encoding import pack, unpack
 from faultproof.errors import DecodeError, Reason
-from faultproof.identity import domain_tag
+from faultproof.identity import domain_tag, verify
 from faultproof.messages import DeviceReading, Frame, ReadingBatch, SignedFrame
 
 FRAME_TAG = domain_tag(Frame.NAME)
 U32 = 1 << 32
 U48 = 1 << 48
 ENC_OFFSET = fpchain.READING_OFFSET
+MAX_ALTERNATIVES = 8  # other readings kept for one provisional frame until its predecessor decides
 
 # The same circomlib Poseidon hashers faultproof.chain uses, called on already-validated inputs:
 # every value below comes from a decoded frame (range-checked, chain < p), so the per-call checks
@@ -73,15 +84,8 @@ def step_int(prev: int, ts: int, enc_reading: int, s: int) -> int:
 
 
 def _verify_frame(f: Incoming) -> bool:
-    """Ed25519 over FRAME_TAG || body, as faultproof.identity.verify does it, minus the per-call
-    key object (this runs for every frame; tests compare the two)."""
-    if len(f.signature) != 64:
-        return False
-    try:
-        _sign_open(f.signature + FRAME_TAG + f.body, f.device_id)
-        return True
-    except (_BadSignature, ValueError, TypeError):
-        return False
+    """The device's signature over FRAME_TAG || body, by the one verify path (faultproof.identity)."""
+    return verify(FRAME_TAG, f.body, f.signature, f.device_id)
 
 
 # --------------------------------------------------------------------------- parsed input
@@ -239,13 +243,14 @@ class DeviceRecord:
 class Known:
     """A stored frame as later checks and detection need it."""
 
-    __slots__ = ("ts", "chain", "reading", "linked")
+    __slots__ = ("ts", "chain", "reading", "linked", "alts")
 
-    def __init__(self, ts: int, chain: int, reading: int, linked: bool) -> None:
+    def __init__(self, ts: int, chain: int, reading: int, linked: bool, alts: list[int] | None = None) -> None:
         self.ts = ts
         self.chain = chain  # as an int
         self.reading = reading  # signed int32
         self.linked = linked  # its reading is bound: chained from its stored predecessor (or seq 0)
+        self.alts = alts  # other readings received for this (provisional) frame, not yet decided
 
     def __repr__(self) -> str:
         return f"Known(ts={self.ts}, reading={self.reading}, linked={self.linked})"
@@ -302,12 +307,18 @@ class ChainBook:
                 del self.frames[s]
             del self.seqs[:cut]
 
-    def load(self, rows: Iterable[tuple[int, int, bytes | int, int, bool]]) -> None:
-        """Rebuild from the store after a restart: (seq, ts, chain, reading, linked), any order."""
+    def load(self, rows: Iterable[tuple[int, int, bytes | int, int, bool]],
+             alternatives: Iterable[tuple[int, int]] = ()) -> None:
+        """Rebuild from the store after a restart: (seq, ts, chain, reading, linked), any order,
+        and the provisional frames' alternative readings (seq, reading)."""
         for seq, ts, ch, reading, linked in sorted(rows):
             c = int.from_bytes(ch, "big") if isinstance(ch, bytes) else ch
             self.frames[seq] = Known(ts, c, reading, bool(linked))
             self.seqs.append(seq)
+        for seq, reading in sorted(alternatives):
+            k = self.frames.get(seq)
+            if k is not None and not k.linked:
+                k.alts = [*(k.alts or ()), reading]
         if self.seqs:
             self.floor = max(0, self.seqs[-1] - self.window + 1)
             cut = bisect.bisect_left(self.seqs, self.floor)
@@ -327,6 +338,11 @@ class Verdict:
     message: str = ""
     linked: bool = False
     relinked: int | None = None  # seq of a stored successor that this frame linked
+    # What the caller must store, beside inserting the frame (the default):
+    replaced: bool = False  # the frame's seq was stored provisional: overwrite its reading, linked
+    alternative: bool = False  # store the reading only, as an alternative of the provisional frame
+    relinked_reading: int | None = None  # the successor's reading that linked (an alternative won)
+    refuted: int | None = None  # seq of a successor whose stored reading and alternatives failed
 
     @property
     def accepted(self) -> bool:
@@ -392,8 +408,9 @@ class FrameChecker:
                            f"frame at {f.ts} is {f.ts - now_ms} ms ahead (allowed {self.max_skew_ms})")
         book = self.book_for(dev)
         seq = f.seq
-        if seq in book.frames:
-            return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
+        stored = book.frames.get(seq)
+        if stored is not None:
+            return self._copy(f, dev, book, stored)
         if seq < book.floor:
             if self._stored_lookup(f.device_id, f.epoch, seq):
                 return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
@@ -424,14 +441,47 @@ class FrameChecker:
                 linked = True
             else:
                 linked = False  # re-anchors: a window may start here, its reading is not bound yet
-        relinked = None
+        relinked = relinked_reading = refuted = None
         succ = book.frames.get(seq + 1)
         if succ is not None:
-            expected = step_int(c, succ.ts, succ.reading + ENC_OFFSET, blinding_int(key, seq + 1))
-            if expected != succ.chain:
+            s_next = blinding_int(key, seq + 1)
+            if step_int(c, succ.ts, succ.reading + ENC_OFFSET, s_next) == succ.chain:
+                if not succ.linked:
+                    succ.linked = True
+                    succ.alts = None
+                    relinked = seq + 1
+            elif succ.linked:  # cannot happen: a linked successor chained from this very seq
                 return _reject(Reason.CHAIN_BROKEN, f"stored seq {seq + 1} does not follow from late seq {seq}")
-            if not succ.linked:
-                succ.linked = True
-                relinked = seq + 1
+            else:
+                # The successor is provisional and its stored reading is false: a copy that links
+                # replaces it; none does, the successor stays unlinked. This frame is good either way.
+                won = next((r for r in succ.alts or () if step_int(c, succ.ts, r + ENC_OFFSET, s_next) == succ.chain),
+                           None)
+                if won is not None:
+                    succ.reading, succ.linked = won, True
+                    relinked, relinked_reading = seq + 1, won
+                else:
+                    refuted = seq + 1
+                succ.alts = None
         book.add(seq, Known(f.ts, c, f.reading, linked))
-        return Verdict(None, "", linked, relinked)
+        return Verdict(None, "", linked, relinked, relinked_reading=relinked_reading, refuted=refuted)
+
+    def _copy(self, f: Incoming, dev: DeviceRecord, book: ChainBook, stored: Known) -> Verdict:
+        """A frame whose seq is stored: a replay, unless the stored one is provisional and this is
+        the same signed frame with another reading (see the module docstring)."""
+        seq = f.seq
+        reading = f.reading
+        if stored.linked or stored.ts != f.ts or stored.chain != int.from_bytes(f.chain, "big") \
+                or reading == stored.reading or reading in (stored.alts or ()):
+            return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
+        prev = book.frames.get(seq - 1)
+        if prev is None:
+            if len(stored.alts or ()) >= MAX_ALTERNATIVES:
+                return _reject(Reason.REPLAYED_FRAME,
+                               f"seq {seq} already has {MAX_ALTERNATIVES} unverified copies; its predecessor decides")
+            stored.alts = [*(stored.alts or ()), reading]
+            return Verdict(None, "", False, alternative=True)
+        if step_int(prev.chain, f.ts, f.enc_reading, blinding_int(dev.blinding_key_be32, seq)) != stored.chain:
+            return _reject(Reason.CHAIN_BROKEN, f"seq {seq} does not follow from seq {seq - 1}")
+        stored.reading, stored.linked, stored.alts = reading, True, None
+        return Verdict(None, "", True, replaced=True)

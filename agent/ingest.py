@@ -2,7 +2,8 @@
 
 Every transport (MQTT, HTTP, the in-process simulator) hands parsed frames to `IngestEngine.submit`
 with a completion callback. The engine's thread drains whatever is queued (up to `max_batch`
-frames), runs the pure frame checks (`agent.frames`) and detection (`agent.detect`) on it, writes
+frames), runs the pure core (`agent.core.IngestCore`: frame checks, detection, claim bookkeeping,
+retention cutoff) on it, writes
 the accepted frames, the claims they completed and the rejection counters in ONE transaction
 (group commit), and only then calls the callbacks: an MQTT message is acknowledged, an HTTP
 request answered, after its frames are durable. Claim status updates from the claim manager travel
@@ -28,12 +29,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.detect import Detector, PolicyTerms, Window
-from agent.frames import DeviceRecord, FrameChecker, Incoming, Undecodable, Verdict
+from agent.core import IngestCore, LedgerSnapshot
+from agent.detect import Window
+from agent.frames import Incoming, Undecodable, Verdict
 from agent.metrics import AgentMetrics
 from agent.store import FINAL_STATUSES, Store
 from faultproof.errors import FaultproofError, Reason
@@ -59,15 +61,6 @@ class IngestResult:
 
 
 Done = Callable[[IngestResult], None]
-
-
-@dataclass(frozen=True)
-class LedgerSnapshot:
-    """The ledger as ingest needs it, immutable: swapped in whole by the daemon."""
-
-    devices: dict[bytes, DeviceRecord] = field(default_factory=dict)
-    policies: dict[bytes, PolicyTerms] = field(default_factory=dict)  # device_id -> provable policy
-    height: int = -1
 
 
 @dataclass
@@ -123,11 +116,12 @@ class IngestEngine:
         self.last_commit_ms = 0
         # engine-thread state
         self.store: Store | None = None
-        self.checker: FrameChecker | None = None
-        self.detectors: dict[bytes, Detector] = {}  # device_id -> detector of its policy
-        self.claimed: dict[bytes, list[tuple[int, int, int]]] = {}  # policy_id -> (start_ts, end_ts, period)
-        self.open_claims: dict[bytes, tuple[bytes, int, int, int]] = {}  # claim_id -> (device, epoch, lo, hi)
+        self.core: IngestCore | None = None
         self._last_retention = time.monotonic()
+
+    @property
+    def detectors(self) -> dict[bytes, Any]:
+        return self.core.detectors if self.core is not None else {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,8 +212,8 @@ class IngestEngine:
         """Persist a claim's new status etc. (committed before this returns)."""
         def op(store: Store) -> None:
             store.update_claim(claim_id, values)
-            if values.get("status") in FINAL_STATUSES:
-                self.open_claims.pop(claim_id, None)
+            if values.get("status") in FINAL_STATUSES and self.core is not None:
+                self.core.claim_decided(claim_id)
 
         await self.run_op_async(op)
 
@@ -233,13 +227,10 @@ class IngestEngine:
     def _main(self) -> None:
         try:
             self.store = Store(self.store_path, synchronous=self.config.synchronous)
-            self.checker = FrameChecker(max_skew_ms=self.config.max_skew_ms,
-                                        reorder_window=self.config.reorder_window,
-                                        stored_lookup=self.store.has_frame)
-            for row in self.store.claims():
-                self.claimed.setdefault(row["policy_id"], []).append((row["start_ts"], row["end_ts"], row["period"]))
-                if row["status"] not in FINAL_STATUSES:
-                    self.open_claims[row["claim_id"]] = (row["device_id"], row["epoch"], row["start_seq"], row["end_seq"])
+            self.core = IngestCore(max_skew_ms=self.config.max_skew_ms, reorder_window=self.config.reorder_window,
+                                   stored_lookup=self.store.has_frame)
+            self.core.load_claims(self.store.claims(), FINAL_STATUSES)
+            self.core.note_stored(self.store.newest_ts())
         except BaseException as e:  # noqa: BLE001 - reported to start()
             self.failed = e
             self._ready.set()
@@ -286,8 +277,8 @@ class IngestEngine:
             time.monotonic() - self._last_retention >= self.config.retention_interval_s
 
     def _batch(self, items: list[_Submission | _Op], snapshot: LedgerSnapshot | None) -> None:
-        store, checker = self.store, self.checker
-        assert store is not None and checker is not None
+        store, core = self.store, self.core
+        assert store is not None and core is not None
         now = self.clock()
         started = time.perf_counter()
         store.begin()
@@ -298,6 +289,9 @@ class IngestEngine:
             results: list[tuple[_Submission, IngestResult]] = []
             rows: list[tuple[int, int, int, int, int, bytes, bytes, int]] = []
             relinks: list[tuple[int, int, int]] = []
+            replaced: list[tuple[int, int, int, int]] = []  # provisional frames whose true reading arrived
+            alternatives: list[tuple[int, int, int, int]] = []
+            refuted: list[tuple[int, int, int]] = []
             counts: dict[tuple[str, str], int] = collections.defaultdict(int)
             op_results: list[tuple[_Op, Any, BaseException | None]] = []
             n_frames = 0
@@ -314,34 +308,49 @@ class IngestEngine:
                     continue
                 verdicts = []
                 for f in item.frames:
-                    v = checker.check(f, now)
+                    v = core.check(f, now)
                     verdicts.append(v)
                     if v.reason is not None:
                         counts[("rejected", v.reason.value)] += 1
                         continue
                     counts[("accepted", "")] += 1
                     dev = store.dev_id(f.device_id)
-                    rows.append((dev, f.epoch, f.seq, f.ts, f.reading, f.chain, f.signature, int(v.linked)))
-                    if v.relinked is not None:
+                    if v.alternative:
+                        alternatives.append((dev, f.epoch, f.seq, f.reading))
+                        continue
+                    if v.replaced:
+                        replaced.append((dev, f.epoch, f.seq, f.reading))
+                    else:
+                        rows.append((dev, f.epoch, f.seq, f.ts, f.reading, f.chain, f.signature, int(v.linked)))
+                    if v.relinked_reading is not None:
+                        replaced.append((dev, f.epoch, f.seq + 1, v.relinked_reading))
+                    elif v.relinked is not None:
                         relinks.append((dev, f.epoch, v.relinked))
-                        det = self.detectors.get(f.device_id)
-                        if det is not None:
-                            det.note_filled(f.seq)
+                    if v.refuted is not None:
+                        refuted.append((dev, f.epoch, v.refuted))
                     dirty.add(f.device_id)
                 n_frames += len(item.frames)
                 results.append((item, IngestResult(tuple(verdicts))))
             windows = self._detect(dirty, now)
             if rows:
                 store.insert_frames(rows)
+            # In this order: a reading replaced or refuted later in the batch drops alternatives
+            # stored earlier in it.
+            if alternatives:
+                store.insert_alternatives(alternatives)
             if relinks:
                 store.mark_linked(relinks)
+                store.drop_alternatives(relinks)
+            if replaced:
+                store.replace_readings(replaced)
+            if refuted:
+                store.drop_alternatives(refuted)
             for w in windows:
                 store.insert_claim(_claim_row(w, now))
-                self.open_claims[w.claim_id] = (w.device_id, w.epoch, w.start_seq, w.end_seq)
             if counts:
                 store.add_counters({f"{r}:{c}" if c else r: k for (r, c), k in counts.items()})
             if self._retention_due():
-                self._retention(store, now)
+                self._retention(store)
             if self.config.commit_delay_ms:
                 time.sleep(self.config.commit_delay_ms / 1000)
             store.commit()
@@ -376,66 +385,28 @@ class IngestEngine:
 
     def _apply_snapshot(self, snapshot: LedgerSnapshot) -> set[bytes]:
         """Install a new ledger view; returns the devices whose detection must run again."""
-        store, checker = self.store, self.checker
-        assert store is not None and checker is not None
-        dirty: set[bytes] = set()
-        for device_id in list(checker.devices):
-            if device_id not in snapshot.devices:
-                checker.remove_device(device_id)
-                self.detectors.pop(device_id, None)
-        for device_id, rec in snapshot.devices.items():
-            old = checker.devices.get(device_id)
-            if old == rec:
-                continue
-            checker.set_device(rec)
-            if checker.book(device_id) is None:
-                book = checker.book_for(rec)
-                book.load(store.recent_frames(device_id, rec.epoch, self.config.reorder_window))
-            if old is None or old.epoch != rec.epoch:
-                self.detectors.pop(device_id, None)
-        for device_id, terms in snapshot.policies.items():
-            known = snapshot.devices.get(device_id)
-            if known is None:
-                continue
-            det = self.detectors.get(device_id)
-            if det is not None and det.terms.policy_id == terms.policy_id and det.epoch == known.epoch:
-                det.update_terms(terms)
-            else:
-                current = checker.book(device_id)
-                start = current.seqs[0] if current is not None and current.seqs else 0
-                self.detectors[device_id] = Detector(terms, known.epoch, self.claimed.get(terms.policy_id, ()), start)
-            dirty.add(device_id)
-        for device_id in list(self.detectors):
-            if device_id not in snapshot.policies:
-                del self.detectors[device_id]
-        return dirty
+        store, core = self.store, self.core
+        assert store is not None and core is not None
+        for rec in core.apply_snapshot(snapshot):
+            book = core.checker.book_for(rec)
+            recent = store.recent_frames(rec.device_id, rec.epoch, self.config.reorder_window)
+            book.load(recent, store.alternatives(rec.device_id, rec.epoch, min((r[0] for r in recent), default=0)))
+        return core.install_detectors(snapshot)
 
     def _detect(self, devices: set[bytes], now: int) -> list[Window]:
-        checker = self.checker
-        assert checker is not None
-        found: list[Window] = []
-        for device_id in devices:
-            det = self.detectors.get(device_id)
-            book = checker.book(device_id)
-            if det is None or book is None or book.epoch != det.epoch:
-                continue
-            before = det.evaluated
-            try:
-                windows = det.scan(book, now)
-            except FaultproofError as e:  # the ledger validated the parameters; never expected
-                log.error("detection disabled for %s: %s", device_id.hex()[:12], e)
-                del self.detectors[device_id]
-                continue
-            self.metrics.windows_evaluated.inc(det.evaluated - before)
-            for w in windows:
-                self.claimed.setdefault(w.policy_id, []).append((w.start_ts, w.end_ts, w.period))
-            found.extend(windows)
+        assert self.core is not None
+        found, evaluated = self.core.detect(devices, now)
+        if evaluated:
+            self.metrics.windows_evaluated.inc(evaluated)
         return found
 
-    def _retention(self, store: Store, now: int) -> None:
-        assert self.config.retention_ms is not None
+    def _retention(self, store: Store) -> None:
+        assert self.core is not None
         self._last_retention = time.monotonic()
-        deleted = store.delete_older_than(now - self.config.retention_ms, list(self.open_claims.values()))
+        cutoff = self.core.retention_cutoff(self.config.retention_ms)
+        if cutoff is None:
+            return
+        deleted = store.delete_older_than(cutoff, self.core.kept_windows())
         if deleted:
             self.metrics.retention_deleted.inc(deleted)
             log.info("retention deleted %d frames", deleted)

@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS frames (
     linked INTEGER NOT NULL,
     PRIMARY KEY (dev, epoch, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS frame_alts (
+    dev INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    reading INTEGER NOT NULL,
+    PRIMARY KEY (dev, epoch, seq, reading)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS claims (
     claim_id BLOB PRIMARY KEY,
     policy_id BLOB NOT NULL,
@@ -162,6 +169,29 @@ class Store:
         """rows: (dev, epoch, seq) whose reading became bound by a late predecessor."""
         self.conn.executemany("UPDATE frames SET linked = 1 WHERE dev = ? AND epoch = ? AND seq = ?", rows)
 
+    def replace_readings(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
+        """rows: (dev, epoch, seq, reading): a provisional frame's reading that linked replaces the
+        stored one; its alternatives are dropped."""
+        rows = list(rows)
+        self.conn.executemany("UPDATE frames SET reading = ?, linked = 1 WHERE dev = ? AND epoch = ? AND seq = ?",
+                              [(r, d, e, s) for d, e, s, r in rows])
+        self.drop_alternatives((d, e, s) for d, e, s, _ in rows)
+
+    def insert_alternatives(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
+        """rows: (dev, epoch, seq, reading): another reading received for a provisional frame."""
+        self.conn.executemany("INSERT OR IGNORE INTO frame_alts (dev, epoch, seq, reading) VALUES (?,?,?,?)", rows)
+
+    def drop_alternatives(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        self.conn.executemany("DELETE FROM frame_alts WHERE dev = ? AND epoch = ? AND seq = ?", rows)
+
+    def alternatives(self, device_id: bytes, epoch: int, from_seq: int) -> list[tuple[int, int]]:
+        """(seq, reading) of the provisional frames' alternatives at or above `from_seq`."""
+        dev = self._dev_ids.get(device_id)
+        if dev is None:
+            return []
+        return [(s, r) for s, r in self.conn.execute(
+            "SELECT seq, reading FROM frame_alts WHERE dev=? AND epoch=? AND seq >= ?", (dev, epoch, from_seq))]
+
     def has_frame(self, device_id: bytes, epoch: int, seq: int) -> bool:
         dev = self._dev_ids.get(device_id)
         if dev is None:
@@ -178,6 +208,11 @@ class Store:
             "SELECT seq, ts, chain, reading, linked FROM frames WHERE dev=? AND epoch=? ORDER BY seq DESC LIMIT ?",
             (dev, epoch, limit)).fetchall()
         return [(s, t, bytes(c), r, bool(linked)) for s, t, c, r, linked in rows]
+
+    def newest_ts(self) -> int | None:
+        """The newest stored frame's time (retention counts from it)."""
+        row = self.conn.execute("SELECT MAX(ts) FROM frames").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def device_epochs(self) -> list[tuple[bytes, int]]:
         return [(bytes(d), e) for d, e in self.conn.execute(
@@ -219,7 +254,10 @@ class Store:
         cur = self.conn.execute(
             "DELETE FROM frames WHERE ts < ? AND NOT EXISTS (SELECT 1 FROM keep k WHERE k.dev = frames.dev "
             "AND k.epoch = frames.epoch AND frames.seq BETWEEN k.lo AND k.hi)", (cutoff_ts,))
-        return cur.rowcount
+        deleted = cur.rowcount
+        self.conn.execute("DELETE FROM frame_alts WHERE NOT EXISTS (SELECT 1 FROM frames f WHERE f.dev = "
+                          "frame_alts.dev AND f.epoch = frame_alts.epoch AND f.seq = frame_alts.seq)")
+        return deleted
 
     # -- readers --
     @staticmethod

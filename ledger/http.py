@@ -16,7 +16,6 @@ This module must never apply a rule: it decodes, hands transactions to the servi
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,8 +24,9 @@ import msgpack
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from faultproof import strictjson
 from faultproof.errors import FaultproofError, Reason
-from faultproof.httperrors import errors_middleware as _errors_middleware
+from faultproof.httperrors import application
 from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
 from faultproof.openapi import install as install_openapi
 from ledger.api_doc import ROUTES as API_ROUTES
@@ -43,9 +43,6 @@ SERVICE: web.AppKey[LedgerService] = web.AppKey("service", LedgerService)
 LIMITS: web.AppKey[dict[str, Any]] = web.AppKey("limits", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-errors_middleware = _errors_middleware(log)
 
 
 # --------------------------------------------------------------------------- input helpers
@@ -86,28 +83,8 @@ def _wants_msgpack(request: web.Request) -> bool:
     return MSGPACK in request.headers.get("Accept", "")
 
 
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in obj:
-            raise FaultproofError(Reason.MALFORMED, f"duplicate JSON key {k!r}")
-        obj[k] = v
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise FaultproofError(Reason.MALFORMED, f"{name} is not allowed in JSON")
-
-
 def parse_tx_json(raw: bytes) -> Message:
-    try:
-        obj = json.loads(raw, object_pairs_hook=_strict_object, parse_constant=_no_constants)
-    except FaultproofError:
-        raise
-    except RecursionError:
-        raise FaultproofError(Reason.TOO_DEEP, "JSON nests too deep") from None
-    except (ValueError, UnicodeDecodeError):
-        raise FaultproofError(Reason.MALFORMED, "not valid JSON") from None
+    obj = strictjson.loads(raw)  # the one strict parser: no duplicate keys, NaN, BOM, UTF-16
     if not isinstance(obj, dict):
         raise FaultproofError(Reason.WRONG_TYPE, "expected a JSON object")
     name = obj.pop("type", None)
@@ -321,7 +298,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wait_s: float = 30.0,
              max_entries_per_page: int = 1000, run_service: bool = True) -> web.Application:
     """The aiohttp application. With run_service, the app starts and stops the service's writer."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
+    app = application(log, max_body_bytes=max_body_bytes)  # error shape and input hygiene
     app[SERVICE] = service
     app[LIMITS] = {"max_body_bytes": max_body_bytes, "max_wait_s": max_wait_s,
                    "max_entries_per_page": max_entries_per_page}

@@ -24,8 +24,9 @@ import msgpack
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from faultproof import strictjson
 from faultproof.errors import FaultproofError, Reason
-from faultproof.httperrors import errors_middleware as _errors_middleware
+from faultproof.httperrors import application
 from faultproof.openapi import install as install_openapi
 from oracle.api_doc import ROUTES as API_ROUTES
 from oracle.pipeline import decode_claim
@@ -58,9 +59,6 @@ def error(request: web.Request, reason: Reason, message: str = "") -> web.Respon
     return respond(request, err.to_json(), status=reason.http_status)
 
 
-errors_middleware = _errors_middleware(log, respond)
-
-
 def _node(request: web.Request) -> OracleNode:
     return request.app[NODE_KEY]  # type: ignore[return-value]
 
@@ -71,6 +69,8 @@ async def post_claim(request: web.Request) -> web.Response:
     if ctype not in (JSON, MSGPACK):
         raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
     body = await request.read()  # bounded by client_max_size
+    if ctype == JSON:
+        strictjson.loads(body)  # the one strict parser refuses what decode_claim's json.loads would take
     signed = decode_claim(body, ctype)
     accepted = await node.submit_claim(signed, "http")
     return respond(request, accepted.to_json(), status=202)
@@ -124,7 +124,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def make_app(node: OracleNode) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=node.config.max_body_bytes)
+    app = application(log, respond, max_body_bytes=node.config.max_body_bytes)  # error shape, input hygiene
     app[NODE_KEY] = node
     app.router.add_post("/v1/claims", post_claim)
     app.router.add_get("/v1/claims", list_claims)

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from cli import main
 from faultproof.logs import setup_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """setup_logging configures the process's root logger; give the next test the one it had."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    libp2p = logging.getLogger("libp2p")
+    libp2p_state = (libp2p.handlers[:], libp2p.propagate, libp2p.level)
+    yield
+    root.handlers[:], root.level = handlers, level
+    libp2p.handlers[:], libp2p.propagate, libp2p.level = libp2p_state
 
 
 def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,12 +46,16 @@ def test_every_service_takes_the_same_log_options(command: list[str]) -> None:
 
 
 def test_libp2p_dial_failures_are_not_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from faultproof.gossip.node import wire_libp2p_logging
+
     setup_logging("INFO", "text")
+    wire_libp2p_logging(logging.INFO)  # as every gossip node does at start
     noisy = logging.getLogger("libp2p.transport.tcp.tcp")
     noisy.error("Failed to open TCP stream: all attempts to connect to 127.0.0.1:39111 failed")
     noisy.error("something else broke")
     err = capsys.readouterr().err
     assert "39111" not in err and "ERROR libp2p.transport.tcp.tcp: something else broke" in err
     setup_logging("DEBUG", "text")
+    wire_libp2p_logging(logging.DEBUG)
     noisy.error("Failed to open TCP stream: all attempts to connect to 127.0.0.1:39111 failed")
     assert "DEBUG libp2p.transport.tcp.tcp: Failed to open TCP stream" in capsys.readouterr().err

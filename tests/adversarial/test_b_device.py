@@ -230,7 +230,10 @@ def test_chain_that_skips_a_reading(healthy: AdvNetwork, agent: AgentProc, book:
     f4 = frame_msg(dev, 4, t4, c4_skip, HIGH)
     status, body = post(agent, f4)
     assert status == 200 and body["accepted"] == 1, body  # accepted unlinked (its predecessor is missing)
-    refused(agent, f3, Reason.CHAIN_BROKEN)  # the gap can never be filled: 4 does not follow from 3
+    # The late predecessor is accepted (a provisional successor never fails it, design §12); frame 4
+    # does not follow from 3, so it stays unlinked: its reading is never part of a window.
+    status, body = post(agent, f3)
+    assert status == 200 and body["accepted"] == 1, body
     # The device carries on from frame 4; windows may start at 4, never span 2..4.
     dev.chain, dev.last_ts, dev.next_seq = c4_skip, t4, 5
     rest = frames(dev, [HIGH, HIGH, HIGH, HIGH])  # seqs 5..8
@@ -242,7 +245,7 @@ def test_chain_that_skips_a_reading(healthy: AdvNetwork, agent: AgentProc, book:
     book.expect(cid, "ADV-DEV-05")
     settle_gossip()
     assert_paid_once(net, before, cid, 1_000)
-    assert stored(agent, dev) == [0, 1, 2, 4, 5, 6, 7, 8]
+    assert stored(agent, dev) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
 
 
 @case("ADV-DEV-06", "a reading changed after signing (to the agent; and proved by a thief)")

@@ -94,6 +94,11 @@ def test_fast_decoder_never_accepts_what_core_refuses(batch: ReadingBatch, data:
 @given(st.binary(min_size=64, max_size=64), st.booleans())
 @settings(max_examples=30, deadline=None)
 def test_fast_signature_check_equals_identity_verify(junk: bytes, genuine: bool) -> None:
+    """The one verify path (faultproof.identity.verify, libsodium's open without a key object)
+    decides exactly as PyNaCl's VerifyKey does, and the frame check uses it."""
+    import nacl.exceptions
+    import nacl.signing
+
     from agent.frames import FRAME_TAG, _verify_frame
     from faultproof.identity import verify
 
@@ -101,7 +106,12 @@ def test_fast_signature_check_equals_identity_verify(junk: bytes, genuine: bool)
     f = Incoming.from_message(d.make(NOW))
     if not genuine:
         f = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, junk, f.enc_reading, f.body)
-    assert _verify_frame(f) == verify(FRAME_TAG, f.body, f.signature, f.device_id)
+    try:
+        nacl.signing.VerifyKey(f.device_id).verify(FRAME_TAG + f.body, f.signature)
+        reference = True
+    except nacl.exceptions.BadSignatureError:
+        reference = False
+    assert _verify_frame(f) == verify(FRAME_TAG, f.body, f.signature, f.device_id) == reference
     assert _verify_frame(f) or not genuine
 
 
@@ -227,3 +237,72 @@ def test_new_epoch_starts_a_new_book() -> None:
     c.set_device(record(d))
     assert reasons(c, stream(d, 3, start=NOW - 50_000)) == [None, None, None]
     assert c.book(d.device_id).epoch == 1
+
+
+# --------------------------------------------------------------------------- provisional frames (issue 13 item 6)
+
+
+def _copy_with(f: Incoming, enc_reading: int) -> Incoming:
+    """The same signed frame beside another reading: what anyone who saw the frame can send."""
+    return Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, enc_reading, f.body)
+
+
+def test_false_copy_while_predecessor_is_late_cannot_fail_genuine_frames() -> None:
+    """Item 6: the false copy arrives first, the genuine frame after it, then the late predecessor.
+    The genuine frame is kept (not refused as a replay), wins when the predecessor links it, and
+    the predecessor is accepted."""
+    d = device()
+    c = checker(d)
+    frames = stream(d, 8)
+    for f in frames[:4]:
+        assert c.check(f, NOW).accepted
+    genuine = frames[5]
+    false = _copy_with(genuine, genuine.enc_reading + 5000)
+    assert c.check(false, NOW).accepted  # provisional: nothing can be checked yet
+    v = c.check(genuine, NOW)
+    assert v.accepted and v.alternative  # kept beside it, not a replay
+    assert c.check(genuine, NOW).reason is Reason.REPLAYED_FRAME  # the same copy twice is one
+    late = c.check(frames[4], NOW)
+    assert late.accepted and late.linked and late.relinked == 5 and late.relinked_reading == genuine.reading
+    book = c.book(d.device_id)
+    assert book.get(5).linked and book.get(5).reading == genuine.reading and book.get(5).alts is None
+    assert all(c.check(f, NOW).accepted for f in frames[6:])
+    # The false copy is refused once its predecessor is stored.
+    assert c.check(false, NOW).reason is Reason.REPLAYED_FRAME
+
+
+def test_false_copy_alone_is_refuted_and_the_genuine_one_replaces_it_later() -> None:
+    """Item 6, the other order: only the false copy was there when the predecessor came. The
+    predecessor is accepted, the copy stays unlinked (never in a window), and the genuine frame
+    that arrives afterwards links and replaces it; a false one after that is a chain break."""
+    d = device()
+    c = checker(d)
+    frames = stream(d, 8)
+    for f in frames[:4]:
+        assert c.check(f, NOW).accepted
+    genuine = frames[5]
+    false = _copy_with(genuine, genuine.enc_reading ^ 7)
+    assert c.check(false, NOW).accepted
+    assert c.check(frames[6], NOW).linked  # linking 6 needs only 5's signed chain value
+    late = c.check(frames[4], NOW)
+    assert late.accepted and late.refuted == 5 and late.relinked is None
+    assert c.book(d.device_id).get(5).linked is False
+    assert c.check(_copy_with(genuine, genuine.enc_reading ^ 9), NOW).reason is Reason.CHAIN_BROKEN
+    v = c.check(genuine, NOW)
+    assert v.accepted and v.replaced and v.linked
+    assert c.book(d.device_id).get(5).reading == genuine.reading
+
+
+def test_provisional_alternatives_are_bounded() -> None:
+    from agent.frames import MAX_ALTERNATIVES
+
+    d = device()
+    c = checker(d)
+    frames = stream(d, 4)
+    assert c.check(frames[0], NOW).accepted
+    f = frames[2]
+    assert c.check(f, NOW).accepted
+    for i in range(MAX_ALTERNATIVES):
+        assert c.check(_copy_with(f, f.enc_reading + 1 + i), NOW).alternative
+    assert c.check(_copy_with(f, f.enc_reading + 100), NOW).reason is Reason.REPLAYED_FRAME
+    assert c.check(frames[1], NOW).relinked == 2  # the stored (genuine) one links

@@ -109,10 +109,28 @@ def test_retention_keeps_open_claim_windows(tmp_path: Path) -> None:
     pol = {d.device_id: policy(d, TriggerParams.run(3000, 3))}
     e, found = engine(tmp_path / "a.db", [d], pol, retention_ms=HOUR, retention_interval_s=0.0)
     submit_all(e, [old])
-    submit_all(e, [[]])  # one more batch: retention runs with it
+    recent = Incoming.from_message(d.make(NOW - 1000))  # seq 30: frame time moves on by two hours
+    submit_all(e, [[recent]])  # retention runs with this batch
     e.stop()
     [w] = found
-    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(w.start_seq, w.end_seq + 1))
+    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == [*range(w.start_seq, w.end_seq + 1), 30]
+
+
+def test_retention_counts_from_frame_time_not_the_wall_clock(tmp_path: Path) -> None:
+    """Frames two hours behind the agent's clock but within the hour of each other stay: retention
+    counts from the newest frame's time (a replayed backlog, a clock jump delete nothing)."""
+    d = device(6)
+    old = [Incoming.from_message(m) for m in prebuilt_stream(d, 30, start_ts=NOW - 2 * HOUR, step_ms=1000)]
+    e, _ = engine(tmp_path / "a.db", [d], retention_ms=HOUR, retention_interval_s=0.0)
+    submit_all(e, [old])
+    submit_all(e, [[]])
+    e.stop()
+    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(30))
+    # After a restart the newest stored frame time is the retention clock again.
+    e, _ = engine(tmp_path / "a.db", [d], retention_ms=10_000, retention_interval_s=0.0)
+    submit_all(e, [[]])
+    e.stop()
+    assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(19, 30))
 
 
 def test_undecodable_and_unknown_are_counted_not_stored(tmp_path: Path) -> None:
@@ -139,3 +157,33 @@ async def test_simulator_feeds_an_engine_in_process(tmp_path: Path) -> None:
     e.stop()
     for d in devs:
         assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(40))
+
+
+def test_provisional_frame_alternatives_survive_a_restart_and_the_genuine_reading_wins(tmp_path: Path) -> None:
+    """Issue 13 item 6 through the engine and its store: a false copy of seq 6 arrives first, the
+    genuine one second (kept as an alternative, durably); after a restart the late seq 5 links
+    the genuine reading, which replaces the stored one; nothing of the false copy remains."""
+    from agent.store import load_window
+
+    d = device(7)
+    frames = [Incoming.from_message(m) for m in prebuilt_stream(d, 10, start_ts=NOW - 10_000, step_ms=10)]
+    g = frames[6]
+    false = Incoming(g.device_id, g.epoch, g.seq, g.ts, g.chain, g.signature, g.enc_reading + 4321, g.body)
+    e, _ = engine(tmp_path / "a.db", [d])
+    r = submit_all(e, [frames[:5], [false], [g], frames[7:]])
+    e.stop()
+    assert [v.accepted for res in r for v in res.verdicts] == [True] * 10
+    assert r[2].verdicts[0].alternative
+
+    e, _ = engine(tmp_path / "a.db", [d])
+    [late] = submit_all(e, [[frames[5]]])
+    [again] = submit_all(e, [[false]])
+    e.stop()
+    v = late.verdicts[0]
+    assert v.accepted and v.relinked == 6 and v.relinked_reading == g.reading
+    assert again.verdicts[0].reason is Reason.REPLAYED_FRAME
+    rows = load_window(tmp_path / "a.db", d.device_id, 0, 0, 9)
+    assert [(r.seq, r.reading, r.linked) for r in rows] == [(f.seq, f.reading, True) for f in frames]
+    store = Store(tmp_path / "a.db")
+    assert store.conn.execute("SELECT COUNT(*) FROM frame_alts").fetchone()[0] == 0
+    store.close()
