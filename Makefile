@@ -49,7 +49,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy faultproof agent oracle ledger cli
+	$(BIN)/mypy faultproof agent oracle ledger cli dashboard
 
 clean:
 	rm -rf $(VENV) circuits/node_modules .cache
