@@ -629,8 +629,8 @@ def oracle_rows(s: Snapshot, now_ms: int) -> list[dict[str, Any]]:
             "url": url, "oracle_id": oid, "label": labels.get(oid or "", "unknown"),
             "member": (oid in members) if oid else None,
             "ready": bool(o and o.ready),
-            "state": "ready" if o and o.ready else ("unreachable" if not o or o.error else "not ready"),
-            "error": o.error if o else "not polled yet",
+            "state": "ready" if o and o.ready else "not ready",
+            "error": _not_ready_why(o),
             "synced": st.get("synced"), "epoch": (st.get("oracle_set") or {}).get("epoch"),
             "ledger_epoch": epoch, "height": h, "behind": (ledger_height - h) if (h is not None and ledger_height is not None) else None,
             "integrity_error": led.get("integrity_error"), "peers": (st.get("gossip") or {}).get("peers"),
@@ -644,6 +644,21 @@ def oracle_rows(s: Snapshot, now_ms: int) -> list[dict[str, Any]]:
                      "height": None, "behind": None, "integrity_error": None, "peers": None, "claims": {},
                      "latency_ms": None, "verify_mean_ms": None, "verify_count": 0, "observed_ms": None})
     return rows
+
+
+def _not_ready_why(o: OracleObservation | None) -> str | None:
+    if o is None:
+        return "not polled yet"
+    if o.ready:
+        return None
+    if o.error:
+        return o.error
+    h = o.healthz or {}
+    if h.get("synced") is False:
+        return "not synced with the ledger"
+    if h.get("gossip") is False:
+        return "gossip not running"
+    return f"/healthz answered {o.healthz_status}"
 
 
 def ledger_page(s: Snapshot, page: int = 1) -> dict[str, Any]:

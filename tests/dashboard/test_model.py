@@ -64,7 +64,7 @@ def oracle_obs(i: int, keys: LedgerKeys, *, ready: bool = True, height: int = 6,
     if error:  # it answered before: the collector remembers its id
         return OracleObservation(ORACLE_URLS[i], 1, error=error, last_oracle_id=oid)
     return OracleObservation(
-        ORACLE_URLS[i], 1, healthz={"ok": ready, "oracle_id": oid}, healthz_status=200 if ready else 503,
+        ORACLE_URLS[i], 1, healthz={"ok": ready, "synced": ready, "oracle_id": oid}, healthz_status=200 if ready else 503,
         status={"oracle_id": oid, "synced": ready, "member": True, "ledger": {"height": height},
                 "oracle_set": {"epoch": 0}, "claims": {"paid": 2}}, latency_ms=3.0, verify_mean_ms=12.5,
         verify_count=4)
@@ -202,7 +202,8 @@ def test_oracle_rows_ready_not_ready_unreachable_and_unconfigured(world: dict[st
                     urls[2]: oracle_obs(2, keys, ready=False), urls[3]: oracle_obs(3, keys, error="unreachable")}
     rows = model.oracle_rows(snap, 10)
     by_label = {row["label"]: row for row in rows}
-    assert [row["state"] for row in rows] == ["ready", "ready", "not ready", "unreachable", "no URL configured"]
+    assert [row["state"] for row in rows] == ["ready", "ready", "not ready", "not ready", "no URL configured"]
+    assert [row["error"] for row in rows[:4]] == [None, None, "not synced with the ledger", "unreachable"]
     assert by_label["oracle-1"]["behind"] == 2 and by_label["oracle-0"]["behind"] == 0
     assert by_label["oracle-0"]["member"] is True and by_label["oracle-0"]["verify_mean_ms"] == 12.5
     assert rows[3]["label"] == "oracle-3"  # no answer now: the id it gave before names it
@@ -319,7 +320,8 @@ async def test_every_page_renders(client: Any) -> None:
         row = re.search(rf'<tr data-claim="{cid.hex()}" data-status="paid">(.*?)</tr>', claims, re.S)
         assert row and "4 of 5" in row.group(1) and ">400<" in row.group(1)
     oracles = await (await client.get("/oracles")).text()
-    assert "unreachable" in oracles and "not ready" not in oracles.split("unreachable")[0][-50:]
+    row = re.search(rf'<tr data-url="{ORACLE_URLS[1]}" data-ready="no">(.*?)</tr>', oracles, re.S)
+    assert row and "not ready" in row.group(1) and "unreachable" in row.group(1)
 
 
 @pytest.mark.asyncio(loop_scope="session")
