@@ -40,6 +40,7 @@ log = logging.getLogger("faultproof.dashboard")
 
 MSGPACK = "application/msgpack"
 OPEN = ("pending", "approved")
+RECEIPTS_PER_ROUND = 1000
 
 
 class Collector:
@@ -97,7 +98,9 @@ class Collector:
                 if snap.replica is not None and snap.replica.problem is not None:
                     await asyncio.sleep(self.wait_s)  # a ledger that does not verify: show, do not follow
                     continue
-                wait = self.wait_s if snap.replica is not None else 0
+                # Long-poll only once caught up, receipts included: a backlog is worked off first.
+                backlog = snap.replica is None or len(snap.receipts) < len(snap.replica.payouts)
+                wait = 0 if backlog else self.wait_s
                 async with self.session.get(f"{snap.ledger_url}/v1/entries",
                                             params={"after": str(after), "limit": str(self.page), "wait": str(wait)},
                                             headers={"Accept": MSGPACK}) as resp:
@@ -145,7 +148,9 @@ class Collector:
         snap = self.snapshot
         assert snap.replica is not None
         todo = [cid for cid in snap.replica.payouts if cid not in snap.receipts]
-        for cid in todo[:200]:  # a long catch-up checks its backlog over several rounds
+        for i, cid in enumerate(todo[:RECEIPTS_PER_ROUND]):  # a long catch-up: several rounds
+            if i and i % 100 == 0:
+                await self.bump()  # show progress on a long backlog
             async with self.session.get(f"{snap.ledger_url}/v1/receipts/{cid}", headers={"Accept": MSGPACK}) as resp:
                 raw = await resp.read()
                 status = resp.status

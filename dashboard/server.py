@@ -217,8 +217,12 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def api_health(request: web.Request) -> web.StreamResponse:
     _query(request, set())
     snap = request.app[COLLECTOR].snapshot
+    rows = snap.claim_rows()
     return web.json_response({**snap.health(), "version": snap.version,
-                              "ledger_id": snap.replica.ledger_id if snap.replica else None})
+                              "ledger_id": snap.replica.ledger_id if snap.replica else None,
+                              "claims": {st: sum(1 for c in rows if c.status == st) for st in model.STATUS_RANK},
+                              "receipts_verified": sum(1 for r in snap.receipts.values() if r.ok),
+                              "pool": model.pool_summary(snap)})
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
