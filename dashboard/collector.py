@@ -41,6 +41,7 @@ log = logging.getLogger("faultproof.dashboard")
 MSGPACK = "application/msgpack"
 OPEN = ("pending", "approved")
 RECEIPTS_PER_ROUND = 1000
+RECEIPT_BATCH = 8
 
 
 class Collector:
@@ -144,26 +145,32 @@ class Collector:
         return before != (snap.replica.head, snap.replica.head_problem)
 
     async def _read_receipts(self) -> bool:
-        """Fetch and verify, once, the receipt of every payout not yet checked."""
+        """Fetch and verify, once, the receipt of every payout not yet checked (a few at a time:
+        a long ledger's backlog is thousands)."""
         snap = self.snapshot
         assert snap.replica is not None
-        todo = [cid for cid in snap.replica.payouts if cid not in snap.receipts]
-        for i, cid in enumerate(todo[:RECEIPTS_PER_ROUND]):  # a long catch-up: several rounds
-            if i and i % 100 == 0:
+        todo = [cid for cid in snap.replica.payouts if cid not in snap.receipts][:RECEIPTS_PER_ROUND]
+        for start in range(0, len(todo), RECEIPT_BATCH):
+            batch = todo[start:start + RECEIPT_BATCH]
+            for cid, result in zip(batch, await asyncio.gather(*(self._receipt(c) for c in batch)), strict=True):
+                snap.receipts[cid] = result
+            if start and start % (RECEIPT_BATCH * 16) == 0:
                 await self.bump()  # show progress on a long backlog
-            async with self.session.get(f"{snap.ledger_url}/v1/receipts/{cid}", headers={"Accept": MSGPACK}) as resp:
-                raw = await resp.read()
-                status = resp.status
-            if status != 200:
-                snap.receipts[cid] = ReceiptStatus(False, error=f"the ledger answered {status}")
-                continue
-            try:
-                check = verify_receipt(Receipt.decode(raw), ledger_id=snap.replica.state.ledger_id)
-            except DecodeError as e:
-                snap.receipts[cid] = ReceiptStatus(False, error=f"the receipt does not decode: {e}")
-                continue
-            snap.receipts[cid] = ReceiptStatus(check.ok, tuple(check.problems), tuple(check.notes))
         return bool(todo)
+
+    async def _receipt(self, cid: str) -> ReceiptStatus:
+        snap = self.snapshot
+        assert snap.replica is not None
+        async with self.session.get(f"{snap.ledger_url}/v1/receipts/{cid}", headers={"Accept": MSGPACK}) as resp:
+            raw = await resp.read()
+            status = resp.status
+        if status != 200:
+            return ReceiptStatus(False, error=f"the ledger answered {status}")
+        try:
+            check = verify_receipt(Receipt.decode(raw), ledger_id=snap.replica.state.ledger_id)
+        except DecodeError as e:
+            return ReceiptStatus(False, error=f"the receipt does not decode: {e}")
+        return ReceiptStatus(check.ok, tuple(check.problems), tuple(check.notes))
 
     # ------------------------------------------------------------------ oracles
 

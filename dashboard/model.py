@@ -346,12 +346,14 @@ class ClaimBook:
     """Every claim any oracle reported (`GET /v1/claims/{id}` views), keyed by claim id, per oracle."""
 
     views: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # claim -> url -> view
+    changes: int = 0  # bumped on every update that changed something (the snapshot's cache key)
 
     def update(self, url: str, view: dict[str, Any]) -> bool:
         cid = str(view["claim_id"])
         per = self.views.setdefault(cid, {})
         changed = per.get(url) != view
         per[url] = view
+        self.changes += changed
         return changed
 
     def status_of(self, cid: str, url: str) -> str | None:
@@ -423,6 +425,7 @@ class Snapshot:
     claims: ClaimBook = field(default_factory=ClaimBook)
     receipts: dict[str, ReceiptStatus] = field(default_factory=dict)
     version: int = 0
+    _rows: tuple[tuple[Any, ...], list[ClaimRow]] | None = field(default=None, repr=False)
 
     # -- labels -------------------------------------------------------------------------------
 
@@ -444,6 +447,15 @@ class Snapshot:
     # -- claims -------------------------------------------------------------------------------
 
     def claim_rows(self) -> list[ClaimRow]:
+        """Every claim, newest first. Built once per change: a page asks for it several times and
+        a long ledger has thousands of payouts."""
+        key = (self.version, self.claims.changes, self.replica.height if self.replica else None,
+               len(self.receipts), len(self.oracles), tuple(o.oracle_id for o in self.oracles.values()))
+        if self._rows is None or self._rows[0] != key:
+            self._rows = (key, self._build_claim_rows())
+        return self._rows[1]
+
+    def _build_claim_rows(self) -> list[ClaimRow]:
         labels = self.oracle_labels()
         oset = self.replica.state.oracle_set if self.replica else None
         n = len(oset.members) if oset else 0
