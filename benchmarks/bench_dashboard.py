@@ -8,8 +8,9 @@ up:
 
 dashboard_page_ms_max: the slowest page, served HTML, over HTTP (median of 5 GETs per page), all
     pages (overview, pool, policies, claims, oracles, devices, ledger).
-dashboard_browser_load_ms: Debian's chromium opening the claims page (navigation to `load`,
-    median of 3), the heaviest page, when a browser is installed.
+dashboard_browser_load_ms: Debian's chromium opening the claims page, from navigation start to the
+    end of the load event (the browser's Navigation Timing), median of 5 after a warm-up; also the
+    wall clock of the same navigations as Playwright sees them (`wall_ms`).
 dashboard_catch_up_s: from the dashboard's start to having replayed every entry and checked every
     receipt (not a page load: the one-off cost of opening a long ledger).
 
@@ -72,21 +73,26 @@ def _get(url: str) -> tuple[int, bytes]:
         return resp.status, resp.read()
 
 
-def _browser_load_ms(url: str) -> float | None:
+def _browser_load_ms(url: str) -> tuple[float, float] | None:
+    """(load event per the browser's Navigation Timing, wall clock of the navigation), medians of
+    5 after one warm-up navigation (the first one also starts the browser's renderer)."""
     try:
         from tests.dashboard.browser import chromium, chromium_path
 
         chromium_path()
     except (ImportError, RuntimeError):
         return None
-    times = []
+    nav, wall = [], []
     with chromium() as browser:
         page = browser.new_page()
-        for _ in range(3):
+        page.goto(url, wait_until="load")
+        for _ in range(5):
+            page.goto("about:blank")
             t0 = time.perf_counter()
             page.goto(url, wait_until="load")
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+            wall.append((time.perf_counter() - t0) * 1000)
+            nav.append(page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd"))
+    return statistics.median(nav), statistics.median(wall)
 
 
 def run() -> dict[str, dict[str, Any]]:
@@ -136,7 +142,9 @@ def run() -> dict[str, dict[str, Any]]:
         "dashboard_catch_up_s": {"value": round(catch_up, 1), "unit": f"s ({N_ENTRIES} entries replayed, receipts checked)"},
     }
     if browser_ms is not None:
-        out["dashboard_browser_load_ms"] = {"value": round(browser_ms, 1), "unit": "ms (/claims, chromium, to load)"}
+        out["dashboard_browser_load_ms"] = {"value": round(browser_ms[0], 1),
+                                            "unit": "ms (/claims in chromium: navigation start to load event)",
+                                            "wall_ms": round(browser_ms[1], 1)}
     return out
 
 

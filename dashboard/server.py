@@ -275,8 +275,7 @@ def make_app(collector: Collector, *, clock: Callable[[], int], run_collector: b
 
     async def on_shutdown(app: web.Application) -> None:
         app[STOPPING].set()
-        async with collector.changed:
-            collector.changed.notify_all()
+        await collector.bump()  # wakes every event stream, which then sees STOPPING and ends
 
     if run_collector:
         app.cleanup_ctx.append(lifecycle)
