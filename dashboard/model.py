@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faultproof.chain import dec
+from faultproof.errors import Reason
 from faultproof.messages import (
     AdminKind,
     ExpirePolicy,
@@ -93,6 +94,14 @@ def fmt_ago(ms: int | None, now_ms: int) -> str:
 
 def short(hex_id: str | None, n: int = 12) -> str:
     return "—" if not hex_id else (hex_id[:n] + "…" if len(hex_id) > n else hex_id)
+
+
+def reason_words(code: str | None) -> str:
+    """A reason code's sentence from the one reason table (docs/reasons.md); "" if unknown."""
+    try:
+        return Reason(code).description if code else ""
+    except ValueError:
+        return ""
 
 
 def trigger_words(terms: IssuePolicy, window: int | None) -> str:

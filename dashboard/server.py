@@ -238,7 +238,7 @@ def templates() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters.update(money=model.fmt_money, time=model.fmt_time, duration=model.fmt_duration,
-                       short=model.short)
+                       short=model.short, reason_words=model.reason_words)
     env.globals.update(ago=model.fmt_ago)
     return env
 

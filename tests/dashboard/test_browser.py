@@ -144,6 +144,7 @@ def test_a_rejected_claim_shows_its_reason(net: Network, dash: str, page: Any) -
     assert "reason: outside_policy_term" in row.locator("td.claim-status").inner_text()
     page.goto(f"{dash}/claims/{cid}")
     page.locator("dd.reason", has_text="outside_policy_term").wait_for()
+    assert "not inside the policy's term" in page.locator("dd.reason").inner_text()  # the reason in words
     assert page.locator("#votes tbody tr", has_text="outside_policy_term").count() >= 3
     assert page.locator("dd.paid").inner_text() == "—"
 

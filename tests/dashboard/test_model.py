@@ -315,6 +315,8 @@ async def test_every_page_renders(client: Any) -> None:
         assert "<table" in text or "<dl" in text
     text = await (await client.get(f"/claims/{r}")).text()
     assert "&lt;b&gt;period_limit&lt;/b&gt;" in text and "<b>period_limit" not in text  # escaped
+    assert model.reason_words("window_overlap") == "The window overlaps a window already paid under this policy."
+    assert model.reason_words("<b>period_limit</b>") == "" and model.reason_words(None) == ""
     claims = await (await client.get("/claims")).text()
     for cid in w["paid"]:
         row = re.search(rf'<tr data-claim="{cid.hex()}" data-status="paid">(.*?)</tr>', claims, re.S)
