@@ -75,6 +75,8 @@ def step_chart(series: Mapping[str, Sequence[tuple[int, int]]], *, width: int = 
             coords.append(f"{x(t1):.1f},{y(s[-1][1]):.1f}")
         lines.append(Line(name, " ".join(coords), DASHES[i % len(DASHES)], f"line{i % 4}", s[-1][1] if s else 0))
     y_labels = [(y(v), compact(v)) for v in sorted({v0, v1 // 2, v1})]
-    x_labels = [(x(t), fmt_time(t)[11:19], anchor) for t, anchor in ((t0, "start"), ((t0 + t1) // 2, "middle"),
+    # time of day for a short range; the date too once the range spans more than a day
+    cut = slice(11, 19) if t1 - t0 <= 86_400_000 else slice(5, 16)
+    x_labels = [(x(t), fmt_time(t)[cut], anchor) for t, anchor in ((t0, "start"), ((t0 + t1) // 2, "middle"),
                                                                       (t1, "end"))]
     return Chart(lines, width, height, x_labels, y_labels, False)

@@ -25,7 +25,9 @@
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
       .then(function (html) {
         var focused = document.activeElement && document.activeElement.getAttribute("data-copy");
+        var open = Array.prototype.map.call(live.querySelectorAll("details[open][id]"), function (d) { return d.id; });
         live.innerHTML = html;
+        open.forEach(function (id) { var d = document.getElementById(id); if (d) d.open = true; });
         live.setAttribute("data-version", String(version));
         if (focused) {  // keep keyboard focus on the same copy button after a swap
           var again_ = live.querySelector('[data-copy="' + focused + '"]');

@@ -68,7 +68,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  permissions=["clipboard-read", "clipboard-write"])
     pg = context.new_page()
     pg.set_default_timeout(UI_TIMEOUT_MS)
     errors: list[str] = []
@@ -129,6 +130,12 @@ def test_every_paid_claim_shows_k_of_n_and_the_amount(net: Network, dash: str, p
     assert page.locator("#qc tbody tr").count() == ledger[cid]["signers"]
     assert page.locator("#votes tbody tr", has_text="approve").count() >= 4
     assert "verified" in page.locator("ol.flow").inner_text()
+    # every id is copyable: the button puts the full id on the clipboard (keyboard: focus + Enter)
+    button = page.locator(f'h1 button.copy[data-copy="{cid}"]')
+    button.focus()
+    page.keyboard.press("Enter")
+    assert button.inner_text() == "copied"
+    assert page.evaluate("navigator.clipboard.readText()") == cid
 
 
 def test_a_rejected_claim_shows_its_reason(net: Network, dash: str, page: Any) -> None:

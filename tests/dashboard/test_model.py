@@ -280,6 +280,9 @@ def test_chart_geometry() -> None:
     xs = [float(p.split(",")[0]) for p in c.lines[0].points.split()]
     assert min(xs) == charts.PAD_L and max(xs) == charts.WIDTH - charts.PAD_R
     assert [label for _, label in c.y_labels] == ["0", "1", "3"]
+    assert [label for _, label, _ in c.x_labels] == ["00:00:01", "00:00:01", "00:00:02"]
+    days = charts.step_chart({"a": [(0, 1), (3 * 86_400_000, 2)]})
+    assert [label for _, label, _ in days.x_labels] == ["01-01 00:00", "01-02 12:00", "01-04 00:00"]
     assert charts.compact(1_500) == "1.5k" and charts.compact(10**12) == "1T" and charts.compact(7) == "7"
 
 
