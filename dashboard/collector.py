@@ -149,7 +149,8 @@ class Collector:
         a long ledger's backlog is thousands)."""
         snap = self.snapshot
         assert snap.replica is not None
-        todo = [cid for cid in snap.replica.payouts if cid not in snap.receipts][:RECEIPTS_PER_ROUND]
+        # newest first: the claims page lists those first, so they are verified first
+        todo = [cid for cid in reversed(snap.replica.payouts) if cid not in snap.receipts][:RECEIPTS_PER_ROUND]
         for start in range(0, len(todo), RECEIPT_BATCH):
             batch = todo[start:start + RECEIPT_BATCH]
             for cid, result in zip(batch, await asyncio.gather(*(self._receipt(c) for c in batch)), strict=True):
