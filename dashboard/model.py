@@ -545,9 +545,12 @@ class Snapshot:
             problems.append("ledger: signed head not read yet")
         if self.oracle_urls and ready < k:
             problems.append(f"only {ready} oracles ready, a quorum needs {k}")
+        labels = self.oracle_labels()
         not_ready = [u for u in self.oracle_urls if not ((o := self.oracles.get(u)) and o.ready)]
+        not_ready_names = [f"{labels.get(o.oracle_id or '', 'oracle')} ({u})" if (o := self.oracles.get(u)) else u
+                           for u in not_ready]
         return {"ok": not problems, "problems": problems, "ready": ready, "configured": len(self.oracle_urls),
-                "k": k, "not_ready": not_ready,
+                "k": k, "not_ready": not_ready, "not_ready_names": not_ready_names,
                 "height": self.replica.height if self.replica else None,
                 "verified": bool(self.replica and self.replica.verified)}
 
