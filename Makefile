@@ -13,7 +13,7 @@ ARGS   ?=
 APT_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config g++ nasm libgmp-dev nlohmann-json3-dev chromium mosquitto
 APT_STAMP := $(VENV)/.apt-stamp
 
-.PHONY: setup devnet test bench lint clean
+.PHONY: setup devnet test bench lint clean dashboard-screenshots
 
 # The venv is rebuilt only when pyproject.toml changes; node_modules only when the lock changes.
 $(STAMP): pyproject.toml
@@ -47,9 +47,13 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
+# The dashboard's screenshots in docs/dashboard.md: the browser tests against a real network write them.
+dashboard-screenshots: setup
+	FAULTPROOF_DASHBOARD_SCREENSHOTS=docs/img $(BIN)/python -m pytest -q tests/dashboard/test_browser.py
+
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy faultproof agent oracle ledger cli
+	$(BIN)/mypy faultproof agent oracle ledger cli dashboard
 
 clean:
 	rm -rf $(VENV) circuits/node_modules .cache

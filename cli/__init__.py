@@ -27,6 +27,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "devnet": "cli.devnet:devnet",
     "init": "cli.init:init",
     "config": "cli.config_cmd:config",
+    "dashboard": "dashboard.cli:dashboard",
 }
 
 

@@ -6,6 +6,8 @@
 - No import cycle between modules, counting imports inside functions too (a lazy import is still a
   dependency); only `if TYPE_CHECKING:` blocks are left out, since they never run.
 - Only `cli/` may import every part; no daemon imports `cli`.
+- `dashboard/` is a reader (DESIGN §17): it may use the ledger's pure rules and receipt checks, but
+  no oracle or agent code, and nothing but `cli` imports it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("faultproof", "agent", "oracle", "ledger", "cli")
+PACKAGES = ("faultproof", "agent", "oracle", "ledger", "cli", "dashboard")
 DAEMONS = ("agent", "oracle", "ledger")
 
 
@@ -127,3 +129,12 @@ def test_no_import_cycle() -> None:
         if v not in index:
             visit(v)
     assert cycles == []
+
+
+def test_dashboard_is_a_reader() -> None:
+    graph = import_graph()
+    uses = sorted(f"{m} -> {d}" for m, deps in graph.items() if _top(m) == "dashboard"
+                  for d in deps if _top(d) in ("oracle", "agent", "cli"))
+    used_by = sorted(f"{m} -> {d}" for m, deps in graph.items() if _top(m) not in ("dashboard", "cli")
+                     for d in deps if _top(d) == "dashboard")
+    assert uses == [] and used_by == []

@@ -76,6 +76,7 @@ class LocalNetwork:
     broker_port: int = 0
     agent_port: int = 0
     oracle_ports: list[tuple[int, int]] = field(default_factory=list)  # (http, gossip)
+    dashboard_port: int = 0
     ledger_id: bytes = b""
     nonce: int = 0
     circuit_id: bytes = b""
@@ -97,6 +98,10 @@ class LocalNetwork:
     @property
     def agent_url(self) -> str:
         return f"http://127.0.0.1:{self.agent_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}/"
 
     @property
     def oracle_urls(self) -> list[str]:
@@ -215,6 +220,16 @@ class LocalNetwork:
         mp = self._proc("agent", ["agent", "run", "--config", str(cfg)], f"{self.agent_url}/healthz")
         mp.start()
         mp.wait_ready(180)
+
+    def start_dashboard(self) -> None:
+        """The read-only web dashboard (`faultproof dashboard`) over the ledger and every oracle."""
+        self.dashboard_port = free_port()
+        args = ["dashboard", "--ledger", self.ledger_url, "--port", str(self.dashboard_port)]
+        for url in self.oracle_urls:
+            args += ["--oracle", url]
+        mp = self._proc("dashboard", args, f"{self.dashboard_url}healthz")
+        mp.start()
+        mp.wait_ready(60)
 
     # ------------------------------------------------------------------ stop
 

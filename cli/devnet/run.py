@@ -90,6 +90,8 @@ class DevnetRun:
         with self.console.status(f"starting {net.oracles} oracles"):
             net.start_oracles()
         self.log(f"{net.oracles} oracles up, threshold {net.threshold}")
+        net.start_dashboard()
+        self.log(f"dashboard {net.dashboard_url} (open it to watch claims get paid)")
         terms = self.cfg.get("policy", {})
         now = int(time.time() * 1000)
         enrolments, policies = [], []
@@ -273,6 +275,7 @@ class DevnetRun:
                 "payout": sum(int(p["paid"]) for p in paid),
             })
         rejected = sum(c.get("rejected", 0) for c in self.progress.oracle_claims[:1])
+        dashboard = self._dashboard_view()
         if not self.keep_running:
             self.shutdown()  # verify the database at rest
         verified, verify_out = self.verify_ledger()
@@ -293,10 +296,23 @@ class DevnetRun:
             "rejected": rejected,
             "expected_paid": len(expected),
             "seconds": round(time.monotonic() - self.progress.started, 1),
+            "dashboard_url": self.net.dashboard_url,
+            "dashboard": dashboard,
             "processes": {mp.name: mp.pid for mp in self.net.processes},
         }
         self.print_summary(summary)
         return summary
+
+    def _dashboard_view(self) -> dict[str, Any] | None:
+        """What the dashboard shows (its /api/health), once it has caught up with the ledger."""
+        height = self.progress.height
+        body: Any = None
+        for _ in range(20):
+            code, body = http_json("GET", f"{self.net.dashboard_url}api/health", timeout=5)
+            if code == 200 and body.get("height") is not None and body["height"] >= height:
+                break
+            time.sleep(0.25)
+        return body if isinstance(body, dict) else None
 
     def _agent_claim_status(self, device_id: bytes) -> str:
         code, body = http_json("GET", f"{self.net.agent_url}/v1/claims?device_id={device_id.hex()}", timeout=5)
@@ -342,6 +358,7 @@ class DevnetRun:
         self.console.print(f"  export FAULTPROOF_LEDGER={self.net.ledger_url}")
         self.console.print(f"  export FAULTPROOF_ORACLE={self.net.oracle_urls[0]}")
         self.console.print(f"  agent {self.net.agent_url}  oracles {' '.join(self.net.oracle_urls)}")
+        self.console.print(f"  dashboard {self.net.dashboard_url}")
 
     def shutdown(self) -> None:
         if not self._stopped:

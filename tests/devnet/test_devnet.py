@@ -82,4 +82,10 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     assert before["locked"] - after["locked"] == 5 * 1_000_000
     assert sum(after.values()) == sum(before.values()) == 0  # double entry
     assert summary["ok"] is True
+    # The dashboard the devnet started saw the same: 5 claims paid, their receipts verified.
+    assert summary["dashboard_url"].startswith("http://127.0.0.1:")
+    dash = summary["dashboard"]
+    assert dash["claims"]["paid"] == 5 and dash["receipts_verified"] == 5, dash
+    assert dash["verified"] is True and dash["ready"] == 5
+    assert dash["pool"]["paid"] == after["paid"]
     assert summary["processes"] and not [p for p in summary["processes"].values() if p and _alive(p)]
