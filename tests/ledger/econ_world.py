@@ -169,3 +169,6 @@ class EconWorld:
         who = [self.keys.oracles[i] for i in (signers if signers is not None else range(self.keys.threshold))]
         return GroupQuorumCertificate(body=body, signatures=tuple(sorted((body.sign(o) for o in who),
                                                                          key=lambda s: s.oracle_id)))
+
+    def genesis_members(self) -> tuple[bytes, ...]:
+        return tuple(o.public_key for o in self.keys.oracles)
