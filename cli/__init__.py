@@ -23,6 +23,8 @@ _LAZY_COMMANDS: dict[str, str] = {
     "claim": "cli.user:claim",
     "pool": "cli.user:pool",
     "devnet": "cli.devnet:devnet",
+    "econ": "cli.econ:econ",
+    "underwrite": "cli.underwrite:underwrite",
 }
 
 

@@ -56,7 +56,7 @@ def load_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} not found (run from the repository root, or pass --config)") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
-    unknown = set(cfg) - {"network", "pool", "policy", "sensor", "fault"}
+    unknown = set(cfg) - {"network", "pool", "policy", "sensor", "fault", "econ"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}")
     for f in cfg.get("fault", []):
