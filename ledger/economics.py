@@ -92,12 +92,14 @@ def assess(payout: int, *, device_bonds: Sequence[int], m: int, staging_cost: in
     effective cost per device, `oracle_bonds` the active bonds of the current oracle set."""
     dev = smallest_sum(device_bonds, m)
     orc = smallest_sum(oracle_bonds, k)
-    attacks = (
-        Attack(AttackPath.DEVICES, 0 if dev is None else dev + m * staging_cost,
-               f"{m} device bond(s) {0 if dev is None else dev} + {m} x staging {staging_cost}"),
-        Attack(AttackPath.ORACLES, 0 if orc is None else orc, f"{k} smallest oracle bond(s)"),
-    )
-    return Soundness(payout, attacks)
+    attacks: list[Attack] = []
+    # A path that cannot pay is no attack: fewer than m devices the ledger would still pay (the
+    # others slashed) closes the device path. The oracle path is always open (k <= n).
+    if dev is not None:
+        attacks.append(Attack(AttackPath.DEVICES, dev + m * staging_cost,
+                              f"{m} device bond(s) {dev} + {m} x staging {staging_cost}"))
+    attacks.append(Attack(AttackPath.ORACLES, 0 if orc is None else orc, f"{k} smallest oracle bond(s)"))
+    return Soundness(payout, tuple(attacks))
 
 
 # --------------------------------------------------------------------------- slashing

@@ -938,13 +938,15 @@ class LedgerState:
                             f"< {params.min_oracle_bond}")
 
     def soundness(self, p: IssuePolicy, econ: EconPolicy | None, devices: tuple[bytes, ...]) -> economics.Soundness:
-        """The soundness rule's assessment of terms `p` on this state (params must be set)."""
+        """The soundness rule's assessment of terms `p` on this state, with today's bonds. A slashed
+        device is paid nothing more, so it opens no attack (its bond is gone, not 0)."""
         params = self.econ.params
-        assert params is not None
-        staging = economics.effective_staging_cost(econ.staging_cost if econ is not None else 0, params)
+        declared = econ.staging_cost if econ is not None else 0
+        staging = economics.effective_staging_cost(declared, params) if params is not None else 0
         m = self.econ.min_proofs_of(econ)
+        usable = [d for d in devices if d not in self.econ.slashed_devices]
         return economics.assess(
-            p.amount, device_bonds=[self.econ.active_bond(BondHolder.DEVICE, d) for d in devices], m=m,
+            p.amount, device_bonds=[self.econ.active_bond(BondHolder.DEVICE, d) for d in usable], m=m,
             staging_cost=staging, oracle_bonds=[self.econ.active_bond(BondHolder.ORACLE, o)
                                                 for o in self.oracle_set.members],
             k=self.oracle_set.threshold)

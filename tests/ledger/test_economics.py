@@ -355,3 +355,14 @@ def test_econ_policy_needs_the_rules_on() -> None:
         fresh.apply(w.keys.sign(w.single_policy(), nonce=len(w.setup_txs)), T0)
     assert err.value.reason is Reason.INVALID_STATE_TRANSITION
     assert fresh.balance(FREE) == 100_000
+
+
+def test_a_slashed_device_opens_no_attack() -> None:
+    w = EconWorld.build(device_bonds=(150, 0, 0))
+    pid = w.issue(w.single_policy())
+    policy = w.state.policies[pid]
+    before = w.state.soundness(policy.terms, w.state.econ.policies[pid], (policy.device_id,))
+    assert [a.path for a in before.attacks] == [economics.AttackPath.DEVICES, economics.AttackPath.ORACLES]
+    w.apply(w.double_frame(0))
+    after = w.state.soundness(policy.terms, w.state.econ.policies[pid], (policy.device_id,))
+    assert [a.path for a in after.attacks] == [economics.AttackPath.ORACLES] and after.profit == 100 - 4_000
