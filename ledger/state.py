@@ -99,6 +99,7 @@ from faultproof.messages import (
     EnrolAgent,
     EnrolDevice,
     ExpirePolicy,
+    Frame,
     FrameEquivocation,
     Genesis,
     GroupPayoutBody,
@@ -142,6 +143,7 @@ Verifier = Callable[[bytes, bytes, bytes, bytes], bool]  # (tag, message, signat
 
 _PAYOUT_TAG = domain_tag(PayoutBody.NAME)
 _ENTRY_TAG = domain_tag(LedgerEntry.NAME)
+_FRAME_TAG = domain_tag(Frame.NAME)
 
 
 def locked_account(pid: bytes) -> str:
@@ -1092,9 +1094,6 @@ class LedgerState:
 
     def _check_vote_equivocation(self, tx: VoteEquivocation, params: EconParams, now: int) -> Effect:
         facts = [_vote_facts(v) for v in (tx.first, tx.second)]
-        if not all(self.verifier(domain_tag(v.body.NAME), v.body.encode(), v.signature, v.oracle_id)
-                   for v in (tx.first, tx.second)):
-            raise _fail(Reason.EVIDENCE_INVALID, "a vote's signature does not verify")
         if facts[0] != facts[1]:
             raise _fail(Reason.EVIDENCE_INVALID, "the votes are not by one oracle for one claim in one epoch")
         oracle_id, ledger_id, epoch, _ = facts[0]
@@ -1105,6 +1104,9 @@ class LedgerState:
             raise _fail(Reason.EVIDENCE_INVALID, "two rejects do not conflict")
         if isinstance(a, Approve) and isinstance(b, Approve) and a.body == b.body:
             raise _fail(Reason.EVIDENCE_INVALID, "the same approval twice")
+        # signatures last: they are the expensive part
+        if not all(self.verifier(domain_tag(v.body.NAME), v.body.encode(), v.signature, oracle_id) for v in (a, b)):
+            raise _fail(Reason.EVIDENCE_INVALID, "a vote's signature does not verify")
         reason = self._vote_epoch_rejection(oracle_id, epoch, params, now)
         if reason is not None:
             raise _fail(reason)
@@ -1112,8 +1114,6 @@ class LedgerState:
 
     def _check_contradicting_approve(self, tx: ContradictingApprove, params: EconParams, now: int) -> Effect:
         ap = tx.approve
-        if not ap.verify():
-            raise _fail(Reason.EVIDENCE_INVALID, "the approval's signature does not verify")
         body = ap.body
         if body.ledger_id != self.ledger_id:
             raise _fail(Reason.WRONG_LEDGER, "the approval is for another ledger")
@@ -1124,6 +1124,8 @@ class LedgerState:
         if (body.amount, body.beneficiary, body.device_id, body.circuit_id) == \
                 (t.amount, t.beneficiary, t.device_id, t.circuit_id):
             raise _fail(Reason.EVIDENCE_INVALID, "the approval agrees with the policy")
+        if not self.verifier(_PAYOUT_TAG, body.encode(), ap.signature, ap.oracle_id):
+            raise _fail(Reason.EVIDENCE_INVALID, "the approval's signature does not verify")
         reason = self._vote_epoch_rejection(ap.oracle_id, body.oracle_set_epoch, params, now)
         if reason is not None:
             raise _fail(reason)
@@ -1131,13 +1133,13 @@ class LedgerState:
 
     def _check_frame_equivocation(self, tx: FrameEquivocation, params: EconParams, now: int) -> Effect:
         a, b = tx.first, tx.second
-        if not (a.verify() and b.verify()):
-            raise _fail(Reason.EVIDENCE_INVALID, "a frame's signature does not verify")
         fa, fb = a.frame, b.frame
         if (fa.device_id, fa.epoch, fa.seq) != (fb.device_id, fb.epoch, fb.seq):
             raise _fail(Reason.EVIDENCE_INVALID, "the frames are not for one (device, epoch, seq)")
         if fa == fb:
             raise _fail(Reason.EVIDENCE_INVALID, "the same frame twice")
+        if not all(self.verifier(_FRAME_TAG, f.frame.encode(), f.signature, fa.device_id) for f in (a, b)):
+            raise _fail(Reason.EVIDENCE_INVALID, "a frame's signature does not verify")
         if fa.device_id not in self.devices:
             raise _fail(Reason.NOT_FOUND, "the device is not enrolled")
         if fa.device_id in self.econ.slashed_devices:

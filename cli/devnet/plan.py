@@ -31,6 +31,10 @@ class DevicePlan:
     trigger: dict[str, Any]
     device_id: bytes = b""
     policy_id: bytes = b""
+    # "insured": its own policy; economic security (DESIGN §14, with [econ]): "equivocator" signs
+    # two frames for one seq and must be revoked, slashed and never paid; "group" is one of the
+    # devices of the corroborated policy
+    role: str = "insured"
 
 
 @dataclass
