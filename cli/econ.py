@@ -2,6 +2,7 @@
 
     faultproof econ report --ledger URL      # per policy: each attack path, its cost, the payout, the profit
     faultproof econ simulate [--preset devnet] [--years N] [--seed S] [--set name=value ...]
+    faultproof econ evidence FILE --ledger URL   # submit slashing evidence (anyone may)
 
 `report` replays the ledger's signed entries into a `LedgerState` (as an oracle does, checking
 every signature and rule) and asks it the soundness rule's question for every policy that is not
@@ -22,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.econ_sim import SimParams, simulate
-from faultproof.errors import FaultproofError
+from faultproof.errors import DecodeError, FaultproofError
+from faultproof.messages import Message
 from ledger.state import IntegrityError, LedgerState, PolicyStatus
 
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
@@ -131,6 +133,50 @@ def report(ledger_url: str, as_json: bool) -> None:
                                "slashes": slash_reports(state)}, indent=1))
         return
     render_report(state, Console())
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def load_evidence(path: Path) -> Message:
+    """Slashing evidence from FILE: its msgpack bytes, or JSON `{"type": "<name>", ...fields}`."""
+    from faultproof.messages import ECON_TX_TYPES, GroupQuorumCertificate, decode_any
+
+    kinds = tuple(t for t in ECON_TX_TYPES if t is not GroupQuorumCertificate)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise click.ClickException(f"cannot read {path}: {e.strerror}") from None
+    try:
+        if raw[:1] in (b"{", b" ", b"\n"):
+            obj = json.loads(raw)
+            by_name = {t.NAME: t for t in kinds}
+            if not isinstance(obj, dict) or obj.get("type") not in by_name:
+                raise click.ClickException(f"{path}: JSON evidence needs \"type\": one of {sorted(by_name)}")
+            return by_name[obj["type"]].from_json({k: v for k, v in obj.items() if k != "type"})
+        return decode_any(raw, allowed=kinds)
+    except (DecodeError, ValueError) as e:
+        raise click.ClickException(f"{path} is not slashing evidence: {e}") from None
+
+
+@econ.command("evidence")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
+def evidence(file: Path, ledger_url: str) -> None:
+    """Submit slashing evidence FILE (vote-equivocation, contradicting-approve, frame-equivocation)."""
+    from ledger.client import LedgerClient
+
+    tx = load_evidence(file)
+
+    async def go() -> dict[str, Any]:
+        async with LedgerClient(ledger_url) as client:
+            r = await client.submit(tx)
+            return {"height": r.height, "kind": r.kind}
+
+    try:
+        click.echo(json.dumps(asyncio.run(go())))
+    except FaultproofError as e:
+        raise click.ClickException(f"refused: {e.reason.value}: {e.message}") from None
 
 
 # --------------------------------------------------------------------------- simulate
