@@ -366,3 +366,17 @@ def test_a_slashed_device_opens_no_attack() -> None:
     w.apply(w.double_frame(0))
     after = w.state.soundness(policy.terms, w.state.econ.policies[pid], (policy.device_id,))
     assert [a.path for a in after.attacks] == [economics.AttackPath.ORACLES] and after.profit == 100 - 4_000
+
+
+def test_stale_and_non_member_contradicting_approve_is_refused() -> None:
+    w = EconWorld.build(device_bonds=(150, 0, 0))
+    pid = w.issue(w.single_policy())
+    ev = w.contradicting_approve(1, pid, amount=101)  # epoch 0
+    members = tuple(o.public_key for o in w.keys.oracles)
+    w.apply(w.admin(RotateOracles(members=members, threshold=4)), at=T0 + HOUR)
+    w.apply(w.admin(RotateOracles(members=members, threshold=5)), at=T0 + 2 * HOUR)  # epoch 0 is gone
+    refused(w, ev, Reason.EVIDENCE_STALE)
+    # an approval signed by a key that was never a member of the epoch it names proves nothing
+    stranger = w.incident(pid).replace(amount=101, oracle_set_epoch=2).approve(w.devices[1])
+    refused(w, ev.replace(approve=stranger), Reason.EVIDENCE_INVALID)
+    assert w.state.balance(REWARDS) == 0 and not w.state.econ.slashes
