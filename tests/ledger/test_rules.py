@@ -33,6 +33,7 @@ from faultproof.messages import (
     UnbondStep,
     Withdraw,
 )
+from ledger.receipts import verify_receipt
 from ledger.service import LedgerService
 from ledger.state import LedgerState
 from tests.ledger.econ_world import EconWorld
@@ -502,8 +503,15 @@ async def test_econ_corroborated_claims(tmp_path: Path) -> None:
         await env.refused(w.group_qc(pid, [a, w.window(1, 0, end - 10 * SECOND, end)]),
                           Reason.CORROBORATION_SAME_AGENT)
         await env.refused(w.group_qc(pid, [a, w.window(1, 1, end, end + SECOND)]), Reason.CORROBORATION_NO_OVERLAP)
-        accepted = await env.ok(w.group_qc(pid, [a, b]))
+        qc = w.group_qc(pid, [a, b])
+        accepted = await env.ok(qc)
         assert accepted.effect.paid == 100 and env.state.balance("paid") == 100
+        check = verify_receipt(await env.service.receipt(qc.body.claim_id), ledger_id=w.keys.ledger_id)
+        assert check.ok, check.problems
+        forged = qc.replace(signatures=qc.signatures[:-1] + (qc.signatures[0],))
+        receipt = await env.service.receipt(qc.body.claim_id)
+        bad = receipt.replace(entry=receipt.entry.entry.replace(tx=forged).sign(w.keys.ledger_key))
+        assert not verify_receipt(bad).ok
 
 
 # --------------------------------------------------------------------------- meta
