@@ -70,6 +70,25 @@ Money
 Clock
   The ledger's time never goes backwards: `apply` refuses now_ms below the last entry's time.
 
+Economic security (DESIGN §14; the arithmetic in ledger/economics.py, the block at the end of
+LedgerState applies it)
+  EC1 set_econ_params switches the rules on: every current oracle holds min_oracle_bond
+      (INSUFFICIENT_BOND); reporter share <= 100 %, unlock delay > 0 (INVALID_PARAMETERS).
+  EC2 post_bond external -> bond:<kind>:<id>; rotate_oracles needs bonded, never-slashed members
+      (INSUFFICIENT_BOND, SLASHED_MEMBER).
+  EC3 unbond: a request is refused while the bond is in use (BOND_IN_USE); the release pays it back
+      only unlock_delay_ms after the request (BOND_LOCKED).
+  EC4/EC5 issue_policy / issue_econ_policy: claim window < unlock delay, and the payout per period
+      below the cheapest attack (m device bonds + m x capped staging cost, or k oracle bonds)
+      (ECONOMICALLY_UNSOUND).
+  S1..S3 slashing evidence (vote equivocation, contradicting approve, double-signed frames), from
+      anyone: EVIDENCE_INVALID / EVIDENCE_DUPLICATE / EVIDENCE_STALE; the whole bond, the reporter's
+      share to `rewards`, the rest to free; a slashed device is revoked and none of its unpaid
+      claims is paid (DEVICE_REVOKED, also in payout_rejection).
+  C1..C3 a corroborated policy pays a GroupQuorumCertificate once: >= m windows
+      (CORROBORATION_TOO_FEW), distinct agents (CORROBORATION_SAME_AGENT), overlapping within the
+      tolerance (CORROBORATION_NO_OVERLAP), then Q1..Q4 and P1..P8 on the group's span.
+
 What this file must never do: read a clock, touch a file or socket, log, or apply a different rule
 to a transaction depending on where it came from.
 """
@@ -916,7 +935,6 @@ class LedgerState:
                     del state.open_policy[device_id]
 
         return Effect(tx, TxKind.EXPIRE, now, transfers=tuple(transfers), policy_id=pid, _commit=commit)
-
 
     # economic security (DESIGN §14) ----------------------------------------------------------
     # Bonds, slashing evidence, corroborated policies and the soundness rule. The arithmetic is
