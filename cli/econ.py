@@ -93,7 +93,8 @@ def render_report(state: LedgerState, console: Console) -> None:
                       f"unlock delay {params.unlock_delay_ms / 86_400_000:g} d")
     table = Table(title=f"attack paths per policy at height {state.height}")
     for col in ("policy", "m", "payout", "path", "cost", "profit", "sound"):
-        table.add_column(col, justify="right" if col in ("m", "payout", "cost", "profit") else "left")
+        table.add_column(col, justify="right" if col in ("m", "payout", "cost", "profit") else "left",
+                         no_wrap=col in ("path", "cost", "profit"))
     for r in policy_reports(state, state.time_ms):
         for i, a in enumerate(r["attacks"]):
             cheapest = a["path"] == r["cheapest"]
