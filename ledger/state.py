@@ -78,7 +78,8 @@ LedgerState applies it)
       (INSUFFICIENT_BOND, SLASHED_MEMBER).
   EC3 unbond: a request is refused while the bond is in use (BOND_IN_USE); the release pays it back
       only unlock_delay_ms after the request (BOND_LOCKED).
-  EC4/EC5 issue_policy / issue_econ_policy: claim window < unlock delay, and the payout per period
+  EC4/EC5 issue_policy / issue_econ_policy: every covered device bonded (INSUFFICIENT_BOND), the
+      claim window < unlock delay, and the payout per period
       below the cheapest attack (m device bonds + m x capped staging cost, or k oracle bonds)
       (ECONOMICALLY_UNSOUND).
   S1..S3 slashing evidence (vote equivocation, contradicting approve, double-signed frames), from
@@ -976,6 +977,9 @@ class LedgerState:
         params = self.econ.params
         if params is None:
             return
+        unbonded = [d for d in devices if self.econ.active_bond(BondHolder.DEVICE, d) == 0]
+        if unbonded:  # a policy needs the policyholder's stake, whatever the staging cost says
+            raise _fail(Reason.INSUFFICIENT_BOND, f"device {unbonded[0].hex()} holds no bond")
         if p.claim_window_ms >= params.unlock_delay_ms:
             raise _fail(Reason.ECONOMICALLY_UNSOUND,
                         f"claim window {p.claim_window_ms} ms is not shorter than the bond unlock delay "

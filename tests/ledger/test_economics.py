@@ -69,7 +69,10 @@ def test_assess_takes_the_cheapest_path() -> None:
 
 # (case, policy builder kwargs, device bonds, expected reason or None). Oracle path: 4 x 1000.
 SOUNDNESS = [
-    ("no device bond", dict(kind="single"), (0, 0, 0), Reason.ECONOMICALLY_UNSOUND),
+    ("no device bond", dict(kind="single"), (0, 0, 0), Reason.INSUFFICIENT_BOND),
+    ("no device bond, staging alone above the payout", dict(kind="single", staging=500), (0, 0, 0),
+     Reason.INSUFFICIENT_BOND),
+    ("one device of the group unbonded", dict(kind="group", m=2), (500, 500, 0), Reason.INSUFFICIENT_BOND),
     ("bond equals payout", dict(kind="single"), (100, 0, 0), Reason.ECONOMICALLY_UNSOUND),
     ("bond raised above payout", dict(kind="single"), (101, 0, 0), None),
     ("bond + declared staging", dict(kind="single", staging=50), (60, 0, 0), None),
@@ -82,7 +85,7 @@ SOUNDNESS = [
     ("oracle path cheaper than devices", dict(kind="single", amount=4_000), (10_000, 0, 0),
      Reason.ECONOMICALLY_UNSOUND),
     ("oracle path just above the payout", dict(kind="single", amount=3_999), (10_000, 0, 0), None),
-    ("plain issue_policy, no staging", dict(kind="plain"), (0, 0, 0), Reason.ECONOMICALLY_UNSOUND),
+    ("plain issue_policy, no staging", dict(kind="plain"), (100, 0, 0), Reason.ECONOMICALLY_UNSOUND),
     ("plain issue_policy, bonded", dict(kind="plain"), (150, 0, 0), None),
     ("claim window not shorter than the unlock delay", dict(kind="single", claim_window_ms=30 * DAY),
      (10_000, 0, 0), Reason.ECONOMICALLY_UNSOUND),
@@ -163,9 +166,9 @@ def test_device_bond_is_in_use_while_its_policy_is_open() -> None:
     t = w.state.policies[pid].terms
     w.apply(ExpirePolicy(policy_id=pid), at=t.end_ms + t.claim_window_ms + 1)
     w.apply(w.admin(Unbond(holder_kind=DEVICE, holder_id=d0, step=UnbondStep.REQUEST)))
-    # An unlocking bond secures nothing new: the same policy is now unsound.
+    # An unlocking bond secures nothing new: the device counts as unbonded.
     refused(w, w.keys.sign(w.single_policy(start_ms=w.now, end_ms=w.now + 30 * DAY), nonce=w.keys.next_nonce),
-            Reason.ECONOMICALLY_UNSOUND)
+            Reason.INSUFFICIENT_BOND)
 
 
 # --------------------------------------------------------------------------- slashing: oracles
