@@ -116,6 +116,8 @@ def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Map
         policy = state.policy(pid) if pid is not None else None
         if policy is None or policy.status_at(now_ms) not in (PolicyStatus.ISSUED, PolicyStatus.ACTIVE):
             continue
+        if state.econ.group_of(policy.policy_id):
+            continue  # a corroborated policy pays only a group claim, which this agent does not build (§14)
         n = circuit_sizes.get(policy.terms.circuit_id)
         if n is None:
             continue

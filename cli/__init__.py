@@ -28,6 +28,8 @@ _LAZY_COMMANDS: dict[str, str] = {
     "init": "cli.init:init",
     "config": "cli.config_cmd:config",
     "dashboard": "dashboard.cli:dashboard",
+    "econ": "cli.econ:econ",
+    "underwrite": "cli.underwrite:underwrite",
 }
 
 

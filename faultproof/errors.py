@@ -103,6 +103,19 @@ class Reason(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     UNAVAILABLE = "unavailable"
 
+    # -- economic security: bonds, slashing, corroboration, soundness (DESIGN §14) --
+    ECONOMICALLY_UNSOUND = "economically_unsound"
+    INSUFFICIENT_BOND = "insufficient_bond"
+    BOND_IN_USE = "bond_in_use"
+    BOND_LOCKED = "bond_locked"
+    SLASHED_MEMBER = "slashed_member"
+    EVIDENCE_INVALID = "evidence_invalid"
+    EVIDENCE_DUPLICATE = "evidence_duplicate"
+    EVIDENCE_STALE = "evidence_stale"
+    CORROBORATION_TOO_FEW = "corroboration_too_few"
+    CORROBORATION_SAME_AGENT = "corroboration_same_agent"
+    CORROBORATION_NO_OVERLAP = "corroboration_no_overlap"
+
     @property
     def stage(self) -> Stage:
         return _STAGE[self]
@@ -143,6 +156,10 @@ def _stages() -> dict[Reason, Stage]:
             r.INVALID_ORACLE_SET, r.QC_INSUFFICIENT_SIGNATURES, r.QC_DUPLICATE_SIGNER,
             r.QC_NON_MEMBER, r.QC_BAD_SIGNATURE, r.QC_STALE_EPOCH, r.PAYOUT_MISMATCH,
             r.CLAIM_CONFLICT,
+            # economic security (DESIGN §14)
+            r.ECONOMICALLY_UNSOUND, r.INSUFFICIENT_BOND, r.BOND_IN_USE, r.BOND_LOCKED,
+            r.SLASHED_MEMBER, r.EVIDENCE_INVALID, r.EVIDENCE_DUPLICATE, r.EVIDENCE_STALE,
+            r.CORROBORATION_TOO_FEW, r.CORROBORATION_SAME_AGENT, r.CORROBORATION_NO_OVERLAP,
         ),
         Stage.GOSSIP: (r.SENDER_NOT_ALLOWED, r.DUPLICATE),
         Stage.HTTP: (r.UNSUPPORTED_MEDIA_TYPE, r.BAD_REQUEST, r.UNAVAILABLE),
@@ -238,6 +255,17 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.UNSUPPORTED_MEDIA_TYPE: "Content-Type must be application/json or application/msgpack.",
     Reason.BAD_REQUEST: "The request is not valid for this endpoint.",
     Reason.UNAVAILABLE: "The service is not ready (e.g. still syncing with the ledger).",
+    Reason.ECONOMICALLY_UNSOUND: "The payout per period is not below the cheapest attack's cost (bonds, staging).",
+    Reason.INSUFFICIENT_BOND: "An oracle-set member does not hold the minimum oracle bond.",
+    Reason.BOND_IN_USE: "The bond still secures an oracle-set membership or an open policy.",
+    Reason.BOND_LOCKED: "The bond's unlock delay has not passed (or no unbond was requested).",
+    Reason.SLASHED_MEMBER: "A slashed oracle cannot be a member of the oracle set again.",
+    Reason.EVIDENCE_INVALID: "The slashing evidence does not prove a fault (bad signature, no conflict).",
+    Reason.EVIDENCE_DUPLICATE: "The offender was already slashed.",
+    Reason.EVIDENCE_STALE: "The evidence is older than the bond unlock delay allows.",
+    Reason.CORROBORATION_TOO_FEW: "A corroborated claim has fewer proofs than the policy's m.",
+    Reason.CORROBORATION_SAME_AGENT: "Two proofs of a corroborated claim come from one agent.",
+    Reason.CORROBORATION_NO_OVERLAP: "The corroborating windows do not overlap within the tolerance.",
 }
 
 

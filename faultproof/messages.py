@@ -648,6 +648,11 @@ class AdminKind(enum.IntEnum):
     ISSUE_POLICY = 8
     ROTATE_ORACLES = 9
     ROTATE_ADMIN = 10
+    # -- economic security (DESIGN §14), range 20-29 --
+    SET_ECON_PARAMS = 20
+    POST_BOND = 21
+    UNBOND = 22
+    ISSUE_ECON_POLICY = 23
 
 
 class TriggerKind(enum.IntEnum):
@@ -782,6 +787,79 @@ class RotateAdmin(Message):
     new_admin: bytes = _f(ID)
 
 
+# --------------------------------------------------------------------------- economic security (DESIGN §14)
+# Type ids 70-79. Bonds, the soundness rule's parameters, corroborated policies and slashing
+# evidence. The rules that use them are in ledger/economics.py and ledger/state.py.
+
+
+class BondHolder(enum.IntEnum):
+    """Whose bond: an oracle (joining the oracle set) or a device (its policyholder's stake)."""
+
+    ORACLE = 1
+    DEVICE = 2
+
+
+class UnbondStep(enum.IntEnum):
+    REQUEST = 1  # start the unlock delay
+    RELEASE = 2  # after the delay: the bond leaves the ledger
+
+
+MAX_GROUP = 16  # devices of one corroborated policy
+
+
+@dataclass(frozen=True)
+class EconParams(Message):
+    """The network's economic parameters; setting them switches the economic rules on (§14)."""
+
+    TYPE_ID: ClassVar[int] = 70
+    NAME: ClassVar[str] = "econ-params"
+
+    min_oracle_bond: int = _f(U64)  # every member of the oracle set holds at least this bond
+    max_staging_cost: int = _f(U64)  # cap on the staging cost an underwriter may declare per device
+    reporter_share_bps: int = _f(U32)  # share of a slashed bond paid to the reporter (1/10000)
+    unlock_delay_ms: int = _f(U48)  # a bond leaves this long after its unbond request
+
+
+@dataclass(frozen=True)
+class PostBond(Message):
+    """A bond paid into the ledger (from `external`) for an oracle or an enrolled device."""
+
+    TYPE_ID: ClassVar[int] = 71
+    NAME: ClassVar[str] = "post-bond"
+
+    holder_kind: int = _f(U8)  # BondHolder
+    holder_id: bytes = _f(ID)
+    amount: int = _f(U64)
+
+
+@dataclass(frozen=True)
+class Unbond(Message):
+    """Step 1 starts a bond's unlock delay; step 2, after it, pays the bond back out."""
+
+    TYPE_ID: ClassVar[int] = 72
+    NAME: ClassVar[str] = "unbond"
+
+    holder_kind: int = _f(U8)  # BondHolder
+    holder_id: bytes = _f(ID)
+    step: int = _f(U8)  # UnbondStep
+
+
+@dataclass(frozen=True)
+class EconPolicy(Message):
+    """A policy with its economic terms: the staging cost per device the underwriter declares,
+    and, for a corroborated policy, the group of devices, m and the overlap tolerance. An empty
+    group is a single-device policy on terms.device_id (m = 1)."""
+
+    TYPE_ID: ClassVar[int] = 73
+    NAME: ClassVar[str] = "econ-policy"
+
+    terms: IssuePolicy = _f(Nested(IssuePolicy))
+    staging_cost: int = _f(U64)
+    group: tuple[bytes, ...] = _f(ListOf(ID, MAX_GROUP))
+    min_proofs: int = _f(U8)  # m; 1 for a single-device policy
+    overlap_tolerance_ms: int = _f(U48)
+
+
 ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.REGISTER_CIRCUIT: RegisterCircuit,
     AdminKind.ENROL_DEVICE: EnrolDevice,
@@ -793,6 +871,10 @@ ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ISSUE_POLICY: IssuePolicy,
     AdminKind.ROTATE_ORACLES: RotateOracles,
     AdminKind.ROTATE_ADMIN: RotateAdmin,
+    AdminKind.SET_ECON_PARAMS: EconParams,
+    AdminKind.POST_BOND: PostBond,
+    AdminKind.UNBOND: Unbond,
+    AdminKind.ISSUE_ECON_POLICY: EconPolicy,
 }
 _ADMIN_KIND_OF = {cls: kind for kind, cls in ADMIN_ARGS.items()}
 
@@ -880,7 +962,110 @@ class Genesis(Message):
         return _hash_id("genesis", self.encode())
 
 
-LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy)
+
+# -- economic security (DESIGN §14): slashing evidence and corroborated payouts, anyone may submit --
+
+
+@dataclass(frozen=True)
+class VoteEquivocation(Message):
+    """Two signed votes of one oracle for one claim in one oracle-set epoch that conflict
+    (Approve vs Reject, or Approves over two different bodies). `reporter` gets the reward."""
+
+    TYPE_ID: ClassVar[int] = 74
+    NAME: ClassVar[str] = "vote-equivocation"
+    MAX_SIZE: ClassVar[int] = 2560
+
+    reporter: bytes = _f(ID)
+    first: Vote = _f(Nested(Approve, Reject))
+    second: Vote = _f(Nested(Approve, Reject))
+
+
+@dataclass(frozen=True)
+class ContradictingApprove(Message):
+    """An oracle's Approve over a body whose amount, beneficiary, device or circuit is not the
+    ledger's policy's."""
+
+    TYPE_ID: ClassVar[int] = 75
+    NAME: ClassVar[str] = "contradicting-approve"
+    MAX_SIZE: ClassVar[int] = 1280
+
+    reporter: bytes = _f(ID)
+    approve: Approve = _f(Nested(Approve))
+
+
+@dataclass(frozen=True)
+class FrameEquivocation(Message):
+    """Two different frames signed by one device for one (device, epoch, seq): a leaked key or
+    cheating firmware."""
+
+    TYPE_ID: ClassVar[int] = 76
+    NAME: ClassVar[str] = "frame-equivocation"
+    MAX_SIZE: ClassVar[int] = 1280
+
+    reporter: bytes = _f(ID)
+    first: SignedFrame = _f(Nested(SignedFrame))
+    second: SignedFrame = _f(Nested(SignedFrame))
+
+
+@dataclass(frozen=True)
+class CorroboratingWindow(Message):
+    """One device's proven window in a corroborated claim, with the agent that claimed it."""
+
+    TYPE_ID: ClassVar[int] = 77
+    NAME: ClassVar[str] = "corroborating-window"
+
+    device_id: bytes = _f(ID)
+    agent_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    start_seq: int = _f(U32)
+    end_seq: int = _f(U32)
+    start_ts: int = _f(U48)
+    end_ts: int = _f(U48)
+
+
+def group_claim_id(policy_id: bytes, windows: Sequence[CorroboratingWindow]) -> bytes:
+    """A corroborated incident's id: the policy and its windows (device, epoch, seqs), in the
+    order of the body (sorted by device_id), never the proofs."""
+    return _hash_id("group-claim-id", pack([policy_id, [[w.device_id, w.epoch, w.start_seq, w.end_seq]
+                                                        for w in windows]]))
+
+
+@dataclass(frozen=True)
+class GroupPayoutBody(Message):
+    """What k oracles sign for a corroborated policy: m or more windows, paid once."""
+
+    TYPE_ID: ClassVar[int] = 78
+    NAME: ClassVar[str] = "group-payout-approve"
+    MAX_SIZE: ClassVar[int] = 4096
+
+    ledger_id: bytes = _f(ID)
+    oracle_set_epoch: int = _f(U32)
+    claim_id: bytes = _f(ID)
+    policy_id: bytes = _f(ID)
+    windows: tuple[CorroboratingWindow, ...] = _f(ListOf(Nested(CorroboratingWindow), MAX_GROUP))
+    circuit_id: bytes = _f(ID)
+    beneficiary: bytes = _f(ID)
+    amount: int = _f(U64)
+
+    def sign(self, oracle: Identity) -> QcSignature:
+        return QcSignature(oracle_id=oracle.public_key, signature=_sign(oracle, self))
+
+
+@dataclass(frozen=True)
+class GroupQuorumCertificate(Message):
+    TYPE_ID: ClassVar[int] = 79
+    NAME: ClassVar[str] = "group-quorum-certificate"
+    MAX_SIZE: ClassVar[int] = 12288
+
+    body: GroupPayoutBody = _f(Nested(GroupPayoutBody))
+    signatures: tuple[QcSignature, ...] = _f(ListOf(Nested(QcSignature), MAX_ORACLES))
+
+
+ECON_TX_TYPES: tuple[type[Message], ...] = (VoteEquivocation, ContradictingApprove, FrameEquivocation,
+                                            GroupQuorumCertificate)
+
+
+LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, *ECON_TX_TYPES)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@
     faultproof admin policies [--device-id HEX]
     faultproof admin nonce
     faultproof admin expire POLICY_ID               # anyone may; no key needed
+    faultproof admin --key admin.key bond --device HEX 1500000     # economic security (DESIGN §14)
 
 Each signing command reads the ledger_id and next nonce from the ledger, signs the AdminTx with the
 admin key file and submits it. Only wiring: the ledger applies the rules.
@@ -25,16 +26,22 @@ from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import (
     AdminTx,
+    BondHolder,
     Deposit,
+    EconParams,
+    EconPolicy,
     EnrolAgent,
     EnrolDevice,
     ExpirePolicy,
     Message,
+    PostBond,
     RegisterCircuit,
     RevokeAgent,
     RevokeDevice,
     RotateAdmin,
     RotateOracles,
+    Unbond,
+    UnbondStep,
     Withdraw,
 )
 from ledger.client import LedgerClient, SubmitResult
@@ -276,3 +283,81 @@ def nonce(ctx: click.Context) -> None:
     state = _run(lambda c: c.state(), ctx.obj["url"])
     click.echo(json.dumps({"admin": state["admin"], "admin_nonce": state["admin_nonce"],
                            "next_admin_nonce": state["next_admin_nonce"]}))
+
+
+# --------------------------------------------------------------------------- economic security (DESIGN §14)
+
+
+@admin.command("econ-params")
+@click.option("--min-oracle-bond", type=click.IntRange(min=0), required=True)
+@click.option("--max-staging-cost", type=click.IntRange(min=0), required=True)
+@click.option("--reporter-share-bps", type=click.IntRange(0, 10_000), required=True,
+              help="Share of a slashed bond paid to its reporter, in 1/10000.")
+@click.option("--unlock-delay-ms", type=click.IntRange(min=1), required=True,
+              help="How long after an unbond request a bond is paid back (longer than any claim window).")
+@click.pass_context
+def econ_params(ctx: click.Context, min_oracle_bond: int, max_staging_cost: int, reporter_share_bps: int,
+                unlock_delay_ms: int) -> None:
+    """Set the economic parameters (switches the economic rules on; every oracle must be bonded)."""
+    _sign_and_submit(ctx, EconParams(min_oracle_bond=min_oracle_bond, max_staging_cost=max_staging_cost,
+                                     reporter_share_bps=reporter_share_bps, unlock_delay_ms=unlock_delay_ms))
+
+
+def _holder(oracle: str | None, device: str | None) -> tuple[BondHolder, bytes]:
+    if (oracle is None) == (device is None):
+        raise click.UsageError("name exactly one of --oracle ID or --device ID")
+    if oracle is not None:
+        return BondHolder.ORACLE, _hex32(oracle, "oracle id")
+    assert device is not None
+    return BondHolder.DEVICE, _hex32(device, "device id")
+
+
+@admin.command("bond")
+@click.option("--oracle", default=None, help="Bond for this oracle id (hex).")
+@click.option("--device", default=None, help="Bond for this device id (hex).")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.pass_context
+def bond(ctx: click.Context, oracle: str | None, device: str | None, amount: int) -> None:
+    """Post AMOUNT as the bond of an oracle or an enrolled device."""
+    kind, holder = _holder(oracle, device)
+    _sign_and_submit(ctx, PostBond(holder_kind=kind, holder_id=holder, amount=amount))
+
+
+@admin.command("unbond")
+@click.option("--oracle", default=None, help="The oracle id (hex).")
+@click.option("--device", default=None, help="The device id (hex).")
+@click.option("--release", is_flag=True, help="Pay the bond back (after the unlock delay); default: request it.")
+@click.pass_context
+def unbond(ctx: click.Context, oracle: str | None, device: str | None, release: bool) -> None:
+    """Request a bond back (starts the unlock delay), or --release it once the delay has passed."""
+    kind, holder = _holder(oracle, device)
+    _sign_and_submit(ctx, Unbond(holder_kind=kind, holder_id=holder,
+                                 step=UnbondStep.RELEASE if release else UnbondStep.REQUEST))
+
+
+@admin.command("issue-econ-policy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--device-id", default=None, help="Override the file's device_id.")
+@click.option("--beneficiary", default=None, help="Override the file's beneficiary.")
+@click.option("--circuit-id", default=None, help="Override the file's circuit_id.")
+@click.option("--staging-cost", type=click.IntRange(min=0), default=0, show_default=True,
+              help="What staging the condition on one device costs (capped by the network).")
+@click.option("--group", "group", multiple=True, help="A device of a corroborated policy (hex); repeat.")
+@click.option("--m", "m", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Proofs a corroborated claim needs.")
+@click.option("--tolerance-ms", type=click.IntRange(min=0), default=0, show_default=True,
+              help="How far corroborating windows may disagree in time.")
+@click.pass_context
+def issue_econ_policy(ctx: click.Context, file: Path, device_id: str | None, beneficiary: str | None,
+                      circuit_id: str | None, staging_cost: int, group: tuple[str, ...], m: int,
+                      tolerance_ms: int) -> None:
+    """Issue a policy with its economic terms (single-device, or corroborated with --group and --m)."""
+    overrides = {k: _hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
+                                              ("circuit_id", circuit_id)) if v}
+    try:
+        terms = load_policy(file, overrides, now_ms=wall_clock_ms())
+    except PolicyFileError as e:
+        raise click.ClickException(str(e)) from None
+    _sign_and_submit(ctx, EconPolicy(terms=terms, staging_cost=staging_cost,
+                                     group=tuple(_hex32(g, "group device") for g in group), min_proofs=m,
+                                     overlap_tolerance_ms=tolerance_ms))

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faultproof.messages import QuorumCertificate, Receipt, claim_id
+from faultproof.identity import domain_tag, verify
+from faultproof.messages import (
+    Genesis,
+    GroupQuorumCertificate,
+    QuorumCertificate,
+    Receipt,
+    claim_id,
+    group_claim_id,
+)
 
 
 @dataclass
@@ -45,6 +53,9 @@ def verify_receipt(receipt: Receipt, *, ledger_id: bytes | None = None) -> Recei
     if head.time_ms < entry.time_ms:
         out.problems.append("the head is older than the entry")
     qc = entry.tx
+    if isinstance(qc, GroupQuorumCertificate):
+        _check_group(qc, entry.paid, genesis, out)
+        return out
     if not isinstance(qc, QuorumCertificate):
         out.problems.append(f"the entry is a {qc.NAME}, not a payout")
         return out
@@ -65,3 +76,25 @@ def verify_receipt(receipt: Receipt, *, ledger_id: bytes | None = None) -> Recei
         out.notes.append(f"oracle-set epoch {body.oracle_set_epoch} is not in the receipt: its signers were "
                          "checked by the ledger, whose signature covers the entry")
     return out
+
+
+def _check_group(qc: GroupQuorumCertificate, paid: int, genesis: Genesis, out: ReceiptCheck) -> None:
+    """The same checks for a corroborated payout (DESIGN §14): its claim_id, amount and signers."""
+    body = qc.body
+    if body.ledger_id != genesis.ledger_id:
+        out.problems.append("the payout body is bound to another ledger")
+    if body.claim_id != group_claim_id(body.policy_id, body.windows):
+        out.problems.append("the claim_id is not derived from the body")
+    if not 0 < paid <= body.amount:
+        out.problems.append(f"paid {paid} is not in (0, amount={body.amount}]")
+    if body.oracle_set_epoch != 0:
+        out.notes.append(f"oracle-set epoch {body.oracle_set_epoch} is not in the receipt: its signers were "
+                         "checked by the ledger, whose signature covers the entry")
+        return
+    tag, raw, members = domain_tag(body.NAME), body.encode(), set(genesis.oracles)
+    signers = {s.oracle_id for s in qc.signatures
+               if s.oracle_id in members and verify(tag, raw, s.signature, s.oracle_id)}
+    if len(signers) != len(qc.signatures):
+        out.problems.append("the quorum certificate has a duplicate, non-member or invalid signature")
+    if len(signers) < genesis.threshold:
+        out.problems.append(f"{len(signers)} valid oracle signatures, the genesis set needs {genesis.threshold}")

@@ -52,6 +52,7 @@ from faultproof.messages import (
     SignedEntry,
     SignedHead,
 )
+from ledger.economics import REWARDS
 from ledger.state import EXTERNAL, FREE, PAID, PREMIUMS, Effect, LedgerState, tx_kind
 from ledger.store import EntryRow, LedgerStore, StoreError
 from ledger.verify import replay_store
@@ -445,8 +446,12 @@ class LedgerService:
         """Balances by account class; all the per-policy locks are summed as "locked"."""
         b = self.state.balances
         # The accounts sum to zero, so the locks add up to what the other classes leave: O(1).
-        locked = -(b[EXTERNAL] + b[FREE] + b[PREMIUMS] + b[PAID])
-        return {EXTERNAL: b[EXTERNAL], FREE: b[FREE], "locked": locked, PREMIUMS: b[PREMIUMS], PAID: b[PAID]}
+        bonds, rewards = self.state.econ.bond_total, b.get(REWARDS, 0)  # economic security (§14)
+        locked = -(b[EXTERNAL] + b[FREE] + b[PREMIUMS] + b[PAID] + bonds + rewards)
+        summary = {EXTERNAL: b[EXTERNAL], FREE: b[FREE], "locked": locked, PREMIUMS: b[PREMIUMS], PAID: b[PAID]}
+        if bonds or rewards:
+            summary.update(bonds=bonds, rewards=rewards)
+        return summary
 
     def signed_head(self) -> SignedHead:
         head = self._head_cache

@@ -70,6 +70,26 @@ Money
 Clock
   The ledger's time never goes backwards: `apply` refuses now_ms below the last entry's time.
 
+Economic security (DESIGN §14; the arithmetic in ledger/economics.py, the block at the end of
+LedgerState applies it)
+  EC1 set_econ_params switches the rules on: every current oracle holds min_oracle_bond
+      (INSUFFICIENT_BOND); reporter share <= 100 %, unlock delay > 0 (INVALID_PARAMETERS).
+  EC2 post_bond external -> bond:<kind>:<id>; rotate_oracles needs bonded, never-slashed members
+      (INSUFFICIENT_BOND, SLASHED_MEMBER).
+  EC3 unbond: a request is refused while the bond is in use (BOND_IN_USE); the release pays it back
+      only unlock_delay_ms after the request (BOND_LOCKED).
+  EC4/EC5 issue_policy / issue_econ_policy: every covered device bonded (INSUFFICIENT_BOND), the
+      claim window < unlock delay, and the payout per period
+      below the cheapest attack (m device bonds + m x capped staging cost, or k oracle bonds)
+      (ECONOMICALLY_UNSOUND).
+  S1..S3 slashing evidence (vote equivocation, contradicting approve, double-signed frames), from
+      anyone: EVIDENCE_INVALID / EVIDENCE_DUPLICATE / EVIDENCE_STALE; the whole bond, the reporter's
+      share to `rewards`, the rest to free; a slashed device is revoked and none of its unpaid
+      claims is paid (DEVICE_REVOKED, also in payout_rejection).
+  C1..C3 a corroborated policy pays a GroupQuorumCertificate once: >= m windows
+      (CORROBORATION_TOO_FEW), distinct agents (CORROBORATION_SAME_AGENT), overlapping within the
+      tolerance (CORROBORATION_NO_OVERLAP), then Q1..Q4 and P1..P8 on the group's span.
+
 What this file must never do: read a clock, touch a file or socket, log, or apply a different rule
 to a transaction depending on where it came from.
 """
@@ -87,30 +107,49 @@ from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import domain_tag
 from faultproof.identity import verify as ed25519_verify
 from faultproof.messages import (
+    ECON_TX_TYPES,
     AdminKind,
     AdminTx,
+    Approve,
+    BondHolder,
+    ContradictingApprove,
     Deposit,
+    EconParams,
+    EconPolicy,
     EnrolAgent,
     EnrolDevice,
     ExpirePolicy,
+    Frame,
+    FrameEquivocation,
     Genesis,
+    GroupPayoutBody,
+    GroupQuorumCertificate,
     IssuePolicy,
     LedgerEntry,
     Message,
     PayoutBody,
+    PostBond,
+    QcSignature,
     QuorumCertificate,
     RegisterCircuit,
+    Reject,
     RevokeAgent,
     RevokeDevice,
     RotateAdmin,
     RotateOracles,
     SignedAdminTx,
     SignedEntry,
+    Unbond,
+    UnbondStep,
+    VoteEquivocation,
     Withdraw,
     claim_id,
+    group_claim_id,
     policy_id,
 )
 from faultproof.zk.params import validate_parameters
+from ledger import economics
+from ledger.economics import REWARDS, Bond, EconState, Slash, bond_account
 
 ZERO_HASH = bytes(32)
 # Balances live in SQLite INTEGER columns (signed 64-bit); keeping the pool below 2^62 leaves room
@@ -124,6 +163,7 @@ Verifier = Callable[[bytes, bytes, bytes, bytes], bool]  # (tag, message, signat
 
 _PAYOUT_TAG = domain_tag(PayoutBody.NAME)
 _ENTRY_TAG = domain_tag(LedgerEntry.NAME)
+_FRAME_TAG = domain_tag(Frame.NAME)
 
 
 def locked_account(pid: bytes) -> str:
@@ -298,7 +338,7 @@ class PaidClaim:
     claim_id: bytes
     policy_id: bytes
     height: int
-    body: PayoutBody
+    body: PayoutBody | GroupPayoutBody  # a group body for a corroborated policy (§14)
     paid: int
 
 
@@ -316,6 +356,13 @@ class TxKind(enum.StrEnum):
     ISSUE_POLICY = "issue_policy"
     ROTATE_ORACLES = "rotate_oracles"
     ROTATE_ADMIN = "rotate_admin"
+    # economic security (§14)
+    SET_ECON_PARAMS = "set_econ_params"
+    POST_BOND = "post_bond"
+    UNBOND = "unbond"
+    ISSUE_ECON_POLICY = "issue_econ_policy"
+    SLASH = "slash"
+    GROUP_PAYOUT = "group_payout"
 
 
 def tx_kind(tx: Message) -> TxKind:
@@ -327,6 +374,10 @@ def tx_kind(tx: Message) -> TxKind:
         return TxKind.GENESIS
     if isinstance(tx, SignedAdminTx):
         return TxKind(AdminKind(tx.tx.kind).name.lower())
+    if isinstance(tx, GroupQuorumCertificate):
+        return TxKind.GROUP_PAYOUT
+    if isinstance(tx, ECON_TX_TYPES):
+        return TxKind.SLASH
     raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
 
 
@@ -410,6 +461,7 @@ class LedgerState:
         self.open_policy: dict[bytes, bytes] = {}  # device -> its policy that is not closed
         self.claims: dict[bytes, PaidClaim] = {}
         self.balances: dict[str, int] = {EXTERNAL: 0, FREE: 0, PREMIUMS: 0, PAID: 0}
+        self.econ = EconState()  # bonds, slashes, corroborated policies (§14)
 
     # -- genesis ------------------------------------------------------------------------------
 
@@ -567,6 +619,8 @@ class LedgerState:
             return self._check_expire(tx, now_ms)
         if isinstance(tx, SignedAdminTx):
             return self._check_admin(tx, now_ms)
+        if isinstance(tx, ECON_TX_TYPES):
+            return self._check_econ_tx(tx, now_ms)
         raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
 
     # admin ----------------------------------------------------------------------------------
@@ -695,11 +749,17 @@ class LedgerState:
     def _issue_policy(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         p = tx.args
         assert isinstance(p, IssuePolicy)
-        device = self.devices.get(p.device_id)
-        if device is None:
-            raise _fail(Reason.NOT_FOUND, "the device is not enrolled")
-        if device.revoked_ms is not None:
-            raise _fail(Reason.DEVICE_REVOKED, "the device is revoked")
+        return self._issue(tx, stx, now, p, None)
+
+    def _issue(self, tx: AdminTx, stx: SignedAdminTx, now: int, p: IssuePolicy, econ: EconPolicy | None) -> Effect:
+        """A9 for issue_policy and issue_econ_policy (econ: the economic terms, §14)."""
+        devices = econ.group if econ is not None and econ.group else (p.device_id,)
+        for device_id in devices:
+            device = self.devices.get(device_id)
+            if device is None:
+                raise _fail(Reason.NOT_FOUND, "the device is not enrolled")
+            if device.revoked_ms is not None:
+                raise _fail(Reason.DEVICE_REVOKED, "the device is revoked")
         circuit = self.circuits.get(p.circuit_id)
         if circuit is None:
             raise _fail(Reason.NOT_FOUND, "the circuit is not registered")
@@ -716,9 +776,11 @@ class LedgerState:
             raise _fail(Reason.INVALID_PARAMETERS, "the period must be > 0")
         if self.pool_total + p.premium >= MAX_POOL:
             raise _fail(Reason.INVALID_PARAMETERS, "the pool would exceed 2^62 units")
-        if p.device_id in self.open_policy:
-            raise _fail(Reason.ACTIVE_POLICY_EXISTS,
-                        f"policy {self.open_policy[p.device_id].hex()} of this device is not closed")
+        for device_id in devices:
+            if device_id in self.open_policy:
+                raise _fail(Reason.ACTIVE_POLICY_EXISTS,
+                            f"policy {self.open_policy[device_id].hex()} of this device is not closed")
+        self._econ_check_soundness(p, econ, devices)
         if p.coverage > self.free:
             raise _fail(Reason.INSUFFICIENT_FREE_CAPITAL, f"coverage {p.coverage} > free capital {self.free}")
         pid = policy_id(tx)
@@ -728,15 +790,20 @@ class LedgerState:
 
         def commit(state: LedgerState, height: int) -> None:
             state.policies[pid] = Policy(pid, p, now, height, locked=p.coverage)
-            state.device_policies.setdefault(p.device_id, []).append(pid)
-            state.open_policy[p.device_id] = pid
+            for device_id in devices:
+                state.device_policies.setdefault(device_id, []).append(pid)
+                state.open_policy[device_id] = pid
+            if econ is not None:
+                state.econ.policies[pid] = econ
 
-        return Effect(stx, TxKind.ISSUE_POLICY, now, transfers=tuple(transfers), policy_id=pid, _commit=commit)
+        kind = TxKind.ISSUE_POLICY if econ is None else TxKind.ISSUE_ECON_POLICY
+        return Effect(stx, kind, now, transfers=tuple(transfers), policy_id=pid, _commit=commit)
 
     def _rotate_oracles(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
         assert isinstance(a, RotateOracles)
         validate_oracle_set(a.members, a.threshold)
+        self._econ_check_members(a.members)
 
         def commit(state: LedgerState, height: int) -> None:
             state.previous_oracle_set = state.oracle_set
@@ -760,20 +827,25 @@ class LedgerState:
 
     def qc_rejection(self, qc: QuorumCertificate, now_ms: int) -> Reason | None:
         """Q3: the QC's epoch and signers. None if it certifies its body."""
-        oset = self.oracle_set_for(qc.body.oracle_set_epoch, now_ms)
+        return self._signers_rejection(qc.body.oracle_set_epoch, _PAYOUT_TAG, qc.body.encode(), qc.signatures,
+                                       now_ms)
+
+    def _signers_rejection(self, epoch: int, tag: bytes, body_bytes: bytes, signatures: tuple[QcSignature, ...],
+                           now_ms: int) -> Reason | None:
+        """Q3 for a body of any certified type (payout, group payout)."""
+        oset = self.oracle_set_for(epoch, now_ms)
         if oset is None:
             return Reason.QC_STALE_EPOCH
         members = set(oset.members)
-        body_bytes = qc.body.encode()
         seen: set[bytes] = set()
-        for s in qc.signatures:
+        for s in signatures:
             if s.oracle_id in seen:
                 return Reason.QC_DUPLICATE_SIGNER
             seen.add(s.oracle_id)
             if s.oracle_id not in members:
                 return Reason.QC_NON_MEMBER
-        for s in qc.signatures:  # signatures last: they are the expensive part
-            if not self.verifier(_PAYOUT_TAG, body_bytes, s.signature, s.oracle_id):
+        for s in signatures:  # signatures last: they are the expensive part
+            if not self.verifier(tag, body_bytes, s.signature, s.oracle_id):
                 return Reason.QC_BAD_SIGNATURE
         if len(seen) < oset.threshold:
             return Reason.QC_INSUFFICIENT_SIGNATURES
@@ -785,6 +857,8 @@ class LedgerState:
         t = policy.terms
         circuit = self.circuits[t.circuit_id]
         device = self.devices[t.device_id]
+        if self.econ.group_of(body.policy_id):
+            return "a corroborated policy pays only a group quorum certificate"
         if body.device_id != t.device_id:
             return "device is not the policy's"
         if body.circuit_id != t.circuit_id:
@@ -857,14 +931,372 @@ class LedgerState:
             pol.status = transition(pol.status, PolicyEvent.CLOSE)
             pol.locked = 0
             pol.closed_ms = now
-            if state.open_policy.get(pol.device_id) == pid:
-                del state.open_policy[pol.device_id]
+            for device_id in state.econ.group_of(pid) or (pol.device_id,):
+                if state.open_policy.get(device_id) == pid:
+                    del state.open_policy[device_id]
 
         return Effect(tx, TxKind.EXPIRE, now, transfers=tuple(transfers), policy_id=pid, _commit=commit)
+
+    # economic security (DESIGN §14) ----------------------------------------------------------
+    # Bonds, slashing evidence, corroborated policies and the soundness rule. The arithmetic is
+    # in ledger/economics.py; this block applies it to the state. A ledger whose admin never set
+    # the economic parameters runs without these rules (EC1); once set, they always apply.
+
+    def _require_econ(self) -> EconParams:
+        if self.econ.params is None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "the economic rules are not enabled (set_econ_params)")
+        return self.econ.params
+
+    def _econ_check_members(self, members: tuple[bytes, ...]) -> None:
+        """EC2: with the economic rules on, every member holds the minimum active bond and none was slashed."""
+        params = self.econ.params
+        for m in members:
+            if m in self.econ.slashed_oracles:
+                raise _fail(Reason.SLASHED_MEMBER, f"oracle {m.hex()} was slashed")
+            if params is not None and self.econ.active_bond(BondHolder.ORACLE, m) < params.min_oracle_bond:
+                raise _fail(Reason.INSUFFICIENT_BOND,
+                            f"oracle {m.hex()} bonds {self.econ.active_bond(BondHolder.ORACLE, m)} "
+                            f"< {params.min_oracle_bond}")
+
+    def soundness(self, p: IssuePolicy, econ: EconPolicy | None, devices: tuple[bytes, ...]) -> economics.Soundness:
+        """The soundness rule's assessment of terms `p` on this state, with today's bonds. A slashed
+        device is paid nothing more, so it opens no attack (its bond is gone, not 0)."""
+        params = self.econ.params
+        declared = econ.staging_cost if econ is not None else 0
+        staging = economics.effective_staging_cost(declared, params) if params is not None else 0
+        m = self.econ.min_proofs_of(econ)
+        usable = [d for d in devices if d not in self.econ.slashed_devices]
+        return economics.assess(
+            p.amount, device_bonds=[self.econ.active_bond(BondHolder.DEVICE, d) for d in usable], m=m,
+            staging_cost=staging, oracle_bonds=[self.econ.active_bond(BondHolder.ORACLE, o)
+                                                for o in self.oracle_set.members],
+            k=self.oracle_set.threshold)
+
+    def _econ_check_soundness(self, p: IssuePolicy, econ: EconPolicy | None, devices: tuple[bytes, ...]) -> None:
+        """EC5: the payout per period is below the cheapest attack, and bonds outlive the claim window."""
+        params = self.econ.params
+        if params is None:
+            return
+        unbonded = [d for d in devices if self.econ.active_bond(BondHolder.DEVICE, d) == 0]
+        if unbonded:  # a policy needs the policyholder's stake, whatever the staging cost says
+            raise _fail(Reason.INSUFFICIENT_BOND, f"device {unbonded[0].hex()} holds no bond")
+        if p.claim_window_ms >= params.unlock_delay_ms:
+            raise _fail(Reason.ECONOMICALLY_UNSOUND,
+                        f"claim window {p.claim_window_ms} ms is not shorter than the bond unlock delay "
+                        f"{params.unlock_delay_ms} ms")
+        verdict = self.soundness(p, econ, devices)
+        if not verdict.sound:
+            cheapest = verdict.cheapest
+            raise _fail(Reason.ECONOMICALLY_UNSOUND,
+                        f"payout {p.amount} per period >= cheapest attack {cheapest.path.value} costing "
+                        f"{cheapest.cost} ({cheapest.detail}): raise the bonds or m")
+
+    def _set_econ_params(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, EconParams)
+        problem = economics.validate_params(a)
+        if problem is not None:
+            raise _fail(Reason.INVALID_PARAMETERS, problem)
+        for m in self.oracle_set.members:
+            if self.econ.active_bond(BondHolder.ORACLE, m) < a.min_oracle_bond:
+                raise _fail(Reason.INSUFFICIENT_BOND, f"oracle {m.hex()} does not hold {a.min_oracle_bond}")
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.econ.params = a
+
+        return Effect(stx, TxKind.SET_ECON_PARAMS, now, _commit=commit)
+
+    def _post_bond(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, PostBond)
+        kind = _holder_kind(a.holder_kind)
+        if a.amount == 0:
+            raise _fail(Reason.INVALID_PARAMETERS, "bond of 0")
+        if self.pool_total + a.amount >= MAX_POOL:
+            raise _fail(Reason.INVALID_PARAMETERS, "the pool would exceed 2^62 units")
+        if kind is BondHolder.DEVICE:
+            device = self.devices.get(a.holder_id)
+            if device is None:
+                raise _fail(Reason.NOT_FOUND, "the device is not enrolled")
+            if device.revoked_ms is not None:
+                raise _fail(Reason.DEVICE_REVOKED, "the device is revoked")
+        elif a.holder_id in self.econ.slashed_oracles:
+            raise _fail(Reason.SLASHED_MEMBER, "a slashed oracle cannot bond again")
+        existing = self.econ.bond(kind, a.holder_id)
+        if existing is not None and existing.unbond_requested_ms is not None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "the bond is unlocking; release it first")
+        key, amount = (kind, a.holder_id), a.amount
+
+        def commit(state: LedgerState, height: int) -> None:
+            bond = state.econ.bonds.setdefault(key, Bond(kind, key[1], 0))
+            bond.amount += amount
+            state.econ.bond_total += amount
+
+        return Effect(stx, TxKind.POST_BOND, now, transfers=(Transfer(EXTERNAL, bond_account(kind, a.holder_id),
+                                                                      amount),), _commit=commit)
+
+    def _unbond(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, Unbond)
+        kind = _holder_kind(a.holder_kind)
+        params = self._require_econ()
+        bond = self.econ.bond(kind, a.holder_id)
+        if bond is None or bond.amount == 0:
+            raise _fail(Reason.NOT_FOUND, "no bond")
+        key = (kind, a.holder_id)
+        if a.step == UnbondStep.REQUEST:
+            if bond.unbond_requested_ms is not None:
+                raise _fail(Reason.INVALID_STATE_TRANSITION, "unbond already requested")
+            if kind is BondHolder.ORACLE and a.holder_id in self.oracle_set.members:
+                raise _fail(Reason.BOND_IN_USE, "the oracle is a member of the current set")
+            if kind is BondHolder.DEVICE and a.holder_id in self.open_policy:
+                raise _fail(Reason.BOND_IN_USE, "the device has a policy that is not closed")
+
+            def request(state: LedgerState, height: int) -> None:
+                state.econ.bonds[key].unbond_requested_ms = now
+
+            return Effect(stx, TxKind.UNBOND, now, _commit=request)
+        if a.step != UnbondStep.RELEASE:
+            raise _fail(Reason.INVALID_PARAMETERS, f"unknown unbond step {a.step}")
+        if bond.unbond_requested_ms is None:
+            raise _fail(Reason.BOND_LOCKED, "no unbond was requested")
+        if now < bond.unbond_requested_ms + params.unlock_delay_ms:
+            raise _fail(Reason.BOND_LOCKED,
+                        f"unlocks at {bond.unbond_requested_ms + params.unlock_delay_ms}, now {now}")
+        amount = bond.amount
+
+        def release(state: LedgerState, height: int) -> None:
+            del state.econ.bonds[key]
+            state.econ.bond_total -= amount
+
+        return Effect(stx, TxKind.UNBOND, now, transfers=(Transfer(bond_account(kind, a.holder_id), EXTERNAL,
+                                                                   amount),), _commit=release)
+
+    def _issue_econ_policy(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+        a = tx.args
+        assert isinstance(a, EconPolicy)
+        self._require_econ()
+        if a.group:
+            if len(set(a.group)) != len(a.group) or len(a.group) < 2:
+                raise _fail(Reason.INVALID_PARAMETERS, "a group lists at least 2 distinct devices")
+            if a.terms.device_id not in a.group:
+                raise _fail(Reason.INVALID_PARAMETERS, "terms.device_id must be one of the group")
+            if not 2 <= a.min_proofs <= len(a.group):
+                raise _fail(Reason.INVALID_PARAMETERS, f"need 2 <= m <= {len(a.group)}, m = {a.min_proofs}")
+        elif a.min_proofs != 1 or a.overlap_tolerance_ms != 0:
+            raise _fail(Reason.INVALID_PARAMETERS, "a single-device policy has m = 1 and no tolerance")
+        return self._issue(tx, stx, now, a.terms, a)
+
+    def _check_econ_tx(self, tx: Message, now: int) -> Effect:
+        if isinstance(tx, GroupQuorumCertificate):
+            return self._check_group_payout(tx, now)
+        params = self._require_econ()
+        if isinstance(tx, VoteEquivocation):
+            return self._check_vote_equivocation(tx, params, now)
+        if isinstance(tx, ContradictingApprove):
+            return self._check_contradicting_approve(tx, params, now)
+        assert isinstance(tx, FrameEquivocation)
+        return self._check_frame_equivocation(tx, params, now)
+
+    def _vote_epoch_rejection(self, oracle_id: bytes, epoch: int, params: EconParams, now: int) -> Reason | None:
+        """S2: evidence about a vote names the current set, or the previous one within the unlock
+        delay after the rotation (after that its members may have unbonded); the signer is a member."""
+        if oracle_id in self.econ.slashed_oracles:
+            return Reason.EVIDENCE_DUPLICATE
+        if epoch == self.oracle_set.epoch:
+            oset: OracleSet | None = self.oracle_set
+        elif self.previous_oracle_set is not None and epoch == self.previous_oracle_set.epoch and \
+                now <= self.oracle_set.since_ms + params.unlock_delay_ms:
+            oset = self.previous_oracle_set
+        else:
+            return Reason.EVIDENCE_STALE
+        if oset is None or oracle_id not in oset.members:
+            return Reason.EVIDENCE_INVALID
+        return None
+
+    def _check_vote_equivocation(self, tx: VoteEquivocation, params: EconParams, now: int) -> Effect:
+        facts = [_vote_facts(v) for v in (tx.first, tx.second)]
+        if facts[0] != facts[1]:
+            raise _fail(Reason.EVIDENCE_INVALID, "the votes are not by one oracle for one claim in one epoch")
+        oracle_id, ledger_id, epoch, _ = facts[0]
+        if ledger_id != self.ledger_id:
+            raise _fail(Reason.WRONG_LEDGER, "the votes are for another ledger")
+        a, b = tx.first, tx.second
+        if isinstance(a, Reject) and isinstance(b, Reject):
+            raise _fail(Reason.EVIDENCE_INVALID, "two rejects do not conflict")
+        if isinstance(a, Approve) and isinstance(b, Approve) and a.body == b.body:
+            raise _fail(Reason.EVIDENCE_INVALID, "the same approval twice")
+        # signatures last: they are the expensive part
+        if not all(self.verifier(domain_tag(v.body.NAME), v.body.encode(), v.signature, oracle_id) for v in (a, b)):
+            raise _fail(Reason.EVIDENCE_INVALID, "a vote's signature does not verify")
+        reason = self._vote_epoch_rejection(oracle_id, epoch, params, now)
+        if reason is not None:
+            raise _fail(reason)
+        return self._slash(tx, BondHolder.ORACLE, oracle_id, tx.reporter, params, now)
+
+    def _check_contradicting_approve(self, tx: ContradictingApprove, params: EconParams, now: int) -> Effect:
+        ap = tx.approve
+        body = ap.body
+        if body.ledger_id != self.ledger_id:
+            raise _fail(Reason.WRONG_LEDGER, "the approval is for another ledger")
+        policy = self.policies.get(body.policy_id)
+        if policy is None:
+            raise _fail(Reason.EVIDENCE_INVALID, "the approval names no policy of this ledger")
+        t = policy.terms
+        if (body.amount, body.beneficiary, body.device_id, body.circuit_id) == \
+                (t.amount, t.beneficiary, t.device_id, t.circuit_id):
+            raise _fail(Reason.EVIDENCE_INVALID, "the approval agrees with the policy")
+        if not self.verifier(_PAYOUT_TAG, body.encode(), ap.signature, ap.oracle_id):
+            raise _fail(Reason.EVIDENCE_INVALID, "the approval's signature does not verify")
+        reason = self._vote_epoch_rejection(ap.oracle_id, body.oracle_set_epoch, params, now)
+        if reason is not None:
+            raise _fail(reason)
+        return self._slash(tx, BondHolder.ORACLE, ap.oracle_id, tx.reporter, params, now)
+
+    def _check_frame_equivocation(self, tx: FrameEquivocation, params: EconParams, now: int) -> Effect:
+        a, b = tx.first, tx.second
+        fa, fb = a.frame, b.frame
+        if (fa.device_id, fa.epoch, fa.seq) != (fb.device_id, fb.epoch, fb.seq):
+            raise _fail(Reason.EVIDENCE_INVALID, "the frames are not for one (device, epoch, seq)")
+        if fa == fb:
+            raise _fail(Reason.EVIDENCE_INVALID, "the same frame twice")
+        if not all(self.verifier(_FRAME_TAG, f.frame.encode(), f.signature, fa.device_id) for f in (a, b)):
+            raise _fail(Reason.EVIDENCE_INVALID, "a frame's signature does not verify")
+        if fa.device_id not in self.devices:
+            raise _fail(Reason.NOT_FOUND, "the device is not enrolled")
+        if fa.device_id in self.econ.slashed_devices:
+            raise _fail(Reason.EVIDENCE_DUPLICATE, "the device was already slashed")
+        if now > max(fa.ts_ms, fb.ts_ms) + params.unlock_delay_ms:
+            raise _fail(Reason.EVIDENCE_STALE, "the frames are older than the bond unlock delay")
+        return self._slash(tx, BondHolder.DEVICE, fa.device_id, tx.reporter, params, now)
+
+    def _slash(self, tx: Message, kind: BondHolder, offender: bytes, reporter: bytes, params: EconParams,
+               now: int) -> Effect:
+        """S3: the whole bond: the reporter's share to `rewards`, the rest to free capital. The oracle
+        is barred from the set (SLASHED_MEMBER at the next rotation); the device is revoked now and
+        none of its unpaid claims is paid (P3 hook in payout_rejection)."""
+        bond = self.econ.bond(kind, offender)
+        amount = 0 if bond is None else bond.amount
+        to_reporter, to_pool = economics.slash_split(amount, params.reporter_share_bps)
+        account = bond_account(kind, offender)
+        transfers = [Transfer(account, dest, x) for dest, x in ((REWARDS, to_reporter), (FREE, to_pool)) if x]
+        key = (kind, offender)
+
+        def commit(state: LedgerState, height: int) -> None:
+            econ = state.econ
+            if key in econ.bonds:
+                del econ.bonds[key]
+            econ.bond_total -= amount
+            if to_reporter:
+                econ.rewards[reporter] = econ.rewards.get(reporter, 0) + to_reporter
+            econ.slashes.append(Slash(kind, offender, tx.NAME, reporter, amount, to_reporter, to_pool, height, now))
+            if kind is BondHolder.ORACLE:
+                econ.slashed_oracles.add(offender)
+            else:
+                econ.slashed_devices.add(offender)
+                device = state.devices[offender]
+                if device.revoked_ms is None:
+                    device.revoked_ms = now
+
+        return Effect(tx, TxKind.SLASH, now, transfers=tuple(transfers), _commit=commit)
+
+    def group_payout_mismatch(self, body: GroupPayoutBody, now: int) -> str | None:
+        """Q4 for a corroborated policy (policy known): why the body disagrees with it, or None."""
+        policy = self.policies[body.policy_id]
+        t = policy.terms
+        group = self.econ.group_of(body.policy_id)
+        if not group:
+            return "the policy is not a corroborated policy"
+        if (body.circuit_id, body.beneficiary, body.amount) != (t.circuit_id, t.beneficiary, t.amount):
+            return "circuit, beneficiary or amount is not the policy's"
+        if body.claim_id != group_claim_id(body.policy_id, body.windows):
+            return "claim_id is not derived from (policy, windows)"
+        ids = [w.device_id for w in body.windows]
+        if ids != sorted(set(ids)):
+            return "windows must be sorted by device_id, one per device"
+        n = self.circuits[t.circuit_id].n
+        for w in body.windows:
+            if w.device_id not in group:
+                return f"device {w.device_id.hex()} is not in the policy's group"
+            if w.end_seq - w.start_seq != n or not w.start_ts < w.end_ts:
+                return "a window is not n readings with start_ts < end_ts"
+            if w.epoch not in self.devices[w.device_id].epochs:
+                return f"the device was never enrolled with epoch {w.epoch}"
+            if not self.agent_enrolled(w.agent_id, now):
+                return f"agent {w.agent_id.hex()} is not enrolled"
+        return None
+
+    def _check_group_payout(self, qc: GroupQuorumCertificate, now: int) -> Effect:
+        """Q1..Q4 and P1..P8 for a corroborated claim, plus C1..C3 (economics.corroboration_rejection).
+        The claim pays once for the group: its span (earliest start, latest end] is the window the
+        period, overlap and term rules look at; each device's revocation is checked against it."""
+        body = qc.body
+        if body.ledger_id != self.ledger_id:
+            raise _fail(Reason.WRONG_LEDGER, "the payout body is for another ledger")
+        paid = self.claims.get(body.claim_id)
+        if paid is not None:
+            if isinstance(paid.body, GroupPayoutBody) and \
+                    body.replace(oracle_set_epoch=paid.body.oracle_set_epoch) == paid.body:
+                return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=paid.paid, policy_id=paid.policy_id,
+                              claim_id=paid.claim_id, existing=paid)
+            raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
+        qc_reason = self._signers_rejection(body.oracle_set_epoch, domain_tag(body.NAME), body.encode(),
+                                            qc.signatures, now)
+        if qc_reason is not None:
+            raise _fail(qc_reason)
+        if body.policy_id not in self.policies:
+            raise _fail(Reason.NOT_FOUND, "no such policy")
+        mismatch = self.group_payout_mismatch(body, now)
+        if mismatch is not None:
+            raise _fail(Reason.PAYOUT_MISMATCH, mismatch)
+        econ = self.econ.policies[body.policy_id]
+        spans = [(w.start_ts, w.end_ts) for w in body.windows]
+        corroboration = economics.corroboration_rejection([w.agent_id for w in body.windows], spans,
+                                                          self.econ.min_proofs_of(econ), econ.overlap_tolerance_ms)
+        if corroboration is not None:
+            raise _fail(corroboration)
+        start_ts, end_ts = min(s for s, _ in spans), max(e for _, e in spans)
+        for w in body.windows:
+            probe = PayoutBody(ledger_id=body.ledger_id, oracle_set_epoch=body.oracle_set_epoch,
+                               claim_id=body.claim_id, policy_id=body.policy_id, device_id=w.device_id,
+                               epoch=w.epoch, start_seq=w.start_seq, end_seq=w.end_seq, start_ts=start_ts,
+                               end_ts=end_ts, circuit_id=body.circuit_id, beneficiary=body.beneficiary,
+                               amount=body.amount)
+            reason = payout_rejection(self, probe, now)
+            if reason is not None:
+                raise _fail(reason)
+        policy = self.policies[body.policy_id]
+        pay = min(body.amount, policy.locked)
+        pid, cid = body.policy_id, body.claim_id
+
+        def commit(state: LedgerState, height: int) -> None:
+            pol = state.policies[pid]
+            _materialise(pol, now)
+            pol.locked -= pay
+            pol.paid_total += pay
+            pol.record(PaidWindow(cid, start_ts, end_ts, pol.period_of(end_ts), pay, height))
+            state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
+
+        return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
+                      policy_id=pid, claim_id=cid, _commit=commit)
 
 
 def _noop(state: LedgerState, height: int) -> None:
     return None
+
+
+def _holder_kind(value: int) -> BondHolder:
+    try:
+        return BondHolder(value)
+    except ValueError:
+        raise _fail(Reason.INVALID_PARAMETERS, f"unknown bond holder kind {value}") from None
+
+
+def _vote_facts(vote: Approve | Reject) -> tuple[bytes, bytes, int, bytes]:
+    """(oracle_id, ledger_id, oracle_set_epoch, claim_id) of a vote."""
+    if isinstance(vote, Approve):
+        return vote.oracle_id, vote.body.ledger_id, vote.body.oracle_set_epoch, vote.body.claim_id
+    return vote.body.oracle_id, vote.body.ledger_id, vote.body.oracle_set_epoch, vote.body.claim_id
 
 
 def _with_commit(effect: Effect, commit: Callable[[LedgerState, int], None]) -> Effect:
@@ -889,6 +1321,10 @@ _ADMIN_CHECKS: dict[AdminKind, Callable[[LedgerState, AdminTx, SignedAdminTx, in
     AdminKind.ISSUE_POLICY: LedgerState._issue_policy,
     AdminKind.ROTATE_ORACLES: LedgerState._rotate_oracles,
     AdminKind.ROTATE_ADMIN: LedgerState._rotate_admin,
+    AdminKind.SET_ECON_PARAMS: LedgerState._set_econ_params,
+    AdminKind.POST_BOND: LedgerState._post_bond,
+    AdminKind.UNBOND: LedgerState._unbond,
+    AdminKind.ISSUE_ECON_POLICY: LedgerState._issue_econ_policy,
 }
 
 
@@ -911,6 +1347,8 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reaso
         return Reason.OUTSIDE_POLICY_TERM
     device = state.devices.get(body.device_id)
     if device is not None and device.revoked_ms is not None and device.revoked_ms <= body.end_ts:
+        return Reason.DEVICE_REVOKED
+    if body.device_id in state.econ.slashed_devices:  # a proven double-signer gets nothing unpaid (§14)
         return Reason.DEVICE_REVOKED
     if policy.overlaps(body.start_ts, body.end_ts):
         return Reason.WINDOW_OVERLAP

@@ -170,6 +170,13 @@ class LocalNetwork:
             out.append(tx)
         return out
 
+    def submit(self, tx: Message) -> dict[str, Any]:
+        """Submit a transaction anyone may send (evidence, expiry); raise if it is refused."""
+        status, body = http_json("POST", f"{self.ledger_url}/v1/tx", tx.encode(), "application/msgpack")
+        if status >= 300:
+            raise RuntimeError(f"ledger refused {tx.NAME}: {status} {body}")
+        return dict(body)
+
     def setup_pool(self, deposit: int, register: RegisterCircuit) -> None:
         self.circuit_id = register.circuit_id
         self.admin_txs([Deposit(amount=deposit), register, EnrolAgent(agent_id=self.agent_identity.public_key)])

@@ -31,6 +31,10 @@ class DevicePlan:
     trigger: dict[str, Any]
     device_id: bytes = b""
     policy_id: bytes = b""
+    # "insured": its own policy; economic security (DESIGN §14, with [econ]): "equivocator" signs
+    # two frames for one seq and must be revoked, slashed and never paid; "group" is one of the
+    # devices of the corroborated policy
+    role: str = "insured"
 
 
 @dataclass
@@ -56,7 +60,7 @@ def load_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} not found (run from the repository root, or pass --config)") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
-    unknown = set(cfg) - {"network", "pool", "policy", "sensor", "fault"}
+    unknown = set(cfg) - {"network", "pool", "policy", "sensor", "fault", "econ"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}")
     for f in cfg.get("fault", []):

@@ -93,33 +93,124 @@ class DevnetRun:
         net.start_dashboard()
         self.log(f"dashboard {net.dashboard_url} (open it to watch claims get paid)")
         terms = self.cfg.get("policy", {})
+        econ = self.cfg.get("econ")
+        if econ:
+            self._econ_oracles(econ)
+            self._econ_plans()
         now = int(time.time() * 1000)
-        enrolments, policies = [], []
+        enrolments, policies, provisioned = [], [], {}
         self.devices = []
-        for plan in self.plans:
-            p = provision(net.devices_dir)
-            plan.device_id = p.identity.public_key
-            enrolments.append(p.enrol)
-            params = trigger_params(plan.trigger)
-            kind, T, K, lo, hi, G = params.as_tuple()
-            policies.append(IssuePolicy(
+
+        def policy_terms(plan: DevicePlan) -> IssuePolicy:
+            kind, T, K, lo, hi, G = trigger_params(plan.trigger).as_tuple()
+            return IssuePolicy(
                 device_id=plan.device_id, beneficiary=plan.device_id, circuit_id=net.circuit_id, kind=kind,
                 threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=int(terms.get("coverage", 5_000_000)),
                 amount=int(terms.get("amount", 1_000_000)), premium=int(terms.get("premium", 50_000)),
                 start_ms=now - 60_000, end_ms=now + int(terms.get("term_days", 30)) * DAY,
                 period_ms=int(terms.get("period_ms", 3_600_000)),
-                claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY))))
+                claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY)))
+
+        for plan in self.plans:
+            p = provision(net.devices_dir)
+            provisioned[plan.index] = p
+            plan.device_id = p.identity.public_key
+            enrolments.append(p.enrol)
+            if plan.role == "group":
+                continue  # covered by the one corroborated policy below; no readings streamed
+            policies.append(self._econ_policy(policy_terms(plan), econ) if econ else policy_terms(plan))
             self.devices.append(self._sim_device(p, plan))
         net.admin_txs(enrolments)
-        for plan, tx in zip(self.plans, net.admin_txs(policies), strict=True):
+        if econ:
+            from faultproof.messages import BondHolder, PostBond
+
+            net.admin_txs([PostBond(holder_kind=BondHolder.DEVICE, holder_id=plan.device_id,
+                                    amount=int(econ["device_bond"])) for plan in self.plans])
+        own = [plan for plan in self.plans if plan.role != "group"]
+        for plan, tx in zip(own, net.admin_txs(policies), strict=True):
             from faultproof.messages import policy_id
 
             plan.policy_id = policy_id(tx)
-        self.log(f"{len(self.plans)} devices enrolled and insured "
-                 f"({sum(p.fault is not None for p in self.plans)} will develop faults)")
+        self.log(f"{len(own)} devices enrolled and insured "
+                 f"({sum(p.fault is not None for p in own)} will develop faults)")
+        if econ:
+            self._econ_group_and_equivocator(econ, policy_terms, provisioned)
         with self.console.status("starting the agent (checks its proving key against the ledger)"):
             net.start_agent()
         self.log(f"agent {net.agent_url}")
+
+    # ------------------------------------------------------------------ economic security (§14)
+
+    def _econ_oracles(self, econ: dict[str, Any]) -> None:
+        """Bond every oracle, then switch the economic rules on."""
+        from faultproof.messages import BondHolder, EconParams, PostBond
+
+        self.net.admin_txs([PostBond(holder_kind=BondHolder.ORACLE, holder_id=o.public_key,
+                                     amount=int(econ["oracle_bond"])) for o in self.net.oracle_identities])
+        self.net.admin_txs([EconParams(min_oracle_bond=int(econ["oracle_bond"]),
+                                       max_staging_cost=int(econ["max_staging_cost"]),
+                                       reporter_share_bps=int(econ["reporter_share_bps"]),
+                                       unlock_delay_ms=int(econ["unlock_delay_ms"]))])
+        self.log(f"economic rules on: {len(self.net.oracle_identities)} oracles bonded {int(econ['oracle_bond']):,} each")
+
+    def _econ_plans(self) -> None:
+        """One more faulty device that will double-sign a frame, and three for a corroborated policy."""
+        first = next(p for p in self.plans if p.fault is not None)
+        base = len(self.plans)
+        self.plans.append(DevicePlan(base, dict(first.fault or {}), first.trigger, role="equivocator"))
+        self.plans += [DevicePlan(base + 1 + i, None, first.trigger, role="group") for i in range(3)]
+
+    def _econ_policy(self, terms: Any, econ: dict[str, Any], group: tuple[bytes, ...] = (), m: int = 1) -> Any:
+        from faultproof.messages import EconPolicy
+
+        return EconPolicy(terms=terms, staging_cost=int(econ["staging_cost"]), group=group, min_proofs=m,
+                          overlap_tolerance_ms=int(econ.get("overlap_tolerance_ms", 60_000)) if group else 0)
+
+    def _econ_group_and_equivocator(self, econ: dict[str, Any], policy_terms: Any, provisioned: dict[int, Any]) -> None:
+        from faultproof.identity import Identity
+        from faultproof.messages import Frame, FrameEquivocation, policy_id
+
+        group = [p for p in self.plans if p.role == "group"]
+        ids = tuple(p.device_id for p in group)
+        (tx,) = self.net.admin_txs([self._econ_policy(policy_terms(group[0]), econ, ids, m=2)])
+        for plan in group:
+            plan.policy_id = policy_id(tx)
+        self.log(f"corroborated policy {plan.policy_id.hex()[:12]}…: m = 2 of {len(ids)} devices")
+        # The equivocating device signs two different frames for one (device, epoch, seq): anyone
+        # holding both may report it; the ledger revokes the device and slashes its bond.
+        plan = next(p for p in self.plans if p.role == "equivocator")
+        device = provisioned[plan.index]
+        frame = Frame(device_id=plan.device_id, epoch=device.enrol.epoch, seq=1_000_000,
+                      ts_ms=int(time.time() * 1000), chain=(1).to_bytes(32, "big"))
+        twin = frame.replace(chain=(2).to_bytes(32, "big"))
+        self.net.submit(FrameEquivocation(reporter=Identity.generate().public_key, first=frame.sign(device.identity),
+                                          second=twin.sign(device.identity)))
+        self.log(f"device {plan.device_id.hex()[:12]}… double-signed seq {frame.seq}: evidence submitted")
+
+    def _econ_summary(self) -> dict[str, Any]:
+        """From the ledger's entries, replayed: the report, the slashed device, the group policy."""
+        from cli.econ import policy_reports, render_report, replay_ledger
+        from faultproof.messages import BondHolder
+
+        state = asyncio.run(replay_ledger(self.net.ledger_url))
+        render_report(state, self.console)
+        report = policy_reports(state, state.time_ms)
+        eq = next(p for p in self.plans if p.role == "equivocator")
+        group = [p for p in self.plans if p.role == "group"]
+        group_policy = state.econ.policies.get(group[0].policy_id)
+        return {
+            "policies": report,
+            "all_profits_negative": all(r["profit"] < 0 for r in report),
+            "equivocator": {"device_id": eq.device_id.hex(),
+                            "revoked": state.devices[eq.device_id].revoked_ms is not None,
+                            "slashed": eq.device_id in state.econ.slashed_devices,
+                            "bond_left": state.econ.active_bond(BondHolder.DEVICE, eq.device_id)},
+            "group": {"policy_id": group[0].policy_id.hex(),
+                      "devices": len(group_policy.group) if group_policy else 0,
+                      "m": group_policy.min_proofs if group_policy else 0},
+            "slashes": [{"offender": s.offender.hex(), "slashed": s.slashed, "to_reporter": s.to_reporter,
+                         "to_pool": s.to_pool} for s in state.econ.slashes],
+        }
 
     def _sim_device(self, provisioned: Any, plan: DevicePlan) -> Any:
         from agent.simulator import Fault, Sensor, SimDevice
@@ -153,7 +244,7 @@ class DevnetRun:
         sims = threading.Thread(target=self._simulate, name="devices", daemon=True)
         sims.start()
         deadline = time.monotonic() + float(self.net_cfg.get("seconds", 240))
-        expected = {p.policy_id for p in self.plans if p.fault is not None}
+        expected = {p.policy_id for p in self.plans if p.fault is not None and p.role == "insured"}
         settle_until: float | None = None
         last_line = ""
         live = Live(self.render(), console=self.console, refresh_per_second=4) if self.live_ok else None
@@ -232,7 +323,8 @@ class DevnetRun:
         t.add_row("claims at the agent", ", ".join(f"{k} {v}" for k, v in sorted(pr.claims.items())) or "—")
         for i, c in enumerate(pr.oracle_claims):
             t.add_row(f"oracle-{i} claims", ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if v) or "—")
-        t.add_row("payouts on the ledger", f"{pr.payouts} / {sum(p.fault is not None for p in self.plans)} expected")
+        expected = sum(p.fault is not None and p.role == "insured" for p in self.plans)
+        t.add_row("payouts on the ledger", f"{pr.payouts} / {expected} expected")
         t.add_row("ledger height", str(pr.height))
         t.add_row("devices", "streaming" if not pr.sims_done else "done")
         return t
@@ -265,6 +357,7 @@ class DevnetRun:
                 check = verify_receipt(Receipt.from_json(body), ledger_id=self.net.ledger_id) if code == 200 else None
                 receipts_ok &= bool(check and check.ok)
             devices.append({
+                "role": plan.role,
                 "device_id": plan.device_id.hex(),
                 "fault": plan.fault["fault"] if plan.fault else None,
                 "trigger": plan.trigger["kind"],
@@ -276,13 +369,18 @@ class DevnetRun:
             })
         rejected = sum(c.get("rejected", 0) for c in self.progress.oracle_claims[:1])
         dashboard = self._dashboard_view()
+        econ = self._econ_summary() if self.cfg.get("econ") else None
         if not self.keep_running:
             self.shutdown()  # verify the database at rest
         verified, verify_out = self.verify_ledger()
-        expected = [d for d in devices if d["fault"]]
+        expected = [d for d in devices if d["fault"] and d["role"] == "insured"]
         ok = (all(d["payouts"] == 1 for d in expected)
-              and all(d["payouts"] == 0 for d in devices if not d["fault"])
+              and all(d["payouts"] == 0 for d in devices if d not in expected)
               and verified and receipts_ok)
+        if econ is not None:
+            eq = econ["equivocator"]
+            ok = ok and econ["all_profits_negative"] and eq["revoked"] and eq["slashed"] and eq["bond_left"] == 0 \
+                and econ["group"]["devices"] == 3 and econ["group"]["m"] == 2
         summary = {
             "ok": ok,
             "ledger_id": self.net.ledger_id.hex(),
@@ -299,6 +397,7 @@ class DevnetRun:
             "dashboard_url": self.net.dashboard_url,
             "dashboard": dashboard,
             "processes": {mp.name: mp.pid for mp in self.net.processes},
+            "econ": econ,
         }
         self.print_summary(summary)
         return summary
@@ -334,8 +433,10 @@ class DevnetRun:
         for col in ("device", "fault", "trigger", "claim", "status", "payout"):
             t.add_column(col, justify="right" if col == "payout" else "left")
         for d in s["devices"]:
-            wrong = (d["fault"] and d["payouts"] != 1) or (not d["fault"] and d["payouts"])
-            t.add_row(d["device_id"][:12] + "…", d["fault"] or "healthy", d["trigger"],
+            should_pay = bool(d["fault"]) and d["role"] == "insured"
+            wrong = d["payouts"] != (1 if should_pay else 0)
+            label = (d["fault"] or "healthy") + ("" if d["role"] == "insured" else f" ({d['role']})")
+            t.add_row(d["device_id"][:12] + "…", label, d["trigger"],
                       (d["claim_id"] or "—")[:12], ("[red]" if wrong else "[green]") + d["status"],
                       f"{d['payout']:,}")
         self.console.print(t)
@@ -346,6 +447,12 @@ class DevnetRun:
         for acct in s["pool"]["before"]:
             b.add_row(acct, f"{s['pool']['before'][acct]:,}", f"{s['pool']['after'].get(acct, 0):,}")
         self.console.print(b)
+        if s.get("econ"):
+            e = s["econ"]
+            self.console.print(f"economic security: every policy's cheapest attack costs more than it pays: "
+                               f"{'[green]yes' if e['all_profits_negative'] else '[red]NO'}[/]; double-signing device "
+                               f"revoked {e['equivocator']['revoked']}, slashed {e['equivocator']['slashed']}; "
+                               f"corroborated policy m = {e['group']['m']} of {e['group']['devices']}")
         self.console.print(f"ledger verify: {'[green]OK' if s['ledger_verified'] else '[red]FAILED'}[/]  "
                            f"receipts: {'[green]OK' if s['receipts_verified'] else '[red]FAILED'}[/]  "
                            f"paid {s['paid']} of {s['expected_paid']} expected, {s['rejected']} rejected, "

@@ -38,7 +38,8 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     summary_path = tmp_path / "summary.json"
     config = tmp_path / "devnet.toml"
     # The shipped config, in a scratch data folder, with 6 devices: 5 faults (one per trigger
-    # kind) and 1 healthy but noisy device.
+    # kind) and 1 healthy but noisy device; its [econ] section adds a double-signing faulty device
+    # and the 3 devices of a corroborated policy.
     text = (REPO / "configs" / "devnet.toml").read_text()
     config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"'))
     log = tmp_path / "devnet.out"
@@ -64,7 +65,7 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     errors = [f"{p.name}: {line}" for p in Path(summary["run_dir"]).rglob("*.log")
               for line in p.read_text(errors="replace").splitlines() if " ERROR " in line]
     assert errors == [], "a healthy devnet logs no ERROR lines:\n" + "\n".join(errors[:20])
-    devices = summary["devices"]
+    devices = [d for d in summary["devices"] if d["role"] == "insured"]
     faulty = [d for d in devices if d["fault"]]
     healthy = [d for d in devices if not d["fault"]]
     assert {d["fault"] for d in faulty} == {"excursion", "run", "stuck", "out_of_range", "dropout"}
@@ -88,4 +89,19 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     assert dash["claims"]["paid"] == 5 and dash["receipts_verified"] == 5, dash
     assert dash["verified"] is True and dash["ready"] == 5
     assert dash["pool"]["paid"] == after["paid"]
+    # Economic security (DESIGN §14): a faulty device that double-signed a frame is revoked, slashed
+    # and paid nothing; a corroborated policy covers 2 of 3 devices; every policy's cheapest
+    # attack costs more than its payout per period (the report the devnet prints).
+    econ = summary["econ"]
+    (equivocator,) = [d for d in summary["devices"] if d["role"] == "equivocator"]
+    assert equivocator["fault"] and equivocator["payouts"] == 0 and equivocator["payout"] == 0
+    assert econ["equivocator"] == {"device_id": equivocator["device_id"], "revoked": True, "slashed": True,
+                                   "bond_left": 0}
+    assert econ["slashes"] == [{"offender": equivocator["device_id"], "slashed": 1_500_000, "to_reporter": 300_000,
+                                "to_pool": 1_200_000}]
+    group = [d for d in summary["devices"] if d["role"] == "group"]
+    assert len(group) == 3 and {d["policy_id"] for d in group} == {econ["group"]["policy_id"]}
+    assert econ["group"]["m"] == 2 and all(d["payouts"] == 0 for d in group)
+    assert econ["all_profits_negative"] and len(econ["policies"]) == 6 + 1 + 1
+    assert all(p["profit"] < 0 for p in econ["policies"])
     assert summary["processes"] and not [p for p in summary["processes"].values() if p and _alive(p)]

@@ -31,17 +31,22 @@ from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import (
     AdminTx,
+    BondHolder,
     Deposit,
+    EconPolicy,
     EnrolDevice,
     Genesis,
     IssuePolicy,
     Message,
     PayoutBody,
+    PostBond,
     QuorumCertificate,
     RegisterCircuit,
     SignedAdminTx,
     SignedEntry,
     TriggerKind,
+    Unbond,
+    UnbondStep,
     Withdraw,
     claim_id,
     policy_id,
@@ -224,7 +229,7 @@ class ManualClock:
 PRODUCED_REASONS: set[Reason] = set()
 
 
-def _expected_external_flow(tx: Message) -> int:
+def _expected_external_flow(tx: Message, state: LedgerState | None = None) -> int:
     if isinstance(tx, SignedAdminTx):
         args = tx.tx.args
         if isinstance(args, Deposit):
@@ -233,6 +238,14 @@ def _expected_external_flow(tx: Message) -> int:
             return -args.amount
         if isinstance(args, IssuePolicy):
             return args.premium
+        # economic security (§14): bonds come from outside and a released bond goes back out
+        if isinstance(args, EconPolicy):
+            return args.terms.premium
+        if isinstance(args, PostBond):
+            return args.amount
+        if isinstance(args, Unbond) and args.step == UnbondStep.RELEASE and state is not None:
+            bond = state.econ.bond(BondHolder(args.holder_kind), args.holder_id)
+            return -(bond.amount if bond is not None else 0)
     return 0
 
 
@@ -267,10 +280,11 @@ class LedgerEnv:
 
     async def ok(self, tx: Message) -> Accepted:
         before = self.state.pool_total
+        expected = _expected_external_flow(tx, self.state)
         accepted = await self.service.submit(tx)
         self.check_invariants()
         if not accepted.existing:
-            assert self.state.pool_total - before == _expected_external_flow(tx) == accepted.effect.external_flow
+            assert self.state.pool_total - before == expected == accepted.effect.external_flow
         else:
             assert self.state.pool_total == before
         return accepted

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from faultproof.chain import enc
 from faultproof.errors import Reason, Stage
 from faultproof.messages import (
+    BondHolder,
     Deposit,
     EnrolAgent,
     ExpirePolicy,
@@ -27,9 +29,14 @@ from faultproof.messages import (
     RotateOracles,
     SignedAdminTx,
     TriggerKind,
+    Unbond,
+    UnbondStep,
     Withdraw,
 )
+from ledger.receipts import verify_receipt
+from ledger.service import LedgerService
 from ledger.state import LedgerState
+from tests.ledger.econ_world import EconWorld
 from tests.ledger.helpers import (
     DAY,
     HOUR,
@@ -428,6 +435,83 @@ async def test_payout_for_another_ledger_or_unknown_policy(tmp_path: Path) -> No
         env.clock.set(sc.time_after(0))
         await env.refused(env.keys.qc(sc.body(0, ledger_id=b"\x01" * 32)), Reason.WRONG_LEDGER)
         await env.refused(env.keys.qc(_rederive(sc.body(0, policy_id=b"\x02" * 32))), Reason.NOT_FOUND)
+
+
+# --------------------------------------------------------------------------- economic security (§14)
+# One durable refusal per economic reason (the pure rules are tested case by case in
+# test_economics.py); accepted slashes and group payouts keep the money invariants, and a restart
+# replays them to the same state.
+
+
+@contextlib.asynccontextmanager
+async def econ_ledger(tmp_path: Path, **kw: Any) -> AsyncIterator[tuple[LedgerEnv, EconWorld]]:
+    w = EconWorld.build(**kw)
+    async with running_ledger(tmp_path, w.keys, clock=ManualClock(T0)) as env:
+        await env.ok_all(w.setup_txs)
+        w.state = env.state  # the builders read the service's state from here on
+        yield env, w
+
+
+async def test_econ_bonds_and_soundness(tmp_path: Path) -> None:
+    async with econ_ledger(tmp_path, device_bonds=(100, 0, 0)) as (env, w):
+        nonce = w.keys.next_nonce
+        await env.refused(w.keys.sign(w.single_policy(), nonce=nonce), Reason.ECONOMICALLY_UNSOUND)
+        await env.ok(w.bond(BondHolder.DEVICE, w.devices[0].public_key, 1))
+        await env.ok(w.admin(w.single_policy()))
+        nonce = w.keys.next_nonce
+        o0 = w.keys.oracles[0].public_key
+        await env.refused(w.keys.sign(RotateOracles(members=(b"\x09" * 32, *w.genesis_members()[1:]), threshold=4),
+                                      nonce=nonce), Reason.INSUFFICIENT_BOND)
+        await env.refused(w.keys.sign(Unbond(holder_kind=BondHolder.ORACLE, holder_id=o0, step=UnbondStep.REQUEST),
+                                      nonce=nonce), Reason.BOND_IN_USE)
+        await env.refused(w.keys.sign(Unbond(holder_kind=BondHolder.ORACLE, holder_id=o0, step=UnbondStep.RELEASE),
+                                      nonce=nonce), Reason.BOND_LOCKED)
+
+
+async def test_econ_slashing_evidence(tmp_path: Path) -> None:
+    async with econ_ledger(tmp_path, device_bonds=(150, 0, 0)) as (env, w):
+        await env.ok(w.admin(w.single_policy()))
+        pid = next(iter(env.state.policies))
+        ev = w.vote_equivocation(0, pid)
+        await env.refused(ev.replace(second=ev.first), Reason.EVIDENCE_INVALID)
+        await env.ok(ev)
+        assert env.state.balance("rewards") == 200
+        await env.refused(ev, Reason.EVIDENCE_DUPLICATE)
+        await env.refused(w.keys.sign(RotateOracles(members=w.genesis_members(), threshold=4),
+                                      nonce=w.keys.next_nonce), Reason.SLASHED_MEMBER)
+        env.clock.set(T0 + DAY)
+        await env.ok(w.double_frame(0))
+        env.clock.set(T0 + DAY + 31 * DAY)
+        await env.refused(w.double_frame(1, ts=T0), Reason.EVIDENCE_STALE)
+        head, balances = env.state.head_hash, dict(env.state.balances)
+    reopened = LedgerService.open(tmp_path / "ledger.db", w.keys.ledger_key)
+    try:
+        assert reopened.state.head_hash == head and reopened.state.balances == balances
+        assert len(reopened.state.econ.slashes) == 2 and reopened.state.econ.bond_total == 4 * 1_000
+    finally:
+        reopened.close()
+
+
+async def test_econ_corroborated_claims(tmp_path: Path) -> None:
+    async with econ_ledger(tmp_path, device_bonds=(60, 60, 60)) as (env, w):
+        await env.ok(w.admin(w.group_policy(m=2)))
+        pid = next(iter(env.state.policies))
+        end = T0 + HOUR
+        env.clock.set(end + SECOND)
+        a, b = w.window(0, 0, end - 10 * SECOND, end), w.window(1, 1, end - 10 * SECOND, end)
+        await env.refused(w.group_qc(pid, [a]), Reason.CORROBORATION_TOO_FEW)
+        await env.refused(w.group_qc(pid, [a, w.window(1, 0, end - 10 * SECOND, end)]),
+                          Reason.CORROBORATION_SAME_AGENT)
+        await env.refused(w.group_qc(pid, [a, w.window(1, 1, end, end + SECOND)]), Reason.CORROBORATION_NO_OVERLAP)
+        qc = w.group_qc(pid, [a, b])
+        accepted = await env.ok(qc)
+        assert accepted.effect.paid == 100 and env.state.balance("paid") == 100
+        check = verify_receipt(await env.service.receipt(qc.body.claim_id), ledger_id=w.keys.ledger_id)
+        assert check.ok, check.problems
+        forged = qc.replace(signatures=qc.signatures[:-1] + (qc.signatures[0],))
+        receipt = await env.service.receipt(qc.body.claim_id)
+        bad = receipt.replace(entry=receipt.entry.entry.replace(tx=forged).sign(w.keys.ledger_key))
+        assert not verify_receipt(bad).ok
 
 
 # --------------------------------------------------------------------------- meta

@@ -13,18 +13,28 @@ from faultproof.errors import Reason
 from faultproof.identity import Identity
 from faultproof.messages import (
     AdminTx,
+    Approve,
+    BondHolder,
     Claim,
+    ContradictingApprove,
+    CorroboratingWindow,
     Deposit,
     DeviceReading,
+    EconParams,
+    EconPolicy,
     EnrolAgent,
     EnrolDevice,
     ExpirePolicy,
     Frame,
+    FrameEquivocation,
     Genesis,
+    GroupPayoutBody,
+    GroupQuorumCertificate,
     IssuePolicy,
     LedgerEntry,
     Message,
     PayoutBody,
+    PostBond,
     QcSignature,
     QuorumCertificate,
     ReadingBatch,
@@ -35,9 +45,14 @@ from faultproof.messages import (
     RevokeDevice,
     RotateAdmin,
     RotateOracles,
+    SignedFrame,
     SignedHead,
+    Unbond,
+    UnbondStep,
     VoteBatch,
+    VoteEquivocation,
     Withdraw,
+    group_claim_id,
 )
 
 
@@ -143,4 +158,35 @@ def samples() -> dict[str, Message]:
     }
     for a in admin_args:
         out[a.NAME] = a
+    out.update(_econ_samples(ledger_id, policy, body, approvals, reject, signed, fs))
     return out
+
+
+def _econ_samples(ledger_id: bytes, policy: IssuePolicy, body: PayoutBody, approvals: list[Approve],
+                  reject: RejectBody, signed: list[SignedFrame], fs: list[Frame]) -> dict[str, Message]:
+    """Economic security (DESIGN §14): bonds, evidence, corroborated payouts."""
+    other = fs[1].replace(chain=fs[2].chain)
+    windows = tuple(sorted((CorroboratingWindow(device_id=d.public_key, agent_id=AGENT.public_key, epoch=EPOCH,
+                                                start_seq=0, end_seq=len(READINGS), start_ts=fs[0].ts_ms,
+                                                end_ts=fs[-1].ts_ms) for d in (DEVICE, identity("device-2"))),
+                           key=lambda w: w.device_id))
+    group_body = GroupPayoutBody(ledger_id=ledger_id, oracle_set_epoch=0,
+                                 claim_id=group_claim_id(b"\x11" * 32, windows), policy_id=b"\x11" * 32,
+                                 windows=windows, circuit_id=policy.circuit_id, beneficiary=policy.beneficiary,
+                                 amount=policy.amount)
+    msgs: list[Message] = [
+        EconParams(min_oracle_bond=1_000_000, max_staging_cost=50_000, reporter_share_bps=2_000,
+                   unlock_delay_ms=86_400_000 * 14),
+        PostBond(holder_kind=BondHolder.DEVICE, holder_id=DEVICE.public_key, amount=300_000),
+        Unbond(holder_kind=BondHolder.ORACLE, holder_id=ORACLES[0].public_key, step=UnbondStep.REQUEST),
+        EconPolicy(terms=policy, staging_cost=20_000, group=(DEVICE.public_key, identity("device-2").public_key),
+                   min_proofs=2, overlap_tolerance_ms=60_000),
+        VoteEquivocation(reporter=b"\x55" * 32, first=approvals[0],
+                         second=body.replace(amount=1).approve(ORACLES[0])),
+        ContradictingApprove(reporter=b"\x55" * 32, approve=body.replace(amount=1).approve(ORACLES[1])),
+        FrameEquivocation(reporter=b"\x55" * 32, first=signed[1], second=other.sign(DEVICE)),
+        windows[0],
+        group_body,
+        GroupQuorumCertificate(body=group_body, signatures=tuple(group_body.sign(o) for o in ORACLES[:4])),
+    ]
+    return {m.NAME: m for m in msgs}
