@@ -1,92 +1,34 @@
-"""An embedded MQTT broker for tests and the devnet: `python -m agent.broker --port N`.
+"""The MQTT broker of tests and the devnet: Debian's mosquitto, configured as operators run it.
 
-Runs `amqtt` (MQTT 3.1.1) as its own process, bound to 127.0.0.1 only: amqtt's default config
-binds 0.0.0.0:1883, which would expose a test broker to the network and collide with a real one.
-amqtt 0.12.1 drops a delivered-but-unacknowledged QoS 1 message when its subscriber disconnects
-(or after 5 s without PUBACK) instead of keeping it for redelivery as MQTT 3.1.1 requires
-[MQTT-4.4.0-1]; `_patch_qos1_redelivery` fixes that in this process, because the agent acknowledges
-a frame only after it is durably stored and relies on the broker to redeliver everything else.
-Only the anonymous-auth plugin is loaded (the event and packet loggers cost CPU per message, and
-the $SYS plugin publishes on a timer). Also `mosquitto_command` for Debian's mosquitto when it is
-installed: tests may use either, the agent speaks plain MQTT to any broker.
+`python -m agent.broker --port N --dir D` writes a mosquitto config into D and replaces itself with
+mosquitto (exec), so whoever started it holds mosquitto's own pid. `broker_config` is the same
+config as a value, for a gateway's own broker:
+- one listener on 127.0.0.1 (never the wildcard address), plain or TLS;
+- persistence on: a persistent session's queued and unacknowledged QoS 1 messages survive an
+  agent's kill -9 and a broker restart (the agent acknowledges a frame only once it is on disk);
+- optional per-device credentials with an ACL: a device may publish only to its own topic
+  (`faultproof/v1/devices/<its username>/frames`), the agent may only read the frame topics.
+  Passwords are hashed into mosquitto's password file by `mosquitto_passwd -U` (never on a
+  command line).
+`dev_tls_material` makes a throwaway CA and server certificate for tests and the devnet only; a
+gateway uses its own PKI.
 
-Production gateways run a real broker (mosquitto or similar); this file must never be imported by
-the agent daemon itself.
+This file must never be imported by the agent daemon itself, and never logs a password.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import datetime as dt
+import ipaddress
+import os
+import pwd
 import shutil
-import signal
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def broker_config(host: str, port: int) -> dict[str, object]:
-    return {
-        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}},
-        # A disconnected client's session (its subscriptions and unacknowledged QoS 1 messages)
-        # must outlive an agent's kill -9 so the broker can redeliver after the restart.
-        "session_expiry_interval": None,
-        # amqtt keeps nothing for an *anonymous* offline session (it deletes it on disconnect), so
-        # anonymous access is off: any username is accepted (no password check) and makes the
-        # session persistent. Clients of this broker must send a username.
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}},
-    }
-
-
-def _patch_qos1_redelivery() -> None:
-    """Keep an outgoing QoS 1 message in the session until its PUBACK arrives.
-
-    amqtt pops it from `inflight_out` in a `finally` (on disconnect and on a 5 s PUBACK timeout),
-    so the `_retry_deliveries` it runs on reconnect finds nothing. Here it leaves only on PUBACK;
-    MQTT 3.1.1 resends unacknowledged messages on reconnect (with DUP set), not on a timer.
-    """
-    from amqtt.mqtt.constants import QOS_1
-    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-    from amqtt.mqtt.protocol.handler import OUTGOING, ProtocolHandler
-
-    original = ProtocolHandler._handle_qos1_message_flow
-
-    async def qos1_flow(self: ProtocolHandler, app_message: object) -> None:
-        if getattr(app_message, "direction", None) != OUTGOING or getattr(app_message, "qos", None) != QOS_1:
-            await original(self, app_message)  # type: ignore[arg-type]
-            return
-        msg = app_message
-        assert self.session is not None and msg.packet_id is not None  # type: ignore[attr-defined]
-        packet_id = msg.packet_id  # type: ignore[attr-defined]
-        self.session.inflight_out[packet_id] = msg  # type: ignore[assignment]
-        retry = msg.publish_packet is not None  # type: ignore[attr-defined]
-        packet = msg.build_publish_packet(dup=retry)  # type: ignore[attr-defined]
-        waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._puback_waiters[packet_id] = waiter  # type: ignore[assignment]
-        try:
-            await self._send_packet(packet)
-            msg.publish_packet = packet  # type: ignore[attr-defined]
-            msg.puback_packet = await waiter  # type: ignore[attr-defined]
-        finally:
-            if self._puback_waiters.get(packet_id) is waiter:
-                self._puback_waiters.pop(packet_id, None)
-        self.session.inflight_out.pop(packet_id, None)  # acknowledged: only now it may go
-
-    BrokerProtocolHandler._handle_qos1_message_flow = qos1_flow  # type: ignore[method-assign]
-
-
-async def serve(host: str, port: int) -> None:
-    from amqtt.broker import Broker
-
-    _patch_qos1_redelivery()
-    broker = Broker(broker_config(host, port))
-    await broker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"broker listening on {host}:{port}", flush=True)
-    await stop.wait()
-    await broker.shutdown()
+AGENT_USER = "faultproof-agent"
 
 
 def mosquitto_binary() -> str | None:
@@ -95,34 +37,113 @@ def mosquitto_binary() -> str | None:
     )
 
 
-def mosquitto_command(port: int, workdir: Path) -> list[str]:
-    """Command line for Debian's mosquitto on 127.0.0.1:port (a listener in the config replaces
-    mosquitto's default one, so it never binds the wildcard address)."""
-    binary = mosquitto_binary()
-    if binary is None:
-        raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / f"mosquitto-{port}.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence false\n"
-        # Queue enough QoS 1 messages for a restarting agent (default 1000), and let many be in flight
-        # to the agent at once: it acknowledges a whole group commit together (default 20).
-        "max_queued_messages 100000\n"
-        "max_inflight_messages 1000\n"
-    )
-    return [binary, "-c", str(conf)]
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    port: int
+    workdir: Path
+    tls: TlsFiles | None = None
+    # username -> password; empty: anonymous clients allowed (each still gives a username, which
+    # keeps the agent's session persistent)
+    passwords: dict[str, str] = field(default_factory=dict)
+
+
+def broker_config(cfg: BrokerConfig) -> str:
+    lines = [f"listener {cfg.port} 127.0.0.1",
+             # started as root, mosquitto would switch to the `mosquitto` user and lose its folder
+             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+             "persistence true", f"persistence_location {cfg.workdir}/",
+             "autosave_interval 1",
+             # Queue enough QoS 1 messages for a restarting agent (default 1000), and let many be in
+             # flight to the agent at once: it acknowledges a whole group commit together (default 20).
+             "max_queued_messages 100000", "max_inflight_messages 1000"]
+    if cfg.tls is not None:
+        lines += [f"cafile {cfg.tls.ca_cert}", f"certfile {cfg.tls.server_cert}", f"keyfile {cfg.tls.server_key}",
+                  "tls_version tlsv1.2"]
+    if cfg.passwords:
+        lines += ["allow_anonymous false", f"password_file {cfg.workdir / 'passwd'}",
+                  f"acl_file {cfg.workdir / 'acl'}"]
+    else:
+        lines += ["allow_anonymous true"]
+    return "\n".join(lines) + "\n"
+
+
+def acl_text() -> str:
+    return (f"user {AGENT_USER}\ntopic read faultproof/v1/devices/+/frames\n\n"
+            "# every other user is a device: its own topic only\n"
+            "pattern write faultproof/v1/devices/%u/frames\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def write_broker_files(cfg: BrokerConfig) -> Path:
+    """Write mosquitto.conf (and the hashed password file and ACL); return the config's path."""
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.passwords:
+        passwd = cfg.workdir / "passwd"
+        _write_private(passwd, "".join(f"{user}:{password}\n" for user, password in cfg.passwords.items()))
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        subprocess.run([tool, "-U", str(passwd)], check=True, capture_output=True)  # hashes in place
+        (cfg.workdir / "acl").write_text(acl_text())
+    conf = cfg.workdir / "mosquitto.conf"
+    conf.write_text(broker_config(cfg))
+    return conf
+
+
+def dev_tls_material(directory: Path) -> TlsFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 (tests and the devnet only)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "faultproof dev broker CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(files.server_key, key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()).decode())
+    return files
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser = argparse.ArgumentParser(description="Run mosquitto on 127.0.0.1 as tests and the devnet need it.")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--dir", type=Path, required=True, help="Config and persistence folder (its own per broker).")
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level)
-    asyncio.run(serve(args.host, args.port))
+    binary = mosquitto_binary()
+    if binary is None:
+        raise SystemExit("error: mosquitto is not installed; `make setup` installs it (apt-get install mosquitto)")
+    workdir = args.dir.resolve()
+    conf = write_broker_files(BrokerConfig(args.port, workdir))
+    os.execv(binary, [binary, "-c", str(conf)])
 
 
 if __name__ == "__main__":

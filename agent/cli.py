@@ -96,8 +96,13 @@ def provision_cmd(out_dir: Path, name: str | None, epoch: int, firmware: str, fo
 @click.option("--fault", "faults", multiple=True,
               help="KIND:AT_SEQ[:COUNT[:VALUE]] (run, excursion, stuck, out_of_range) or dropout:AT_SEQ:GAP_MS")
 @click.option("--epoch", default=0, show_default=True)
+@click.option("--mqtt-password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The device's broker password (its username is its device id).")
+@click.option("--mqtt-ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Connect to the broker over TLS, trusting this CA (PEM).")
 def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: str | None, readings: int,
-             rate: float, base: int, noise: int, faults: tuple[str, ...], epoch: int) -> None:
+             rate: float, base: int, noise: int, faults: tuple[str, ...], epoch: int,
+             mqtt_password_file: Path | None, mqtt_ca: Path | None) -> None:
     """Run one simulated device from seq 0 against an agent (MQTT or HTTP)."""
     from agent.simulator import (
         Fault,
@@ -128,7 +133,9 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
         transport: Transport
         if mqtt_addr:
             host, _, port = mqtt_addr.rpartition(":")
-            transport = MqttTransport(host or "127.0.0.1", int(port))
+            password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
+            transport = MqttTransport(host or "127.0.0.1", int(port), username=dev.device_id.hex(), password=password,
+                                      tls_ca_file=str(mqtt_ca) if mqtt_ca else None)
         elif http_url:
             transport = HttpTransport(http_url)
         else:

@@ -7,6 +7,7 @@ open a socket or a database: it only reads and checks the config.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,6 +33,7 @@ class MqttConfig:
     client_id: str = ""  # default: faultproof-agent-<agent id prefix>: stable, so the session persists
     username: str = "faultproof-agent"
     password_file: str = ""
+    tls_ca_file: str = ""  # set: connect over TLS and trust this CA (PEM); relative to the config file
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,12 @@ def load(path: str | Path) -> AgentConfig:
     return from_dict(raw, base=p.parent)
 
 
+def _resolve_mqtt(mqtt: MqttConfig, path: Any) -> MqttConfig:
+    """The broker's password and CA files are paths like any other: relative to the config file."""
+    return dataclasses.replace(mqtt, password_file=str(path(mqtt.password_file)) if mqtt.password_file else "",
+                               tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "")
+
+
 def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
     known = {"agent", "http", "mqtt", "gossip", "oracles", "prover", "ingest", "claims"}
     unknown = set(raw) - known
@@ -165,7 +173,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
         log_level=str(agent.get("log_level", "INFO")),
         oracle_urls=tuple(oracles.get("urls", [])),
         http=_section(HttpConfig, raw.get("http"), "http"),
-        mqtt=_section(MqttConfig, raw.get("mqtt"), "mqtt"),
+        mqtt=_resolve_mqtt(_section(MqttConfig, raw.get("mqtt"), "mqtt"), path),
         gossip=_section(GossipConfig, raw.get("gossip"), "gossip"),
         prover=_section(ProverConfig, raw.get("prover"), "prover"),
         ingest=_section(IngestConfig, raw.get("ingest"), "ingest"),

@@ -153,7 +153,8 @@ class Agent:
                 host=cfg.mqtt.host, port=cfg.mqtt.port,
                 client_id=cfg.mqtt.client_id or f"faultproof-agent-{self.identity.public_key.hex()[:16]}",
                 username=cfg.mqtt.username or None,
-                password=Path(cfg.mqtt.password_file).read_text().strip() if cfg.mqtt.password_file else None),
+                password=Path(cfg.mqtt.password_file).read_text().strip() if cfg.mqtt.password_file else None,
+                tls_ca_file=cfg.mqtt.tls_ca_file or None),
                 self.engine, self.metrics)
             self.mqtt.start()
 

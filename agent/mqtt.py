@@ -41,6 +41,7 @@ class MqttSettings:
     password: str | None = None
     keepalive: int = 30
     topic: str = FRAMES_TOPIC
+    tls_ca_file: str | None = None  # TLS to the broker, trusting this CA
 
 
 class MqttIngest:
@@ -55,6 +56,8 @@ class MqttIngest:
                                   clean_session=False, manual_ack=True, protocol=mqtt.MQTTv311)
         if settings.username is not None:
             self.client.username_pw_set(settings.username, settings.password)
+        if settings.tls_ca_file:
+            self.client.tls_set(ca_certs=settings.tls_ca_file)  # verifies the broker's certificate and name
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

@@ -277,7 +277,8 @@ class MqttTransport(Transport):
     `send` returns when the broker acknowledged every message (PUBACK)."""
 
     def __init__(self, host: str, port: int, *, client_id: str | None = None, username: str = "device",
-                 batch: bool = False, max_inflight: int = 1000) -> None:
+                 password: str | None = None, tls_ca_file: str | None = None, batch: bool = False,
+                 max_inflight: int = 1000) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -288,7 +289,9 @@ class MqttTransport(Transport):
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"sim-{random.getrandbits(48):x}")
-        self.client.username_pw_set(username)
+        self.client.username_pw_set(username, password)
+        if tls_ca_file:
+            self.client.tls_set(ca_certs=tls_ca_file)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish

@@ -3,7 +3,7 @@
 agent_ingest_frames_per_s: the ingest engine in-process (decode + every frame check + durable
   SQLite store with group commit, synchronous=FULL), frames from 20 devices in ReadingBatches of
   100, one thread; baseline: the same engine with one commit per frame (max_batch = 1).
-agent_ingest_mqtt_frames_per_s: a real agent process fed by the embedded broker (amqtt): 20 devices
+agent_ingest_mqtt_frames_per_s: a real agent process fed by mosquitto (agent/broker.py): 20 devices
   publish one DeviceReading per QoS 1 message (what a device sends); from the first publish to the
   last frame committed. agent_ingest_mqtt_mosquitto_frames_per_s: the same behind Debian's
   mosquitto, when it is installed. agent_ingest_mqtt_batched_frames_per_s: the same with a ReadingBatch of 20 per
@@ -95,7 +95,6 @@ def ingest_inprocess() -> dict[str, Any]:
 
 
 def _network_benchmarks() -> dict[str, Any]:
-    from agent.broker import mosquitto_binary
     from tests.agent.agentfix import AgentProc, start_broker
     from tests.netfix import Network
 
@@ -113,14 +112,6 @@ def _network_benchmarks() -> dict[str, Any]:
                                                                   frames_per_device=500)
             out["agent_ingest_http_frames_per_s"] = _http(agent, net, frames_per_device=500)
             out.update(_detect_to_claim(agent, net, port))
-            if mosquitto_binary():  # Debian's broker, when installed: the same agent behind it
-                agent.stop()
-                broker.stop()
-                broker, port = start_broker(root, kind="mosquitto")
-                agent.write_config(net, mqtt={"port": port})
-                agent.start()
-                out["agent_ingest_mqtt_mosquitto_frames_per_s"] = _mqtt(agent, net, port, per_message=1,
-                                                                        frames_per_device=250)
         finally:
             if agent is not None:
                 agent.stop()

@@ -182,7 +182,8 @@ class LocalNetwork:
         self.admin_txs([Deposit(amount=deposit), register, EnrolAgent(agent_id=self.agent_identity.public_key)])
 
     def start_broker(self) -> None:
-        mp = self._proc("broker", ["-m", "agent.broker", "--port", str(self.broker_port)], None)
+        mp = self._proc("broker", ["-m", "agent.broker", "--port", str(self.broker_port),
+                                   "--dir", str(self.root / "broker")], None)
         mp.start()
         wait_port(self.broker_port, mp)
 

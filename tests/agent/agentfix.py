@@ -1,7 +1,7 @@
 """Real processes for the agent's tests: an MQTT broker and an agent daemon next to the ledger and
 oracles of tests/netfix.py. Also what the devnet can reuse to run an agent.
 
-    broker = start_broker(root)                       # amqtt on 127.0.0.1 (or mosquitto)
+    broker = start_broker(root)                       # mosquitto on 127.0.0.1
     agent = AgentProc.create(root, net, broker_port)  # config + keys; agent.start()
     devs = agent.new_devices(net, 2, faults={0: [Fault.run(20, 6, 9000)]})  # provisioned + enrolled
     pid = agent.insure(net, devs[0], TriggerParams.run(3000, 3))
@@ -14,13 +14,11 @@ This file must never signal a process it did not start, nor decide anything the 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.broker import mosquitto_binary, mosquitto_command
 from agent.provision import provision
 from agent.simulator import Fault, Sensor, SimDevice
 from faultproof.messages import policy_id
@@ -29,34 +27,14 @@ from faultproof.zk.params import TriggerParams
 from tests.netfix import REPO, Network, http, wait_until
 
 
-def start_broker(root: Path, *, kind: str | None = None) -> tuple[ManagedProcess, int]:
-    """An MQTT broker on 127.0.0.1: amqtt (default) or Debian's mosquitto when
-    FAULTPROOF_TEST_BROKER=mosquitto and it is installed."""
-    kind = kind or os.environ.get("FAULTPROOF_TEST_BROKER", "amqtt")
+def start_broker(root: Path) -> tuple[ManagedProcess, int]:
+    """Debian's mosquitto on 127.0.0.1 (agent/broker.py), with its own persistence folder."""
     port = free_port()
-    if kind == "mosquitto" and mosquitto_binary():
-        cmd = mosquitto_command(port, root / "mosquitto")
-        mp = _ExternalProcess("mosquitto", cmd, root / "logs" / "mosquitto.log", cwd=REPO)
-    else:
-        mp = ManagedProcess("broker", ["-m", "agent.broker", "--port", str(port)], root / "logs" / "broker.log", cwd=REPO)
+    mp = ManagedProcess("broker", ["-m", "agent.broker", "--port", str(port), "--dir", str(root / f"broker-{port}")],
+                        root / "logs" / "broker.log", cwd=REPO)
     mp.start()
     wait_port(port, mp)
     return mp, port
-
-
-@dataclass
-class _ExternalProcess(ManagedProcess):
-    """A ManagedProcess whose args are a whole command line (not `python -m ...`)."""
-
-    def start(self) -> ManagedProcess:
-        import subprocess
-
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(list(self.args), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.cwd, start_new_session=True)
-        log.close()
-        return self
 
 
 @dataclass

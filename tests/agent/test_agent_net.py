@@ -288,3 +288,49 @@ def test_without_gossip_peers_claims_go_to_an_oracle_over_http(world: World, tmp
         assert [p["claim_id"] for p in net.policy(pid)["payouts"]] == [claim["claim_id"]]
     finally:
         other.stop()
+
+
+def test_agent_behind_mosquitto_with_tls_and_per_device_credentials(world: World, tmp_path) -> None:
+    """The agent daemon as operators run it: its broker speaks TLS only, every device has its own
+    credentials and may write only its own topic, the agent reads with its own. Frames a device
+    sends are stored; frames forged onto that device's topic by another device never arrive."""
+    from agent.broker import AGENT_USER
+    from tests.agent.agentfix import AgentProc
+    from tests.agent.test_mosquitto import start_secure_broker
+
+    net = world.net
+    other = AgentProc.create(tmp_path, net, world.broker_port, name="agent-tls", gossip=False)
+    dev, intruder = other.new_devices(net, 2)
+    broker_proc, broker = start_secure_broker(tmp_path, [dev.device_id.hex(), intruder.device_id.hex()])
+    secret = tmp_path / "agent-mqtt.pass"
+    secret.write_text(broker.passwords[AGENT_USER] + "\n")
+    secret.chmod(0o600)
+    other.write_config(net, mqtt={"port": broker.port, "username": AGENT_USER, "password_file": str(secret),
+                                  "tls_ca_file": str(broker.ca)})
+    other.start()
+    try:
+        other.wait_knows()
+        t0 = int(time.time() * 1000) - 10_000
+
+        async def go() -> None:
+            async with MqttTransport("127.0.0.1", broker.port, username=dev.device_id.hex(),
+                                     password=broker.passwords[dev.device_id.hex()],
+                                     tls_ca_file=str(broker.ca)) as t:
+                await t.send(dev, [dev.make(t0 + 100 * i) for i in range(20)])
+            # another device's credentials on this device's topic: the broker's ACL drops it
+            async with MqttTransport("127.0.0.1", broker.port, username=intruder.device_id.hex(),
+                                     password=broker.passwords[intruder.device_id.hex()],
+                                     tls_ca_file=str(broker.ca)) as t:
+                forged = dev.make(t0 + 100 * 20)
+                t.client.publish(f"faultproof/v1/devices/{dev.device_id.hex()}/frames", forged.encode(), qos=1)
+                await asyncio.sleep(0.5)
+
+        asyncio.run(go())
+        wait_until(lambda: stored_seqs(other.store_path, dev.device_id, 0) == list(range(20)), 30,
+                   what="the 20 frames sent over TLS stored")
+        time.sleep(1.0)
+        assert stored_seqs(other.store_path, dev.device_id, 0) == list(range(20))  # seq 20 never arrived
+    finally:
+        other.stop()
+        broker_proc.terminate()
+        broker_proc.wait(10)
