@@ -103,6 +103,10 @@ class Reason(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     UNAVAILABLE = "unavailable"
 
+    # -- EVM settlement backend (evm, DESIGN §13): refusals only a chain has --
+    REENTRANT_CALL = "reentrant_call"
+    TOKEN_TRANSFER_FAILED = "token_transfer_failed"
+
     @property
     def stage(self) -> Stage:
         return _STAGE[self]
@@ -143,6 +147,7 @@ def _stages() -> dict[Reason, Stage]:
             r.INVALID_ORACLE_SET, r.QC_INSUFFICIENT_SIGNATURES, r.QC_DUPLICATE_SIGNER,
             r.QC_NON_MEMBER, r.QC_BAD_SIGNATURE, r.QC_STALE_EPOCH, r.PAYOUT_MISMATCH,
             r.CLAIM_CONFLICT,
+            r.REENTRANT_CALL, r.TOKEN_TRANSFER_FAILED,  # EVM settlement (evm)
         ),
         Stage.GOSSIP: (r.SENDER_NOT_ALLOWED, r.DUPLICATE),
         Stage.HTTP: (r.UNSUPPORTED_MEDIA_TYPE, r.BAD_REQUEST, r.UNAVAILABLE),
@@ -238,6 +243,8 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.UNSUPPORTED_MEDIA_TYPE: "Content-Type must be application/json or application/msgpack.",
     Reason.BAD_REQUEST: "The request is not valid for this endpoint.",
     Reason.UNAVAILABLE: "The service is not ready (e.g. still syncing with the ledger).",
+    Reason.REENTRANT_CALL: "The pool contract refused a call made while one of its calls was running.",
+    Reason.TOKEN_TRANSFER_FAILED: "The pool asset's token refused a transfer (balance, allowance, or a hostile token).",
 }
 
 
