@@ -224,7 +224,7 @@ class EvmPool:
         raise FaultproofError(Reason.WRONG_TYPE, f"{args.NAME} has its own call on the chain backend")
 
     def _approve(self, owner: str, amount: int) -> None:
-        if amount:
+        if amount and int(self.token.functions.allowance(owner, self.address).call()) < amount:
             self.w3.eth.wait_for_transaction_receipt(
                 self.token.functions.approve(self.address, amount).transact({"from": owner}))
 

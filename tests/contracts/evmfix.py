@@ -66,6 +66,7 @@ class ChainWorld:
     n_oracles: int = 5
     threshold: int = 4
     _proofs: dict[tuple[bytes, int, tuple[int, ...]], bytes] = field(default_factory=dict)
+    last_proof: bytes = b""  # the last proof made: stands in where a refusal comes before the proof
 
     @classmethod
     def start(cls, root: Path, *, timestamp_s: int | None = None) -> ChainWorld:
@@ -164,7 +165,8 @@ class ChainWorld:
         key = (dev.device_id, start_seq, params_of(terms).as_tuple())
         if key not in self._proofs:
             self._proofs[key] = prove(self.circuit, dev.witness(start_seq, N, params_of(terms)))
-        return self._proofs[key]
+        self.last_proof = self._proofs[key]
+        return self.last_proof
 
     def body(self, ledger_id: bytes, dev: DeviceSim, pid: bytes, terms: IssuePolicy, start_seq: int,
              oracle_set_epoch: int = 0) -> ChainBody:
