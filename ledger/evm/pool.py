@@ -181,7 +181,11 @@ class EvmPool:
         transaction reverts anyway (the state moved in between), its trace names the error."""
         params: dict[str, Any] = {"from": sender}
         try:
-            params["gas"] = gas or int(fn.estimate_gas(params, block_identifier="pending") * 6 // 5) + 10_000
+            if gas is None:
+                params["gas"] = int(fn.estimate_gas(params, block_identifier="pending") * 6 // 5) + 10_000
+            else:  # a fixed limit: one eth_call finds a refusal (estimating re-runs the pairing ~20 times)
+                fn.call(params, block_identifier="pending")
+                params["gas"] = gas
             tx = fn.transact(params)
         except (ContractCustomError, ContractLogicError) as e:
             raise self._refusal(e) from None
@@ -266,7 +270,7 @@ class EvmPool:
     def post_qc(self, qc: ChainQc, proof: bytes, sender: str, *, hint: int | None = None) -> PayoutResult:
         """Pay a claim (the settlement interface's `post_qc`). Idempotent by claim_id."""
         fn = self.payout_call(qc, proof, hint)
-        rc = self._send(fn, sender)
+        rc = self._send(fn, sender, gas=PAYOUT_GAS_LIMIT)
         ev = self.contract.events.Paid().process_receipt(rc, errors=DISCARD)
         if ev:
             return PayoutResult(int(ev[0]["args"]["amount"]), False, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
@@ -278,15 +282,15 @@ class EvmPool:
     # ------------------------------------------------------------------ reading
 
     def hint_for(self, pid: bytes, start_ts: int) -> int:
-        """The paid window with the largest start below start_ts (0: none): walks the list off chain."""
-        ws = self.contract.functions.windows
-        prev, cur = 0, int(self.contract.functions.policy(pid).call()[4])
-        while cur != 0:
-            start, _end, nxt = ws(pid, cur).call()
-            if start >= start_ts:
-                break
-            prev, cur = cur, int(nxt)
-        return prev
+        """The paid window with the largest start below start_ts (0: none). Window ids count the
+        policy's payouts in order, so one log query of its Paid events finds it."""
+        logs = self.contract.events.Paid().get_logs(from_block=0, argument_filters={"policyId": pid})
+        best, best_start = 0, -1
+        for window_id, log in enumerate(logs, start=1):
+            s = int(log["args"]["startTs"])
+            if best_start < s < start_ts:
+                best, best_start = window_id, s
+        return best
 
     def policy(self, pid: bytes) -> dict[str, Any] | None:
         p = self.contract.functions.policy(pid).call()
