@@ -58,9 +58,7 @@ def _measure(world: ChainWorld) -> dict[str, dict[str, Any]]:
     quorum_gas = 0
     follow_from = world.w3.eth.block_number + 1
     for body, proof in windows[1:]:
-        qc_sigs = world.qc(pool, body).signatures
-        quorum_gas = pool.contract.functions.verifyQuorum(
-            body.as_tuple(), [s.signer for s in qc_sigs], [s.signature for s in qc_sigs]).estimate_gas()
+        quorum_gas = pool.quorum_call(world.qc(pool, body)).estimate_gas()
         started = time.perf_counter()
         b = body.body
         public = [body.c_start, body.c_end, b.start_ts, b.end_ts, terms.kind, terms.threshold, terms.count,

@@ -101,31 +101,27 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         uint32 count;
         uint32 lo;
         uint32 hi;
-        uint64 gapMs;
-        uint64 coverage;
-        uint64 amount;
-        uint64 premium;
+        uint48 gapMs; // < 2^48 (faultproof.zk.params), so the trigger and startMs share a slot
         uint64 startMs;
         uint64 endMs;
         uint64 periodMs;
         uint64 claimWindowMs;
+        uint64 coverage;
+        uint64 amount;
+        uint64 premium;
     }
 
     struct Policy {
         Terms terms;
+        // What a payout must match, in one slot: keccak(deviceId, circuitId, beneficiary, amount).
+        bytes32 matchHash;
         // One storage slot, written once per payout:
         uint64 locked; // coverage left
         uint64 paidTotal;
-        uint32 windows; // paid windows so far (ids 1..windows)
-        uint32 head; // id of the paid window with the smallest start; 0 = none
+        uint32 windows; // paid windows so far
+        bytes4 headTag; // tag of the paid claim with the LARGEST window start; 0 = none
         bool exists;
         bool closed;
-    }
-
-    struct Window {
-        uint64 startTs;
-        uint64 endTs;
-        uint32 next; // id of the paid window with the next larger start; 0 = none
     }
 
     struct OracleSet {
@@ -156,9 +152,18 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         bool revoked;
     }
 
+    /// A paid claim and its window, one storage slot. The paid windows of a policy form a list
+    /// sorted by start, latest first (the usual new incident becomes the head and writes no
+    /// other window), linked by 32-bit tags of claim ids (tag = low 32 bits | 1, never 0).
+    /// `bodyTag` tells a replay of the same body (epoch aside) from another body: a tag collision
+    /// could only turn a CLAIM_CONFLICT into a no-op that pays nothing, so 32 bits are enough.
     struct PaidClaim {
-        bytes24 bodyHash; // EIP-712 struct hash of the body with oracleSetEpoch = 0, truncated so
-        uint64 paid; //      that a paid claim is one storage slot
+        bytes4 bodyTag;
+        uint64 paid;
+        uint48 startTs;
+        uint48 endTs;
+        bytes4 policyTag;
+        bytes4 nextTag;
     }
 
     /// The books in one slot (every amount stays below MAX_POOL = 2^62).
@@ -188,7 +193,14 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
     uint64 public immutable rotationGraceMs;
 
     address public admin;
-    uint32 public oracleEpoch;
+    /// The current oracle set's epoch, threshold and start, in one slot (read by every payout).
+    struct CurrentSet {
+        uint32 epoch;
+        uint8 threshold;
+        uint64 sinceMs;
+    }
+
+    CurrentSet public current;
     mapping(uint32 epoch => OracleSet) public oracleSets;
     mapping(uint32 epoch => mapping(address signer => uint8 index1)) public memberIndex; // 1-based
     mapping(uint32 epoch => mapping(bytes32 ed25519Id => bool)) private _edMember;
@@ -202,7 +214,6 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
     mapping(bytes32 => Agent) public agents;
     mapping(bytes32 => Policy) private _policies;
     mapping(bytes32 device => bytes32 policyId) public openPolicy;
-    mapping(bytes32 policyId => mapping(uint32 id => Window)) public windows;
     mapping(bytes32 claimId => PaidClaim) public claims;
     uint256 public policyNonce;
 
@@ -380,6 +391,7 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         policyId = keccak256(abi.encode(block.chainid, address(this), ++policyNonce));
         Policy storage p = _policies[policyId];
         p.terms = t;
+        p.matchHash = keccak256(abi.encode(t.deviceId, t.circuitId, t.beneficiary, t.amount));
         p.locked = t.coverage;
         p.exists = true;
         openPolicy[t.deviceId] = policyId;
@@ -418,9 +430,7 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         external
         onlyAdmin
     {
-        uint32 epoch = oracleEpoch + 1;
-        _installOracleSet(epoch, signers, ed25519Ids, threshold);
-        oracleEpoch = epoch;
+        _installOracleSet(current.epoch + 1, signers, ed25519Ids, threshold);
     }
 
     /// G1/A10: n ≥ 1, distinct members, ⌊n/2⌋+1 ≤ k ≤ n; at most MAX_ORACLES (the bitmap's width).
@@ -436,6 +446,7 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         }
         uint64 now_ = _nowMs();
         oracleSets[epoch] = OracleSet(now_, k, uint8(n));
+        current = CurrentSet(epoch, k, now_);
         emit OraclesRotated(epoch, signers, edIds, k, now_);
     }
 
@@ -447,52 +458,53 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
 
     /// Q3 alone, at the chain's current time: reverts with the QC's fault, or returns true. Lets an
     /// oracle check a QC before paying gas for it (and measures the quorum check's cost).
-    function verifyQuorum(PayoutBody calldata body, address[] calldata signers, bytes[] calldata signatures)
-        external
-        view
-        returns (bool)
-    {
-        _checkQuorum(body.oracleSetEpoch, payoutDigest(body), signers, signatures, _nowMs());
+    function verifyQuorum(PayoutBody calldata body, address[] calldata signers, bytes32[] calldata rs,
+                          bytes32[] calldata vss) external view returns (bool) {
+        _checkQuorum(body.oracleSetEpoch, payoutDigest(body), signers, rs, vss, _nowMs());
         return true;
     }
 
     /// Pay a claim. `signers[i]` claims to have made `signatures[i]` (65 bytes); `proof` is the
-    /// 256-byte EVM form as eight words; `hint` is the id of the paid window with the largest start
-    /// below this one (0 if none), which the contract checks rather than searches for.
-    /// Returns what was paid (the earlier amount, with nothing written, for a claim already paid
-    /// with the same body).
+    /// 256-byte EVM form as eight words; `laterClaim` and `earlierClaim` are the paid claims of
+    /// this policy whose windows start just at-or-after and just before this one (0 if none),
+    /// which the contract checks in O(1) rather than searches for. Returns what was paid (the earlier amount,
+    /// with nothing written, for a claim already paid with the same body).
     function payout(
         PayoutBody calldata body,
         address[] calldata signers,
-        bytes[] calldata signatures,
+        bytes32[] calldata rs,
+        bytes32[] calldata vss,
         uint256[8] calldata proof,
-        uint32 hint
+        bytes32 laterClaim,
+        bytes32 earlierClaim
     ) external nonReentrant returns (uint256 paid) {
         // Q1
         if (body.ledgerId != ledgerId) revert WrongLedger();
         // Q2: idempotent by claim_id; a set rotated since may re-certify the same incident.
-        bytes24 sameBody = _bodyHashWithoutEpoch(body);
+        bytes4 bodyTag = _bodyTag(body);
         PaidClaim storage prior = claims[body.claimId];
-        if (prior.bodyHash != bytes24(0)) {
-            if (prior.bodyHash == sameBody) return prior.paid;
+        if (prior.bodyTag != bytes4(0)) {
+            if (prior.bodyTag == bodyTag) return prior.paid;
             revert ClaimConflict();
         }
         // Q3
-        _checkQuorum(body.oracleSetEpoch, payoutDigest(body), signers, signatures, _nowMs());
-        return _pay(body, proof, hint, sameBody);
+        _checkQuorum(body.oracleSetEpoch, payoutDigest(body), signers, rs, vss, _nowMs());
+        return _pay(body, proof, laterClaim, earlierClaim, bodyTag);
     }
 
-    function _pay(PayoutBody calldata body, uint256[8] calldata proof, uint32 hint, bytes24 sameBody)
-        private
-        returns (uint256)
-    {
+    function _tag(bytes32 id) private pure returns (bytes4) {
+        return bytes4(uint32(uint256(id)) | 1);
+    }
+
+    function _pay(PayoutBody calldata body, uint256[8] calldata proof, bytes32 laterClaim, bytes32 earlierClaim,
+                  bytes4 bodyTag) private returns (uint256) {
         uint64 now_ = _nowMs();
         // Q4
         Policy storage p = _policies[body.policyId];
         if (!p.exists) revert NotFound();
         _checkMatches(p, body);
         // P1..P8 (ledger/state.py payout_rejection, same order)
-        (uint32 prev, uint32 next) = _checkRules(p, body, now_, hint);
+        _checkRules(p, body, now_, laterClaim, earlierClaim);
         // Defence in depth: the trigger's proof, with the public signals built here.
         _checkProof(p.terms, body, proof);
 
@@ -500,25 +512,26 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         uint64 pay = body.amount < p.locked ? body.amount : p.locked;
         p.locked -= pay;
         p.paidTotal += pay;
-        uint32 id = ++p.windows;
-        if (prev == 0) p.head = id;
-        else windows[body.policyId][prev].next = id;
+        p.windows += 1;
+        bytes4 tag = _tag(body.claimId);
+        if (laterClaim == bytes32(0)) p.headTag = tag;
+        else claims[laterClaim].nextTag = tag;
         Books storage b = books;
         b.locked -= pay;
         b.paid += pay;
-        windows[body.policyId][id] = Window(body.startTs, body.endTs, next);
-        claims[body.claimId] = PaidClaim(sameBody, pay);
-        address payee = address(uint160(uint256(p.terms.beneficiary)));
+        claims[body.claimId] = PaidClaim(bodyTag, pay, uint48(body.startTs), uint48(body.endTs),
+                                         _tag(body.policyId), earlierClaim == bytes32(0) ? bytes4(0) : _tag(earlierClaim));
+        address payee = address(uint160(uint256(body.beneficiary))); // = the policy's (Q4)
         emit Paid(body.claimId, body.policyId, payee, pay, body.oracleSetEpoch, body.startTs, body.endTs, now_);
         // Interaction, last
         asset.safeTransfer(payee, pay);
         return pay;
     }
 
-    function _bodyHashWithoutEpoch(PayoutBody calldata body) private pure returns (bytes24) {
+    function _bodyTag(PayoutBody calldata body) private pure returns (bytes4) {
         PayoutBody memory m = body;
         m.oracleSetEpoch = 0;
-        return bytes24(keccak256(abi.encode(PAYOUT_TYPEHASH, m)));
+        return _tag(keccak256(abi.encode(PAYOUT_TYPEHASH, m)));
     }
 
     /// Q3, in ledger/state.py's order: epoch, then duplicates and membership over every signer,
@@ -527,15 +540,21 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         uint32 epoch,
         bytes32 digest,
         address[] calldata signers,
-        bytes[] calldata signatures,
+        bytes32[] calldata rs,
+        bytes32[] calldata vss,
         uint64 now_
     ) private view {
-        if (signers.length != signatures.length) revert WrongLength();
+        if (signers.length != rs.length || signers.length != vss.length) revert WrongLength();
         if (signers.length > MAX_ORACLES) revert WrongLength();
-        bool current = epoch == oracleEpoch;
-        bool grace = oracleEpoch > 0 && epoch == oracleEpoch - 1
-            && now_ <= oracleSets[oracleEpoch].sinceMs + rotationGraceMs;
-        if (!current && !grace) revert QcStaleEpoch();
+        CurrentSet memory cur = current; // one slot: epoch, k, since
+        uint8 threshold;
+        if (epoch == cur.epoch) {
+            threshold = cur.threshold;
+        } else if (cur.epoch > 0 && epoch == cur.epoch - 1 && now_ <= cur.sinceMs + rotationGraceMs) {
+            threshold = oracleSets[epoch].threshold;
+        } else {
+            revert QcStaleEpoch();
+        }
         uint256 bitmap = 0;
         for (uint256 i = 0; i < signers.length; ++i) {
             uint8 index = memberIndex[epoch][signers[i]];
@@ -547,30 +566,26 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
             bitmap |= bit;
         }
         for (uint256 i = 0; i < signers.length; ++i) {
-            (address got, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signatures[i]);
+            // ERC-2098 compact signatures (r, vs); OZ refuses a high s (malleability).
+            (address got, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, rs[i], vss[i]);
             if (err != ECDSA.RecoverError.NoError || got != signers[i]) revert QcBadSignature();
         }
-        if (signers.length < oracleSets[epoch].threshold) revert QcInsufficientSignatures();
+        if (signers.length < threshold) revert QcInsufficientSignatures();
     }
 
     /// Q4: the body agrees with its policy and the registry (PayoutMismatch otherwise).
     function _checkMatches(Policy storage p, PayoutBody calldata body) private view {
-        Terms storage t = p.terms;
         if (
-            body.deviceId != t.deviceId || body.circuitId != t.circuitId || body.beneficiary != t.beneficiary
-                || body.amount != t.amount || body.endSeq < body.startSeq
-                || body.endSeq - body.startSeq != circuits[t.circuitId].n
+            keccak256(abi.encode(body.deviceId, body.circuitId, body.beneficiary, body.amount)) != p.matchHash
+                || body.endSeq < body.startSeq || body.endSeq - body.startSeq != circuits[body.circuitId].n
                 || body.claimId != claimIdOf(body.policyId, body.deviceId, body.epoch, body.startSeq, body.endSeq)
                 || body.startTs >= body.endTs || deviceAnchors[body.deviceId][body.epoch] == bytes32(0)
         ) revert PayoutMismatch();
     }
 
-    /// P1..P8. Returns the window list neighbours (prev, next) the new window goes between.
-    function _checkRules(Policy storage p, PayoutBody calldata body, uint64 now_, uint32 hint)
-        private
-        view
-        returns (uint32 prev, uint32 next)
-    {
+    /// P1..P8.
+    function _checkRules(Policy storage p, PayoutBody calldata body, uint64 now_, bytes32 laterClaim,
+                         bytes32 earlierClaim) private view {
         Terms storage t = p.terms;
         // P1: active at ledger time (issued -> active at start, -> expired after end + claim window)
         if (p.closed || now_ < t.startMs || now_ > t.endMs + t.claimWindowMs) revert PolicyNotActive();
@@ -579,24 +594,37 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         // P3: revocation is never retroactive
         Device storage d = devices[body.deviceId];
         if (d.revoked && d.revokedMs <= body.endTs) revert DeviceRevoked();
-        // P4: (start, end] overlaps no paid window; `hint` names the predecessor by start.
-        mapping(uint32 => Window) storage ws = windows[body.policyId];
-        if (hint > p.windows) revert BadHint();
-        Window memory before = ws[hint];
-        if (hint != 0 && before.startTs >= body.startTs) revert BadHint();
-        next = hint == 0 ? p.head : before.next;
-        Window memory after_ = ws[next];
-        if (next != 0 && after_.startTs < body.startTs) revert BadHint();
-        if ((hint != 0 && before.endTs > body.startTs) || (next != 0 && after_.startTs < body.endTs)) {
-            revert WindowOverlap();
+        // P4: (start, end] overlaps no paid window. The caller names the neighbours; the contract
+        // checks they are this policy's, adjacent, and on either side of this window's start.
+        bytes4 policyTag = _tag(body.policyId);
+        PaidClaim memory later;
+        bytes4 earlierTag = p.headTag;
+        if (laterClaim != bytes32(0)) {
+            later = claims[laterClaim];
+            if (later.policyTag != policyTag || later.bodyTag == bytes4(0) || later.startTs < body.startTs) {
+                revert BadHint();
+            }
+            earlierTag = later.nextTag;
         }
-        prev = hint;
+        PaidClaim memory earlier;
+        if (earlierClaim != bytes32(0)) {
+            earlier = claims[earlierClaim];
+            if (earlierTag != _tag(earlierClaim) || earlier.policyTag != policyTag || earlier.startTs >= body.startTs) {
+                revert BadHint();
+            }
+        } else if (earlierTag != bytes4(0)) {
+            revert BadHint();
+        }
+        if ((earlierClaim != bytes32(0) && earlier.endTs > body.startTs)
+                || (laterClaim != bytes32(0) && later.startTs < body.endTs)) revert WindowOverlap();
         // P5: one payout per period, counted from the term start by the window's end. Paid windows
         // never overlap, so sorted by start they are sorted by end, and so by period: a window of
         // this period, if any, is a neighbour. No per-period storage is needed.
         uint256 period = (body.endTs - t.startMs) / t.periodMs;
-        if ((hint != 0 && (before.endTs - t.startMs) / t.periodMs == period)
-                || (next != 0 && (after_.endTs - t.startMs) / t.periodMs == period)) revert PeriodLimit();
+        if ((earlierClaim != bytes32(0) && (earlier.endTs - t.startMs) / t.periodMs == period)
+                || (laterClaim != bytes32(0) && (later.endTs - t.startMs) / t.periodMs == period)) {
+            revert PeriodLimit();
+        }
         // P6..P8
         if (p.locked == 0) revert CoverageExhausted();
         if (now_ > body.endTs + t.claimWindowMs) revert ClaimWindowClosed();
@@ -616,7 +644,7 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
             uint256(t.hi),
             uint256(t.gapMs)
         ];
-        bool ok = IGroth16Verifier(circuits[t.circuitId].verifier).verifyProof(
+        bool ok = IGroth16Verifier(circuits[body.circuitId].verifier).verifyProof(
             [w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]], pub
         );
         // A verifier whose pairing precompile ran out of gas returns false: refused all the same.
@@ -684,6 +712,10 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         uint64 now_ = _nowMs();
         if (now_ > p.terms.endMs + p.terms.claimWindowMs) return 2;
         return now_ >= p.terms.startMs ? 1 : 0;
+    }
+
+    function oracleEpoch() external view returns (uint32) {
+        return current.epoch;
     }
 
     function isMember(uint32 epoch, address signer) external view returns (bool) {

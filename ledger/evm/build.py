@@ -33,7 +33,7 @@ SETTINGS: dict[str, Any] = {
     # The optimizer and viaIR are needed (the payout path is "stack too deep" without them, and
     # viaIR saves ~7 % gas);
     # solc 0.8.37 defaults to evmVersion osaka, which is anvil's default hardfork.
-    "optimizer": {"enabled": True, "runs": 200},
+    "optimizer": {"enabled": True, "runs": 2000},
     "viaIR": True,
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }

@@ -259,15 +259,21 @@ class EvmPool:
     def expire(self, policy_id: bytes, sender: str | None = None) -> Any:
         return self._send(self.contract.functions.expire(policy_id), sender or self.admin)
 
-    def payout_call(self, qc: ChainQc, proof: bytes, hint: int | None = None) -> Any:
+    def payout_call(self, qc: ChainQc, proof: bytes, hint: tuple[bytes, bytes] | None = None) -> Any:
         """The contract call for a QC (for gas estimates and hostile re-entry tests)."""
         body = qc.body
-        if hint is None:
-            hint = self.hint_for(body.body.policy_id, body.body.start_ts)
-        return self.contract.functions.payout(body.as_tuple(), [s.signer for s in qc.signatures],
-                                              [s.signature for s in qc.signatures], proof_words(proof), hint)
+        later, earlier = hint if hint is not None else self.hint_for(body.body.policy_id, body.body.start_ts)
+        rs, vss = compact_signatures(qc.signatures)
+        return self.contract.functions.payout(body.as_tuple(), [s.signer for s in qc.signatures], rs, vss,
+                                              proof_words(proof), later, earlier)
 
-    def post_qc(self, qc: ChainQc, proof: bytes, sender: str, *, hint: int | None = None) -> PayoutResult:
+    def quorum_call(self, qc: ChainQc) -> Any:
+        """`verifyQuorum`: the QC check alone (a pre-flight; its gas is the quorum's cost)."""
+        rs, vss = compact_signatures(qc.signatures)
+        return self.contract.functions.verifyQuorum(qc.body.as_tuple(), [s.signer for s in qc.signatures], rs, vss)
+
+    def post_qc(self, qc: ChainQc, proof: bytes, sender: str, *,
+                hint: tuple[bytes, bytes] | None = None) -> PayoutResult:
         """Pay a claim (the settlement interface's `post_qc`). Idempotent by claim_id."""
         fn = self.payout_call(qc, proof, hint)
         rc = self._send(fn, sender, gas=PAYOUT_GAS_LIMIT)
@@ -281,25 +287,27 @@ class EvmPool:
 
     # ------------------------------------------------------------------ reading
 
-    def hint_for(self, pid: bytes, start_ts: int) -> int:
-        """The paid window with the largest start below start_ts (0: none). Window ids count the
-        policy's payouts in order, so one log query of its Paid events finds it."""
+    def hint_for(self, pid: bytes, start_ts: int) -> tuple[bytes, bytes]:
+        """(later, earlier): the paid claims of policy `pid` whose windows start at-or-after and
+        just before start_ts (zero bytes: none), from one query of the policy's Paid logs."""
         logs = self.contract.events.Paid().get_logs(from_block=0, argument_filters={"policyId": pid})
-        best, best_start = 0, -1
-        for window_id, log in enumerate(logs, start=1):
-            s = int(log["args"]["startTs"])
-            if best_start < s < start_ts:
-                best, best_start = window_id, s
-        return best
+        later, later_start, earlier, earlier_start = bytes(32), None, bytes(32), -1
+        for log in logs:
+            s, cid = int(log["args"]["startTs"]), bytes(log["args"]["claimId"])
+            if earlier_start < s < start_ts:
+                earlier, earlier_start = cid, s
+            elif s >= start_ts and (later_start is None or s < later_start):
+                later, later_start = cid, s
+        return later, earlier
 
     def policy(self, pid: bytes) -> dict[str, Any] | None:
         p = self.contract.functions.policy(pid).call()
-        terms, locked, paid_total, n_windows, _head, exists, closed = p
+        terms, _match, locked, paid_total, n_windows, _head, exists, closed = p
         if not exists:
             return None
         status = ("issued", "active", "expired", "closed")[self.contract.functions.policyStatus(pid).call()]
         return {"policy_id": pid.hex(), "locked": locked, "paid_total": paid_total,
-                "payouts": n_windows, "closed": closed, "status": status, "coverage": terms[9], "amount": terms[10]}
+                "payouts": n_windows, "closed": closed, "status": status, "coverage": terms[13], "amount": terms[14]}
 
     def balances(self) -> dict[str, int]:
         f = self.contract.functions
@@ -308,8 +316,8 @@ class EvmPool:
                 "token_balance": self.token.functions.balanceOf(self.address).call()}
 
     def paid_claim(self, claim_id: bytes) -> int | None:
-        body_hash, paid = self.contract.functions.claims(claim_id).call()
-        return int(paid) if body_hash != bytes(24) else None
+        body_tag, paid, *_window = self.contract.functions.claims(claim_id).call()
+        return int(paid) if body_tag != bytes(4) else None
 
     def oracle_epoch(self) -> int:
         return int(self.contract.functions.oracleEpoch().call())
@@ -334,13 +342,29 @@ class EvmPool:
         return out
 
 
+def compact_signatures(sigs: Sequence[ChainSignature]) -> tuple[list[bytes], list[bytes]]:
+    """65-byte r ‖ s ‖ v signatures as ERC-2098 (r, vs) pairs, which cost less calldata."""
+    rs, vss = [], []
+    for sig in sigs:
+        raw = sig.signature
+        if len(raw) != 65:
+            rs.append(bytes(32))  # refused on chain as a bad signature
+            vss.append(bytes(32))
+            continue
+        v = raw[64] - 27 if raw[64] >= 27 else raw[64]
+        vs = int.from_bytes(raw[32:64], "big") | ((v & 1) << 255)
+        rs.append(raw[:32])
+        vss.append(vs.to_bytes(32, "big"))
+    return rs, vss
+
+
 def _topic_bytes(topic: Any) -> bytes:
     return bytes.fromhex(topic[2:]) if isinstance(topic, str) else bytes(topic)
 
 
 def terms_tuple(t: IssuePolicy) -> tuple[Any, ...]:
     return (t.device_id, t.beneficiary, t.circuit_id, t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms,
-            t.coverage, t.amount, t.premium, t.start_ms, t.end_ms, t.period_ms, t.claim_window_ms)
+            t.start_ms, t.end_ms, t.period_ms, t.claim_window_ms, t.coverage, t.amount, t.premium)
 
 
 def beneficiary_of(address: str) -> bytes:
