@@ -327,3 +327,25 @@ def test_a_production_ledger_refuses_a_development_circuit(world: ChainWorld) ->
     run = Runner(world, development=False)
     run.both("A4 development circuit", lambda b: b.register_circuit(), refused("development_circuit_on_production"))
     run.books_agree()
+
+
+@pytest.mark.parametrize("seed,period_s", [(1, 1), (2, 3), (3, 6)])
+def test_random_windows_in_random_order_read_the_same(run: Runner, seed: int, period_s: int) -> None:
+    """Differential: random (often overlapping) windows of one policy, posted in random order, some
+    twice. Exercises the chain's window list and its neighbour hint against ledger/state.py's
+    sorted index, including the period limit on neighbours."""
+    import random
+
+    rng = random.Random(seed)
+    dev = run.device()
+    run.issue("p", dev, period_ms=period_s * SECOND, coverage=10_000)
+    s0 = window(dev, run.now - 2 * MINUTE, [90] * 24)
+    starts = [s0 + rng.randrange(0, 21) for _ in range(14)]
+    for i, s in enumerate(starts):
+        run.both(f"window {s - s0} (#{i})", lambda b, s=s: b.payout(ClaimSpec("p", dev, s)))
+    paid = [o for what, o in run.log if what.startswith("window") and o[0] == "paid"]
+    outcomes = {o for what, o in run.log if what.startswith("window")}
+    assert paid and refused("window_overlap") in outcomes, outcomes
+    if period_s == 6:  # long periods: some windows that do not overlap still share a period
+        assert refused("period_limit") in outcomes, outcomes
+    run.books_agree("p")
