@@ -202,3 +202,22 @@ def test_a_lying_window_hint_cannot_hide_an_overlap(world: ChainWorld) -> None:
     # the honest hint: the overlap is found
     refused(Reason.WINDOW_OVERLAP, pool.post_qc, qc2, p2, world.poster)
     assert pool.paid_claim(overlapping.body.claim_id) is None
+
+
+def test_a_follower_sees_each_event_once_after_its_confirmations(world: ChainWorld) -> None:
+    from ledger.evm.follow import ChainFollower
+    pool = world.new_pool()
+    start_block = int(world.w3.eth.block_number)
+    instant = ChainFollower(pool, confirmations=0, next_block=start_block)
+    careful = ChainFollower(pool, confirmations=2, next_block=start_block)
+    dev, pid, terms, start, body, proof = incident(world, pool)
+    pool.post_qc(world.qc(pool, body), proof, world.poster)
+    names = [n for n, _a, _b in instant.poll()]
+    assert names.count("Paid") == 1 and instant.paid == {body.body.claim_id: terms.amount}
+    assert instant.poll() == []  # nothing twice
+    careful.poll()
+    assert body.body.claim_id not in careful.paid  # the Paid block has no confirmations yet
+    world.node.mine()
+    world.node.mine()
+    careful.poll()
+    assert careful.paid == {body.body.claim_id: terms.amount}
