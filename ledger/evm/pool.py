@@ -319,6 +319,16 @@ class EvmPool:
         body_tag, paid, *_window = self.contract.functions.claims(claim_id).call()
         return int(paid) if body_tag != bytes(4) else None
 
+    def status(self) -> dict[str, Any]:
+        """What `faultproof ledger status --evm-rpc … --contract …` prints."""
+        f = self.contract.functions
+        epoch, threshold, since_ms = f.current().call()
+        return {"settlement": "evm", "chain_id": self.chain_id, "contract": self.address,
+                "block": int(self.w3.eth.block_number), "time_ms": self.now_ms(),
+                "ledger_id": bytes(f.ledgerId().call()).hex(), "admin": f.admin().call(),
+                "oracle_set": {"epoch": epoch, "threshold": threshold, "since_ms": since_ms},
+                "books": self.balances(), "asset": self.token.address}
+
     def oracle_epoch(self) -> int:
         return int(self.contract.functions.oracleEpoch().call())
 
@@ -340,6 +350,19 @@ class EvmPool:
             d = ev().process_log(log)
             out.append((d["event"], dict(d["args"]), int(d["blockNumber"])))
         return out
+
+
+def chain_status(rpc_url: str, contract: str) -> dict[str, Any]:
+    """A pool contract's status, or ClickException-ready FaultproofError naming the problem."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
+    try:
+        if not Web3.is_address(contract):
+            raise FaultproofError(Reason.BAD_REQUEST, f"{contract!r} is not an address (0x + 40 hex digits)")
+        if not w3.eth.get_code(Web3.to_checksum_address(contract)):
+            raise FaultproofError(Reason.NOT_FOUND, f"no contract at {contract} on {rpc_url}: check --contract")
+        return EvmPool(w3, contract, "").status()
+    except (OSError, ConnectionError) as e:
+        raise FaultproofError(Reason.UNAVAILABLE, f"cannot reach {rpc_url} ({type(e).__name__}): is the node running?") from None
 
 
 def compact_signatures(sigs: Sequence[ChainSignature]) -> tuple[list[bytes], list[bytes]]:

@@ -221,3 +221,24 @@ def test_a_follower_sees_each_event_once_after_its_confirmations(world: ChainWor
     world.node.mine()
     careful.poll()
     assert careful.paid == {body.body.claim_id: terms.amount}
+
+
+def test_ledger_status_reads_a_pool_contract(world: ChainWorld) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from ledger.cli import ledger
+    pool = world.new_pool()
+    runner = CliRunner()
+    out = runner.invoke(ledger, ["status", "--evm-rpc", world.node.url, "--contract", pool.address])
+    assert out.exit_code == 0, out.output
+    status = json.loads(out.output)
+    assert status["settlement"] == "evm" and status["contract"] == pool.address
+    assert status["books"]["free"] == status["books"]["token_balance"] > 0
+    assert status["oracle_set"] == {"epoch": 0, "threshold": 4, "since_ms": status["oracle_set"]["since_ms"]}
+    # one line naming the problem, no traceback
+    bad = runner.invoke(ledger, ["status", "--evm-rpc", world.node.url, "--contract", world.payee])
+    assert bad.exit_code == 1 and "no contract at" in bad.output and "Traceback" not in bad.output
+    half = runner.invoke(ledger, ["status", "--evm-rpc", world.node.url])
+    assert half.exit_code == 1 and "go together" in half.output
