@@ -382,6 +382,11 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         if ((!c.production || c.transcriptHash == bytes32(0)) && !development) revert DevelopmentCircuitOnProduction();
         _validateTrigger(t, c.n);
         if (t.startMs >= t.endMs || t.endMs <= now_) revert InvalidParameters();
+        // Times are < 2^48 ms, as on the wire (U48): sums like endMs + claimWindowMs never
+        // overflow, and a window inside the term fits its 48-bit slot fields.
+        if (t.endMs >= TIME_LIMIT || t.periodMs >= TIME_LIMIT || t.claimWindowMs >= TIME_LIMIT) {
+            revert InvalidParameters();
+        }
         if (t.amount == 0 || t.amount > t.coverage || t.periodMs == 0) revert InvalidParameters();
         if (uint256(t.beneficiary) >> 160 != 0 || t.beneficiary == bytes32(0)) revert InvalidParameters();
         if (poolTotal + t.premium >= MAX_POOL) revert InvalidParameters();
