@@ -48,6 +48,8 @@ from ledger.evm.typed import Binding, ChainBody, ChainSignature, verify_binding
 # Errors not named after a reason: OpenZeppelin's, the token's, and the window-list hint.
 _EXTRA_REASONS: dict[str, Reason] = {
     "BadHint": Reason.INVALID_PARAMETERS,
+    "InvalidShortString": Reason.INVALID_PARAMETERS,  # OZ ShortStrings (EIP-712 domain, deploy only)
+    "StringTooLong": Reason.INVALID_PARAMETERS,
     "AccessControlUnauthorizedAccount": Reason.NOT_ADMIN,
     "AccessControlBadConfirmation": Reason.NOT_ADMIN,
     "ReentrancyGuardReentrantCall": Reason.REENTRANT_CALL,

@@ -242,3 +242,30 @@ def test_ledger_status_reads_a_pool_contract(world: ChainWorld) -> None:
     assert bad.exit_code == 1 and "no contract at" in bad.output and "Traceback" not in bad.output
     half = runner.invoke(ledger, ["status", "--evm-rpc", world.node.url])
     assert half.exit_code == 1 and "go together" in half.output
+
+
+def test_every_custom_error_of_the_contract_maps_to_a_reason() -> None:
+    from ledger.evm import build
+    from ledger.evm.pool import error_reasons
+    arts = build.contracts()
+    table = error_reasons([a.abi for a in arts.values()])
+    pool_errors = {item["name"] for item in arts["InsurancePool"].abi if item.get("type") == "error"}
+    by_name = {name: reason for name, reason in table.values()}
+    unmapped = sorted(n for n in pool_errors if by_name.get(n) is None)
+    assert not unmapped, f"custom errors without a reason code: {unmapped}"
+    assert by_name["QcStaleEpoch"] is Reason.QC_STALE_EPOCH and by_name["BadProof"] is Reason.BAD_PROOF
+    assert by_name["ReentrancyGuardReentrantCall"] is Reason.REENTRANT_CALL
+
+
+def test_an_oracle_key_binding_must_hold_both_ways() -> None:
+    from dataclasses import replace
+
+    from ledger.evm.typed import verify_binding
+    good = oracle_key(1).binding(oracle_identity(1))
+    assert verify_binding(good)
+    # another oracle's Ed25519 id with this chain key, or this id with another chain address
+    assert not verify_binding(replace(good, oracle_id=oracle_identity(2).public_key))
+    assert not verify_binding(replace(good, address=oracle_key(2).address))
+    # a chain key signing someone else's id: the Ed25519 half is missing
+    theft = replace(oracle_key(3).binding(oracle_identity(3)), oracle_id=oracle_identity(1).public_key)
+    assert not verify_binding(theft)
