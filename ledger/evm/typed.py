@@ -17,6 +17,7 @@ No I/O here.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,15 @@ class ChainKey:
     @classmethod
     def from_seed(cls, seed: bytes) -> ChainKey:
         return cls(hashlib.sha256(b"faultproof/evm-oracle-key/v1" + seed).digest())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ChainKey:
+        """The chain key kept in its own key file (`faultproof keygen --out chain.key`: the same
+        0600 file format and checks as an Ed25519 identity; the secp256k1 key derives from it)."""
+        return cls.from_seed(Identity.load(path).seed)
+
+    def __repr__(self) -> str:
+        return f"ChainKey({self.address})"
 
     @property
     def address(self) -> str:

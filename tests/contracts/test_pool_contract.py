@@ -269,3 +269,18 @@ def test_an_oracle_key_binding_must_hold_both_ways() -> None:
     # a chain key signing someone else's id: the Ed25519 half is missing
     theft = replace(oracle_key(3).binding(oracle_identity(3)), oracle_id=oracle_identity(1).public_key)
     assert not verify_binding(theft)
+
+
+def test_a_chain_key_lives_in_its_own_0600_key_file(tmp_path: Path) -> None:
+    import os
+
+    from faultproof.identity import Identity, KeyFileError
+    from ledger.evm.typed import ChainKey
+    path = tmp_path / "chain.key"
+    Identity.generate().save(path)
+    key = ChainKey.load(path)
+    assert key.address == ChainKey.load(path).address and key.address.startswith("0x")
+    assert "0x" in repr(key) and Identity.load(path).seed.hex() not in repr(key)
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileError):
+        ChainKey.load(path)
