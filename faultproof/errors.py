@@ -23,6 +23,7 @@ class Stage(enum.StrEnum):
     LEDGER_TX = "ledger_tx"  # a transaction refused by the ledger's rules
     GOSSIP = "gossip"  # dropped by a gossip validator
     HTTP = "http"  # transport-level refusal
+    CHAIN = "chain"  # refused only by the EVM settlement backend (DESIGN §13), never by the rules
 
 
 class Reason(enum.StrEnum):
@@ -147,10 +148,10 @@ def _stages() -> dict[Reason, Stage]:
             r.INVALID_ORACLE_SET, r.QC_INSUFFICIENT_SIGNATURES, r.QC_DUPLICATE_SIGNER,
             r.QC_NON_MEMBER, r.QC_BAD_SIGNATURE, r.QC_STALE_EPOCH, r.PAYOUT_MISMATCH,
             r.CLAIM_CONFLICT,
-            r.REENTRANT_CALL, r.TOKEN_TRANSFER_FAILED,  # EVM settlement (evm)
         ),
         Stage.GOSSIP: (r.SENDER_NOT_ALLOWED, r.DUPLICATE),
         Stage.HTTP: (r.UNSUPPORTED_MEDIA_TYPE, r.BAD_REQUEST, r.UNAVAILABLE),
+        Stage.CHAIN: (r.REENTRANT_CALL, r.TOKEN_TRANSFER_FAILED),  # EVM settlement (evm)
     }
     out = {reason: stage for stage, reasons in groups.items() for reason in reasons}
     missing = set(Reason) - set(out)
@@ -167,6 +168,7 @@ _STAGE_HTTP_STATUS = {
     Stage.LEDGER_TX: 409,
     Stage.GOSSIP: 400,
     Stage.HTTP: 400,
+    Stage.CHAIN: 409,
 }
 
 _HTTP_STATUS = {
