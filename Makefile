@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
 NPM_STAMP := circuits/node_modules/.setup-stamp
+EVM_STAMP := contracts/node_modules/.setup-stamp
 ARGS   ?=
 
 # Debian packages the project needs (tokens, TPM, compilers, browser, broker). Each concern appends
@@ -27,6 +28,13 @@ $(NPM_STAMP): circuits/package.json circuits/package-lock.json
 	cd circuits && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The EVM settlement backend (DESIGN §13): solc, OpenZeppelin and anvil from npm, pinned by the lock.
+# anvil's postinstall only downloads a binary the platform package already ships, so scripts stay off.
+$(EVM_STAMP): contracts/package.json contracts/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found (README: prerequisites)"; exit 1; }
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts
+	touch $@
+
 $(APT_STAMP): Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -36,7 +44,7 @@ $(APT_STAMP): Makefile
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP)
+setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP) $(EVM_STAMP)
 
 devnet: setup
 	$(BIN)/faultproof devnet $(ARGS)
@@ -56,4 +64,4 @@ lint: setup
 	$(BIN)/mypy faultproof agent oracle ledger cli dashboard
 
 clean:
-	rm -rf $(VENV) circuits/node_modules .cache
+	rm -rf $(VENV) circuits/node_modules contracts/node_modules .cache

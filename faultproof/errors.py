@@ -23,6 +23,7 @@ class Stage(enum.StrEnum):
     LEDGER_TX = "ledger_tx"  # a transaction refused by the ledger's rules
     GOSSIP = "gossip"  # dropped by a gossip validator
     HTTP = "http"  # transport-level refusal
+    CHAIN = "chain"  # refused only by the EVM settlement backend (DESIGN §13), never by the rules
 
 
 class Reason(enum.StrEnum):
@@ -115,6 +116,9 @@ class Reason(enum.StrEnum):
     CORROBORATION_TOO_FEW = "corroboration_too_few"
     CORROBORATION_SAME_AGENT = "corroboration_same_agent"
     CORROBORATION_NO_OVERLAP = "corroboration_no_overlap"
+    # -- EVM settlement backend (evm, DESIGN §13): refusals only a chain has --
+    REENTRANT_CALL = "reentrant_call"
+    TOKEN_TRANSFER_FAILED = "token_transfer_failed"
 
     @property
     def stage(self) -> Stage:
@@ -163,6 +167,7 @@ def _stages() -> dict[Reason, Stage]:
         ),
         Stage.GOSSIP: (r.SENDER_NOT_ALLOWED, r.DUPLICATE),
         Stage.HTTP: (r.UNSUPPORTED_MEDIA_TYPE, r.BAD_REQUEST, r.UNAVAILABLE),
+        Stage.CHAIN: (r.REENTRANT_CALL, r.TOKEN_TRANSFER_FAILED),  # EVM settlement (evm)
     }
     out = {reason: stage for stage, reasons in groups.items() for reason in reasons}
     missing = set(Reason) - set(out)
@@ -179,6 +184,7 @@ _STAGE_HTTP_STATUS = {
     Stage.LEDGER_TX: 409,
     Stage.GOSSIP: 400,
     Stage.HTTP: 400,
+    Stage.CHAIN: 409,
 }
 
 _HTTP_STATUS = {
@@ -266,6 +272,8 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.CORROBORATION_TOO_FEW: "A corroborated claim has fewer proofs than the policy's m.",
     Reason.CORROBORATION_SAME_AGENT: "Two proofs of a corroborated claim come from one agent.",
     Reason.CORROBORATION_NO_OVERLAP: "The corroborating windows do not overlap within the tolerance.",
+    Reason.REENTRANT_CALL: "The pool contract refused a call made while one of its calls was running.",
+    Reason.TOKEN_TRANSFER_FAILED: "The pool asset's token refused a transfer (balance, allowance, or a hostile token).",
 }
 
 

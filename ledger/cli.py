@@ -3,7 +3,7 @@
     faultproof ledger init   --config configs/ledger.example.toml [--dev-keys]
     faultproof ledger serve  --config configs/ledger.example.toml [--port N]
     faultproof ledger verify --db PATH [--workers N] [--json]
-    faultproof ledger status [--url URL]
+    faultproof ledger status [--url URL | --evm-rpc URL --contract ADDRESS]
     faultproof receipt verify FILE [--ledger-id HEX]
 
 Only wiring: configuration, key files and process lifecycle. The rules are in `state.py`, the
@@ -226,8 +226,20 @@ def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, a
 
 @ledger.command("status")
 @click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
-def status(url: str) -> None:
-    """Show a running ledger's status (height, durability, batches)."""
+@click.option("--evm-rpc", default=None, help="The chain's JSON-RPC URL (EVM settlement, DESIGN §13).")
+@click.option("--contract", default=None, help="The InsurancePool contract address (with --evm-rpc).")
+def status(url: str, evm_rpc: str | None, contract: str | None) -> None:
+    """Show a running ledger's status (height, durability, batches), or a pool contract's."""
+    if evm_rpc or contract:
+        if not (evm_rpc and contract):
+            raise click.ClickException("--evm-rpc and --contract go together: give both (the chain and the pool)")
+        from ledger.evm.pool import chain_status
+
+        try:
+            click.echo(json.dumps(chain_status(evm_rpc, contract), indent=1))
+        except FaultproofError as e:
+            raise click.ClickException(e.message) from None
+        return
     from ledger.client import LedgerClient
 
     async def fetch() -> dict[str, object]:

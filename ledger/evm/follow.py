@@ -1,0 +1,48 @@
+"""Following the pool contract's events, a configurable number of confirmations behind the head.
+
+This is what an oracle or an agent on the EVM backend reads instead of ledger entries (DESIGN
+§13): every event of the pool, once, in chain order, only when `confirmations` blocks are on top
+of it (0 on anvil's instant blocks; more on a chain that reorganises). `ChainFollower.poll()`
+does one `eth_getLogs` over the new confirmed range; `paid` keeps what the Paid events said, so an
+oracle that did not send the completing transaction sees the claim paid and stops.
+
+I/O is only `poll()`; the fold (`apply`) is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.evm.pool import EvmPool
+
+ChainEvent = tuple[str, dict[str, Any], int]  # (event name, args, block number)
+
+
+@dataclass
+class ChainFollower:
+    pool: EvmPool
+    confirmations: int = 0
+    next_block: int = 0
+    paid: dict[bytes, int] = field(default_factory=dict)  # claim_id -> amount paid
+    revoked_devices: set[bytes] = field(default_factory=set)
+    oracle_epoch: int = 0
+
+    def poll(self) -> list[ChainEvent]:
+        """The pool's events in blocks [next_block, head - confirmations], applied and returned."""
+        safe = int(self.pool.w3.eth.block_number) - self.confirmations
+        if safe < self.next_block:
+            return []
+        events = self.pool.events(self.next_block, safe)
+        self.next_block = safe + 1
+        self.apply(events)
+        return events
+
+    def apply(self, events: list[ChainEvent]) -> None:
+        for name, args, _block in events:
+            if name == "Paid":
+                self.paid[bytes(args["claimId"])] = int(args["amount"])
+            elif name == "DeviceRevocation":
+                self.revoked_devices.add(bytes(args["deviceId"]))
+            elif name == "OraclesRotated":
+                self.oracle_epoch = int(args["epoch"])

@@ -1,0 +1,133 @@
+"""What an oracle signs for the chain: the EIP-712 PayoutBody, and its secp256k1 chain key.
+
+The chain's PayoutBody is faultproof.messages.PayoutBody plus the two chain values of the window's
+frames (`cStart`, `cEnd`), because the contract builds the Groth16 public signals itself from the
+policy and what the oracles attest (DESIGN §13). Field order and names below are the contract's
+`PAYOUT_TYPEHASH`; the domain (name, version, chain id, contract) keeps a signature to one pool on
+one chain.
+
+An oracle keeps its Ed25519 identity for gossip and gets a secp256k1 key for the chain. The two are
+bound both ways (`ChainKey.binding`): the Ed25519 key signs the address and the secp256k1 key signs
+the Ed25519 id, so neither can be claimed by someone holding only the other. The admin checks the
+binding before putting an oracle into a set (`verify_binding`); the contract records the pair.
+
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from faultproof.identity import Identity, domain_tag
+from faultproof.identity import verify as ed25519_verify
+from faultproof.messages import PayoutBody
+
+DOMAIN_NAME = "faultproof-insurance-pool"
+DOMAIN_VERSION = "1"
+BINDING_NAME = "evm-oracle-binding"
+
+PAYOUT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ledgerId", "bytes32"), ("oracleSetEpoch", "uint32"), ("claimId", "bytes32"), ("policyId", "bytes32"),
+    ("deviceId", "bytes32"), ("epoch", "uint32"), ("startSeq", "uint32"), ("endSeq", "uint32"),
+    ("startTs", "uint64"), ("endTs", "uint64"), ("circuitId", "bytes32"), ("beneficiary", "bytes32"),
+    ("amount", "uint64"), ("cStart", "uint256"), ("cEnd", "uint256"),
+)
+PAYOUT_TYPES = {"PayoutBody": [{"name": n, "type": t} for n, t in PAYOUT_FIELDS]}
+
+
+@dataclass(frozen=True)
+class ChainBody:
+    """A PayoutBody as the chain sees it: the body and the window's chain values."""
+
+    body: PayoutBody
+    c_start: int
+    c_end: int
+
+    def message(self) -> dict[str, Any]:
+        b = self.body
+        return {
+            "ledgerId": b.ledger_id, "oracleSetEpoch": b.oracle_set_epoch, "claimId": b.claim_id,
+            "policyId": b.policy_id, "deviceId": b.device_id, "epoch": b.epoch, "startSeq": b.start_seq,
+            "endSeq": b.end_seq, "startTs": b.start_ts, "endTs": b.end_ts, "circuitId": b.circuit_id,
+            "beneficiary": b.beneficiary, "amount": b.amount, "cStart": self.c_start, "cEnd": self.c_end,
+        }
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message()
+        return tuple(m[n] for n, _ in PAYOUT_FIELDS)
+
+    def replace(self, **changes: Any) -> ChainBody:
+        c_start = changes.pop("c_start", self.c_start)
+        c_end = changes.pop("c_end", self.c_end)
+        return ChainBody(self.body.replace(**changes) if changes else self.body, c_start, c_end)
+
+
+def domain(chain_id: int, contract: str) -> dict[str, Any]:
+    return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": contract}
+
+
+@dataclass(frozen=True)
+class ChainSignature:
+    signer: str  # checksummed address
+    signature: bytes  # 65 bytes r ‖ s ‖ v
+
+
+class ChainKey:
+    """An oracle's secp256k1 signing key for the chain. The key never leaves this object."""
+
+    def __init__(self, private_key: bytes) -> None:
+        self._account = Account.from_key(private_key)
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> ChainKey:
+        return cls(hashlib.sha256(b"faultproof/evm-oracle-key/v1" + seed).digest())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ChainKey:
+        """The chain key kept in its own key file (`faultproof keygen --out chain.key`: the same
+        0600 file format and checks as an Ed25519 identity; the secp256k1 key derives from it)."""
+        return cls.from_seed(Identity.load(path).seed)
+
+    def __repr__(self) -> str:
+        return f"ChainKey({self.address})"
+
+    @property
+    def address(self) -> str:
+        return str(self._account.address)
+
+    def sign_body(self, body: ChainBody, chain_id: int, contract: str) -> ChainSignature:
+        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), PAYOUT_TYPES, body.message())
+        return ChainSignature(self.address, bytes(signed.signature))
+
+    def binding(self, identity: Identity) -> Binding:
+        ed_sig = identity.sign(domain_tag(BINDING_NAME), bytes.fromhex(self.address[2:]))
+        eth_sig = Account.sign_message(encode_defunct(primitive=domain_tag(BINDING_NAME) + identity.public_key),
+                                       self._account.key).signature
+        return Binding(identity.public_key, self.address, ed_sig, bytes(eth_sig))
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An oracle's Ed25519 id and chain address, each signed by the other's key."""
+
+    oracle_id: bytes
+    address: str
+    ed25519_signature: bytes
+    secp256k1_signature: bytes
+
+
+def verify_binding(b: Binding) -> bool:
+    tag = domain_tag(BINDING_NAME)
+    if not ed25519_verify(tag, bytes.fromhex(b.address[2:]), b.ed25519_signature, b.oracle_id):
+        return False
+    try:
+        got = Account.recover_message(encode_defunct(primitive=tag + b.oracle_id), signature=b.secp256k1_signature)
+    except Exception:  # noqa: BLE001 - eth_account raises several types on a malformed signature
+        return False
+    return bool(got == b.address)
