@@ -175,6 +175,17 @@ class OpenClaim:
     end_seq: int
 
 
+@dataclass(frozen=True)
+class SkippedWindows:
+    """Incidents the detector saw (the trigger held) but could not claim, and why: a reason code
+    (outside_policy_term, claim_window_closed, period_limit, coverage_exhausted)."""
+
+    device_id: bytes
+    policy_id: bytes
+    reason: str
+    count: int
+
+
 class IngestCore:
     """The frame checker, the detectors and the claim bookkeeping of the ingest engine.
 
@@ -191,6 +202,7 @@ class IngestCore:
         self.claimed: dict[bytes, list[ClaimedWindow]] = {}  # policy_id -> windows claimed
         self.open_claims: dict[bytes, OpenClaim] = {}  # claim_id -> frames it needs
         self.newest_ts: int | None = None  # the newest accepted frame's time (retention's clock)
+        self.skipped: list[SkippedWindows] = []  # since the shell last drained it (take_skipped)
 
     # -- claims --
     def load_claims(self, rows: Iterable[Mapping[str, Any]], final_statuses: Collection[str]) -> None:
@@ -279,6 +291,7 @@ class IngestCore:
             if det is None or book is None or book.epoch != det.epoch:
                 continue
             before = det.evaluated
+            skipped_before = dict(det.skipped)
             try:
                 windows = det.scan(book, now_ms)
             except FaultproofError as e:
@@ -286,11 +299,19 @@ class IngestCore:
                 del self.detectors[device_id]
                 continue
             evaluated += det.evaluated - before
+            for why, count in det.skipped.items():
+                if count > skipped_before.get(why, 0):
+                    self.skipped.append(SkippedWindows(device_id, det.terms.policy_id, why,
+                                                       count - skipped_before.get(why, 0)))
             for w in windows:
                 self.claimed.setdefault(w.policy_id, []).append(ClaimedWindow(w.start_ts, w.end_ts, w.period))
                 self.open_claims[w.claim_id] = OpenClaim(w.device_id, w.epoch, w.start_seq, w.end_seq)
             found.extend(windows)
         return found, evaluated
+
+    def take_skipped(self) -> list[SkippedWindows]:
+        out, self.skipped = self.skipped, []
+        return out
 
     # -- retention --
     def retention_cutoff(self, retention_ms: int | None) -> int | None:

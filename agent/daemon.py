@@ -349,6 +349,8 @@ class Agent:
                 "by_result": counters,
             },
             "claims": self.manager.counts() if self.manager else {},
+            # incidents the trigger showed but no claim can be paid for, by reason
+            "windows_skipped": dict(e.skipped_by_reason) if e else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,
             "prover": {"circuits": {cid.hex(): n for cid, n in self.circuit_sizes.items()},
                        "workers": self.config.prover.workers},

@@ -51,6 +51,7 @@ class PolicyTerms:
     claim_window_ms: int
     period_of: Callable[[int], int] = field(compare=False)  # the ledger's Policy.period_of
     paid: tuple[tuple[int, int, int], ...] = ()  # (start_ts, end_ts, period) paid on the ledger
+    coverage_left: int | None = None  # the policy's lock; 0: nothing left to pay (None: unknown)
 
     @classmethod
     def from_ledger(cls, policy: object, n: int) -> PolicyTerms:
@@ -59,7 +60,8 @@ class PolicyTerms:
         paid = tuple((w.start_ts, w.end_ts, w.period) for w in policy.payouts)  # type: ignore[attr-defined]
         return cls(policy.policy_id, t.device_id, t.circuit_id, n,  # type: ignore[attr-defined]
                    trigger_params(t), t.start_ms, t.end_ms,
-                   t.claim_window_ms, policy.period_of, paid)  # type: ignore[attr-defined]
+                   t.claim_window_ms, policy.period_of, paid,  # type: ignore[attr-defined]
+                   getattr(policy, "locked", None))
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ class Detector:
             self.claimed.add(s, e, p)
         self.scan_from = scan_from
         self.evaluated = 0  # windows whose trigger was evaluated (for metrics and tests)
+        # Windows where the trigger held but that cannot be claimed, by reason code (outside the
+        # term, claim window closed, period already paid, coverage exhausted): an operator must see
+        # why a malfunction was not claimed, and the agent must not prove what the ledger refuses.
+        self.skipped: dict[str, int] = {}
 
     def update_terms(self, terms: PolicyTerms) -> None:
         """New ledger view of the same policy (payouts made since)."""
@@ -122,14 +128,22 @@ class Detector:
         """A late frame at `seq` was stored: windows up to n before it may have become complete."""
         self.scan_from = min(self.scan_from, max(0, seq - self.terms.n))
 
-    def _eligible(self, start_ts: int, end_ts: int, now_ms: int) -> int | None:
+    def _eligible(self, start_ts: int, end_ts: int, now_ms: int) -> tuple[int | None, str | None]:
+        """(period, None) for a claimable window, else (None, why): a reason code to count when the
+        trigger holds there, or None when the window is part of an incident already claimed."""
         t = self.terms
-        if start_ts < t.start_ms or end_ts > t.end_ms or now_ms > end_ts + t.claim_window_ms:
-            return None
+        if start_ts < t.start_ms or end_ts > t.end_ms:
+            return None, "outside_policy_term"
+        if now_ms > end_ts + t.claim_window_ms:
+            return None, "claim_window_closed"
         period = t.period_of(end_ts)
-        if self.claimed.excludes(start_ts, end_ts, period):
-            return None
-        return period
+        if any(start_ts < e and s < end_ts for s, e in self.claimed.windows):
+            return None, None  # the same incident, claimed already
+        if period in self.claimed.periods:
+            return None, "period_limit"
+        if t.coverage_left is not None and t.coverage_left <= 0:
+            return None, "coverage_exhausted"
+        return period, None
 
     def scan(self, book: ChainBook, now_ms: int) -> list[Window]:
         """Windows to claim among the book's frames, lowest start seq first; each one returned is
@@ -159,7 +173,13 @@ class Detector:
                 a = ok_to + 1
                 continue
             end = frames[a + n]
-            period = self._eligible(start.ts, end.ts, now_ms)
+            period, why = self._eligible(start.ts, end.ts, now_ms)
+            if period is None and why is not None:
+                window_frames = [frames[s] for s in range(a + 1, a + n + 1)]
+                if params.holds([f.reading for f in window_frames], [f.ts for f in window_frames], start.ts):
+                    self.skipped[why] = self.skipped.get(why, 0) + 1
+                    a += n  # one count per incident, not per overlapping window
+                    continue
             if period is not None:
                 window_frames = [frames[s] for s in range(a + 1, a + n + 1)]
                 self.evaluated += 1

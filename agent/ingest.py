@@ -100,6 +100,8 @@ class IngestEngine:
         self.metrics = metrics or AgentMetrics()
         self.clock = clock
         self.on_claims = on_claims
+        self.skipped_by_reason: dict[str, int] = {}  # incidents not claimable, shown in /v1/status
+        self._skip_logged: set[tuple[bytes, str]] = set()
         self._cv = threading.Condition()
         self._queue: collections.deque[_Submission | _Op] = collections.deque()
         self._pending_frames = 0
@@ -398,6 +400,15 @@ class IngestEngine:
         found, evaluated = self.core.detect(devices, now)
         if evaluated:
             self.metrics.windows_evaluated.inc(evaluated)
+        for skip in self.core.take_skipped():
+            self.metrics.windows_skipped.labels(reason=skip.reason).inc(skip.count)
+            self.skipped_by_reason[skip.reason] = self.skipped_by_reason.get(skip.reason, 0) + skip.count
+            key = (skip.device_id, skip.reason)
+            if key not in self._skip_logged:  # once per device and reason, not per window
+                self._skip_logged.add(key)
+                log.warning("device %s: a malfunction under policy %s cannot be claimed (%s); "
+                            "such windows are counted in faultproof_agent_windows_skipped_total",
+                            skip.device_id.hex()[:16], skip.policy_id.hex()[:16], skip.reason)
         return found
 
     def _retention(self, store: Store) -> None:

@@ -31,6 +31,10 @@ class AgentMetrics:
             "faultproof_agent_detect_to_claim_seconds",
             "From the commit that completed a window to its signed claim leaving the agent",
             buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.windows_skipped = Counter(
+            "faultproof_agent_windows_skipped_total",
+            "Incidents detected but not claimable, by reason (outside_policy_term, claim_window_closed, "
+            "period_limit, coverage_exhausted)", ["reason"], registry=r)
         self.windows_evaluated = Counter("faultproof_agent_windows_evaluated_total",
                                          "Windows whose trigger was evaluated", registry=r)
         self.retention_deleted = Counter("faultproof_agent_retention_deleted_total",

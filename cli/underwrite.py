@@ -99,7 +99,7 @@ def backtest(rows: Sequence[tuple[int, int]], trigger: TriggerParams, *, n: int,
                         threshold=trigger.T, count=trigger.K, lo=trigger.lo, hi=trigger.hi, gap_ms=trigger.G,
                         coverage=amount, amount=amount, premium=0, start_ms=anchor_ts, end_ms=last + 1,
                         period_ms=period_ms, claim_window_ms=(1 << 48) - 1 - (last + 1))
-    policy = Policy(bytes(32), terms, anchor_ts, 0)
+    policy = Policy(bytes(32), terms, anchor_ts, 0, locked=amount)
     detector = Detector(PolicyTerms(bytes(32), bytes(32), bytes(32), n, trigger, anchor_ts, last + 1,
                                     terms.claim_window_ms, policy.period_of), epoch=0)
     book = ChainBook(bytes(32), 0, window=4 * n)

@@ -32,7 +32,7 @@ def terms(d: SimDevice, params: TriggerParams, *, start_ms: int = NOW - 30 * HOU
     ip = IssuePolicy(device_id=d.device_id, beneficiary=bytes(32), circuit_id=hashlib.sha256(b"c").digest(),
                      kind=kind, threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=10, amount=1, premium=0,
                      start_ms=start_ms, end_ms=end_ms, period_ms=period_ms, claim_window_ms=claim_window_ms)
-    return PolicyTerms.from_ledger(Policy(b"\x07" * 32, ip, start_ms, 1), n)
+    return PolicyTerms.from_ledger(Policy(b"\x07" * 32, ip, start_ms, 1, locked=ip.coverage), n)
 
 
 def feed(d: SimDevice, count: int, start: int, *, skip: set[int] = frozenset()) -> tuple[FrameChecker, list[Incoming]]:  # type: ignore[assignment]
@@ -125,3 +125,31 @@ def test_ledger_payouts_exclude_their_period() -> None:
     pt = terms(d, TriggerParams.run(3000, 3))
     paid = PolicyTerms(**{**pt.__dict__, "paid": ((NOW - 10 * HOUR, NOW - 10 * HOUR + 1, pt.period_of(NOW - 150 * STEP)),)})
     assert scan(c, d, Detector(paid, 0)) == []
+
+
+def test_unclaimable_incidents_are_counted_with_their_reason() -> None:
+    """A malfunction the policy cannot pay is not silently dropped (nor proved for nothing): the
+    detector counts it by reason, once per incident."""
+    d = device([Fault.excursion(100, 3, 4000), Fault.excursion(300, 3, 4000)])
+    c, frames = feed(d, 400, NOW - 500 * STEP)
+    t100 = frames[100].ts
+    params = TriggerParams.count(3000, 3)
+    cases = {
+        "outside_policy_term": terms(d, params, start_ms=t100 + 10 * STEP),  # starts after the 1st
+        "claim_window_closed": terms(d, params, claim_window_ms=STEP),
+        "coverage_exhausted": None,
+        "period_limit": terms(d, params, period_ms=24 * HOUR),  # one payout covers both incidents
+    }
+    spent = terms(d, params)
+    cases["coverage_exhausted"] = PolicyTerms(**{**spent.__dict__, "coverage_left": 0})
+    for why, t in cases.items():
+        det = Detector(t, 0)
+        found = scan(c, d, det)
+        assert det.skipped.get(why, 0) >= 1, (why, det.skipped)
+        if why == "period_limit":
+            assert len(found) == 1 and det.skipped == {"period_limit": 1}
+        if why in ("claim_window_closed", "coverage_exhausted"):
+            assert found == [] and det.skipped == {why: 2}  # both incidents, once each
+    healthy = Detector(terms(device(), params), 0)
+    c2, _ = feed(device(), 400, NOW - 500 * STEP)
+    assert scan(c2, device(), healthy) == [] and healthy.skipped == {}

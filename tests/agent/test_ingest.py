@@ -37,7 +37,7 @@ def policy(d: SimDevice, params: TriggerParams, n: int = 4) -> PolicyTerms:
     ip = IssuePolicy(device_id=d.device_id, beneficiary=bytes(32), circuit_id=hashlib.sha256(b"c").digest(),
                      kind=kind, threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=10, amount=1, premium=0,
                      start_ms=NOW - 10 * HOUR, end_ms=NOW + HOUR, period_ms=HOUR, claim_window_ms=24 * HOUR)
-    return PolicyTerms.from_ledger(Policy(hashlib.sha256(d.device_id).digest(), ip, NOW, 1), n)
+    return PolicyTerms.from_ledger(Policy(hashlib.sha256(d.device_id).digest(), ip, NOW, 1, locked=ip.coverage), n)
 
 
 def engine(path: Path, devs: list[SimDevice], policies: dict[bytes, PolicyTerms] | None = None,
