@@ -51,3 +51,25 @@ def build_cmd(n: int, zkey: Path | None, backend: str, cache_dir: Path | None) -
     click.echo(f"ceremony_transcript_hash: {meta.ceremony_transcript_hash.hex()}")
     click.echo(f"backend: {meta.backend}")
     click.echo(f"vkey: {built.vkey_path}")
+
+
+@circuits.command("witness")
+@click.option("--n", "sizes", type=int, multiple=True, default=(16, 64), show_default=True,
+              help="Window sizes to build a native witness generator for (repeatable).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Circuit cache (default $FAULTPROOF_CACHE_DIR or <repo>/.cache/circuits).")
+def witness_cmd(sizes: tuple[int, ...], cache_dir: Path | None) -> None:
+    """Build the native (C++) witness generators; provers fall back to WebAssembly without them."""
+    from faultproof.zk import native
+    from faultproof.zk.circuit import ALL_KINDS
+
+    if not native.available():
+        click.echo("warning: g++, nasm or circom2 missing: proofs use the slower WebAssembly "
+                   "witness path (fix: make setup)", err=True)
+        return
+    for n in sizes:
+        try:
+            path = native.ensure(n, ALL_KINDS, cache_dir)
+        except native.NativeWitnessError as e:
+            raise click.ClickException(f"native witness generator for n={n}: {e}") from None
+        click.echo(f"n={n}: {path}")

@@ -14,6 +14,7 @@ raises on garbage proofs, like `faultproof.zk.verify`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
@@ -53,13 +54,22 @@ def _prove_job(path: str, inputs: dict[str, Any], check: bool) -> tuple[str, Any
 
 
 def _verify_job(vkey: bytes, items: list[tuple[bytes, list[int]]]) -> list[bool]:
-    out: list[bool] = []
-    for proof, signals in items:
-        try:
-            out.append(circuit.verify(vkey, proof, signals))
-        except FaultproofError:
-            out.append(False)
-    return out
+    """A chunk in one batch check (`circuit.verify_many`: mcl, split on failure)."""
+    try:
+        return circuit.verify_many(vkey, items)
+    except FaultproofError:
+        return [False] * len(items)
+
+
+_Pending = tuple[bytes, list[int], "asyncio.Future[bool]"]
+
+
+def _normalise(signals: Any) -> list[int]:
+    if isinstance(signals, PublicSignals):
+        return signals.as_list()
+    if isinstance(signals, Sequence) and not isinstance(signals, str | bytes):
+        return list(signals)
+    return []  # verifies False
 
 
 class ProofPool:
@@ -71,8 +81,12 @@ class ProofPool:
             oks = await pool.verify_many(vkey, [(proof, signals), ...])
     """
 
-    def __init__(self, workers: int | None = None, *, preload: Sequence[BuiltCircuit] = ()) -> None:
+    def __init__(self, workers: int | None = None, *, preload: Sequence[BuiltCircuit] = (),
+                 verify_batch: int = 64) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.verify_batch = verify_batch
+        self._pending: dict[bytes, list[_Pending]] = {}
+        self._inflight = 0
         # spawn: never fork a process that may run asyncio, trio or libp2p threads.
         self._executor = ProcessPoolExecutor(
             max_workers=self.workers,
@@ -111,7 +125,52 @@ class ProofPool:
     async def verify(
         self, vkey: bytes | BuiltCircuit, proof: bytes, public_signals: Sequence[int] | PublicSignals
     ) -> bool:
-        return (await self.verify_many(vkey, [(proof, public_signals)]))[0]
+        """Verify one proof. Concurrent calls are coalesced: while every worker is busy, proofs
+        under the same key queue up and leave as one batch check of up to `verify_batch`, so a
+        node under load pays about one Miller loop per proof (an idle pool sends at once).
+
+        Garbage proofs or signals give False; a malformed key raises DecodeError."""
+        canonical = vkey.vkey if isinstance(vkey, BuiltCircuit) else canonical_vkey(vkey)
+        circuit.prepared_verifier(canonical)  # a bad key is a DecodeError here
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._pending.setdefault(canonical, []).append((proof, _normalise(public_signals), fut))
+        self._flush(loop)
+        return await fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._pending and self._inflight < self.workers:
+            canonical, queue = next(iter(self._pending.items()))
+            take = queue[: self.verify_batch]
+            del queue[: len(take)]
+            if not queue:
+                del self._pending[canonical]
+            take = [t for t in take if not t[2].done()]  # callers that gave up
+            if not take:
+                continue
+            self._inflight += 1
+            job = loop.run_in_executor(
+                self._executor, _verify_job, canonical, [(p, sig) for p, sig, _ in take]
+            )
+            job.add_done_callback(functools.partial(self._settle, take=take, loop=loop))
+
+    def _settle(
+        self, job: asyncio.Future[list[bool]], *, take: list[_Pending],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._inflight -= 1
+        if job.cancelled():
+            error: BaseException | None = asyncio.CancelledError()
+        else:
+            error = job.exception()
+        for i, (_, _, fut) in enumerate(take):
+            if fut.done():
+                continue
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(bool(job.result()[i]))
+        self._flush(loop)
 
     async def verify_many(
         self,
@@ -127,14 +186,7 @@ class ProofPool:
         circuit.prepared_verifier(canonical)  # a bad key is a DecodeError here, not N x False
         if not items:
             return []
-        normalised: list[tuple[bytes, list[int]]] = []
-        for proof, signals in items:
-            if isinstance(signals, PublicSignals):
-                normalised.append((proof, signals.as_list()))
-            elif isinstance(signals, Sequence) and not isinstance(signals, str | bytes):
-                normalised.append((proof, list(signals)))
-            else:
-                normalised.append((proof, []))  # verifies False
+        normalised = [(proof, _normalise(signals)) for proof, signals in items]
         size = max(1, min(chunk, -(-len(normalised) // self.workers)))
         loop = asyncio.get_running_loop()
         futures = [
