@@ -142,7 +142,8 @@ class Agent:
             circuits=self.circuits, blinding_keys=self.keys, policy_params=self._policy_params,
             paid_amount=self._paid_amount, sender=self.sender, metrics=self.metrics,
             config=ManagerConfig(cc.follow_interval_s, cc.backoff_initial_s, cc.backoff_max_s,
-                                 cc.content_refusals_to_reject))
+                                 cc.content_refusals_to_reject),
+            claim_window_ms=self._claim_window_ms)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
         if cfg.mqtt.enabled:
@@ -264,6 +265,11 @@ class Agent:
         t = p.terms
         return (t.kind, t.threshold, t.count, t.lo, t.hi, t.gap_ms)
 
+    def _claim_window_ms(self, policy_id: bytes) -> int | None:
+        assert self.replica is not None and self.replica.state is not None
+        p = self.replica.state.policy(policy_id)
+        return None if p is None else p.terms.claim_window_ms
+
     def _paid_amount(self, claim_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None
         paid = self.replica.state.paid_claim(claim_id)
@@ -335,7 +341,7 @@ class Agent:
             "claims": self.manager.counts() if self.manager else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,
             "prover": {"circuits": {cid.hex(): n for cid, n in self.circuit_sizes.items()},
-                       "workers": self.config.prover.workers},
+                       "workers": self.pool.workers if self.pool else self.config.prover.workers},
             "mqtt": {"enabled": self.config.mqtt.enabled,
                      "connected": bool(self.mqtt and self.mqtt.connected.is_set()),
                      "delivered": self.mqtt.delivered if self.mqtt else 0,

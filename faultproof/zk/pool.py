@@ -4,7 +4,9 @@ Each worker process keeps the proving keys it has loaded (once, from the circuit
 prepared verifiers it has built, keyed by cache path and verification key; the parent sends only
 paths, input dicts, proofs and signals. groth16py is single-threaded and holds the GIL, so a
 process per core is what uses the machine: one pool of `os.cpu_count()` workers per process is the
-intended shape (an oracle verifies ~2x faster with 2 workers than inline).
+intended shape (an oracle verifies ~2x faster with 2 workers than inline). Proofs queue in the
+parent ordered by deadline (one in flight per worker); concurrent single verifies are coalesced
+into batch checks (`faultproof.zk.batch`) while the workers are busy.
 
 Errors: a FaultproofError raised in a worker is re-raised in the caller with the same reason (the
 exception is carried as (reason, message), since FaultproofError does not pickle). `verify` never
@@ -15,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
+import itertools
+import math
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
@@ -46,17 +51,18 @@ def _init_worker(preload: Sequence[str]) -> None:
             b.proving_key()
 
 
-def _prove_job(path: str, inputs: dict[str, Any], check: bool) -> tuple[str, Any, str]:
+def _prove_job(path: str, inputs: dict[str, Any], check: bool, engine: str = "auto"
+               ) -> tuple[str, Any, str]:
     try:
-        return ("ok", circuit.prove(_worker_built(path), inputs, check=check), "")
+        return ("ok", circuit.prove(_worker_built(path), inputs, check=check, engine=engine), "")
     except FaultproofError as e:
         return ("err", e.reason.value, e.message)
 
 
-def _verify_job(vkey: bytes, items: list[tuple[bytes, list[int]]]) -> list[bool]:
+def _verify_job(vkey: bytes, items: list[tuple[bytes, list[int]]], engine: str = "auto") -> list[bool]:
     """A chunk in one batch check (`circuit.verify_many`: mcl, split on failure)."""
     try:
-        return circuit.verify_many(vkey, items)
+        return circuit.verify_many(vkey, items, engine=engine)
     except FaultproofError:
         return [False] * len(items)
 
@@ -87,6 +93,9 @@ class ProofPool:
         self.verify_batch = verify_batch
         self._pending: dict[bytes, list[_Pending]] = {}
         self._inflight = 0
+        self._proofs: list[tuple[float, int, str, dict[str, Any], bool, str, Any]] = []  # heap
+        self._seq = itertools.count()
+        self._proving = 0
         # spawn: never fork a process that may run asyncio, trio or libp2p threads.
         self._executor = ProcessPoolExecutor(
             max_workers=self.workers,
@@ -108,19 +117,52 @@ class ProofPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def prove(
-        self, built: BuiltCircuit, witness: Witness | Mapping[str, Any], *, check: bool = True
+        self, built: BuiltCircuit, witness: Witness | Mapping[str, Any], *, check: bool = True,
+        deadline: float | None = None, engine: str = "auto",
     ) -> bytes:
+        """Prove in a worker. At most one proof per worker runs at a time; the others wait in
+        order of `deadline` (any comparable number, e.g. a claim's last valid ms; earliest
+        first, None after every deadline, ties in arrival order), so in a burst the claims that
+        expire first are proved first. engine: the witness engine (`circuit.prove_unchecked`)."""
         inputs = witness.to_input() if isinstance(witness, Witness) else dict(witness)
         loop = asyncio.get_running_loop()
-        status, value, message = await loop.run_in_executor(
-            self._executor, _prove_job, str(built.path), inputs, check
-        )
+        fut: asyncio.Future[tuple[str, Any, str]] = loop.create_future()
+        key = deadline if deadline is not None else math.inf
+        heapq.heappush(self._proofs,
+                       (key, next(self._seq), str(built.path), inputs, check, engine, fut))
+        self._pump_proofs(loop)
+        status, value, message = await fut
         if status == "ok":
             return bytes(value)
         reason = Reason(value)
         if reason is Reason.BAD_PROOF:
             raise ProvingError(message)
         raise FaultproofError(reason, message)
+
+    @property
+    def queued_proofs(self) -> int:
+        return sum(1 for item in self._proofs if not item[-1].done())
+
+    def _pump_proofs(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._proofs and self._proving < self.workers:
+            _, _, path, inputs, check, engine, fut = heapq.heappop(self._proofs)
+            if fut.done():  # the caller gave up
+                continue
+            self._proving += 1
+            job = loop.run_in_executor(self._executor, _prove_job, path, inputs, check, engine)
+            job.add_done_callback(functools.partial(self._proved, fut=fut, loop=loop))
+
+    def _proved(self, job: asyncio.Future[tuple[str, Any, str]], *,
+                fut: asyncio.Future[tuple[str, Any, str]], loop: asyncio.AbstractEventLoop) -> None:
+        self._proving -= 1
+        if not fut.done():
+            if job.cancelled():
+                fut.cancel()
+            elif job.exception() is not None:
+                fut.set_exception(job.exception())  # type: ignore[arg-type]
+            else:
+                fut.set_result(job.result())
+        self._pump_proofs(loop)
 
     async def verify(
         self, vkey: bytes | BuiltCircuit, proof: bytes, public_signals: Sequence[int] | PublicSignals
@@ -178,6 +220,7 @@ class ProofPool:
         items: Sequence[tuple[bytes, Sequence[int] | PublicSignals]],
         *,
         chunk: int = 64,
+        engine: str = "auto",
     ) -> list[bool]:
         """Verify many proofs under one key, spread over the workers in chunks (IPC per chunk).
 
@@ -190,7 +233,8 @@ class ProofPool:
         size = max(1, min(chunk, -(-len(normalised) // self.workers)))
         loop = asyncio.get_running_loop()
         futures = [
-            loop.run_in_executor(self._executor, _verify_job, canonical, normalised[i : i + size])
+            loop.run_in_executor(self._executor, _verify_job, canonical, normalised[i : i + size],
+                                 engine)
             for i in range(0, len(normalised), size)
         ]
         results: list[bool] = []
