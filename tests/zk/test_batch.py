@@ -173,3 +173,16 @@ def test_pool_coalesces_concurrent_verifies(built: BuiltCircuit, honest: list[It
 
     assert asyncio.run(run()) == [i != 20 for i in range(48)]
 
+
+
+def test_fast_g2_subgroup_check_equals_mcls(honest: list[Item]) -> None:
+    points = []
+    for proof, _ in honest:  # in G2
+        w = words(proof)
+        points.append((w[3], w[2], w[5], w[4]))
+    for seed in range(12):  # on the twist, not in G2
+        (x0, x1), (y0, y1) = twist_point_outside_g2(seed)
+        points.append((x0, x1, y0, y1))
+    got = [batch.g2_in_subgroup(*p) for p in points]
+    assert got == [batch.g2_in_subgroup_reference(*p) for p in points]
+    assert got == [True] * len(honest) + [False] * 12
