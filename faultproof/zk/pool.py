@@ -30,7 +30,6 @@ from typing import Any
 from faultproof.errors import FaultproofError, Reason
 from faultproof.zk import circuit
 from faultproof.zk.circuit import BuiltCircuit, ProvingError
-from faultproof.zk.encoding import canonical_vkey
 from faultproof.zk.statement import PublicSignals, Witness
 
 _BUILT: dict[str, BuiltCircuit] = {}  # per worker process
@@ -172,7 +171,7 @@ class ProofPool:
         node under load pays about one Miller loop per proof (an idle pool sends at once).
 
         Garbage proofs or signals give False; a malformed key raises DecodeError."""
-        canonical = vkey.vkey if isinstance(vkey, BuiltCircuit) else canonical_vkey(vkey)
+        canonical = vkey.vkey if isinstance(vkey, BuiltCircuit) else circuit._canonical_cached(vkey)
         circuit.prepared_verifier(canonical)  # a bad key is a DecodeError here
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
@@ -225,7 +224,7 @@ class ProofPool:
         """Verify many proofs under one key, spread over the workers in chunks (IPC per chunk).
 
         Garbage proofs or signals give False; a malformed key raises DecodeError."""
-        canonical = vkey.vkey if isinstance(vkey, BuiltCircuit) else canonical_vkey(vkey)
+        canonical = vkey.vkey if isinstance(vkey, BuiltCircuit) else circuit._canonical_cached(vkey)
         circuit.prepared_verifier(canonical)  # a bad key is a DecodeError here, not N x False
         if not items:
             return []
