@@ -93,7 +93,7 @@ def _prove_pair(built: BuiltCircuit, witnesses: list[Witness],
     both alike: p50 wall seconds and mean CPU seconds per proof."""
     n = built.n
     if circuit.native_generator(built) is None and native.available():
-        native.ensure(n, built.meta.kinds)  # into the default cache, as `make setup` does
+        circuit.build_native(n, built.meta.kinds)  # into the default cache, as `make setup` does
     engine = "native" if circuit.native_generator(built) is not None else "wasm"
     prove(built, witnesses[0])  # loads the proving key
     wall: dict[str, list[float]] = {"native": [], "wasm": []}

@@ -17,6 +17,7 @@ Everything here is blocking; `faultproof.zk.pool` runs it off the asyncio loop.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -301,14 +302,29 @@ def public_of(witness: Witness | Mapping[str, Any]) -> list[int]:
 WITNESS_ENGINES = ("auto", "native", "wasm")
 
 
+@functools.lru_cache(maxsize=64)
+def native_key(n: int, kinds: int) -> str:
+    """The native generator's directory name for (n, kinds) under the current sources."""
+    return native.key(n, kinds, source_digest())
+
+
+def build_native(n: int, kinds: int = ALL_KINDS, cache_dir: str | Path | None = None) -> Path:
+    """Build (once) the native witness generator of window size n; its path.
+    Raises native.NativeWitnessError without g++/nasm/circom2 or if a step fails."""
+    root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "witness"
+    return native.ensure(root, native_key(n, kinds), main_source(n, kinds),
+                         [str(CIRCUITS_DIR), g16.circomlib_dir()])
+
+
 def native_generator(built: BuiltCircuit) -> Path | None:
     """The built native witness generator for this circuit (groth16py backend), or None."""
     if built.backend != g16.NAME:
         return None
     # Beside the circuit first, then in the default cache (a benchmark's fresh circuit cache
     # still finds the generator `make setup` built: it depends only on the sources, n, kinds).
+    name = native_key(built.n, built.meta.kinds)
     for root in (built.path.parent, default_cache_dir()):
-        found = native.find(built.n, built.meta.kinds, root)
+        found = native.find(root / "witness", name)
         if found is not None:
             return found
     return None

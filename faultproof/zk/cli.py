@@ -61,7 +61,7 @@ def build_cmd(n: int, zkey: Path | None, backend: str, cache_dir: Path | None) -
 def witness_cmd(sizes: tuple[int, ...], cache_dir: Path | None) -> None:
     """Build the native (C++) witness generators; provers fall back to WebAssembly without them."""
     from faultproof.zk import native
-    from faultproof.zk.circuit import ALL_KINDS
+    from faultproof.zk.circuit import build_native
 
     if not native.available():
         click.echo("warning: g++, nasm or circom2 missing: proofs use the slower WebAssembly "
@@ -69,7 +69,7 @@ def witness_cmd(sizes: tuple[int, ...], cache_dir: Path | None) -> None:
         return
     for n in sizes:
         try:
-            path = native.ensure(n, ALL_KINDS, cache_dir)
+            path = build_native(n, cache_dir=cache_dir)
         except native.NativeWitnessError as e:
             raise click.ClickException(f"native witness generator for n={n}: {e}") from None
         click.echo(f"n={n}: {path}")

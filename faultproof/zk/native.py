@@ -7,11 +7,13 @@ with Debian's g++, nasm and libgmp it computes the same witness bytes in ~0.03 s
 circom crates) number the wires alike; tests/zk/test_native.py holds the witness bytes equal to the
 WebAssembly generator's for every trigger kind and a proof from them verifying under groth16py's key.
 
-- `ensure(n, kinds)` builds the generator once (~20-45 s of g++) into
-  `<circuit cache>/witness/n{n}-k{kinds}-<hash>/`, keyed by the circuit sources (ours and the
-  circomlib groth16py compiles with), n, kinds and the circom2 version; file-locked, atomic.
-  `make setup` runs it for the shipped window sizes.
-- `find(n, kinds)` only looks: a prover never compiles on its hot path. Without a generator
+- `ensure(root, name, ...)` builds the generator once (~20-45 s of g++) into `root/name/`;
+  file-locked, atomic. `faultproof.zk.circuit.build_native(n)` names it
+  `<circuit cache>/witness/n{n}-k{kinds}-<hash>` (`key`: the circuit sources, ours and the
+  circomlib groth16py compiles with, n, kinds, the circom2 version); `make setup` runs it for the
+  shipped window sizes. Paths and sources come from the caller: this module imports no other
+  part of faultproof.zk but the two backends.
+- `find(root, name)` only looks: a prover never compiles on its hot path. Without a generator
   (no compiler on this machine, or not built yet) the caller falls back to groth16py's
   WebAssembly path, which proves the same statement.
 - `witness(binary, inputs)` runs the generator on an input dict and returns the `.wtns` bytes.
@@ -32,7 +34,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,39 +68,27 @@ def _circom2_version() -> str:
         return "absent"
 
 
-def key(n: int, kinds: int) -> str:
-    """Directory name of the generator for (n, kinds) under the current sources."""
-    from faultproof.zk.circuit import source_digest  # circuit imports this module
-
+def key(n: int, kinds: int, source_digest: bytes) -> str:
+    """Directory name of the generator for (n, kinds) and these circuit sources."""
     h = hashlib.sha256(_KEY_FORMAT)
     for part in (str(n), str(kinds), _circom2_version()):
         h.update(part.encode() + b"\0")
-    h.update(source_digest())
+    h.update(source_digest)
     return f"n{n}-k{kinds}-{h.hexdigest()[:20]}"
 
 
-def _root(cache_dir: str | Path | None) -> Path:
-    from faultproof.zk.circuit import default_cache_dir
-
-    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "witness"
-
-
-def find(n: int, kinds: int, cache_dir: str | Path | None = None) -> Path | None:
-    """The built generator for (n, kinds), or None. Cheap: a stat (the key is memoised)."""
-    binary = _root(cache_dir) / _cached_key(n, kinds) / BINARY
+def find(root: Path, name: str) -> Path | None:
+    """The built generator `root/name/main_c`, or None. Cheap: a stat."""
+    binary = root / name / BINARY
     return binary if binary.is_file() and os.access(binary, os.X_OK) else None
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_key(n: int, kinds: int) -> str:
-    return key(n, kinds)
-
-
-def ensure(n: int, kinds: int, cache_dir: str | Path | None = None) -> Path:
-    """Build (once, file-locked) and return the generator for (n, kinds).
+def ensure(root: Path, name: str, main_source: str, libs: Sequence[str]) -> Path:
+    """Build (once, file-locked) and return the generator `root/name/main_c` for the main
+    component `main_source`, compiled with include dirs `libs`.
 
     Raises NativeWitnessError if a tool is missing or a step fails (with its output's tail)."""
-    found = find(n, kinds, cache_dir)
+    found = find(root, name)
     if found is not None:
         return found
     if not available():
@@ -107,16 +97,15 @@ def ensure(n: int, kinds: int, cache_dir: str | Path | None = None) -> Path:
             f"cannot build the native witness generator: missing {missing or ['circom2']} "
             "(run `make setup`)"
         )
-    root = _root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / _cached_key(n, kinds)
-    with open(root / f".lock-{final.name}", "w") as lock:
+    final = root / name
+    with open(root / f".lock-{name}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / BINARY).is_file():
             return final / BINARY
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         try:
-            _build_into(tmp, n, kinds)
+            _build_into(tmp, main_source, libs)
             os.chmod(tmp, 0o755)
             os.replace(tmp, final)
         except BaseException:
@@ -136,16 +125,15 @@ def _run(args: list[str], cwd: Path) -> None:
         raise NativeWitnessError(f"{Path(args[0]).name} failed ({proc.returncode}): {out}")
 
 
-def _build_into(out: Path, n: int, kinds: int) -> None:
-    from faultproof.zk.circuit import CIRCUITS_DIR, main_source
-
+def _build_into(out: Path, main_source: str, libs: Sequence[str]) -> None:
     main = out / "main.circom"
-    main.write_text(main_source(n, kinds))
+    main.write_text(main_source)
     # The same sources groth16py compiles (our circuit + groth16py's vendored circomlib), so the
     # wire numbering matches its proving key. circom2 runs under WASI and sees paths relative to
     # its working directory: run it from / with absolute paths.
+    lib_args = [arg for lib in libs for arg in ("-l", str(lib))]
     _run([shutil.which("node") or "node", str(sjs.CIRCOM_CLI), str(main), "--c", "--O2",
-          "-l", str(CIRCUITS_DIR), "-l", g16.circomlib_dir(), "-o", str(out)], cwd=Path("/"))
+          *lib_args, "-o", str(out)], cwd=Path("/"))
     src = out / "main_c_cpp"
     _run(["nasm", "-felf64", "fr.asm", "-o", "fr_asm.o"], cwd=src)
     _run(["g++", *_CXXFLAGS, "-I.", "-o", BINARY, "main.cpp", "calcwit.cpp", "fr.cpp",

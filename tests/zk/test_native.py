@@ -32,7 +32,7 @@ def witness_of(case: Case) -> Witness:
 
 @pytest.fixture(scope="module")
 def generator() -> Path:
-    return native.ensure(N, ALL_KINDS)  # built once into the circuit cache (~20-60 s)
+    return circuit.build_native(N)  # built once into the circuit cache (~20-60 s)
 
 
 @pytest.fixture(scope="module")
