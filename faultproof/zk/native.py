@@ -20,8 +20,8 @@ WebAssembly generator's for every trigger kind and a proof from them verifying u
   Unlike groth16py's interpreter, the C++ code checks every `===` while computing, so an
   unsatisfied witness is refused here (NativeWitnessError) instead of giving a bad proof.
 
-Never writes outside the cache directory and a private temporary directory; inputs go through a
-file in that private directory, never a command line.
+Never writes outside the cache directory and a private temporary directory (tmpfs when there is
+one); the private inputs go through a file there, removed after the proof, never a command line.
 """
 
 from __future__ import annotations
@@ -168,13 +168,19 @@ def _generate(binary: Path, inputs: Mapping[str, Any], tmp: Path) -> Path:
     return out
 
 
+def _private_tmp() -> str | None:
+    # The inputs hold the private window (readings, blinding values): keep them in memory
+    # (tmpfs) where there is one, in a directory only this user can read, removed at once.
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 def witness(binary: Path, inputs: Mapping[str, Any]) -> bytes:
     """Run the generator on an input dict; the `.wtns` bytes (snarkjs/circom format)."""
-    with tempfile.TemporaryDirectory(prefix="faultproof-wtns-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="faultproof-wtns-", dir=_private_tmp()) as tmp:
         return _generate(binary, inputs, Path(tmp)).read_bytes()
 
 
 def prove(pk: Any, binary: Path, inputs: Mapping[str, Any]) -> bytes:
     """Native witness, then groth16py's prover from it: the 256-byte EVM proof."""
-    with tempfile.TemporaryDirectory(prefix="faultproof-wtns-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="faultproof-wtns-", dir=_private_tmp()) as tmp:
         return g16.prove_wtns(pk, _generate(binary, inputs, Path(tmp)))
