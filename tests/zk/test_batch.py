@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from faultproof.errors import DecodeError
+from faultproof.errors import DecodeError, FaultproofError
 from faultproof.zk import BuiltCircuit, Witness, batch, prove, verify
 from faultproof.zk.circuit import verify_many
 from faultproof.zk.encoding import Q, R, check_proof_points
@@ -186,3 +186,17 @@ def test_fast_g2_subgroup_check_equals_mcls(honest: list[Item]) -> None:
     got = [batch.g2_in_subgroup(*p) for p in points]
     assert got == [batch.g2_in_subgroup_reference(*p) for p in points]
     assert got == [True] * len(honest) + [False] * 12
+
+
+def test_without_mcl_verify_many_falls_back_to_groth16py(
+    built: BuiltCircuit, honest: list[Item], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unusable(_: bytes) -> batch.BatchVerifier:
+        raise batch.BatchUnavailable("mclbn256 is not usable: test")
+
+    monkeypatch.setattr(batch, "verifier", unusable)
+    items = [*honest, (honest[0][0], honest[1][1])]
+    want = [True] * len(honest) + [False]
+    assert verify_many(built, items) == want  # auto: groth16py, one by one
+    with pytest.raises(FaultproofError):
+        verify_many(built, items, engine="batch")
