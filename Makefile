@@ -13,6 +13,10 @@ ARGS   ?=
 # its own to this list; `make setup` installs only the missing ones (apt-get update once, as root).
 APT_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config g++ nasm libgmp-dev nlohmann-json3-dev chromium mosquitto
 APT_STAMP := $(VENV)/.apt-stamp
+# Native (C++) witness generators for the shipped window sizes, built into the circuit cache
+# ($FAULTPROOF_CACHE_DIR or .cache/circuits/witness/); provers fall back to WebAssembly without them.
+WITNESS_STAMP := .cache/native-witness.stamp
+WITNESS_SIZES ?= 16 64
 
 .PHONY: setup devnet test bench lint clean dashboard-screenshots
 
@@ -44,7 +48,12 @@ $(APT_STAMP): Makefile
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP) $(EVM_STAMP)
+# g++ + nasm on circom2's --c output: ~20-45 s per window size, once (the stamp tracks the circuit).
+$(WITNESS_STAMP): circuits/faultproof.circom $(APT_STAMP) $(STAMP) $(NPM_STAMP)
+	$(BIN)/faultproof circuits witness $(foreach n,$(WITNESS_SIZES),--n $(n))
+	@mkdir -p $(dir $@) && touch $@
+
+setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP) $(EVM_STAMP) $(WITNESS_STAMP)
 
 devnet: setup
 	$(BIN)/faultproof devnet $(ARGS)

@@ -126,7 +126,7 @@ class ClaimRecord:
 
 
 class Prover(Protocol):
-    async def prove(self, built: Any, witness: Any) -> bytes: ...
+    async def prove(self, built: Any, witness: Any, *, deadline: float | None = None) -> bytes: ...
 
 
 # --------------------------------------------------------------------------- sending
@@ -227,7 +227,8 @@ class ClaimManager:
                  paid_amount: Callable[[bytes], int | None], sender: ClaimSender, metrics: AgentMetrics,
                  config: ManagerConfig | None = None, clock: Callable[[], int] | None = None,
                  oracle_set: Callable[[], tuple[int, int]] | None = None,
-                 ledger_rejection: Callable[[ClaimRecord], str | None] | None = None) -> None:
+                 ledger_rejection: Callable[[ClaimRecord], str | None] | None = None,
+                 claim_window_ms: Callable[[bytes], int | None] | None = None) -> None:
         self.engine = engine
         self.store_path = Path(store_path)
         self.agent = agent
@@ -244,7 +245,9 @@ class ClaimManager:
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.records: dict[bytes, ClaimRecord] = {}
         self._to_prove: asyncio.Queue[bytes] = asyncio.Queue()
-        self.proving: bytes | None = None
+        self.proving: bytes | None = None  # one of the claims being proved now (status page)
+        self._proving: set[bytes] = set()
+        self.claim_window_ms = claim_window_ms  # policy_id -> its claim window (proving order)
         self.wake = asyncio.Event()
 
     # -- inputs --
@@ -308,17 +311,31 @@ class ClaimManager:
             tg.create_task(self._follow_loop())
 
     async def _prove_loop(self) -> None:
-        while True:
-            cid = await self._to_prove.get()
-            rec = self.records.get(cid)
-            if rec is None or rec.status is not ClaimStatus.DETECTED:
-                continue
-            self.proving = cid
-            try:
-                await self._prove(rec)
-            finally:
-                self.proving = None
-            self.wake.set()
+        # Every detected claim goes to the prover at once (issue 15): the pool runs one proof per
+        # core and takes the waiting ones earliest claim deadline first, so a burst of incidents
+        # no longer queues behind a single proof at a time.
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                cid = await self._to_prove.get()
+                rec = self.records.get(cid)
+                if rec is None or rec.status is not ClaimStatus.DETECTED or cid in self._proving:
+                    continue
+                self._proving.add(cid)
+                self.proving = cid
+                tg.create_task(self._prove_one(rec))
+
+    async def _prove_one(self, rec: ClaimRecord) -> None:
+        try:
+            await self._prove(rec)
+        finally:
+            self._proving.discard(rec.claim_id)
+            self.proving = next(iter(self._proving), None)
+        self.wake.set()
+
+    def _deadline(self, rec: ClaimRecord) -> float:
+        """When the ledger stops taking this claim (end_ts + the policy's claim window)."""
+        window = self.claim_window_ms(rec.policy_id) if self.claim_window_ms is not None else None
+        return float(rec.end_ts + (window or 0))
 
     async def _prove(self, rec: ClaimRecord) -> None:
         if self.paid_amount(rec.claim_id) is not None:
@@ -360,7 +377,7 @@ class ClaimManager:
         if chain.chain_to_bytes(witness.public.c_end) != rows[-1].chain:
             raise FaultproofError(Reason.CHAIN_BROKEN, "the stored window does not chain to its end frame")
         started = time.perf_counter()
-        proof = await self.prover.prove(built, witness)
+        proof = await self.prover.prove(built, witness, deadline=self._deadline(rec))
         seconds = time.perf_counter() - started
 
         def signed_frame(r: FrameRow) -> SignedFrame:

@@ -46,7 +46,7 @@ class GossipConfig:
 @dataclass(frozen=True)
 class ProverConfig:
     circuits: tuple[int, ...] = (16,)
-    workers: int = 1
+    workers: int = 0  # proving processes; 0: one per core (issue 15)
     cache_dir: str = ""
 
 
@@ -188,8 +188,8 @@ def validate(cfg: AgentConfig) -> None:
         raise ConfigError("[agent] ledger_url must be an http(s) URL")
     if not cfg.prover.circuits or any(not 2 <= n <= 4096 for n in cfg.prover.circuits):
         raise ConfigError("[prover] circuits must list window sizes n in 2..4096")
-    if cfg.prover.workers < 1:
-        raise ConfigError("[prover] workers must be >= 1")
+    if cfg.prover.workers < 0:
+        raise ConfigError("[prover] workers must be >= 0 (0: one per core)")
     if cfg.ingest.reorder_window < 4 * max(cfg.prover.circuits):
         raise ConfigError("[ingest] reorder_window must be at least 4 x the largest circuit n "
                           "(detection looks at windows of n frames inside it)")

@@ -145,7 +145,7 @@ class Agent:
             paid_amount=self._paid_amount, sender=self.sender, metrics=self.metrics,
             config=ManagerConfig(cc.follow_interval_s, cc.backoff_initial_s, cc.backoff_max_s,
                                  cc.content_refusals_to_reject), oracle_set=self._oracle_set,
-            ledger_rejection=self._ledger_rejection)
+            ledger_rejection=self._ledger_rejection, claim_window_ms=self._claim_window_ms)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
         if cfg.mqtt.enabled:
@@ -280,6 +280,11 @@ class Agent:
                                 period_paid=p.period_paid(p.period_of(rec.end_ts)),
                                 overlaps_paid=p.overlaps(rec.start_ts, rec.end_ts))
 
+    def _claim_window_ms(self, policy_id: bytes) -> int | None:
+        assert self.replica is not None and self.replica.state is not None
+        p = self.replica.state.policy(policy_id)
+        return None if p is None else p.terms.claim_window_ms
+
     def _paid_amount(self, claim_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None
         paid = self.replica.state.paid_claim(claim_id)
@@ -353,7 +358,7 @@ class Agent:
             "windows_skipped": dict(e.skipped_by_reason) if e else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,
             "prover": {"circuits": {cid.hex(): n for cid, n in self.circuit_sizes.items()},
-                       "workers": self.config.prover.workers},
+                       "workers": self.pool.workers if self.pool else self.config.prover.workers},
             "mqtt": {"enabled": self.config.mqtt.enabled,
                      "connected": bool(self.mqtt and self.mqtt.connected.is_set()),
                      "delivered": self.mqtt.delivered if self.mqtt else 0,

@@ -88,6 +88,11 @@ def prove(pk: groth16py.ProvingKey, inputs: dict[str, Any]) -> bytes:
     return bytes(groth16py.prove(pk, inputs))
 
 
+def prove_wtns(pk: groth16py.ProvingKey, wtns: Path) -> bytes:
+    """Groth16 proof from a ready `.wtns` witness file (no WebAssembly; releases the GIL)."""
+    return bytes(groth16py.prove_wtns(pk, str(wtns)))
+
+
 _VERIFIERS: OrderedDict[bytes, groth16py.Verifier] = OrderedDict()
 _VERIFIERS_MAX = 32
 _VERIFIERS_LOCK = threading.Lock()

@@ -17,6 +17,7 @@ Everything here is blocking; `faultproof.zk.pool` runs it off the asyncio loop.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from typing import Any
 from faultproof.errors import DecodeError, FaultproofError, Reason
 from faultproof.zk import backend_groth16py as g16
 from faultproof.zk import backend_snarkjs as sjs
+from faultproof.zk import batch, native
 from faultproof.zk.encoding import (
     PROOF_LEN,
     R,
@@ -81,7 +83,7 @@ def main_source(n: int, kinds: int = ALL_KINDS) -> str:
     )
 
 
-def _source_digest() -> bytes:
+def source_digest() -> bytes:
     """Hash of every circom source that can reach the compiler: ours and circomlib's."""
     h = hashlib.sha256()
     files = [CIRCUIT_SOURCE, *sorted(Path(g16.circomlib_dir()).glob("*.circom"))]
@@ -214,7 +216,7 @@ def build(
     h = hashlib.sha256(_CACHE_FORMAT)
     for part in (str(LAYOUT_VERSION), str(n), str(kinds), backend):
         h.update(part.encode() + b"\0")
-    h.update(_source_digest())
+    h.update(source_digest())
     h.update(transcript)
     setup_kind = "ceremony" if zkey_path is not None else "dev"
     path = root / f"n{n}-k{kinds}-{backend}-{setup_kind}-{h.hexdigest()[:20]}"
@@ -297,20 +299,67 @@ def public_of(witness: Witness | Mapping[str, Any]) -> list[int]:
     return [witness[name] for name in SIGNAL_NAMES]
 
 
-def prove_unchecked(built: BuiltCircuit, witness: Witness | Mapping[str, Any]) -> bytes:
+WITNESS_ENGINES = ("auto", "native", "wasm")
+
+
+@functools.lru_cache(maxsize=64)
+def native_key(n: int, kinds: int) -> str:
+    """The native generator's directory name for (n, kinds) under the current sources."""
+    return native.key(n, kinds, source_digest())
+
+
+def build_native(n: int, kinds: int = ALL_KINDS, cache_dir: str | Path | None = None) -> Path:
+    """Build (once) the native witness generator of window size n; its path.
+    Raises native.NativeWitnessError without g++/nasm/circom2 or if a step fails."""
+    root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "witness"
+    return native.ensure(root, native_key(n, kinds), main_source(n, kinds),
+                         [str(CIRCUITS_DIR), g16.circomlib_dir()])
+
+
+def native_generator(built: BuiltCircuit) -> Path | None:
+    """The built native witness generator for this circuit (groth16py backend), or None."""
+    if built.backend != g16.NAME:
+        return None
+    # Beside the circuit first, then in the default cache (a benchmark's fresh circuit cache
+    # still finds the generator `make setup` built: it depends only on the sources, n, kinds).
+    name = native_key(built.n, built.meta.kinds)
+    for root in (built.path.parent, default_cache_dir()):
+        found = native.find(root / "witness", name)
+        if found is not None:
+            return found
+    return None
+
+
+def prove_unchecked(
+    built: BuiltCircuit, witness: Witness | Mapping[str, Any], *, engine: str = "auto"
+) -> bytes:
     """Hand the inputs straight to the backend's prover: no Python checks, no self-verification.
 
     For tests and benchmarks. Malformed inputs raise ProvingError; an unsatisfied witness may
-    either raise (snarkjs checks constraints while computing the witness) or return a proof that
-    does not verify (groth16py does not).
+    either raise (snarkjs and the native generator check constraints while computing the
+    witness) or return a proof that does not verify (groth16py's WebAssembly path does not).
+
+    engine (groth16py backend): "native" computes the witness with the compiled C++ generator
+    (`faultproof.zk.native`, ProvingError if it is not built), "wasm" with groth16py's
+    WebAssembly interpreter, "auto" (default) native when built, else wasm.
     """
+    if engine not in WITNESS_ENGINES:
+        raise FaultproofError(Reason.BAD_REQUEST, f"unknown witness engine {engine!r}")
     inputs = _inputs_of(witness)
     try:
         if built.backend == g16.NAME:
+            binary = native_generator(built) if engine != "wasm" else None
+            if engine == "native" and binary is None:
+                raise ProvingError(f"no native witness generator built for n={built.n} "
+                                   "(run `make setup`)")
+            if binary is not None:
+                return native.prove(built.proving_key(), binary, inputs)
             return g16.prove(built.proving_key(), inputs)
         return sjs.prove(built.wasm_path, built.zkey_path, inputs)
     except FaultproofError:
         raise
+    except native.NativeWitnessError as e:
+        raise ProvingError(str(e)) from None
     except Exception as e:  # groth16py.WitnessError, SnarkjsError, ...
         raise ProvingError(f"{built.backend} could not prove: {e}") from None
     except BaseException as e:  # pyo3 PanicException derives from BaseException
@@ -319,10 +368,14 @@ def prove_unchecked(built: BuiltCircuit, witness: Witness | Mapping[str, Any]) -
         raise ProvingError(f"{built.backend} panicked: {e}") from None
 
 
-def prove(built: BuiltCircuit, witness: Witness | Mapping[str, Any], *, check: bool = True) -> bytes:
+def prove(
+    built: BuiltCircuit, witness: Witness | Mapping[str, Any], *, check: bool = True,
+    engine: str = "auto",
+) -> bytes:
     """The 256-byte EVM proof for a witness. With check (default) the proof is verified against
-    the circuit's key first and ProvingError raised if it does not verify."""
-    proof = prove_unchecked(built, witness)
+    the circuit's key first and ProvingError raised if it does not verify. engine: see
+    `prove_unchecked` (the native witness generator when built, else WebAssembly)."""
+    proof = prove_unchecked(built, witness, engine=engine)
     if check:
         signals = public_of(witness)
         if not verify(built.vkey, proof, signals):
@@ -391,6 +444,36 @@ def verify(
     return g16.verify(canonical, bytes(proof), signals)
 
 
+def verify_many(
+    vkey: bytes | BuiltCircuit,
+    items: Sequence[tuple[bytes, Sequence[int] | PublicSignals]],
+    *,
+    engine: str = "auto",
+) -> list[bool]:
+    """One verdict per (proof, public signals) under one key, each equal to `verify`'s.
+
+    engine "batch" (and "auto" when mclbn256 loads): `faultproof.zk.batch`, a random linear
+    combination of the pairing checks, split on failure; "groth16py": one check per proof (the
+    reference). A malformed verification key raises DecodeError; garbage items are False.
+    """
+    canonical = vkey.vkey if isinstance(vkey, BuiltCircuit) else _canonical_cached(vkey)
+    prepared_verifier(canonical)  # a bad key is a DecodeError here, not N x False
+    if engine not in ("auto", "batch", "groth16py"):
+        raise FaultproofError(Reason.BAD_REQUEST, f"unknown verify engine {engine!r}")
+    normalised = [(p, _signals_ok(s)) for p, s in items]
+    if engine != "groth16py" and (engine == "batch" or batch.available()):
+        try:
+            bv = batch.verifier(canonical)
+        except batch.BatchUnavailable:
+            if engine == "batch":
+                raise FaultproofError(Reason.UNAVAILABLE, "mclbn256 is not usable here") from None
+        except DecodeError:
+            pass  # groth16py loaded the key and mcl did not: the reference decides
+        else:
+            return bv.verify_many([(p, s if s is not None else []) for p, s in normalised])
+    return [s is not None and verify(canonical, p, s) for p, s in normalised]
+
+
 def prepared_verifier(canonical: bytes) -> Any:
     """The cached groth16py verifier of a canonical key; DecodeError if the key does not load."""
     try:
@@ -401,5 +484,6 @@ def prepared_verifier(canonical: bytes) -> Any:
 
 __all__ = [
     "ALL_KINDS", "BuiltCircuit", "CircuitMeta", "ProvingError", "build", "default_cache_dir",
-    "export_vkey", "main_source", "prove", "prove_unchecked", "public_of", "verify", "PROOF_LEN",
+    "export_vkey", "main_source", "prove", "prove_unchecked", "public_of", "verify", "verify_many",
+    "PROOF_LEN",
 ]

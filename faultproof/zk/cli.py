@@ -55,3 +55,25 @@ def build_cmd(n: int, zkey: Path | None, backend: str, cache_dir: Path | None) -
     from faultproof.messages import circuit_id
 
     click.echo(f"circuit_id: {circuit_id(built.vkey_path.read_bytes(), meta.n, meta.layout_version).hex()}")
+
+
+@circuits.command("witness")
+@click.option("--n", "sizes", type=int, multiple=True, default=(16, 64), show_default=True,
+              help="Window sizes to build a native witness generator for (repeatable).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Circuit cache (default $FAULTPROOF_CACHE_DIR or <repo>/.cache/circuits).")
+def witness_cmd(sizes: tuple[int, ...], cache_dir: Path | None) -> None:
+    """Build the native (C++) witness generators; provers fall back to WebAssembly without them."""
+    from faultproof.zk import native
+    from faultproof.zk.circuit import build_native
+
+    if not native.available():
+        click.echo("warning: g++, nasm or circom2 missing: proofs use the slower WebAssembly "
+                   "witness path (fix: make setup)", err=True)
+        return
+    for n in sizes:
+        try:
+            path = build_native(n, cache_dir=cache_dir)
+        except native.NativeWitnessError as e:
+            raise click.ClickException(f"native witness generator for n={n}: {e}") from None
+        click.echo(f"n={n}: {path}")

@@ -36,3 +36,22 @@ async def test_pool_proves_and_verifies(built: BuiltCircuit) -> None:
             await pool.prove(built, case_inputs(CASES[list(CASES)[0]], K=3))
         with pytest.raises(DecodeError):
             await pool.verify(b"not a key", proofs[0], witnesses[0].public)
+
+
+async def test_queued_proofs_run_earliest_deadline_first(built: BuiltCircuit) -> None:
+    async with ProofPool(workers=1, preload=[built]) as pool:
+        done: list[str] = []
+
+        async def one(name: str, deadline: float | None) -> None:
+            await pool.prove(built, witness(1), deadline=deadline)
+            done.append(name)
+
+        first = asyncio.create_task(one("first", 900.0))  # takes the only worker
+        await asyncio.sleep(0)
+        tasks = [asyncio.create_task(one(name, d)) for name, d in
+                 (("none", None), ("late", 500.0), ("early", 100.0), ("mid", 300.0),
+                  ("mid-2", 300.0))]
+        await asyncio.sleep(0)
+        assert pool.queued_proofs == 5
+        await asyncio.gather(first, *tasks)
+        assert done == ["first", "early", "mid", "mid-2", "late", "none"]
