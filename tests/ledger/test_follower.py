@@ -1,0 +1,174 @@
+"""The one ledger follower (ledger/follower.py) used by oracles and agents: the clock rule (issue 13
+item 8), signed heads and integrity errors without crashing, the pinned ledger_id (item 9), the
+settlement interface. Real ledger services over HTTP on 127.0.0.1, manual clocks on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.ledger_link import LedgerReplica
+from faultproof.errors import Reason
+from faultproof.messages import Deposit, QuorumCertificate, SignedHead
+from ledger.client import LedgerClient, SubmitResult
+from ledger.follower import LedgerFollower, entry_time_problem
+from ledger.settlement import Settlement
+from ledger.state import IntegrityError
+from oracle.config import ConfigError, from_dict
+from tests.ledger.helpers import HOUR, SECOND, T0, ManualClock, make_ledger, serve_ledger
+
+SKEW = 30 * SECOND
+
+
+class Clock:
+    """The follower's own clock, moved by the test (ms)."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+def test_entry_time_problem_is_pure() -> None:
+    assert entry_time_problem(T0, T0, None, SKEW) is None
+    assert entry_time_problem(T0 + SKEW, T0, None, SKEW) is None
+    assert "ahead" in (entry_time_problem(T0 + SKEW + 1, T0, None, SKEW) or "")
+    # History (nothing seen yet) may be old; once we saw the ledger without an entry, it may not.
+    assert entry_time_problem(T0 - 10 * HOUR, T0, None, SKEW) is None
+    assert entry_time_problem(T0 - SKEW, T0, T0, SKEW) is None
+    assert "before we last saw" in (entry_time_problem(T0 - SKEW - 1, T0, T0, SKEW) or "")
+
+
+async def test_follower_refuses_skewed_entry_time(tmp_path: Path) -> None:
+    keys = make_ledger(5)
+    ledger_clock = ManualClock(T0)
+    async with serve_ledger(tmp_path, keys, clock=ledger_clock) as (env, url), LedgerClient(url) as client:
+        await env.ok(keys.sign(Deposit(amount=10)))
+        mine = Clock(T0)
+        registry = CollectorRegistry()
+        follower = LedgerFollower(client, 0.05, max_skew_ms=SKEW, clock=mine, registry=registry)
+        await follower.bootstrap()
+        assert follower.healthy and follower.view is not None and follower.view.height == 1
+
+        # A dishonest operator dates an entry two hours ahead (to expire a policy early).
+        ledger_clock.set(T0 + 2 * HOUR)
+        await env.ok(keys.sign(Deposit(amount=20)))
+        mine.now_ms = T0 + SECOND
+        await follower.poll(0)
+        assert follower.view.height == 1, "the skewed entry was applied"
+        assert not follower.healthy and follower.problem is not None
+        assert Reason.LEDGER_TIME_SKEW.value in follower.problem and "ahead" in follower.problem
+        assert registry.get_sample_value("faultproof_follower_time_skew_refusing") == 1
+        assert registry.get_sample_value("faultproof_follower_entries_refused_total",
+                                         {"reason": Reason.LEDGER_TIME_SKEW.value}) == 1
+        # The run loop keeps retrying, reports not connected, and never applies it meanwhile.
+        task = asyncio.create_task(follower.run())
+        await asyncio.sleep(0.3)
+        assert not follower.connected and follower.view.height == 1
+        # Our clock was the one behind: once it agrees, the entry is followed again.
+        mine.now_ms = T0 + 2 * HOUR
+        for _ in range(100):
+            if follower.view.height == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert follower.view.height == 2 and follower.healthy
+        assert registry.get_sample_value("faultproof_follower_time_skew_refusing") == 0
+        task.cancel()
+
+        # Now the operator dates an entry in the past (to accept a late QC): our clock says it is
+        # 3 hours later than the entry, and we saw the ledger without it just now.
+        mine.now_ms = T0 + 5 * HOUR
+        await follower.poll(0)  # at the head: we saw the ledger without anything newer
+        await env.ok(keys.sign(Deposit(amount=30)))  # ledger time T0 + 2 h
+        await follower.poll(0)
+        assert follower.view.height == 2 and follower.problem is not None and "before we last saw" in follower.problem
+
+
+async def test_agent_replica_uses_the_same_follower(tmp_path: Path) -> None:
+    """The agent's replica refuses skewed entries the same way and reports it (item 8), instead of
+    following any time; an integrity error stops following without crashing the agent."""
+    keys = make_ledger(5)
+    ledger_clock = ManualClock(T0)
+    async with serve_ledger(tmp_path, keys, clock=ledger_clock) as (env, url), LedgerClient(url) as client:
+        replica = LedgerReplica(client, wait_s=0.05, max_skew_ms=SKEW)
+        replica.follower.clock = Clock(T0)
+        await replica.bootstrap(timeout=10)
+        # (and a replica of a ledger that will sign a head naming another entry: below)
+        tampering = TamperedHeads(client)
+        other = LedgerReplica(tampering, wait_s=0.05, max_skew_ms=SKEW)
+        other.follower.clock = Clock(T0 + HOUR)
+        await other.bootstrap(timeout=10)
+        ledger_clock.set(T0 + HOUR)
+        await env.ok(keys.sign(Deposit(amount=20)))
+        await replica.poll(0)
+        assert replica.height == 0 and replica.problem is not None
+        assert Reason.LEDGER_TIME_SKEW.value in replica.problem
+
+        # A ledger that signs a head naming another entry (rewritten history): the agent's
+        # replica now checks signed heads too, and reports instead of raising out of run().
+        await env.ok(keys.sign(Deposit(amount=5)))
+        changes: list[int] = []
+        task = asyncio.create_task(other.run(lambda: changes.append(other.height)))
+        for _ in range(100):
+            if other.integrity_error is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert other.integrity_error is not None and "rewritten history" in str(other.integrity_error)
+        assert not task.done(), "the follower must stay up to report, not crash the agent"
+        assert other.problem is not None and "integrity" in other.problem
+        task.cancel()
+
+
+class TamperedHeads:
+    """A fake dishonest ledger, for what cannot be made to happen with the real one: it forwards
+    to the real ledger but signs (with the real ledger key) heads naming a made-up entry hash."""
+
+    def __init__(self, client: LedgerClient) -> None:
+        self.client = client
+        self.ledger_key = make_ledger(5).ledger_key
+
+    async def state(self) -> dict[str, Any]:
+        return await self.client.state()
+
+    async def entries(self, after: int = -1, wait: float = 0.0, limit: int | None = None) -> tuple[int, list[Any]]:
+        return await self.client.entries(after, wait, limit)
+
+    async def signed_head(self) -> SignedHead:
+        real = await self.client.signed_head()
+        return SignedHead.make(self.ledger_key, real.ledger_id, real.height, b"\x66" * 32, real.time_ms)
+
+    async def post_qc(self, qc: QuorumCertificate) -> SubmitResult:
+        return await self.client.post_qc(qc)
+
+    async def submit(self, tx: Any) -> SubmitResult:
+        return await self.client.submit(tx)
+
+    async def close(self) -> None:
+        return None
+
+
+def test_settlement_interface_is_met_by_the_http_ledger() -> None:
+    assert isinstance(LedgerClient("http://127.0.0.1:1"), Settlement)
+    assert isinstance(TamperedHeads(LedgerClient("http://127.0.0.1:1")), Settlement)
+
+
+async def test_oracle_pins_ledger_id(tmp_path: Path) -> None:
+    """Item 9: an oracle names the ledger it serves; another genesis at its URL is refused."""
+    base = {"key_file": "k", "data_dir": "d", "ledger_url": "http://127.0.0.1:1"}
+    with pytest.raises(ConfigError, match="ledger_id is required"):
+        from_dict({"oracle": base})
+    with pytest.raises(ConfigError, match="64 lowercase hex"):
+        from_dict({"oracle": {**base, "ledger_id": "abc"}})
+    keys = make_ledger(5)
+    assert from_dict({"oracle": {**base, "ledger_id": keys.ledger_id.hex()}}).ledger_id == keys.ledger_id
+    async with serve_ledger(tmp_path, keys) as (_, url), LedgerClient(url) as client:
+        other = make_ledger(5, seed=1).ledger_id
+        with pytest.raises(IntegrityError, match="not the configured ledger_id"):
+            await LedgerFollower(client, 0.05).bootstrap(other)
+        view = await LedgerFollower(client, 0.05).bootstrap(keys.ledger_id)
+        assert view.state.ledger_id == keys.ledger_id
