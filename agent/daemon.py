@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.anchor import Anchorer
 from agent.api import make_app
 from agent.claims import CLAIMS_TOPIC, ClaimManager, ClaimSender, ManagerConfig
 from agent.config import AgentConfig
@@ -78,6 +79,7 @@ class Agent:
         self.identity: Identity | None = None
         self.keys: dict[bytes, bytes] = {}
         self.replica: LedgerReplica | None = None
+        self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
         self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
         self.circuit_sizes: dict[bytes, int] = {}
         self.engine: IngestEngine = None  # type: ignore[assignment]  # set in start()
@@ -107,7 +109,7 @@ class Agent:
         from ledger.client import LedgerClient
 
         self._client = LedgerClient(cfg.ledger_url, timeout=10.0)
-        self.replica = LedgerReplica(self._client, wait_s=cfg.ledger_wait_s)
+        self.replica = LedgerReplica(self._client, wait_s=cfg.ledger_wait_s, registry=self.metrics.registry)
         try:
             state = await self.replica.bootstrap(cfg.ledger_bootstrap_timeout_s)
         except FaultproofError as e:
@@ -129,6 +131,8 @@ class Agent:
             on_claims=lambda ws: self._call_soon(loop, ws))
         await asyncio.to_thread(self.engine.start)
         self.refresh()
+        replica = self.replica
+        self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state)
 
         from faultproof.zk.pool import ProofPool
 
@@ -207,6 +211,8 @@ class Agent:
         async with asyncio.TaskGroup() as tg:
             assert self.replica is not None
             tg.create_task(self.replica.run(self._ledger_changed))
+            if self.anchorer is not None:
+                tg.create_task(self.anchorer.run())
             tg.create_task(self.manager.run())
             tg.create_task(self._maintenance())
             if self.gossip is not None:
@@ -294,8 +300,8 @@ class Agent:
         out = []
         if self.engine is None or not self.engine.alive:
             out.append(f"ingest engine not running: {self.engine.failed if self.engine else 'not started'}")
-        if self.replica is None or self.replica.integrity_error is not None:
-            out.append(f"ledger replica stopped: {self.replica.integrity_error if self.replica else 'not started'}")
+        if self.replica is None or self.replica.problem is not None:
+            out.append(f"ledger replica stopped: {self.replica.problem if self.replica else 'not started'}")
         return out
 
     def status(self) -> dict[str, Any]:
@@ -315,6 +321,7 @@ class Agent:
                 "ledger_id": state.ledger_id.hex() if state else None,
                 "height": self.replica.height if self.replica else -1,
                 "connected": bool(self.replica and self.replica.connected),
+                "problem": self.replica.problem if self.replica else None,  # e.g. ledger_time_skew
                 "agent_enrolled": bool(state and self.identity and state.agent_enrolled(self.identity.public_key)),
             },
             "devices": {
