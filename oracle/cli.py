@@ -45,6 +45,7 @@ def run(config_path: Path, log_level: str) -> None:
         raise click.ClickException(str(e)) from None
     logging.basicConfig(level=getattr(logging, log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from ledger.state import IntegrityError
     from oracle.node import GossipDown, OracleNode
 
     async def main() -> None:
@@ -52,7 +53,10 @@ def run(config_path: Path, log_level: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await OracleNode(cfg, identity).run(stop)
+        try:
+            await OracleNode(cfg, identity).run(stop)
+        except IntegrityError as e:  # e.g. ledger_url serves another ledger than the pinned ledger_id
+            raise click.ClickException(f"{e}; check [oracle] ledger_url and ledger_id in {config_path}") from None
 
     try:
         asyncio.run(main())

@@ -242,12 +242,14 @@ class OracleProc:
 
 
 def _write_oracle_config(path: Path, *, key_file: Path, data_dir: Path, ledger_url: str, http_port: int,
-                         gossip_port: int, bootstrap: Sequence[str], tuning: dict[str, Any]) -> None:
+                         gossip_port: int, bootstrap: Sequence[str], tuning: dict[str, Any],
+                         ledger_id: bytes) -> None:
     lines = [
         "[oracle]",
         f'key_file = "{key_file}"',
         f'data_dir = "{data_dir}"',
         f'ledger_url = "{ledger_url}"',
+        f'ledger_id = "{ledger_id.hex()}"',
         "",
         "[http]",
         'host = "127.0.0.1"',
@@ -307,6 +309,8 @@ class Network:
             f"threshold = {k}",
             "development = true",
             f"max_skew_ms = {max_skew_ms}",
+            # fixtures write incident windows in the past, under policies issued just before
+            f"max_backdate_ms = {30 * DAY}",
             "[server]",
             'host = "127.0.0.1"',
             f"port = {ledger_port}",
@@ -362,7 +366,7 @@ class Network:
             _write_oracle_config(p.config_path, key_file=self.root / "keys" / f"oracle-{p.index}.key",
                                  data_dir=p.data_dir, ledger_url=self.ledger_url, http_port=p.http_port,
                                  gossip_port=p.gossip_port, bootstrap=boot,
-                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning})
+                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning}, ledger_id=self.ledger_id)
         self.oracles = procs
 
     def start_oracles(self, timeout: float = 90.0) -> None:

@@ -187,7 +187,7 @@ class LocalNetwork:
             cfg = self.root / f"oracle-{i}.toml"
             write_toml(cfg, {
                 "oracle": {"key_file": str(self.keys / f"oracle-{i}.key"), "data_dir": str(self.root / f"oracle-{i}"),
-                           "ledger_url": self.ledger_url},
+                           "ledger_url": self.ledger_url, "ledger_id": self.ledger_id.hex()},
                 "http": {"host": "127.0.0.1", "port": http_port},
                 "gossip": {"port": gossip_port,
                            "bootstrap": [self.oracle_multiaddr(j) for j in range(self.oracles) if j != i]},
