@@ -132,7 +132,9 @@ class Agent:
         await asyncio.to_thread(self.engine.start)
         self.refresh()
         replica = self.replica
-        self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state)
+        if cfg.ledger_anchor_interval_s > 0:
+            self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state,
+                                     interval_s=cfg.ledger_anchor_interval_s)
 
         from faultproof.zk.pool import ProofPool
 

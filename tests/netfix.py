@@ -46,6 +46,7 @@ from faultproof.messages import (
     AdminTx,
     Claim,
     Deposit,
+    DeviceHead,
     EnrolAgent,
     EnrolDevice,
     Frame,
@@ -430,6 +431,18 @@ class Network:
 
     def revoke_device(self, dev: DeviceSim) -> None:
         self.admin_txs([RevokeDevice(device_id=dev.device_id)])
+
+    def anchor_frames(self, frames: Sequence[Frame]) -> None:
+        """The enrolled agent anchors these frames as device heads (DESIGN §11), as its daemon does
+        at its interval: after a revocation only windows whose end was anchored are paid."""
+        from agent.anchor import build_anchors
+
+        heads = sorted((DeviceHead(device_id=f.device_id, epoch=f.epoch, seq=f.seq, ts_ms=f.ts_ms, chain=f.chain)
+                        for f in frames), key=lambda h: (h.device_id, h.epoch, h.seq))
+        for anchor in build_anchors(self.ledger_id, self.agent, now_ms(), heads):
+            status, body = self.post_tx(anchor)
+            if status != 200:
+                raise RuntimeError(f"ledger refused the anchor: {status} {body}")
 
     def policy_terms(self, dev: DeviceSim, params: TriggerParams, **overrides: int) -> IssuePolicy:
         now = now_ms()

@@ -350,7 +350,7 @@ def payout_body(net: Network, inc: Incident, *, oracle_set_epoch: int = 0, **cha
     body = PayoutBody(ledger_id=net.ledger_id, oracle_set_epoch=oracle_set_epoch, claim_id=c.claim_id,
                       policy_id=c.policy_id, device_id=s.device_id, epoch=s.epoch, start_seq=s.seq, end_seq=e.seq,
                       start_ts=s.ts_ms, end_ts=e.ts_ms, circuit_id=inc.terms.circuit_id,
-                      beneficiary=inc.terms.beneficiary, amount=inc.terms.amount)
+                      beneficiary=inc.terms.beneficiary, amount=inc.terms.amount, end_chain=e.chain)
     return body.replace(**changes) if changes else body
 
 
