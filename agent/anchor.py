@@ -34,8 +34,9 @@ from ledger.state import LedgerState
 log = logging.getLogger("faultproof.agent.anchor")
 
 # One anchor entry per agent per interval: short enough that a window is anchored well before an
-# operator can react to a leaked key, long enough that the ledger grows by one entry per agent.
-ANCHOR_INTERVAL_S = 10.0
+# operator can react to a leaked key, long enough that the ledger grows by one entry per agent per
+# minute and the ledger's per-device head history (MAX_ANCHORED_HEADS) spans days.
+ANCHOR_INTERVAL_S = 60.0
 # Window ends of claims detected this long ago or less are anchored (if the ledger lacks them).
 WINDOW_END_HORIZON_MS = 7 * 24 * 3600 * 1000
 

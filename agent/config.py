@@ -78,7 +78,7 @@ class AgentConfig:
     ledger_bootstrap_timeout_s: float = 60.0
     # Device-history anchors (DESIGN §11, agent/anchor.py): one ledger entry per interval; 0 = off
     # (then a revoked device's windows are never payable).
-    ledger_anchor_interval_s: float = 10.0
+    ledger_anchor_interval_s: float = 60.0
     oracle_urls: tuple[str, ...] = ()
     http: HttpConfig = field(default_factory=HttpConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -165,7 +165,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
         ledger_wait_s=float(agent.get("ledger_wait_s", 10.0)),
         ledger_bootstrap_timeout_s=float(agent.get("ledger_bootstrap_timeout_s", 60.0)),
-        ledger_anchor_interval_s=float(agent.get("ledger_anchor_interval_s", 10.0)),
+        ledger_anchor_interval_s=float(agent.get("ledger_anchor_interval_s", 60.0)),
         log_level=str(agent.get("log_level", "INFO")),
         oracle_urls=tuple(oracles.get("urls", [])),
         http=_section(HttpConfig, raw.get("http"), "http"),
