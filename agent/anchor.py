@@ -77,11 +77,9 @@ def build_anchors(ledger_id: bytes, agent: Identity, first_round: int, heads: Se
 
 # --------------------------------------------------------------------------- the shell
 
-_LATEST_HEADS = """
-SELECT d.device_id, f.epoch, f.seq, f.ts, f.chain FROM frames f JOIN devices d ON d.dev = f.dev
-WHERE f.linked = 1
-  AND f.epoch = (SELECT MAX(g.epoch) FROM frames g WHERE g.dev = f.dev AND g.linked = 1)
-  AND f.seq = (SELECT MAX(h.seq) FROM frames h WHERE h.dev = f.dev AND h.epoch = f.epoch AND h.linked = 1)
+# Per device, a backward walk of the primary key (dev, epoch, seq) to its newest linked frame.
+_LATEST_HEAD = """
+SELECT epoch, seq, ts, chain FROM frames WHERE dev = ? AND linked = 1 ORDER BY epoch DESC, seq DESC LIMIT 1
 """
 _WINDOW_ENDS = """
 SELECT c.device_id, c.epoch, c.end_seq, f.ts, f.chain FROM claims c
@@ -95,7 +93,11 @@ def read_candidates(store_path: Path, now_ms: int) -> list[DeviceHead]:
     """Latest linked head of every device, and the end frames of recently detected windows."""
     conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5.0)
     try:
-        rows = conn.execute(_LATEST_HEADS).fetchall()
+        rows = []
+        for dev, device_id in conn.execute("SELECT dev, device_id FROM devices").fetchall():
+            latest = conn.execute(_LATEST_HEAD, (dev,)).fetchone()
+            if latest is not None:
+                rows.append((device_id, *latest))
         rows += conn.execute(_WINDOW_ENDS, (now_ms - WINDOW_END_HORIZON_MS,)).fetchall()
     except sqlite3.OperationalError as e:  # no tables yet (a brand-new store)
         log.debug("no heads to anchor yet: %s", e)
