@@ -5,6 +5,7 @@ settlement interface. Real ledger services over HTTP on 127.0.0.1, manual clocks
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from agent.ledger_link import LedgerReplica
 from faultproof.errors import Reason
 from faultproof.messages import Deposit, QuorumCertificate, SignedHead
+from faultproof.procs import free_port
 from ledger.client import LedgerClient, SubmitResult
 from ledger.follower import LedgerFollower, entry_time_problem
 from ledger.settlement import Settlement
@@ -22,6 +24,7 @@ from oracle.config import ConfigError, from_dict
 from tests.ledger.helpers import HOUR, SECOND, T0, ManualClock, make_ledger, serve_ledger
 
 SKEW = 30 * SECOND
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Clock:
@@ -172,3 +175,24 @@ async def test_oracle_pins_ledger_id(tmp_path: Path) -> None:
             await LedgerFollower(client, 0.05).bootstrap(other)
         view = await LedgerFollower(client, 0.05).bootstrap(keys.ledger_id)
         assert view.state.ledger_id == keys.ledger_id
+
+
+async def test_oracle_command_refuses_another_ledger_in_one_line(tmp_path: Path) -> None:
+    """`faultproof oracle run` pinned to one ledger, pointed at another: exits 1 naming the problem
+    and the fix, without a traceback."""
+    keys = make_ledger(5)
+    key_file = tmp_path / "oracle.key"
+    keys.oracles[0].save(key_file)
+    async with serve_ledger(tmp_path, keys) as (_, url):
+        config = tmp_path / "oracle.toml"
+        config.write_text("\n".join([
+            "[oracle]", f'key_file = "{key_file}"', f'data_dir = "{tmp_path / "data"}"', f'ledger_url = "{url}"',
+            f'ledger_id = "{make_ledger(5, seed=1).ledger_id.hex()}"',
+            "[http]", f"port = {free_port()}", "[gossip]", f"port = {free_port()}"]) + "\n")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", "oracle", "run", "--config", str(config), cwd=REPO,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert "not the configured ledger_id" in text and "Traceback" not in text, text
