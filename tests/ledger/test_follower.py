@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from agent.ledger_link import LedgerReplica
@@ -196,3 +198,68 @@ async def test_oracle_command_refuses_another_ledger_in_one_line(tmp_path: Path)
     text = err.decode()
     assert proc.returncode == 1, text
     assert "not the configured ledger_id" in text and "Traceback" not in text, text
+
+
+async def _skewed(client: LedgerClient, env: Any, keys: Any, ledger_clock: ManualClock, follower: LedgerFollower) -> None:
+    """Bootstrap `follower` at our clock T0, then have the ledger append an entry dated 2 h ahead."""
+    follower.clock = Clock(T0)
+    await follower.bootstrap()
+    ledger_clock.set(T0 + 2 * HOUR)
+    await env.ok(keys.sign(Deposit(amount=1)))
+    ledger_clock.set(T0)  # (the ledger's time never goes back: later entries stay at T0 + 2 h)
+    await follower.poll(0)
+
+
+async def _get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+async def _serving(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+async def test_skew_is_reported_in_status_healthz_and_metrics(tmp_path: Path) -> None:
+    """Item 8: the oracle's and the agent's /v1/status, /healthz and /metrics say so."""
+    from agent.api import make_app as agent_app
+    from agent.config import from_dict as agent_config
+    from agent.daemon import Agent
+    from oracle.http_api import make_app as oracle_app
+    from oracle.node import OracleNode
+
+    keys = make_ledger(5)
+    ledger_clock = ManualClock(T0)
+    async with serve_ledger(tmp_path, keys, clock=ledger_clock) as (env, url), LedgerClient(url) as client:
+        agent = Agent(agent_config({"agent": {"key_file": "k", "data_dir": str(tmp_path / "agent"),
+                                              "blinding_keys_dir": "b", "ledger_url": url}}))
+        agent.replica = LedgerReplica(client, wait_s=0.05, registry=agent.metrics.registry, max_skew_ms=SKEW)
+        node = OracleNode(from_dict({"oracle": {"key_file": "k", "data_dir": str(tmp_path / "oracle"),
+                                                "ledger_url": url, "ledger_id": keys.ledger_id.hex()},
+                                     "http": {"port": 0}, "gossip": {"port": free_port()}}), keys.oracles[0])
+        node.follower = LedgerFollower(client, 0.05, registry=node.metrics.registry, max_skew_ms=SKEW)
+        await _skewed(client, env, keys, ledger_clock, agent.replica.follower)
+        agent.replica.follower.clock = node.follower.clock = Clock(T0)
+        await node.follower.bootstrap()
+        node.ready.set()
+        runners = []
+        try:
+            for app, what in ((agent_app(agent, 65536), "agent"), (oracle_app(node), "oracle")):
+                runner, base = await _serving(app)
+                runners.append(runner)
+                status, body = await _get(base + "/healthz")
+                assert status == 503 and ("ledger_time_skew" in body or what == "oracle"), (what, body)
+                status, body = await _get(base + "/v1/status")
+                assert status == 200 and "ledger_time_skew" in body, (what, body)
+                status, body = await _get(base + "/metrics")
+                assert "faultproof_follower_time_skew_refusing 1.0" in body, what
+            assert not node.synced
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+            node.verifier.close()
+            node.store.close()
