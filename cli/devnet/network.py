@@ -203,7 +203,7 @@ class LocalNetwork:
         write_toml(cfg, {
             "agent": {"key_file": str(self.keys / "agent.key"), "data_dir": str(self.root / "agent" / "data"),
                       "blinding_keys_dir": str(self.devices_dir), "ledger_url": self.ledger_url,
-                      "ledger_wait_s": 5},
+                      "ledger_wait_s": 5, "ledger_anchor_interval_s": 5},  # anchors visible in a short run
             "http": {"host": "127.0.0.1", "port": self.agent_port},
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
             "gossip": {"enabled": True, "port": free_port(),
