@@ -106,9 +106,9 @@ class Agent:
         log.info("agent %s: %d device key(s) in %s", self.identity.public_key.hex(), len(self.keys),
                  cfg.blinding_keys_dir)
 
-        from ledger.client import LedgerClient
+        from ledger.settlement import connect
 
-        self._client = LedgerClient(cfg.ledger_url, timeout=10.0)
+        self._client = connect(cfg.ledger_url, timeout=10.0)
         self.replica = LedgerReplica(self._client, wait_s=cfg.ledger_wait_s, registry=self.metrics.registry)
         try:
             state = await self.replica.bootstrap(cfg.ledger_bootstrap_timeout_s)

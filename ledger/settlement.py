@@ -9,7 +9,8 @@ can sit behind the follower and the QC poster without touching the oracle or the
 What a backend must guarantee: `entries` returns signed entries in height order that replay
 through `ledger.state` (the one rule book), with the committed height; `submit` is idempotent for a
 payout of an already paid claim (the existing entry comes back); errors are `FaultproofError` with
-a reason code (UNAVAILABLE for transport failures). This file holds only the interface: no I/O, no
+a reason code (UNAVAILABLE for transport failures). This file holds only the interface and
+`connect`, which picks the backend for a URL (a second backend adds its scheme there): no I/O, no
 rules.
 """
 
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import aiohttp
+
+from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Message, QuorumCertificate, SignedEntry, SignedHead
-from ledger.client import SubmitResult
+from ledger.client import LedgerClient, SubmitResult
 
 
 @runtime_checkable
@@ -46,3 +50,10 @@ class Settlement(Protocol):
 
     async def close(self) -> None:
         ...
+
+
+def connect(url: str, *, timeout: float = 30.0, session: aiohttp.ClientSession | None = None) -> Settlement:
+    """The settlement backend behind `url`: http(s):// is the ledger service (LedgerClient)."""
+    if url.startswith(("http://", "https://")):
+        return LedgerClient(url, timeout=timeout, session=session)
+    raise FaultproofError(Reason.BAD_REQUEST, f"no settlement backend for {url!r} (expected an http(s):// URL)")

@@ -48,7 +48,7 @@ from faultproof.messages import (
     Vote,
     VoteBatch,
 )
-from ledger.client import LedgerClient
+from ledger.settlement import connect
 from ledger.state import Effect, TxKind
 from oracle.config import OracleConfig
 from oracle.metrics import OracleMetrics
@@ -137,7 +137,7 @@ class OracleNode:
         """Start everything, serve until `stop` is set, then stop everything."""
         self._session = aiohttp.ClientSession()
         try:
-            client = LedgerClient(self.config.ledger_url, session=self._session)
+            client = connect(self.config.ledger_url, session=self._session)
             self.follower = LedgerFollower(client, self.config.tuning.ledger_wait_s, self._on_effects,
                                            self.store.save_head, registry=self.metrics.registry)
             await self._start_http()  # /healthz answers 503 until we are synced

@@ -15,12 +15,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from agent.ledger_link import LedgerReplica
-from faultproof.errors import Reason
+from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Deposit, QuorumCertificate, SignedHead
 from faultproof.procs import free_port
 from ledger.client import LedgerClient, SubmitResult
 from ledger.follower import LedgerFollower, entry_time_problem
-from ledger.settlement import Settlement
+from ledger.settlement import Settlement, connect
 from ledger.state import IntegrityError
 from oracle.config import ConfigError, from_dict
 from tests.ledger.helpers import HOUR, SECOND, T0, ManualClock, make_ledger, serve_ledger
@@ -160,6 +160,10 @@ class TamperedHeads:
 def test_settlement_interface_is_met_by_the_http_ledger() -> None:
     assert isinstance(LedgerClient("http://127.0.0.1:1"), Settlement)
     assert isinstance(TamperedHeads(LedgerClient("http://127.0.0.1:1")), Settlement)
+    assert isinstance(connect("https://ledger.example:8700"), LedgerClient)
+    with pytest.raises(FaultproofError) as e:
+        connect("ftp://ledger.example")
+    assert e.value.reason is Reason.BAD_REQUEST
 
 
 async def test_oracle_pins_ledger_id(tmp_path: Path) -> None:
