@@ -78,6 +78,9 @@ class AgentConfig:
     ledger_url: str
     ledger_wait_s: float = 10.0
     ledger_bootstrap_timeout_s: float = 60.0
+    # Device-history anchors (DESIGN §11, agent/anchor.py): one ledger entry per interval; 0 = off
+    # (then a revoked device's windows are never payable).
+    ledger_anchor_interval_s: float = 60.0
     oracle_urls: tuple[str, ...] = ()
     http: HttpConfig = field(default_factory=HttpConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -150,7 +153,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
     if not isinstance(agent, dict):
         raise ConfigError("missing [agent] section (key_file, data_dir, blinding_keys_dir, ledger_url)")
     allowed = {"key_file", "data_dir", "blinding_keys_dir", "ledger_url", "ledger_wait_s",
-               "ledger_bootstrap_timeout_s", "log_level"}
+               "ledger_bootstrap_timeout_s", "ledger_anchor_interval_s", "log_level"}
     bad = set(agent) - allowed
     if bad:
         raise ConfigError(f"[agent] has unknown key(s) {sorted(bad)}")
@@ -170,6 +173,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
         ledger_wait_s=float(agent.get("ledger_wait_s", 10.0)),
         ledger_bootstrap_timeout_s=float(agent.get("ledger_bootstrap_timeout_s", 60.0)),
+        ledger_anchor_interval_s=float(agent.get("ledger_anchor_interval_s", 60.0)),
         log_level=str(agent.get("log_level", "INFO")),
         oracle_urls=tuple(oracles.get("urls", [])),
         http=_section(HttpConfig, raw.get("http"), "http"),
@@ -188,6 +192,8 @@ def validate(cfg: AgentConfig) -> None:
         raise ConfigError("[agent] ledger_url must be an http(s) URL")
     if not cfg.prover.circuits or any(not 2 <= n <= 4096 for n in cfg.prover.circuits):
         raise ConfigError("[prover] circuits must list window sizes n in 2..4096")
+    if cfg.ledger_anchor_interval_s < 0:
+        raise ConfigError("[agent] ledger_anchor_interval_s must be >= 0 (0: no device-history anchors)")
     if cfg.prover.workers < 0:
         raise ConfigError("[prover] workers must be >= 0 (0: one per core)")
     if cfg.ingest.reorder_window < 4 * max(cfg.prover.circuits):

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.anchor import Anchorer
 from agent.api import make_app
 from agent.claims import CLAIMS_TOPIC, ClaimManager, ClaimRecord, ClaimSender, ManagerConfig
 from agent.config import AgentConfig
@@ -80,6 +81,7 @@ class Agent:
         self.identity: Identity | None = None
         self.keys: dict[bytes, bytes] = {}
         self.replica: LedgerReplica | None = None
+        self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
         self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
         self.circuit_sizes: dict[bytes, int] = {}
         self.engine: IngestEngine = None  # type: ignore[assignment]  # set in start()
@@ -106,10 +108,10 @@ class Agent:
         log.info("agent %s: %d device key(s) in %s", self.identity.public_key.hex(), len(self.keys),
                  cfg.blinding_keys_dir)
 
-        from ledger.client import LedgerClient
+        from ledger.settlement import connect
 
-        self._client = LedgerClient(cfg.ledger_url, timeout=10.0)
-        self.replica = LedgerReplica(self._client, wait_s=cfg.ledger_wait_s)
+        self._client = connect(cfg.ledger_url, timeout=10.0)
+        self.replica = LedgerReplica(self._client, wait_s=cfg.ledger_wait_s, registry=self.metrics.registry)
         try:
             state = await self.replica.bootstrap(cfg.ledger_bootstrap_timeout_s)
         except FaultproofError as e:
@@ -131,6 +133,10 @@ class Agent:
             on_claims=lambda ws: self._call_soon(loop, ws))
         await asyncio.to_thread(self.engine.start)
         self.refresh()
+        replica = self.replica
+        if cfg.ledger_anchor_interval_s > 0:
+            self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state,
+                                     interval_s=cfg.ledger_anchor_interval_s)
 
         from faultproof.zk.pool import ProofPool
 
@@ -211,6 +217,8 @@ class Agent:
         async with asyncio.TaskGroup() as tg:
             assert self.replica is not None
             tg.create_task(self.replica.run(self._ledger_changed))
+            if self.anchorer is not None:
+                tg.create_task(self.anchorer.run())
             tg.create_task(self.manager.run())
             tg.create_task(self._maintenance())
             if self.gossip is not None:
@@ -315,8 +323,8 @@ class Agent:
         out = []
         if self.engine is None or not self.engine.alive:
             out.append(f"ingest engine not running: {self.engine.failed if self.engine else 'not started'}")
-        if self.replica is None or self.replica.integrity_error is not None:
-            out.append(f"ledger replica stopped: {self.replica.integrity_error if self.replica else 'not started'}")
+        if self.replica is None or self.replica.problem is not None:
+            out.append(f"ledger replica stopped: {self.replica.problem if self.replica else 'not started'}")
         return out
 
     def status(self) -> dict[str, Any]:
@@ -336,6 +344,7 @@ class Agent:
                 "ledger_id": state.ledger_id.hex() if state else None,
                 "height": self.replica.height if self.replica else -1,
                 "connected": bool(self.replica and self.replica.connected),
+                "problem": self.replica.problem if self.replica else None,  # e.g. ledger_time_skew
                 "agent_enrolled": bool(state and self.identity and state.agent_enrolled(self.identity.public_key)),
             },
             "devices": {

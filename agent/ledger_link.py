@@ -1,16 +1,17 @@
 """The agent's replica of the ledger, and the snapshot of it that ingest and detection use.
 
-`LedgerReplica` follows the ledger service (`GET /v1/entries`, long poll, through the ledger team's
-`LedgerClient`) and replays every signed entry through the ledger's own state machine
-(`ledger.state.LedgerState.apply_entry`: signature, chain link, rules), so the agent's view
-of devices, policies, circuits and payouts cannot disagree with the ledger about a rule.
+`LedgerReplica` is the agent's face of the one ledger follower (`ledger.follower.LedgerFollower`,
+shared with the oracles): it replays every signed entry through the ledger's own rules, checks the
+ledger's signed heads, refuses entries whose time is off our clock (DESIGN §11) and reconnects with
+backoff, so the agent's view of devices, policies, circuits and payouts cannot disagree with the
+ledger about a rule.
 
 `snapshot` turns that state into what the ingest engine needs, for the devices whose blinding
 keys this agent holds: a `DeviceRecord` each (epoch, anchor, revocation) and the device's open
 policy as `PolicyTerms` when the agent can prove its circuit.
 
 This file must never write to the ledger, and never accept an entry that fails a check (an
-IntegrityError stops the follower and the agent reports itself unhealthy).
+IntegrityError stops following for good and the agent reports itself unhealthy, without exiting).
 """
 
 from __future__ import annotations
@@ -19,86 +20,73 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
+from prometheus_client import CollectorRegistry
+
 from agent.detect import PolicyTerms
 from agent.frames import DeviceRecord
 from agent.ingest import LedgerSnapshot
 from faultproof.errors import FaultproofError, Reason
-from ledger.client import LedgerClient
-from ledger.state import IntegrityError, LedgerState, PolicyStatus
+from ledger.follower import LedgerFollower
+from ledger.settlement import Settlement
+from ledger.state import Effect, IntegrityError, LedgerState, PolicyStatus
 
 log = logging.getLogger("faultproof.agent.ledger")
 
 
 class LedgerReplica:
-    def __init__(self, client: LedgerClient, *, wait_s: float = 10.0) -> None:
+    def __init__(self, client: Settlement, *, wait_s: float = 10.0, registry: CollectorRegistry | None = None,
+                 max_skew_ms: int | None = None) -> None:
         self.client = client
-        self.wait_s = wait_s
-        self.state: LedgerState | None = None
-        self.integrity_error: IntegrityError | None = None
-        self.connected = False
+        self.follower = LedgerFollower(client, wait_s, self._on_effects, registry=registry, max_skew_ms=max_skew_ms)
         self.changed = asyncio.Event()
+        self._on_change: Callable[[], None] | None = None
+
+    @property
+    def state(self) -> LedgerState | None:
+        return self.follower.view.state if self.follower.view is not None else None
 
     @property
     def height(self) -> int:
-        return self.state.height if self.state is not None else -1
+        return self.follower.view.height if self.follower.view is not None else -1
 
-    async def bootstrap(self, timeout: float = 60.0) -> LedgerState:
+    @property
+    def integrity_error(self) -> IntegrityError | None:
+        return self.follower.integrity_error
+
+    @property
+    def problem(self) -> str | None:
+        """Why the replica is not following the ledger (integrity error, entry time off our clock)."""
+        return self.follower.problem
+
+    @property
+    def time_refusal(self) -> str | None:
+        return self.follower.time_refusal
+
+    @property
+    def connected(self) -> bool:
+        return self.follower.connected
+
+    async def bootstrap(self, timeout: float = 60.0, expected_ledger_id: bytes | None = None) -> LedgerState:
         """Fetch the genesis entry and everything after it; retries while the ledger is down."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            try:
-                _, page = await self.client.entries(-1, 0)
-                if not page:
-                    raise FaultproofError(Reason.UNAVAILABLE, "the ledger returned no genesis entry")
-                state = LedgerState.from_genesis_entry(page[0])
-                for signed in page[1:]:
-                    state.apply_entry(signed)
-                self.state = state
-                break
-            except FaultproofError as e:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise FaultproofError(Reason.UNAVAILABLE, f"ledger not reachable: {e}") from None
-                log.info("waiting for the ledger: %s", e)
-                await asyncio.sleep(0.5)
-        await self.poll(0)
-        self.connected = True
-        return state
+        try:
+            view = await self.follower.bootstrap(expected_ledger_id, timeout=timeout)
+        except IntegrityError as e:  # start-up says what is wrong in one line (agent.daemon)
+            raise FaultproofError(Reason.UNAVAILABLE, f"the ledger's history does not check out: {e}") from None
+        return view.state
 
     async def poll(self, wait: float) -> int:
         """Apply every entry after our height (long-polling up to `wait` s). Returns how many."""
-        assert self.state is not None
-        applied = 0
-        while True:
-            _, page = await self.client.entries(self.state.height, wait)
-            for signed in page:
-                if signed.entry.height <= self.state.height:
-                    continue
-                try:
-                    self.state.apply_entry(signed)
-                except IntegrityError as e:
-                    self.integrity_error = e
-                    raise
-                applied += 1
-            if applied:
-                self.changed.set()
-            if not page or wait:
-                return applied
-            wait = 0
+        return len(await self.follower.poll(wait))
 
     async def run(self, on_change: Callable[[], None]) -> None:
         """Follow the ledger until cancelled; calls on_change after entries were applied."""
-        while True:
-            try:
-                if await self.poll(self.wait_s):
-                    on_change()
-                self.connected = True
-            except IntegrityError:
-                log.critical("ledger entry failed verification: %s", self.integrity_error)
-                raise
-            except FaultproofError as e:
-                self.connected = False
-                log.warning("ledger follow: %s", e)
-                await asyncio.sleep(1.0)
+        self._on_change = on_change
+        await self.follower.run()
+
+    def _on_effects(self, effects: list[Effect]) -> None:
+        self.changed.set()
+        if self._on_change is not None:
+            self._on_change()
 
 
 def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Mapping[bytes, int],

@@ -38,7 +38,7 @@ CLIENTS = int(os.environ.get("BENCH_LEDGER_CLIENTS", "64"))
 
 
 def _setup(directory: Path, n_qcs: int) -> tuple[Path, Path, list[bytes]]:
-    keys = make_ledger(5)
+    keys = make_ledger(5, max_backdate_ms=30 * DAY)  # the benchmark pays windows of the past 20 days
     now = wall_clock_ms()
     sc = Scenario.standard(keys, deposit=10**15, coverage=10**14, amount=1, premium=0,
                            start_ms=now - 20 * DAY, end_ms=now + DAY, period_ms=SECOND, claim_window_ms=60 * DAY)

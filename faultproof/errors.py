@@ -119,6 +119,14 @@ class Reason(enum.StrEnum):
     # -- EVM settlement backend (evm, DESIGN §13): refusals only a chain has --
     REENTRANT_CALL = "reentrant_call"
     TOKEN_TRANSFER_FAILED = "token_transfer_failed"
+    # -- ledger soundness: device history anchors, term start, follower clock (DESIGN §11) --
+    TERM_STARTS_IN_PAST = "term_starts_in_past"
+    ANCHOR_STALE = "anchor_stale"
+    ANCHOR_CONFLICT = "anchor_conflict"
+    ANCHOR_BAD_ROOT = "anchor_bad_root"
+    ANCHOR_MISMATCH = "anchor_mismatch"
+    REVOKED_WINDOW_NOT_ANCHORED = "revoked_window_not_anchored"
+    LEDGER_TIME_SKEW = "ledger_time_skew"
 
     @property
     def stage(self) -> Stage:
@@ -169,6 +177,10 @@ def _stages() -> dict[Reason, Stage]:
         Stage.HTTP: (r.UNSUPPORTED_MEDIA_TYPE, r.BAD_REQUEST, r.UNAVAILABLE),
         Stage.CHAIN: (r.REENTRANT_CALL, r.TOKEN_TRANSFER_FAILED),  # EVM settlement (evm)
     }
+    # ledger soundness (DESIGN §11)
+    groups[Stage.LEDGER_STATE] += (r.ANCHOR_MISMATCH, r.REVOKED_WINDOW_NOT_ANCHORED)
+    groups[Stage.LEDGER_TX] += (r.TERM_STARTS_IN_PAST, r.ANCHOR_STALE, r.ANCHOR_CONFLICT, r.ANCHOR_BAD_ROOT)
+    groups[Stage.HTTP] += (r.LEDGER_TIME_SKEW,)
     out = {reason: stage for stage, reasons in groups.items() for reason in reasons}
     missing = set(Reason) - set(out)
     assert not missing, f"reasons without a stage: {missing}"
@@ -274,6 +286,14 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.CORROBORATION_NO_OVERLAP: "The corroborating windows do not overlap within the tolerance.",
     Reason.REENTRANT_CALL: "The pool contract refused a call made while one of its calls was running.",
     Reason.TOKEN_TRANSFER_FAILED: "The pool asset's token refused a transfer (balance, allowance, or a hostile token).",
+    # ledger soundness (DESIGN §11)
+    Reason.TERM_STARTS_IN_PAST: "A policy term may not start before the ledger's now (minus the allowed skew).",
+    Reason.ANCHOR_STALE: "A device-history anchor goes backwards (agent round, device epoch/seq or time).",
+    Reason.ANCHOR_CONFLICT: "An anchored head names another chain value for a (device, epoch, seq) already anchored.",
+    Reason.ANCHOR_BAD_ROOT: "The anchor's Merkle root is not the root of its heads.",
+    Reason.ANCHOR_MISMATCH: "The window's end disagrees with the device's anchored history.",
+    Reason.REVOKED_WINDOW_NOT_ANCHORED: "The device is revoked and the window's end was not anchored before the revocation.",
+    Reason.LEDGER_TIME_SKEW: "A ledger entry's time is further from this node's clock than the allowed skew.",
 }
 
 

@@ -504,6 +504,10 @@ class PayoutBody(Message):
     circuit_id: bytes = _f(ID)
     beneficiary: bytes = _f(ID)
     amount: int = _f(U64)
+    # The end frame's chain value c_end (DESIGN §11): lets the ledger compare the window with the
+    # device's anchored history. Last and defaulted to zero ("not given") so older builders keep
+    # working; honest oracles always fill it from the end frame.
+    end_chain: bytes = field(default=bytes(32), metadata={"ftype": FieldBytes()})
 
     def approve(self, oracle: Identity) -> Approve:
         return Approve(oracle_id=oracle.public_key, body=self, signature=_sign(oracle, self))
@@ -956,6 +960,10 @@ class Genesis(Message):
     development: int = _f(Bool())
     max_skew_ms: int = _f(U48)
     rotation_grace_ms: int = _f(U48)
+    # How far before the ledger's now a policy term may start (DESIGN §11, S1). 0 on a production
+    # ledger: a new policy never covers frames already sent. Test networks whose fixtures write
+    # windows in the past set it. Last and defaulted so older builders keep working.
+    max_backdate_ms: int = field(default=0, metadata={"ftype": U48})
 
     @property
     def ledger_id(self) -> bytes:
@@ -1065,7 +1073,66 @@ ECON_TX_TYPES: tuple[type[Message], ...] = (VoteEquivocation, ContradictingAppro
                                             GroupQuorumCertificate)
 
 
-LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, *ECON_TX_TYPES)
+# --------------------------------------------------------------------------- device history anchors
+# (ledger soundness, DESIGN §11; type ids 60-69). Defined here, before LedgerEntry, because an
+# anchor is a ledger transaction.
+
+MAX_ANCHOR_HEADS = 240  # keeps a SignedAnchor (~86 bytes a head) inside one LedgerEntry
+
+
+@dataclass(frozen=True)
+class DeviceHead(Message):
+    """A device's latest frame as its agent stored it: a leaf of an anchor's Merkle tree."""
+
+    TYPE_ID: ClassVar[int] = 60
+    NAME: ClassVar[str] = "device-head"
+    MAX_SIZE: ClassVar[int] = 256
+
+    device_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    seq: int = _f(U32)
+    ts_ms: int = _f(U48)
+    chain: bytes = _f(FieldBytes())
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return _hash_id("anchor-leaf", self.encode())
+
+
+@dataclass(frozen=True)
+class AnchorBody(Message):
+    """One agent's batch of device heads for one interval; `root` is the Merkle root of the heads'
+    leaf hashes (faultproof.merkle), so a single head can later be shown with an inclusion proof."""
+
+    TYPE_ID: ClassVar[int] = 61
+    NAME: ClassVar[str] = "device-anchor"
+    MAX_SIZE: ClassVar[int] = 24000
+
+    ledger_id: bytes = _f(ID)
+    agent_id: bytes = _f(ID)
+    round: int = _f(U64)  # strictly increasing per agent
+    heads: tuple[DeviceHead, ...] = _f(ListOf(Nested(DeviceHead), MAX_ANCHOR_HEADS))
+    root: bytes = _f(ID)
+
+    def sign(self, agent: Identity) -> SignedAnchor:
+        return SignedAnchor(body=self, signature=_sign(agent, self))
+
+
+@dataclass(frozen=True)
+class SignedAnchor(Message):
+    TYPE_ID: ClassVar[int] = 62
+    NAME: ClassVar[str] = "signed-device-anchor"
+    MAX_SIZE: ClassVar[int] = 24100
+
+    body: AnchorBody = _f(Nested(AnchorBody))
+    signature: bytes = _f(SIG)
+
+    def verify(self) -> bool:
+        return _verify(self.body, self.signature, self.body.agent_id)
+
+
+LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, SignedAnchor,
+                                               *ECON_TX_TYPES)
 
 
 @dataclass(frozen=True)

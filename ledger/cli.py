@@ -77,7 +77,8 @@ def build_genesis(cfg: LedgerConfig, ledger_key: Identity, *, dev_keys: bool) ->
         raise click.ClickException(f"{cfg.source}: [genesis] {e.message}") from None
     return Genesis(nonce=secrets.token_bytes(32), created_ms=wall_clock_ms(), ledger_key=ledger_key.public_key,
                    admin=admin, oracles=tuple(oracles), threshold=threshold, development=int(g.development),
-                   max_skew_ms=g.max_skew_ms, rotation_grace_ms=g.rotation_grace_ms)
+                   max_skew_ms=g.max_skew_ms, rotation_grace_ms=g.rotation_grace_ms,
+                   max_backdate_ms=g.max_backdate_ms)
 
 
 @click.group()

@@ -23,7 +23,14 @@ import aiohttp
 import msgpack
 
 from faultproof.errors import DecodeError, FaultproofError, Reason
-from faultproof.messages import Genesis, Message, Receipt, SignedEntry
+from faultproof.messages import (
+    Genesis,
+    Message,
+    QuorumCertificate,
+    Receipt,
+    SignedEntry,
+    SignedHead,
+)
 
 MSGPACK = "application/msgpack"
 
@@ -106,6 +113,10 @@ class LedgerClient:
                             kind=obj["kind"], policy_id=_opt_hex(obj.get("policy_id")),
                             claim_id=_opt_hex(obj.get("claim_id")))
 
+    async def post_qc(self, qc: QuorumCertificate) -> SubmitResult:
+        """Pay a certified claim (ledger.settlement.Settlement); idempotent by claim_id."""
+        return await self.submit(qc)
+
     # -- entries --------------------------------------------------------------------------------
 
     async def entries(self, after: int = -1, wait: float = 0.0, limit: int | None = None) -> tuple[int, list[SignedEntry]]:
@@ -141,6 +152,13 @@ class LedgerClient:
 
     async def state(self) -> dict[str, Any]:
         return dict(await self._json("/v1/state"))
+
+    async def signed_head(self) -> SignedHead:
+        """The ledger's signed head (from GET /v1/state)."""
+        try:
+            return SignedHead.from_json((await self.state())["signed_head"])
+        except (KeyError, TypeError) as e:
+            raise FaultproofError(Reason.MALFORMED, f"no signed head in the ledger's state: {e!r}") from None
 
     async def status(self) -> dict[str, Any]:
         return dict(await self._json("/v1/status"))

@@ -40,6 +40,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "development": (bool, True),
         "max_skew_ms": (int, 30_000),
         "rotation_grace_ms": (int, 3_600_000),
+        "max_backdate_ms": (int, 0),
     },
     "server": {
         "host": (str, "127.0.0.1"),
@@ -65,6 +66,7 @@ class GenesisConfig:
     development: bool
     max_skew_ms: int
     rotation_grace_ms: int
+    max_backdate_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def load_config(path: str | Path) -> LedgerConfig:
         if not isinstance(v, str):
             raise _fail(source, f"genesis.oracle_keys[{i}]", "must be a path")
         oracle_keys.append(_path(source, f"genesis.oracle_keys[{i}]", v))
-    for name in ("threshold", "max_skew_ms", "rotation_grace_ms"):
+    for name in ("threshold", "max_skew_ms", "rotation_grace_ms", "max_backdate_ms"):
         if g[name] < 0:
             raise _fail(source, f"genesis.{name}", "must be >= 0")
     if not 0 <= s["port"] <= 65535:
@@ -168,7 +170,8 @@ def load_config(path: str | Path) -> LedgerConfig:
             admin_public_key=_hexkey(source, "genesis.admin_public_key", g["admin_public_key"])
             if g["admin_public_key"] else None,
             oracles=oracles, oracle_keys=tuple(oracle_keys), threshold=g["threshold"],
-            development=g["development"], max_skew_ms=g["max_skew_ms"], rotation_grace_ms=g["rotation_grace_ms"]),
+            development=g["development"], max_skew_ms=g["max_skew_ms"], rotation_grace_ms=g["rotation_grace_ms"],
+            max_backdate_ms=g["max_backdate_ms"]),
         host=s["host"], port=s["port"], max_body_bytes=s["max_body_bytes"], max_wait_s=float(s["max_wait_s"]),
         max_entries_per_page=s["max_entries_per_page"], synchronous=d["synchronous"].upper(),
         max_batch=d["max_batch"],

@@ -55,6 +55,24 @@ Payouts (QuorumCertificate)
       now ≤ end_ts + claim_window_ms (CLAIM_WINDOW_CLOSED); end_ts ≤ now + max_skew_ms
       (END_TS_IN_FUTURE).
   Pays min(amount, lock left): locked[policy] -> paid. The entry records what was paid.
+Ledger soundness (DESIGN §11; the functions in the "ledger soundness" block at the end)
+  S1  issue_policy: the term may not start before the ledger's now minus max_skew_ms (and the
+      genesis' max_backdate_ms, 0 in production), so a new policy never covers frames the device
+      already sent                                               (TERM_STARTS_IN_PAST).
+  S2  a window overlaps no window paid for the same device under ANY of its policies: neither in
+      frame time (start_ts, end_ts] nor, within one epoch, in seq (start_seq, end_seq]
+      (WINDOW_OVERLAP), so a second policy cannot pay the same incident again.
+  S3  anchor (SignedAnchor, an enrolled agent): the body is for this ledger (WRONG_LEDGER); the
+      agent is enrolled and not revoked (UNKNOWN_AGENT); its signature verifies
+      (BAD_AGENT_SIGNATURE); its round is above the agent's last (ANCHOR_STALE); 1..240 heads,
+      sorted strictly by (device, epoch, seq) (INVALID_PARAMETERS); root = Merkle root of the
+      heads (ANCHOR_BAD_ROOT); every device enrolled (NOT_FOUND), not revoked (DEVICE_REVOKED),
+      with an epoch it was enrolled with and a time ≤ now + max_skew_ms (INVALID_PARAMETERS); a
+      (device, epoch, seq) already anchored keeps its ts and chain (ANCHOR_CONFLICT).
+  S4  payout: a window whose end (epoch, end_seq) was anchored must carry the anchored ts and
+      chain (ANCHOR_MISMATCH); once the device is revoked, only windows whose end was anchored
+      are paid (REVOKED_WINDOW_NOT_ANCHORED): a leaked key can sign a window dated before the
+      revocation, but not one whose end chain value the agent anchored from the real device.
 Expiry (ExpirePolicy, anyone)
   E1  the policy exists (NOT_FOUND), is not closed (INVALID_STATE_TRANSITION) and is expired, i.e.
       now > end_ms + claim_window_ms (EXPIRY_TOO_EARLY). The unused lock returns to free capital,
@@ -106,6 +124,7 @@ from faultproof.encoding import hash_id
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import domain_tag
 from faultproof.identity import verify as ed25519_verify
+from faultproof.merkle import merkle_root
 from faultproof.messages import (
     ECON_TX_TYPES,
     AdminKind,
@@ -138,6 +157,7 @@ from faultproof.messages import (
     RotateAdmin,
     RotateOracles,
     SignedAdminTx,
+    SignedAnchor,
     SignedEntry,
     Unbond,
     UnbondStep,
@@ -363,6 +383,7 @@ class TxKind(enum.StrEnum):
     ISSUE_ECON_POLICY = "issue_econ_policy"
     SLASH = "slash"
     GROUP_PAYOUT = "group_payout"
+    ANCHOR = "anchor"  # ledger soundness (DESIGN §11)
 
 
 def tx_kind(tx: Message) -> TxKind:
@@ -372,6 +393,8 @@ def tx_kind(tx: Message) -> TxKind:
         return TxKind.EXPIRE
     if isinstance(tx, Genesis):
         return TxKind.GENESIS
+    if isinstance(tx, SignedAnchor):
+        return TxKind.ANCHOR
     if isinstance(tx, SignedAdminTx):
         return TxKind(AdminKind(tx.tx.kind).name.lower())
     if isinstance(tx, GroupQuorumCertificate):
@@ -462,6 +485,9 @@ class LedgerState:
         self.claims: dict[bytes, PaidClaim] = {}
         self.balances: dict[str, int] = {EXTERNAL: 0, FREE: 0, PREMIUMS: 0, PAID: 0}
         self.econ = EconState()  # bonds, slashes, corroborated policies (§14)
+        # ledger soundness (DESIGN §11): per device, paid windows across policies and anchored heads
+        self.device_history: dict[bytes, DeviceHistory] = {}
+        self.anchor_rounds: dict[bytes, int] = {}  # agent -> its last anchor round
 
     # -- genesis ------------------------------------------------------------------------------
 
@@ -540,6 +566,13 @@ class LedgerState:
 
     def balance(self, account: str) -> int:
         return self.balances.get(account, 0)
+
+    def history(self, device_id: bytes) -> DeviceHistory:
+        """The device's paid windows and anchored heads (created empty on first use)."""
+        h = self.device_history.get(device_id)
+        if h is None:
+            h = self.device_history[device_id] = DeviceHistory()
+        return h
 
     # -- the step function --------------------------------------------------------------------
 
@@ -621,6 +654,8 @@ class LedgerState:
             return self._check_admin(tx, now_ms)
         if isinstance(tx, ECON_TX_TYPES):
             return self._check_econ_tx(tx, now_ms)
+        if isinstance(tx, SignedAnchor):
+            return check_anchor(self, tx, now_ms)
         raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
 
     # admin ----------------------------------------------------------------------------------
@@ -770,6 +805,7 @@ class LedgerState:
             raise _fail(Reason.INVALID_PARAMETERS, "the term must start before it ends")
         if p.end_ms <= now:
             raise _fail(Reason.INVALID_PARAMETERS, "the term is already over")
+        check_term_start(self, p, now)
         if not 0 < p.amount <= p.coverage:
             raise _fail(Reason.INVALID_PARAMETERS, "need 0 < amount <= coverage")
         if p.period_ms == 0:
@@ -908,6 +944,7 @@ class LedgerState:
             pol.locked -= pay
             pol.paid_total += pay
             pol.record(PaidWindow(cid, body.start_ts, body.end_ts, pol.period_of(body.end_ts), pay, height))
+            state.history(body.device_id).record_window(body)
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
 
         return Effect(qc, TxKind.PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
@@ -1350,8 +1387,11 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reaso
         return Reason.DEVICE_REVOKED
     if body.device_id in state.econ.slashed_devices:  # a proven double-signer gets nothing unpaid (§14)
         return Reason.DEVICE_REVOKED
-    if policy.overlaps(body.start_ts, body.end_ts):
+    if policy.overlaps(body.start_ts, body.end_ts) or device_window_overlaps(state, body):
         return Reason.WINDOW_OVERLAP
+    anchor_reason = anchored_history_rejection(state, body)
+    if anchor_reason is not None:
+        return anchor_reason
     if policy.period_paid(policy.period_of(body.end_ts)):
         return Reason.PERIOD_LIMIT
     if policy.locked == 0:
@@ -1364,7 +1404,7 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reaso
 
 
 def build_payout_body(state: LedgerState, pid: bytes, epoch: int, start_seq: int, end_seq: int,
-                      start_ts: int, end_ts: int) -> PayoutBody:
+                      start_ts: int, end_ts: int, end_chain: bytes = bytes(32)) -> PayoutBody:
     """The PayoutBody every honest oracle builds for a claim on `pid` (current oracle-set epoch)."""
     policy = state.policies[pid]
     t = policy.terms
@@ -1372,4 +1412,147 @@ def build_payout_body(state: LedgerState, pid: bytes, epoch: int, start_seq: int
                       claim_id=claim_id(pid, t.device_id, epoch, start_seq, end_seq), policy_id=pid,
                       device_id=t.device_id, epoch=epoch, start_seq=start_seq, end_seq=end_seq,
                       start_ts=start_ts, end_ts=end_ts, circuit_id=t.circuit_id, beneficiary=t.beneficiary,
-                      amount=t.amount)
+                      amount=t.amount, end_chain=end_chain)
+
+
+# --------------------------------------------------------------------------- ledger soundness
+# DESIGN §11, rules S1-S4 of the docstring. Kept in one block, apart from the money and policy
+# rules, so it reads (and merges) on its own.
+
+# Anchored heads kept per device, oldest evicted first (deterministic, so every replica agrees).
+# At one anchor a minute this is about three days of heads, above the default claim windows' use.
+MAX_ANCHORED_HEADS = 4096
+
+
+class _Intervals:
+    """Disjoint half-open intervals (start, end], with an O(log n) overlap test."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect.bisect_left(self._starts, start)
+        if i > 0 and self._ends[i - 1] > start:
+            return True
+        return i < len(self._starts) and self._starts[i] < end
+
+    def add(self, start: int, end: int) -> None:
+        i = bisect.bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._ends.insert(i, end)
+
+
+@dataclass(frozen=True)
+class AnchoredHead:
+    device_id: bytes
+    epoch: int
+    seq: int
+    ts_ms: int
+    chain: bytes
+    agent_id: bytes
+    anchored_ms: int  # ledger time of the anchor entry
+    height: int
+
+
+@dataclass
+class DeviceHistory:
+    """What the ledger knows of one device's frames: the windows it paid (under any policy) and the
+    heads its agents anchored."""
+
+    times: _Intervals = field(default_factory=_Intervals)
+    seqs: dict[int, _Intervals] = field(default_factory=dict)  # epoch -> paid seq ranges
+    heads: dict[tuple[int, int], AnchoredHead] = field(default_factory=dict)  # (epoch, seq) -> head
+    last_head: AnchoredHead | None = None  # the highest (epoch, seq) anchored
+
+    def window_overlaps(self, body: PayoutBody) -> bool:
+        seqs = self.seqs.get(body.epoch)
+        return self.times.overlaps(body.start_ts, body.end_ts) or (
+            seqs is not None and seqs.overlaps(body.start_seq, body.end_seq))
+
+    def record_window(self, body: PayoutBody) -> None:
+        self.times.add(body.start_ts, body.end_ts)
+        self.seqs.setdefault(body.epoch, _Intervals()).add(body.start_seq, body.end_seq)
+
+    def record_head(self, head: AnchoredHead) -> None:
+        key = (head.epoch, head.seq)
+        if key in self.heads:
+            return  # the same head again (an idle device): nothing new
+        self.heads[key] = head  # dicts keep insertion order: the first key is the oldest
+        if len(self.heads) > MAX_ANCHORED_HEADS:
+            del self.heads[next(iter(self.heads))]
+        if self.last_head is None or key > (self.last_head.epoch, self.last_head.seq):
+            self.last_head = head
+
+
+def check_term_start(state: LedgerState, terms: IssuePolicy, now_ms: int) -> None:
+    """S1: a term starting before the ledger's now would insure frames already sent (and windows
+    already paid under an earlier policy). max_skew_ms absorbs the admin's clock and transit."""
+    allowed = state.genesis.max_skew_ms + state.genesis.max_backdate_ms
+    if terms.start_ms + allowed < now_ms:
+        raise _fail(Reason.TERM_STARTS_IN_PAST,
+                    f"the term starts at {terms.start_ms}, before the ledger's now {now_ms} "
+                    f"(allowed: skew {state.genesis.max_skew_ms} ms + backdate {state.genesis.max_backdate_ms} ms)")
+
+
+def device_window_overlaps(state: LedgerState, body: PayoutBody) -> bool:
+    """S2: whether the window overlaps one paid for the device under any of its policies."""
+    history = state.device_history.get(body.device_id)
+    return history is not None and history.window_overlaps(body)
+
+
+def anchored_history_rejection(state: LedgerState, body: PayoutBody) -> Reason | None:
+    """S4: the window's end against the device's anchored heads."""
+    history = state.device_history.get(body.device_id)
+    head = history.heads.get((body.epoch, body.end_seq)) if history is not None else None
+    if head is not None and (head.chain != body.end_chain or head.ts_ms != body.end_ts):
+        return Reason.ANCHOR_MISMATCH
+    device = state.devices.get(body.device_id)
+    if device is not None and device.revoked_ms is not None and head is None:
+        return Reason.REVOKED_WINDOW_NOT_ANCHORED
+    return None
+
+
+def check_anchor(state: LedgerState, tx: SignedAnchor, now: int) -> Effect:
+    """S3: an agent's batch of device heads."""
+    b = tx.body
+    if b.ledger_id != state.ledger_id:
+        raise _fail(Reason.WRONG_LEDGER, "the anchor is for another ledger")
+    if not state.agent_enrolled(b.agent_id, now):
+        raise _fail(Reason.UNKNOWN_AGENT, "the anchoring agent is not enrolled (or is revoked)")
+    if not tx.verify():
+        raise _fail(Reason.BAD_AGENT_SIGNATURE, "the anchor's signature does not verify under its agent")
+    last_round = state.anchor_rounds.get(b.agent_id)
+    if last_round is not None and b.round <= last_round:
+        raise _fail(Reason.ANCHOR_STALE, f"round {b.round}, the agent's last was {last_round}")
+    if not b.heads:
+        raise _fail(Reason.INVALID_PARAMETERS, "an anchor needs at least one head")
+    keys = [(h.device_id, h.epoch, h.seq) for h in b.heads]
+    if any(a >= c for a, c in zip(keys, keys[1:], strict=False)):
+        raise _fail(Reason.INVALID_PARAMETERS, "heads must be sorted strictly by (device, epoch, seq)")
+    if merkle_root([h.leaf_hash for h in b.heads]) != b.root:
+        raise _fail(Reason.ANCHOR_BAD_ROOT)
+    for h in b.heads:
+        device = state.devices.get(h.device_id)
+        if device is None:
+            raise _fail(Reason.NOT_FOUND, f"device {h.device_id.hex()} is not enrolled")
+        if device.revoked_ms is not None:
+            raise _fail(Reason.DEVICE_REVOKED, f"device {h.device_id.hex()} is revoked: its history is closed")
+        if h.epoch not in device.epochs:
+            raise _fail(Reason.INVALID_PARAMETERS, f"device {h.device_id.hex()} was never enrolled with epoch {h.epoch}")
+        if h.ts_ms > now + state.genesis.max_skew_ms:
+            raise _fail(Reason.INVALID_PARAMETERS, f"head of {h.device_id.hex()} is dated in the future")
+        history = state.device_history.get(h.device_id)
+        known = history.heads.get((h.epoch, h.seq)) if history is not None else None
+        if known is not None and (known.chain != h.chain or known.ts_ms != h.ts_ms):
+            raise _fail(Reason.ANCHOR_CONFLICT,
+                        f"device {h.device_id.hex()} epoch {h.epoch} seq {h.seq} was anchored with another frame")
+    agent_id, round_, heads = b.agent_id, b.round, b.heads
+
+    def commit(st: LedgerState, height: int) -> None:
+        st.anchor_rounds[agent_id] = round_
+        for h in heads:
+            st.history(h.device_id).record_head(
+                AnchoredHead(h.device_id, h.epoch, h.seq, h.ts_ms, h.chain, agent_id, now, height))
+
+    return Effect(tx, TxKind.ANCHOR, now, _commit=commit)

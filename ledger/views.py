@@ -36,6 +36,19 @@ def device_json(device: Device, state: LedgerState) -> dict[str, Any]:
         "enrolled_ms": device.enrolled_ms,
         "revoked_ms": device.revoked_ms,
         "policies": [p.hex() for p in state.device_policies.get(device.device_id, ())],
+        **anchored_json(device, state),
+    }
+
+
+def anchored_json(device: Device, state: LedgerState) -> dict[str, Any]:
+    """The device's anchored history (DESIGN §11): its latest anchored head and how many are held."""
+    history = state.device_history.get(device.device_id)
+    head = history.last_head if history is not None else None
+    return {
+        "anchored_head": None if head is None else {
+            "epoch": head.epoch, "seq": head.seq, "ts_ms": head.ts_ms, "chain": head.chain.hex(),
+            "agent_id": head.agent_id.hex(), "anchored_ms": head.anchored_ms, "height": head.height},
+        "anchored_heads": len(history.heads) if history is not None else 0,
     }
 
 

@@ -52,6 +52,7 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     except SchemaError as e:
         raise OperatorError(str(e)) from None
     setup_logging(log_level or "INFO", log_format)
+    from ledger.state import IntegrityError
     from oracle.node import GossipDown, OracleNode
 
     async def main() -> None:
@@ -59,7 +60,10 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await OracleNode(cfg, identity).run(stop)
+        try:
+            await OracleNode(cfg, identity).run(stop)
+        except IntegrityError as e:  # e.g. ledger_url serves another ledger than the pinned ledger_id
+            raise click.ClickException(f"{e}; check [oracle] ledger_url and ledger_id in {config_path}") from None
 
     try:
         asyncio.run(main())

@@ -8,6 +8,7 @@ are key files, DESIGN §7) and never start anything.
     key_file   = "keys/oracle-1.key"      # Ed25519 seed file (faultproof keygen); also the libp2p id
     data_dir   = "data/oracle-1"          # SQLite state (claims, votes, QCs, evidence, heads)
     ledger_url = "http://127.0.0.1:8700"  # the ledger service this oracle follows and posts QCs to
+    ledger_id  = "<64 hex>"               # the ledger this oracle serves (pinned: DESIGN §11)
 
     [http]   host = "127.0.0.1", port = 8710, max_body_bytes = 65536
     [gossip] port = 4710, bootstrap = ["/ip4/127.0.0.1/tcp/4711/p2p/12D3KooW..."]
@@ -61,6 +62,9 @@ class OracleConfig:
     gossip_port: int = 4710
     bootstrap: tuple[str, ...] = ()
     tuning: Tuning = field(default_factory=Tuning)
+    # The ledger this oracle serves: the follower refuses any other genesis at ledger_url, so a
+    # URL that points elsewhere (a typo, a hijacked DNS name, a reset devnet) cannot feed it.
+    ledger_id: bytes | None = None
 
     def __post_init__(self) -> None:
         if not self.ledger_url.startswith(("http://", "https://")):
@@ -87,7 +91,7 @@ class OracleConfig:
 
 _SECTIONS: dict[str, dict[str, str]] = {
     # section -> toml key -> OracleConfig field
-    "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url"},
+    "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id"},
     "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes"},
     "gossip": {"port": "gossip_port", "bootstrap": "bootstrap"},
 }
@@ -138,6 +142,8 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
         if not isinstance(kwargs["bootstrap"], list) or not all(isinstance(a, str) for a in kwargs["bootstrap"]):
             raise ConfigError("[gossip] bootstrap must be a list of multiaddr strings")
         kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
+    if "ledger_id" in kwargs:
+        kwargs["ledger_id"] = _ledger_id(kwargs["ledger_id"])
     tuning_raw = raw.get("tuning", {})
     known = {f.name: f.type for f in fields(Tuning)}
     bad = set(tuning_raw) - set(known)
@@ -145,9 +151,22 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
         raise ConfigError(f"unknown key(s) in [tuning]: {sorted(bad)}")
     try:
         kwargs["tuning"] = Tuning(**tuning_raw)
-        return OracleConfig(**kwargs)
+        config = OracleConfig(**kwargs)
     except TypeError as e:
         raise ConfigError(str(e)) from None
+    if config.ledger_id is None:
+        raise ConfigError("[oracle] ledger_id is required: the 64-hex id of the ledger this oracle serves "
+                          "(`ledger_id` in the ledger's GET /v1/state); the devnet launcher writes it for you")
+    return config
+
+
+def _ledger_id(value: Any) -> bytes:
+    if isinstance(value, str) and len(value) == 64 and value == value.lower():
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"[oracle] ledger_id must be 64 lowercase hex characters, got {value!r}")
 
 
 def _resolve(base: Path, value: Any) -> Path:

@@ -48,7 +48,7 @@ from faultproof.messages import (
     Vote,
     VoteBatch,
 )
-from ledger.client import LedgerClient
+from ledger.settlement import connect
 from ledger.state import Effect, TxKind
 from oracle.config import OracleConfig
 from oracle.metrics import OracleMetrics
@@ -137,11 +137,11 @@ class OracleNode:
         """Start everything, serve until `stop` is set, then stop everything."""
         self._session = aiohttp.ClientSession()
         try:
-            client = LedgerClient(self.config.ledger_url, session=self._session)
+            client = connect(self.config.ledger_url, session=self._session)
             self.follower = LedgerFollower(client, self.config.tuning.ledger_wait_s, self._on_effects,
-                                           self.store.save_head)
+                                           self.store.save_head, registry=self.metrics.registry)
             await self._start_http()  # /healthz answers 503 until we are synced
-            view = await self.follower.bootstrap()
+            view = await self.follower.bootstrap(self.config.ledger_id)
             self._install_oracle_set(view)
             self._rebuild_from_store()
             self._refresh_allow_lists()
@@ -194,8 +194,7 @@ class OracleNode:
 
     @property
     def synced(self) -> bool:
-        return (self.ready.is_set() and self.follower is not None and self.follower.view is not None
-                and self.follower.view.integrity_error is None)
+        return self.ready.is_set() and self.follower is not None and self.follower.healthy
 
     @property
     def is_member(self) -> bool:
@@ -642,6 +641,7 @@ class OracleNode:
                 "signed_head_height": view.head.height if view and view.head else None,
                 "following": bool(self.follower and self.follower.connected),
                 "integrity_error": str(view.integrity_error) if view and view.integrity_error else None,
+                "problem": self.follower.problem if self.follower else None,  # e.g. ledger_time_skew
             },
             "oracle_set": {"epoch": os_.epoch, "n": os_.n, "k": os_.threshold,
                            "members": sorted(m.hex() for m in os_.members)} if os_ else None,

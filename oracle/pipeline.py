@@ -149,7 +149,7 @@ def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
     device = state.device(s.device_id)
     if device is None or s.epoch not in device.epochs:
         raise _fail(Reason.FRAME_MISMATCH, f"the device was never enrolled with epoch {s.epoch}")
-    body = build_payout_body(state, claim.policy_id, s.epoch, s.seq, e.seq, s.ts_ms, e.ts_ms)
+    body = build_payout_body(state, claim.policy_id, s.epoch, s.seq, e.seq, s.ts_ms, e.ts_ms, e.chain)
     try:
         signals = public_signals(signed, policy)
     except FaultproofError as err:  # a chain value >= p cannot be decoded, so this is defensive
@@ -170,4 +170,4 @@ def approve_body(checked: Checked, state: LedgerState) -> PayoutBody:
     """The body to sign now: rebuilt against the current replica (the oracle-set epoch may have
     moved since the content check)."""
     b = checked.body
-    return build_payout_body(state, b.policy_id, b.epoch, b.start_seq, b.end_seq, b.start_ts, b.end_ts)
+    return build_payout_body(state, b.policy_id, b.epoch, b.start_seq, b.end_seq, b.start_ts, b.end_ts, b.end_chain)

@@ -46,6 +46,7 @@ from faultproof.messages import (
     AdminTx,
     Claim,
     Deposit,
+    DeviceHead,
     EnrolAgent,
     EnrolDevice,
     Frame,
@@ -242,12 +243,14 @@ class OracleProc:
 
 
 def _write_oracle_config(path: Path, *, key_file: Path, data_dir: Path, ledger_url: str, http_port: int,
-                         gossip_port: int, bootstrap: Sequence[str], tuning: dict[str, Any]) -> None:
+                         gossip_port: int, bootstrap: Sequence[str], tuning: dict[str, Any],
+                         ledger_id: bytes) -> None:
     lines = [
         "[oracle]",
         f'key_file = "{key_file}"',
         f'data_dir = "{data_dir}"',
         f'ledger_url = "{ledger_url}"',
+        f'ledger_id = "{ledger_id.hex()}"',
         "",
         "[http]",
         'host = "127.0.0.1"',
@@ -307,6 +310,8 @@ class Network:
             f"threshold = {k}",
             "development = true",
             f"max_skew_ms = {max_skew_ms}",
+            # fixtures write incident windows in the past, under policies issued just before
+            f"max_backdate_ms = {30 * DAY}",
             "[server]",
             'host = "127.0.0.1"',
             f"port = {ledger_port}",
@@ -362,7 +367,7 @@ class Network:
             _write_oracle_config(p.config_path, key_file=self.root / "keys" / f"oracle-{p.index}.key",
                                  data_dir=p.data_dir, ledger_url=self.ledger_url, http_port=p.http_port,
                                  gossip_port=p.gossip_port, bootstrap=boot,
-                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning})
+                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning}, ledger_id=self.ledger_id)
         self.oracles = procs
 
     def start_oracles(self, timeout: float = 90.0) -> None:
@@ -426,6 +431,18 @@ class Network:
 
     def revoke_device(self, dev: DeviceSim) -> None:
         self.admin_txs([RevokeDevice(device_id=dev.device_id)])
+
+    def anchor_frames(self, frames: Sequence[Frame]) -> None:
+        """The enrolled agent anchors these frames as device heads (DESIGN §11), as its daemon does
+        at its interval: after a revocation only windows whose end was anchored are paid."""
+        from agent.anchor import build_anchors
+
+        heads = sorted((DeviceHead(device_id=f.device_id, epoch=f.epoch, seq=f.seq, ts_ms=f.ts_ms, chain=f.chain)
+                        for f in frames), key=lambda h: (h.device_id, h.epoch, h.seq))
+        for anchor in build_anchors(self.ledger_id, self.agent, now_ms(), heads):
+            status, body = self.post_tx(anchor)
+            if status != 200:
+                raise RuntimeError(f"ledger refused the anchor: {status} {body}")
 
     def policy_terms(self, dev: DeviceSim, params: TriggerParams, **overrides: int) -> IssuePolicy:
         now = now_ms()

@@ -200,7 +200,7 @@ class LocalNetwork:
             cfg = self.root / f"oracle-{i}.toml"
             write_toml(cfg, {
                 "oracle": {"key_file": str(self.keys / f"oracle-{i}.key"), "data_dir": str(self.root / f"oracle-{i}"),
-                           "ledger_url": self.ledger_url},
+                           "ledger_url": self.ledger_url, "ledger_id": self.ledger_id.hex()},
                 "http": {"host": "127.0.0.1", "port": http_port},
                 "gossip": {"port": gossip_port,
                            "bootstrap": [self.oracle_multiaddr(j) for j in range(self.oracles) if j != i]},
@@ -216,7 +216,7 @@ class LocalNetwork:
         write_toml(cfg, {
             "agent": {"key_file": str(self.keys / "agent.key"), "data_dir": str(self.root / "agent" / "data"),
                       "blinding_keys_dir": str(self.devices_dir), "ledger_url": self.ledger_url,
-                      "ledger_wait_s": 5},
+                      "ledger_wait_s": 5, "ledger_anchor_interval_s": 5},  # anchors visible in a short run
             "http": {"host": "127.0.0.1", "port": self.agent_port},
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
             "gossip": {"enabled": True, "port": free_port(),

@@ -107,7 +107,8 @@ class DevnetRun:
                 device_id=plan.device_id, beneficiary=plan.device_id, circuit_id=net.circuit_id, kind=kind,
                 threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=int(terms.get("coverage", 5_000_000)),
                 amount=int(terms.get("amount", 1_000_000)), premium=int(terms.get("premium", 50_000)),
-                start_ms=now - 60_000, end_ms=now + int(terms.get("term_days", 30)) * DAY,
+                # the term starts now: a term may not start in the past (DESIGN §11)
+                start_ms=now, end_ms=now + int(terms.get("term_days", 30)) * DAY,
                 period_ms=int(terms.get("period_ms", 3_600_000)),
                 claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY)))
 

@@ -41,6 +41,7 @@ from faultproof.procs import ManagedProcess, free_port
 from faultproof.zk import PublicSignals, TriggerParams, Witness, build, prove, prove_unchecked
 from tests.adversarial.proxy import Link, LinkHub
 from tests.netfix import (  # noqa: F401 - Incident, incident, PARAMS, TRIGGERING re-exported for the cases
+    DAY,
     PARAMS,
     REPO,
     SECOND,
@@ -99,7 +100,7 @@ class AdvNetwork(Network):
             _write_oracle_config(p.config_path, key_file=self.root / "keys" / f"oracle-{p.index}.key",
                                  data_dir=p.data_dir, ledger_url=self.ledger_url, http_port=p.http_port,
                                  gossip_port=p.gossip_port, bootstrap=boot,
-                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning})
+                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning}, ledger_id=self.ledger_id)
         self.oracles = procs
 
     def stop(self) -> None:
@@ -349,7 +350,7 @@ def payout_body(net: Network, inc: Incident, *, oracle_set_epoch: int = 0, **cha
     body = PayoutBody(ledger_id=net.ledger_id, oracle_set_epoch=oracle_set_epoch, claim_id=c.claim_id,
                       policy_id=c.policy_id, device_id=s.device_id, epoch=s.epoch, start_seq=s.seq, end_seq=e.seq,
                       start_ts=s.ts_ms, end_ts=e.ts_ms, circuit_id=inc.terms.circuit_id,
-                      beneficiary=inc.terms.beneficiary, amount=inc.terms.amount)
+                      beneficiary=inc.terms.beneficiary, amount=inc.terms.amount, end_chain=e.chain)
     return body.replace(**changes) if changes else body
 
 
@@ -440,6 +441,7 @@ def start_bare_ledger(root: Path, *, development: bool, rotation_grace_ms: int, 
         f"threshold = {threshold}",
         f"development = {'true' if development else 'false'}",
         f"max_skew_ms = {max_skew_ms}",
+        f"max_backdate_ms = {30 * DAY}",  # fixtures write incident windows in the past
         f"rotation_grace_ms = {rotation_grace_ms}",
         "[server]",
         'host = "127.0.0.1"',

@@ -617,11 +617,13 @@ def test_expiry_raced_against_a_pending_qc(healthy: AdvNetwork, book: LedgerBook
         Reason.EXPIRY_TOO_EARLY.value, Reason.INVALID_STATE_TRANSITION.value}
 
 
-@case("ADV-PRO-08", "revocation raced against a pending claim: a window that ended before the revocation still pays")
+@case("ADV-PRO-08", "revocation raced against a pending claim: a window that ended (and was anchored) before "
+                    "the revocation still pays")
 def test_revocation_is_not_retroactive(healthy: AdvNetwork, book: LedgerBook) -> None:
     net = healthy
     inc = incident(net)
     qc_body = payout_body(net, inc)
+    net.anchor_frames([inc.claim.claim.end.frame])  # the agent's device-history anchor (DESIGN §11)
     net.revoke_device(inc.dev)  # after the window ended, before anyone voted
     oracles_synced(net)
     pay(net, book, inc.claim, inc.terms.amount, "ADV-PRO-08", oracle=3)

@@ -29,10 +29,13 @@ from aiohttp import web
 from faultproof.chain import chain_anchor, chain_to_bytes, enc
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
+from faultproof.merkle import merkle_root
 from faultproof.messages import (
     AdminTx,
+    AnchorBody,
     BondHolder,
     Deposit,
+    DeviceHead,
     EconPolicy,
     EnrolDevice,
     Genesis,
@@ -43,6 +46,7 @@ from faultproof.messages import (
     QuorumCertificate,
     RegisterCircuit,
     SignedAdminTx,
+    SignedAnchor,
     SignedEntry,
     TriggerKind,
     Unbond,
@@ -108,7 +112,8 @@ class LedgerKeys:
 
 
 def make_ledger(n: int = 5, k: int | None = None, *, development: bool = True, created_ms: int = T0,
-                max_skew_ms: int = 5 * SECOND, rotation_grace_ms: int = HOUR, seed: int = 0) -> LedgerKeys:
+                max_skew_ms: int = 5 * SECOND, rotation_grace_ms: int = HOUR, seed: int = 0,
+                max_backdate_ms: int = 0) -> LedgerKeys:
     """A genesis with n oracle identities and k = ⌊2n/3⌋+1 unless given."""
     oracles = [identity(f"oracle-{i}", seed) for i in range(n)]
     ledger_key, admin = identity("ledger", seed), identity("admin", seed)
@@ -117,7 +122,7 @@ def make_ledger(n: int = 5, k: int | None = None, *, development: bool = True, c
         ledger_key=ledger_key.public_key, admin=admin.public_key,
         oracles=tuple(o.public_key for o in oracles),
         threshold=default_threshold(n) if k is None else k, development=int(development),
-        max_skew_ms=max_skew_ms, rotation_grace_ms=rotation_grace_ms)
+        max_skew_ms=max_skew_ms, rotation_grace_ms=rotation_grace_ms, max_backdate_ms=max_backdate_ms)
     return LedgerKeys(ledger_key, admin, oracles, genesis)
 
 
@@ -200,6 +205,25 @@ class Scenario:
     def time_after(self, i: int) -> int:
         """A ledger time at which incident i is claimable (just after its window ended)."""
         return self.body(i).end_ts + SECOND
+
+
+def chain_value(label: str) -> bytes:
+    """An arbitrary valid chain value (a field element) for `label`."""
+    return (int.from_bytes(hashlib.sha256(label.encode()).digest(), "big") >> 8).to_bytes(32, "big")
+
+
+def head_of(body: PayoutBody) -> DeviceHead:
+    """The device head at a window's end, as the agent would anchor it."""
+    return DeviceHead(device_id=body.device_id, epoch=body.epoch, seq=body.end_seq, ts_ms=body.end_ts,
+                      chain=body.end_chain)
+
+
+def anchor(keys: LedgerKeys, agent: Identity, round_: int, heads: Sequence[DeviceHead]) -> SignedAnchor:
+    """An agent's signed anchor over `heads` (sorted as the rules require)."""
+    heads = sorted(heads, key=lambda h: (h.device_id, h.epoch, h.seq))
+    root = merkle_root([h.leaf_hash for h in heads])
+    return AnchorBody(ledger_id=keys.ledger_id, agent_id=agent.public_key, round=round_, heads=tuple(heads),
+                      root=root).sign(agent)
 
 
 def claim_for(body: PayoutBody) -> bytes:

@@ -101,8 +101,9 @@ async def test_admin_commands_against_a_running_ledger(tmp_path: Path) -> None:
     keys = make_ledger(4)
     key_file = tmp_path / "admin.key"
     keys.admin.save(key_file)
-    june = int(dt.datetime(2026, 6, 1, tzinfo=dt.UTC).timestamp() * 1000)
-    async with serve_ledger(tmp_path, keys, clock=ManualClock(june)) as (env, url):
+    # before the example policy's term starts (a term may not start in the past, DESIGN §11)
+    december = int(dt.datetime(2025, 12, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    async with serve_ledger(tmp_path, keys, clock=ManualClock(december)) as (env, url):
         base = ["--url", url, "--key", str(key_file)]
 
         async def ok(*args: str) -> dict[str, object]:
@@ -134,6 +135,7 @@ async def test_admin_commands_against_a_running_ledger(tmp_path: Path) -> None:
                           "--device-id", device.public_key.hex(), "--beneficiary", "22" * 32,
                           "--circuit-id", circuit_id)
         assert issued["kind"] == "issue_policy" and issued["policy_id"]
+        env.clock.set(int(dt.datetime(2026, 6, 1, tzinfo=dt.UTC).timestamp() * 1000))  # into the term
         agent = identity("cli-agent")
         await ok("enrol-agent", agent.public_key.hex())
         await ok("revoke-agent", agent.public_key.hex())

@@ -29,7 +29,9 @@ def _prepare(tmp_path: Path) -> tuple[Path, Path, list[QuorumCertificate]]:
     db = tmp_path / "ledger.db"
 
     async def setup() -> None:
-        service = LedgerService.create(db, keys.genesis, keys.ledger_key)
+        # issued when its term starts (a term may not start in the past); the served ledger then
+        # runs on the wall clock, days later
+        service = LedgerService.create(db, keys.genesis, keys.ledger_key, clock=lambda: start)
         try:
             async with service.running():
                 for tx in sc.setup_txs:

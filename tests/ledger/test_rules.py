@@ -15,6 +15,8 @@ import pytest
 
 from faultproof.chain import enc
 from faultproof.errors import Reason, Stage
+from faultproof.identity import Identity
+from faultproof.merkle import merkle_root
 from faultproof.messages import (
     BondHolder,
     Deposit,
@@ -32,6 +34,7 @@ from faultproof.messages import (
     Unbond,
     UnbondStep,
     Withdraw,
+    policy_id,
 )
 from ledger.receipts import verify_receipt
 from ledger.service import LedgerService
@@ -46,10 +49,14 @@ from tests.ledger.helpers import (
     LedgerEnv,
     ManualClock,
     Scenario,
+    anchor,
+    chain_value,
     enrol,
     fake_circuit,
+    head_of,
     identity,
     make_ledger,
+    payout_body,
     policy_terms,
     running_ledger,
 )
@@ -165,8 +172,12 @@ async def test_revocation_is_final_and_not_retroactive(tmp_path: Path) -> None:
                           Reason.INVALID_STATE_TRANSITION)
         await env.refused(keys.sign(EnrolAgent(agent_id=agent.public_key), nonce=keys.next_nonce),
                           Reason.INVALID_STATE_TRANSITION)
-        # The device is revoked just after incident 0 ended: incident 0 stays payable, 1 does not.
+        # The device is revoked just after incident 0 ended: incident 0 (its end anchored by the
+        # agent before the revocation, DESIGN §11) stays payable, 1 does not.
         env.clock.set(sc.body(0).end_ts + 1)
+        anchoring = identity("agent-1")
+        await env.ok(keys.sign(EnrolAgent(agent_id=anchoring.public_key)))
+        await env.ok(anchor(keys, anchoring, 1, [head_of(sc.body(0))]))
         await env.ok(keys.sign(RevokeDevice(device_id=sc.device.public_key)))
         await env.refused(keys.sign(RevokeDevice(device_id=sc.device.public_key), nonce=keys.next_nonce),
                           Reason.INVALID_STATE_TRANSITION)
@@ -355,7 +366,9 @@ async def test_overlapping_window(tmp_path: Path) -> None:
         overlapping = _rederive(overlapping)
         await env.refused(env.keys.qc(overlapping), Reason.WINDOW_OVERLAP)
         # Sharing only the boundary frame is not an overlap: windows are (start, end].
-        adjacent = _rederive(overlapping.replace(start_ts=paid.end_ts))
+        # (in time and in seq: the boundary frame ends one window and starts the next)
+        adjacent = _rederive(overlapping.replace(start_ts=paid.end_ts, start_seq=paid.end_seq,
+                                                 end_seq=paid.end_seq + sc.circuit.n))
         await env.ok(env.keys.qc(adjacent))
 
 
@@ -515,6 +528,111 @@ async def test_econ_corroborated_claims(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- meta
+
+
+# --------------------------------------------------------------------------- ledger soundness
+# (DESIGN §11; issue 13 items 3 and 4)
+
+
+async def test_second_policy_cannot_repay_incident(tmp_path: Path) -> None:
+    """Item 3: an incident is unique per device, not per policy."""
+    async with funded(tmp_path, end_ms=T0 + 2 * DAY, claim_window_ms=DAY) as (env, sc):
+        keys = env.keys
+        first = sc.body(0)
+        env.clock.set(sc.time_after(0))
+        await env.ok(keys.qc(first))
+        env.clock.set(sc.terms.end_ms + sc.terms.claim_window_ms + 1)
+        await env.ok(ExpirePolicy(policy_id=sc.policy_id))
+        now = env.clock.now_ms
+        # A second policy whose term starts in the past (it would cover the paid frames) is refused.
+        backdated = policy_terms(sc.device.public_key, sc.circuit.circuit_id, start_ms=T0, end_ms=now + 30 * DAY)
+        await env.refused(keys.sign(backdated, nonce=keys.next_nonce), Reason.TERM_STARTS_IN_PAST)
+        # Within the allowed skew is fine (the admin's clock may lag the ledger's a little).
+        renewal = policy_terms(sc.device.public_key, sc.circuit.circuit_id,
+                               start_ms=now - keys.genesis.max_skew_ms, end_ms=now + 30 * DAY)
+        issue = keys.sign(renewal)
+        await env.ok(issue)
+        pid2 = policy_id(issue.tx)
+        # The same frames (same epoch, overlapping seqs) under the new policy, re-dated into its
+        # term, are the same incident: refused.
+        again = payout_body(keys.ledger_id, pid2, renewal, n=sc.circuit.n, start_seq=first.start_seq + 2,
+                            start_ts=now + HOUR, end_ts=now + HOUR + 10 * SECOND)
+        env.clock.set(again.end_ts + SECOND)
+        await env.refused(keys.qc(again), Reason.WINDOW_OVERLAP)
+        # Later frames of the device are a new incident and pay.
+        fresh = payout_body(keys.ledger_id, pid2, renewal, n=sc.circuit.n, start_seq=first.end_seq,
+                            start_ts=now + HOUR, end_ts=now + HOUR + 10 * SECOND)
+        assert (await env.ok(keys.qc(fresh))).effect.paid == renewal.amount
+
+
+async def _anchored_device(env: LedgerEnv, sc: Scenario) -> Identity:
+    agent = identity("agent-anchor")
+    await env.ok(env.keys.sign(EnrolAgent(agent_id=agent.public_key)))
+    return agent
+
+
+async def test_revoked_key_cannot_forge_earlier_window(tmp_path: Path) -> None:
+    """Item 4: after revoke_device, a window signed with the leaked key and dated before the
+    revocation is refused; a genuine window anchored before the revocation still pays."""
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        agent = await _anchored_device(env, sc)
+        genuine = sc.body(0, end_chain=chain_value("genuine-0"))
+        env.clock.set(genuine.end_ts + SECOND)
+        # The agent anchors the device's head (here: the genuine window's end) at its interval.
+        await env.ok(anchor(keys, agent, 1, [head_of(genuine)]))
+        assert env.state.history(sc.device.public_key).last_head is not None
+        env.clock.set(genuine.end_ts + 2 * SECOND)
+        await env.ok(keys.sign(RevokeDevice(device_id=sc.device.public_key)))
+        revoked_ms = env.clock.now_ms
+        env.clock.set(revoked_ms + HOUR)
+        # The key holder signs a made-up window in another period, ending before the revocation.
+        forged = sc.body(1, end_chain=chain_value("forged"))
+        forged = _rederive(forged.replace(start_ts=genuine.end_ts + 100, end_ts=revoked_ms - 1,
+                                          start_seq=5000, end_seq=5000 + sc.circuit.n))
+        await env.refused(keys.qc(forged), Reason.REVOKED_WINDOW_NOT_ANCHORED)
+        # Reusing the anchored seq with another chain value (other readings) does not help.
+        twisted = genuine.replace(end_chain=chain_value("twisted"))
+        await env.refused(keys.qc(twisted), Reason.ANCHOR_MISMATCH)
+        # The genuine, anchored window pays.
+        assert (await env.ok(keys.qc(genuine))).effect.paid == sc.terms.amount
+        # And the device's history is closed: no more anchors for it.
+        later = head_of(genuine).replace(seq=genuine.end_seq + 10, ts_ms=revoked_ms + 1)
+        await env.refused(anchor(keys, agent, 2, [later]), Reason.DEVICE_REVOKED)
+
+
+async def test_anchor_rules(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        agent = await _anchored_device(env, sc)
+        b0 = sc.body(0, end_chain=chain_value("b0"))
+        env.clock.set(b0.end_ts + SECOND)
+        h0 = head_of(b0)
+        await env.ok(anchor(keys, agent, 5, [h0]))
+        # Rounds only go up.
+        await env.refused(anchor(keys, agent, 5, [h0.replace(seq=h0.seq + 1)]), Reason.ANCHOR_STALE)
+        # The root must be the heads' root.
+        bad = anchor(keys, agent, 6, [h0])
+        bad_body = bad.body.replace(root=bytes(32))
+        await env.refused(bad_body.sign(agent), Reason.ANCHOR_BAD_ROOT)
+        # An anchored (device, epoch, seq) cannot be re-anchored with another frame.
+        await env.refused(anchor(keys, agent, 6, [h0.replace(chain=chain_value("other"))]), Reason.ANCHOR_CONFLICT)
+        # The same head again is fine (an idle device), and a later head moves the last head on.
+        later = h0.replace(seq=h0.seq + 5, ts_ms=h0.ts_ms + 5 * SECOND, chain=chain_value("later"))
+        await env.ok(anchor(keys, agent, 6, [h0, later]))
+        last = env.state.history(sc.device.public_key).last_head
+        assert last is not None and last.seq == later.seq
+        # Unsorted heads, unknown devices, foreign ledgers and strangers are refused.
+        unsorted = anchor(keys, agent, 7, [h0]).body.replace(heads=(later, h0))
+        unsorted = unsorted.replace(root=merkle_root([h.leaf_hash for h in unsorted.heads]))
+        await env.refused(unsorted.sign(agent), Reason.INVALID_PARAMETERS)
+        await env.refused(anchor(keys, agent, 7, [h0.replace(device_id=b"\x09" * 32)]), Reason.NOT_FOUND)
+        foreign = anchor(keys, agent, 7, [h0]).body.replace(ledger_id=b"\x01" * 32)
+        await env.refused(foreign.sign(agent), Reason.WRONG_LEDGER)
+        await env.refused(anchor(keys, identity("stranger"), 1, [h0]), Reason.UNKNOWN_AGENT)
+        # An anchored window end carrying another chain is refused even before any revocation.
+        await env.refused(keys.qc(b0.replace(end_chain=chain_value("not-b0"))), Reason.ANCHOR_MISMATCH)
+        assert (await env.ok(keys.qc(b0))).effect.paid == sc.terms.amount
 
 
 LEDGER_REASONS = sorted(r for r in Reason if r.stage in (Stage.LEDGER_TX, Stage.LEDGER_STATE))

@@ -25,6 +25,8 @@ from tests.ledger.helpers import (
     LedgerKeys,
     ManualClock,
     Scenario,
+    anchor,
+    head_of,
     identity,
     make_ledger,
     running_ledger,
@@ -47,6 +49,7 @@ def _build(directory: Path) -> tuple[LedgerKeys, Path, dict[str, object]]:
             await env.ok(keys.qc(sc.body(6, oracle_set_epoch=1), new_set[:2]))
             env.clock.set(sc.terms.end_ms + sc.terms.claim_window_ms + 1)
             await env.ok(ExpirePolicy(policy_id=sc.policy_id))
+            await env.ok(anchor(keys, identity("agent"), 1, [head_of(sc.body(7))]))  # replayed like the rest
             await env.ok(keys.sign(Deposit(amount=3)))
             return {"height": env.service.committed_height, "head": env.state.head_hash,
                     "balances": dict(env.state.balances), "free_touch": env.service.committed_height}
@@ -142,6 +145,7 @@ def test_oracle_replay_reaches_the_same_state(built: tuple[LedgerKeys, Path, dic
         view.apply_entry(s)
     assert view.head_hash == facts["head"] and view.balances == facts["balances"]
     assert view.oracle_set.epoch == 1 and len(view.claims) == 6
+    assert len(next(iter(view.device_history.values())).heads) == 1  # the anchor
     assert sum(view.balances.values()) == 0
 
 

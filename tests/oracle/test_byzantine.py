@@ -42,7 +42,7 @@ class Byzantine:
         body = PayoutBody(ledger_id=self.net.ledger_id, oracle_set_epoch=0, claim_id=c.claim_id, policy_id=c.policy_id,
                           device_id=s.device_id, epoch=s.epoch, start_seq=s.seq, end_seq=e.seq, start_ts=s.ts_ms,
                           end_ts=e.ts_ms, circuit_id=inc.terms.circuit_id, beneficiary=inc.terms.beneficiary,
-                          amount=inc.terms.amount)
+                          amount=inc.terms.amount, end_chain=e.chain)
         return body.replace(**changes) if changes else body
 
     def approve(self, inc: Incident, **changes: int) -> Vote:

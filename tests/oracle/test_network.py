@@ -205,6 +205,17 @@ def _ledger_state_claim(net: Network, reason: Reason) -> tuple[Incident, SignedC
         start = inc.dev.record(TRIGGERING, start_ts=now_ms() + 50, step_ms=50)
         time.sleep(0.3)
         return inc, net.claim(inc.dev, inc.pid, inc.terms, start)
+    if reason in (Reason.REVOKED_WINDOW_NOT_ANCHORED, Reason.ANCHOR_MISMATCH):  # DESIGN §11
+        inc = incident(net)
+        end = inc.claim.claim.end.frame
+        if reason is Reason.ANCHOR_MISMATCH:  # the agent anchored another frame at the end's seq
+            net.anchor_frames([end.replace(chain=(int.from_bytes(end.chain, "big") ^ 1).to_bytes(32, "big"))])
+        else:  # revoked after the window ended; its end was never anchored
+            net.revoke_device(inc.dev)
+        height = net.ledger_height()
+        wait_until(lambda: all(net.status(o.index).get("ledger", {}).get("height", -1) >= height
+                               for o in net.oracles), 30, 0.1, what="oracles saw the anchor or revocation")
+        return inc, inc.claim
     # The rest need a paid window first.
     kw = {"coverage": 1_000, "amount": 1_000} if reason is Reason.COVERAGE_EXHAUSTED else {}
     inc = incident(net, window_ts=now - 3 * HOUR, **kw)

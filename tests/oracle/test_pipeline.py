@@ -11,9 +11,12 @@ import pytest
 
 from faultproof.errors import FaultproofError, Reason, Stage
 from faultproof.identity import Identity
+from faultproof.merkle import merkle_root
 from faultproof.messages import (
+    AnchorBody,
     Claim,
     Deposit,
+    DeviceHead,
     EnrolAgent,
     IssuePolicy,
     RegisterCircuit,
@@ -68,7 +71,7 @@ class World:
 @pytest.fixture(scope="module")
 def world() -> World:
     circuit = build(4)
-    keys = make_ledger(n=5, created_ms=now_ms() - 3 * DAY)
+    keys = make_ledger(n=5, created_ms=now_ms() - 3 * DAY, max_backdate_ms=3 * DAY)  # policies start in the past
     state = keys.new_state()
     now = now_ms()
     reg = RegisterCircuit(vkey=export_vkey(circuit), n=4, layout_version=1, transcript_hash=bytes(32), production=0)
@@ -214,6 +217,15 @@ def _ledger_state_case(w: World, reason: Reason) -> tuple[SignedClaim, int]:
             nxt = dev.record([90, 95, 10, 12], start_ts=dev.timestamps[-1] + gap)
             claim = make_claim(w.circuit, dev, pid, terms, nxt, w.agent)
             at = max(at, dev.timestamps[-1] + SECOND)
+    elif reason is Reason.REVOKED_WINDOW_NOT_ANCHORED:  # revoked after the window, never anchored
+        w.state.apply(w.keys.sign(RevokeDevice(device_id=dev.device_id)), now)
+    elif reason is Reason.ANCHOR_MISMATCH:  # the agent anchored another frame at the end's seq
+        end = claim.claim.end.frame
+        head = DeviceHead(device_id=end.device_id, epoch=end.epoch, seq=end.seq, ts_ms=end.ts_ms,
+                          chain=(int.from_bytes(end.chain, "big") ^ 1).to_bytes(32, "big"))
+        round_ = w.state.anchor_rounds.get(w.agent.public_key, 0) + 1
+        w.state.apply(AnchorBody(ledger_id=w.state.ledger_id, agent_id=w.agent.public_key, round=round_,
+                                 heads=(head,), root=merkle_root([head.leaf_hash])).sign(w.agent), now)
     return claim, at
 
 

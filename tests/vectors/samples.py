@@ -11,14 +11,17 @@ import hashlib
 from faultproof import chain
 from faultproof.errors import Reason
 from faultproof.identity import Identity
+from faultproof.merkle import merkle_root
 from faultproof.messages import (
     AdminTx,
+    AnchorBody,
     Approve,
     BondHolder,
     Claim,
     ContradictingApprove,
     CorroboratingWindow,
     Deposit,
+    DeviceHead,
     DeviceReading,
     EconParams,
     EconPolicy,
@@ -110,7 +113,8 @@ def samples() -> dict[str, Message]:
     body = PayoutBody(ledger_id=ledger_id, oracle_set_epoch=0, claim_id=claim.claim_id,
                       policy_id=claim.policy_id, device_id=DEVICE.public_key, epoch=EPOCH,
                       start_seq=0, end_seq=len(READINGS), start_ts=fs[0].ts_ms, end_ts=fs[-1].ts_ms,
-                      circuit_id=register.circuit_id, beneficiary=b"\x22" * 32, amount=250_000)
+                      circuit_id=register.circuit_id, beneficiary=b"\x22" * 32, amount=250_000,
+                      end_chain=fs[-1].chain)
     approvals = [body.approve(o) for o in ORACLES[:4]]
     reject = RejectBody(oracle_id=ORACLES[4].public_key, ledger_id=ledger_id, oracle_set_epoch=0,
                         claim_id=claim.claim_id, reason=Reason.WINDOW_OVERLAP)
@@ -159,6 +163,12 @@ def samples() -> dict[str, Message]:
     for a in admin_args:
         out[a.NAME] = a
     out.update(_econ_samples(ledger_id, policy, body, approvals, reject, signed, fs))
+    # device history anchors (DESIGN §11)
+    heads = tuple(DeviceHead(device_id=DEVICE.public_key, epoch=EPOCH, seq=f.seq, ts_ms=f.ts_ms, chain=f.chain)
+                  for f in fs[-2:])
+    anchor = AnchorBody(ledger_id=ledger_id, agent_id=AGENT.public_key, round=1, heads=heads,
+                        root=merkle_root([h.leaf_hash for h in heads]))
+    out.update({"device-head": heads[0], "device-anchor": anchor, "signed-device-anchor": anchor.sign(AGENT)})
     return out
 
 
