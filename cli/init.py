@@ -5,8 +5,10 @@
 Writes (keys 0600 in a 0700 folder; refuses to overwrite anything that exists):
     keys/admin.key keys/ledger.key keys/oracle-<i>.key keys/agent.key
     ledger.toml oracle-<i>.toml agent.toml     configs that agree with each other: the genesis lists
-                                               the oracle keys, every oracle bootstraps from the
-                                               others, the agent knows every oracle and the ledger
+                                               the oracle keys, every oracle pins the ledger_id and
+                                               bootstraps from the others, the agent knows every
+                                               oracle and the ledger
+    data/ledger/ledger.db                      the ledger, created (genesis) so its id can be pinned
     data/ devices/                             where the services keep their state (--data-dir
                                                puts data elsewhere, e.g. /var/lib/faultproof)
 then prints the next commands to run, in order. Every path in the configs is relative to the
@@ -70,7 +72,7 @@ def oracle_multiaddr(public_key: bytes, port: int) -> str:
 
 
 def plan_deployment(root: Path, oracle_keys: list[bytes], *, threshold: int, base_port: int,
-                    production: bool, data_dir: str = "data") -> Deployment:
+                    production: bool, data_dir: str = "data", ledger_id: bytes | None = None) -> Deployment:
     """The configs for a ledger, len(oracle_keys) oracles and one agent, all on 127.0.0.1.
 
     `data_dir` is where the services keep state: relative to the configs' folder, or absolute (a
@@ -93,7 +95,7 @@ def plan_deployment(root: Path, oracle_keys: list[bytes], *, threshold: int, bas
     for i in range(1, n + 1):
         configs[f"oracle-{i}.toml"] = {
             "oracle": {"key_file": f"keys/oracle-{i}.key", "data_dir": f"{data}/oracle-{i}",
-                       "ledger_url": ledger_url},
+                       "ledger_url": ledger_url, **({"ledger_id": ledger_id.hex()} if ledger_id else {})},
             "http": {"host": "127.0.0.1", "port": ports.oracle_http(i)},
             "gossip": {"port": ports.oracle_gossip(i),
                        "bootstrap": [p for j, p in enumerate(peers, start=1) if j != i]},
@@ -108,7 +110,6 @@ def plan_deployment(root: Path, oracle_keys: list[bytes], *, threshold: int, bas
     }
     here = str(root)
     steps = (
-        f"faultproof ledger init --config {here}/ledger.toml",
         f"faultproof ledger serve --config {here}/ledger.toml &",
         *(f"faultproof oracle run --config {here}/oracle-{i}.toml &" for i in range(1, n + 1)),
         f"export FAULTPROOF_LEDGER={ledger_url} FAULTPROOF_ADMIN_KEY={here}/keys/admin.key",
@@ -120,6 +121,23 @@ def plan_deployment(root: Path, oracle_keys: list[bytes], *, threshold: int, bas
     )
     key_names = ("admin", "ledger", *(f"oracle-{i}" for i in range(1, n + 1)), "agent")
     return Deployment(configs, key_names, steps)
+
+
+def _create_ledger(config: Path) -> bytes:
+    """What `faultproof ledger init` does, with the keys just made: the genesis and the database."""
+    from ledger.cli import build_genesis
+    from ledger.config import ConfigError, load_config
+    from ledger.service import LedgerService
+    from ledger.store import StoreError
+
+    try:
+        cfg = load_config(config)
+        ledger_key = Identity.load(cfg.ledger_key)
+        genesis = build_genesis(cfg, ledger_key, dev_keys=False)
+        LedgerService.create(cfg.db, genesis, ledger_key, synchronous=cfg.synchronous).close()
+    except (ConfigError, KeyFileError, StoreError) as e:
+        raise click.ClickException(str(e)) from None
+    return genesis.ledger_id
 
 
 def _header(name: str) -> str:
@@ -158,11 +176,18 @@ def init(directory: Path, oracles: int, threshold: int, base_port: int, producti
         except KeyFileError as e:
             raise click.ClickException(str(e)) from None
         identities[name] = identity
-    plan = plan_deployment(root, [identities[f"oracle-{i}"].public_key for i in range(1, oracles + 1)],
-                           threshold=threshold, base_port=base_port, production=production, data_dir=data_dir)
+    oracle_keys = [identities[f"oracle-{i}"].public_key for i in range(1, oracles + 1)]
+    draft = plan_deployment(root, oracle_keys, threshold=threshold, base_port=base_port, production=production,
+                            data_dir=data_dir)
+    (root / "ledger.toml").write_text(_header("ledger.toml") + tomli_w.dumps(draft.configs["ledger.toml"]))
+    # The genesis now, so that every oracle's config can pin the ledger_id it serves (DESIGN §11).
+    ledger_id = _create_ledger(root / "ledger.toml")
+    plan = plan_deployment(root, oracle_keys, threshold=threshold, base_port=base_port, production=production,
+                           data_dir=data_dir, ledger_id=ledger_id)
     for name, doc in plan.configs.items():
         (root / name).write_text(_header(name) + tomli_w.dumps(doc))
     click.echo(f"deployment in {root}")
+    click.echo(f"  ledger_id  {ledger_id.hex()}")
     for name in plan.key_names:
         click.echo(f"  {name:<10} {identities[name].public_key.hex()}")
     click.echo("next:")

@@ -24,7 +24,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("deploy") / "site"
     result = CliRunner().invoke(main, ["init", str(root), "--oracles", str(N), "--base-port", "9300"])
     assert result.exit_code == 0, result.output
-    assert "faultproof ledger init --config" in result.output
+    assert "faultproof ledger serve --config" in result.output and "ledger_id" in result.output
     return root
 
 
@@ -48,9 +48,15 @@ def test_configs_agree_with_each_other(deployment: Path) -> None:
     assert len(set(oracle_ids)) == N
     from faultproof.gossip.keys import peer_id_for_public_key
 
+    from ledger.store import LedgerStore
+
+    store = LedgerStore(ledger.db, readonly=True)  # init made the genesis: every oracle pins its id
+    ledger_id = store.get_meta("ledger_id")
+    store.close()
     for i in range(1, N + 1):
         oc = load_oracle(deployment / f"oracle-{i}.toml")
         assert oc.ledger_url == f"http://127.0.0.1:{ledger.port}"
+        assert ledger_id is not None and oc.ledger_id == bytes(ledger_id)
         assert Identity.load(oc.key_file).public_key == oracle_ids[i - 1]
         own = str(peer_id_for_public_key(oracle_ids[i - 1]))
         assert len(oc.bootstrap) == N - 1 and not any(own in a for a in oc.bootstrap)

@@ -107,13 +107,12 @@ def operator(tmp_path: Path) -> Iterator[Operator]:
 def test_operator_trial_through_the_cli_only(operator: Operator, tmp_path: Path) -> None:
     op, site, base = operator, tmp_path / "site", _base_port()
     printed = op.run("init", str(site), "--oracles", "3", "--base-port", str(base))
-    assert "next:" in printed
+    assert "next:" in printed and "ledger_id" in printed
     ledger_url, agent_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 100}"
     op.env.update(FAULTPROOF_LEDGER=ledger_url, FAULTPROOF_ADMIN_KEY=str(site / "keys" / "admin.key"),
                   FAULTPROOF_AGENT=agent_url)
     op.run("config", "validate", "--offline", *map(str, sorted(site.glob("*.toml"))))
 
-    op.run("ledger", "init", "--config", str(site / "ledger.toml"))
     op.start("ledger", "ledger", "serve", "--config", str(site / "ledger.toml"))
     _wait("the ledger", lambda: _listening(base), 60, tmp_path)
     for i in (1, 2, 3):
