@@ -311,3 +311,41 @@ def test_restarted_oracle_keeps_its_vote(healthy: Network) -> None:
     assert status == 202 and body["status"] == "paid" and body["vote"] == "approve"
     after = [v for v in net.claim_status(2, inc.claim_id)["votes"] if v["own"]]
     assert before == after and len(after) == 1
+
+
+# ====================================================================== protocol soundness (issue 13)
+
+
+def test_junk_proofs_do_not_spend_device_budget(healthy: Network) -> None:
+    """Item 13.2: an enrolled agent replays a device's public frames with junk proofs until its own
+    budget is gone (burst 40, 5/s here). The sender pays before the proof check, the device only
+    for a proven claim: the honest agent's valid claim for that device is still taken at once."""
+    net = healthy
+    inc = incident(net)
+    thief = Identity.generate()
+    net.enrol_agent(thief)
+    junk = junk_proof(net.circuit, DeviceSim.create(), inc.terms)
+    codes = []
+    for i in range(70):
+        forged = inc.claim.claim.replace(proof=junk, agent_id=thief.public_key, created_ms=now_ms() + i).sign(thief)
+        status, body = net.post_claim(2, forged)
+        codes.append(body["error"]["code"])
+    assert Reason.RATE_LIMITED.value in codes  # the thief ran out of its own budget
+    assert set(codes) == {Reason.BAD_PROOF.value, Reason.RATE_LIMITED.value}
+    status, body = net.post_claim(2, inc.claim)
+    assert status == 202 and body["vote"] == "approve", body
+    net.wait_status(inc.claim_id, "paid", oracle=2)
+    assert paid_total(net, inc.pid) == (inc.terms.amount, 1)
+
+
+def test_passing_conditions_do_not_become_permanent_rejections(healthy: Network) -> None:
+    """Item 13.7: a window whose end is a little ahead of the oracles' clocks (past the ledger's 5 s
+    skew by ~2 s) is not rejected for good: no oracle votes Reject, each rechecks once the clock has
+    moved, and the claim is paid once."""
+    net = healthy
+    inc = incident(net, window_ts=now_ms() + 5 * SECOND)  # 4 readings 1 s apart: ends ~8 s ahead
+    status, body = net.post_claim(0, inc.claim)
+    assert status == 202 and body["status"] == "pending" and "vote" not in body, body
+    view = net.wait_status(inc.claim_id, "paid", oracle=0, timeout=40)
+    assert view["rejects"] == 0
+    assert paid_total(net, inc.pid) == (inc.terms.amount, 1)

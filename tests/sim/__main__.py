@@ -1,0 +1,35 @@
+"""`python -m tests.sim --seed N` replays one scenario; `--seeds N [--from S]` runs many (the long
+soak behind `make sim SEEDS=100000`). Prints each failing seed and exits 1 if any failed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from tests.sim.sim import SimFailure, run_seed, run_seeds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.sim")
+    ap.add_argument("--seed", type=int, help="replay one seed and print its scenario")
+    ap.add_argument("--seeds", type=int, default=2000, help="how many seeds to run")
+    ap.add_argument("--from", dest="first", type=int, default=0, help="first seed")
+    args = ap.parse_args()
+    if args.seed is not None:
+        try:
+            sim = run_seed(args.seed)
+        except SimFailure as f:
+            print(f, file=sys.stderr)
+            return 1
+        print(f"seed {args.seed}: ok {sim.sc} {sim.stats} digest {sim.digest()[:16]}")
+        return 0
+    t0, c0 = time.monotonic(), time.process_time()
+    failures = run_seeds(range(args.first, args.first + args.seeds), on_fail=lambda f: print(f, file=sys.stderr))
+    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    print(f"{args.seeds - len(failures)} passed, {len(failures)} failed ({wall:.1f} s wall, {cpu:.1f} s CPU)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
