@@ -13,7 +13,7 @@ ARGS   ?=
 APT_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config g++ nasm libgmp-dev nlohmann-json3-dev chromium mosquitto
 APT_STAMP := $(VENV)/.apt-stamp
 
-.PHONY: setup devnet test bench lint clean
+.PHONY: setup devnet test bench lint clean sim
 
 # The venv is rebuilt only when pyproject.toml changes; node_modules only when the lock changes.
 $(STAMP): pyproject.toml
@@ -43,6 +43,12 @@ devnet: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# The protocol simulator's long soak (tests/sim): `make sim SEEDS=100000`; a failing seed is printed
+# and `python -m tests.sim --seed N` replays it. `make test` runs 2,000 seeds.
+SEEDS ?= 100000
+sim: setup
+	FAULTPROOF_CACHE_DIR=$${FAULTPROOF_CACHE_DIR:-.cache} $(BIN)/python -m tests.sim --seeds $(SEEDS) --workers 2
 
 bench: setup
 	$(BIN)/python -m benchmarks.run $(ARGS)

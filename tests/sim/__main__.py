@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 from tests.sim.sim import SimFailure, run_seed, run_seeds
 
@@ -15,6 +17,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, help="replay one seed and print its scenario")
     ap.add_argument("--seeds", type=int, default=2000, help="how many seeds to run")
     ap.add_argument("--from", dest="first", type=int, default=0, help="first seed")
+    ap.add_argument("--workers", type=int, default=1, help="processes (seeds split evenly)")
     args = ap.parse_args()
     if args.seed is not None:
         try:
@@ -24,11 +27,25 @@ def main() -> int:
             return 1
         print(f"seed {args.seed}: ok {sim.sc} {sim.stats} digest {sim.digest()[:16]}")
         return 0
-    t0, c0 = time.monotonic(), time.process_time()
-    failures = run_seeds(range(args.first, args.first + args.seeds), on_fail=lambda f: print(f, file=sys.stderr))
-    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    t0 = time.monotonic()
+    per = -(-args.seeds // args.workers)
+    starts = [args.first + i * per for i in range(args.workers)]
+    counts = [max(0, min(per, args.first + args.seeds - s)) for s in starts]
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("fork")) as pool:
+        results = list(pool.map(_chunk, starts, counts))
+    failures = [f for fs, _ in results for f in fs]
+    cpu = sum(c for _, c in results)
+    for f in failures:
+        print(f, file=sys.stderr)
+    wall = time.monotonic() - t0
     print(f"{args.seeds - len(failures)} passed, {len(failures)} failed ({wall:.1f} s wall, {cpu:.1f} s CPU)")
     return 1 if failures else 0
+
+
+def _chunk(first: int, count: int) -> tuple[list[str], float]:
+    c0 = time.process_time()
+    failures = run_seeds(range(first, first + count))
+    return [str(f) for f in failures], time.process_time() - c0
 
 
 if __name__ == "__main__":

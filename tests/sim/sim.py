@@ -60,6 +60,7 @@ CHAOS_MS = 20 * SECOND
 HEALED_MS = 30 * SECOND  # after the chaos: enough for re-gossip rounds, rechecks and QC posts
 REGOSSIP_MS = 1 * SECOND
 FOLLOW_MS = 700
+OPEN_CAP = 32  # tuning max_open_per_voter, low so that a flooding member reaches it
 _PAYOUT_TAG = domain_tag(PayoutBody.NAME)
 
 
@@ -146,7 +147,8 @@ class SimOracle:
         self.follow(initial=True)
         os_ = self.state.oracle_set
         current, previous, until = self._sets()
-        self.machine = ClaimMachine(self.id, current, previous=previous, previous_until_ms=until)
+        self.machine = ClaimMachine(self.id, current, previous=previous, previous_until_ms=until,
+                                    max_open_per_voter=OPEN_CAP)
         self.run(self.machine.restore(list(self.disk.claims.values()), list(self.disk.votes), self.disk.qcs.values()))
         for st in self.machine.undecided():
             if self.state.paid_claim(st.claim_id) is not None:
@@ -379,7 +381,7 @@ class Byzantine:
             votes = [body.approve(self.key), self.reject(cid)]
         elif self.kind == "flood":
             rng = self.sim.rng
-            votes = [body.replace(claim_id=rng.randbytes(32)).approve(self.key) for _ in range(40)]
+            votes = [body.replace(claim_id=rng.randbytes(32)).approve(self.key) for _ in range(OPEN_CAP + 8)]
             votes.append(body.approve(self.key))
         self.sim.broadcast(self, ("votes", tuple(votes)))
         if self.kind == "approve_all":

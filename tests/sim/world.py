@@ -3,7 +3,8 @@ transactions, signed once per oracle-set shape), devices with real signed, chain
 REAL Groth16 proofs (the n = 4 development circuit of the shared circuit cache), made once and
 kept on disk beside it.
 
-Per device (policy COUNT: two readings above 80, one-hour periods):
+Per device (policy COUNT: two readings above 80; 2 s periods, so only the overlap rule keeps A and B
+from both paying):
   window A   frames 0..4, readings 90 95 10 12           provable (a real proof)
   window B   frames 2..6, readings 10 12 90 95           provable, overlaps A (only one may pay)
   window Q   frames 6..10, readings 1 2 3 4, an hour on  NOT provable (no proof exists; claims
@@ -142,7 +143,7 @@ def _terms(dev: DeviceSim, circuit_id: bytes) -> IssuePolicy:
     return IssuePolicy(device_id=dev.device_id, beneficiary=hashlib.sha256(b"ben" + dev.device_id).digest(),
                        circuit_id=circuit_id, kind=kind, threshold=T, count=K, lo=lo, hi=hi, gap_ms=G,
                        coverage=10_000, amount=1_000, premium=100, start_ms=T0 - HOUR, end_ms=T0 + 30 * DAY,
-                       period_ms=HOUR, claim_window_ms=7 * DAY)
+                       period_ms=2 * SECOND, claim_window_ms=7 * DAY)
 
 
 def _pool_path(vkey: bytes) -> Path:
