@@ -48,7 +48,7 @@ test: setup
 # and `python -m tests.sim --seed N` replays it. `make test` runs 2,000 seeds.
 SEEDS ?= 100000
 sim: setup
-	FAULTPROOF_CACHE_DIR=$${FAULTPROOF_CACHE_DIR:-.cache} $(BIN)/python -m tests.sim --seeds $(SEEDS) --workers 2
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --workers 2
 
 bench: setup
 	$(BIN)/python -m benchmarks.run $(ARGS)

@@ -211,24 +211,26 @@ def test_passing_conditions_do_not_become_permanent_rejections() -> None:
 def test_transient_and_definitive_reasons_in_the_pipeline() -> None:
     """Item 13.7, the pipeline's side: which ledger-state reasons lift by the clock alone."""
     from ledger.state import LedgerState
-    from oracle.pipeline import retry_at
+    from oracle.pipeline import RETRY_HORIZON_MS, retry_at
     from tests.sim.world import World
 
     w = World.build(seed=1)
     state: LedgerState = w.ledger
     skew = state.genesis.max_skew_ms
+    horizon = max(RETRY_HORIZON_MS, skew)
     inc = w.incidents[0]
     body = w.body_for(inc, state.oracle_set.epoch)
     now = body.end_ts - skew - 1_000  # the oracle's clock one second too far behind
     assert retry_at(Reason.END_TS_IN_FUTURE, body, state, now) == body.end_ts - skew
-    assert retry_at(Reason.END_TS_IN_FUTURE, body, state, body.end_ts - 3 * skew) is None  # far ahead
+    assert retry_at(Reason.END_TS_IN_FUTURE, body, state, body.end_ts - skew - horizon) == body.end_ts - skew
+    assert retry_at(Reason.END_TS_IN_FUTURE, body, state, body.end_ts - skew - horizon - 1) is None  # far ahead
     for r in (Reason.WINDOW_OVERLAP, Reason.PERIOD_LIMIT, Reason.CLAIM_WINDOW_CLOSED, Reason.DEVICE_REVOKED,
               Reason.COVERAGE_EXHAUSTED, Reason.OUTSIDE_POLICY_TERM):
         assert retry_at(r, body, state, now) is None
     policy = state.policies[body.policy_id]
     start = policy.terms.start_ms
     assert retry_at(Reason.POLICY_NOT_ACTIVE, body, state, start - 1_000) == start  # term starts soon
-    assert retry_at(Reason.POLICY_NOT_ACTIVE, body, state, start - 10 * skew) is None
+    assert retry_at(Reason.POLICY_NOT_ACTIVE, body, state, start - horizon - 1) is None
     expired = policy.terms.end_ms + policy.terms.claim_window_ms + 1
     assert retry_at(Reason.POLICY_NOT_ACTIVE, body, state, expired) is None
 

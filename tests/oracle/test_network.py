@@ -296,7 +296,7 @@ def test_junk_proofs_do_not_spend_device_budget(healthy: Network) -> None:
 
 def test_passing_conditions_do_not_become_permanent_rejections(healthy: Network) -> None:
     """Item 13.7: a window whose end is 8 s ahead of the oracles' clocks (past the ledger's 5 s skew,
-    within one more skew) is not rejected for good: no oracle votes Reject, each rechecks once the
+    within the 30 s retry horizon) is not rejected for good: no oracle votes Reject, each rechecks once the
     clock has moved, and the claim is paid once."""
     net = healthy
     inc = incident(net, window_ts=now_ms() + 12 * SECOND)  # 4 readings 1 s apart: ends at +15 s

@@ -10,6 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from tests.sim.sim import SimFailure, run_seed, run_seeds
+from tests.sim.world import World
 
 
 def main() -> int:
@@ -28,6 +29,7 @@ def main() -> int:
         print(f"seed {args.seed}: ok {sim.sc} {sim.stats} digest {sim.digest()[:16]}")
         return 0
     t0 = time.monotonic()
+    World.build()  # circuit and proofs once, before the workers fork (they inherit them)
     per = -(-args.seeds // args.workers)
     starts = [args.first + i * per for i in range(args.workers)]
     counts = [max(0, min(per, args.first + args.seeds - s)) for s in starts]

@@ -18,6 +18,7 @@ import pytest
 from ledger.state import Policy
 from oracle.quorum import OracleSet, Tally
 from tests.sim.sim import Scenario, SimFailure, SimOracle, run_seed, run_seeds
+from tests.sim.world import World
 
 SEEDS = int(os.environ.get("SIM_SEEDS", "2000"))
 WORKERS = 2
@@ -31,6 +32,7 @@ def _chunk(first: int, count: int) -> tuple[list[str], float]:
 
 def test_thousands_of_seeded_scenarios_keep_every_invariant() -> None:
     t0, c0 = time.monotonic(), time.process_time()
+    World.build()  # circuit and proofs once, before the workers fork (they inherit them)
     per = -(-SEEDS // WORKERS)
     with ProcessPoolExecutor(WORKERS, mp_context=get_context("fork")) as pool:
         results = list(pool.map(_chunk, [i * per for i in range(WORKERS)], [per] * WORKERS))

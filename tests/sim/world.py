@@ -1,13 +1,13 @@
 """What every simulated scenario starts from: keys, a development ledger (genesis and the admin
 transactions, signed once per oracle-set shape), devices with real signed, chained frames, and
-REAL Groth16 proofs (the n = 4 development circuit of the shared circuit cache), made once and
+REAL Groth16 proofs (the n = 16 development circuit of the shared circuit cache), made once and
 kept on disk beside it.
 
 Per device (policy COUNT: two readings above 80; 2 s periods, so only the overlap rule keeps A and B
-from both paying):
-  window A   frames 0..4, readings 90 95 10 12           provable (a real proof)
-  window B   frames 2..6, readings 10 12 90 95           provable, overlaps A (only one may pay)
-  window Q   frames 6..10, readings 1 2 3 4, an hour on  NOT provable (no proof exists; claims
+from both paying; n = 16 readings a window, 1 s apart):
+  window A   frames 0..16, readings 90 95 10 ... 10      provable (a real proof)
+  window B   frames 2..18, readings 10 ... 10 90 95      provable, overlaps A (only one may pay)
+  window Q   frames 18..34, readings all 1, an hour on   NOT provable (no proof exists; claims
                                                           carry A's proof, which fails here)
 The provable claim_ids are the only ones the ledger may ever pay (the simulator's invariant).
 
@@ -42,7 +42,7 @@ from faultproof.messages import (
     SignedEntry,
     policy_id,
 )
-from faultproof.zk import BuiltCircuit, build, export_vkey, prove
+from faultproof.zk import BuiltCircuit, build, default_cache_dir, export_vkey, prove
 from faultproof.zk import verify as groth16_verify
 from ledger.state import LedgerState, build_payout_body
 from tests.netfix import PARAMS, DeviceSim, params_of
@@ -51,12 +51,12 @@ SECOND = 1000
 HOUR = 3600 * SECOND
 DAY = 24 * HOUR
 T0 = 1_800_000_000_000  # frame time of the first window (fixed: the proofs bind timestamps)
-N_WINDOW = 4
+N_WINDOW = 16
 N_DEVICES = 6
 MAX_SKEW_MS = 5 * SECOND
 ROTATION_GRACE_MS = 20 * SECOND
-POOL_VERSION = 1
-SIM_START = T0 + 46 * SECOND  # virtual time at which every scenario starts
+POOL_VERSION = 2
+SIM_START = T0 + 158 * SECOND  # virtual time at which every scenario starts
 
 
 def _seeded(label: str) -> Identity:
@@ -125,12 +125,12 @@ class Incident:
 def _devices() -> list[tuple[DeviceSim, dict[str, int]]]:
     out = []
     for i in range(N_DEVICES):
-        t = T0 + i * 10 * SECOND
+        t = T0 + i * 30 * SECOND
         dev = DeviceSim.create(f"sim-device-{i}", anchor_ts=t - SECOND)
-        a = dev.record([90, 95, 10, 12], start_ts=t)
+        a = dev.record([90, 95] + [10] * (N_WINDOW - 2), start_ts=t)
         dev.record([90, 95])
         b = a + 2
-        q = dev.record([1, 2, 3, 4], start_ts=t + HOUR)
+        q = dev.record([1] * N_WINDOW, start_ts=t + HOUR)
         out.append((dev, {"A": a, "B": b, "Q": q}))
     # The last device's windows end a little after the simulation starts (SIM_START): oracles see
     # END_TS_IN_FUTURE at first, a transient reason (item 13.7), and must not reject for good.
@@ -147,7 +147,7 @@ def _terms(dev: DeviceSim, circuit_id: bytes) -> IssuePolicy:
 
 
 def _pool_path(vkey: bytes) -> Path:
-    root = Path(os.environ.get("FAULTPROOF_CACHE_DIR") or Path(__file__).resolve().parents[2] / ".cache")
+    root = default_cache_dir()  # beside the circuits (FAULTPROOF_CACHE_DIR or .cache/circuits)
     digest = hashlib.sha256(vkey + str(POOL_VERSION).encode()).hexdigest()[:16]
     return root / f"sim-proofs-{digest}.json"
 
