@@ -263,8 +263,9 @@ class SimOracle:
         if self.machine is None:
             return []
         out: list[tuple[str, Any]] = []
-        undecided = {st.claim_id for st in self.machine.undecided()}
-        for cid in undecided:
+        order = [st.claim_id for st in self.machine.undecided()]  # a list: set order varies by process
+        undecided = set(order)
+        for cid in order:
             out.append(("claim", self.disk.claims[cid][0]))
         votes = tuple(v for v, _ in self.disk.votes if v.claim_id in undecided)
         if votes:
@@ -405,7 +406,6 @@ class Invariants:
         self.own: dict[tuple[bytes, bytes], tuple[str, Reason | None]] = {}  # (oracle, claim) -> verdict
         self.own_epoch: set[tuple[bytes, bytes, int]] = set()
         self.checked_height = 0
-        self.deposits = sum(1 for _ in ())  # set from the world below
         self.pool_in = sim.ledger.state.pool_total
 
     def signed(self, oracle: SimOracle, vote: Vote) -> None:
