@@ -24,11 +24,13 @@ Rules of our own vote:
   V2 At most one own vote per (claim, oracle-set epoch); after a rotation we sign the SAME verdict
      again under the new epoch (the same PayoutBody with the new epoch, or a Reject with the same
      reason), never a different one (item 13.1: a claim half-voted at a rotation is still paid).
-  V3 A Reject only for a definitive ledger-state reason. A transient one (the node's clock a little
-     behind: END_TS_IN_FUTURE, or a term that starts within the skew) gets no vote: the claim is
-     rechecked at `retry_at_ms` (item 13.7: a passing condition must not become a final rejection).
+  V3 A Reject only for a definitive ledger-state reason. A transient one (only the clock has to
+     move: END_TS_IN_FUTURE or a term not yet started, within oracle.pipeline.RETRY_HORIZON_MS;
+     the node classes it, `retry_at`) gets no vote: the claim is rechecked at `retry_at_ms` (item
+     13.7: a passing condition must not become a final rejection).
 Counting: one `QuorumCounter` per epoch whose QCs the ledger still accepts (the current one, and the
-previous one until `previous_until_ms`); a vote of another epoch is ignored (WRONG_EPOCH).
+previous one until `previous_until_ms`, after which a `Tick` drops it); a vote of another epoch is
+ignored (WRONG_EPOCH).
 
 This file imports no asyncio, aiohttp, sqlite3, socket, threading or libp2p and reads no clock: time
 comes in on the events (`now_ms`). tests/oracle/test_claim.py scans its imports.
