@@ -145,7 +145,6 @@ class SimOracle:
         self.state = LedgerState.from_genesis_entry(self.sim.ledger.entries[0], verifier=MEMO.signature)
         self.applied = 1
         self.follow(initial=True)
-        os_ = self.state.oracle_set
         current, previous, until = self._sets()
         self.machine = ClaimMachine(self.id, current, previous=previous, previous_until_ms=until,
                                     max_open_per_voter=OPEN_CAP)
@@ -153,7 +152,6 @@ class SimOracle:
         for st in self.machine.undecided():
             if self.state.paid_claim(st.claim_id) is not None:
                 self._payout(st.claim_id)
-        del os_
         self.sim.every(self, REGOSSIP_MS, self.regossip)
         self.sim.every(self, FOLLOW_MS, self.follow)
         self.sim.catch_up(self)
@@ -686,7 +684,8 @@ class Simulator:
                 node.start()
         t0 = SIM_START
         for at, inc, window in sc.claims:
-            self.claimed.add(inc) if window != "Q" else None
+            if window != "Q":  # Q can never be paid: not part of L1
+                self.claimed.add(inc)
             self.at(t0 + at, lambda i=inc, w=window: self._agent(i, w))
         for inc in sc.junk_first:
             self.at(t0, lambda i=inc: self._thief(i))
