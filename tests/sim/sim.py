@@ -9,9 +9,10 @@ actions, re-gossip, post QCs, follow the ledger), without sockets, tasks or slee
 
 Faults, all drawn from the seed: message delays, drops, duplicates (and so reorders), partitions,
 crash and restart of oracles (what was not persisted is lost: the machine, timers and unsent
-messages; the store survives), oracle-set rotation (to the same members or to a set keeping k of
-them), skewed oracle clocks, and Byzantine members (approve-all, reject-all, inflate, equivocate,
-flood). After the chaos the network heals and every honest oracle runs.
+messages; the store survives), honest members that die for good, oracle-set rotation (to the
+same members or to a set keeping k of them), skewed oracle clocks, and Byzantine members
+(approve-all, reject-all, inflate, equivocate, flood); Byzantine plus dead members are at most
+n - k. After the chaos the network heals and every honest oracle that is not dead runs.
 
 Invariants, checked after every step (`Invariants`):
   S1 no payout without a valid proof and k distinct member signatures of the QC's epoch, over the
@@ -487,6 +488,7 @@ class Scenario:
     rotation: tuple[int, str] | None  # (at, "same" | "swap")
     claims: list[tuple[int, int, str]]  # (at, incident, window)
     junk_first: list[int]
+    dead: list[tuple[int, int]] = field(default_factory=list)  # (honest oracle, at): never back
 
     @classmethod
     def draw(cls, rng: random.Random) -> Scenario:
@@ -514,8 +516,12 @@ class Scenario:
             if rng.random() < 0.3:
                 claims.append((rng.randint(0, CHAOS_MS // 2), inc, "Q"))
         junk = [inc for inc in incidents if rng.random() < 0.3]
-        return cls(n, k, byz, rng.choice((0.0, 0.05, 0.2, 0.4)), rng.choice((0.0, 0.1, 0.3)),
-                   rng.choice((20, 200, 1500)), crashes, partition, rotation, sorted(claims), junk)
+        sc = cls(n, k, byz, rng.choice((0.0, 0.05, 0.2, 0.4)), rng.choice((0.0, 0.1, 0.3)),
+                 rng.choice((20, 200, 1500)), crashes, partition, rotation, sorted(claims), junk)
+        # Honest members that die for good, within the liveness bound: Byzantine + dead <= n - k.
+        spare = [i for i in honest if i not in {c[0] for c in crashes}]
+        sc.dead = [(i, rng.randint(0, CHAOS_MS)) for i in rng.sample(spare, min(len(spare), rng.randint(0, n - k - faulty)))]
+        return sc
 
 
 class Simulator:
@@ -541,6 +547,7 @@ class Simulator:
         self.partition: frozenset[int] | None = None
         self.healed = False
         self.claimed: set[int] = set()
+        self.dead: set[int] = set()
 
     def fail(self, what: str) -> SimFailure:
         return SimFailure(self.seed, self.now, what)
@@ -667,11 +674,17 @@ class Simulator:
             node.crash()
             self.at(self.now + down_for, lambda: node.start() if not node.up else None)
 
+    def _kill(self, i: int) -> None:
+        node = self.nodes[i]
+        self.dead.add(i)
+        if isinstance(node, SimOracle) and node.up:
+            node.crash()
+
     def _heal(self) -> None:
         self.healed = True
         self.partition = None
         for node in self.nodes:
-            if isinstance(node, SimOracle) and not node.up:
+            if isinstance(node, SimOracle) and not node.up and node.index not in self.dead:
                 node.start()
         for node in self.nodes:  # one catch-up round on the healed network
             if isinstance(node, SimOracle):
@@ -689,6 +702,8 @@ class Simulator:
             self.at(t0 + at, lambda i=inc, w=window: self._agent(i, w))
         for inc in sc.junk_first:
             self.at(t0, lambda i=inc: self._thief(i))
+        for i, at in sc.dead:
+            self.at(t0 + at, lambda i=i: self._kill(i))
         for i, at, down in sc.crashes:
             self.at(t0 + at, lambda i=i, d=down: self._crash(i, d))
         if sc.partition is not None:
