@@ -18,7 +18,7 @@ APT_STAMP := $(VENV)/.apt-stamp
 WITNESS_STAMP := .cache/native-witness.stamp
 WITNESS_SIZES ?= 16 64
 
-.PHONY: setup devnet test bench lint clean dashboard-screenshots
+.PHONY: setup devnet test bench lint clean dashboard-screenshots sim
 
 # The venv is rebuilt only when pyproject.toml changes; node_modules only when the lock changes.
 $(STAMP): pyproject.toml
@@ -60,6 +60,12 @@ devnet: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# The protocol simulator's long soak (tests/sim): `make sim SEEDS=100000`; a failing seed is printed
+# and `python -m tests.sim --seed N` replays it. `make test` runs 2,000 seeds.
+SEEDS ?= 100000
+sim: setup
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --workers 2
 
 bench: setup
 	$(BIN)/python -m benchmarks.run $(ARGS)

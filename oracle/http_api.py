@@ -109,7 +109,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     node = _node(request)
-    gossip_up = node.gossip.health()["state"] == "running"
+    gossip_up = node.transport.health()["state"] == "running"
     ok = node.synced and gossip_up
     body = {"ok": ok, "synced": node.synced, "gossip": gossip_up, "oracle_id": node.oracle_id.hex()}
     return respond(request, body, status=200 if ok else 503)
@@ -117,7 +117,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     node = _node(request)
-    node._update_claim_gauges()
+    node.update_claim_gauges()
     resp = web.Response(body=generate_latest(node.metrics.registry))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp

@@ -1,22 +1,27 @@
-"""The oracle node service: wires the pure parts (pipeline, quorum counter, ledger view) to the
-outside (HTTP, gossip, the ledger, SQLite) and owns every background task of the process.
+"""The oracle node service: carries out what the claim machine (oracle/claim.py) decides, and wires
+it and the other pure parts (pipeline, ledger view) to the outside (HTTP, gossip, the ledger,
+SQLite). It owns every background task of the process.
 
-Flow of one claim (DESIGN §4, §5), whichever way it arrives (HTTP, gossip, catch-up: one claim per
-claim_id):
-  decode -> content checks -> ledger-state checks (on a refreshed view if they fail) -> proof in
-  the verifier pool -> record the claim and OUR vote in one transaction (or reuse the vote already
-  stored: a node never signs a second verdict) -> our vote through the same quorum counter as a
-  peer's -> the vote leaves in a VoteBatch -> the claim is gossiped onward.
-A content or proof failure raises FaultproofError and leaves nothing behind. When the counter
-certifies a claim, this node posts the QC (the ledger is idempotent by claim_id); the payout
-entry arriving through the ledger view marks the claim paid.
+Flow of one claim (DESIGN §4, §5, §10), whichever way it arrives (HTTP, gossip, catch-up: one claim
+per claim_id):
+  decode -> content checks -> the sender's (agent's) rate limit -> ledger-state checks (on a
+  refreshed view if they fail) -> proof in the verifier pool -> the device's rate limit (only a
+  proven claim spends it) -> `ClaimChecked` into the machine -> its actions (record the claim, sign
+  and record our vote, count it like a peer's) in ONE store transaction -> the vote leaves in a
+  VoteBatch -> an HTTP claim is gossiped before the 202 (and re-gossiped from the store until
+  decided, across restarts).
+A content or proof failure raises FaultproofError and leaves nothing behind. Peers' votes, payouts
+seen on the ledger, QC refusals, rotations and the passing of time are events too; the machine's
+`PostQC` puts a claim on the QC poster's queue, `Recheck` on the recheck queue.
 
 Tasks (all children of `run`'s TaskGroup, cancelled together on stop): ledger follower, gossip
-claim consumer, gossip vote consumer, vote batcher, QC poster, re-gossip loop. HTTP handlers run
-in aiohttp's server, which `run` starts and stops.
+claim consumer, gossip vote consumer, vote batcher, QC poster, rechecker, re-gossip loop. HTTP
+handlers run in aiohttp's server, which `run` starts and stops.
 
-This file must never contain a protocol rule (those are in pipeline.py, quorum.py and the ledger's
-state.py), never block the loop on a proof, and never start a task nobody waits for.
+This file must never contain a protocol rule (those are in claim.py, pipeline.py, quorum.py and
+the ledger's state.py), never set a claim status itself (only `SetStatus` actions do), never block
+the loop on a proof, and never start a task nobody waits for. Time for the rules comes from one
+clock, `self.clock` (milliseconds).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,21 +45,24 @@ from faultproof.gossip.settings import GossipSettings
 from faultproof.identity import Identity
 from faultproof.messages import (
     Approve,
+    PayoutBody,
     QuorumCertificate,
     Receipt,
     Reject,
-    RejectBody,
     SignedClaim,
     Vote,
     VoteBatch,
 )
 from ledger.settlement import connect
 from ledger.state import Effect, TxKind
+from oracle import claim as cm
+from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.config import OracleConfig
 from oracle.metrics import OracleMetrics
-from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state
-from oracle.quorum import AddResult, OracleSet, QuorumCounter, Tally, Verdict, VoteOutcome
+from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state, retry_at
+from oracle.quorum import OracleSet
 from oracle.store import ClaimRecord, Store, now_ms
+from oracle.transport import Transport
 from oracle.verifier import ProofVerifier, VerifyFn
 from oracle.view import LedgerFollower, LedgerView
 
@@ -71,7 +79,8 @@ class GossipDown(Exception):
     """The gossip layer stopped under us. The node exits so its supervisor restarts it: all state
     is in SQLite, and a restart rejoins the mesh and catches up (crash-only)."""
 
-FINAL_STATUSES = ("rejected", "paid")
+
+FINAL_STATUSES = (ClaimStatus.REJECTED, ClaimStatus.PAID)
 
 
 def _vote_kind(v: Vote) -> str:
@@ -84,7 +93,7 @@ class Accepted:
 
     claim_id: bytes
     status: str
-    vote: str | None = None  # our vote: approve | reject | None (not a member)
+    vote: str | None = None  # our vote: approve | reject | None (not a member, or a recheck is due)
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -98,15 +107,18 @@ class Accepted:
 
 class OracleNode:
     def __init__(self, config: OracleConfig, identity: Identity, *,
-                 gossip_settings: GossipSettings | None = None, verify_fn: VerifyFn | None = None) -> None:
+                 gossip_settings: GossipSettings | None = None, verify_fn: VerifyFn | None = None,
+                 clock: Callable[[], int] = now_ms, transport: Transport | None = None) -> None:
         self.config = config
         self.identity = identity
         self.oracle_id = identity.public_key
+        self.clock = clock
         self.metrics = OracleMetrics()
         self.store = Store(config.db_path)
         t = config.tuning
         self.verifier = ProofVerifier(t.verify_workers, verify_fn, self.metrics.verify_seconds.observe)
-        self.gossip = GossipNode(
+        # libp2p GossipSub in production; any Transport (an in-memory one in tests) if given.
+        self.transport: Transport = transport or GossipNode(
             identity, config.gossip_port, bootstrap=config.bootstrap,
             topics={
                 # A SignedClaim is < 2 KB; agents send a few per second, oracles re-gossip theirs.
@@ -116,13 +128,14 @@ class OracleNode:
             registry=self.metrics.registry, settings=gossip_settings)
         self._session: aiohttp.ClientSession | None = None
         self.follower: LedgerFollower | None = None
-        self.counter: QuorumCounter | None = None
+        self.machine: ClaimMachine | None = None
         self._agent_limiter = SenderRateLimiter(t.agent_rate_per_s, t.agent_burst)
         self._device_limiter = SenderRateLimiter(t.agent_rate_per_s, t.agent_burst)
         self._inflight: dict[bytes, asyncio.Future[Accepted]] = {}
         self._first_seen: dict[bytes, float] = {}  # claim_id -> monotonic time, for the latency metric
         self._vote_queue: asyncio.Queue[Vote] = asyncio.Queue()
         self._qc_queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._recheck_queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._qc_last_post: dict[bytes, float] = {}
         self._claim_slots = asyncio.Semaphore(32)
         self._allowed_claims: frozenset[bytes] = frozenset()
@@ -145,13 +158,13 @@ class OracleNode:
             self._install_oracle_set(view)
             self._rebuild_from_store()
             self._refresh_allow_lists()
-            await self.gossip.start()
-            self.gossip.set_pending_provider(CLAIMS_TOPIC, self._pending_claim_payloads)
-            self.gossip.set_pending_provider(VOTES_TOPIC, self._pending_vote_payloads)
-            self._update_claim_gauges()
+            await self.transport.start()
+            self.transport.set_pending_provider(CLAIMS_TOPIC, self._pending_claim_payloads)
+            self.transport.set_pending_provider(VOTES_TOPIC, self._pending_vote_payloads)
+            self.update_claim_gauges()
             self.ready.set()
             log.info("oracle %s ready: ledger height %d, http %s, gossip %s", self.oracle_id.hex()[:16],
-                     view.height, self.http_port, self.gossip.listen_addr)
+                     view.height, self.http_port, self.transport.peer_id)
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self.follower.run(), name="ledger-follower"),
@@ -159,6 +172,7 @@ class OracleNode:
                     tg.create_task(self._consume_votes(), name="gossip-votes"),
                     tg.create_task(self._vote_batcher(), name="vote-batcher"),
                     tg.create_task(self._qc_poster(), name="qc-poster"),
+                    tg.create_task(self._rechecker(), name="rechecker"),
                     tg.create_task(self._regossip_loop(), name="regossip"),
                 ]
                 await stop.wait()
@@ -166,7 +180,7 @@ class OracleNode:
                     task.cancel()
         finally:
             self.ready.clear()
-            await self.gossip.stop()
+            await self.transport.stop()
             if self._runner is not None:
                 await self._runner.cleanup()
             await self._session.close()
@@ -198,21 +212,27 @@ class OracleNode:
 
     @property
     def is_member(self) -> bool:
-        return self.counter is not None and self.oracle_id in self.counter.oracle_set.members
+        return self.machine is not None and self.machine.is_member
 
     # ================================================================== ledger view -> node
 
     def _install_oracle_set(self, view: LedgerView) -> None:
-        os_ = view.state.oracle_set
-        oracle_set = OracleSet(view.state.ledger_id, os_.epoch, frozenset(os_.members), os_.threshold)
-        if self.counter is None:
-            self.counter = QuorumCounter(oracle_set, max_open_per_voter=self.config.tuning.max_open_per_voter)
-        elif self.counter.oracle_set != oracle_set:
-            # A rotation: tallies of the old epoch stay as they are (their QCs remain valid for the
-            # ledger's grace period); new votes are counted under the new set.
-            self.counter.oracle_set = oracle_set
+        state = view.state
+        os_ = state.oracle_set
+        current = OracleSet(state.ledger_id, os_.epoch, frozenset(os_.members), os_.threshold)
+        prev = state.previous_oracle_set
+        previous = until = None
+        if prev is not None:
+            # Q3: the ledger still takes the previous epoch's QCs for its grace period, so its
+            # votes are still counted until then (item 13.1).
+            previous = OracleSet(state.ledger_id, prev.epoch, frozenset(prev.members), prev.threshold)
+            until = os_.since_ms + state.genesis.rotation_grace_ms
+        if self.machine is None:
+            self.machine = ClaimMachine(self.oracle_id, current, previous=previous, previous_until_ms=until,
+                                        max_open_per_voter=self.config.tuning.max_open_per_voter)
+        else:
+            self._execute(self.machine.handle(cm.EpochRotated(current, previous, until, self.clock())))
         members = set(os_.members)
-        prev = view.state.previous_oracle_set
         if prev is not None:
             members |= set(prev.members)
         self._members = frozenset(members)
@@ -222,8 +242,8 @@ class OracleNode:
         agents = {a for a, ag in state.agents.items() if ag.revoked_ms is None}
         self._allowed_claims = frozenset(agents | set(self._members))
         # Predicates read a frozenset we swap whole: safe from the gossip thread.
-        self.gossip.set_allowed(CLAIMS_TOPIC, lambda k: k in self._allowed_claims)
-        self.gossip.set_allowed(VOTES_TOPIC, lambda k: k in self._members)
+        self.transport.set_allowed(CLAIMS_TOPIC, lambda k: k in self._allowed_claims)
+        self.transport.set_allowed(VOTES_TOPIC, lambda k: k in self._members)
 
     def _on_effects(self, effects: list[Effect]) -> None:
         """New ledger entries were replayed into the view (called on the loop)."""
@@ -231,7 +251,7 @@ class OracleNode:
         membership_changed = False
         for e in effects:
             if e.kind is TxKind.PAYOUT and e.claim_id is not None:
-                self._mark_paid(e.claim_id)
+                self._payout_seen(e.claim_id)
             elif e.kind is TxKind.ROTATE_ORACLES:
                 self._install_oracle_set(self.view)
                 membership_changed = True
@@ -240,44 +260,82 @@ class OracleNode:
         if membership_changed:
             self._refresh_allow_lists()
 
-    def _mark_paid(self, claim_id: bytes) -> None:
-        rec = self.store.claim(claim_id)
-        if rec is None or rec.status == "paid":
-            return
-        receipt = self.view.receipt(claim_id)
+    def _payout_seen(self, claim_id: bytes) -> None:
+        assert self.machine is not None
         entry = self.view.payout_entries.get(claim_id)
+        # The QC the ledger paid is the one to show, whether or not our own tally got there first.
+        qc = entry.entry.tx if entry is not None and isinstance(entry.entry.tx, QuorumCertificate) else None
+        self._execute(self.machine.handle(cm.PayoutSeen(claim_id, qc)))
+
+    # ================================================================== carrying out actions
+
+    def _execute(self, actions: Sequence[cm.Action]) -> None:
+        """Carry out the machine's actions in order, in one store transaction (one fsync): after a
+        crash we have a claim, our vote on it and what they decided, or none of it."""
+        if not actions:
+            return
         with self.store.transaction():
-            # The QC the ledger paid is the one to show, whether or not our own tally got there
-            # first (a peer may have completed and posted it before our k-th vote arrived).
-            if entry is not None and isinstance(entry.entry.tx, QuorumCertificate):
-                self.store.save_qc(entry.entry.tx, paid=True)
-            self.store.set_status(claim_id, "paid", receipt=receipt.encode() if receipt else None)
-        self._observe_decision(claim_id)
-        self._update_claim_gauges()
+            for a in actions:
+                self._do(a)
+        self.update_claim_gauges()
+
+    def _do(self, a: cm.Action) -> None:  # noqa: C901 - one branch per action type
+        assert self.machine is not None
+        if isinstance(a, cm.SaveClaim):
+            self.store.insert_claim(a.signed, a.status, a.source)
+        elif isinstance(a, cm.SetStatus):
+            receipt = None
+            if a.status is ClaimStatus.PAID:
+                r = self.view.receipt(a.claim_id)
+                receipt = r.encode() if r is not None else None
+            self.store.set_status(a.claim_id, a.status, reason=a.reason, receipt=receipt)
+        elif isinstance(a, cm.SignVote):
+            vote: Vote = (a.body.approve(self.identity) if isinstance(a.body, PayoutBody)
+                          else a.body.sign(self.identity))
+            self.metrics.votes_signed.labels(_vote_kind(vote)).inc()
+            for b in self.machine.handle(cm.VotesArrived((vote,), "own")):
+                self._do(b)
+        elif isinstance(a, cm.SaveVotes):
+            self.store.add_votes([(v, a.own) for v in a.votes])
+        elif isinstance(a, cm.PublishVotes):
+            for v in a.votes:
+                self._vote_queue.put_nowait(v)
+        elif isinstance(a, cm.SaveEvidence):
+            self.store.add_evidence(a.claim_id, a.oracle_id, a.votes)
+            self.metrics.equivocations.inc()
+            log.warning("oracle %s equivocated on claim %s", a.oracle_id.hex()[:16], a.claim_id.hex()[:16])
+        elif isinstance(a, cm.SaveQC):
+            self.store.save_qc(a.qc, replace=a.replace)
+        elif isinstance(a, cm.PostQC):
+            self._qc_queue.put_nowait(a.claim_id)
+        elif isinstance(a, cm.Recheck):
+            self._recheck_queue.put_nowait(a.claim_id)
+        elif isinstance(a, cm.Decided):
+            self.metrics.decisions.labels(a.status.value).inc()
+            started = self._first_seen.pop(a.claim_id, None)
+            if started is not None:
+                self.metrics.claim_to_decision.observe(time.monotonic() - started)
+        elif isinstance(a, cm.Counted):
+            for v, outcome in a.results:
+                self.metrics.votes.labels(_vote_kind(v), a.origin, outcome.value).inc()
+        elif isinstance(a, cm.Refused):
+            log.debug("claim %s: %s refused in %s: %s", a.claim_id.hex()[:16], a.move, a.status, a.why)
+        else:  # pragma: no cover - a new action type without a branch here is a bug
+            raise AssertionError(f"unhandled action {a!r}")
 
     # ================================================================== restart
 
     def _rebuild_from_store(self) -> None:
-        """Counter from every kept vote; own votes re-sent; approved claims' QCs re-posted."""
-        assert self.counter is not None
-        for vote in self.store.votes():
-            self.counter.add(vote)
-        own = self.store.own_votes()
-        pending = {r.claim_id for r in self.store.claims(status="pending")}
-        approved = {r.claim_id for r in self.store.claims(status="approved")}
-        for v in own:
-            if v.claim_id in pending or v.claim_id in approved:
-                self._vote_queue.put_nowait(v)
+        """The machine from every kept claim, vote and QC; its actions re-send our votes, re-post
+        approved claims' QCs and recheck what waits on the clock."""
+        assert self.machine is not None
+        claims = [(r.signed_claim, ClaimStatus(r.status), r.reason) for r in self.store.claims(limit=10**9)]
+        self._execute(self.machine.restore(claims, self.store.votes_with_own(), self.store.qcs()))
         state = self.view.state
-        for cid in pending | approved:
-            if state.paid_claim(cid) is not None:
-                self._mark_paid(cid)
-                continue
-            tally = self.counter.tally(cid)
-            if tally is not None and tally.verdict is not Verdict.PENDING:
-                self._apply_verdict(tally)
-        if own:
-            log.info("restart: %d own votes on record, %d claims pending", len(own), len(pending))
+        for st in self.machine.undecided():
+            if state.paid_claim(st.claim_id) is not None:
+                self._payout_seen(st.claim_id)
+        log.info("restart: %d claims on record, %d undecided", len(claims), len(self.machine.undecided()))
 
     # ================================================================== claims
 
@@ -294,9 +352,8 @@ class OracleNode:
         if not self.synced:
             raise FaultproofError(Reason.UNAVAILABLE, "the oracle is not synced with the ledger yet")
         cid = signed.claim.claim_id
-        rec = self.store.claim(cid)
-        if rec is not None:
-            return self._accepted(rec)
+        if self.store.claim(cid) is not None:
+            return self._accepted(cid)
         # Same bytes in flight: share the result. Different bytes with the same claim_id (a junk
         # twin) are processed on their own, so the junk one cannot make the real one wait or fail.
         key = hashlib.sha256(signed.encode()).digest()
@@ -317,81 +374,83 @@ class OracleNode:
         finally:
             del self._inflight[key]
 
-    def _rate_limit(self, checked: Checked) -> None:
-        now = time.monotonic()
-        claim = checked.signed.claim
-        if not self._agent_limiter.allow(claim.agent_id, now):
-            raise FaultproofError(Reason.RATE_LIMITED, "too many claims from this agent")
-        if not self._device_limiter.allow(claim.start.frame.device_id, now):
-            raise FaultproofError(Reason.RATE_LIMITED, "too many claims for this device")
-
-    async def _process(self, signed: SignedClaim, source: str) -> Accepted:
-        assert self.follower is not None and self.counter is not None
+    async def _check_state(self, signed: SignedClaim, checked: Checked | None = None,
+                           ) -> tuple[Checked, Reason | None, int | None, bool]:
+        """Content (unless `checked` on the current view), then ledger state (on a refreshed view
+        before any Reject: DESIGN §4.3). Returns (checked, reason, retry_at_ms, paid)."""
+        assert self.follower is not None
         cid = signed.claim.claim_id
-        arrived = time.monotonic()
         state = self.view.state
-        checked = check_content(signed, state)
-        self._rate_limit(checked)
-        reason = None if state.paid_claim(cid) else check_ledger_state(checked, state, now_ms())
+        checked = checked or check_content(signed, state)
+        now = self.clock()
+        reason = None if state.paid_claim(cid) else check_ledger_state(checked, state, now)
         if reason is not None:
-            # DESIGN §4.3: a Reject only on a fresh view (our replica may be behind the ledger).
             await self.follower.refresh()
             state = self.view.state
             checked = check_content(signed, state)
-            reason = None if state.paid_claim(cid) else check_ledger_state(checked, state, now_ms())
+            now = self.clock()
+            reason = None if state.paid_claim(cid) else check_ledger_state(checked, state, now)
+        later = retry_at(reason, checked.body, state, now) if reason is not None else None
+        return checked, reason, later, state.paid_claim(cid) is not None
+
+    async def _process(self, signed: SignedClaim, source: str) -> Accepted:
+        assert self.machine is not None
+        cid = signed.claim.claim_id
+        arrived = time.monotonic()
+        claim = signed.claim
+        checked = check_content(signed, self.view.state)
+        # The sender pays before the expensive proof check (item 13.2): an agent replaying a
+        # device's public frames with junk proofs spends its own budget, never the device's.
+        if not self._agent_limiter.allow(claim.agent_id, time.monotonic()):
+            raise FaultproofError(Reason.RATE_LIMITED, "too many claims from this agent")
+        checked, reason, later, paid = await self._check_state(signed, checked)
         # The proof is checked before ANY record or vote, a Reject included: an unproven claim
         # must not be able to get the real incident rejected.
         if not await self.verifier.verify(checked.job):
             raise FaultproofError(Reason.BAD_PROOF)
-        rec = self.store.claim(cid)
-        if rec is not None:  # a valid twin finished first
-            return self._accepted(rec)
-        state = self.view.state
-        paid = state.paid_claim(cid) is not None
-        own = self.store.own_vote(cid)
-        new_vote: Vote | None = None
-        if own is None and self.is_member and not paid:
-            os_epoch = self.counter.oracle_set.epoch
-            if reason is None:
-                new_vote = approve_body(checked, state).approve(self.identity)
-            else:
-                new_vote = RejectBody(oracle_id=self.oracle_id, ledger_id=state.ledger_id,
-                                      oracle_set_epoch=os_epoch, claim_id=cid, reason=reason).sign(self.identity)
-            own = new_vote
+        if self.store.claim(cid) is not None:  # a valid twin finished first
+            return self._accepted(cid)
+        if not self._device_limiter.allow(claim.start.frame.device_id, time.monotonic()):
+            raise FaultproofError(Reason.RATE_LIMITED, "too many claims for this device")
         self._first_seen.setdefault(cid, arrived)  # only for claims we keep: junk must not grow it
-        earlier = self.counter.tally(cid)  # peers' votes may have decided it before we saw it
-        decided_earlier = earlier is not None and earlier.verdict is not Verdict.PENDING
-        # One commit for the claim, our vote and whatever they decide: after a crash we have all
-        # of it or none, and a burst of claims costs one fsync each instead of three.
-        with self.store.transaction():
-            self.store.insert_claim(signed, "pending", source)  # _mark_paid moves a paid one on
-            if new_vote is not None:
-                self.store.add_votes([(new_vote, True)])
-                self.metrics.votes_signed.labels(_vote_kind(new_vote)).inc()
-            if paid:
-                self._mark_paid(cid)
-            else:
-                if own is not None:
-                    self._count([own], origin="own")
-                if decided_earlier and earlier is not None:
-                    self._apply_verdict(earlier)
-        if own is not None and not paid:
-            self._vote_queue.put_nowait(own)
-        self._update_claim_gauges()
+        body = approve_body(checked, self.view.state)
+        self._execute(self.machine.handle(cm.ClaimChecked(signed, body, reason, later, paid, source, self.clock())))
         if source == "http":
+            # Gossiped before the 202 (item 13.9); the record is already committed, so the re-gossip
+            # loop (and a restart's pending provider) repeats it until it is decided.
             await self._publish(CLAIMS_TOPIC, signed.encode())
+        return self._accepted(cid)
+
+    def _accepted(self, cid: bytes) -> Accepted:
+        assert self.machine is not None
+        st = self.machine.claim(cid)
         rec = self.store.claim(cid)
         assert rec is not None
-        own_reason = own.body.reason.value if isinstance(own, Reject) else None
-        return Accepted(cid, rec.status, _vote_kind(own) if own is not None else None, own_reason or rec.reason)
+        own = self.store.own_vote(cid)
+        reason = own.body.reason.value if isinstance(own, Reject) else rec.reason
+        status = st.status.value if st is not None else rec.status
+        return Accepted(cid, status, _vote_kind(own) if own is not None else None, reason)
 
-    def _accepted(self, rec: ClaimRecord) -> Accepted:
-        own = self.store.own_vote(rec.claim_id)
-        return Accepted(rec.claim_id, rec.status, _vote_kind(own) if own is not None else None, rec.reason)
+    async def _rechecker(self) -> None:
+        """Claims whose ledger-state check failed for a transient reason (or that need our vote
+        after a rotation) are checked again; the proof verified already."""
+        while True:
+            cid = await self._recheck_queue.get()
+            rec = self.store.claim(cid)
+            if rec is None or self.machine is None:
+                continue
+            try:
+                checked, reason, later, paid = await self._check_state(rec.signed_claim)
+            except FaultproofError as e:  # a content failure now (e.g. the agent was revoked)
+                log.info("recheck of %s: %s", cid.hex()[:16], e)
+                continue
+            body = approve_body(checked, self.view.state)
+            self._execute(self.machine.handle(
+                cm.ClaimChecked(rec.signed_claim, body, reason, later, paid, rec.source, self.clock())))
 
     async def _consume_claims(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            async for msg in self.gossip.subscribe(CLAIMS_TOPIC):
+            async for msg in self.transport.subscribe(CLAIMS_TOPIC):
                 try:
                     signed = SignedClaim.decode(msg.data)
                 except DecodeError as e:
@@ -415,62 +474,15 @@ class OracleNode:
 
     # ================================================================== votes
 
-    def _count(self, votes: Sequence[Vote], origin: str) -> list[AddResult]:
-        """Every vote, ours included, goes through the counter here. Persists peers' kept votes."""
-        assert self.counter is not None
-        results = []
-        peers_kept: list[tuple[Vote, bool]] = []
-        for v in votes:
-            r = self.counter.add(v)
-            results.append(r)
-            self.metrics.votes.labels(_vote_kind(v), origin, r.outcome.value).inc()
-            if r.outcome.kept and origin != "own":
-                peers_kept.append((v, False))
-        with self.store.transaction():
-            self.store.add_votes(peers_kept)
-            for v, r in zip(votes, results, strict=True):
-                if r.outcome is VoteOutcome.EQUIVOCATION and r.tally is not None:
-                    self.store.add_evidence(r.tally.claim_id, v.oracle_id, r.tally.equivocations[v.oracle_id])
-                    self.metrics.equivocations.inc()
-                    log.warning("oracle %s equivocated on claim %s", v.oracle_id.hex()[:16],
-                                r.tally.claim_id.hex()[:16])
-        for r in results:
-            if r.decided and r.tally is not None:
-                self.metrics.decisions.labels(r.tally.verdict.value).inc()
-                self._apply_verdict(r.tally)
-        return results
-
-    def _apply_verdict(self, tally: Tally) -> None:
-        cid = tally.claim_id
-        rec = self.store.claim(cid)
-        if tally.verdict is Verdict.CERTIFIED and tally.qc is not None:
-            self.store.save_qc(tally.qc)
-            if self.view.state.paid_claim(cid) is not None:
-                self._mark_paid(cid)
-                return
-            if rec is not None and rec.status == "pending":
-                self.store.set_status(cid, "approved")
-                self._observe_decision(cid)
-            self._qc_queue.put_nowait(cid)
-        elif tally.verdict is Verdict.REJECTED and rec is not None and rec.status in ("pending", "approved"):
-            reason = tally.reject_reason.value if tally.reject_reason else None
-            self.store.set_status(cid, "rejected", reason=reason)
-            self._observe_decision(cid)
-        self._update_claim_gauges()
-
-    def _observe_decision(self, claim_id: bytes) -> None:
-        started = self._first_seen.pop(claim_id, None)
-        if started is not None:
-            self.metrics.claim_to_decision.observe(time.monotonic() - started)
-
     async def _consume_votes(self) -> None:
-        async for msg in self.gossip.subscribe(VOTES_TOPIC):
+        async for msg in self.transport.subscribe(VOTES_TOPIC):
             try:
                 batch = VoteBatch.decode(msg.data)
             except DecodeError as e:
                 self.metrics.vote_batches_dropped.labels(e.reason.value).inc()
                 continue
-            self._count(batch.votes, origin="peer")
+            assert self.machine is not None
+            self._execute(self.machine.handle(cm.VotesArrived(batch.votes, "peer")))
         raise GossipDown("the votes subscription ended: gossip is down")
 
     async def _vote_batcher(self) -> None:
@@ -492,19 +504,19 @@ class OracleNode:
 
     async def _publish(self, topic: str, data: bytes) -> None:
         try:
-            await self.gossip.publish(topic, data)
+            await self.transport.publish(topic, data)
         except FaultproofError as e:  # gossip down or stopping: re-gossip covers it later
             log.debug("publish on %s failed: %s", topic, e)
 
     # ================================================================== QCs
 
     async def _qc_poster(self) -> None:
-        assert self.follower is not None
+        assert self.follower is not None and self.machine is not None
         client = self.follower.client
         while True:
             cid = await self._qc_queue.get()
             if self.view.state.paid_claim(cid) is not None:
-                self._mark_paid(cid)
+                self._payout_seen(cid)
                 continue
             qc = self.store.qc(cid)
             if qc is None:
@@ -519,11 +531,10 @@ class OracleNode:
                     continue
                 log.warning("ledger refused QC for %s: %s", cid.hex()[:16], e)
                 if e.reason.stage is Stage.LEDGER_STATE:
-                    # The ledger's own rules said no (its state moved on since we voted): final.
-                    rec = self.store.claim(cid)
-                    if rec is not None and rec.status != "paid":
-                        self.store.set_status(cid, "rejected", reason=e.reason.value)
-                        self._update_claim_gauges()
+                    # The ledger's own rules said no (its state moved on since we voted): final,
+                    # unless only the clock has to move (item 13.7).
+                    later = retry_at(e.reason, qc.body, self.view.state, self.clock())
+                    self._execute(self.machine.handle(cm.QcRefused(cid, e.reason, later, later is None)))
                 continue
             self.metrics.qc_posts.labels("ok").inc()
             await self.follower.refresh()  # see our payout entry now rather than at the next poll
@@ -532,7 +543,7 @@ class OracleNode:
 
     def _undecided(self) -> list[ClaimRecord]:
         give_up_ms = int(self.config.tuning.regossip_give_up_s * 1000)
-        cutoff = now_ms() - give_up_ms
+        cutoff = self.clock() - give_up_ms
         out = self.store.claims(status="pending") + self.store.claims(status="approved")
         return [r for r in out if r.received_ms >= cutoff]
 
@@ -543,6 +554,8 @@ class OracleNode:
         interval = self.config.tuning.regossip_s
         while True:
             await asyncio.sleep(interval)
+            assert self.machine is not None
+            self._execute(self.machine.handle(cm.Tick(self.clock())))  # rechecks due, expired epochs
             undecided = self._undecided()
             if not undecided:
                 continue
@@ -555,7 +568,7 @@ class OracleNode:
                 await self._publish(VOTES_TOPIC, VoteBatch(oracle_id=self.oracle_id, votes=chunk).encode())
             now = time.monotonic()
             for rec in undecided:
-                if rec.status == "approved" and now - self._qc_last_post.get(rec.claim_id, 0) > 3 * interval:
+                if rec.status == ClaimStatus.APPROVED and now - self._qc_last_post.get(rec.claim_id, 0) > 3 * interval:
                     self._qc_queue.put_nowait(rec.claim_id)
 
     def _pending_claim_payloads(self) -> list[bytes]:
@@ -572,7 +585,7 @@ class OracleNode:
 
     # ================================================================== queries
 
-    def _update_claim_gauges(self) -> None:
+    def update_claim_gauges(self) -> None:
         for status, n in self.store.count_by_status().items():
             self.metrics.claims.labels(status).set(n)
 
@@ -580,12 +593,18 @@ class OracleNode:
         rec = self.store.claim(claim_id)
         if rec is None:
             return None
-        tally = self.counter.tally(claim_id) if self.counter is not None else None
-        own = self.store.own_vote(claim_id)
+        tallies = self.machine.tallies(claim_id) if self.machine is not None else []
+        reasons: dict[str, int] = {}
+        equivocators: set[bytes] = set()
+        for t in tallies:
+            for r, n in t.reasons().items():
+                reasons[r] = max(reasons.get(r, 0), n)
+            equivocators |= set(t.equivocations)
+        own_ids = {v.encode() for v in self.store.own_votes([claim_id])}
         votes = []
         for v in self.store.votes(claim_id):
             item: dict[str, Any] = {"oracle_id": v.oracle_id.hex(), "vote": _vote_kind(v),
-                                    "own": own is not None and v.encode() == own.encode()}
+                                    "epoch": v.body.oracle_set_epoch, "own": v.encode() in own_ids}
             if isinstance(v, Reject):
                 item["reason"] = v.body.reason.value
             else:
@@ -610,10 +629,10 @@ class OracleNode:
             "updated_ms": rec.updated_ms,
             "source": rec.source,
             "votes": votes,
-            "approvals": sum(1 for v in votes if v["vote"] == "approve"),
-            "rejects": sum(1 for v in votes if v["vote"] == "reject"),
-            "reasons": tally.reasons() if tally else {},
-            "equivocators": sorted(o.hex() for o in tally.equivocations) if tally else [],
+            "approvals": len({v["oracle_id"] for v in votes if v["vote"] == "approve"}),
+            "rejects": len({v["oracle_id"] for v in votes if v["vote"] == "reject"}),
+            "reasons": reasons,
+            "equivocators": sorted(o.hex() for o in equivocators),
             "qc": qc.to_json() if qc else None,
             "paid": {"height": paid.height, "amount": paid.paid} if paid else None,
             "receipt": receipt.to_json() if receipt else None,
@@ -626,11 +645,11 @@ class OracleNode:
 
     def status(self) -> dict[str, Any]:
         view = self.follower.view if self.follower else None
-        os_ = self.counter.oracle_set if self.counter else None
+        os_ = self.machine.current if self.machine else None
         evidence = self.store.evidence()
         return {
             "oracle_id": self.oracle_id.hex(),
-            "peer_id": self.gossip.peer_id,
+            "peer_id": self.transport.peer_id,
             "synced": self.synced,
             "member": self.is_member,
             "ledger": {
@@ -648,7 +667,7 @@ class OracleNode:
             "claims": self.store.count_by_status(),
             "equivocations": [{"claim_id": cid.hex(), "oracle_id": oid.hex(), "votes": len(vs)}
                               for (cid, oid), vs in evidence.items()],
-            "ignored_votes": dict(self.counter.ignored) if self.counter else {},
-            "gossip": self.gossip.health(),
+            "ignored_votes": self.machine.ignored_votes() if self.machine else {},
+            "gossip": self.transport.health(),
         }
 

@@ -36,7 +36,14 @@ from typing import Any
 from faultproof.errors import DecodeError, FaultproofError, Reason, Stage
 from faultproof.messages import PayoutBody, SignedClaim
 from faultproof.zk.statement import PublicSignals
-from ledger.state import Circuit, LedgerState, Policy, build_payout_body, payout_rejection
+from ledger.state import (
+    Circuit,
+    LedgerState,
+    Policy,
+    PolicyStatus,
+    build_payout_body,
+    payout_rejection,
+)
 
 # Every CONTENT-stage reason an oracle can give a claim. The other CONTENT reasons belong to the
 # agent's frame ingest (a claim carries two frames, not the readings between them).
@@ -164,6 +171,34 @@ def check_ledger_state(checked: Checked, state: LedgerState, now_ms: int) -> Rea
     reason = payout_rejection(state, checked.body, now_ms)
     assert reason is None or reason.stage is Stage.LEDGER_STATE
     return reason
+
+
+# How far ahead a clock-only refusal may lift and still count as transient (item 13.7): a few
+# rechecks' worth of clock trouble, far below a device clock that is minutes or hours fast.
+RETRY_HORIZON_MS = 30_000
+
+
+def retry_at(reason: Reason, body: PayoutBody, state: LedgerState, now_ms: int) -> int | None:
+    """When a ledger-state refusal is transient (DESIGN §10, item 13.7): the time at which the same
+    check may pass because only the clock has to move, or None when the reason is definitive.
+
+    Transient: END_TS_IN_FUTURE, and POLICY_NOT_ACTIVE for a term that has not started, when they
+    lift within `RETRY_HORIZON_MS` (at least the ledger's `max_skew_ms`) from now: an oracle whose
+    clock is a little behind the ledger's must not add a final Reject to a claim that is valid at
+    the ledger. Further ahead it is the frames that are wrong (a device clock an hour fast): definitive.
+    Every other reason is definitive: paid windows, revocations and closed claim windows never
+    come undone."""
+    horizon = max(RETRY_HORIZON_MS, state.genesis.max_skew_ms)
+    if reason is Reason.END_TS_IN_FUTURE:
+        lifts = body.end_ts - state.genesis.max_skew_ms
+    elif reason is Reason.POLICY_NOT_ACTIVE:
+        policy = state.policies.get(body.policy_id)
+        if policy is None or policy.status_at(now_ms) is not PolicyStatus.ISSUED:
+            return None  # expired or closed: definitive
+        lifts = policy.terms.start_ms
+    else:
+        return None
+    return lifts if lifts - now_ms <= horizon else None
 
 
 def approve_body(checked: Checked, state: LedgerState) -> PayoutBody:

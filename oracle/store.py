@@ -5,8 +5,9 @@ every kept vote (our own and our peers'), quorum certificates, equivocation evid
 ledger's signed heads we have seen. A restarted node rebuilds its quorum counter from `votes`,
 re-sends its own votes and resumes its pending claims from `claims`.
 
-Invariant this file enforces for the node: at most one own vote per claim (a UNIQUE index), so a
-restarted or confused node cannot sign a second verdict; `own_vote` must be read before signing.
+Invariant this file enforces for the node: at most one own vote per claim and oracle-set epoch (a
+UNIQUE index), so a restarted or confused node cannot sign twice in one epoch; that the verdict is
+the same in every epoch is the claim machine's rule V2 (oracle/claim.py), checked again here.
 
 Every write is one transaction; callers group related writes (a claim and our vote on it) with
 `transaction()`. It must never decide anything (that is the pipeline's and the counter's job) and
@@ -32,6 +33,7 @@ from faultproof.messages import (
     decode_any,
 )
 from faultproof.schema import Migration, migrate
+from oracle.claim import ClaimStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -79,7 +81,14 @@ CREATE TABLE IF NOT EXISTS heads (
 );
 """
 
-CLAIM_STATUSES = ("pending", "approved", "rejected", "paid")
+CLAIM_STATUSES = tuple(s.value for s in ClaimStatus)
+
+# One own vote per claim per epoch (DESIGN §10, item 13.1). Databases made before epochs were
+# recorded get the column (filled from the vote bytes) and lose the old one-per-claim index.
+_MIGRATE = (
+    "DROP INDEX IF EXISTS one_own_vote_per_claim",
+    "CREATE UNIQUE INDEX IF NOT EXISTS one_own_vote_per_claim_epoch ON votes(claim_id, epoch) WHERE own = 1",
+)
 
 
 def now_ms() -> int:
@@ -99,8 +108,20 @@ class ClaimRecord:
     receipt: bytes | None
 
 
+def _votes_per_epoch(db: sqlite3.Connection) -> None:
+    """Migration 2: one own vote per claim per epoch (DESIGN §10, item 13.1). The column is filled
+    from the signed vote bytes; the old one-per-claim index goes."""
+    cols = {row[1] for row in db.execute("PRAGMA table_info(votes)")}
+    if "epoch" not in cols:
+        db.execute("ALTER TABLE votes ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")
+        for raw, in db.execute("SELECT vote FROM votes").fetchall():
+            db.execute("UPDATE votes SET epoch=? WHERE vote=?", (_vote(raw).body.oracle_set_epoch, raw))
+    for stmt in _MIGRATE:
+        db.execute(stmt)
+
+
 # faultproof/schema.py: migration i brings the file from version i-1 to i; append, never edit.
-MIGRATIONS: list[Migration] = [SCHEMA]
+MIGRATIONS: list[Migration] = [SCHEMA, _votes_per_epoch]
 
 
 class Store:
@@ -144,7 +165,7 @@ class Store:
 
     # ------------------------------------------------------------------ claims
 
-    def insert_claim(self, claim: SignedClaim, status: str, source: str, reason: str | None = None) -> bool:
+    def insert_claim(self, claim: SignedClaim, status: ClaimStatus, source: str, reason: str | None = None) -> bool:
         """Record a claim that passed content and proof checks. False if its claim_id is known."""
         assert status in CLAIM_STATUSES
         t = now_ms()
@@ -156,7 +177,7 @@ class Store:
             )
         return cur.rowcount == 1
 
-    def set_status(self, claim_id: bytes, status: str, reason: str | None = None, receipt: bytes | None = None) -> None:
+    def set_status(self, claim_id: bytes, status: ClaimStatus, reason: str | None = None, receipt: bytes | None = None) -> None:
         assert status in CLAIM_STATUSES
         with self.transaction():
             self.db.execute(
@@ -202,13 +223,16 @@ class Store:
         t = now_ms()
         with self.transaction():
             self.db.executemany(
-                "INSERT OR IGNORE INTO votes(vote, claim_id, oracle_id, kind, own, received_ms) VALUES (?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO votes(vote, claim_id, oracle_id, kind, own, received_ms, epoch)"
+                " VALUES (?,?,?,?,?,?,?)",
                 [(v.encode(), v.claim_id, v.oracle_id, "approve" if isinstance(v, Approve) else "reject",
-                  int(own), t) for v, own in votes],
+                  int(own), t, v.body.oracle_set_epoch) for v, own in votes],
             )
 
     def own_vote(self, claim_id: bytes) -> Vote | None:
-        row = self.db.execute("SELECT vote FROM votes WHERE claim_id=? AND own=1", (claim_id,)).fetchone()
+        """Our latest vote on the claim (the newest epoch we signed in)."""
+        row = self.db.execute("SELECT vote FROM votes WHERE claim_id=? AND own=1 ORDER BY epoch DESC LIMIT 1",
+                              (claim_id,)).fetchone()
         return _vote(row[0]) if row else None
 
     def own_votes(self, claim_ids: Sequence[bytes] | None = None) -> list[Vote]:
@@ -229,9 +253,9 @@ class Store:
 
     # ------------------------------------------------------------------ QCs and evidence
 
-    def save_qc(self, qc: QuorumCertificate, *, paid: bool = False) -> None:
-        """Our QC for a claim, or (paid=True) the one the ledger paid, which replaces ours."""
-        verb = "REPLACE" if paid else "IGNORE"
+    def save_qc(self, qc: QuorumCertificate, *, replace: bool = False) -> None:
+        """Our QC for a claim, or (replace=True) the one the ledger paid or a newer epoch's."""
+        verb = "REPLACE" if replace else "IGNORE"
         with self.transaction():
             self.db.execute(f"INSERT OR {verb} INTO qcs(claim_id, qc, made_ms) VALUES (?,?,?)",
                             (qc.body.claim_id, qc.encode(), now_ms()))
@@ -239,6 +263,12 @@ class Store:
     def qc(self, claim_id: bytes) -> QuorumCertificate | None:
         row = self.db.execute("SELECT qc FROM qcs WHERE claim_id=?", (claim_id,)).fetchone()
         return QuorumCertificate.decode(row[0]) if row else None
+
+    def qcs(self) -> list[QuorumCertificate]:
+        return [QuorumCertificate.decode(r[0]) for r in self.db.execute("SELECT qc FROM qcs").fetchall()]
+
+    def votes_with_own(self) -> list[tuple[Vote, bool]]:
+        return [(_vote(r[0]), bool(r[1])) for r in self.db.execute("SELECT vote, own FROM votes ORDER BY rowid")]
 
     def add_evidence(self, claim_id: bytes, oracle_id: bytes, votes: Sequence[Vote]) -> None:
         t = now_ms()

@@ -87,7 +87,8 @@ def test_oracle_run_on_a_newer_database_is_one_line(tmp_path: Path) -> None:
 
     Identity.generate().save(tmp_path / "o.key")
     (tmp_path / "oracle.toml").write_text('[oracle]\nkey_file = "o.key"\ndata_dir = "data"\n'
-                                           'ledger_url = "http://127.0.0.1:9"\n')
+                                           'ledger_url = "http://127.0.0.1:9"\n'
+                                           f'ledger_id = "{"ab" * 32}"\n')
     Store(tmp_path / "data" / "oracle.sqlite3").close()
     _bump(tmp_path / "data" / "oracle.sqlite3", len(MIGRATIONS) + 5)
     result = CliRunner().invoke(main, ["oracle", "run", "--config", str(tmp_path / "oracle.toml")])

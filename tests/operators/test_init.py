@@ -47,7 +47,6 @@ def test_configs_agree_with_each_other(deployment: Path) -> None:
     oracle_ids = [Identity.load(p).public_key for p in ledger.genesis.oracle_keys]
     assert len(set(oracle_ids)) == N
     from faultproof.gossip.keys import peer_id_for_public_key
-
     from ledger.store import LedgerStore
 
     store = LedgerStore(ledger.db, readonly=True)  # init made the genesis: every oracle pins its id

@@ -61,3 +61,29 @@ def test_bad_configs_say_what_to_fix(raw: dict, fragment: str) -> None:  # type:
     with pytest.raises(ConfigError) as e:
         from_dict(raw)
     assert fragment in str(e.value)
+
+
+def test_one_own_vote_per_claim_per_epoch_and_old_databases_migrate(tmp_path: Path) -> None:
+    """Item 13.1: after a rotation the same verdict is signed again under the new epoch; the store
+    keeps one own vote per (claim, epoch). A database made before epochs were recorded migrates."""
+    import sqlite3
+
+    db = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(db)
+    old.executescript("""
+        CREATE TABLE votes (vote BLOB PRIMARY KEY, claim_id BLOB NOT NULL, oracle_id BLOB NOT NULL,
+                            kind TEXT NOT NULL, own INTEGER NOT NULL, received_ms INTEGER NOT NULL);
+        CREATE UNIQUE INDEX one_own_vote_per_claim ON votes(claim_id) WHERE own = 1;""")
+    e0 = _body().approve(ME)
+    old.execute("INSERT INTO votes VALUES (?,?,?,?,?,?)", (e0.encode(), CLAIM, ME.public_key, "approve", 1, 1))
+    old.commit()
+    old.close()
+    store = Store(db)
+    e1 = _body().replace(oracle_set_epoch=1).approve(ME)
+    e1_twice = RejectBody(oracle_id=ME.public_key, ledger_id=b"\x11" * 32, oracle_set_epoch=1, claim_id=CLAIM,
+                          reason=Reason.PERIOD_LIMIT).sign(ME)
+    store.add_votes([(e1, True)])
+    store.add_votes([(e1_twice, True)])  # a second own vote in epoch 1: ignored (the unique index)
+    assert [v.encode() for v in store.own_votes()] == [e0.encode(), e1.encode()]
+    assert store.own_vote(CLAIM) == e1  # the newest epoch's
+    store.close()
