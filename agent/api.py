@@ -104,8 +104,14 @@ async def get_claim(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers (and says what it would say at /readyz, without failing)."""
+    return web.json_response({"ok": True, "problems": request.app[AGENT_KEY].problems()})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 503 with the reasons while the agent cannot take frames or deliver claims."""
     agent = request.app[AGENT_KEY]
-    problems = agent.problems()
+    problems = agent.problems() + agent.delivery_problems()
     return web.json_response({"ok": not problems, "problems": problems}, status=503 if problems else 200)
 
 
@@ -123,6 +129,7 @@ def make_app(agent: Agent, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/claims", list_claims)
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     install_openapi(app, "faultproof agent", API_ROUTES)
     return app

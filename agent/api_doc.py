@@ -14,6 +14,8 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/claims"): RouteDoc("Claims this agent made, newest first.",
                                     query={"status": "a status", "device_id": "hex"}),
     ("GET", "/v1/claims/{claim_id}"): RouteDoc("One claim: window, status, amount paid."),
-    ("GET", "/healthz"): RouteDoc("Liveness and readiness problems.", statuses=(200, 503)),
+    ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
+    ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
+                                   statuses=(200, 503)),
     ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
 }

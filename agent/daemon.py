@@ -327,6 +327,16 @@ class Agent:
             out.append(f"ledger replica stopped: {self.replica.problem if self.replica else 'not started'}")
         return out
 
+    def delivery_problems(self) -> list[str]:
+        """What keeps frames from arriving or claims from leaving (readiness, not liveness)."""
+        out = []
+        if self.config.mqtt.enabled and not (self.mqtt and self.mqtt.connected.is_set()):
+            out.append(f"no connection to the MQTT broker at {self.config.mqtt.host}:{self.config.mqtt.port}")
+        gossip_peers = self.gossip.health().get("peers", 0) if self.gossip is not None else 0
+        if not self.config.oracle_urls and not gossip_peers:
+            out.append("no way to deliver a claim: no gossip peers and no [oracles] urls")
+        return out
+
     def status(self) -> dict[str, Any]:
         e = self.engine
         state = self.replica.state if self.replica is not None else None

@@ -3,7 +3,7 @@
   - the ledger: `GET /v1/entries?after=N&wait=S` (msgpack, long poll) replayed into the
     `LedgerReplica`; `GET /v1/state` for the signed head after each batch; `GET
     /v1/receipts/{claim_id}` once per payout, checked offline with `ledger.receipts.verify_receipt`.
-  - each oracle, every `poll_s`: `/healthz` (ready or not, and its round trip), `/v1/status`,
+  - each oracle, every `poll_s`: `/readyz` (ready or not, and its round trip), `/v1/status`,
     `/metrics` (mean proof-verification latency), `/v1/claims` and `/v1/claims/{id}` for every claim
     that changed or is still open.
 
@@ -199,7 +199,7 @@ class Collector:
         changed = False
         try:
             t0 = time.monotonic()
-            code, raw = await self._get(f"{url}/healthz")
+            code, raw = await self._get(f"{url}/readyz")
             obs.latency_ms = (time.monotonic() - t0) * 1000
             obs.healthz_status = code
             obs.healthz = _json_or_none(raw)

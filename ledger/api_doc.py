@@ -24,6 +24,8 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/circuits/{id}"): RouteDoc("One registered circuit and its verification key hash."),
     ("GET", "/v1/agents/{id}"): RouteDoc("One gateway agent's enrolment."),
     ("GET", "/v1/receipts/{claim_id}"): RouteDoc("A payout's receipt: entry, QC and signed head, verifiable offline."),
-    ("GET", "/healthz"): RouteDoc("Liveness.", statuses=(200, 503)),
+    ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
+    ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
+                                   statuses=(200, 503)),
     ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
 }

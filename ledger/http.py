@@ -290,6 +290,14 @@ async def healthz(request: web.Request) -> web.StreamResponse:
                               "ledger_id": service.state.ledger_id.hex()})
 
 
+async def readyz(request: web.Request) -> web.StreamResponse:
+    """Readiness: the writer runs, so a transaction submitted now is ordered and made durable."""
+    service = request.app[SERVICE]
+    problems = [] if service.accepting else ["the ledger is not accepting transactions (its writer stopped)"]
+    return web.json_response({"ok": not problems, "problems": problems, "height": service.committed_height},
+                             status=503 if problems else 200)
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
     body = generate_latest(request.app[SERVICE].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
@@ -316,6 +324,7 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app.router.add_get("/v1/agents/{id}", get_agent)
     app.router.add_get("/v1/receipts/{claim_id}", get_receipt)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     install_openapi(app, "faultproof ledger", API_ROUTES)
     if run_service:

@@ -242,6 +242,11 @@ class LedgerService:
                 if not writer.done():
                     self._queue.put_nowait(None)  # drain what is queued, then stop
 
+    @property
+    def accepting(self) -> bool:
+        """The writer runs: a transaction submitted now is ordered and made durable (/readyz)."""
+        return self._accepting
+
     def close(self) -> None:
         self._write_pool.shutdown(wait=True)
         self._read_pool.shutdown(wait=True)

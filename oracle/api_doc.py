@@ -13,6 +13,8 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/claims"): RouteDoc("Claims this oracle knows.", query={"policy_id": "hex", "status": "a status"}),
     ("GET", "/v1/claims/{claim_id}"): RouteDoc("One claim: status, votes (k of n), QC, receipt."),
     ("GET", "/v1/status"): RouteDoc("The node: membership, epoch, ledger height, gossip peers."),
-    ("GET", "/healthz"): RouteDoc("Liveness and sync.", statuses=(200, 503)),
+    ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
+    ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
+                                   statuses=(200, 503)),
     ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
 }

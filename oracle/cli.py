@@ -12,6 +12,7 @@ what to fix, before anything starts.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import signal
@@ -64,6 +65,12 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
             await OracleNode(cfg, identity).run(stop)
         except IntegrityError as e:  # e.g. ledger_url serves another ledger than the pinned ledger_id
             raise click.ClickException(f"{e}; check [oracle] ledger_url and ledger_id in {config_path}") from None
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            raise OperatorError(f"cannot listen on {cfg.http_host}:{cfg.http_port} (HTTP) or 127.0.0.1:"
+                                f"{cfg.gossip_port} (gossip): address in use; stop what holds it or set [http] "
+                                f"port / [gossip] port in {config_path}") from None
 
     try:
         asyncio.run(main())

@@ -108,11 +108,18 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers. Whether it can do its job is /readyz."""
     node = _node(request)
-    gossip_up = node.transport.health()["state"] == "running"
-    ok = node.synced and gossip_up
-    body = {"ok": ok, "synced": node.synced, "gossip": gossip_up, "oracle_id": node.oracle_id.hex()}
-    return respond(request, body, status=200 if ok else 503)
+    return respond(request, {"ok": True, "synced": node.synced, "oracle_id": node.oracle_id.hex()})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 503 with the reasons while the node cannot verify, vote and post (ledger
+    unreachable or refused, gossip down, not a member of the current oracle set)."""
+    node = _node(request)
+    problems = node.readiness_problems()
+    body = {"ok": not problems, "problems": problems, "synced": node.synced, "oracle_id": node.oracle_id.hex()}
+    return respond(request, body, status=503 if problems else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -131,6 +138,7 @@ def make_app(node: OracleNode) -> web.Application:
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     install_openapi(app, "faultproof oracle", API_ROUTES)
     return app

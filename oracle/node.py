@@ -27,12 +27,13 @@ clock, `self.clock` (milliseconds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -66,6 +67,7 @@ from oracle.transport import Transport
 from oracle.verifier import ProofVerifier, VerifyFn
 from oracle.view import LedgerFollower, LedgerView
 
+T = TypeVar("T")
 log = logging.getLogger("faultproof.oracle")
 
 # Votes per gossip message. A VoteBatch may hold 256, but a 64-vote batch (~35 KB) keeps every
@@ -153,8 +155,11 @@ class OracleNode:
             client = connect(self.config.ledger_url, session=self._session)
             self.follower = LedgerFollower(client, self.config.tuning.ledger_wait_s, self._on_effects,
                                            self.store.save_head, registry=self.metrics.registry)
-            await self._start_http()  # /healthz answers 503 until we are synced
-            view = await self.follower.bootstrap(self.config.ledger_id)
+            await self._start_http()  # /readyz answers 503 until we are synced
+            # The ledger may be down for long: SIGTERM (stop) must end the wait at once.
+            view = await _unless_stopped(self.follower.bootstrap(self.config.ledger_id), stop)
+            if view is None:
+                return
             self._install_oracle_set(view)
             self._rebuild_from_store()
             self._refresh_allow_lists()
@@ -188,6 +193,7 @@ class OracleNode:
             self.store.close()
 
     async def _start_http(self) -> None:
+        """Listen; a port in use is an OSError the command line names (oracle/cli.py)."""
         from oracle.http_api import make_app
 
         app = make_app(self)
@@ -213,6 +219,22 @@ class OracleNode:
     @property
     def is_member(self) -> bool:
         return self.machine is not None and self.machine.is_member
+
+    def readiness_problems(self) -> list[str]:
+        """Why this node cannot do its job now (empty: ready), for /readyz and operators."""
+        if self.follower is None or not self.ready.is_set():
+            return [f"not synced with the ledger at {self.config.ledger_url} yet (unreachable or replaying)"]
+        out = []
+        if not self.follower.connected:
+            out.append(f"ledger at {self.config.ledger_url} unreachable")
+        problem = self.follower.problem
+        if problem is not None:
+            out.append(problem)
+        if self.transport.health().get("state") != "running":
+            out.append("gossip is not running")
+        if not self.is_member:
+            out.append(f"not a member of the ledger's current oracle set (epoch {self.view.state.oracle_set.epoch})")
+        return out
 
     # ================================================================== ledger view -> node
 
@@ -671,3 +693,18 @@ class OracleNode:
             "gossip": self.transport.health(),
         }
 
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None (work cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopped):
+            if not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+    return task.result() if task.done() and not task.cancelled() else None

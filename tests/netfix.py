@@ -323,7 +323,7 @@ class Network:
         if init.proc.wait(60) != 0:
             raise RuntimeError(f"ledger init failed:\n{init.tail()}")
         ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(cfg)],
-                                root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{ledger_port}/healthz",
+                                root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{ledger_port}/readyz",
                                 cwd=REPO)
         ledger.start()
         try:
@@ -357,7 +357,7 @@ class Network:
             data_dir = self.root / f"oracle-{i}"
             cfg = self.root / f"oracle-{i}.toml"
             mp = ManagedProcess(f"oracle-{i}", ["-m", "cli", "oracle", "run", "--config", str(cfg)],
-                                self.root / "logs" / f"oracle-{i}.log", ready_url=f"http://127.0.0.1:{hp}/healthz",
+                                self.root / "logs" / f"oracle-{i}.log", ready_url=f"http://127.0.0.1:{hp}/readyz",
                                 cwd=REPO)
             procs.append(OracleProc(i, ident, hp, gp, data_dir, cfg, mp))
         for p in procs:

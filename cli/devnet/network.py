@@ -150,7 +150,7 @@ class LocalNetwork:
         assert init.proc is not None
         if init.proc.wait(120) != 0:
             raise RuntimeError(f"ledger init failed:\n{init.tail()}")
-        self._proc("ledger", ["ledger", "serve", "--config", str(cfg)], f"{self.ledger_url}/healthz").start()
+        self._proc("ledger", ["ledger", "serve", "--config", str(cfg)], f"{self.ledger_url}/readyz").start()
         self.processes[-1].wait_ready(60)
         status, body = http_json("GET", f"{self.ledger_url}/v1/state")
         assert status == 200, body
@@ -205,7 +205,7 @@ class LocalNetwork:
                 "gossip": {"port": gossip_port,
                            "bootstrap": [self.oracle_multiaddr(j) for j in range(self.oracles) if j != i]},
             })
-            mp = self._proc(f"oracle-{i}", ["oracle", "run", "--config", str(cfg)], f"{self.oracle_urls[i]}/healthz")
+            mp = self._proc(f"oracle-{i}", ["oracle", "run", "--config", str(cfg)], f"{self.oracle_urls[i]}/readyz")
             mp.start()
             started.append(mp)
         for mp in started:
@@ -225,7 +225,7 @@ class LocalNetwork:
             "prover": {"circuits": [self.window], "workers": 1},
             "ingest": {"max_skew_ms": max_skew_ms},
         })
-        mp = self._proc("agent", ["agent", "run", "--config", str(cfg)], f"{self.agent_url}/healthz")
+        mp = self._proc("agent", ["agent", "run", "--config", str(cfg)], f"{self.agent_url}/readyz")
         mp.start()
         mp.wait_ready(180)
 

@@ -86,7 +86,7 @@ class AdvNetwork(Network):
             cfg = self.root / f"oracle-{i}.toml"
             mp = ManagedProcess(f"oracle-{i}",
                                 ["-m", "tests.adversarial.routed_oracle", "oracle", "run", "--config", str(cfg)],
-                                self.root / "logs" / f"oracle-{i}.log", ready_url=f"http://127.0.0.1:{hp}/healthz",
+                                self.root / "logs" / f"oracle-{i}.log", ready_url=f"http://127.0.0.1:{hp}/readyz",
                                 cwd=REPO)
             procs.append(OracleProc(i, ident, hp, gp, self.root / f"oracle-{i}", cfg, mp))
         for p in procs:
@@ -454,7 +454,7 @@ def start_bare_ledger(root: Path, *, development: bool, rotation_grace_ms: int, 
     if init.proc.wait(60) != 0:
         raise RuntimeError(f"ledger init failed:\n{init.tail()}")
     ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(cfg)],
-                            root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{port}/healthz", cwd=REPO)
+                            root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{port}/readyz", cwd=REPO)
     ledger.start()
     ledger.wait_ready(60)
     _, body = http("GET", f"http://127.0.0.1:{port}/v1/genesis")

@@ -69,7 +69,7 @@ class AgentProc:
                     "ingest": {"max_skew_ms": 5000, "reorder_window": 256, **(ingest or {})},
                     "claims": {"follow_interval_s": 0.2, "backoff_initial_s": 0.5, "backoff_max_s": 3.0, **(claims or {})}}
         mp = ManagedProcess(name, ["-m", "cli", "agent", "run", "--config", str(root / "agent.toml")],
-                            root.parent / "logs" / f"{name}.log", ready_url=f"http://127.0.0.1:{http_port}/healthz",
+                            root.parent / "logs" / f"{name}.log", ready_url=f"http://127.0.0.1:{http_port}/readyz",
                             cwd=REPO)
         a = cls(root, root / "agent.toml", keys_dir, root / "data" / "agent.sqlite3", http_port, gossip_port,
                 broker_port, mp, settings)

@@ -49,7 +49,7 @@ def dash(net: Network, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     for o in net.oracles:
         args += ["--oracle", o.url]
     proc = ManagedProcess("dashboard", args, tmp_path_factory.mktemp("dash") / "dashboard.log",
-                          ready_url=f"{url}/healthz", cwd=REPO)
+                          ready_url=f"{url}/readyz", cwd=REPO)
     proc.start()
     try:
         proc.wait_ready(30)

@@ -54,7 +54,7 @@ async def test_kill9_during_a_burst_loses_no_acknowledged_payout(tmp_path: Path)
     config, db, qcs = await asyncio.to_thread(_prepare, tmp_path)
     url = f"http://127.0.0.1:{config.read_text().split('port = ')[1].strip()}"
     proc = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(config)],
-                          tmp_path / "ledger.log", ready_url=f"{url}/healthz")
+                          tmp_path / "ledger.log", ready_url=f"{url}/readyz")
     proc.start()
     try:
         await asyncio.to_thread(proc.wait_ready, 60)

@@ -229,7 +229,7 @@ async def _serving(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 async def test_skew_is_reported_in_status_healthz_and_metrics(tmp_path: Path) -> None:
-    """Item 8: the oracle's and the agent's /v1/status, /healthz and /metrics say so."""
+    """Item 8: the oracle's and the agent's /v1/status, /readyz and /metrics say so."""
     from agent.api import make_app as agent_app
     from agent.config import from_dict as agent_config
     from agent.daemon import Agent
@@ -255,8 +255,10 @@ async def test_skew_is_reported_in_status_healthz_and_metrics(tmp_path: Path) ->
             for app, what in ((agent_app(agent, 65536), "agent"), (oracle_app(node), "oracle")):
                 runner, base = await _serving(app)
                 runners.append(runner)
-                status, body = await _get(base + "/healthz")
-                assert status == 503 and ("ledger_time_skew" in body or what == "oracle"), (what, body)
+                status, body = await _get(base + "/readyz")
+                assert status == 503 and "ledger_time_skew" in body, (what, body)
+                status, _ = await _get(base + "/healthz")
+                assert status == 200, what  # liveness: the process answers, readiness says why not
                 status, body = await _get(base + "/v1/status")
                 assert status == 200 and "ledger_time_skew" in body, (what, body)
                 status, body = await _get(base + "/metrics")

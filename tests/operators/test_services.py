@@ -3,9 +3,11 @@ a second `ledger serve` on the same database, and a port that is already in use.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,9 @@ def _faultproof(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+LEDGER: list[ManagedProcess] = []  # the module's ledger, which the last test stops and restarts
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
     root = tmp_path_factory.mktemp("services") / "site"
@@ -29,6 +34,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]
     assert result.exit_code == 0, result.output
     ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(root / "ledger.toml")],
                             root / "ledger.log", cwd=root).start()
+    LEDGER[:] = [ledger]
     try:
         wait_port(port, ledger)
         yield root, port
@@ -58,3 +64,76 @@ def test_ledger_serve_on_a_port_in_use_names_the_port(site: tuple[Path, int], tm
     assert out.returncode == 2
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"127.0.0.1:{busy}" in errors[0] and "Traceback" not in out.stderr
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - a test's own service
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+    except OSError:
+        return 0, {}
+
+
+def _until(check: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_oracle_on_a_port_in_use_names_the_port(site: tuple[Path, int]) -> None:
+    root, base = site
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", base + 12))  # oracle-2's HTTP port
+        s.listen()
+        out = _faultproof("oracle", "run", "--config", str(root / "oracle-2.toml"), cwd=root)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert len(errors) == 1 and f"127.0.0.1:{base + 12}" in errors[0] and "Traceback" not in out.stderr
+
+
+def test_sigterm_while_waiting_for_the_ledger_exits_within_2s(site: tuple[Path, int], tmp_path: Path) -> None:
+    root, base = site
+    cut_off = root / "oracle-3-cut-off.toml"
+    cut_off.write_text((root / "oracle-3.toml").read_text().replace(f"127.0.0.1:{base}\"", "127.0.0.1:9\""))
+    oracle = ManagedProcess("oracle-cut-off", ["-m", "cli", "oracle", "run", "--config", str(cut_off)],
+                            tmp_path / "oracle.log", cwd=root).start()
+    try:
+        assert _until(lambda: _get(f"http://127.0.0.1:{base + 13}/healthz")[0] == 200, 60), oracle.tail()
+        status, body = _get(f"http://127.0.0.1:{base + 13}/readyz")
+        assert status == 503 and "not synced" in str(body["problems"])  # alive, not ready
+        started = time.monotonic()
+        assert oracle.proc is not None
+        oracle.proc.send_signal(signal.SIGTERM)
+        oracle.proc.wait(timeout=10)
+        assert time.monotonic() - started < 2.0
+    finally:
+        oracle.stop()
+
+
+def test_readyz_follows_the_ledger(site: tuple[Path, int], tmp_path: Path) -> None:
+    """Last in this module: it stops and restarts the shared ledger."""
+    root, base = site
+    oracle = ManagedProcess("oracle-1", ["-m", "cli", "oracle", "run", "--config", str(root / "oracle-1.toml")],
+                            tmp_path / "oracle-1.log", cwd=root).start()
+    ready = f"http://127.0.0.1:{base + 11}/readyz"
+    try:
+        assert _until(lambda: _get(ready)[0] == 200, 90), oracle.tail()
+        LEDGER[0].stop()
+        assert _until(lambda: _get(ready)[0] == 503, 30), oracle.tail()
+        status, body = _get(ready)
+        assert "unreachable" in str(body["problems"]), body
+        assert _get(f"http://127.0.0.1:{base + 11}/healthz")[0] == 200  # alive all along
+        LEDGER[0].start()
+        wait_port(base, LEDGER[0])
+        assert _until(lambda: _get(ready)[0] == 200, 60), oracle.tail()
+    finally:
+        oracle.stop()
