@@ -103,6 +103,19 @@ class Reason(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     UNAVAILABLE = "unavailable"
 
+    # -- hardware identity, attestation and lockdown (hardware, DESIGN §15) --
+    WRONG_KEY_TYPE = "wrong_key_type"
+    BAD_ATTESTATION_SIGNATURE = "bad_attestation_signature"
+    ATTESTATION_REPLAYED = "attestation_replayed"
+    BAD_QUOTE = "bad_quote"
+    DEVICE_QUARANTINED = "device_quarantined"
+    ATTESTATION_MISSING = "attestation_missing"
+    ATTESTATION_FAILED = "attestation_failed"
+    ATTESTATION_STALE = "attestation_stale"
+    DEVICE_SUSPENDED = "device_suspended"
+    PAYOUTS_PAUSED = "payouts_paused"
+    DEVICE_DECOMMISSIONED = "device_decommissioned"
+
     @property
     def stage(self) -> Stage:
         return _STAGE[self]
@@ -114,6 +127,22 @@ class Reason(enum.StrEnum):
     @property
     def description(self) -> str:
         return _DESCRIPTION[self]
+
+
+# hardware (DESIGN §15): kept apart from the groups below so areas merge without conflicts.
+_HARDWARE_STAGES: dict[Reason, Stage] = {
+    Reason.WRONG_KEY_TYPE: Stage.CONTENT,
+    Reason.BAD_ATTESTATION_SIGNATURE: Stage.CONTENT,
+    Reason.ATTESTATION_REPLAYED: Stage.CONTENT,
+    Reason.BAD_QUOTE: Stage.CONTENT,
+    Reason.DEVICE_QUARANTINED: Stage.CONTENT,
+    Reason.ATTESTATION_MISSING: Stage.LEDGER_STATE,
+    Reason.ATTESTATION_FAILED: Stage.LEDGER_STATE,
+    Reason.ATTESTATION_STALE: Stage.LEDGER_STATE,
+    Reason.DEVICE_SUSPENDED: Stage.LEDGER_STATE,
+    Reason.PAYOUTS_PAUSED: Stage.LEDGER_STATE,
+    Reason.DEVICE_DECOMMISSIONED: Stage.LEDGER_STATE,
+}
 
 
 def _stages() -> dict[Reason, Stage]:
@@ -148,6 +177,7 @@ def _stages() -> dict[Reason, Stage]:
         Stage.HTTP: (r.UNSUPPORTED_MEDIA_TYPE, r.BAD_REQUEST, r.UNAVAILABLE),
     }
     out = {reason: stage for stage, reasons in groups.items() for reason in reasons}
+    out.update(_HARDWARE_STAGES)
     missing = set(Reason) - set(out)
     assert not missing, f"reasons without a stage: {missing}"
     return out
@@ -238,6 +268,18 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.UNSUPPORTED_MEDIA_TYPE: "Content-Type must be application/json or application/msgpack.",
     Reason.BAD_REQUEST: "The request is not valid for this endpoint.",
     Reason.UNAVAILABLE: "The service is not ready (e.g. still syncing with the ledger).",
+    # hardware (DESIGN §15)
+    Reason.WRONG_KEY_TYPE: "The key or signature is not of the key type the device is enrolled with.",
+    Reason.BAD_ATTESTATION_SIGNATURE: "The attestation evidence is not signed by the device's enrolled key.",
+    Reason.ATTESTATION_REPLAYED: "The evidence answers a nonce that was not issued, or was already used.",
+    Reason.BAD_QUOTE: "The TPM quote does not verify (signature, nonce, PCR digest or structure).",
+    Reason.DEVICE_QUARANTINED: "The device is quarantined by its agent after anomalies; its claims are held.",
+    Reason.ATTESTATION_MISSING: "No passing attestation of the device covers the claimed window.",
+    Reason.ATTESTATION_FAILED: "The device's latest attestation failed: a measurement is not on the allowlist.",
+    Reason.ATTESTATION_STALE: "The device's last passing attestation is older than the policy allows.",
+    Reason.DEVICE_SUSPENDED: "k oracles suspended the device on the ledger; the admin has not reinstated it.",
+    Reason.PAYOUTS_PAUSED: "The pool's circuit breaker paused new payouts; the admin must resume them.",
+    Reason.DEVICE_DECOMMISSIONED: "The device was decommissioned before the window ended.",
 }
 
 

@@ -648,6 +648,12 @@ class AdminKind(enum.IntEnum):
     ISSUE_POLICY = 8
     ROTATE_ORACLES = 9
     ROTATE_ADMIN = 10
+    # hardware identity and attestation (DESIGN §15)
+    ENROL_DEVICE_KEY = 30
+    ALLOW_MEASUREMENT = 31
+    DENY_MEASUREMENT = 32
+    SET_BREAKER = 33
+    RESUME_PAYOUTS = 34
 
 
 class TriggerKind(enum.IntEnum):
@@ -782,6 +788,128 @@ class RotateAdmin(Message):
     new_admin: bytes = _f(ID)
 
 
+# --------------------------------------------------------------------------- hardware (DESIGN §15)
+# Types 80-89 and admin kinds 30-39. Verification of these lives in faultproof.signing and
+# faultproof.attestation; the ledger rules in ledger/state.py's hardware block.
+
+MAX_PUBLIC_KEY = 33  # SEC1 compressed P-256; an Ed25519 key is 32
+MAX_MEASUREMENTS = 8
+
+
+@dataclass(frozen=True)
+class EnrolDeviceKey(Message):
+    """Enrol a device whose key is not (only) its id: a P-256 key in a secure element.
+
+    `enrol` is the ordinary enrolment; `device_id` there must be
+    `faultproof.signing.key_id(key_type, public_key)`. An Ed25519 device may use it too (its
+    public_key is then its device_id), which makes the type explicit on the ledger."""
+
+    TYPE_ID: ClassVar[int] = 80
+    NAME: ClassVar[str] = "enrol-device-key"
+
+    enrol: EnrolDevice = _f(Nested(EnrolDevice))
+    key_type: int = _f(U8)
+    public_key: bytes = _f(Bytes(max_len=MAX_PUBLIC_KEY))
+
+
+@dataclass(frozen=True)
+class AllowMeasurement(Message):
+    """Put a known-good measurement on the ledger allowlist. `component` is the stage it measures
+    (faultproof.attestation.Component: bootloader 1, firmware 2, config 3, gateway PCR digest 4)."""
+
+    TYPE_ID: ClassVar[int] = 81
+    NAME: ClassVar[str] = "allow-measurement"
+
+    component: int = _f(U8)
+    digest: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class DenyMeasurement(Message):
+    """Take a measurement off the allowlist (a firmware found vulnerable). Never retroactive:
+    evidence appraised before this entry keeps its verdict."""
+
+    TYPE_ID: ClassVar[int] = 82
+    NAME: ClassVar[str] = "deny-measurement"
+
+    component: int = _f(U8)
+    digest: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class SetBreaker(Message):
+    """The pool circuit breaker: pause new payouts when the payouts in any rolling `window_ms`
+    would exceed `share_bps`/10000 of the pool. share_bps = 0 turns it off."""
+
+    TYPE_ID: ClassVar[int] = 83
+    NAME: ClassVar[str] = "set-breaker"
+
+    window_ms: int = _f(U48)
+    share_bps: int = _f(U32)
+
+
+@dataclass(frozen=True)
+class ResumePayouts(Message):
+    """The admin resumes payouts after the breaker tripped (the rolling window restarts)."""
+
+    TYPE_ID: ClassVar[int] = 84
+    NAME: ClassVar[str] = "resume-payouts"
+
+    reason: bytes = _f(Bytes(max_len=256))  # free text for the record
+
+
+@dataclass(frozen=True)
+class EvidenceBody(Message):
+    """What a device signs to attest (RATS evidence): its measurement log's values in boot order
+    (bootloader, firmware, config), the PCR-like composite of them, the verifier's nonce and the
+    device's frame seq at that moment."""
+
+    TYPE_ID: ClassVar[int] = 85
+    NAME: ClassVar[str] = "device-evidence"
+
+    device_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    seq: int = _f(U32)
+    ts_ms: int = _f(U48)
+    nonce: bytes = _f(ID)
+    measurements: tuple[bytes, ...] = _f(ListOf(ID, MAX_MEASUREMENTS))
+    composite: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class SignedEvidence(Message):
+    TYPE_ID: ClassVar[int] = 86
+    NAME: ClassVar[str] = "signed-evidence"
+    MAX_SIZE: ClassVar[int] = 1024
+
+    body: EvidenceBody = _f(Nested(EvidenceBody))
+    signature: bytes = _f(SIG)
+
+
+@dataclass(frozen=True)
+class GatewayQuote(Message):
+    """A gateway's TPM 2.0 quote (Keylime-style): the raw TPMS_ATTEST and TPMT_SIGNATURE the TPM
+    returned, and its attestation key (SEC1 P-256 point). faultproof.attestation verifies it."""
+
+    TYPE_ID: ClassVar[int] = 87
+    NAME: ClassVar[str] = "gateway-quote"
+    MAX_SIZE: ClassVar[int] = 2048
+
+    agent_id: bytes = _f(ID)
+    attest: bytes = _f(Bytes(max_len=1024))
+    signature: bytes = _f(Bytes(max_len=256))
+    ak_point: bytes = _f(Bytes(exact=65))
+
+
+_HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
+    AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
+    AdminKind.ALLOW_MEASUREMENT: AllowMeasurement,
+    AdminKind.DENY_MEASUREMENT: DenyMeasurement,
+    AdminKind.SET_BREAKER: SetBreaker,
+    AdminKind.RESUME_PAYOUTS: ResumePayouts,
+}
+
+
 ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.REGISTER_CIRCUIT: RegisterCircuit,
     AdminKind.ENROL_DEVICE: EnrolDevice,
@@ -793,6 +921,7 @@ ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ISSUE_POLICY: IssuePolicy,
     AdminKind.ROTATE_ORACLES: RotateOracles,
     AdminKind.ROTATE_ADMIN: RotateAdmin,
+    **_HARDWARE_ADMIN_ARGS,
 }
 _ADMIN_KIND_OF = {cls: kind for kind, cls in ADMIN_ARGS.items()}
 

@@ -110,6 +110,7 @@ def samples() -> dict[str, Message]:
         policy,
         RotateOracles(members=tuple(o.public_key for o in ORACLES[1:]), threshold=3),
         RotateAdmin(new_admin=identity("admin-2").public_key),
+        *hardware_admin_args(fs[0].chain),
     ]
     txs = [AdminTx.make(ledger_id, i + 1, a) for i, a in enumerate(admin_args)]
     qc = QuorumCertificate.from_approvals(approvals)
@@ -143,4 +144,48 @@ def samples() -> dict[str, Message]:
     }
     for a in admin_args:
         out[a.NAME] = a
+    out.update(hardware_samples())
     return out
+
+
+# hardware (DESIGN §15) -------------------------------------------------------------------------
+
+# A fixed P-256 point (the scalar 7's public key): the vectors need no P-256 signature, and
+# ECDSA signatures are randomised.
+P256_POINT_7 = bytes.fromhex("028e533b6fa0bf7b4625bb30667c01fb607ef9f8b8a80fef5b300628703187b2a3")
+
+
+def hardware_admin_args(anchor: bytes) -> list[Message]:
+    from faultproof.messages import (
+        AllowMeasurement,
+        DenyMeasurement,
+        EnrolDeviceKey,
+        ResumePayouts,
+        SetBreaker,
+    )
+    from faultproof.signing import KeyType, key_id
+
+    did = key_id(KeyType.P256, P256_POINT_7)
+    return [
+        EnrolDeviceKey(enrol=EnrolDevice(device_id=did, epoch=EPOCH, anchor=anchor, firmware_hash=b"\x33" * 32),
+                       key_type=int(KeyType.P256), public_key=P256_POINT_7),
+        AllowMeasurement(component=2, digest=b"\x55" * 32),
+        DenyMeasurement(component=2, digest=b"\x55" * 32),
+        SetBreaker(window_ms=86_400_000, share_bps=2_000),
+        ResumePayouts(reason=b"reviewed"),
+    ]
+
+
+def hardware_samples() -> dict[str, Message]:
+    from faultproof.attestation import EVIDENCE_TAG, MeasurementLog
+    from faultproof.messages import EvidenceBody, GatewayQuote, SignedEvidence
+
+    log = MeasurementLog.boot(b"bootloader", b"firmware", b"config")
+    body = EvidenceBody(device_id=DEVICE.public_key, epoch=EPOCH, seq=9, ts_ms=T0 + 9_000, nonce=b"\x66" * 32,
+                        measurements=tuple(log.measurements), composite=log.composite)
+    return {
+        "device-evidence": body,
+        "signed-evidence": SignedEvidence(body=body, signature=DEVICE.sign(EVIDENCE_TAG, body.encode())),
+        "gateway-quote": GatewayQuote(agent_id=AGENT.public_key, attest=b"\xff\x54\x43\x47" + bytes(60),
+                                      signature=bytes(72), ak_point=b"\x04" + bytes(64)),
+    }
