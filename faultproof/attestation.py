@@ -149,28 +149,40 @@ class Refused(Exception):
         super().__init__(f"{reason.value}: {detail}")
 
 
+def evidence_signed_by(evidence: SignedEvidence, key: signing.PublicKey) -> bool:
+    b = evidence.body
+    return b.device_id == key.key_id and signing.verify(key, EVIDENCE_TAG, b.encode(), evidence.signature)
+
+
+def measurement_failure(body: EvidenceBody, allowlist: Allowlist) -> str | None:
+    """Why the measurement log fails appraisal against the allowlist, or None if it passes."""
+    if len(body.measurements) != len(DEVICE_STAGES):
+        return f"{len(body.measurements)} measurements, expected {len(DEVICE_STAGES)}"
+    if composite_of(body.measurements) != body.composite:
+        return "composite does not follow from the log"
+    for stage, digest in zip(DEVICE_STAGES, body.measurements, strict=True):
+        if not allowlist(int(stage), digest):
+            return f"{stage.name.lower()} measurement {digest.hex()[:16]} is not on the allowlist"
+    return None
+
+
 def appraise(evidence: SignedEvidence, key: signing.PublicKey, allowlist: Allowlist, nonces: NonceBook,
              now_ms: int, max_age_ms: int) -> Result:
-    """Appraise a device's evidence. Returns a Result (passed or failed measurement), or raises
-    Refused for evidence that proves nothing about the device. Consumes the nonce only for
-    evidence whose signature verifies (so a forger cannot burn a device's nonces)."""
+    """Appraise a device's evidence against nonces this verifier issued (an agent for its devices).
+    Returns a Result (passed, or failed measurement), or raises Refused for evidence that proves
+    nothing about the device. Consumes the nonce only for evidence whose signature verifies (so a
+    forger cannot burn a device's nonces)."""
     b = evidence.body
-    if b.device_id != key.key_id or not signing.verify(key, EVIDENCE_TAG, b.encode(), evidence.signature):
+    if not evidence_signed_by(evidence, key):
         raise Refused(Reason.BAD_ATTESTATION_SIGNATURE, "evidence not signed by the enrolled key")
     issued = nonces.take(b.device_id, b.nonce)
     if issued is None:
         raise Refused(Reason.ATTESTATION_REPLAYED, "nonce not issued to this device, or already answered")
     if now_ms - issued > max_age_ms:
         raise Refused(Reason.ATTESTATION_STALE, f"answered {now_ms - issued} ms after the nonce (max {max_age_ms})")
-    if len(b.measurements) != len(DEVICE_STAGES):
-        return Result(b.device_id, now_ms, False, Reason.ATTESTATION_FAILED,
-                      f"{len(b.measurements)} measurements, expected {len(DEVICE_STAGES)}")
-    if composite_of(b.measurements) != b.composite:
-        return Result(b.device_id, now_ms, False, Reason.ATTESTATION_FAILED, "composite does not follow from the log")
-    for stage, digest in zip(DEVICE_STAGES, b.measurements, strict=True):
-        if not allowlist(int(stage), digest):
-            return Result(b.device_id, now_ms, False, Reason.ATTESTATION_FAILED,
-                          f"{stage.name.lower()} measurement {digest.hex()[:16]} is not on the allowlist")
+    failure = measurement_failure(b, allowlist)
+    if failure is not None:
+        return Result(b.device_id, now_ms, False, Reason.ATTESTATION_FAILED, failure)
     return Result(b.device_id, now_ms, True)
 
 

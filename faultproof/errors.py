@@ -114,7 +114,6 @@ class Reason(enum.StrEnum):
     ATTESTATION_STALE = "attestation_stale"
     DEVICE_SUSPENDED = "device_suspended"
     PAYOUTS_PAUSED = "payouts_paused"
-    DEVICE_DECOMMISSIONED = "device_decommissioned"
 
     @property
     def stage(self) -> Stage:
@@ -141,7 +140,6 @@ _HARDWARE_STAGES: dict[Reason, Stage] = {
     Reason.ATTESTATION_STALE: Stage.LEDGER_STATE,
     Reason.DEVICE_SUSPENDED: Stage.LEDGER_STATE,
     Reason.PAYOUTS_PAUSED: Stage.LEDGER_STATE,
-    Reason.DEVICE_DECOMMISSIONED: Stage.LEDGER_STATE,
 }
 
 
@@ -271,15 +269,14 @@ _DESCRIPTION: dict[Reason, str] = {
     # hardware (DESIGN §15)
     Reason.WRONG_KEY_TYPE: "The key or signature is not of the key type the device is enrolled with.",
     Reason.BAD_ATTESTATION_SIGNATURE: "The attestation evidence is not signed by the device's enrolled key.",
-    Reason.ATTESTATION_REPLAYED: "The evidence answers a nonce that was not issued, or was already used.",
+    Reason.ATTESTATION_REPLAYED: "The evidence answers a nonce that was not issued (or is not a recent ledger entry), or was already answered.",
     Reason.BAD_QUOTE: "The TPM quote does not verify (signature, nonce, PCR digest or structure).",
     Reason.DEVICE_QUARANTINED: "The device is quarantined by its agent after anomalies; its claims are held.",
     Reason.ATTESTATION_MISSING: "No passing attestation of the device covers the claimed window.",
     Reason.ATTESTATION_FAILED: "The device's latest attestation failed: a measurement is not on the allowlist.",
-    Reason.ATTESTATION_STALE: "The device's last passing attestation is older than the policy allows.",
+    Reason.ATTESTATION_STALE: "The evidence, or the device's last passing attestation, is older than the ledger allows.",
     Reason.DEVICE_SUSPENDED: "k oracles suspended the device on the ledger; the admin has not reinstated it.",
     Reason.PAYOUTS_PAUSED: "The pool's circuit breaker paused new payouts; the admin must resume them.",
-    Reason.DEVICE_DECOMMISSIONED: "The device was decommissioned before the window ended.",
 }
 
 

@@ -652,8 +652,8 @@ class AdminKind(enum.IntEnum):
     ENROL_DEVICE_KEY = 30
     ALLOW_MEASUREMENT = 31
     DENY_MEASUREMENT = 32
-    SET_BREAKER = 33
-    RESUME_PAYOUTS = 34
+    SET_LOCKDOWN = 33
+    LIFT = 34
 
 
 class TriggerKind(enum.IntEnum):
@@ -837,32 +837,46 @@ class DenyMeasurement(Message):
 
 
 @dataclass(frozen=True)
-class SetBreaker(Message):
-    """The pool circuit breaker: pause new payouts when the payouts in any rolling `window_ms`
-    would exceed `share_bps`/10000 of the pool. share_bps = 0 turns it off."""
+class SetLockdown(Message):
+    """Ledger-wide lockdown parameters (DESIGN §15).
+
+    The pool circuit breaker pauses new payouts when the payouts in a rolling `breaker_window_ms`
+    exceed `breaker_share_bps`/10000 of the capital (0 turns it off). With
+    `attestation_max_age_ms` > 0 a claim is payable only if a passing device attestation recorded
+    on the ledger at most that long before its window covers it (0: attestation not required)."""
 
     TYPE_ID: ClassVar[int] = 83
-    NAME: ClassVar[str] = "set-breaker"
+    NAME: ClassVar[str] = "set-lockdown"
 
-    window_ms: int = _f(U48)
-    share_bps: int = _f(U32)
+    breaker_window_ms: int = _f(U48)
+    breaker_share_bps: int = _f(U32)
+    attestation_max_age_ms: int = _f(U48)
+
+
+class LiftTarget(enum.IntEnum):
+    PAYOUTS = 1  # resume payouts after the circuit breaker tripped
+    SUSPENSION = 2  # reinstate a device the oracles suspended
 
 
 @dataclass(frozen=True)
-class ResumePayouts(Message):
-    """The admin resumes payouts after the breaker tripped (the rolling window restarts)."""
+class Lift(Message):
+    """The admin lifts a lockdown: resumes payouts (device_id zero) or reinstates a suspended
+    device. Never retroactive: windows that ended while it was in force stay refused."""
 
     TYPE_ID: ClassVar[int] = 84
-    NAME: ClassVar[str] = "resume-payouts"
+    NAME: ClassVar[str] = "lift"
 
-    reason: bytes = _f(Bytes(max_len=256))  # free text for the record
+    target: int = _f(U8)
+    device_id: bytes = _f(ID)
+    note: bytes = _f(Bytes(max_len=256))  # free text for the record
 
 
 @dataclass(frozen=True)
 class EvidenceBody(Message):
     """What a device signs to attest (RATS evidence): its measurement log's values in boot order
     (bootloader, firmware, config), the PCR-like composite of them, the verifier's nonce and the
-    device's frame seq at that moment."""
+    device's frame seq at that moment. For evidence recorded on the ledger the nonce is the hash
+    of a recent ledger entry, which dates it without asking anyone."""
 
     TYPE_ID: ClassVar[int] = 85
     NAME: ClassVar[str] = "device-evidence"
@@ -878,6 +892,9 @@ class EvidenceBody(Message):
 
 @dataclass(frozen=True)
 class SignedEvidence(Message):
+    """Device evidence signed by the device's enrolled key: a ledger transaction anyone may submit
+    (the agent does), and what an agent appraises locally."""
+
     TYPE_ID: ClassVar[int] = 86
     NAME: ClassVar[str] = "signed-evidence"
     MAX_SIZE: ClassVar[int] = 1024
@@ -901,12 +918,44 @@ class GatewayQuote(Message):
     ak_point: bytes = _f(Bytes(exact=65))
 
 
+
+@dataclass(frozen=True)
+class SuspendBody(Message):
+    """What an oracle signs to suspend a device it saw compromised (bad-signature bursts, failed
+    attestations, ...). `evidence_hash` names what it saw; the ledger does not judge it, the k
+    signatures do (DESIGN §15)."""
+
+    TYPE_ID: ClassVar[int] = 88
+    NAME: ClassVar[str] = "suspend-device"
+
+    ledger_id: bytes = _f(ID)
+    oracle_set_epoch: int = _f(U32)
+    device_id: bytes = _f(ID)
+    reason: Reason = _f(REASON)
+    since_ms: int = _f(U48)  # from when windows are refused (the oracles' observation time)
+    evidence_hash: bytes = _f(ID)
+
+    def sign(self, oracle: Identity) -> QcSignature:
+        return QcSignature(oracle_id=oracle.public_key, signature=_sign(oracle, self))
+
+
+@dataclass(frozen=True)
+class SuspensionCertificate(Message):
+    """k oracle signatures over one SuspendBody: a ledger transaction anyone may submit."""
+
+    TYPE_ID: ClassVar[int] = 89
+    NAME: ClassVar[str] = "suspension-certificate"
+    MAX_SIZE: ClassVar[int] = 8192
+
+    body: SuspendBody = _f(Nested(SuspendBody))
+    signatures: tuple[QcSignature, ...] = _f(ListOf(Nested(QcSignature), MAX_ORACLES))
+
 _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
     AdminKind.ALLOW_MEASUREMENT: AllowMeasurement,
     AdminKind.DENY_MEASUREMENT: DenyMeasurement,
-    AdminKind.SET_BREAKER: SetBreaker,
-    AdminKind.RESUME_PAYOUTS: ResumePayouts,
+    AdminKind.SET_LOCKDOWN: SetLockdown,
+    AdminKind.LIFT: Lift,
 }
 
 
@@ -1009,7 +1058,8 @@ class Genesis(Message):
         return _hash_id("genesis", self.encode())
 
 
-LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy)
+LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy,
+                                              SuspensionCertificate, SignedEvidence)
 
 
 @dataclass(frozen=True)

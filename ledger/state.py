@@ -70,6 +70,32 @@ Money
 Clock
   The ledger's time never goes backwards: `apply` refuses now_ms below the last entry's time.
 
+Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at the end of this file)
+  H1  enrol_device_key: as A5, plus a valid key of a known type whose key id is the device_id
+      (INVALID_PARAMETERS).
+  H2  allow_measurement / deny_measurement: a known component; allow a digest not allowed now
+      (ALREADY_EXISTS), deny one that is (NOT_FOUND). Never retroactive.
+  H3  suspension certificate (anyone submits): as Q1/Q3 over a SuspendBody (WRONG_LEDGER, QC_*);
+      the device is enrolled (NOT_FOUND) and not suspended now (INVALID_STATE_TRANSITION); since_ms
+      not after now + max_skew_ms (INVALID_PARAMETERS).
+  H4  set_lockdown: breaker share_bps <= 10000 and a window > 0 when on (INVALID_PARAMETERS).
+  H5  lift: resume payouts only when paused, reinstate only a suspended device
+      (INVALID_STATE_TRANSITION); any other target INVALID_PARAMETERS.
+  H6  device evidence (anyone submits, signed by the device): the device is enrolled (NOT_FOUND),
+      not revoked (DEVICE_REVOKED), evidence of its current epoch (WRONG_EPOCH), signed by its
+      enrolled key (BAD_ATTESTATION_SIGNATURE); the nonce is the hash of one of the last
+      EVIDENCE_NONCE_ENTRIES entries (ATTESTATION_REPLAYED) at most EVIDENCE_FRESH_MS old unless it
+      is the head (ATTESTATION_STALE), at a greater height than the device's previous evidence
+      (ATTESTATION_REPLAYED). Accepted evidence records a result: passed iff its measurements
+      pass the allowlist (faultproof.attestation.measurement_failure). A failed result is recorded,
+      not refused. A result is dated by its nonce's entry time.
+  P9  (payout_rejection) new payouts are refused while the breaker is tripped (PAYOUTS_PAUSED), and
+      a window that overlaps a suspension [since_ms, lifted) is refused (DEVICE_SUSPENDED); with
+      attestation_max_age_ms > 0, a window not covered by a passing attestation is refused
+      (faultproof.attestation.coverage_rejection: ATTESTATION_MISSING / _FAILED / _STALE).
+  P10 a payout that brings the payouts of the rolling breaker window above share_bps of the capital
+      (pool minus paid) is paid and trips the breaker.
+
 What this file must never do: read a clock, touch a file or socket, log, or apply a different rule
 to a transaction depending on where it came from.
 """
@@ -82,6 +108,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from faultproof.attestation import (
+    Component,
+    Result,
+    coverage_rejection,
+    evidence_signed_by,
+    measurement_failure,
+)
 from faultproof.encoding import hash_id
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import domain_tag
@@ -89,13 +122,18 @@ from faultproof.identity import verify as ed25519_verify
 from faultproof.messages import (
     AdminKind,
     AdminTx,
+    AllowMeasurement,
+    DenyMeasurement,
     Deposit,
     EnrolAgent,
     EnrolDevice,
+    EnrolDeviceKey,
     ExpirePolicy,
     Genesis,
     IssuePolicy,
     LedgerEntry,
+    Lift,
+    LiftTarget,
     Message,
     PayoutBody,
     QuorumCertificate,
@@ -104,12 +142,17 @@ from faultproof.messages import (
     RevokeDevice,
     RotateAdmin,
     RotateOracles,
+    SetLockdown,
     SignedAdminTx,
     SignedEntry,
+    SignedEvidence,
+    SuspendBody,
+    SuspensionCertificate,
     Withdraw,
     claim_id,
     policy_id,
 )
+from faultproof.signing import KeyType, PublicKey
 from faultproof.zk.params import validate_parameters
 
 ZERO_HASH = bytes(32)
@@ -316,6 +359,14 @@ class TxKind(enum.StrEnum):
     ISSUE_POLICY = "issue_policy"
     ROTATE_ORACLES = "rotate_oracles"
     ROTATE_ADMIN = "rotate_admin"
+    # hardware (DESIGN §15)
+    ENROL_DEVICE_KEY = "enrol_device_key"
+    ALLOW_MEASUREMENT = "allow_measurement"
+    DENY_MEASUREMENT = "deny_measurement"
+    SET_LOCKDOWN = "set_lockdown"
+    LIFT = "lift"
+    SUSPEND_DEVICE = "suspend_device"
+    ATTEST = "attest"
 
 
 def tx_kind(tx: Message) -> TxKind:
@@ -323,6 +374,10 @@ def tx_kind(tx: Message) -> TxKind:
         return TxKind.PAYOUT
     if isinstance(tx, ExpirePolicy):
         return TxKind.EXPIRE
+    if isinstance(tx, SuspensionCertificate):
+        return TxKind.SUSPEND_DEVICE
+    if isinstance(tx, SignedEvidence):
+        return TxKind.ATTEST
     if isinstance(tx, Genesis):
         return TxKind.GENESIS
     if isinstance(tx, SignedAdminTx):
@@ -410,6 +465,7 @@ class LedgerState:
         self.open_policy: dict[bytes, bytes] = {}  # device -> its policy that is not closed
         self.claims: dict[bytes, PaidClaim] = {}
         self.balances: dict[str, int] = {EXTERNAL: 0, FREE: 0, PREMIUMS: 0, PAID: 0}
+        self.hw = HardwareState()  # DESIGN §15: device keys, allowlist, suspensions, breaker
 
     # -- genesis ------------------------------------------------------------------------------
 
@@ -552,6 +608,7 @@ class LedgerState:
         self.height = entry.height
         self.head_hash = entry_hash
         self.time_ms = entry.time_ms
+        note_head(self, entry.height, entry_hash, entry.time_ms)  # H6: attestation nonces
 
     # -- checks (pure) ------------------------------------------------------------------------
 
@@ -565,6 +622,10 @@ class LedgerState:
             return self._check_payout(tx, now_ms)
         if isinstance(tx, ExpirePolicy):
             return self._check_expire(tx, now_ms)
+        if isinstance(tx, SuspensionCertificate):
+            return check_suspension(self, tx, now_ms)
+        if isinstance(tx, SignedEvidence):
+            return check_evidence(self, tx, now_ms)
         if isinstance(tx, SignedAdminTx):
             return self._check_admin(tx, now_ms)
         raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
@@ -835,6 +896,7 @@ class LedgerState:
             pol.paid_total += pay
             pol.record(PaidWindow(cid, body.start_ts, body.end_ts, pol.period_of(body.end_ts), pay, height))
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
+            after_payout(state, now, pay)  # P10: the circuit breaker counts it
 
         return Effect(qc, TxKind.PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
                       policy_id=pid, claim_id=cid, _commit=commit)
@@ -912,6 +974,9 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reaso
     device = state.devices.get(body.device_id)
     if device is not None and device.revoked_ms is not None and device.revoked_ms <= body.end_ts:
         return Reason.DEVICE_REVOKED
+    hw_reason = hardware_rejection(state, body)  # P9
+    if hw_reason is not None:
+        return hw_reason
     if policy.overlaps(body.start_ts, body.end_ts):
         return Reason.WINDOW_OVERLAP
     if policy.period_paid(policy.period_of(body.end_ts)):
@@ -935,3 +1000,275 @@ def build_payout_body(state: LedgerState, pid: bytes, epoch: int, start_seq: int
                       device_id=t.device_id, epoch=epoch, start_seq=start_seq, end_seq=end_seq,
                       start_ts=start_ts, end_ts=end_ts, circuit_id=t.circuit_id, beneficiary=t.beneficiary,
                       amount=t.amount)
+
+
+# --------------------------------------------------------------------------- hardware (DESIGN §15)
+# Device keys (Ed25519 or P-256), the measurement allowlist, oracle suspensions and the pool
+# circuit breaker: rules H1..H5, P9, P10 of the module docstring. Kept in one block with its own
+# state object (`LedgerState.hw`) so the other areas of this file merge cleanly.
+
+
+@dataclass
+class Suspension:
+    since_ms: int
+    height: int
+    reason: Reason
+    lifted_ms: int | None = None
+
+
+@dataclass
+class HardwareState:
+    device_keys: dict[bytes, PublicKey] = field(default_factory=dict)  # only keys enrolled by H1
+    allowlist: set[tuple[int, bytes]] = field(default_factory=set)  # (component, digest)
+    suspensions: dict[bytes, list[Suspension]] = field(default_factory=dict)
+    breaker_window_ms: int = 0
+    breaker_share_bps: int = 0  # 0: the breaker is off
+    paused_ms: int | None = None  # when the breaker tripped, until lifted
+    window_payouts: list[tuple[int, int]] = field(default_factory=list)  # (ledger time, paid)
+    attestation_max_age_ms: int = 0  # 0: payouts need no attestation
+    recent_heads: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # hash -> (height, time)
+    results: dict[bytes, list[Result]] = field(default_factory=dict)  # device -> attestation results
+    last_nonce_height: dict[bytes, int] = field(default_factory=dict)  # device -> height answered
+
+
+def device_key(state: LedgerState, device_id: bytes) -> PublicKey:
+    """The key a device's frames and evidence verify under: as enrolled (H1), else Ed25519 = id."""
+    key = state.hw.device_keys.get(device_id)
+    return key if key is not None else PublicKey(KeyType.ED25519, device_id)
+
+
+def measurement_allowed(state: LedgerState, component: int, digest: bytes) -> bool:
+    return (component, digest) in state.hw.allowlist
+
+
+def active_suspension(state: LedgerState, device_id: bytes) -> Suspension | None:
+    for s in state.hw.suspensions.get(device_id, ()):
+        if s.lifted_ms is None:
+            return s
+    return None
+
+
+def hardware_rejection(state: LedgerState, body: PayoutBody) -> Reason | None:
+    """P9, part of payout_rejection (so oracles vote Reject on the same grounds)."""
+    hw = state.hw
+    if hw.paused_ms is not None:
+        return Reason.PAYOUTS_PAUSED
+    for s in hw.suspensions.get(body.device_id, ()):
+        if s.since_ms <= body.end_ts and (s.lifted_ms is None or s.lifted_ms > body.start_ts):
+            return Reason.DEVICE_SUSPENDED
+    if hw.attestation_max_age_ms:
+        return coverage_rejection(hw.results.get(body.device_id, ()), body.start_ts, body.end_ts,
+                                  hw.attestation_max_age_ms)
+    return None
+
+
+# Attestation nonces are recent entry hashes: at most this many entries back, at most this old.
+EVIDENCE_NONCE_ENTRIES = 65_536
+EVIDENCE_FRESH_MS = 10 * 60 * 1000
+
+
+def note_head(state: LedgerState, height: int, entry_hash: bytes, time_ms: int) -> None:
+    """Remember the entry as a possible attestation nonce; forget the ones too old to answer.
+    Deterministic in the entries, so every replica agrees on which nonces are fresh."""
+    heads = state.hw.recent_heads
+    heads[entry_hash] = (height, time_ms)
+    while heads:
+        oldest = next(iter(heads))
+        h, t = heads[oldest]
+        if len(heads) > EVIDENCE_NONCE_ENTRIES or t < time_ms - EVIDENCE_FRESH_MS:
+            del heads[oldest]
+        else:
+            break
+
+
+def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
+    """H6: record a device attestation result."""
+    b = ev.body
+    device = state.devices.get(b.device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if device.revoked_ms is not None:
+        raise _fail(Reason.DEVICE_REVOKED)
+    if b.epoch != device.epoch:
+        raise _fail(Reason.WRONG_EPOCH, f"evidence for epoch {b.epoch}, device epoch {device.epoch}")
+    if not evidence_signed_by(ev, device_key(state, b.device_id)):
+        raise _fail(Reason.BAD_ATTESTATION_SIGNATURE)
+    head = state.hw.recent_heads.get(b.nonce)
+    if head is None:
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the nonce is not a recent ledger entry hash")
+    nonce_height, nonce_time = head
+    # The head itself is always fresh enough: on an idle ledger there is nothing newer to answer.
+    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
+        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
+    if nonce_height <= state.hw.last_nonce_height.get(b.device_id, -1):
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the device already answered this or a later entry")
+    failure = measurement_failure(b, lambda c, d: measurement_allowed(state, c, d))
+    # Dated by the nonce's entry: the device measured no earlier than that (a lower bound that a
+    # late submission cannot stretch).
+    result = Result(b.device_id, nonce_time, failure is None, None if failure is None else Reason.ATTESTATION_FAILED,
+                    failure or "")
+    device_id = b.device_id
+
+    def commit(st: LedgerState, height: int) -> None:
+        st.hw.results.setdefault(device_id, []).append(result)
+        st.hw.last_nonce_height[device_id] = nonce_height
+
+    return Effect(ev, TxKind.ATTEST, now, _commit=commit)
+
+
+def attestation_results(state: LedgerState, device_id: bytes) -> list[Result]:
+    return list(state.hw.results.get(device_id, ()))
+
+
+def _breaker_capital(state: LedgerState) -> int:
+    return state.pool_total - state.balance(PAID)
+
+
+def after_payout(state: LedgerState, now: int, paid: int) -> None:
+    """P10, called from a payout's commit: count it in the rolling window; trip when over."""
+    hw = state.hw
+    if hw.breaker_share_bps == 0:
+        return
+    hw.window_payouts = [(t, a) for t, a in hw.window_payouts if t > now - hw.breaker_window_ms]
+    hw.window_payouts.append((now, paid))
+    total = sum(a for _, a in hw.window_payouts)
+    # Capital as it was before this payout: the paid account already holds it.
+    if total * 10_000 > hw.breaker_share_bps * (_breaker_capital(state) + paid):
+        hw.paused_ms = now
+
+
+def _enrol_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, EnrolDeviceKey)
+    try:
+        key = PublicKey(KeyType(a.key_type), a.public_key)
+    except (ValueError, FaultproofError):
+        raise _fail(Reason.INVALID_PARAMETERS, "not a valid key of a known key type") from None
+    if key.key_id != a.enrol.device_id:
+        raise _fail(Reason.INVALID_PARAMETERS, "device_id is not the key id of the enrolled key")
+    # A re-anchor keeps the key by construction: another key has another key id, so another device.
+    inner = self._enrol_device(AdminTx.make(tx.ledger_id, tx.nonce, a.enrol), stx, now)
+    inner_commit = inner._commit
+    device_id = a.enrol.device_id
+
+    def commit(state: LedgerState, height: int) -> None:
+        if inner_commit is not None:
+            inner_commit(state, height)
+        state.hw.device_keys[device_id] = key
+
+    return Effect(stx, TxKind.ENROL_DEVICE_KEY, now, _commit=commit)
+
+
+def _allow_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, AllowMeasurement)
+    if a.component not in {int(c) for c in Component}:
+        raise _fail(Reason.INVALID_PARAMETERS, f"unknown component {a.component}")
+    item = (a.component, a.digest)
+    if item in self.hw.allowlist:
+        raise _fail(Reason.ALREADY_EXISTS, "the measurement is already allowed")
+
+    def commit(state: LedgerState, height: int) -> None:
+        state.hw.allowlist.add(item)
+
+    return Effect(stx, TxKind.ALLOW_MEASUREMENT, now, _commit=commit)
+
+
+def _deny_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, DenyMeasurement)
+    item = (a.component, a.digest)
+    if item not in self.hw.allowlist:
+        raise _fail(Reason.NOT_FOUND, "the measurement is not on the allowlist")
+
+    def commit(state: LedgerState, height: int) -> None:
+        state.hw.allowlist.discard(item)
+
+    return Effect(stx, TxKind.DENY_MEASUREMENT, now, _commit=commit)
+
+
+def _set_lockdown(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, SetLockdown)
+    if a.breaker_share_bps > 10_000 or (a.breaker_share_bps and a.breaker_window_ms == 0):
+        raise _fail(Reason.INVALID_PARAMETERS, "need breaker_share_bps <= 10000 and a window > 0")
+
+    def commit(state: LedgerState, height: int) -> None:
+        hw = state.hw
+        hw.breaker_window_ms, hw.breaker_share_bps = a.breaker_window_ms, a.breaker_share_bps
+        hw.attestation_max_age_ms = a.attestation_max_age_ms
+
+    return Effect(stx, TxKind.SET_LOCKDOWN, now, _commit=commit)
+
+
+def _lift(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, Lift)
+    if a.target == LiftTarget.PAYOUTS:
+        if self.hw.paused_ms is None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "payouts are not paused")
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.hw.paused_ms = None
+            state.hw.window_payouts = []  # the rolling window restarts at the resume
+
+        return Effect(stx, TxKind.LIFT, now, _commit=commit)
+    if a.target == LiftTarget.SUSPENSION:
+        if active_suspension(self, a.device_id) is None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is not suspended")
+        device_id = a.device_id
+
+        def commit_device(state: LedgerState, height: int) -> None:
+            s = active_suspension(state, device_id)
+            assert s is not None
+            s.lifted_ms = now
+
+        return Effect(stx, TxKind.LIFT, now, _commit=commit_device)
+    raise _fail(Reason.INVALID_PARAMETERS, f"unknown lift target {a.target}")
+
+
+_SUSPEND_TAG = domain_tag(SuspendBody.NAME)
+
+
+def check_suspension(state: LedgerState, cert: SuspensionCertificate, now: int) -> Effect:
+    """H3: k oracles of the current (or graced) set suspend a device."""
+    body = cert.body
+    if body.ledger_id != state.ledger_id:
+        raise _fail(Reason.WRONG_LEDGER, "the suspension is for another ledger")
+    oset = state.oracle_set_for(body.oracle_set_epoch, now)
+    if oset is None:
+        raise _fail(Reason.QC_STALE_EPOCH)
+    members, seen = set(oset.members), set()
+    for sig in cert.signatures:
+        if sig.oracle_id in seen:
+            raise _fail(Reason.QC_DUPLICATE_SIGNER)
+        seen.add(sig.oracle_id)
+        if sig.oracle_id not in members:
+            raise _fail(Reason.QC_NON_MEMBER)
+    raw = body.encode()
+    for sig in cert.signatures:
+        if not state.verifier(_SUSPEND_TAG, raw, sig.signature, sig.oracle_id):
+            raise _fail(Reason.QC_BAD_SIGNATURE)
+    if len(seen) < oset.threshold:
+        raise _fail(Reason.QC_INSUFFICIENT_SIGNATURES)
+    if body.device_id not in state.devices:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if active_suspension(state, body.device_id) is not None:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is already suspended")
+    if body.since_ms > now + state.genesis.max_skew_ms:
+        raise _fail(Reason.INVALID_PARAMETERS, "a suspension cannot start in the future")
+    device_id, since, reason = body.device_id, body.since_ms, body.reason
+
+    def commit(st: LedgerState, height: int) -> None:
+        st.hw.suspensions.setdefault(device_id, []).append(Suspension(since, height, reason))
+
+    return Effect(cert, TxKind.SUSPEND_DEVICE, now, _commit=commit)
+
+
+_ADMIN_CHECKS.update({
+    AdminKind.ENROL_DEVICE_KEY: _enrol_device_key,
+    AdminKind.ALLOW_MEASUREMENT: _allow_measurement,
+    AdminKind.DENY_MEASUREMENT: _deny_measurement,
+    AdminKind.SET_LOCKDOWN: _set_lockdown,
+    AdminKind.LIFT: _lift,
+})

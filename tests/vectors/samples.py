@@ -160,8 +160,8 @@ def hardware_admin_args(anchor: bytes) -> list[Message]:
         AllowMeasurement,
         DenyMeasurement,
         EnrolDeviceKey,
-        ResumePayouts,
-        SetBreaker,
+        Lift,
+        SetLockdown,
     )
     from faultproof.signing import KeyType, key_id
 
@@ -171,21 +171,32 @@ def hardware_admin_args(anchor: bytes) -> list[Message]:
                        key_type=int(KeyType.P256), public_key=P256_POINT_7),
         AllowMeasurement(component=2, digest=b"\x55" * 32),
         DenyMeasurement(component=2, digest=b"\x55" * 32),
-        SetBreaker(window_ms=86_400_000, share_bps=2_000),
-        ResumePayouts(reason=b"reviewed"),
+        SetLockdown(breaker_window_ms=86_400_000, breaker_share_bps=2_000, attestation_max_age_ms=3_600_000),
+        Lift(target=1, device_id=bytes(32), note=b"reviewed"),
     ]
 
 
 def hardware_samples() -> dict[str, Message]:
     from faultproof.attestation import EVIDENCE_TAG, MeasurementLog
-    from faultproof.messages import EvidenceBody, GatewayQuote, SignedEvidence
+    from faultproof.messages import (
+        EvidenceBody,
+        GatewayQuote,
+        SignedEvidence,
+        SuspendBody,
+        SuspensionCertificate,
+    )
 
     log = MeasurementLog.boot(b"bootloader", b"firmware", b"config")
     body = EvidenceBody(device_id=DEVICE.public_key, epoch=EPOCH, seq=9, ts_ms=T0 + 9_000, nonce=b"\x66" * 32,
                         measurements=tuple(log.measurements), composite=log.composite)
+    suspend = SuspendBody(ledger_id=genesis().ledger_id, oracle_set_epoch=0, device_id=DEVICE.public_key,
+                          reason=Reason.BAD_FRAME_SIGNATURE, since_ms=T0 + 50_000, evidence_hash=b"\x77" * 32)
     return {
         "device-evidence": body,
         "signed-evidence": SignedEvidence(body=body, signature=DEVICE.sign(EVIDENCE_TAG, body.encode())),
         "gateway-quote": GatewayQuote(agent_id=AGENT.public_key, attest=b"\xff\x54\x43\x47" + bytes(60),
                                       signature=bytes(72), ak_point=b"\x04" + bytes(64)),
+        "suspend-device": suspend,
+        "suspension-certificate": SuspensionCertificate(
+            body=suspend, signatures=tuple(sorted((suspend.sign(o) for o in ORACLES[:4]), key=lambda q: q.oracle_id))),
     }
