@@ -267,7 +267,7 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.BAD_REQUEST: "The request is not valid for this endpoint.",
     Reason.UNAVAILABLE: "The service is not ready (e.g. still syncing with the ledger).",
     # hardware (DESIGN §15)
-    Reason.WRONG_KEY_TYPE: "The key or signature is not of the key type the device is enrolled with.",
+    Reason.WRONG_KEY_TYPE: "The key given is not of the key type it is enrolled as (DESIGN §15).",
     Reason.BAD_ATTESTATION_SIGNATURE: "The attestation evidence is not signed by the device's enrolled key.",
     Reason.ATTESTATION_REPLAYED: "The evidence answers a nonce that was not issued (or is not a recent ledger entry), or was already answered.",
     Reason.BAD_QUOTE: "The TPM quote does not verify (signature, nonce, PCR digest or structure).",

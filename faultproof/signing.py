@@ -61,6 +61,9 @@ class KeyType(enum.IntEnum):
     P256 = 2
 
 
+KEY_LENGTHS = {KeyType.ED25519: identity.PUBLIC_KEY_LEN, KeyType.P256: P256_POINT_LEN}
+
+
 class KeyError_(Exception):
     """A key or token that cannot be used; the message says how to fix it (never shows a secret)."""
 
@@ -71,7 +74,7 @@ class PublicKey:
     data: bytes
 
     def __post_init__(self) -> None:
-        want = identity.PUBLIC_KEY_LEN if self.key_type is KeyType.ED25519 else P256_POINT_LEN
+        want = KEY_LENGTHS[self.key_type]
         if len(self.data) != want:
             raise FaultproofError(Reason.WRONG_LENGTH, f"a {self.key_type.name} public key is {want} bytes")
         if self.key_type is KeyType.P256:
@@ -150,6 +153,12 @@ def verify(key: PublicKey, tag: bytes, message: bytes, signature: bytes) -> bool
     if key.key_type is KeyType.P256:
         return p256_verify(key.data, tag, message, signature)
     return False
+
+
+def verify_message(key: PublicKey, body: Any, signature: bytes) -> bool:
+    """A message signature (`domain_tag(body.NAME) || body.encode()`, as faultproof.messages signs)
+    under a typed key: how a P-256 device's frames and evidence verify."""
+    return verify(key, identity.domain_tag(body.NAME), body.encode(), signature)
 
 
 def require_valid(key: PublicKey, tag: bytes, message: bytes, signature: bytes, reason: Reason) -> None:

@@ -71,8 +71,8 @@ Clock
   The ledger's time never goes backwards: `apply` refuses now_ms below the last entry's time.
 
 Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at the end of this file)
-  H1  enrol_device_key: as A5, plus a valid key of a known type whose key id is the device_id
-      (INVALID_PARAMETERS).
+  H1  enrol_device_key: as A5, plus a key of a known type (INVALID_PARAMETERS), of that type's
+      length (WRONG_KEY_TYPE), valid, and whose key id is the device_id (INVALID_PARAMETERS).
   H2  allow_measurement / deny_measurement: a known component; allow a digest not allowed now
       (ALREADY_EXISTS), deny one that is (NOT_FOUND). Never retroactive.
   H3  suspension certificate (anyone submits): as Q1/Q3 over a SuspendBody (WRONG_LEDGER, QC_*);
@@ -152,7 +152,7 @@ from faultproof.messages import (
     claim_id,
     policy_id,
 )
-from faultproof.signing import KeyType, PublicKey
+from faultproof.signing import KEY_LENGTHS, KeyType, PublicKey
 from faultproof.zk.params import validate_parameters
 
 ZERO_HASH = bytes(32)
@@ -1141,9 +1141,15 @@ def _enrol_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: i
     a = tx.args
     assert isinstance(a, EnrolDeviceKey)
     try:
-        key = PublicKey(KeyType(a.key_type), a.public_key)
-    except (ValueError, FaultproofError):
-        raise _fail(Reason.INVALID_PARAMETERS, "not a valid key of a known key type") from None
+        key_type = KeyType(a.key_type)
+    except ValueError:
+        raise _fail(Reason.INVALID_PARAMETERS, f"unknown key type {a.key_type}") from None
+    if len(a.public_key) != KEY_LENGTHS[key_type]:
+        raise _fail(Reason.WRONG_KEY_TYPE, f"a {len(a.public_key)}-byte key is not a {key_type.name} key")
+    try:
+        key = PublicKey(key_type, a.public_key)
+    except FaultproofError:
+        raise _fail(Reason.INVALID_PARAMETERS, f"not a valid {key_type.name} key") from None
     if key.key_id != a.enrol.device_id:
         raise _fail(Reason.INVALID_PARAMETERS, "device_id is not the key id of the enrolled key")
     # A re-anchor keeps the key by construction: another key has another key id, so another device.

@@ -35,8 +35,16 @@ from typing import Any
 
 from faultproof.errors import DecodeError, FaultproofError, Reason, Stage
 from faultproof.messages import PayoutBody, SignedClaim
+from faultproof.signing import verify_message
 from faultproof.zk.statement import PublicSignals
-from ledger.state import Circuit, LedgerState, Policy, build_payout_body, payout_rejection
+from ledger.state import (
+    Circuit,
+    LedgerState,
+    Policy,
+    build_payout_body,
+    device_key,
+    payout_rejection,
+)
 
 # Every CONTENT-stage reason an oracle can give a claim. The other CONTENT reasons belong to the
 # agent's frame ingest (a claim carries two frames, not the readings between them).
@@ -60,6 +68,12 @@ AGENT_ONLY_CONTENT_REASONS: tuple[Reason, ...] = (
     Reason.TIMESTAMP_NOT_INCREASING,
     Reason.TIMESTAMP_IN_FUTURE,
     Reason.READING_OUT_OF_RANGE,
+    # hardware (DESIGN §15): never about a claim; refused by the agent or by the ledger
+    Reason.WRONG_KEY_TYPE,
+    Reason.BAD_ATTESTATION_SIGNATURE,
+    Reason.ATTESTATION_REPLAYED,
+    Reason.BAD_QUOTE,
+    Reason.DEVICE_QUARANTINED,
 )
 
 
@@ -129,7 +143,9 @@ def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
     if not signed.verify():
         raise _fail(Reason.BAD_AGENT_SIGNATURE)
     start, end = claim.start, claim.end
-    if not (start.verify() and end.verify()):
+    # Each frame under its device's enrolled key, of the enrolled type (DESIGN §15).
+    if not (verify_message(device_key(state, start.frame.device_id), start.frame, start.signature)
+            and verify_message(device_key(state, end.frame.device_id), end.frame, end.signature)):
         raise _fail(Reason.BAD_FRAME_SIGNATURE)
     s, e = start.frame, end.frame
     if s.device_id != e.device_id or s.epoch != e.epoch:
