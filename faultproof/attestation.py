@@ -293,10 +293,12 @@ def pcr_digest(pcrs: Mapping[int, bytes]) -> bytes:
     return hashlib.sha256(b"".join(pcrs[i] for i in sorted(pcrs))).digest()
 
 
-def verify_quote(q: GatewayQuote, nonce: bytes, expected_pcrs: Mapping[int, bytes],
+def verify_quote(q: GatewayQuote, nonce: bytes, expected_pcrs: Mapping[int, bytes] | None = None, *,
+                 pcrs: Sequence[int] = (), allowlist: Allowlist | None = None,
                  known_ak: bytes | None = None) -> tuple[Reason, str] | None:
-    """None if the quote is the TPM's answer to `nonce` with exactly these sha256 PCR values,
-    signed by its attestation key (and that key is `known_ak`, when given)."""
+    """None if the quote is the TPM's answer to `nonce`, signed by its attestation key (and that key
+    is `known_ak`, when given), over sha256 PCRs whose values are exactly `expected_pcrs` — or,
+    with `allowlist`, over the PCRs `pcrs` whose digest is allowed as Component.GATEWAY_PCRS."""
     if known_ak is not None and q.ak_point != known_ak:
         return Reason.BAD_QUOTE, "signed by another attestation key"
     try:
@@ -311,9 +313,13 @@ def verify_quote(q: GatewayQuote, nonce: bytes, expected_pcrs: Mapping[int, byte
         return Reason.BAD_QUOTE, "the quote signature does not verify"
     if quote.extra_data != nonce:
         return Reason.BAD_QUOTE, "the quote answers another nonce"
-    want = tuple(sorted(expected_pcrs))
+    want = tuple(sorted(expected_pcrs if expected_pcrs is not None else pcrs))
     if quote.selection != ((TPM_ALG_SHA256, want),):
         return Reason.BAD_QUOTE, f"the quote selects {quote.selection}, expected sha256:{list(want)}"
-    if quote.pcr_digest != pcr_digest(expected_pcrs):
+    if expected_pcrs is not None and quote.pcr_digest != pcr_digest(expected_pcrs):
         return Reason.BAD_QUOTE, "the PCR values differ from the expected ones"
+    if allowlist is not None and not allowlist(int(Component.GATEWAY_PCRS), quote.pcr_digest):
+        return Reason.BAD_QUOTE, "the PCR digest is not on the allowlist"
+    if expected_pcrs is None and allowlist is None:
+        return Reason.BAD_QUOTE, "nothing to appraise the PCRs against"
     return None
