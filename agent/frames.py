@@ -229,7 +229,21 @@ class DeviceRecord:
     anchor: bytes  # c_0 of that epoch, as enrolled
     revoked_ms: int | None
     blinding_key: bytes  # 31 bytes, shared with the device at provisioning
-    public: signing.PublicKey | None = None  # the enrolled key if not Ed25519 = device_id (DESIGN §15)
+    # The device's keys by the frame time they take effect from, if not just Ed25519 = device_id
+    # (P-256 devices, rotated keys: DESIGN §15).
+    keys: tuple[tuple[int, signing.PublicKey], ...] = ()
+
+    def key_at(self, ts_ms: int) -> signing.PublicKey | None:
+        """The key for a frame at ts_ms; None for the Ed25519 key that is the device_id."""
+        key = None
+        for since, k in self.keys:
+            if since <= ts_ms:
+                key = k
+        if key is None and self.keys:
+            key = self.keys[0][1]
+        if key is not None and key.key_type is signing.KeyType.ED25519 and key.data == self.device_id:
+            return None
+        return key
 
     @property
     def blinding_key_be32(self) -> bytes:
@@ -384,11 +398,12 @@ class FrameChecker:
         dev = self.devices.get(f.device_id)
         if dev is None:
             return _reject(Reason.UNKNOWN_DEVICE, f"device {f.device_id.hex()} is not enrolled for this agent")
-        if dev.public is None or dev.public.key_type is signing.KeyType.ED25519:
+        sig_key = dev.key_at(f.ts) if dev.keys else None
+        if sig_key is None:
             if not _verify_frame(f):
                 return _reject(Reason.BAD_FRAME_SIGNATURE)
-        elif not signing.verify(dev.public, FRAME_TAG, f.body, f.signature):
-            return _reject(Reason.BAD_FRAME_SIGNATURE, f"not signed by the device's {dev.public.key_type.name} key")
+        elif not signing.verify(sig_key, FRAME_TAG, f.body, f.signature):
+            return _reject(Reason.BAD_FRAME_SIGNATURE, f"not signed by the device's {sig_key.key_type.name} key")
         if dev.revoked_ms is not None and f.ts >= dev.revoked_ms:
             return _reject(Reason.DEVICE_REVOKED, f"device revoked at {dev.revoked_ms}, frame at {f.ts}")
         if f.epoch != dev.epoch:

@@ -24,7 +24,7 @@ from agent.frames import DeviceRecord
 from agent.ingest import LedgerSnapshot
 from faultproof.errors import FaultproofError, Reason
 from ledger.client import LedgerClient
-from ledger.state import IntegrityError, LedgerState, PolicyStatus, device_key
+from ledger.state import IntegrityError, LedgerState, PolicyStatus, device_key_schedule
 
 log = logging.getLogger("faultproof.agent.ledger")
 
@@ -112,7 +112,7 @@ def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Map
         if dev is None:
             continue
         devices[device_id] = DeviceRecord(device_id, dev.epoch, dev.anchor, dev.revoked_ms, key,
-                                          device_key(state, device_id))
+                                          device_key_schedule(state, device_id))
         pid = state.open_policy.get(device_id)
         policy = state.policy(pid) if pid is not None else None
         if policy is None or policy.status_at(now_ms) not in (PolicyStatus.ISSUED, PolicyStatus.ACTIVE):

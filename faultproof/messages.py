@@ -650,8 +650,8 @@ class AdminKind(enum.IntEnum):
     ROTATE_ADMIN = 10
     # hardware identity and attestation (DESIGN §15)
     ENROL_DEVICE_KEY = 30
-    ALLOW_MEASUREMENT = 31
-    DENY_MEASUREMENT = 32
+    SET_MEASUREMENT = 31
+    ROTATE_DEVICE_KEY = 32
     SET_LOCKDOWN = 33
     LIFT = 34
 
@@ -813,27 +813,39 @@ class EnrolDeviceKey(Message):
 
 
 @dataclass(frozen=True)
-class AllowMeasurement(Message):
-    """Put a known-good measurement on the ledger allowlist. `component` is the stage it measures
-    (faultproof.attestation.Component: bootloader 1, firmware 2, config 3, gateway PCR digest 4)."""
+class SetMeasurement(Message):
+    """Put a known-good measurement on the ledger allowlist (allowed = 1) or take it off (0, e.g. a
+    firmware found vulnerable). `component` is the stage it measures (faultproof.attestation.
+    Component: bootloader 1, firmware 2, config 3, gateway PCR digest 4). Never retroactive:
+    results recorded before keep their verdict."""
 
     TYPE_ID: ClassVar[int] = 81
-    NAME: ClassVar[str] = "allow-measurement"
+    NAME: ClassVar[str] = "set-measurement"
 
     component: int = _f(U8)
     digest: bytes = _f(ID)
+    allowed: int = _f(Bool())
 
 
 @dataclass(frozen=True)
-class DenyMeasurement(Message):
-    """Take a measurement off the allowlist (a firmware found vulnerable). Never retroactive:
-    evidence appraised before this entry keeps its verdict."""
+class RotateDeviceKey(Message):
+    """Rotate a device's key (a new secure element, a compromised key): the device keeps its
+    device_id; frames with ts_ms >= effective_ms verify under the new key. `endorsement` is the
+    current key's signature over `rotation_message(...)`: the old key signs the new one."""
 
     TYPE_ID: ClassVar[int] = 82
-    NAME: ClassVar[str] = "deny-measurement"
+    NAME: ClassVar[str] = "rotate-device-key"
 
-    component: int = _f(U8)
-    digest: bytes = _f(ID)
+    device_id: bytes = _f(ID)
+    key_type: int = _f(U8)
+    public_key: bytes = _f(Bytes(max_len=MAX_PUBLIC_KEY))
+    effective_ms: int = _f(U48)
+    endorsement: bytes = _f(SIG)
+
+
+def rotation_message(ledger_id: bytes, device_id: bytes, key_type: int, public_key: bytes, effective_ms: int) -> bytes:
+    """What the old key signs (tag `faultproof/rotate-device-key/v1`) to endorse the new one."""
+    return pack([ledger_id, device_id, key_type, public_key, effective_ms])
 
 
 @dataclass(frozen=True)
@@ -952,8 +964,8 @@ class SuspensionCertificate(Message):
 
 _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
-    AdminKind.ALLOW_MEASUREMENT: AllowMeasurement,
-    AdminKind.DENY_MEASUREMENT: DenyMeasurement,
+    AdminKind.SET_MEASUREMENT: SetMeasurement,
+    AdminKind.ROTATE_DEVICE_KEY: RotateDeviceKey,
     AdminKind.SET_LOCKDOWN: SetLockdown,
     AdminKind.LIFT: Lift,
 }

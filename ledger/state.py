@@ -73,8 +73,8 @@ Clock
 Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at the end of this file)
   H1  enrol_device_key: as A5, plus a key of a known type (INVALID_PARAMETERS), of that type's
       length (WRONG_KEY_TYPE), valid, and whose key id is the device_id (INVALID_PARAMETERS).
-  H2  allow_measurement / deny_measurement: a known component; allow a digest not allowed now
-      (ALREADY_EXISTS), deny one that is (NOT_FOUND). Never retroactive.
+  H2  set_measurement: a known component; allow a digest not allowed now (ALREADY_EXISTS), deny
+      one that is (NOT_FOUND). Never retroactive.
   H3  suspension certificate (anyone submits): as Q1/Q3 over a SuspendBody (WRONG_LEDGER, QC_*);
       the device is enrolled (NOT_FOUND) and not suspended now (INVALID_STATE_TRANSITION); since_ms
       not after now + max_skew_ms (INVALID_PARAMETERS).
@@ -89,6 +89,11 @@ Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at
       (ATTESTATION_REPLAYED). Accepted evidence records a result: passed iff its measurements
       pass the allowlist (faultproof.attestation.measurement_failure). A failed result is recorded,
       not refused. A result is dated by its nonce's entry time.
+  H7  rotate_device_key: the device is enrolled (NOT_FOUND) and not revoked
+      (INVALID_STATE_TRANSITION); the new key as in H1 and not the current one, effective now or
+      later and after the previous rotation, endorsed by the current key over rotation_message
+      (INVALID_PARAMETERS). The device_id stays; frames with ts_ms >= effective_ms verify under
+      the new key, earlier ones under the old (device_key(state, id, at_ms)).
   P9  (payout_rejection) new payouts are refused while the breaker is tripped (PAYOUTS_PAUSED), and
       a window that overlaps a suspension [since_ms, lifted) is refused (DEVICE_SUSPENDED); with
       attestation_max_age_ms > 0, a window not covered by a passing attestation is refused
@@ -122,8 +127,6 @@ from faultproof.identity import verify as ed25519_verify
 from faultproof.messages import (
     AdminKind,
     AdminTx,
-    AllowMeasurement,
-    DenyMeasurement,
     Deposit,
     EnrolAgent,
     EnrolDevice,
@@ -141,8 +144,10 @@ from faultproof.messages import (
     RevokeAgent,
     RevokeDevice,
     RotateAdmin,
+    RotateDeviceKey,
     RotateOracles,
     SetLockdown,
+    SetMeasurement,
     SignedAdminTx,
     SignedEntry,
     SignedEvidence,
@@ -151,8 +156,10 @@ from faultproof.messages import (
     Withdraw,
     claim_id,
     policy_id,
+    rotation_message,
 )
 from faultproof.signing import KEY_LENGTHS, KeyType, PublicKey
+from faultproof.signing import verify as verify_typed
 from faultproof.zk.params import validate_parameters
 
 ZERO_HASH = bytes(32)
@@ -361,8 +368,8 @@ class TxKind(enum.StrEnum):
     ROTATE_ADMIN = "rotate_admin"
     # hardware (DESIGN §15)
     ENROL_DEVICE_KEY = "enrol_device_key"
-    ALLOW_MEASUREMENT = "allow_measurement"
-    DENY_MEASUREMENT = "deny_measurement"
+    SET_MEASUREMENT = "set_measurement"
+    ROTATE_DEVICE_KEY = "rotate_device_key"
     SET_LOCKDOWN = "set_lockdown"
     LIFT = "lift"
     SUSPEND_DEVICE = "suspend_device"
@@ -1019,6 +1026,7 @@ class Suspension:
 @dataclass
 class HardwareState:
     device_keys: dict[bytes, PublicKey] = field(default_factory=dict)  # only keys enrolled by H1
+    key_history: dict[bytes, list[tuple[int, PublicKey]]] = field(default_factory=dict)  # (effective_ms, key)
     allowlist: set[tuple[int, bytes]] = field(default_factory=set)  # (component, digest)
     suspensions: dict[bytes, list[Suspension]] = field(default_factory=dict)
     breaker_window_ms: int = 0
@@ -1031,10 +1039,23 @@ class HardwareState:
     last_nonce_height: dict[bytes, int] = field(default_factory=dict)  # device -> height answered
 
 
-def device_key(state: LedgerState, device_id: bytes) -> PublicKey:
-    """The key a device's frames and evidence verify under: as enrolled (H1), else Ed25519 = id."""
+def device_key(state: LedgerState, device_id: bytes, at_ms: int | None = None) -> PublicKey:
+    """The key a device's frames and evidence verify under at frame time `at_ms` (None: the latest
+    key): as rotated (H7), as enrolled (H1), else Ed25519 = the id."""
+    history = state.hw.key_history.get(device_id)
+    if history:
+        if at_ms is None:
+            return history[-1][1]
+        i = bisect.bisect_right([t for t, _ in history], at_ms) - 1
+        return history[max(i, 0)][1]
     key = state.hw.device_keys.get(device_id)
     return key if key is not None else PublicKey(KeyType.ED25519, device_id)
+
+
+def device_key_schedule(state: LedgerState, device_id: bytes) -> tuple[tuple[int, PublicKey], ...]:
+    """Every key of the device with the frame time it takes effect from (the first from 0)."""
+    history = state.hw.key_history.get(device_id)
+    return tuple(history) if history else ((0, device_key(state, device_id)),)
 
 
 def measurement_allowed(state: LedgerState, component: int, digest: bytes) -> bool:
@@ -1137,19 +1158,23 @@ def after_payout(state: LedgerState, now: int, paid: int) -> None:
         hw.paused_ms = now
 
 
+def _typed_key(key_type_value: int, data: bytes) -> PublicKey:
+    try:
+        key_type = KeyType(key_type_value)
+    except ValueError:
+        raise _fail(Reason.INVALID_PARAMETERS, f"unknown key type {key_type_value}") from None
+    if len(data) != KEY_LENGTHS[key_type]:
+        raise _fail(Reason.WRONG_KEY_TYPE, f"a {len(data)}-byte key is not a {key_type.name} key")
+    try:
+        return PublicKey(key_type, data)
+    except FaultproofError:
+        raise _fail(Reason.INVALID_PARAMETERS, f"not a valid {key_type.name} key") from None
+
+
 def _enrol_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
     a = tx.args
     assert isinstance(a, EnrolDeviceKey)
-    try:
-        key_type = KeyType(a.key_type)
-    except ValueError:
-        raise _fail(Reason.INVALID_PARAMETERS, f"unknown key type {a.key_type}") from None
-    if len(a.public_key) != KEY_LENGTHS[key_type]:
-        raise _fail(Reason.WRONG_KEY_TYPE, f"a {len(a.public_key)}-byte key is not a {key_type.name} key")
-    try:
-        key = PublicKey(key_type, a.public_key)
-    except FaultproofError:
-        raise _fail(Reason.INVALID_PARAMETERS, f"not a valid {key_type.name} key") from None
+    key = _typed_key(a.key_type, a.public_key)
     if key.key_id != a.enrol.device_id:
         raise _fail(Reason.INVALID_PARAMETERS, "device_id is not the key id of the enrolled key")
     # A re-anchor keeps the key by construction: another key has another key id, so another device.
@@ -1165,32 +1190,56 @@ def _enrol_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: i
     return Effect(stx, TxKind.ENROL_DEVICE_KEY, now, _commit=commit)
 
 
-def _allow_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+def _set_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
     a = tx.args
-    assert isinstance(a, AllowMeasurement)
+    assert isinstance(a, SetMeasurement)
     if a.component not in {int(c) for c in Component}:
         raise _fail(Reason.INVALID_PARAMETERS, f"unknown component {a.component}")
     item = (a.component, a.digest)
-    if item in self.hw.allowlist:
+    if a.allowed and item in self.hw.allowlist:
         raise _fail(Reason.ALREADY_EXISTS, "the measurement is already allowed")
-
-    def commit(state: LedgerState, height: int) -> None:
-        state.hw.allowlist.add(item)
-
-    return Effect(stx, TxKind.ALLOW_MEASUREMENT, now, _commit=commit)
-
-
-def _deny_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-    a = tx.args
-    assert isinstance(a, DenyMeasurement)
-    item = (a.component, a.digest)
-    if item not in self.hw.allowlist:
+    if not a.allowed and item not in self.hw.allowlist:
         raise _fail(Reason.NOT_FOUND, "the measurement is not on the allowlist")
 
     def commit(state: LedgerState, height: int) -> None:
-        state.hw.allowlist.discard(item)
+        if a.allowed:
+            state.hw.allowlist.add(item)
+        else:
+            state.hw.allowlist.discard(item)
 
-    return Effect(stx, TxKind.DENY_MEASUREMENT, now, _commit=commit)
+    return Effect(stx, TxKind.SET_MEASUREMENT, now, _commit=commit)
+
+
+_ROTATE_TAG = domain_tag(RotateDeviceKey.NAME)
+
+
+def _rotate_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, RotateDeviceKey)
+    device = self.devices.get(a.device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if device.revoked_ms is not None:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, "a revoked device has no key to rotate")
+    key = _typed_key(a.key_type, a.public_key)
+    old = device_key(self, a.device_id)
+    if key == old:
+        raise _fail(Reason.INVALID_PARAMETERS, "the new key is the current one")
+    history = self.hw.key_history.get(a.device_id, [])
+    if a.effective_ms < now or (history and a.effective_ms <= history[-1][0]):
+        raise _fail(Reason.INVALID_PARAMETERS, "a rotation takes effect now or later, after the previous one")
+    msg = rotation_message(self.ledger_id, a.device_id, a.key_type, a.public_key, a.effective_ms)
+    if not verify_typed(old, _ROTATE_TAG, msg, a.endorsement):
+        raise _fail(Reason.INVALID_PARAMETERS, "the current key did not sign the new one")
+    device_id, effective = a.device_id, a.effective_ms
+
+    def commit(state: LedgerState, height: int) -> None:
+        hist = state.hw.key_history.setdefault(device_id, [])
+        if not hist:
+            hist.append((0, device_key(state, device_id)))
+        hist.append((effective, key))
+
+    return Effect(stx, TxKind.ROTATE_DEVICE_KEY, now, _commit=commit)
 
 
 def _set_lockdown(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
@@ -1273,8 +1322,8 @@ def check_suspension(state: LedgerState, cert: SuspensionCertificate, now: int) 
 
 _ADMIN_CHECKS.update({
     AdminKind.ENROL_DEVICE_KEY: _enrol_device_key,
-    AdminKind.ALLOW_MEASUREMENT: _allow_measurement,
-    AdminKind.DENY_MEASUREMENT: _deny_measurement,
+    AdminKind.SET_MEASUREMENT: _set_measurement,
+    AdminKind.ROTATE_DEVICE_KEY: _rotate_device_key,
     AdminKind.SET_LOCKDOWN: _set_lockdown,
     AdminKind.LIFT: _lift,
 })

@@ -143,9 +143,9 @@ def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
     if not signed.verify():
         raise _fail(Reason.BAD_AGENT_SIGNATURE)
     start, end = claim.start, claim.end
-    # Each frame under its device's enrolled key, of the enrolled type (DESIGN §15).
-    if not (verify_message(device_key(state, start.frame.device_id), start.frame, start.signature)
-            and verify_message(device_key(state, end.frame.device_id), end.frame, end.signature)):
+    # Each frame under its device's key at the frame's time, of the enrolled type (DESIGN §15).
+    if not (verify_message(device_key(state, start.frame.device_id, start.frame.ts_ms), start.frame, start.signature)
+            and verify_message(device_key(state, end.frame.device_id, end.frame.ts_ms), end.frame, end.signature)):
         raise _fail(Reason.BAD_FRAME_SIGNATURE)
     s, e = start.frame, end.frame
     if s.device_id != e.device_id or s.epoch != e.epoch:

@@ -10,9 +10,9 @@ from typing import Any
 from faultproof import attestation, signing
 from faultproof.errors import Reason
 from faultproof.messages import (
-    AllowMeasurement,
     EnrolDeviceKey,
     SetLockdown,
+    SetMeasurement,
     SignedClaim,
     SuspendBody,
     SuspensionCertificate,
@@ -85,7 +85,7 @@ def _case(w: Any, reason: Reason) -> tuple[SignedClaim, int, LedgerState]:
         for comp, img in zip(attestation.DEVICE_STAGES, GOOD, strict=True):
             digest = attestation.measure(img)
             if not state.hw.allowlist or (int(comp), digest) not in state.hw.allowlist:
-                admin(AllowMeasurement(component=int(comp), digest=digest))
+                admin(SetMeasurement(component=int(comp), digest=digest, allowed=1))
         if reason is Reason.ATTESTATION_FAILED:
             state.apply(evidence(state, dev, b"fw-tampered"), now)
         if reason is Reason.ATTESTATION_STALE:

@@ -26,7 +26,7 @@ BLIND = bytes(range(1, 32))
 
 def _record(d: SimDevice, public: signing.PublicKey | None) -> DeviceRecord:
     return DeviceRecord(d.device_id, d.epoch, chain.chain_to_bytes(chain.chain_anchor(d.device_id, d.epoch)),
-                        None, d.blinding_key, public)
+                        None, d.blinding_key, ((0, public),) if public is not None else ())
 
 
 def _resign(msg: DeviceReading, signer: signing.Signer | Identity) -> DeviceReading:
@@ -97,3 +97,39 @@ def test_enrolment_key_must_match_its_type_and_id(world: World) -> None:  # noqa
             w.state.check(w.keys.sign(bad, nonce=w.keys.next_nonce), w.now)
         assert e.value.reason is (Reason.WRONG_KEY_TYPE if bad.key_type == 1 else Reason.INVALID_PARAMETERS)
     assert isinstance(good, EnrolDeviceKey)
+
+
+def test_claims_stay_payable_across_a_key_rotation(world: World) -> None:  # noqa: F811
+    """(Last in this module: it moves the shared replica's ledger time past the others' `now`.)
+    An Ed25519 device moves to a P-256 secure element mid-window: the start frame is signed by
+    the old key, the end frame by the new one; the claim is checked and paid. A frame after the
+    rotation signed by the old key is refused."""
+    from faultproof.identity import domain_tag
+    from faultproof.messages import RotateDeviceKey, rotation_message
+    from tests.netfix import DeviceSim
+
+    w = world
+    t0 = max(w.now, w.state.time_ms)
+    dev = DeviceSim.create(anchor_ts=t0 + 50 * SECOND)
+    w.state.apply(w.keys.sign(dev.enrol_tx()), t0)
+    pid, terms = w.issue(dev)
+    start = dev.record([90, 95, 10, 12], start_ts=t0 + 60 * SECOND)
+    effective = dev.timestamps[start + 2]  # between the window's frames
+    new = signing.P256KeySigner.generate()
+    msg = rotation_message(w.state.ledger_id, dev.device_id, 2, new.public.data, effective)
+    rot = RotateDeviceKey(device_id=dev.device_id, key_type=2, public_key=new.public.data, effective_ms=effective,
+                          endorsement=dev.identity.sign(domain_tag(RotateDeviceKey.NAME), msg))
+    w.state.apply(w.keys.sign(rot), t0)  # on the ledger before it takes effect
+    claim = make_claim(w.circuit, dev, pid, terms, start, w.agent)
+    end_frame = claim.claim.end.frame
+    end_new = SignedFrame(frame=end_frame, signature=new.sign(domain_tag(Frame.NAME), end_frame.encode()))
+    rotated = claim.claim.replace(end=end_new).sign(w.agent)
+    with pytest.raises(FaultproofError) as e:  # the old key after the rotation
+        check_content(claim, w.state)
+    assert e.value.reason is Reason.BAD_FRAME_SIGNATURE
+    checked = check_content(rotated, w.state)
+    at = dev.timestamps[-1] + SECOND
+    assert check_ledger_state(checked, w.state, at) is None
+    before = w.state.policy(pid).paid_total
+    w.state.apply(w.keys.qc(checked.body), at)
+    assert w.state.policy(pid).paid_total - before == terms.amount

@@ -15,10 +15,8 @@ import pytest
 from faultproof import attestation, signing
 from faultproof.chain import enc
 from faultproof.errors import Reason, Stage
-from faultproof.identity import Identity
+from faultproof.identity import Identity, domain_tag
 from faultproof.messages import (
-    AllowMeasurement,
-    DenyMeasurement,
     Deposit,
     EnrolAgent,
     EnrolDevice,
@@ -32,14 +30,17 @@ from faultproof.messages import (
     RevokeAgent,
     RevokeDevice,
     RotateAdmin,
+    RotateDeviceKey,
     RotateOracles,
     SetLockdown,
+    SetMeasurement,
     SignedAdminTx,
     SignedEvidence,
     SuspendBody,
     SuspensionCertificate,
     TriggerKind,
     Withdraw,
+    rotation_message,
 )
 from ledger.state import (
     EVIDENCE_FRESH_MS,
@@ -461,7 +462,7 @@ def _hw_evidence(device: Identity | signing.P256KeySigner, nonce: bytes, firmwar
 
 def _hw_allow_good(env: LedgerEnv) -> list[SignedAdminTx]:
     m = attestation.measure
-    return [env.keys.sign(AllowMeasurement(component=int(c), digest=m(img)))
+    return [env.keys.sign(SetMeasurement(component=int(c), digest=m(img), allowed=1))
             for c, img in ((attestation.Component.BOOTLOADER, b"boot-1"),
                            (attestation.Component.FIRMWARE, b"fw-good"), (attestation.Component.CONFIG, b"cfg-1"))]
 
@@ -491,15 +492,15 @@ async def test_p256_device_enrolment_binds_its_key(tmp_path: Path) -> None:
 async def test_allowlist_allow_and_deny(tmp_path: Path) -> None:
     async with funded(tmp_path) as (env, sc):
         d = attestation.measure(b"fw-good")
-        await env.ok(env.keys.sign(AllowMeasurement(component=2, digest=d)))
+        await env.ok(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=1)))
         assert measurement_allowed(env.state, 2, d)
-        await env.refused(env.keys.sign(AllowMeasurement(component=2, digest=d), nonce=env.keys.next_nonce),
+        await env.refused(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=1), nonce=env.keys.next_nonce),
                           Reason.ALREADY_EXISTS)
-        await env.refused(env.keys.sign(AllowMeasurement(component=77, digest=d), nonce=env.keys.next_nonce),
+        await env.refused(env.keys.sign(SetMeasurement(component=77, digest=d, allowed=1), nonce=env.keys.next_nonce),
                           Reason.INVALID_PARAMETERS)
-        await env.ok(env.keys.sign(DenyMeasurement(component=2, digest=d)))
+        await env.ok(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=0)))
         assert not measurement_allowed(env.state, 2, d)
-        await env.refused(env.keys.sign(DenyMeasurement(component=2, digest=d), nonce=env.keys.next_nonce),
+        await env.refused(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=0), nonce=env.keys.next_nonce),
                           Reason.NOT_FOUND)
 
 
@@ -558,6 +559,44 @@ async def test_payout_needs_a_passing_attestation_covering_the_window(tmp_path: 
         await env.ok(_hw_evidence(sc.device, env.state.head_hash, firmware=b"fw-tampered"))
         env.clock.set(sc.time_after(3))
         await env.refused(env.keys.qc(b3), Reason.ATTESTATION_FAILED)
+
+
+async def test_device_key_rotation_is_endorsed_by_the_old_key(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        did = sc.device.public_key
+        new = signing.P256KeySigner.generate()
+        when = env.clock.now_ms + HOUR
+
+        def rotation(signer: Identity | signing.P256KeySigner, effective: int = when,
+                     key: bytes = new.public.data, key_type: int = 2) -> RotateDeviceKey:
+            msg = rotation_message(env.keys.ledger_id, did, key_type, key, effective)
+            return RotateDeviceKey(device_id=did, key_type=key_type, public_key=key, effective_ms=effective,
+                                   endorsement=signer.sign(domain_tag(RotateDeviceKey.NAME), msg))
+
+        def nonce() -> int:
+            return env.keys.next_nonce
+
+        await env.refused(env.keys.sign(rotation(new), nonce=nonce()), Reason.INVALID_PARAMETERS)  # not the old key
+        await env.refused(env.keys.sign(rotation(sc.device, effective=env.clock.now_ms - 1), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)  # retroactive
+        await env.refused(env.keys.sign(rotation(sc.device, key=new.public.data, key_type=1), nonce=nonce()),
+                          Reason.WRONG_KEY_TYPE)
+        await env.refused(env.keys.sign(rotation(sc.device, key=did, key_type=1), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)  # the current key
+        await env.ok(env.keys.sign(rotation(sc.device)))
+        assert device_key(env.state, did) == new.public
+        assert device_key(env.state, did, when - 1) == signing.PublicKey.ed25519(did)
+        assert device_key(env.state, did, when) == new.public
+        # The next rotation must be endorsed by the new key and come later.
+        newer = signing.P256KeySigner.generate()
+        await env.refused(env.keys.sign(rotation(sc.device, effective=when + 1, key=newer.public.data), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)
+        await env.refused(env.keys.sign(rotation(new, effective=when, key=newer.public.data), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)
+        await env.ok(env.keys.sign(rotation(new, effective=when + 1, key=newer.public.data)))
+        await env.ok(env.keys.sign(RevokeDevice(device_id=did)))
+        await env.refused(env.keys.sign(rotation(newer, effective=when + 2, key=new.public.data), nonce=nonce()),
+                          Reason.INVALID_STATE_TRANSITION)
 
 
 def _suspend(env: LedgerEnv, device_id: bytes, since_ms: int, signers: int | None = None) -> SuspensionCertificate:

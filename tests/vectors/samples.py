@@ -157,11 +157,11 @@ P256_POINT_7 = bytes.fromhex("028e533b6fa0bf7b4625bb30667c01fb607ef9f8b8a80fef5b
 
 def hardware_admin_args(anchor: bytes) -> list[Message]:
     from faultproof.messages import (
-        AllowMeasurement,
-        DenyMeasurement,
         EnrolDeviceKey,
         Lift,
+        RotateDeviceKey,
         SetLockdown,
+        SetMeasurement,
     )
     from faultproof.signing import KeyType, key_id
 
@@ -169,8 +169,9 @@ def hardware_admin_args(anchor: bytes) -> list[Message]:
     return [
         EnrolDeviceKey(enrol=EnrolDevice(device_id=did, epoch=EPOCH, anchor=anchor, firmware_hash=b"\x33" * 32),
                        key_type=int(KeyType.P256), public_key=P256_POINT_7),
-        AllowMeasurement(component=2, digest=b"\x55" * 32),
-        DenyMeasurement(component=2, digest=b"\x55" * 32),
+        SetMeasurement(component=2, digest=b"\x55" * 32, allowed=1),
+        RotateDeviceKey(device_id=did, key_type=int(KeyType.ED25519), public_key=b"\x56" * 32,
+                        effective_ms=T0 + 1_000, endorsement=b"\x57" * 64),
         SetLockdown(breaker_window_ms=86_400_000, breaker_share_bps=2_000, attestation_max_age_ms=3_600_000),
         Lift(target=1, device_id=bytes(32), note=b"reviewed"),
     ]
