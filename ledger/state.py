@@ -576,6 +576,7 @@ class LedgerState:
             self.balances[t.source] = self.balances.get(t.source, 0) - t.amount
             self.balances[t.dest] = self.balances.get(t.dest, 0) + t.amount
         effect._commit(self, entry.height)
+        note_device_event(self, effect, entry.height)  # DESIGN §15: the device's chain of custody
         self._advance(entry, entry_hash or hash_id("ledger-entry", entry.encode()))
 
     def apply_entry(self, signed: SignedEntry, *, check_signature: bool = True,
@@ -1037,6 +1038,7 @@ class HardwareState:
     recent_heads: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # hash -> (height, time)
     results: dict[bytes, list[Result]] = field(default_factory=dict)  # device -> attestation results
     last_nonce_height: dict[bytes, int] = field(default_factory=dict)  # device -> height answered
+    history: dict[bytes, list[tuple[int, TxKind]]] = field(default_factory=dict)  # device -> (height, kind)
 
 
 def device_key(state: LedgerState, device_id: bytes, at_ms: int | None = None) -> PublicKey:
@@ -1056,6 +1058,37 @@ def device_key_schedule(state: LedgerState, device_id: bytes) -> tuple[tuple[int
     """Every key of the device with the frame time it takes effect from (the first from 0)."""
     history = state.hw.key_history.get(device_id)
     return tuple(history) if history else ((0, device_key(state, device_id)),)
+
+
+def device_of(state: LedgerState, tx: Message) -> bytes | None:
+    """The device a ledger transaction is about, if any (for the device's history)."""
+    if isinstance(tx, SignedAdminTx):
+        a = tx.tx.args
+        if isinstance(a, (EnrolDevice, RevokeDevice, IssuePolicy, RotateDeviceKey)):
+            return a.device_id
+        if isinstance(a, EnrolDeviceKey):
+            return a.enrol.device_id
+        if isinstance(a, Lift) and a.target == LiftTarget.SUSPENSION:
+            return a.device_id
+        return None
+    if isinstance(tx, (QuorumCertificate, SignedEvidence, SuspensionCertificate)):
+        return tx.body.device_id
+    if isinstance(tx, ExpirePolicy):
+        policy = state.policies.get(tx.policy_id)
+        return policy.device_id if policy is not None else None
+    return None
+
+
+def note_device_event(state: LedgerState, effect: Effect, height: int) -> None:
+    device_id = device_of(state, effect.tx)
+    if device_id is not None:
+        state.hw.history.setdefault(device_id, []).append((height, effect.kind))
+
+
+def device_history(state: LedgerState, device_id: bytes) -> list[tuple[int, TxKind]]:
+    """Every ledger entry about the device, in order: enrolment, keys, evidence, policies, payouts,
+    suspensions, revocation (`GET /v1/devices/{id}/history`)."""
+    return list(state.hw.history.get(device_id, ()))
 
 
 def measurement_allowed(state: LedgerState, component: int, digest: bytes) -> bool:
