@@ -271,6 +271,8 @@ class ClaimManager:
         self._to_prove: asyncio.Queue[bytes] = asyncio.Queue()
         self.proving: bytes | None = None
         self.wake = asyncio.Event()
+        # DESIGN §15: a quarantined device's claims are held (kept, not sent) until it is released.
+        self.held: Callable[[bytes], bool] = lambda device_id: engine.anomaly.quarantined(device_id) is not None
 
     # -- inputs --
     def load(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -420,6 +422,8 @@ class ClaimManager:
             return
         if rec.status is ClaimStatus.DETECTED or rec.signed is None:
             return  # the prover has it
+        if self.held(rec.device_id):
+            return  # quarantined: held
         now = time.monotonic()
         if now < rec.next_at:
             return

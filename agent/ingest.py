@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.anomaly import AnomalyMonitor, Quarantine
 from agent.detect import Detector, PolicyTerms, Window
 from agent.frames import DeviceRecord, FrameChecker, Incoming, Undecodable, Verdict
 from agent.metrics import AgentMetrics
@@ -128,6 +129,8 @@ class IngestEngine:
         self.claimed: dict[bytes, list[tuple[int, int, int]]] = {}  # policy_id -> (start_ts, end_ts, period)
         self.open_claims: dict[bytes, tuple[bytes, int, int, int]] = {}  # claim_id -> (device, epoch, lo, hi)
         self._last_retention = time.monotonic()
+        # DESIGN §15: signs of compromise per device; a quarantined device's claims are held.
+        self.anomaly = AnomalyMonitor()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -318,7 +321,9 @@ class IngestEngine:
                     verdicts.append(v)
                     if v.reason is not None:
                         counts[("rejected", v.reason.value)] += 1
+                        self._quarantine(self.anomaly.refused(f.device_id, v.reason, now), counts)
                         continue
+                    self._quarantine(self.anomaly.accepted(f.device_id, f.ts, now), counts)
                     counts[("accepted", "")] += 1
                     dev = store.dev_id(f.device_id)
                     rows.append((dev, f.epoch, f.seq, f.ts, f.reading, f.chain, f.signature, int(v.linked)))
@@ -373,6 +378,13 @@ class IngestEngine:
                 op.done(value, exc)
         if windows and self.on_claims is not None:
             self.on_claims(windows)
+
+    @staticmethod
+    def _quarantine(q: Quarantine | None, counts: dict[tuple[str, str], int]) -> None:
+        if q is not None:
+            counts[("quarantined", q.signal.value)] += 1
+            log.warning("device %s quarantined: %d %s in the window; its claims are held",
+                        q.device_id.hex()[:12], q.count, q.signal.value)
 
     def _apply_snapshot(self, snapshot: LedgerSnapshot) -> set[bytes]:
         """Install a new ledger view; returns the devices whose detection must run again."""
