@@ -69,6 +69,7 @@ class LedgerSnapshot:
     devices: dict[bytes, DeviceRecord] = field(default_factory=dict)
     policies: dict[bytes, PolicyTerms] = field(default_factory=dict)  # device_id -> provable policy
     height: int = -1
+    attestation_failed: frozenset[bytes] = frozenset()  # DESIGN §15: latest ledger result failed
 
 
 @dataclass
@@ -302,6 +303,9 @@ class IngestEngine:
             rows: list[tuple[int, int, int, int, int, bytes, bytes, int]] = []
             relinks: list[tuple[int, int, int]] = []
             counts: dict[tuple[str, str], int] = collections.defaultdict(int)
+            for device_id in snapshot.attestation_failed if snapshot is not None else ():
+                if self.anomaly.quarantined(device_id) is None:
+                    self._quarantine(self.anomaly.refused(device_id, Reason.ATTESTATION_FAILED, now), counts)
             op_results: list[tuple[_Op, Any, BaseException | None]] = []
             n_frames = 0
             for item in items:

@@ -24,7 +24,13 @@ from agent.frames import DeviceRecord
 from agent.ingest import LedgerSnapshot
 from faultproof.errors import FaultproofError, Reason
 from ledger.client import LedgerClient
-from ledger.state import IntegrityError, LedgerState, PolicyStatus, device_key_schedule
+from ledger.state import (
+    IntegrityError,
+    LedgerState,
+    PolicyStatus,
+    attestation_results,
+    device_key_schedule,
+)
 
 log = logging.getLogger("faultproof.agent.ledger")
 
@@ -121,7 +127,8 @@ def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Map
         if n is None:
             continue
         policies[device_id] = PolicyTerms.from_ledger(policy, n)
-    return LedgerSnapshot(devices, policies, state.height)
+    failed = frozenset(d for d in devices if (r := attestation_results(state, d)) and not r[-1].passed)
+    return LedgerSnapshot(devices, policies, state.height, failed)
 
 
 def unprovable_policies(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Mapping[bytes, int],

@@ -29,7 +29,7 @@ from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import errors_middleware as _errors_middleware
 from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
 from ledger.service import Accepted, LedgerService
-from ledger.state import device_history
+from ledger.state import attestation_results, device_history
 from ledger.views import (
     agent_json,
     circuit_json,
@@ -327,7 +327,9 @@ async def get_device_history(request: web.Request) -> web.StreamResponse:
         events.append({"height": height, "kind": kind.value, "time_ms": signed.entry.time_ms,
                        "entry_hash": signed.entry.entry_hash.hex(), "paid": signed.entry.paid,
                        **history_detail(signed.entry.tx)})
-    return web.json_response({"device_id": did.hex(), "key": device_key_json(state, did), "events": events})
+    results = [{"ts_ms": r.ts_ms, "passed": r.passed, "detail": r.detail} for r in attestation_results(state, did)]
+    return web.json_response({"device_id": did.hex(), "key": device_key_json(state, did), "events": events,
+                              "attestations": results})
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

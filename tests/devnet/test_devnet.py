@@ -33,21 +33,26 @@ def _alive(pid: int) -> bool:
 def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
     config = tmp_path / "devnet.toml"
-    # The shipped config, in a scratch data folder, with 6 devices: 5 faults (one per trigger
-    # kind) and 1 healthy but noisy device.
+    # The shipped config, in a scratch data folder, with 7 devices: 5 faults (one per trigger
+    # kind), 1 tampered-firmware device with a real excursion (DESIGN §15: never paid) and 1
+    # healthy but noisy device.
     text = (REPO / "configs" / "devnet.toml").read_text()
     config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"'))
     out = subprocess.run(
-        [sys.executable, "-m", "cli", "devnet", "--config", str(config), "--devices", "6",
+        [sys.executable, "-m", "cli", "devnet", "--config", str(config), "--devices", "7",
          "--json", str(summary_path)],
         cwd=REPO, capture_output=True, text=True, timeout=580)
     assert summary_path.exists(), out.stdout[-3000:] + out.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
     assert out.returncode == (0 if summary["ok"] else 1)
     devices = summary["devices"]
-    faulty = [d for d in devices if d["fault"]]
+    tampered = [d for d in devices if d["fault"] == "tampered_firmware"]
+    faulty = [d for d in devices if d["fault"] and d not in tampered]
     healthy = [d for d in devices if not d["fault"]]
     assert {d["fault"] for d in faulty} == {"excursion", "run", "stuck", "out_of_range", "dropout"}
+    assert len(tampered) == 1 and tampered[0]["attestation"] == "failed"
+    assert tampered[0]["payouts"] == 0 and tampered[0]["payout"] == 0 and tampered[0]["status"] != "paid"
+    assert all(d["attestation"] == "passed" for d in faulty + healthy)
     assert len(healthy) == 1
     for d in faulty:
         assert d["status"] == "paid" and d["payouts"] == 1 and d["payout"] == 1_000_000, (d, out.stdout[-3000:])

@@ -60,3 +60,20 @@ async def test_claim_manager_holds_a_quarantined_devices_claims(tmp_path: Path) 
         assert not mgr.held(d.device_id)
     finally:
         e.stop()
+
+
+def test_a_failed_attestation_on_the_ledger_quarantines(tmp_path: Path) -> None:
+    from agent.ingest import LedgerSnapshot
+    from tests.agent.test_ingest import record
+
+    d, other = device(6), device(7)
+    e, _ = engine(tmp_path / "a.db", [d, other])
+    try:
+        e.set_ledger(LedgerSnapshot({x.device_id: record(x) for x in (d, other)}, {}, 5, frozenset({d.device_id})))
+        frames = [Incoming.from_message(m) for m in prebuilt_stream(d, 5, start_ts=NOW - 10_000)]
+        assert submit_all(e, [frames])[0].accepted == 5  # frames still checked and kept
+        q = e.anomaly.quarantined(d.device_id)
+        assert q is not None and q.signal is Signal.ATTESTATION_FAILED
+        assert e.anomaly.quarantined(other.device_id) is None
+    finally:
+        e.stop()

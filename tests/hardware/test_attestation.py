@@ -113,3 +113,14 @@ def _r(ts: int, ok: bool) -> att.Result:
 ])
 def test_window_coverage(results: list[att.Result], expected: Reason | None) -> None:
     assert att.coverage_rejection(results, T, T + 1_000, 1_000) is expected
+
+
+def test_simulator_boot_passes_and_tampered_firmware_fails() -> None:
+    from agent.boot import allowlist_txs, ledger_evidence
+
+    allowed = {(t.component, t.digest) for t in allowlist_txs()}
+    dev = signing.Ed25519FileSigner(Identity.generate())
+    good = ledger_evidence(dev, epoch=0, seq=0, ts_ms=T, head_hash=b"\x08" * 32)
+    bad = ledger_evidence(dev, epoch=0, seq=0, ts_ms=T, head_hash=b"\x08" * 32, tampered=True)
+    assert att.measurement_failure(good.body, lambda c, d: (c, d) in allowed) is None
+    assert "firmware" in (att.measurement_failure(bad.body, lambda c, d: (c, d) in allowed) or "")
