@@ -23,6 +23,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "claim": "cli.user:claim",
     "pool": "cli.user:pool",
     "devnet": "cli.devnet:devnet",
+    "token": "cli.token:token",
 }
 
 

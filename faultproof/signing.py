@@ -415,6 +415,20 @@ def token_destroy(cfg: TokenConfig) -> int:
         return len(objs)
 
 
+PKCS11_PREFIX = "pkcs11:"
+
+
+def load_signer(spec: str | os.PathLike[str]) -> Ed25519FileSigner | P256KeySigner | Pkcs11Signer:
+    """A key file path, or `pkcs11:TOKEN/LABEL` for a key in a token (PIN from the environment)."""
+    text = os.fspath(spec)
+    if text.startswith(PKCS11_PREFIX):
+        token, sep, label = text[len(PKCS11_PREFIX):].partition("/")
+        if not sep or not token or not label:
+            raise KeyError_(f"{text!r}: a token key is pkcs11:TOKEN/LABEL")
+        return Pkcs11Signer(TokenConfig(token_label=token, key_label=label))
+    return load_key_file(text)
+
+
 class Pkcs11Signer:
     """A key in a PKCS#11 token. Signs inside the token; the private key never enters this process."""
 

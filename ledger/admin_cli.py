@@ -37,6 +37,8 @@ from faultproof.messages import (
     RotateOracles,
     Withdraw,
 )
+from faultproof.signing import KeyError_ as SignerKeyError
+from faultproof.signing import KeyType, load_signer
 from ledger.client import LedgerClient, SubmitResult
 from ledger.policy_file import PolicyFileError, load_policy
 from ledger.state import default_threshold
@@ -73,10 +75,10 @@ def _result_json(r: SubmitResult) -> dict[str, Any]:
 
 @click.group()
 @click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
-@click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="The admin key file (needed by every signing command).")
+@click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", default=None,
+              help="The admin key file, or pkcs11:TOKEN/LABEL (needed by every signing command).")
 @click.pass_context
-def admin(ctx: click.Context, url: str, key_path: Path | None) -> None:
+def admin(ctx: click.Context, url: str, key_path: str | None) -> None:
     """Underwriter commands: every admin transaction, signed with the admin key file."""
     ctx.obj = {"url": url, "key": key_path}
 
@@ -85,15 +87,18 @@ def _sign_and_submit(ctx: click.Context, args: Message) -> None:
     key_path = ctx.obj["key"]
     if key_path is None:
         raise click.ClickException("--key (or FAULTPROOF_ADMIN_KEY) is required to sign an admin transaction")
-    try:
-        admin_key = Identity.load(key_path)
-    except KeyFileError as e:
+    try:  # a key file, or pkcs11:TOKEN/LABEL (DESIGN §15); the ledger checks admin keys as Ed25519
+        admin_key = load_signer(key_path)
+    except (KeyFileError, SignerKeyError) as e:
         raise click.ClickException(str(e)) from None
+    if admin_key.public.key_type is not KeyType.ED25519:
+        raise click.ClickException("the admin key must be an Ed25519 key")
 
     async def go(client: LedgerClient) -> SubmitResult:
         state = await client.state()
         tx = AdminTx.make(bytes.fromhex(state["ledger_id"]), int(state["next_admin_nonce"]), args)
-        return await client.submit(tx.sign(admin_key))
+        # Any faultproof.signing Signer signs like an Identity (public_key, sign(tag, msg)).
+        return await client.submit(tx.sign(admin_key))  # type: ignore[arg-type]
 
     click.echo(json.dumps(_result_json(_run(go, ctx.obj["url"]))))
 
