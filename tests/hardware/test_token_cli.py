@@ -16,7 +16,7 @@ from faultproof import signing
 from faultproof.messages import Genesis
 from ledger.admin_cli import admin
 from tests.hardware.conftest import TOKEN, token_cfg
-from tests.ledger.helpers import LedgerKeys, ManualClock, T0, identity, make_ledger, serve_ledger
+from tests.ledger.helpers import T0, LedgerKeys, ManualClock, identity, make_ledger, serve_ledger
 
 REPO = Path(__file__).resolve().parents[2]
 
