@@ -7,9 +7,10 @@ reaches its threshold:
   bad_signature       a frame (or evidence) that claims the device but is not signed by its key
   replay              a frame whose seq is already stored
   chain_break         a frame whose chain value does not follow
-  rate_jump           frames arriving (by their own timestamps) `rate_factor` times faster than the
-                      device's established rate: a clone or an injector alongside the real device.
-                      Slowing down is not a sign of compromise (dropouts are an insured malfunction).
+  rate_jump           frames (by their own timestamps) `rate_factor` times closer together than the
+                      device's usual median gap: a clone or an injector alongside the real device.
+                      Slowing down is not a sign of compromise (dropouts are an insured malfunction),
+                      and medians keep one long gap from looking like a change of rate.
   attestation_failed  the device's measured boot is not on the allowlist (threshold 1 by default)
   login_refused       the broker refused the device's credentials
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -64,7 +66,7 @@ class Thresholds:
         (Signal.LOGIN_REFUSED, 10),
     )
     rate_factor: float = 4.0  # frames this many times faster than usual is a jump
-    rate_warmup: int = 20  # frames before a device's usual rate counts
+    rate_warmup: int = 32  # gaps between frames before a device's usual rate counts
 
     def limit(self, signal: Signal) -> int:
         return dict(self.limits)[signal]
@@ -83,19 +85,22 @@ class Quarantine:
                 "count": self.count, "evidence_hash": self.evidence_hash.hex()}
 
 
+# Medians, not means: a dropout (an insured malfunction) or the gap since provisioning must not
+# look like a change of rate.
+_MAX_SEEN = 1024
+_BASELINE_GAPS, _RECENT_GAPS, _REFRESH = 64, 8, 16
+
+
 @dataclass
 class _Device:
     events: dict[Signal, deque[int]] = field(default_factory=dict)
     seen: list[tuple[Signal, int]] = field(default_factory=list)  # bounded: the evidence
     last_ts: int | None = None
-    frames: int = 0
-    slow_interval: float = 0.0  # long-run mean interval between frames (ms), EWMA
-    fast_interval: float = 0.0  # recent mean interval, EWMA
+    gaps: deque[int] = field(default_factory=lambda: deque(maxlen=_BASELINE_GAPS))  # ms between frames
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT_GAPS))
+    baseline: float = 0.0  # median gap of the last _BASELINE_GAPS, refreshed every _REFRESH frames
+    since_refresh: int = 0
     quarantine: Quarantine | None = None
-
-
-_MAX_SEEN = 1024
-_SLOW, _FAST = 0.05, 0.5
 
 
 class AnomalyMonitor:
@@ -142,19 +147,20 @@ class AnomalyMonitor:
         return None
 
     def accepted(self, device_id: bytes, ts_ms: int, now_ms: int) -> Quarantine | None:
-        """An accepted frame (its own timestamp): tracks the device's frame rate."""
+        """An accepted frame (its own timestamp): tracks the device's frame rate. A jump is the
+        median of the last few gaps `rate_factor` times below the device's usual median gap."""
         d = self._dev(device_id)
-        if d.last_ts is not None and ts_ms > d.last_ts:
-            gap = float(ts_ms - d.last_ts)
-            if d.frames == 1:
-                d.slow_interval = d.fast_interval = gap
-            else:
-                d.slow_interval += _SLOW * (gap - d.slow_interval)
-                d.fast_interval += _FAST * (gap - d.fast_interval)
-            d.frames += 1
-            if d.frames > self.t.rate_warmup and d.fast_interval * self.t.rate_factor < d.slow_interval:
-                return self.observe(device_id, Signal.RATE_JUMP, now_ms)
-        elif d.last_ts is None:
-            d.frames = 1
-        d.last_ts = max(ts_ms, d.last_ts or ts_ms)
+        last, d.last_ts = d.last_ts, ts_ms if d.last_ts is None else max(ts_ms, d.last_ts)
+        if last is None or ts_ms <= last:
+            return None  # the first frame, or a late one filling a gap
+        d.gaps.append(ts_ms - last)
+        d.recent.append(ts_ms - last)
+        if len(d.gaps) < self.t.rate_warmup:
+            return None
+        d.since_refresh += 1
+        if d.baseline == 0.0 or d.since_refresh >= _REFRESH:
+            d.baseline, d.since_refresh = statistics.median(d.gaps), 0
+        recent = statistics.median(d.recent)
+        if recent * self.t.rate_factor < d.baseline:
+            return self.observe(device_id, Signal.RATE_JUMP, now_ms)
         return None

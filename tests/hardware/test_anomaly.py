@@ -88,3 +88,15 @@ def test_frame_rate_jump_counts_and_slowdown_does_not() -> None:
         quarantine = quarantine or mon.accepted(dev, ts, ts)
     assert quarantine is not None and quarantine.signal is Signal.RATE_JUMP
     assert mon2.quarantined(dev) is None
+
+
+def test_a_long_first_gap_or_a_dropout_is_not_a_rate_jump() -> None:
+    mon = AnomalyMonitor()
+    dev = b"f" * 32
+    ts = NOW - 3_600_000  # the anchor frame, an hour before the stream
+    assert mon.accepted(dev, ts, NOW) is None
+    ts = NOW
+    for i in range(300):
+        ts += 8_000 if i == 150 else 100  # 10 Hz with one 8 s dropout
+        assert mon.accepted(dev, ts, ts) is None
+    assert mon.quarantined(dev) is None
