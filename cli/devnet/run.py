@@ -188,7 +188,7 @@ class DevnetRun:
         sims = threading.Thread(target=self._simulate, name="devices", daemon=True)
         sims.start()
         deadline = time.monotonic() + float(self.net_cfg.get("seconds", 240))
-        expected = {p.policy_id for p in self.plans if p.fault is not None}
+        expected = {p.policy_id for p in self.plans if p.fault is not None and p.fault["fault"] not in UNPAID_FAULTS}
         settle_until: float | None = None
         last_line = ""
         live = Live(self.render(), console=self.console, refresh_per_second=4) if self.live_ok else None
