@@ -249,6 +249,8 @@ class ClaimManager:
         self._proving: set[bytes] = set()
         self.claim_window_ms = claim_window_ms  # policy_id -> its claim window (proving order)
         self.wake = asyncio.Event()
+        # DESIGN §15: a quarantined device's claims are held (kept, not sent) until it is released.
+        self.held: Callable[[bytes], bool] = lambda device_id: engine.anomaly.quarantined(device_id) is not None
 
     # -- inputs --
     def load(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -432,6 +434,8 @@ class ClaimManager:
             return
         if rec.status is ClaimStatus.DETECTED or rec.signed is None:
             return  # the prover has it
+        if self.held(rec.device_id):
+            return  # quarantined: held
         now = time.monotonic()
         if now < rec.next_at:
             return

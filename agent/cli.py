@@ -145,3 +145,40 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
 
     asyncio.run(go())
     click.echo(json.dumps({"device_id": dev.device_id.hex(), "sent": readings}))
+
+
+@device.command("history")
+@click.argument("device_id")
+@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default="http://127.0.0.1:8700", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def history(device_id: str, ledger_url: str, as_json: bool) -> None:
+    """A device's chain of custody: every ledger entry about it (DESIGN §15)."""
+    from faultproof.errors import FaultproofError
+    from ledger.client import LedgerClient
+
+    try:
+        did = bytes.fromhex(device_id)
+        if len(did) != 32:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter("DEVICE_ID must be 64 hex characters") from None
+
+    async def go() -> dict[str, object]:
+        async with LedgerClient(ledger_url) as client:
+            return await client.device_history(did)
+
+    try:
+        out = asyncio.run(go())
+    except FaultproofError as e:
+        raise click.ClickException(f"{e.reason.value}: {e.message}") from None
+    if as_json:
+        click.echo(json.dumps(out, indent=1))
+        return
+    keys = out["key"]
+    assert isinstance(keys, list)
+    for k in keys:
+        click.echo(f"key {k['key_type']} {k['public_key'][:16]}… from {k['since_ms']}")
+    events = out["events"]
+    assert isinstance(events, list)
+    for ev in events:
+        click.echo(f"{ev['height']:>8}  {ev['time_ms']}  {ev['kind']:<18} {ev['entry_hash'][:16]}…")

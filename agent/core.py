@@ -154,6 +154,7 @@ class LedgerSnapshot:
     devices: dict[bytes, DeviceRecord] = field(default_factory=dict)
     policies: dict[bytes, PolicyTerms] = field(default_factory=dict)  # device_id -> provable policy
     height: int = -1
+    attestation_failed: frozenset[bytes] = frozenset()  # DESIGN §15: latest ledger result failed
 
 
 @dataclass(frozen=True)

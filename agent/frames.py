@@ -3,7 +3,8 @@
 A device sends `DeviceReading`s (a signed frame, its reading beside it). The agent accepts a frame
 only if, cheap checks first:
   1. the device is enrolled on the ledger and the agent holds its blinding key (UNKNOWN_DEVICE);
-  2. its Ed25519 signature verifies under the device key (BAD_FRAME_SIGNATURE);
+  2. its signature verifies under the device key, of the type enrolled on the ledger: Ed25519 (the
+     device_id) or P-256 (faultproof.signing, DESIGN §15) (BAD_FRAME_SIGNATURE);
   3. the device was not revoked at or before the frame's time (DEVICE_REVOKED);
   4. its epoch is the device's current epoch on the ledger (WRONG_EPOCH);
   5. its timestamp is not ahead of the agent's clock by more than the allowed skew
@@ -53,6 +54,7 @@ from typing import Any
 import light_poseidon_python as _lp
 
 from faultproof import chain as fpchain
+from faultproof import signing
 from faultproof.encoding import pack, unpack
 from faultproof.errors import DecodeError, Reason
 from faultproof.identity import domain_tag, verify
@@ -231,6 +233,21 @@ class DeviceRecord:
     anchor: bytes  # c_0 of that epoch, as enrolled
     revoked_ms: int | None
     blinding_key: bytes  # 31 bytes, shared with the device at provisioning
+    # The device's keys by the frame time they take effect from, if not just Ed25519 = device_id
+    # (P-256 devices, rotated keys: DESIGN §15).
+    keys: tuple[tuple[int, signing.PublicKey], ...] = ()
+
+    def key_at(self, ts_ms: int) -> signing.PublicKey | None:
+        """The key for a frame at ts_ms; None for the Ed25519 key that is the device_id."""
+        key = None
+        for since, k in self.keys:
+            if since <= ts_ms:
+                key = k
+        if key is None and self.keys:
+            key = self.keys[0][1]
+        if key is not None and key.key_type is signing.KeyType.ED25519 and key.data == self.device_id:
+            return None
+        return key
 
     @property
     def blinding_key_be32(self) -> bytes:
@@ -397,8 +414,12 @@ class FrameChecker:
         dev = self.devices.get(f.device_id)
         if dev is None:
             return _reject(Reason.UNKNOWN_DEVICE, f"device {f.device_id.hex()} is not enrolled for this agent")
-        if not _verify_frame(f):
-            return _reject(Reason.BAD_FRAME_SIGNATURE)
+        sig_key = dev.key_at(f.ts) if dev.keys else None
+        if sig_key is None:
+            if not _verify_frame(f):
+                return _reject(Reason.BAD_FRAME_SIGNATURE)
+        elif not signing.verify(sig_key, FRAME_TAG, f.body, f.signature):
+            return _reject(Reason.BAD_FRAME_SIGNATURE, f"not signed by the device's {sig_key.key_type.name} key")
         if dev.revoked_ms is not None and f.ts >= dev.revoked_ms:
             return _reject(Reason.DEVICE_REVOKED, f"device revoked at {dev.revoked_ms}, frame at {f.ts}")
         if f.epoch != dev.epoch:

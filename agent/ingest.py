@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.anomaly import AnomalyMonitor, Quarantine
 from agent.core import IngestCore, LedgerSnapshot
 from agent.detect import Window
 from agent.frames import Incoming, Undecodable, Verdict
@@ -120,6 +121,8 @@ class IngestEngine:
         self.store: Store | None = None
         self.core: IngestCore | None = None
         self._last_retention = time.monotonic()
+        # DESIGN §15: signs of compromise per device; a quarantined device's claims are held.
+        self.anomaly = AnomalyMonitor()
 
     @property
     def detectors(self) -> dict[bytes, Any]:
@@ -295,6 +298,9 @@ class IngestEngine:
             alternatives: list[tuple[int, int, int, int]] = []
             refuted: list[tuple[int, int, int]] = []
             counts: dict[tuple[str, str], int] = collections.defaultdict(int)
+            for device_id in snapshot.attestation_failed if snapshot is not None else ():
+                if self.anomaly.quarantined(device_id) is None:
+                    self._quarantine(self.anomaly.refused(device_id, Reason.ATTESTATION_FAILED, now), counts)
             op_results: list[tuple[_Op, Any, BaseException | None]] = []
             n_frames = 0
             for item in items:
@@ -314,7 +320,9 @@ class IngestEngine:
                     verdicts.append(v)
                     if v.reason is not None:
                         counts[("rejected", v.reason.value)] += 1
+                        self._quarantine(self.anomaly.refused(f.device_id, v.reason, now), counts)
                         continue
+                    self._quarantine(self.anomaly.accepted(f.device_id, f.ts, now), counts)
                     counts[("accepted", "")] += 1
                     dev = store.dev_id(f.device_id)
                     if v.alternative:
@@ -384,6 +392,13 @@ class IngestEngine:
                 op.done(value, exc)
         if windows and self.on_claims is not None:
             self.on_claims(windows)
+
+    @staticmethod
+    def _quarantine(q: Quarantine | None, counts: dict[tuple[str, str], int]) -> None:
+        if q is not None:
+            counts[("quarantined", q.signal.value)] += 1
+            log.warning("device %s quarantined: %d %s in the window; its claims are held",
+                        q.device_id.hex()[:12], q.count, q.signal.value)
 
     def _apply_snapshot(self, snapshot: LedgerSnapshot) -> set[bytes]:
         """Install a new ledger view; returns the devices whose detection must run again."""

@@ -28,7 +28,14 @@ from agent.ingest import LedgerSnapshot
 from faultproof.errors import FaultproofError, Reason
 from ledger.follower import LedgerFollower
 from ledger.settlement import Settlement
-from ledger.state import Effect, IntegrityError, LedgerState, PolicyStatus
+from ledger.state import (
+    Effect,
+    IntegrityError,
+    LedgerState,
+    PolicyStatus,
+    attestation_results,
+    device_key_schedule,
+)
 
 log = logging.getLogger("faultproof.agent.ledger")
 
@@ -99,7 +106,8 @@ def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Map
         dev = state.device(device_id)
         if dev is None:
             continue
-        devices[device_id] = DeviceRecord(device_id, dev.epoch, dev.anchor, dev.revoked_ms, key)
+        devices[device_id] = DeviceRecord(device_id, dev.epoch, dev.anchor, dev.revoked_ms, key,
+                                          device_key_schedule(state, device_id))
         pid = state.open_policy.get(device_id)
         policy = state.policy(pid) if pid is not None else None
         if policy is None or policy.status_at(now_ms) not in (PolicyStatus.ISSUED, PolicyStatus.ACTIVE):
@@ -110,7 +118,8 @@ def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Map
         if n is None:
             continue
         policies[device_id] = PolicyTerms.from_ledger(policy, n)
-    return LedgerSnapshot(devices, policies, state.height)
+    failed = frozenset(d for d in devices if (r := attestation_results(state, d)) and not r[-1].passed)
+    return LedgerSnapshot(devices, policies, state.height, failed)
 
 
 def unprovable_policies(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Mapping[bytes, int],

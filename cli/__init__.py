@@ -30,6 +30,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "dashboard": "dashboard.cli:dashboard",
     "econ": "cli.econ:econ",
     "underwrite": "cli.underwrite:underwrite",
+    "token": "cli.token:token",
 }
 
 

@@ -127,6 +127,17 @@ class Reason(enum.StrEnum):
     ANCHOR_MISMATCH = "anchor_mismatch"
     REVOKED_WINDOW_NOT_ANCHORED = "revoked_window_not_anchored"
     LEDGER_TIME_SKEW = "ledger_time_skew"
+    # -- hardware identity, attestation and lockdown (hardware, DESIGN §15) --
+    WRONG_KEY_TYPE = "wrong_key_type"
+    BAD_ATTESTATION_SIGNATURE = "bad_attestation_signature"
+    ATTESTATION_REPLAYED = "attestation_replayed"
+    BAD_QUOTE = "bad_quote"
+    DEVICE_QUARANTINED = "device_quarantined"
+    ATTESTATION_MISSING = "attestation_missing"
+    ATTESTATION_FAILED = "attestation_failed"
+    ATTESTATION_STALE = "attestation_stale"
+    DEVICE_SUSPENDED = "device_suspended"
+    PAYOUTS_PAUSED = "payouts_paused"
 
     @property
     def stage(self) -> Stage:
@@ -139,6 +150,21 @@ class Reason(enum.StrEnum):
     @property
     def description(self) -> str:
         return _DESCRIPTION[self]
+
+
+# hardware (DESIGN §15): kept apart from the groups below so areas merge without conflicts.
+_HARDWARE_STAGES: dict[Reason, Stage] = {
+    Reason.WRONG_KEY_TYPE: Stage.CONTENT,
+    Reason.BAD_ATTESTATION_SIGNATURE: Stage.CONTENT,
+    Reason.ATTESTATION_REPLAYED: Stage.CONTENT,
+    Reason.BAD_QUOTE: Stage.CONTENT,
+    Reason.DEVICE_QUARANTINED: Stage.CONTENT,
+    Reason.ATTESTATION_MISSING: Stage.LEDGER_STATE,
+    Reason.ATTESTATION_FAILED: Stage.LEDGER_STATE,
+    Reason.ATTESTATION_STALE: Stage.LEDGER_STATE,
+    Reason.DEVICE_SUSPENDED: Stage.LEDGER_STATE,
+    Reason.PAYOUTS_PAUSED: Stage.LEDGER_STATE,
+}
 
 
 def _stages() -> dict[Reason, Stage]:
@@ -182,6 +208,7 @@ def _stages() -> dict[Reason, Stage]:
     groups[Stage.LEDGER_TX] += (r.TERM_STARTS_IN_PAST, r.ANCHOR_STALE, r.ANCHOR_CONFLICT, r.ANCHOR_BAD_ROOT)
     groups[Stage.HTTP] += (r.LEDGER_TIME_SKEW,)
     out = {reason: stage for stage, reasons in groups.items() for reason in reasons}
+    out.update(_HARDWARE_STAGES)
     missing = set(Reason) - set(out)
     assert not missing, f"reasons without a stage: {missing}"
     return out
@@ -294,6 +321,17 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.ANCHOR_MISMATCH: "The window's end disagrees with the device's anchored history.",
     Reason.REVOKED_WINDOW_NOT_ANCHORED: "The device is revoked and the window's end was not anchored before the revocation.",
     Reason.LEDGER_TIME_SKEW: "A ledger entry's time is further from this node's clock than the allowed skew.",
+    # hardware (DESIGN §15)
+    Reason.WRONG_KEY_TYPE: "The key given is not of the key type it is enrolled as (DESIGN §15).",
+    Reason.BAD_ATTESTATION_SIGNATURE: "The attestation evidence is not signed by the device's enrolled key.",
+    Reason.ATTESTATION_REPLAYED: "The evidence answers a nonce that was not issued (or is not a recent ledger entry), or was already answered.",
+    Reason.BAD_QUOTE: "The TPM quote does not verify (signature, nonce, PCR digest or structure).",
+    Reason.DEVICE_QUARANTINED: "The device is quarantined by its agent after anomalies; its claims are held.",
+    Reason.ATTESTATION_MISSING: "No passing attestation of the device covers the claimed window.",
+    Reason.ATTESTATION_FAILED: "The device's latest attestation failed: a measurement is not on the allowlist.",
+    Reason.ATTESTATION_STALE: "The evidence, or the device's last passing attestation, is older than the ledger allows.",
+    Reason.DEVICE_SUSPENDED: "k oracles suspended the device on the ledger; the admin has not reinstated it.",
+    Reason.PAYOUTS_PAUSED: "The pool's circuit breaker paused new payouts; the admin must resume them.",
 }
 
 

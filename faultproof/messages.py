@@ -657,6 +657,12 @@ class AdminKind(enum.IntEnum):
     POST_BOND = 21
     UNBOND = 22
     ISSUE_ECON_POLICY = 23
+    # hardware identity and attestation (DESIGN §15)
+    ENROL_DEVICE_KEY = 30
+    SET_MEASUREMENT = 31
+    ROTATE_DEVICE_KEY = 32
+    SET_LOCKDOWN = 33
+    LIFT = 34
 
 
 class TriggerKind(enum.IntEnum):
@@ -862,6 +868,187 @@ class EconPolicy(Message):
     group: tuple[bytes, ...] = _f(ListOf(ID, MAX_GROUP))
     min_proofs: int = _f(U8)  # m; 1 for a single-device policy
     overlap_tolerance_ms: int = _f(U48)
+# --------------------------------------------------------------------------- hardware (DESIGN §15)
+# Types 80-89 and admin kinds 30-39. Verification of these lives in faultproof.signing and
+# faultproof.attestation; the ledger rules in ledger/state.py's hardware block.
+
+MAX_PUBLIC_KEY = 33  # SEC1 compressed P-256; an Ed25519 key is 32
+MAX_MEASUREMENTS = 8
+
+
+@dataclass(frozen=True)
+class EnrolDeviceKey(Message):
+    """Enrol a device whose key is not (only) its id: a P-256 key in a secure element.
+
+    `enrol` is the ordinary enrolment; `device_id` there must be
+    `faultproof.signing.key_id(key_type, public_key)`. An Ed25519 device may use it too (its
+    public_key is then its device_id), which makes the type explicit on the ledger."""
+
+    TYPE_ID: ClassVar[int] = 80
+    NAME: ClassVar[str] = "enrol-device-key"
+
+    enrol: EnrolDevice = _f(Nested(EnrolDevice))
+    key_type: int = _f(U8)
+    public_key: bytes = _f(Bytes(max_len=MAX_PUBLIC_KEY))
+
+
+@dataclass(frozen=True)
+class SetMeasurement(Message):
+    """Put a known-good measurement on the ledger allowlist (allowed = 1) or take it off (0, e.g. a
+    firmware found vulnerable). `component` is the stage it measures (faultproof.attestation.
+    Component: bootloader 1, firmware 2, config 3, gateway PCR digest 4). Never retroactive:
+    results recorded before keep their verdict."""
+
+    TYPE_ID: ClassVar[int] = 81
+    NAME: ClassVar[str] = "set-measurement"
+
+    component: int = _f(U8)
+    digest: bytes = _f(ID)
+    allowed: int = _f(Bool())
+
+
+@dataclass(frozen=True)
+class RotateDeviceKey(Message):
+    """Rotate a device's key (a new secure element, a compromised key): the device keeps its
+    device_id; frames with ts_ms >= effective_ms verify under the new key. `endorsement` is the
+    current key's signature over `rotation_message(...)`: the old key signs the new one."""
+
+    TYPE_ID: ClassVar[int] = 82
+    NAME: ClassVar[str] = "rotate-device-key"
+
+    device_id: bytes = _f(ID)
+    key_type: int = _f(U8)
+    public_key: bytes = _f(Bytes(max_len=MAX_PUBLIC_KEY))
+    effective_ms: int = _f(U48)
+    endorsement: bytes = _f(SIG)
+
+
+def rotation_message(ledger_id: bytes, device_id: bytes, key_type: int, public_key: bytes, effective_ms: int) -> bytes:
+    """What the old key signs (tag `faultproof/rotate-device-key/v1`) to endorse the new one."""
+    return pack([ledger_id, device_id, key_type, public_key, effective_ms])
+
+
+@dataclass(frozen=True)
+class SetLockdown(Message):
+    """Ledger-wide lockdown parameters (DESIGN §15).
+
+    The pool circuit breaker pauses new payouts when the payouts in a rolling `breaker_window_ms`
+    exceed `breaker_share_bps`/10000 of the capital (0 turns it off). With
+    `attestation_max_age_ms` > 0 a claim is payable only if a passing device attestation recorded
+    on the ledger at most that long before its window covers it (0: attestation not required)."""
+
+    TYPE_ID: ClassVar[int] = 83
+    NAME: ClassVar[str] = "set-lockdown"
+
+    breaker_window_ms: int = _f(U48)
+    breaker_share_bps: int = _f(U32)
+    attestation_max_age_ms: int = _f(U48)
+
+
+class LiftTarget(enum.IntEnum):
+    PAYOUTS = 1  # resume payouts after the circuit breaker tripped
+    SUSPENSION = 2  # reinstate a device the oracles suspended
+
+
+@dataclass(frozen=True)
+class Lift(Message):
+    """The admin lifts a lockdown: resumes payouts (device_id zero) or reinstates a suspended
+    device. Never retroactive: windows that ended while it was in force stay refused."""
+
+    TYPE_ID: ClassVar[int] = 84
+    NAME: ClassVar[str] = "lift"
+
+    target: int = _f(U8)
+    device_id: bytes = _f(ID)
+    note: bytes = _f(Bytes(max_len=256))  # free text for the record
+
+
+@dataclass(frozen=True)
+class EvidenceBody(Message):
+    """What a device signs to attest (RATS evidence): its measurement log's values in boot order
+    (bootloader, firmware, config), the PCR-like composite of them, the verifier's nonce and the
+    device's frame seq at that moment. For evidence recorded on the ledger the nonce is the hash
+    of a recent ledger entry, which dates it without asking anyone."""
+
+    TYPE_ID: ClassVar[int] = 85
+    NAME: ClassVar[str] = "device-evidence"
+
+    device_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    seq: int = _f(U32)
+    ts_ms: int = _f(U48)
+    nonce: bytes = _f(ID)
+    measurements: tuple[bytes, ...] = _f(ListOf(ID, MAX_MEASUREMENTS))
+    composite: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class SignedEvidence(Message):
+    """Device evidence signed by the device's enrolled key: a ledger transaction anyone may submit
+    (the agent does), and what an agent appraises locally."""
+
+    TYPE_ID: ClassVar[int] = 86
+    NAME: ClassVar[str] = "signed-evidence"
+    MAX_SIZE: ClassVar[int] = 1024
+
+    body: EvidenceBody = _f(Nested(EvidenceBody))
+    signature: bytes = _f(SIG)
+
+
+@dataclass(frozen=True)
+class GatewayQuote(Message):
+    """A gateway's TPM 2.0 quote (Keylime-style): the raw TPMS_ATTEST and TPMT_SIGNATURE the TPM
+    returned, and its attestation key (SEC1 P-256 point). faultproof.attestation verifies it."""
+
+    TYPE_ID: ClassVar[int] = 87
+    NAME: ClassVar[str] = "gateway-quote"
+    MAX_SIZE: ClassVar[int] = 2048
+
+    agent_id: bytes = _f(ID)
+    attest: bytes = _f(Bytes(max_len=1024))
+    signature: bytes = _f(Bytes(max_len=256))
+    ak_point: bytes = _f(Bytes(exact=65))
+
+
+
+@dataclass(frozen=True)
+class SuspendBody(Message):
+    """What an oracle signs to suspend a device it saw compromised (bad-signature bursts, failed
+    attestations, ...). `evidence_hash` names what it saw; the ledger does not judge it, the k
+    signatures do (DESIGN §15)."""
+
+    TYPE_ID: ClassVar[int] = 88
+    NAME: ClassVar[str] = "suspend-device"
+
+    ledger_id: bytes = _f(ID)
+    oracle_set_epoch: int = _f(U32)
+    device_id: bytes = _f(ID)
+    reason: Reason = _f(REASON)
+    since_ms: int = _f(U48)  # from when windows are refused (the oracles' observation time)
+    evidence_hash: bytes = _f(ID)
+
+    def sign(self, oracle: Identity) -> QcSignature:
+        return QcSignature(oracle_id=oracle.public_key, signature=_sign(oracle, self))
+
+
+@dataclass(frozen=True)
+class SuspensionCertificate(Message):
+    """k oracle signatures over one SuspendBody: a ledger transaction anyone may submit."""
+
+    TYPE_ID: ClassVar[int] = 89
+    NAME: ClassVar[str] = "suspension-certificate"
+    MAX_SIZE: ClassVar[int] = 8192
+
+    body: SuspendBody = _f(Nested(SuspendBody))
+    signatures: tuple[QcSignature, ...] = _f(ListOf(Nested(QcSignature), MAX_ORACLES))
+
+_HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
+    AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
+    AdminKind.SET_MEASUREMENT: SetMeasurement,
+    AdminKind.ROTATE_DEVICE_KEY: RotateDeviceKey,
+    AdminKind.SET_LOCKDOWN: SetLockdown,
+    AdminKind.LIFT: Lift,
+}
 
 
 ADMIN_ARGS: dict[AdminKind, type[Message]] = {
@@ -879,6 +1066,7 @@ ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.POST_BOND: PostBond,
     AdminKind.UNBOND: Unbond,
     AdminKind.ISSUE_ECON_POLICY: EconPolicy,
+    **_HARDWARE_ADMIN_ARGS,
 }
 _ADMIN_KIND_OF = {cls: kind for kind, cls in ADMIN_ARGS.items()}
 
@@ -1132,7 +1320,7 @@ class SignedAnchor(Message):
 
 
 LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, SignedAnchor,
-                                               *ECON_TX_TYPES)
+                                               *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ from faultproof.messages import (
     UnbondStep,
     Withdraw,
 )
+from faultproof.signing import KeyError_ as SignerKeyError
+from faultproof.signing import KeyType, load_signer
 from ledger.client import LedgerClient, SubmitResult
 from ledger.policy_file import PolicyFileError, load_policy
 from ledger.service import wall_clock_ms
@@ -81,10 +83,10 @@ def _result_json(r: SubmitResult) -> dict[str, Any]:
 
 @click.group()
 @click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
-@click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="The admin key file (needed by every signing command).")
+@click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", default=None,
+              help="The admin key file, or pkcs11:TOKEN/LABEL (needed by every signing command).")
 @click.pass_context
-def admin(ctx: click.Context, url: str, key_path: Path | None) -> None:
+def admin(ctx: click.Context, url: str, key_path: str | None) -> None:
     """Underwriter commands: every admin transaction, signed with the admin key file."""
     ctx.obj = {"url": url, "key": key_path}
 
@@ -93,15 +95,18 @@ def _sign_and_submit(ctx: click.Context, args: Message, **extra: str) -> None:
     key_path = ctx.obj["key"]
     if key_path is None:
         raise click.ClickException("--key (or FAULTPROOF_ADMIN_KEY) is required to sign an admin transaction")
-    try:
-        admin_key = Identity.load(key_path)
-    except KeyFileError as e:
+    try:  # a key file, or pkcs11:TOKEN/LABEL (DESIGN §15); the ledger checks admin keys as Ed25519
+        admin_key = load_signer(key_path)
+    except (KeyFileError, SignerKeyError) as e:
         raise click.ClickException(str(e)) from None
+    if admin_key.public.key_type is not KeyType.ED25519:
+        raise click.ClickException("the admin key must be an Ed25519 key")
 
     async def go(client: LedgerClient) -> SubmitResult:
         state = await client.state()
         tx = AdminTx.make(bytes.fromhex(state["ledger_id"]), int(state["next_admin_nonce"]), args)
-        return await client.submit(tx.sign(admin_key))
+        # Any faultproof.signing Signer signs like an Identity (public_key, sign(tag, msg)).
+        return await client.submit(tx.sign(admin_key))  # type: ignore[arg-type]
 
     click.echo(json.dumps({**_result_json(_run(go, ctx.obj["url"])), **extra}))
 
@@ -361,3 +366,88 @@ def issue_econ_policy(ctx: click.Context, file: Path, device_id: str | None, ben
     _sign_and_submit(ctx, EconPolicy(terms=terms, staging_cost=staging_cost,
                                      group=tuple(_hex32(g, "group device") for g in group), min_proofs=m,
                                      overlap_tolerance_ms=tolerance_ms))
+
+
+
+# --------------------------------------------------------------------------- hardware (DESIGN §15)
+
+
+_COMPONENTS = {"bootloader": 1, "firmware": 2, "config": 3, "gateway-pcrs": 4}
+
+
+@admin.command("set-measurement")
+@click.argument("component", type=click.Choice(sorted(_COMPONENTS)))
+@click.option("--digest", default=None, help="SHA-256 of the image (hex).")
+@click.option("--file", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="...or the image file itself.")
+@click.option("--deny", is_flag=True, help="Take it off the allowlist instead.")
+@click.pass_context
+def set_measurement(ctx: click.Context, component: str, digest: str | None, image: Path | None, deny: bool) -> None:
+    """Allow (or deny) a known-good measurement of a boot stage."""
+    import hashlib
+
+    from faultproof.messages import SetMeasurement
+
+    if (digest is None) == (image is None):
+        raise click.UsageError("give exactly one of --digest or --file")
+    d = hashlib.sha256(image.read_bytes()).digest() if image is not None else _hex32(digest or "", "digest")
+    _sign_and_submit(ctx, SetMeasurement(component=_COMPONENTS[component], digest=d, allowed=0 if deny else 1))
+
+
+@admin.command("set-lockdown")
+@click.option("--breaker-window-ms", type=int, default=0, show_default=True)
+@click.option("--breaker-share-bps", type=int, default=0, show_default=True, help="0 turns the breaker off.")
+@click.option("--attestation-max-age-ms", type=int, default=0, show_default=True,
+              help="0: payouts need no device attestation.")
+@click.pass_context
+def set_lockdown(ctx: click.Context, breaker_window_ms: int, breaker_share_bps: int, attestation_max_age_ms: int) -> None:
+    """The pool circuit breaker and the attestation requirement for payouts."""
+    from faultproof.messages import SetLockdown
+
+    _sign_and_submit(ctx, SetLockdown(breaker_window_ms=breaker_window_ms, breaker_share_bps=breaker_share_bps,
+                                      attestation_max_age_ms=attestation_max_age_ms))
+
+
+@admin.command("resume-payouts")
+@click.option("--note", default="", help="Why (recorded on the ledger).")
+@click.pass_context
+def resume_payouts(ctx: click.Context, note: str) -> None:
+    """Resume payouts after the circuit breaker tripped."""
+    from faultproof.messages import Lift, LiftTarget
+
+    _sign_and_submit(ctx, Lift(target=int(LiftTarget.PAYOUTS), device_id=bytes(32), note=note.encode()[:256]))
+
+
+@admin.command("reinstate-device")
+@click.argument("device_id")
+@click.option("--note", default="", help="Why (recorded on the ledger).")
+@click.pass_context
+def reinstate_device(ctx: click.Context, device_id: str, note: str) -> None:
+    """Lift the oracles' suspension of a device (windows already refused stay refused)."""
+    from faultproof.messages import Lift, LiftTarget
+
+    _sign_and_submit(ctx, Lift(target=int(LiftTarget.SUSPENSION), device_id=_hex32(device_id, "device id"),
+                               note=note.encode()[:256]))
+
+
+@admin.command("enrol-device-key")
+@click.option("--key-type", type=click.Choice(["ed25519", "p256"]), required=True)
+@click.option("--public-key", required=True, help="Ed25519: 32 bytes; P-256: SEC1 point, compressed or not (hex).")
+@click.option("--epoch", type=int, default=0, show_default=True)
+@click.option("--firmware-hash", default="00" * 32, help="SHA-256 of the firmware image (hex).")
+@click.pass_context
+def enrol_device_key(ctx: click.Context, key_type: str, public_key: str, epoch: int, firmware_hash: str) -> None:
+    """Enrol a device by its public key and key type (its device_id is derived from the key)."""
+    from faultproof.messages import EnrolDeviceKey
+    from faultproof.signing import KeyType, compress_p256, key_id
+
+    try:
+        raw = bytes.fromhex(public_key)
+        kt = KeyType.P256 if key_type == "p256" else KeyType.ED25519
+        data = compress_p256(raw) if kt is KeyType.P256 else raw
+    except (ValueError, FaultproofError):
+        raise click.BadParameter(f"--public-key is not a {key_type} public key") from None
+    did = key_id(kt, data)
+    enrol = EnrolDevice(device_id=did, epoch=epoch, anchor=chain_to_bytes(chain_anchor(did, epoch)),
+                        firmware_hash=_hex32(firmware_hash, "firmware hash"))
+    _sign_and_submit(ctx, EnrolDeviceKey(enrol=enrol, key_type=int(kt), public_key=data))

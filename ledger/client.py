@@ -183,6 +183,10 @@ class LedgerClient:
     async def device(self, device_id: bytes) -> dict[str, Any]:
         return dict(await self._json(f"/v1/devices/{device_id.hex()}"))
 
+    async def device_history(self, device_id: bytes) -> dict[str, Any]:
+        """DESIGN §15: every ledger entry about the device, with its entry hash."""
+        return dict(await self._json(f"/v1/devices/{device_id.hex()}/history"))
+
     async def agent(self, agent_id: bytes) -> dict[str, Any]:
         return dict(await self._json(f"/v1/agents/{agent_id.hex()}"))
 

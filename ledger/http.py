@@ -31,7 +31,16 @@ from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_an
 from faultproof.openapi import install as install_openapi
 from ledger.api_doc import ROUTES as API_ROUTES
 from ledger.service import Accepted, LedgerService
-from ledger.views import agent_json, circuit_json, device_json, oracles_json, policy_json
+from ledger.state import attestation_results, device_history
+from ledger.views import (
+    agent_json,
+    circuit_json,
+    device_json,
+    device_key_json,
+    history_detail,
+    oracles_json,
+    policy_json,
+)
 
 log = logging.getLogger("faultproof.ledger.http")
 
@@ -284,6 +293,33 @@ async def get_receipt(request: web.Request) -> web.StreamResponse:
     return web.json_response(receipt.to_json())
 
 
+MAX_HISTORY = 1000
+
+
+async def get_device_history(request: web.Request) -> web.StreamResponse:
+    """DESIGN §15: every ledger entry about a device (chain of custody), oldest first, with its
+    entry hash: enrolment, keys, evidence, policies, payouts, suspensions, revocation."""
+    did = _hex_id(request, "id")
+    q = _query(request, {"limit"})
+    limit = _int_param(q, "limit", MAX_HISTORY, 1, MAX_HISTORY)
+    service = request.app[SERVICE]
+    state = await service.view()
+    if state.device(did) is None:
+        raise FaultproofError(Reason.NOT_FOUND, "no such device")
+    events = []
+    for height, kind in device_history(state, did)[-limit:]:
+        raw = await service.entry_bytes(height)
+        if raw is None:  # not yet durable
+            continue
+        signed = SignedEntry.decode(raw)
+        events.append({"height": height, "kind": kind.value, "time_ms": signed.entry.time_ms,
+                       "entry_hash": signed.entry.entry_hash.hex(), "paid": signed.entry.paid,
+                       **history_detail(signed.entry.tx)})
+    results = [{"ts_ms": r.ts_ms, "passed": r.passed, "detail": r.detail} for r in attestation_results(state, did)]
+    return web.json_response({"device_id": did.hex(), "key": device_key_json(state, did), "events": events,
+                              "attestations": results})
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     return web.json_response({"ok": True, "height": service.committed_height,
@@ -320,6 +356,7 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app.router.add_get("/v1/policies/{id}", get_policy)
     app.router.add_get("/v1/devices/{id}", get_device)
     app.router.add_get("/v1/circuits", get_circuits)
+    app.router.add_get("/v1/devices/{id}/history", get_device_history)
     app.router.add_get("/v1/circuits/{id}", get_circuit)
     app.router.add_get("/v1/agents/{id}", get_agent)
     app.router.add_get("/v1/receipts/{claim_id}", get_receipt)

@@ -107,6 +107,36 @@ LedgerState applies it)
   C1..C3 a corroborated policy pays a GroupQuorumCertificate once: >= m windows
       (CORROBORATION_TOO_FEW), distinct agents (CORROBORATION_SAME_AGENT), overlapping within the
       tolerance (CORROBORATION_NO_OVERLAP), then Q1..Q4 and P1..P8 on the group's span.
+Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at the end of this file)
+  H1  enrol_device_key: as A5, plus a key of a known type (INVALID_PARAMETERS), of that type's
+      length (WRONG_KEY_TYPE), valid, and whose key id is the device_id (INVALID_PARAMETERS).
+  H2  set_measurement: a known component; allow a digest not allowed now (ALREADY_EXISTS), deny
+      one that is (NOT_FOUND). Never retroactive.
+  H3  suspension certificate (anyone submits): as Q1/Q3 over a SuspendBody (WRONG_LEDGER, QC_*);
+      the device is enrolled (NOT_FOUND) and not suspended now (INVALID_STATE_TRANSITION); since_ms
+      not after now + max_skew_ms (INVALID_PARAMETERS).
+  H4  set_lockdown: breaker share_bps <= 10000 and a window > 0 when on (INVALID_PARAMETERS).
+  H5  lift: resume payouts only when paused, reinstate only a suspended device
+      (INVALID_STATE_TRANSITION); any other target INVALID_PARAMETERS.
+  H6  device evidence (anyone submits, signed by the device): the device is enrolled (NOT_FOUND),
+      not revoked (DEVICE_REVOKED), evidence of its current epoch (WRONG_EPOCH), signed by its
+      enrolled key (BAD_ATTESTATION_SIGNATURE); the nonce is the hash of one of the last
+      EVIDENCE_NONCE_ENTRIES entries (ATTESTATION_REPLAYED) at most EVIDENCE_FRESH_MS old unless it
+      is the head (ATTESTATION_STALE), at a greater height than the device's previous evidence
+      (ATTESTATION_REPLAYED). Accepted evidence records a result: passed iff its measurements
+      pass the allowlist (faultproof.attestation.measurement_failure). A failed result is recorded,
+      not refused. A result is dated by its nonce's entry time.
+  H7  rotate_device_key: the device is enrolled (NOT_FOUND) and not revoked
+      (INVALID_STATE_TRANSITION); the new key as in H1 and not the current one, effective now or
+      later and after the previous rotation, endorsed by the current key over rotation_message
+      (INVALID_PARAMETERS). The device_id stays; frames with ts_ms >= effective_ms verify under
+      the new key, earlier ones under the old (device_key(state, id, at_ms)).
+  P9  (payout_rejection) new payouts are refused while the breaker is tripped (PAYOUTS_PAUSED), and
+      a window that overlaps a suspension [since_ms, lifted) is refused (DEVICE_SUSPENDED); with
+      attestation_max_age_ms > 0, a window not covered by a passing attestation is refused
+      (faultproof.attestation.coverage_rejection: ATTESTATION_MISSING / _FAILED / _STALE).
+  P10 a payout that brings the payouts of the rolling breaker window above share_bps of the capital
+      (pool minus paid) is paid and trips the breaker.
 
 What this file must never do: read a clock, touch a file or socket, log, or apply a different rule
 to a transaction depending on where it came from.
@@ -120,6 +150,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from faultproof.attestation import (
+    Component,
+    Result,
+    coverage_rejection,
+    evidence_signed_by,
+    measurement_failure,
+)
 from faultproof.encoding import hash_id
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import domain_tag
@@ -137,6 +174,7 @@ from faultproof.messages import (
     EconPolicy,
     EnrolAgent,
     EnrolDevice,
+    EnrolDeviceKey,
     ExpirePolicy,
     Frame,
     FrameEquivocation,
@@ -145,6 +183,8 @@ from faultproof.messages import (
     GroupQuorumCertificate,
     IssuePolicy,
     LedgerEntry,
+    Lift,
+    LiftTarget,
     Message,
     PayoutBody,
     PostBond,
@@ -155,10 +195,16 @@ from faultproof.messages import (
     RevokeAgent,
     RevokeDevice,
     RotateAdmin,
+    RotateDeviceKey,
     RotateOracles,
+    SetLockdown,
+    SetMeasurement,
     SignedAdminTx,
     SignedAnchor,
     SignedEntry,
+    SignedEvidence,
+    SuspendBody,
+    SuspensionCertificate,
     Unbond,
     UnbondStep,
     VoteEquivocation,
@@ -166,7 +212,10 @@ from faultproof.messages import (
     claim_id,
     group_claim_id,
     policy_id,
+    rotation_message,
 )
+from faultproof.signing import KEY_LENGTHS, KeyType, PublicKey
+from faultproof.signing import verify as verify_typed
 from faultproof.zk.params import validate_parameters
 from ledger import economics
 from ledger.economics import REWARDS, Bond, EconState, Slash, bond_account
@@ -384,6 +433,14 @@ class TxKind(enum.StrEnum):
     SLASH = "slash"
     GROUP_PAYOUT = "group_payout"
     ANCHOR = "anchor"  # ledger soundness (DESIGN §11)
+    # hardware (DESIGN §15)
+    ENROL_DEVICE_KEY = "enrol_device_key"
+    SET_MEASUREMENT = "set_measurement"
+    ROTATE_DEVICE_KEY = "rotate_device_key"
+    SET_LOCKDOWN = "set_lockdown"
+    LIFT = "lift"
+    SUSPEND_DEVICE = "suspend_device"
+    ATTEST = "attest"
 
 
 def tx_kind(tx: Message) -> TxKind:
@@ -391,6 +448,10 @@ def tx_kind(tx: Message) -> TxKind:
         return TxKind.PAYOUT
     if isinstance(tx, ExpirePolicy):
         return TxKind.EXPIRE
+    if isinstance(tx, SuspensionCertificate):
+        return TxKind.SUSPEND_DEVICE
+    if isinstance(tx, SignedEvidence):
+        return TxKind.ATTEST
     if isinstance(tx, Genesis):
         return TxKind.GENESIS
     if isinstance(tx, SignedAnchor):
@@ -488,6 +549,7 @@ class LedgerState:
         # ledger soundness (DESIGN §11): per device, paid windows across policies and anchored heads
         self.device_history: dict[bytes, DeviceHistory] = {}
         self.anchor_rounds: dict[bytes, int] = {}  # agent -> its last anchor round
+        self.hw = HardwareState()  # DESIGN §15: device keys, allowlist, suspensions, breaker
 
     # -- genesis ------------------------------------------------------------------------------
 
@@ -598,6 +660,7 @@ class LedgerState:
             self.balances[t.source] = self.balances.get(t.source, 0) - t.amount
             self.balances[t.dest] = self.balances.get(t.dest, 0) + t.amount
         effect._commit(self, entry.height)
+        note_device_event(self, effect, entry.height)  # DESIGN §15: the device's chain of custody
         self._advance(entry, entry_hash or hash_id("ledger-entry", entry.encode()))
 
     def apply_entry(self, signed: SignedEntry, *, check_signature: bool = True,
@@ -637,6 +700,7 @@ class LedgerState:
         self.height = entry.height
         self.head_hash = entry_hash
         self.time_ms = entry.time_ms
+        note_head(self, entry.height, entry_hash, entry.time_ms)  # H6: attestation nonces
 
     # -- checks (pure) ------------------------------------------------------------------------
 
@@ -650,6 +714,10 @@ class LedgerState:
             return self._check_payout(tx, now_ms)
         if isinstance(tx, ExpirePolicy):
             return self._check_expire(tx, now_ms)
+        if isinstance(tx, SuspensionCertificate):
+            return check_suspension(self, tx, now_ms)
+        if isinstance(tx, SignedEvidence):
+            return check_evidence(self, tx, now_ms)
         if isinstance(tx, SignedAdminTx):
             return self._check_admin(tx, now_ms)
         if isinstance(tx, ECON_TX_TYPES):
@@ -946,6 +1014,7 @@ class LedgerState:
             pol.record(PaidWindow(cid, body.start_ts, body.end_ts, pol.period_of(body.end_ts), pay, height))
             state.history(body.device_id).record_window(body)
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
+            after_payout(state, now, pay)  # P10: the circuit breaker counts it
 
         return Effect(qc, TxKind.PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
                       policy_id=pid, claim_id=cid, _commit=commit)
@@ -1387,6 +1456,9 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reaso
         return Reason.DEVICE_REVOKED
     if body.device_id in state.econ.slashed_devices:  # a proven double-signer gets nothing unpaid (§14)
         return Reason.DEVICE_REVOKED
+    hw_reason = hardware_rejection(state, body)  # P9
+    if hw_reason is not None:
+        return hw_reason
     if policy.overlaps(body.start_ts, body.end_ts) or device_window_overlaps(state, body):
         return Reason.WINDOW_OVERLAP
     anchor_reason = anchored_history_rejection(state, body)
@@ -1556,3 +1628,355 @@ def check_anchor(state: LedgerState, tx: SignedAnchor, now: int) -> Effect:
                 AnchoredHead(h.device_id, h.epoch, h.seq, h.ts_ms, h.chain, agent_id, now, height))
 
     return Effect(tx, TxKind.ANCHOR, now, _commit=commit)
+
+
+# --------------------------------------------------------------------------- hardware (DESIGN §15)
+# Device keys (Ed25519 or P-256), the measurement allowlist, oracle suspensions and the pool
+# circuit breaker: rules H1..H5, P9, P10 of the module docstring. Kept in one block with its own
+# state object (`LedgerState.hw`) so the other areas of this file merge cleanly.
+
+
+@dataclass
+class Suspension:
+    since_ms: int
+    height: int
+    reason: Reason
+    lifted_ms: int | None = None
+
+
+@dataclass
+class HardwareState:
+    device_keys: dict[bytes, PublicKey] = field(default_factory=dict)  # only keys enrolled by H1
+    key_history: dict[bytes, list[tuple[int, PublicKey]]] = field(default_factory=dict)  # (effective_ms, key)
+    allowlist: set[tuple[int, bytes]] = field(default_factory=set)  # (component, digest)
+    suspensions: dict[bytes, list[Suspension]] = field(default_factory=dict)
+    breaker_window_ms: int = 0
+    breaker_share_bps: int = 0  # 0: the breaker is off
+    paused_ms: int | None = None  # when the breaker tripped, until lifted
+    window_payouts: list[tuple[int, int]] = field(default_factory=list)  # (ledger time, paid)
+    attestation_max_age_ms: int = 0  # 0: payouts need no attestation
+    recent_heads: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # hash -> (height, time)
+    results: dict[bytes, list[Result]] = field(default_factory=dict)  # device -> attestation results
+    last_nonce_height: dict[bytes, int] = field(default_factory=dict)  # device -> height answered
+    history: dict[bytes, list[tuple[int, TxKind]]] = field(default_factory=dict)  # device -> (height, kind)
+
+
+def device_key(state: LedgerState, device_id: bytes, at_ms: int | None = None) -> PublicKey:
+    """The key a device's frames and evidence verify under at frame time `at_ms` (None: the latest
+    key): as rotated (H7), as enrolled (H1), else Ed25519 = the id."""
+    history = state.hw.key_history.get(device_id)
+    if history:
+        if at_ms is None:
+            return history[-1][1]
+        i = bisect.bisect_right([t for t, _ in history], at_ms) - 1
+        return history[max(i, 0)][1]
+    key = state.hw.device_keys.get(device_id)
+    return key if key is not None else PublicKey(KeyType.ED25519, device_id)
+
+
+def device_key_schedule(state: LedgerState, device_id: bytes) -> tuple[tuple[int, PublicKey], ...]:
+    """Every key of the device with the frame time it takes effect from (the first from 0)."""
+    history = state.hw.key_history.get(device_id)
+    return tuple(history) if history else ((0, device_key(state, device_id)),)
+
+
+def device_of(state: LedgerState, tx: Message) -> bytes | None:
+    """The device a ledger transaction is about, if any (for the device's history)."""
+    if isinstance(tx, SignedAdminTx):
+        a = tx.tx.args
+        if isinstance(a, (EnrolDevice, RevokeDevice, IssuePolicy, RotateDeviceKey)):
+            return a.device_id
+        if isinstance(a, EnrolDeviceKey):
+            return a.enrol.device_id
+        if isinstance(a, Lift) and a.target == LiftTarget.SUSPENSION:
+            return a.device_id
+        return None
+    if isinstance(tx, (QuorumCertificate, SignedEvidence, SuspensionCertificate)):
+        return tx.body.device_id
+    if isinstance(tx, ExpirePolicy):
+        policy = state.policies.get(tx.policy_id)
+        return policy.device_id if policy is not None else None
+    return None
+
+
+def note_device_event(state: LedgerState, effect: Effect, height: int) -> None:
+    device_id = device_of(state, effect.tx)
+    if device_id is not None:
+        state.hw.history.setdefault(device_id, []).append((height, effect.kind))
+
+
+def device_history(state: LedgerState, device_id: bytes) -> list[tuple[int, TxKind]]:
+    """Every ledger entry about the device, in order: enrolment, keys, evidence, policies, payouts,
+    suspensions, revocation (`GET /v1/devices/{id}/history`)."""
+    return list(state.hw.history.get(device_id, ()))
+
+
+def measurement_allowed(state: LedgerState, component: int, digest: bytes) -> bool:
+    return (component, digest) in state.hw.allowlist
+
+
+def active_suspension(state: LedgerState, device_id: bytes) -> Suspension | None:
+    for s in state.hw.suspensions.get(device_id, ()):
+        if s.lifted_ms is None:
+            return s
+    return None
+
+
+def hardware_rejection(state: LedgerState, body: PayoutBody) -> Reason | None:
+    """P9, part of payout_rejection (so oracles vote Reject on the same grounds)."""
+    hw = state.hw
+    if hw.paused_ms is not None:
+        return Reason.PAYOUTS_PAUSED
+    for s in hw.suspensions.get(body.device_id, ()):
+        if s.since_ms <= body.end_ts and (s.lifted_ms is None or s.lifted_ms > body.start_ts):
+            return Reason.DEVICE_SUSPENDED
+    if hw.attestation_max_age_ms:
+        return coverage_rejection(hw.results.get(body.device_id, ()), body.start_ts, body.end_ts,
+                                  hw.attestation_max_age_ms)
+    return None
+
+
+# Attestation nonces are recent entry hashes: at most this many entries back, at most this old.
+EVIDENCE_NONCE_ENTRIES = 65_536
+EVIDENCE_FRESH_MS = 10 * 60 * 1000
+
+
+def note_head(state: LedgerState, height: int, entry_hash: bytes, time_ms: int) -> None:
+    """Remember the entry as a possible attestation nonce; forget the ones too old to answer.
+    Deterministic in the entries, so every replica agrees on which nonces are fresh."""
+    heads = state.hw.recent_heads
+    heads[entry_hash] = (height, time_ms)
+    while heads:
+        oldest = next(iter(heads))
+        h, t = heads[oldest]
+        if len(heads) > EVIDENCE_NONCE_ENTRIES or t < time_ms - EVIDENCE_FRESH_MS:
+            del heads[oldest]
+        else:
+            break
+
+
+def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
+    """H6: record a device attestation result."""
+    b = ev.body
+    device = state.devices.get(b.device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if device.revoked_ms is not None:
+        raise _fail(Reason.DEVICE_REVOKED)
+    if b.epoch != device.epoch:
+        raise _fail(Reason.WRONG_EPOCH, f"evidence for epoch {b.epoch}, device epoch {device.epoch}")
+    if not evidence_signed_by(ev, device_key(state, b.device_id)):
+        raise _fail(Reason.BAD_ATTESTATION_SIGNATURE)
+    head = state.hw.recent_heads.get(b.nonce)
+    if head is None:
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the nonce is not a recent ledger entry hash")
+    nonce_height, nonce_time = head
+    # The head itself is always fresh enough: on an idle ledger there is nothing newer to answer.
+    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
+        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
+    if nonce_height <= state.hw.last_nonce_height.get(b.device_id, -1):
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the device already answered this or a later entry")
+    failure = measurement_failure(b, lambda c, d: measurement_allowed(state, c, d))
+    # Dated by the nonce's entry: the device measured no earlier than that (a lower bound that a
+    # late submission cannot stretch).
+    result = Result(b.device_id, nonce_time, failure is None, None if failure is None else Reason.ATTESTATION_FAILED,
+                    failure or "")
+    device_id = b.device_id
+
+    def commit(st: LedgerState, height: int) -> None:
+        st.hw.results.setdefault(device_id, []).append(result)
+        st.hw.last_nonce_height[device_id] = nonce_height
+
+    return Effect(ev, TxKind.ATTEST, now, _commit=commit)
+
+
+def attestation_results(state: LedgerState, device_id: bytes) -> list[Result]:
+    return list(state.hw.results.get(device_id, ()))
+
+
+def _breaker_capital(state: LedgerState) -> int:
+    return state.pool_total - state.balance(PAID)
+
+
+def after_payout(state: LedgerState, now: int, paid: int) -> None:
+    """P10, called from a payout's commit: count it in the rolling window; trip when over."""
+    hw = state.hw
+    if hw.breaker_share_bps == 0:
+        return
+    hw.window_payouts = [(t, a) for t, a in hw.window_payouts if t > now - hw.breaker_window_ms]
+    hw.window_payouts.append((now, paid))
+    total = sum(a for _, a in hw.window_payouts)
+    # Capital as it was before this payout: the paid account already holds it.
+    if total * 10_000 > hw.breaker_share_bps * (_breaker_capital(state) + paid):
+        hw.paused_ms = now
+
+
+def _typed_key(key_type_value: int, data: bytes) -> PublicKey:
+    try:
+        key_type = KeyType(key_type_value)
+    except ValueError:
+        raise _fail(Reason.INVALID_PARAMETERS, f"unknown key type {key_type_value}") from None
+    if len(data) != KEY_LENGTHS[key_type]:
+        raise _fail(Reason.WRONG_KEY_TYPE, f"a {len(data)}-byte key is not a {key_type.name} key")
+    try:
+        return PublicKey(key_type, data)
+    except FaultproofError:
+        raise _fail(Reason.INVALID_PARAMETERS, f"not a valid {key_type.name} key") from None
+
+
+def _enrol_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, EnrolDeviceKey)
+    key = _typed_key(a.key_type, a.public_key)
+    if key.key_id != a.enrol.device_id:
+        raise _fail(Reason.INVALID_PARAMETERS, "device_id is not the key id of the enrolled key")
+    # A re-anchor keeps the key by construction: another key has another key id, so another device.
+    inner = self._enrol_device(AdminTx.make(tx.ledger_id, tx.nonce, a.enrol), stx, now)
+    inner_commit = inner._commit
+    device_id = a.enrol.device_id
+
+    def commit(state: LedgerState, height: int) -> None:
+        if inner_commit is not None:
+            inner_commit(state, height)
+        state.hw.device_keys[device_id] = key
+
+    return Effect(stx, TxKind.ENROL_DEVICE_KEY, now, _commit=commit)
+
+
+def _set_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, SetMeasurement)
+    if a.component not in {int(c) for c in Component}:
+        raise _fail(Reason.INVALID_PARAMETERS, f"unknown component {a.component}")
+    item = (a.component, a.digest)
+    if a.allowed and item in self.hw.allowlist:
+        raise _fail(Reason.ALREADY_EXISTS, "the measurement is already allowed")
+    if not a.allowed and item not in self.hw.allowlist:
+        raise _fail(Reason.NOT_FOUND, "the measurement is not on the allowlist")
+
+    def commit(state: LedgerState, height: int) -> None:
+        if a.allowed:
+            state.hw.allowlist.add(item)
+        else:
+            state.hw.allowlist.discard(item)
+
+    return Effect(stx, TxKind.SET_MEASUREMENT, now, _commit=commit)
+
+
+_ROTATE_TAG = domain_tag(RotateDeviceKey.NAME)
+
+
+def _rotate_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, RotateDeviceKey)
+    device = self.devices.get(a.device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if device.revoked_ms is not None:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, "a revoked device has no key to rotate")
+    key = _typed_key(a.key_type, a.public_key)
+    old = device_key(self, a.device_id)
+    if key == old:
+        raise _fail(Reason.INVALID_PARAMETERS, "the new key is the current one")
+    history = self.hw.key_history.get(a.device_id, [])
+    if a.effective_ms < now or (history and a.effective_ms <= history[-1][0]):
+        raise _fail(Reason.INVALID_PARAMETERS, "a rotation takes effect now or later, after the previous one")
+    msg = rotation_message(self.ledger_id, a.device_id, a.key_type, a.public_key, a.effective_ms)
+    if not verify_typed(old, _ROTATE_TAG, msg, a.endorsement):
+        raise _fail(Reason.INVALID_PARAMETERS, "the current key did not sign the new one")
+    device_id, effective = a.device_id, a.effective_ms
+
+    def commit(state: LedgerState, height: int) -> None:
+        hist = state.hw.key_history.setdefault(device_id, [])
+        if not hist:
+            hist.append((0, device_key(state, device_id)))
+        hist.append((effective, key))
+
+    return Effect(stx, TxKind.ROTATE_DEVICE_KEY, now, _commit=commit)
+
+
+def _set_lockdown(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, SetLockdown)
+    if a.breaker_share_bps > 10_000 or (a.breaker_share_bps and a.breaker_window_ms == 0):
+        raise _fail(Reason.INVALID_PARAMETERS, "need breaker_share_bps <= 10000 and a window > 0")
+
+    def commit(state: LedgerState, height: int) -> None:
+        hw = state.hw
+        hw.breaker_window_ms, hw.breaker_share_bps = a.breaker_window_ms, a.breaker_share_bps
+        hw.attestation_max_age_ms = a.attestation_max_age_ms
+
+    return Effect(stx, TxKind.SET_LOCKDOWN, now, _commit=commit)
+
+
+def _lift(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    a = tx.args
+    assert isinstance(a, Lift)
+    if a.target == LiftTarget.PAYOUTS:
+        if self.hw.paused_ms is None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "payouts are not paused")
+
+        def commit(state: LedgerState, height: int) -> None:
+            state.hw.paused_ms = None
+            state.hw.window_payouts = []  # the rolling window restarts at the resume
+
+        return Effect(stx, TxKind.LIFT, now, _commit=commit)
+    if a.target == LiftTarget.SUSPENSION:
+        if active_suspension(self, a.device_id) is None:
+            raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is not suspended")
+        device_id = a.device_id
+
+        def commit_device(state: LedgerState, height: int) -> None:
+            s = active_suspension(state, device_id)
+            assert s is not None
+            s.lifted_ms = now
+
+        return Effect(stx, TxKind.LIFT, now, _commit=commit_device)
+    raise _fail(Reason.INVALID_PARAMETERS, f"unknown lift target {a.target}")
+
+
+_SUSPEND_TAG = domain_tag(SuspendBody.NAME)
+
+
+def check_suspension(state: LedgerState, cert: SuspensionCertificate, now: int) -> Effect:
+    """H3: k oracles of the current (or graced) set suspend a device."""
+    body = cert.body
+    if body.ledger_id != state.ledger_id:
+        raise _fail(Reason.WRONG_LEDGER, "the suspension is for another ledger")
+    oset = state.oracle_set_for(body.oracle_set_epoch, now)
+    if oset is None:
+        raise _fail(Reason.QC_STALE_EPOCH)
+    members, seen = set(oset.members), set()
+    for sig in cert.signatures:
+        if sig.oracle_id in seen:
+            raise _fail(Reason.QC_DUPLICATE_SIGNER)
+        seen.add(sig.oracle_id)
+        if sig.oracle_id not in members:
+            raise _fail(Reason.QC_NON_MEMBER)
+    raw = body.encode()
+    for sig in cert.signatures:
+        if not state.verifier(_SUSPEND_TAG, raw, sig.signature, sig.oracle_id):
+            raise _fail(Reason.QC_BAD_SIGNATURE)
+    if len(seen) < oset.threshold:
+        raise _fail(Reason.QC_INSUFFICIENT_SIGNATURES)
+    if body.device_id not in state.devices:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if active_suspension(state, body.device_id) is not None:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is already suspended")
+    if body.since_ms > now + state.genesis.max_skew_ms:
+        raise _fail(Reason.INVALID_PARAMETERS, "a suspension cannot start in the future")
+    device_id, since, reason = body.device_id, body.since_ms, body.reason
+
+    def commit(st: LedgerState, height: int) -> None:
+        st.hw.suspensions.setdefault(device_id, []).append(Suspension(since, height, reason))
+
+    return Effect(cert, TxKind.SUSPEND_DEVICE, now, _commit=commit)
+
+
+_ADMIN_CHECKS.update({
+    AdminKind.ENROL_DEVICE_KEY: _enrol_device_key,
+    AdminKind.SET_MEASUREMENT: _set_measurement,
+    AdminKind.ROTATE_DEVICE_KEY: _rotate_device_key,
+    AdminKind.SET_LOCKDOWN: _set_lockdown,
+    AdminKind.LIFT: _lift,
+})

@@ -8,7 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.state import Agent, Circuit, Device, LedgerState, OracleSet, Policy
+from faultproof.messages import (
+    EnrolDevice,
+    EnrolDeviceKey,
+    ExpirePolicy,
+    IssuePolicy,
+    Message,
+    QuorumCertificate,
+    RotateDeviceKey,
+    SignedAdminTx,
+    SignedEvidence,
+    SuspensionCertificate,
+    policy_id,
+)
+from faultproof.signing import KeyType
+from ledger.state import Agent, Circuit, Device, LedgerState, OracleSet, Policy, device_key_schedule
 
 
 def policy_json(policy: Policy, now_ms: int) -> dict[str, Any]:
@@ -81,3 +95,38 @@ def oracles_json(state: LedgerState) -> dict[str, Any]:
         "rotation_grace_ms": state.genesis.rotation_grace_ms,
         "previous": None if prev is None else {**oracle_set_json(prev), "rotated_ms": state.oracle_set.since_ms},
     }
+
+
+# hardware (DESIGN §15) -------------------------------------------------------------------------
+
+
+def device_key_json(state: LedgerState, device_id: bytes) -> list[dict[str, Any]]:
+    """The device's key schedule: each key with the frame time it takes effect from."""
+    return [{"since_ms": since, "key_type": key.key_type.name.lower(), "public_key": key.data.hex()}
+            for since, key in device_key_schedule(state, device_id)]
+
+
+def history_detail(tx: Message) -> dict[str, Any]:
+    """A short, safe summary of a history entry's transaction."""
+    if isinstance(tx, SignedAdminTx):
+        a = tx.tx.args
+        if isinstance(a, RotateDeviceKey):
+            return {"new_key_type": KeyType(a.key_type).name.lower(), "new_public_key": a.public_key.hex(),
+                    "effective_ms": a.effective_ms}
+        if isinstance(a, EnrolDeviceKey):
+            return {"key_type": KeyType(a.key_type).name.lower(), "public_key": a.public_key.hex(),
+                    "epoch": a.enrol.epoch}
+        if isinstance(a, EnrolDevice):
+            return {"epoch": a.epoch, "firmware_hash": a.firmware_hash.hex()}
+        if isinstance(a, IssuePolicy):
+            return {"policy_id": policy_id(tx.tx).hex()}
+        return {}
+    if isinstance(tx, QuorumCertificate):
+        return {"claim_id": tx.body.claim_id.hex(), "policy_id": tx.body.policy_id.hex()}
+    if isinstance(tx, SignedEvidence):
+        return {"nonce": tx.body.nonce.hex(), "measurements": [m.hex() for m in tx.body.measurements]}
+    if isinstance(tx, SuspensionCertificate):
+        return {"reason": tx.body.reason.value, "since_ms": tx.body.since_ms, "signers": len(tx.signatures)}
+    if isinstance(tx, ExpirePolicy):
+        return {"policy_id": tx.policy_id.hex()}
+    return {}

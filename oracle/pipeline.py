@@ -35,6 +35,7 @@ from typing import Any
 
 from faultproof.errors import DecodeError, FaultproofError, Reason, Stage
 from faultproof.messages import PayoutBody, SignedClaim
+from faultproof.signing import verify_message
 from faultproof.zk.statement import PublicSignals
 from ledger.state import (
     Circuit,
@@ -42,6 +43,7 @@ from ledger.state import (
     Policy,
     PolicyStatus,
     build_payout_body,
+    device_key,
     payout_rejection,
 )
 
@@ -67,6 +69,12 @@ AGENT_ONLY_CONTENT_REASONS: tuple[Reason, ...] = (
     Reason.TIMESTAMP_NOT_INCREASING,
     Reason.TIMESTAMP_IN_FUTURE,
     Reason.READING_OUT_OF_RANGE,
+    # hardware (DESIGN §15): never about a claim; refused by the agent or by the ledger
+    Reason.WRONG_KEY_TYPE,
+    Reason.BAD_ATTESTATION_SIGNATURE,
+    Reason.ATTESTATION_REPLAYED,
+    Reason.BAD_QUOTE,
+    Reason.DEVICE_QUARANTINED,
 )
 
 
@@ -136,7 +144,9 @@ def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
     if not signed.verify():
         raise _fail(Reason.BAD_AGENT_SIGNATURE)
     start, end = claim.start, claim.end
-    if not (start.verify() and end.verify()):
+    # Each frame under its device's key at the frame's time, of the enrolled type (DESIGN §15).
+    if not (verify_message(device_key(state, start.frame.device_id, start.frame.ts_ms), start.frame, start.signature)
+            and verify_message(device_key(state, end.frame.device_id, end.frame.ts_ms), end.frame, end.signature)):
         raise _fail(Reason.BAD_FRAME_SIGNATURE)
     s, e = start.frame, end.frame
     if s.device_id != e.device_id or s.epoch != e.epoch:

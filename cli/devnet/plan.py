@@ -20,7 +20,11 @@ FAULT_ARGS = {
     "stuck": ("at_seq", "count"),
     "out_of_range": ("at_seq", "count", "value"),
     "dropout": ("at_seq", "gap_ms"),
+    # DESIGN §15: an excursion on a device whose measured firmware is not on the allowlist: its
+    # claims must never be paid (attestation_failed) and the agent quarantines it.
+    "tampered_firmware": ("at_seq", "count", "value"),
 }
+UNPAID_FAULTS = frozenset({"tampered_firmware"})
 _TRIGGERS = ("count_above", "run_above", "stuck", "outside_range", "dropout")
 
 

@@ -22,7 +22,14 @@ from rich.live import Live
 from rich.table import Table
 
 from cli.devnet.network import LocalNetwork, http_json
-from cli.devnet.plan import FAULT_ARGS, DevicePlan, Progress, plan_devices, trigger_params
+from cli.devnet.plan import (
+    FAULT_ARGS,
+    UNPAID_FAULTS,
+    DevicePlan,
+    Progress,
+    plan_devices,
+    trigger_params,
+)
 
 DAY = 86_400_000
 
@@ -132,6 +139,7 @@ class DevnetRun:
             from faultproof.messages import policy_id
 
             plan.policy_id = policy_id(tx)
+        self._attest()
         self.log(f"{len(own)} devices enrolled and insured "
                  f"({sum(p.fault is not None for p in own)} will develop faults)")
         if econ:
@@ -212,6 +220,36 @@ class DevnetRun:
             "slashes": [{"offender": s.offender.hex(), "slashed": s.slashed, "to_reporter": s.to_reporter,
                          "to_pool": s.to_pool} for s in state.econ.slashes],
         }
+    def _attest(self) -> None:
+        """DESIGN §15: allow the genuine boot, require attestation for payouts, and let every
+        device attest on the ledger (a tampered_firmware device measures another firmware)."""
+        from agent.boot import allowlist_txs, ledger_evidence
+        from faultproof.messages import SetLockdown
+        from faultproof.signing import Ed25519FileSigner
+
+        net = self.net
+        net.admin_txs([*allowlist_txs(), SetLockdown(breaker_window_ms=0, breaker_share_bps=0,
+                                                      attestation_max_age_ms=int(self.cfg.get("policy", {}).get(
+                                                          "attestation_max_age_ms", 3_600_000)))])
+        for plan, dev in zip(self.plans, self.devices, strict=True):
+            code, st = http_json("GET", f"{net.ledger_url}/v1/state")
+            if code != 200:
+                raise RuntimeError(f"ledger state: {code} {st}")
+            tampered = bool(plan.fault and plan.fault["fault"] == "tampered_firmware")
+            ev = ledger_evidence(Ed25519FileSigner(dev.identity), epoch=dev.epoch, seq=0, ts_ms=int(time.time() * 1000),
+                                 head_hash=bytes.fromhex(st["head_hash"]), tampered=tampered)
+            code, body = http_json("POST", f"{net.ledger_url}/v1/tx", ev.encode(), "application/msgpack")
+            if code >= 300:
+                raise RuntimeError(f"ledger refused the evidence of {plan.device_id.hex()[:12]}: {code} {body}")
+        self.log(f"{len(self.plans)} devices attested their boot on the ledger "
+                 f"({sum(1 for p in self.plans if p.fault and p.fault['fault'] == 'tampered_firmware')} tampered)")
+
+    def _attestation(self, device_id: bytes) -> str:
+        code, body = http_json("GET", f"{self.net.ledger_url}/v1/devices/{device_id.hex()}/history", timeout=5)
+        results = body.get("attestations", []) if code == 200 else []
+        if not results:
+            return "none"
+        return "passed" if results[-1]["passed"] else "failed"
 
     def _sim_device(self, provisioned: Any, plan: DevicePlan) -> Any:
         from agent.simulator import Fault, Sensor, SimDevice
@@ -220,7 +258,8 @@ class DevnetRun:
         faults = []
         if plan.fault is not None:
             kind = plan.fault["fault"]
-            faults.append(getattr(Fault, kind)(**{a: plan.fault[a] for a in _fault_args(kind)}))
+            ctor = "excursion" if kind == "tampered_firmware" else kind  # tampered: also a real excursion
+            faults.append(getattr(Fault, ctor)(**{a: plan.fault[a] for a in _fault_args(kind)}))
         sensor = Sensor(base=int(sensor_cfg.get("base", 2150)), noise=int(sensor_cfg.get("noise", 40)),
                         seed=int(self.net_cfg.get("seed", 1)) * 1000 + plan.index)
         return SimDevice(provisioned.identity, provisioned.blinding_key, sensor=sensor, faults=faults,
@@ -245,7 +284,8 @@ class DevnetRun:
         sims = threading.Thread(target=self._simulate, name="devices", daemon=True)
         sims.start()
         deadline = time.monotonic() + float(self.net_cfg.get("seconds", 240))
-        expected = {p.policy_id for p in self.plans if p.fault is not None and p.role == "insured"}
+        expected = {p.policy_id for p in self.plans if p.fault is not None and p.role == "insured"
+                    and p.fault["fault"] not in UNPAID_FAULTS}
         settle_until: float | None = None
         last_line = ""
         live = Live(self.render(), console=self.console, refresh_per_second=4) if self.live_ok else None
@@ -367,6 +407,7 @@ class DevnetRun:
                 "status": status,
                 "payouts": len(paid),
                 "payout": sum(int(p["paid"]) for p in paid),
+                "attestation": self._attestation(plan.device_id),
             })
         rejected = sum(c.get("rejected", 0) for c in self.progress.oracle_claims[:1])
         dashboard = self._dashboard_view()
@@ -374,7 +415,7 @@ class DevnetRun:
         if not self.keep_running:
             self.shutdown()  # verify the database at rest
         verified, verify_out = self.verify_ledger()
-        expected = [d for d in devices if d["fault"] and d["role"] == "insured"]
+        expected = [d for d in devices if d["fault"] and d["role"] == "insured" and d["fault"] not in UNPAID_FAULTS]
         ok = (all(d["payouts"] == 1 for d in expected)
               and all(d["payouts"] == 0 for d in devices if d not in expected)
               and verified and receipts_ok)
@@ -431,13 +472,13 @@ class DevnetRun:
 
     def print_summary(self, s: dict[str, Any]) -> None:
         t = Table(title="devnet summary (from the ledger's entries and receipts)")
-        for col in ("device", "fault", "trigger", "claim", "status", "payout"):
+        for col in ("device", "fault", "trigger", "attestation", "claim", "status", "payout"):
             t.add_column(col, justify="right" if col == "payout" else "left")
         for d in s["devices"]:
-            should_pay = bool(d["fault"]) and d["role"] == "insured"
+            should_pay = bool(d["fault"]) and d["role"] == "insured" and d["fault"] not in UNPAID_FAULTS
             wrong = d["payouts"] != (1 if should_pay else 0)
             label = (d["fault"] or "healthy") + ("" if d["role"] == "insured" else f" ({d['role']})")
-            t.add_row(d["device_id"][:12] + "…", label, d["trigger"],
+            t.add_row(d["device_id"][:12] + "…", label, d["trigger"], d.get("attestation", "—"),
                       (d["claim_id"] or "—")[:12], ("[red]" if wrong else "[green]") + d["status"],
                       f"{d['payout']:,}")
         self.console.print(t)

@@ -37,15 +37,16 @@ def _alive(pid: int) -> bool:
 def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
     config = tmp_path / "devnet.toml"
-    # The shipped config, in a scratch data folder, with 6 devices: 5 faults (one per trigger
-    # kind) and 1 healthy but noisy device; its [econ] section adds a double-signing faulty device
-    # and the 3 devices of a corroborated policy.
+    # The shipped config, in a scratch data folder, with 7 devices: 5 faults (one per trigger
+    # kind), 1 tampered-firmware device with a real excursion (DESIGN §15: never paid) and 1
+    # healthy but noisy device; its [econ] section adds a double-signing faulty device and the 3
+    # devices of a corroborated policy.
     text = (REPO / "configs" / "devnet.toml").read_text()
     config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"'))
     log = tmp_path / "devnet.out"
     with open(log, "wb") as sink:
         devnet = subprocess.Popen(
-            [sys.executable, "-m", "cli", "devnet", "--config", str(config), "--devices", "6",
+            [sys.executable, "-m", "cli", "devnet", "--config", str(config), "--devices", "7",
              "--json", str(summary_path), "--keep-running"],
             cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -66,9 +67,13 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
               for line in p.read_text(errors="replace").splitlines() if " ERROR " in line]
     assert errors == [], "a healthy devnet logs no ERROR lines:\n" + "\n".join(errors[:20])
     devices = [d for d in summary["devices"] if d["role"] == "insured"]
-    faulty = [d for d in devices if d["fault"]]
+    tampered = [d for d in devices if d["fault"] == "tampered_firmware"]
+    faulty = [d for d in devices if d["fault"] and d not in tampered]
     healthy = [d for d in devices if not d["fault"]]
     assert {d["fault"] for d in faulty} == {"excursion", "run", "stuck", "out_of_range", "dropout"}
+    assert len(tampered) == 1 and tampered[0]["attestation"] == "failed"
+    assert tampered[0]["payouts"] == 0 and tampered[0]["payout"] == 0 and tampered[0]["status"] != "paid"
+    assert all(d["attestation"] == "passed" for d in faulty + healthy)
     assert len(healthy) == 1
     for d in faulty:
         assert d["status"] == "paid" and d["payouts"] == 1 and d["payout"] == 1_000_000, (d, out.stdout[-3000:])
@@ -102,6 +107,6 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     group = [d for d in summary["devices"] if d["role"] == "group"]
     assert len(group) == 3 and {d["policy_id"] for d in group} == {econ["group"]["policy_id"]}
     assert econ["group"]["m"] == 2 and all(d["payouts"] == 0 for d in group)
-    assert econ["all_profits_negative"] and len(econ["policies"]) == 6 + 1 + 1
+    assert econ["all_profits_negative"] and len(econ["policies"]) == 7 + 1 + 1
     assert all(p["profit"] < 0 for p in econ["policies"])
     assert summary["processes"] and not [p for p in summary["processes"].values() if p and _alive(p)]

@@ -13,32 +13,50 @@ from typing import Any
 
 import pytest
 
+from faultproof import attestation, signing
 from faultproof.chain import enc
 from faultproof.errors import Reason, Stage
-from faultproof.identity import Identity
+from faultproof.identity import Identity, domain_tag
 from faultproof.merkle import merkle_root
 from faultproof.messages import (
     BondHolder,
     Deposit,
     EnrolAgent,
+    EnrolDevice,
+    EnrolDeviceKey,
     ExpirePolicy,
+    Lift,
+    LiftTarget,
     QcSignature,
     QuorumCertificate,
     RegisterCircuit,
     RevokeAgent,
     RevokeDevice,
     RotateAdmin,
+    RotateDeviceKey,
     RotateOracles,
+    SetLockdown,
+    SetMeasurement,
     SignedAdminTx,
+    SignedEvidence,
+    SuspendBody,
+    SuspensionCertificate,
     TriggerKind,
     Unbond,
     UnbondStep,
     Withdraw,
     policy_id,
+    rotation_message,
 )
 from ledger.receipts import verify_receipt
 from ledger.service import LedgerService
-from ledger.state import LedgerState
+from ledger.state import (
+    EVIDENCE_FRESH_MS,
+    LedgerState,
+    attestation_results,
+    device_key,
+    measurement_allowed,
+)
 from tests.ledger.econ_world import EconWorld
 from tests.ledger.helpers import (
     DAY,
@@ -525,6 +543,214 @@ async def test_econ_corroborated_claims(tmp_path: Path) -> None:
         receipt = await env.service.receipt(qc.body.claim_id)
         bad = receipt.replace(entry=receipt.entry.entry.replace(tx=forged).sign(w.keys.ledger_key))
         assert not verify_receipt(bad).ok
+
+
+# --------------------------------------------------------------------------- hardware (DESIGN §15)
+# P-256 device keys, the measurement allowlist, device evidence, oracle suspensions, the breaker.
+
+
+def _hw_evidence(device: Identity | signing.P256KeySigner, nonce: bytes, firmware: bytes = b"fw-good",
+                 epoch: int = 0) -> SignedEvidence:
+    signer = device if isinstance(device, signing.P256KeySigner) else signing.Ed25519FileSigner(device)
+    log = attestation.MeasurementLog.boot(b"boot-1", firmware, b"cfg-1")
+    return attestation.make_evidence(signer, epoch=epoch, seq=1, ts_ms=T0, nonce=nonce, log=log)
+
+
+def _hw_allow_good(env: LedgerEnv) -> list[SignedAdminTx]:
+    m = attestation.measure
+    return [env.keys.sign(SetMeasurement(component=int(c), digest=m(img), allowed=1))
+            for c, img in ((attestation.Component.BOOTLOADER, b"boot-1"),
+                           (attestation.Component.FIRMWARE, b"fw-good"), (attestation.Component.CONFIG, b"cfg-1"))]
+
+
+async def test_p256_device_enrolment_binds_its_key(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        dev = signing.P256KeySigner.generate()
+        e = EnrolDevice(device_id=dev.public_key, epoch=0, anchor=enrol(sc.device).anchor, firmware_hash=bytes(32))
+        other = signing.P256KeySigner.generate()
+        await env.refused(env.keys.sign(EnrolDeviceKey(enrol=e, key_type=2, public_key=other.public.data),
+                                        nonce=env.keys.next_nonce), Reason.INVALID_PARAMETERS)
+        await env.refused(env.keys.sign(EnrolDeviceKey(enrol=e, key_type=9, public_key=dev.public.data),
+                                        nonce=env.keys.next_nonce), Reason.INVALID_PARAMETERS)
+        await env.refused(env.keys.sign(EnrolDeviceKey(enrol=e, key_type=2, public_key=b"\x02" + b"\xff" * 32),
+                                        nonce=env.keys.next_nonce), Reason.INVALID_PARAMETERS)
+        await env.ok(env.keys.sign(EnrolDeviceKey(enrol=e, key_type=2, public_key=dev.public.data)))
+        assert device_key(env.state, dev.public_key) == dev.public
+        assert device_key(env.state, sc.device.public_key) == signing.PublicKey.ed25519(sc.device.public_key)
+        # A re-anchor: the same key at a higher epoch (another key would be another device_id).
+        e1 = e.replace(epoch=1)
+        await env.refused(env.keys.sign(EnrolDeviceKey(enrol=e, key_type=2, public_key=dev.public.data),
+                                        nonce=env.keys.next_nonce), Reason.ALREADY_EXISTS)
+        await env.ok(env.keys.sign(EnrolDeviceKey(enrol=e1, key_type=2, public_key=dev.public.data)))
+        assert env.state.device(dev.public_key).epoch == 1
+
+
+async def test_allowlist_allow_and_deny(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        d = attestation.measure(b"fw-good")
+        await env.ok(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=1)))
+        assert measurement_allowed(env.state, 2, d)
+        await env.refused(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=1), nonce=env.keys.next_nonce),
+                          Reason.ALREADY_EXISTS)
+        await env.refused(env.keys.sign(SetMeasurement(component=77, digest=d, allowed=1), nonce=env.keys.next_nonce),
+                          Reason.INVALID_PARAMETERS)
+        await env.ok(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=0)))
+        assert not measurement_allowed(env.state, 2, d)
+        await env.refused(env.keys.sign(SetMeasurement(component=2, digest=d, allowed=0), nonce=env.keys.next_nonce),
+                          Reason.NOT_FOUND)
+
+
+async def test_device_evidence_rules(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        await env.ok_all(_hw_allow_good(env))
+        forged = _hw_evidence(identity("not-the-device"), env.state.head_hash)
+        forged = SignedEvidence(body=forged.body.replace(device_id=sc.device.public_key), signature=forged.signature)
+        await env.refused(forged, Reason.BAD_ATTESTATION_SIGNATURE)
+        await env.refused(_hw_evidence(sc.device, b"\x09" * 32), Reason.ATTESTATION_REPLAYED)
+        await env.refused(_hw_evidence(sc.device, env.state.head_hash, epoch=4), Reason.WRONG_EPOCH)
+        await env.refused(_hw_evidence(identity("unknown-device"), env.state.head_hash), Reason.NOT_FOUND)
+        nonce = env.state.head_hash
+        good = _hw_evidence(sc.device, nonce)
+        await env.ok(good)
+        await env.refused(good, Reason.ATTESTATION_REPLAYED)  # the same evidence again
+        await env.refused(_hw_evidence(sc.device, nonce), Reason.ATTESTATION_REPLAYED)  # the same nonce
+        # Bad firmware is recorded as a failed result, not refused.
+        await env.ok(_hw_evidence(sc.device, env.state.head_hash, firmware=b"fw-tampered"))
+        results = attestation_results(env.state, sc.device.public_key)
+        assert [r.passed for r in results] == [True, False]
+        assert results[1].reason is Reason.ATTESTATION_FAILED and "firmware" in results[1].detail
+        # A nonce older than EVIDENCE_FRESH_MS that is not the head is stale.
+        old = env.state.head_hash
+        env.clock.advance(SECOND)
+        await env.ok(env.keys.sign(Deposit(amount=1)))
+        env.clock.advance(EVIDENCE_FRESH_MS + SECOND)
+        await env.refused(_hw_evidence(sc.device, old), Reason.ATTESTATION_STALE)
+        await env.ok(_hw_evidence(sc.device, env.state.head_hash))  # the head is never stale
+
+
+async def test_payout_needs_a_passing_attestation_covering_the_window(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        await env.ok_all(_hw_allow_good(env))
+        await env.ok(env.keys.sign(SetLockdown(breaker_window_ms=0, breaker_share_bps=0,
+                                               attestation_max_age_ms=2 * HOUR)))
+        b0, b1, b2 = sc.body(0), sc.body(1), sc.body(2)
+        env.clock.set(sc.time_after(0))
+        await env.refused(env.keys.qc(b0), Reason.ATTESTATION_MISSING)
+        # Attest at day 1 (before window 1), then pay window 1.
+        env.clock.set(b1.start_ts - HOUR)
+        await env.ok(env.keys.sign(Deposit(amount=1)))
+        await env.ok(_hw_evidence(sc.device, env.state.head_hash))
+        env.clock.set(sc.time_after(1))
+        await env.ok(env.keys.qc(b1))
+        # Window 0 ended before any attestation: still missing. Window 2 is a day after: stale.
+        await env.refused(env.keys.qc(b0), Reason.ATTESTATION_MISSING)
+        env.clock.set(sc.time_after(2))
+        await env.refused(env.keys.qc(b2), Reason.ATTESTATION_STALE)
+        # A pass, then a failure before window 3 ends: failed.
+        b3 = sc.body(3)
+        env.clock.set(b3.start_ts - HOUR)
+        await env.ok(env.keys.sign(Deposit(amount=1)))
+        await env.ok(_hw_evidence(sc.device, env.state.head_hash))
+        env.clock.advance(SECOND)
+        await env.ok(_hw_evidence(sc.device, env.state.head_hash, firmware=b"fw-tampered"))
+        env.clock.set(sc.time_after(3))
+        await env.refused(env.keys.qc(b3), Reason.ATTESTATION_FAILED)
+
+
+async def test_device_key_rotation_is_endorsed_by_the_old_key(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        did = sc.device.public_key
+        new = signing.P256KeySigner.generate()
+        when = env.clock.now_ms + HOUR
+
+        def rotation(signer: Identity | signing.P256KeySigner, effective: int = when,
+                     key: bytes = new.public.data, key_type: int = 2) -> RotateDeviceKey:
+            msg = rotation_message(env.keys.ledger_id, did, key_type, key, effective)
+            return RotateDeviceKey(device_id=did, key_type=key_type, public_key=key, effective_ms=effective,
+                                   endorsement=signer.sign(domain_tag(RotateDeviceKey.NAME), msg))
+
+        def nonce() -> int:
+            return env.keys.next_nonce
+
+        await env.refused(env.keys.sign(rotation(new), nonce=nonce()), Reason.INVALID_PARAMETERS)  # not the old key
+        await env.refused(env.keys.sign(rotation(sc.device, effective=env.clock.now_ms - 1), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)  # retroactive
+        await env.refused(env.keys.sign(rotation(sc.device, key=new.public.data, key_type=1), nonce=nonce()),
+                          Reason.WRONG_KEY_TYPE)
+        await env.refused(env.keys.sign(rotation(sc.device, key=did, key_type=1), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)  # the current key
+        await env.ok(env.keys.sign(rotation(sc.device)))
+        assert device_key(env.state, did) == new.public
+        assert device_key(env.state, did, when - 1) == signing.PublicKey.ed25519(did)
+        assert device_key(env.state, did, when) == new.public
+        # The next rotation must be endorsed by the new key and come later.
+        newer = signing.P256KeySigner.generate()
+        await env.refused(env.keys.sign(rotation(sc.device, effective=when + 1, key=newer.public.data), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)
+        await env.refused(env.keys.sign(rotation(new, effective=when, key=newer.public.data), nonce=nonce()),
+                          Reason.INVALID_PARAMETERS)
+        await env.ok(env.keys.sign(rotation(new, effective=when + 1, key=newer.public.data)))
+        await env.ok(env.keys.sign(RevokeDevice(device_id=did)))
+        await env.refused(env.keys.sign(rotation(newer, effective=when + 2, key=new.public.data), nonce=nonce()),
+                          Reason.INVALID_STATE_TRANSITION)
+
+
+def _suspend(env: LedgerEnv, device_id: bytes, since_ms: int, signers: int | None = None) -> SuspensionCertificate:
+    body = SuspendBody(ledger_id=env.keys.ledger_id, oracle_set_epoch=0, device_id=device_id,
+                       reason=Reason.BAD_FRAME_SIGNATURE, since_ms=since_ms, evidence_hash=b"\x01" * 32)
+    k = env.keys.threshold if signers is None else signers
+    sigs = sorted((body.sign(o) for o in env.keys.oracles[:k]), key=lambda q: q.oracle_id)
+    return SuspensionCertificate(body=body, signatures=tuple(sigs))
+
+
+async def test_k_oracles_suspend_a_device_until_the_admin_reinstates_it(tmp_path: Path) -> None:
+    async with funded(tmp_path) as (env, sc):
+        did = sc.device.public_key
+        b0, b1, b2 = sc.body(0), sc.body(1), sc.body(2)
+        env.clock.set(b1.start_ts - SECOND)
+        await env.refused(_suspend(env, did, env.clock.now_ms, signers=env.keys.threshold - 1),
+                          Reason.QC_INSUFFICIENT_SIGNATURES)
+        await env.refused(_suspend(env, identity("nobody").public_key, env.clock.now_ms), Reason.NOT_FOUND)
+        await env.refused(_suspend(env, did, env.clock.now_ms + HOUR), Reason.INVALID_PARAMETERS)
+        forged = _suspend(env, did, env.clock.now_ms)
+        forged = forged.replace(body=forged.body.replace(since_ms=T0))
+        await env.refused(forged, Reason.QC_BAD_SIGNATURE)
+        await env.ok(_suspend(env, did, env.clock.now_ms))
+        await env.refused(_suspend(env, did, env.clock.now_ms), Reason.INVALID_STATE_TRANSITION)
+        env.clock.set(sc.time_after(1))
+        await env.ok(env.keys.qc(b0))  # ended before the suspension: payable
+        await env.refused(env.keys.qc(b1), Reason.DEVICE_SUSPENDED)
+        reinstate = Lift(target=int(LiftTarget.SUSPENSION), device_id=did, note=b"reviewed")
+        await env.ok(env.keys.sign(reinstate))
+        await env.refused(env.keys.sign(reinstate, nonce=env.keys.next_nonce), Reason.INVALID_STATE_TRANSITION)
+        await env.refused(env.keys.qc(b1), Reason.DEVICE_SUSPENDED)  # never retroactive
+        env.clock.set(sc.time_after(2))
+        await env.ok(env.keys.qc(b2))  # after the reinstatement
+
+
+async def test_circuit_breaker_trips_and_resumes(tmp_path: Path) -> None:
+    # capital 10_000 + premium 10; each payout 100 (1%); the breaker allows 1.5% per 10 days.
+    async with funded(tmp_path) as (env, sc):
+        await env.refused(env.keys.sign(SetLockdown(breaker_window_ms=0, breaker_share_bps=150,
+                                                    attestation_max_age_ms=0), nonce=env.keys.next_nonce),
+                          Reason.INVALID_PARAMETERS)
+        await env.refused(env.keys.sign(SetLockdown(breaker_window_ms=DAY, breaker_share_bps=10_001,
+                                                    attestation_max_age_ms=0), nonce=env.keys.next_nonce),
+                          Reason.INVALID_PARAMETERS)
+        await env.ok(env.keys.sign(SetLockdown(breaker_window_ms=10 * DAY, breaker_share_bps=150,
+                                               attestation_max_age_ms=0)))
+        resume = Lift(target=int(LiftTarget.PAYOUTS), device_id=bytes(32), note=b"ok")
+        await env.refused(env.keys.sign(resume, nonce=env.keys.next_nonce), Reason.INVALID_STATE_TRANSITION)
+        env.clock.set(sc.time_after(3))
+        await env.ok(env.keys.qc(sc.body(0)))
+        assert env.state.hw.paused_ms is None
+        await env.ok(env.keys.qc(sc.body(1)))  # 200 > 1.5% of the capital: paid, and trips
+        assert env.state.hw.paused_ms == env.clock.now_ms
+        await env.refused(env.keys.qc(sc.body(2)), Reason.PAYOUTS_PAUSED)
+        await env.ok(env.keys.sign(resume))
+        await env.ok(env.keys.qc(sc.body(2)))
+        await env.refused(env.keys.sign(Lift(target=9, device_id=bytes(32), note=b""), nonce=env.keys.next_nonce),
+                          Reason.INVALID_PARAMETERS)
 
 
 # --------------------------------------------------------------------------- meta

@@ -18,6 +18,7 @@ from faultproof.errors import Reason, Stage
 from faultproof.identity import Identity
 from faultproof.messages import SignedClaim
 from oracle.pipeline import AGENT_ONLY_CONTENT_REASONS
+from tests.hardware.netcases import HARDWARE_NETWORK_REASONS, hardware_network_claim
 from tests.netfix import (
     HOUR,
     MINUTE,
@@ -230,9 +231,13 @@ def _ledger_state_claim(net: Network, reason: Reason) -> tuple[Incident, SignedC
 
 
 @pytest.mark.parametrize("reason", LEDGER_STATE_REASONS, ids=lambda r: r.value)
-def test_ledger_state_reason_ends_rejected(healthy: Network, reason: Reason) -> None:
+def test_ledger_state_reason_ends_rejected(healthy: Network, reason: Reason, request: pytest.FixtureRequest) -> None:
     net = healthy
-    inc, claim = _ledger_state_claim(net, reason)
+    if reason in HARDWARE_NETWORK_REASONS:  # DESIGN §15: lockdowns are ledger-wide, undone after
+        inc, claim, undo = hardware_network_claim(net, reason)
+        request.addfinalizer(undo)
+    else:
+        inc, claim = _ledger_state_claim(net, reason)
     cid = claim.claim.claim_id
     paid_before = paid_total(net, inc.pid)
     h0 = net.ledger_height()

@@ -34,6 +34,7 @@ from oracle.pipeline import (
     decode_claim,
     public_signals,
 )
+from tests.hardware.claimfix import HARDWARE_STATE_REASONS, hardware_state_case
 from tests.ledger.helpers import LedgerKeys, make_ledger
 from tests.netfix import DAY, HOUR, SECOND, DeviceSim, make_claim, now_ms
 
@@ -231,8 +232,12 @@ def _ledger_state_case(w: World, reason: Reason) -> tuple[SignedClaim, int]:
 
 @pytest.mark.parametrize("reason", [r for r in Reason if r.stage is Stage.LEDGER_STATE])
 def test_every_ledger_state_reason(world: World, reason: Reason) -> None:
-    claim, at = _ledger_state_case(world, reason)
-    checked = check_content(claim, world.state)
-    assert check_ledger_state(checked, world.state, at) is reason
+    state = world.state
+    if reason in HARDWARE_STATE_REASONS:  # DESIGN §15: on a copy (lockdowns are ledger-wide)
+        claim, at, state = hardware_state_case(world, reason)
+    else:
+        claim, at = _ledger_state_case(world, reason)
+    checked = check_content(claim, state)
+    assert check_ledger_state(checked, state, at) is reason
     # the proof is valid: only the ledger state says no
     assert verify(checked.job.vkey, checked.job.proof, checked.job.signals.as_list())

@@ -129,6 +129,7 @@ def samples() -> dict[str, Message]:
         policy,
         RotateOracles(members=tuple(o.public_key for o in ORACLES[1:]), threshold=3),
         RotateAdmin(new_admin=identity("admin-2").public_key),
+        *hardware_admin_args(fs[0].chain),
     ]
     txs = [AdminTx.make(ledger_id, i + 1, a) for i, a in enumerate(admin_args)]
     qc = QuorumCertificate.from_approvals(approvals)
@@ -169,6 +170,7 @@ def samples() -> dict[str, Message]:
     anchor = AnchorBody(ledger_id=ledger_id, agent_id=AGENT.public_key, round=1, heads=heads,
                         root=merkle_root([h.leaf_hash for h in heads]))
     out.update({"device-head": heads[0], "device-anchor": anchor, "signed-device-anchor": anchor.sign(AGENT)})
+    out.update(hardware_samples())
     return out
 
 
@@ -200,3 +202,58 @@ def _econ_samples(ledger_id: bytes, policy: IssuePolicy, body: PayoutBody, appro
         GroupQuorumCertificate(body=group_body, signatures=tuple(group_body.sign(o) for o in ORACLES[:4])),
     ]
     return {m.NAME: m for m in msgs}
+
+
+# hardware (DESIGN §15) -------------------------------------------------------------------------
+
+# A fixed P-256 point (the scalar 7's public key): the vectors need no P-256 signature, and
+# ECDSA signatures are randomised.
+P256_POINT_7 = bytes.fromhex("028e533b6fa0bf7b4625bb30667c01fb607ef9f8b8a80fef5b300628703187b2a3")
+
+
+def hardware_admin_args(anchor: bytes) -> list[Message]:
+    from faultproof.messages import (
+        EnrolDeviceKey,
+        Lift,
+        RotateDeviceKey,
+        SetLockdown,
+        SetMeasurement,
+    )
+    from faultproof.signing import KeyType, key_id
+
+    did = key_id(KeyType.P256, P256_POINT_7)
+    return [
+        EnrolDeviceKey(enrol=EnrolDevice(device_id=did, epoch=EPOCH, anchor=anchor, firmware_hash=b"\x33" * 32),
+                       key_type=int(KeyType.P256), public_key=P256_POINT_7),
+        SetMeasurement(component=2, digest=b"\x55" * 32, allowed=1),
+        RotateDeviceKey(device_id=did, key_type=int(KeyType.ED25519), public_key=b"\x56" * 32,
+                        effective_ms=T0 + 1_000, endorsement=b"\x57" * 64),
+        SetLockdown(breaker_window_ms=86_400_000, breaker_share_bps=2_000, attestation_max_age_ms=3_600_000),
+        Lift(target=1, device_id=bytes(32), note=b"reviewed"),
+    ]
+
+
+def hardware_samples() -> dict[str, Message]:
+    from faultproof.attestation import EVIDENCE_TAG, MeasurementLog
+    from faultproof.messages import (
+        EvidenceBody,
+        GatewayQuote,
+        SignedEvidence,
+        SuspendBody,
+        SuspensionCertificate,
+    )
+
+    log = MeasurementLog.boot(b"bootloader", b"firmware", b"config")
+    body = EvidenceBody(device_id=DEVICE.public_key, epoch=EPOCH, seq=9, ts_ms=T0 + 9_000, nonce=b"\x66" * 32,
+                        measurements=tuple(log.measurements), composite=log.composite)
+    suspend = SuspendBody(ledger_id=genesis().ledger_id, oracle_set_epoch=0, device_id=DEVICE.public_key,
+                          reason=Reason.BAD_FRAME_SIGNATURE, since_ms=T0 + 50_000, evidence_hash=b"\x77" * 32)
+    return {
+        "device-evidence": body,
+        "signed-evidence": SignedEvidence(body=body, signature=DEVICE.sign(EVIDENCE_TAG, body.encode())),
+        "gateway-quote": GatewayQuote(agent_id=AGENT.public_key, attest=b"\xff\x54\x43\x47" + bytes(60),
+                                      signature=bytes(72), ak_point=b"\x04" + bytes(64)),
+        "suspend-device": suspend,
+        "suspension-certificate": SuspensionCertificate(
+            body=suspend, signatures=tuple(sorted((suspend.sign(o) for o in ORACLES[:4]), key=lambda q: q.oracle_id))),
+    }
