@@ -6,8 +6,10 @@ msgpack. A JSON body is accepted only if it means exactly one thing:
     and a BOM, so two byte strings would parse to one message);
   - no duplicate object keys (which of two values a parser keeps is implementation-defined);
   - no NaN, Infinity or -Infinity (not JSON; they would reach amounts and thresholds as floats);
-  - nesting no deeper than the parser's recursion limit (TOO_DEEP), within the caller's size
-    limit (checked before the body is read).
+  - nesting no deeper than MAX_DEPTH (TOO_DEEP), counted by a linear scan before parsing: the C
+    parser recurses on the machine stack, and a library that raises the interpreter's recursion
+    limit (seen here) turns a nesting bomb into a segmentation fault instead of a RecursionError;
+    within the caller's size limit (checked before the body is read).
 Every refusal is a `DecodeError` with a reason code (MALFORMED, TOO_DEEP), so the HTTP layer
 answers 400 with the code, never a traceback.
 
@@ -31,6 +33,32 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+MAX_DEPTH = 64  # far above any message (the deepest nests a handful of levels)
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than `limit` (brackets inside strings do not count)."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
 def _no_constant(name: str) -> Any:
     raise DecodeError(Reason.MALFORMED, f"{name} is not allowed in JSON")
 
@@ -44,6 +72,8 @@ def loads(raw: bytes | bytearray | memoryview) -> Any:
         text = data.decode("utf-8")  # strict: UTF-16/32 and broken UTF-8 fail here
     except UnicodeDecodeError:
         raise DecodeError(Reason.MALFORMED, "JSON must be UTF-8") from None
+    if _depth_exceeds(text, MAX_DEPTH):
+        raise DecodeError(Reason.TOO_DEEP, f"JSON nests deeper than {MAX_DEPTH}")
     try:
         return json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
     except DecodeError:

@@ -29,10 +29,10 @@ itself (it returns the `ProofJob` for a worker) and never takes a public signal 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason, Stage
 from faultproof.messages import PayoutBody, SignedClaim
 from faultproof.signing import verify_message
@@ -87,10 +87,7 @@ def decode_claim(data: bytes, content_type: str = "application/msgpack") -> Sign
     if content_type == "application/json":
         if len(data) > 4 * SignedClaim.MAX_SIZE:  # hex doubles the bytes, keys add some
             raise DecodeError(Reason.OVERSIZE, "claim JSON too large")
-        try:
-            obj: Any = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise DecodeError(Reason.MALFORMED, "not valid JSON") from None
+        obj: Any = strictjson.loads(data)  # the one strict parser (DecodeError with its reason)
         claim = SignedClaim.from_json(obj)
         if len(claim.encode()) > SignedClaim.MAX_SIZE:
             raise DecodeError(Reason.OVERSIZE, "claim larger than its limit")
