@@ -53,9 +53,10 @@ HIGH = 9000
 
 @pytest.fixture(scope="module")
 def agent(net: AdvNetwork) -> Iterator[AgentProc]:
-    # Frames arrive over HTTP in these cases; the MQTT port points at nothing (the agent retries
-    # in the background and stays healthy).
+    # Frames arrive over HTTP in these cases: no broker, so MQTT is off (with it on and no broker,
+    # the agent is alive but rightly not ready).
     a = AgentProc.create(net.root, net, free_port())
+    a.write_config(net, mqtt={"enabled": False})
     a.start()
     try:
         yield a
