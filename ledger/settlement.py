@@ -53,7 +53,14 @@ class Settlement(Protocol):
 
 
 def connect(url: str, *, timeout: float = 30.0, session: aiohttp.ClientSession | None = None) -> Settlement:
-    """The settlement backend behind `url`: http(s):// is the ledger service (LedgerClient)."""
+    """The settlement backend behind `url`: http(s):// is the ledger service (LedgerClient);
+    evm+http(s)://HOST:PORT?contract=0x...[&from=0x...][&confirmations=N] is the InsurancePool
+    contract on that JSON-RPC node (`ledger.evm.settlement.EvmSettlement`, DESIGN §13)."""
     if url.startswith(("http://", "https://")):
         return LedgerClient(url, timeout=timeout, session=session)
-    raise FaultproofError(Reason.BAD_REQUEST, f"no settlement backend for {url!r} (expected an http(s):// URL)")
+    if url.startswith("evm+"):
+        from ledger.evm.settlement import EvmSettlement  # web3 only for those who use a chain
+
+        return EvmSettlement(url, timeout=timeout)
+    raise FaultproofError(Reason.BAD_REQUEST, f"no settlement backend for {url!r} "
+                          "(expected http(s):// or evm+http(s)://...?contract=0x...)")

@@ -95,6 +95,16 @@ class Runner:
         self.log.append((what, a))
         return a
 
+    def diverge(self, what: str, op: Callable[[RulesBackend | ChainBackend], Outcome], rules_expect: Outcome,
+                chain_expect: Outcome) -> None:
+        """A step where the backends differ ON PURPOSE: a ledger rule the contract does not
+        implement (DESIGN §13, "Rules a chain does not enforce"). Both outcomes are pinned."""
+        self.at(self.now)
+        self.rules.now = self.chain.now = self.now
+        a, b = op(self.rules), op(self.chain)
+        assert (a, b) == (rules_expect, chain_expect), f"{what}: rules gave {a}, evm gave {b}"
+        self.log.append((what, a))
+
     def books_agree(self, *handles: str) -> dict[str, int]:
         a, b = self.rules.books(), self.chain.books()
         assert a == b, f"books differ: rules {a}, evm {b}"
@@ -240,7 +250,10 @@ def test_revocation_is_never_retroactive(run: Runner) -> None:
     r.both("revoke", lambda b: b.admin_tx(RevokeDevice(device_id=dev.device_id)), OK)
     after = dev.record(HIGH, start_ts=r.now - 2 * SECOND)  # ends after the revocation
     r.at(r.now + 5 * SECOND)
-    r.pay("a window that ended before", ClaimSpec("p", dev, before), ("paid", 100))
+    # S4 (DESIGN §11): the ledger pays a revoked device's window only if its end was anchored; the
+    # contract keeps no device-history anchors and pays any window that ended before revocation.
+    r.diverge("a window that ended before, never anchored", lambda b: b.payout(ClaimSpec("p", dev, before)),
+              refused("revoked_window_not_anchored"), ("paid", 100))
     r.pay("P3 a window that ended after", ClaimSpec("p", dev, after), refused("device_revoked"))
     r.both("A6 revoke twice", lambda b: b.admin_tx(RevokeDevice(device_id=dev.device_id)),
            refused("invalid_state_transition"))
@@ -249,7 +262,8 @@ def test_revocation_is_never_retroactive(run: Runner) -> None:
            lambda b: b.admin_tx(EnrolDevice(device_id=dev.device_id, epoch=1,
                                             anchor=chain_to_bytes(chain_anchor(dev.device_id, 1)),
                                             firmware_hash=b"\x01" * 32)), refused("invalid_state_transition"))
-    r.books_agree("p")
+    a, b = r.rules.books(), r.chain.books()
+    assert b["paid"] == a["paid"] + 100 and b["locked"] == a["locked"] - 100, (a, b)  # the one S4 divergence
 
 
 def test_expiry_releases_the_lock_and_closes_the_policy(run: Runner) -> None:

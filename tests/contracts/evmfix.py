@@ -74,7 +74,7 @@ class ChainWorld:
         node = Anvil.start(root, timestamp_s=timestamp_s)
         try:
             w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
-            accounts = list(w3.eth.accounts)
+            accounts = [str(a) for a in w3.eth.accounts]
             token = EvmPool.deploy_token(w3, accounts[0])
             vkey = export_vkey(circuit)
             world = cls(node, w3, circuit, vkey, "", token, accounts)
