@@ -4,7 +4,7 @@ A service that cannot reach a peer (the ledger, an oracle) retries forever, so t
 and be jittered (n oracles and agents reconnecting to a restarted ledger must not arrive in step),
 and the log must say "unreachable" once and "reachable again" once, not once per attempt: an
 operator reading the log of a ten-minute ledger outage wants two lines, not 1,200. The waits come
-from tenacity (`wait_exponential` + `wait_random`: the jitter is kept at the cap too; a kept
+from tenacity (`wait_exponential` + `wait_random_exponential`: the jitter is kept at the cap too; a kept
 library, pinned in pyproject.toml); this file
 only counts attempts and decides when a line is worth writing.
 
@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import logging
 
-from tenacity import RetryCallState, wait_exponential, wait_random
+from tenacity import RetryCallState, wait_exponential, wait_random_exponential
 
 
 def backoff_delay(attempt: int, initial_s: float, max_s: float, jitter_s: float | None = None) -> float:
     """Seconds before attempt `attempt + 1` (attempt 1 is the first that failed): initial_s
-    doubling per attempt up to max_s, plus a uniform jitter of up to `jitter_s` (max_s / 4 by
-    default, so even capped waits are spread)."""
+    doubling per attempt up to max_s, plus a uniform jitter whose window widens with it (half the
+    base wait, at most `jitter_s`, max_s / 4 by default), so a first retry stays quick and even
+    capped waits are spread."""
     jitter = max_s / 4 if jitter_s is None else jitter_s
-    wait = wait_exponential(multiplier=initial_s, max=max_s) + wait_random(0, jitter)
+    wait = (wait_exponential(multiplier=initial_s, max=max_s)
+            + wait_random_exponential(multiplier=initial_s / 2, max=jitter))
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = max(1, attempt)
     return float(wait(state))

@@ -18,8 +18,10 @@ from faultproof.retry import Reachability, backoff_delay
 def test_backoff_doubles_to_the_cap_with_jitter_everywhere() -> None:
     for attempt, base in ((1, 0.2), (2, 0.4), (3, 0.8), (6, 5.0), (40, 5.0)):
         delays = [backoff_delay(attempt, 0.2, 5.0) for _ in range(200)]
-        assert all(base <= d <= base + 1.25 for d in delays), (attempt, min(delays), max(delays))
-        assert statistics.pstdev(delays) > 0.1  # spread, also at the cap: no reconnects in step
+        jitter = min(base / 2, 1.25)
+        assert all(base <= d <= base + jitter for d in delays), (attempt, min(delays), max(delays))
+        # spread, also at the cap: n followers of a restarted ledger do not reconnect in step
+        assert statistics.pstdev(delays) > jitter / 10, (attempt, statistics.pstdev(delays))
 
 
 def test_one_line_down_one_line_back(caplog: pytest.LogCaptureFixture) -> None:
