@@ -25,7 +25,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api_doc import ROUTES as API_ROUTES
-from agent.frames import Undecodable, parse_json, parse_wire
+from agent.frames import SensorSpec, Undecodable, parse_json, parse_wire, resolve_values
+from agent.provision import load_sensor
 from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason
 from faultproof.httperrors import application
@@ -44,6 +45,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 
+def agent_sensor(agent: Agent) -> Callable[[str], SensorSpec | None]:
+    """Looks up a device's declared unit and scale: `<device_id_hex>.sensor.json` beside its
+    `.blind` in the agent's blinding_keys_dir (written by `faultproof device provision --unit
+    --scale`). Read only for readings sent as decimal `value`s."""
+    def lookup(device_hex: str) -> SensorSpec | None:
+        return load_sensor(agent.config.blinding_keys_dir, device_hex)
+    return lookup
+
+
 async def post_frames(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     ctype = request.content_type or JSON
@@ -56,7 +66,12 @@ async def post_frames(request: web.Request) -> web.Response:
         except DecodeError as e:
             frames = Undecodable(e.reason, e.message)
         else:
-            frames = parse_json(obj)
+            try:
+                obj = resolve_values(obj, agent_sensor(agent))
+            except DecodeError as e:
+                frames = Undecodable(e.reason, e.message)
+            else:
+                frames = parse_json(obj)
     else:
         raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
     result = await agent.engine.submit_async(frames, transport="http")

@@ -63,6 +63,7 @@ from faultproof import chain
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import Claim, Frame, SignedClaim, SignedFrame
+from faultproof.retry import Reachability, backoff_delay
 from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent.claims")
@@ -143,6 +144,7 @@ class ClaimSender:
         self.metrics = metrics
         self.timeout = timeout
         self._next = 0
+        self.reach = Reachability("the oracles (HTTP)", log)  # one line per outage, not per claim
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -179,6 +181,7 @@ class ClaimSender:
 
     async def post(self, data: bytes) -> tuple[str, int, dict[str, Any]] | None:
         """POST to the first oracle that answers: (url, HTTP status, JSON body), or None."""
+        problem: object = "no oracle urls"
         for url in self._order():
             try:
                 async with self._http().post(f"{url}/v1/claims", data=data,
@@ -188,24 +191,34 @@ class ClaimSender:
                     except (ValueError, aiohttp.ContentTypeError):
                         body = {}
                     self.metrics.submissions.labels("http", str(r.status)).inc()
+                    self.reach.succeeded()
                     return url, r.status, body if isinstance(body, dict) else {}
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 self.metrics.submissions.labels("http", "unreachable").inc()
                 log.debug("oracle %s unreachable: %s", url, e)
+                problem = e
+        if self.oracle_urls:
+            self.reach.failed(problem)  # the claim's own next_at paces the retry
         return None
 
     async def oracle_view(self, claim_id: bytes) -> tuple[str, dict[str, Any] | None] | None:
         """(url, the first oracle's view of the claim or None if it does not know it), or None
         when no oracle answered."""
+        problem: object = "no answer"
         for url in self._order():
             try:
                 async with self._http().get(f"{url}/v1/claims/{claim_id.hex()}") as r:
                     if r.status == 404:
+                        self.reach.succeeded()
                         return url, None
                     if r.status == 200:
+                        self.reach.succeeded()
                         return url, await r.json(content_type=None)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+                problem = e
                 continue
+        if self.oracle_urls:
+            self.reach.failed(problem)
         return None
 
 
@@ -439,7 +452,8 @@ class ClaimManager:
         now = time.monotonic()
         if now < rec.next_at:
             return
-        rec.next_at = now + backoff_s(rec.attempts, self.config.backoff_initial_s, self.config.backoff_max_s)
+        # jittered (faultproof.retry), so claims detected together do not poll in step
+        rec.next_at = now + backoff_delay(rec.attempts + 1, self.config.backoff_initial_s, self.config.backoff_max_s)
         if rec.status is ClaimStatus.PROVED:
             await self._send(rec, first=True)
             return

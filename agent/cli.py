@@ -64,19 +64,32 @@ def device() -> None:
 @click.option("--firmware", "firmware", default="0" * 64,
               help="Firmware hash (64 hex chars) or a firmware image file to hash (SHA-256).")
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
-def provision_cmd(out_dir: Path, name: str | None, epoch: int, firmware: str, force: bool) -> None:
+@click.option("--unit", default=None, help="The sensor's unit (e.g. degC); with --scale, the agent takes decimal "
+              "`value`s for this device (<device_id>.sensor.json, kept beside the .blind).")
+@click.option("--scale", default=None, type=click.IntRange(1, 10**9),
+              help="Integer readings per unit: 100 means 21.5 degC is the reading 2150.")
+def provision_cmd(out_dir: Path, name: str | None, epoch: int, firmware: str, force: bool,
+                  unit: str | None, scale: int | None) -> None:
     """Make a device key, its 31-byte blinding key and the enrolment request (EnrolDevice JSON).
 
     Give the .blind file to the agent (its blinding_keys_dir), the .key to the device's secure
     element, and the .enrol.json to the underwriter, who enrols the device on the ledger."""
+    from agent.frames import SensorSpec
     from agent.provision import firmware_hash_of, provision
+    from faultproof.errors import DecodeError
 
+    if (unit is None) != (scale is None):
+        raise click.ClickException("--unit and --scale go together (e.g. --unit degC --scale 100)")
+    try:
+        sensor = SensorSpec.from_json({"unit": unit, "scale": scale}) if unit is not None else None
+    except DecodeError as e:
+        raise click.ClickException(f"--unit/--scale: {e.message}") from None
     try:
         fw = firmware_hash_of(firmware)
     except OSError as e:
         raise click.ClickException(f"--firmware: {e}") from None
     try:
-        p = provision(out_dir, name=name, epoch=epoch, firmware_hash=fw, overwrite=force)
+        p = provision(out_dir, name=name, epoch=epoch, firmware_hash=fw, overwrite=force, sensor=sensor)
     except KeyFileError as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps({"device_id": p.device_id.hex(), "key_file": str(p.key_path),

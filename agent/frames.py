@@ -47,8 +47,10 @@ anything itself.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import light_poseidon_python as _lp
@@ -83,6 +85,17 @@ def step_int(prev: int, ts: int, enc_reading: int, s: int) -> int:
     """c_i = Poseidon(c_{i-1}, t_i, enc(r_i), s_i); all inputs already known to be in range."""
     return int(_H4.hash_bytes_be([prev.to_bytes(32, "big"), ts.to_bytes(32, "big"),
                                   enc_reading.to_bytes(32, "big"), s.to_bytes(32, "big")]), 16)
+
+
+def _not_following(prev_chain: int, f: Incoming, s_i: int) -> str:
+    """Why a frame does not chain from its predecessor. One common sender mistake is told apart
+    (one more hash, only on a refusal): the wire `reading` is enc(r) = r + 2^31, and a sender that
+    put the plain r there would otherwise see a bare chain_broken."""
+    plain = f.enc_reading + ENC_OFFSET
+    if plain < U32 and step_int(prev_chain, f.ts, plain, s_i) == int.from_bytes(f.chain, "big"):
+        return (f"seq {f.seq}: the reading {f.enc_reading} looks unencoded; the wire `reading` is "
+                f"r + 2^31 (send {plain} for r = {f.enc_reading})")
+    return f"seq {f.seq} does not follow from seq {f.seq - 1}"
 
 
 def _verify_frame(f: Incoming) -> bool:
@@ -219,6 +232,98 @@ def parse_json(obj: Any) -> list[Incoming] | Undecodable:
         if e.reason is Reason.OUT_OF_RANGE and ".reading" in e.message:
             return Undecodable(Reason.READING_OUT_OF_RANGE, e.message)
         return Undecodable(e.reason, e.message)
+
+
+# --------------------------------------------------------------------------- decimal readings
+
+UNIT_RE = re.compile(r"^[A-Za-z0-9%/._-]{1,16}$")
+MAX_SCALE = 10**9
+READING_MIN, READING_MAX = -(1 << 31), (1 << 31) - 1
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """A device's declared unit and scale (its `<device_id>.sensor.json`, written at provisioning):
+    the integer reading r is value × scale, e.g. unit "degC", scale 100: 21.5 degC is r = 2150."""
+
+    unit: str
+    scale: int
+
+    @classmethod
+    def from_json(cls, obj: Any) -> SensorSpec:
+        if not isinstance(obj, dict) or set(obj) != {"unit", "scale"}:
+            raise DecodeError(Reason.MALFORMED, 'a sensor record is exactly {"unit": "...", "scale": N}')
+        unit, scale = obj["unit"], obj["scale"]
+        if not isinstance(unit, str) or not UNIT_RE.match(unit):
+            raise DecodeError(Reason.MALFORMED, "sensor unit: 1-16 characters of A-Z a-z 0-9 % / . _ -")
+        if type(scale) is not int or not 1 <= scale <= MAX_SCALE:
+            raise DecodeError(Reason.MALFORMED, f"sensor scale: an integer in 1..{MAX_SCALE}")
+        return cls(unit, scale)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit": self.unit, "scale": self.scale}
+
+    def to_reading(self, value: Any) -> int:
+        """value (a decimal string, exact; or a JSON number) in `unit` -> the int32 reading r,
+        exactly (decimal arithmetic, no float rounding), or DecodeError(READING_OUT_OF_RANGE)
+        saying why: not a number, finer than the scale allows, or outside int32."""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise DecodeError(Reason.READING_OUT_OF_RANGE, "a value is a decimal string or a number")
+        # a float goes through its shortest repr ("21.5"), i.e. what the sender wrote
+        text = value if isinstance(value, str) else repr(value)
+        if len(text) > 64:
+            raise DecodeError(Reason.READING_OUT_OF_RANGE, "a value has at most 64 characters")
+        try:
+            d = Decimal(text)
+        except InvalidOperation:
+            raise DecodeError(Reason.READING_OUT_OF_RANGE, f"value {text[:40]!r} is not a decimal number") from None
+        if not d.is_finite():
+            raise DecodeError(Reason.READING_OUT_OF_RANGE, "a value must be a finite decimal number")
+        if d.adjusted() > 20:  # far outside int32 at any scale; also keeps the exponent small
+            raise DecodeError(Reason.READING_OUT_OF_RANGE, f"value {text[:40]} is outside int32 at scale {self.scale}")
+        if d.as_tuple().exponent < -64:  # type: ignore[operator]
+            raise DecodeError(Reason.READING_OUT_OF_RANGE, f"value {text[:40]} is finer than the device's scale")
+        with localcontext(prec=200):  # exact: ≤ 64 digits times a ≤ 10-digit scale, never rounded
+            scaled = d * self.scale
+        if scaled != scaled.to_integral_value():
+            raise DecodeError(Reason.READING_OUT_OF_RANGE,
+                              f"value {value} {self.unit} is finer than the device's scale {self.scale} "
+                              f"(steps of {Decimal(1) / self.scale} {self.unit})")
+        r = int(scaled)
+        if not READING_MIN <= r <= READING_MAX:
+            raise DecodeError(Reason.READING_OUT_OF_RANGE,
+                              f"value {value} {self.unit} × {self.scale} = {r} is outside int32")
+        return r
+
+
+def resolve_values(obj: Any, sensor_of: Callable[[str], SensorSpec | None]) -> Any:
+    """The JSON form may carry `"value"` (a decimal in the device's declared unit) in place of the
+    wire `"reading"` (enc(r) = r + 2^31): each such value becomes its wire reading, by the
+    device's scale. Raises DecodeError naming the reading (its index in a batch) otherwise."""
+    batch = isinstance(obj, dict) and "readings" in obj
+    items = obj["readings"] if batch else [obj]
+    if not isinstance(items, list):
+        return obj
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and "value" in item:
+            where = f"readings[{i}]" if batch else "reading"
+            if "reading" in item:
+                raise DecodeError(Reason.MALFORMED, f"{where}: give `value` or `reading`, not both")
+            frame = (item.get("signed") or {}).get("frame") if isinstance(item.get("signed"), dict) else None
+            dev = frame.get("device_id") if isinstance(frame, dict) else None
+            spec = sensor_of(dev) if isinstance(dev, str) and re.fullmatch(r"[0-9a-f]{64}", dev) else None
+            if spec is None:
+                raise DecodeError(Reason.UNKNOWN_DEVICE,
+                                  f"{where}: device {str(dev)[:64]} has no declared unit and scale here "
+                                  "(provision it with --unit and --scale), so send the wire `reading` (r + 2^31)")
+            try:
+                r = spec.to_reading(item["value"])
+            except DecodeError as e:
+                raise DecodeError(e.reason, f"{where}: {e.message}") from None
+            item = {k: v for k, v in item.items() if k != "value"} | {"reading": r + ENC_OFFSET}
+        out.append(item)
+    return obj | {"readings": out} if batch else out[0]
 
 
 # --------------------------------------------------------------------------- ledger view
@@ -457,8 +562,9 @@ class FrameChecker:
         else:
             prev = book.frames.get(seq - 1)
             if prev is not None:
-                if step_int(prev.chain, f.ts, f.enc_reading, blinding_int(key, seq)) != c:
-                    return _reject(Reason.CHAIN_BROKEN, f"seq {seq} does not follow from seq {seq - 1}")
+                s_i = blinding_int(key, seq)
+                if step_int(prev.chain, f.ts, f.enc_reading, s_i) != c:
+                    return _reject(Reason.CHAIN_BROKEN, _not_following(prev.chain, f, s_i))
                 linked = True
             else:
                 linked = False  # re-anchors: a window may start here, its reading is not bound yet
@@ -502,7 +608,8 @@ class FrameChecker:
                                f"seq {seq} already has {MAX_ALTERNATIVES} unverified copies; its predecessor decides")
             stored.alts = [*(stored.alts or ()), reading]
             return Verdict(None, "", False, alternative=True)
-        if step_int(prev.chain, f.ts, f.enc_reading, blinding_int(dev.blinding_key_be32, seq)) != stored.chain:
-            return _reject(Reason.CHAIN_BROKEN, f"seq {seq} does not follow from seq {seq - 1}")
+        s_i = blinding_int(dev.blinding_key_be32, seq)
+        if step_int(prev.chain, f.ts, f.enc_reading, s_i) != stored.chain:
+            return _reject(Reason.CHAIN_BROKEN, _not_following(prev.chain, f, s_i))
         stored.reading, stored.linked, stored.alts = reading, True, None
         return Verdict(None, "", True, replaced=True)

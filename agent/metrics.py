@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from faultproof.metrics import register_build_info
+
+# agent/core.py's ClaimStatus values, so the gauge exists (at 0) from the start
+CLAIM_STATUSES = ("detected", "proved", "submitted", "approved", "paid", "rejected", "failed")
+
 
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        self.build_info = register_build_info(r, "agent")
         self.frames = Counter("faultproof_agent_frames_total",
                               "Frames handled, by result (accepted, rejected, undecodable) and reason code",
                               ["result", "reason"], registry=r)
@@ -45,3 +51,5 @@ class AgentMetrics:
                                    registry=r)
         self.submissions = Counter("faultproof_agent_claim_sends_total", "Claim sends, by path and outcome",
                                    ["path", "outcome"], registry=r)
+        for status in CLAIM_STATUSES:
+            self.claims.labels(status).set(0)

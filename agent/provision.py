@@ -21,7 +21,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from faultproof import chain
+from agent.frames import SensorSpec
+from faultproof import chain, strictjson
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import EnrolDevice
 
@@ -96,7 +97,8 @@ class ProvisionedDevice:
 
 def provision(out_dir: str | os.PathLike[str], *, name: str | None = None, epoch: int = 0,
               firmware_hash: bytes = bytes(32), overwrite: bool = False,
-              identity: Identity | None = None, blinding_key: bytes | None = None) -> ProvisionedDevice:
+              identity: Identity | None = None, blinding_key: bytes | None = None,
+              sensor: SensorSpec | None = None) -> ProvisionedDevice:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ident = identity or Identity.generate()
@@ -107,4 +109,20 @@ def provision(out_dir: str | os.PathLike[str], *, name: str | None = None, epoch
     save_blinding_key(blind_path, k_blind, overwrite=overwrite)
     msg = enrolment(ident.public_key, epoch, firmware_hash)
     enrol_path.write_text(json.dumps(msg.to_json(), indent=1) + "\n")
+    if sensor is not None:  # the device's unit and scale, kept beside its .blind by the agent
+        (out / f"{base}{SENSOR_SUFFIX}").write_text(json.dumps(sensor.to_json()) + "\n")
     return ProvisionedDevice(ident, k_blind, epoch, key_path, blind_path, enrol_path, msg)
+
+
+SENSOR_SUFFIX = ".sensor.json"
+
+
+def load_sensor(keys_dir: str | os.PathLike[str], device_hex: str) -> SensorSpec | None:
+    """The declared unit and scale of a device (`<device_id_hex>.sensor.json`), or None if it
+    declared none. A record that does not parse is refused loudly (DecodeError), not ignored."""
+    path = Path(keys_dir) / f"{device_hex}{SENSOR_SUFFIX}"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return SensorSpec.from_json(strictjson.loads(raw[:4096]))

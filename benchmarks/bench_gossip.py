@@ -64,7 +64,7 @@ def _measure(settings: dict[str, Any]) -> dict[str, float]:
             lost = {i: BURST - v["unique"] for i, v in views.items() if v["unique"] != BURST}
             if lost:
                 raise RuntimeError(f"burst lost messages: {lost}")
-            drops = sum(metric(n.get("/metrics"), "gossip_peer_queue_drops_total") for n in c.nodes)
+            drops = sum(metric(n.get("/metrics"), "faultproof_gossip_peer_queue_drops_total") for n in c.nodes)
             if drops:
                 raise RuntimeError(f"libp2p dropped {drops} RPCs")
             return {"p50_ms": statistics.median(lat), "msgs_per_s": BURST / elapsed}

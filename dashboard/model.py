@@ -309,7 +309,7 @@ class OracleObservation:
     status: dict[str, Any] | None = None
     error: str | None = None
     latency_ms: float | None = None  # /healthz round trip
-    verify_mean_ms: float | None = None  # oracle_verify_seconds sum / count from /metrics
+    verify_mean_ms: float | None = None  # faultproof_oracle_verify_seconds sum / count from /metrics
     verify_count: int = 0
     last_oracle_id: str | None = None  # what this URL said it was on an earlier poll
 
@@ -329,9 +329,9 @@ def parse_verify_latency(metrics_text: str) -> tuple[float | None, int]:
     """Mean proof-verification latency (ms) and count from an oracle's Prometheus text."""
     total = count = None
     for line in metrics_text.splitlines():
-        if line.startswith("oracle_verify_seconds_sum "):
+        if line.startswith("faultproof_oracle_verify_seconds_sum "):
             total = float(line.split()[1])
-        elif line.startswith("oracle_verify_seconds_count "):
+        elif line.startswith("faultproof_oracle_verify_seconds_count "):
             count = float(line.split()[1])
     if total is None or not count:
         return None, int(count or 0)

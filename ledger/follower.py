@@ -14,7 +14,8 @@ without it (an entry appended after that moment cannot honestly be dated before 
 operator could otherwise date entries to accept a late QC or expire a policy early.
 
 `LedgerFollower` (I/O) long-polls the settlement backend (`ledger.settlement.Settlement`; the HTTP
-`LedgerClient` today), feeds the view, fetches signed heads, reconnects with backoff, and reports:
+`LedgerClient` today), feeds the view, fetches signed heads, reconnects with jittered backoff (`faultproof.retry`: one log line when
+the ledger goes away, one when it is back), and reports:
 `problem` says why it does not follow (an integrity error, permanent; or an entry refused for its
 time, retried: a clock that was wrong may come right), `healthy` is False meanwhile, and the
 `faultproof_follower_*` metrics count it. `refresh()` is the "refresh the ledger view before a
@@ -35,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Genesis, Receipt, SignedEntry, SignedHead
+from faultproof.retry import Reachability
 from ledger.settlement import Settlement
 from ledger.state import Effect, IntegrityError, LedgerState, TxKind
 
@@ -138,10 +140,14 @@ class LedgerFollower:
         self.time_refusal: str | None = None  # set while an entry is refused for its time
         self._seen_without_ms: int | None = None
         self._last_head_fetch = 0.0
+        # One line when the ledger goes away and one when it is back, not one per retry.
+        self.reach = Reachability("ledger", log)
         registry = registry if registry is not None else CollectorRegistry()
         self.refused_metric = Counter("faultproof_follower_entries_refused_total",
                                       "Ledger entries this follower refused, by reason", ["reason"],
                                       registry=registry)
+        self.reachable_metric = Gauge("faultproof_follower_ledger_reachable",
+                                      "1 while the last request to the ledger was answered", registry=registry)
         self.skew_metric = Gauge("faultproof_follower_time_skew_refusing",
                                  "1 while an entry is refused because its time is off our clock",
                                  registry=registry)
@@ -174,7 +180,7 @@ class LedgerFollower:
 
     # -- following --------------------------------------------------------------------------
 
-    async def bootstrap(self, expected_ledger_id: bytes | None = None, retry_s: float = 0.5,
+    async def bootstrap(self, expected_ledger_id: bytes | None = None,
                         timeout: float | None = None) -> LedgerView:
         """Fetch the genesis entry and everything after it; retries while the ledger is down (up
         to `timeout` s if given). A ledger that is not `expected_ledger_id` is an IntegrityError."""
@@ -189,16 +195,27 @@ class LedgerFollower:
                     raise IntegrityError(0, f"the ledger at this URL is {view.state.ledger_id.hex()}, not the "
                                          f"configured ledger_id {expected_ledger_id.hex()}")
                 self.view = view
+                self._reached(None)
                 break
             except FaultproofError as e:
                 if deadline is not None and asyncio.get_running_loop().time() > deadline:
                     raise FaultproofError(Reason.UNAVAILABLE, f"ledger not reachable: {e}") from None
-                log.info("waiting for the ledger: %s", e)
-                await asyncio.sleep(retry_s)
+                delay = self._reached(e)
+                if deadline is not None:  # never sleep past the caller's deadline
+                    delay = max(0.0, min(delay, deadline - asyncio.get_running_loop().time()))
+                await asyncio.sleep(delay)
         await self._accept(entries[1:], asked_ms=None, committed=None)
         await self.refresh()
         self.connected = True
         return view
+
+    def _reached(self, error: FaultproofError | None) -> float:
+        """Record one request's outcome; the backoff before the next try after a failure."""
+        self.reachable_metric.set(0 if error is not None else 1)
+        if error is None:
+            self.reach.succeeded()
+            return 0.0
+        return self.reach.failed(error)
 
     async def poll(self, wait: float) -> list[Effect]:
         """One request for entries after our height; applies what came back and believable."""
@@ -288,6 +305,7 @@ class LedgerFollower:
                 if self.integrity_error is not None:
                     await asyncio.Event().wait()
                 await self.poll(self.wait_s if self.time_refusal is None else 0)
+                self._reached(None)
                 self.connected = self.time_refusal is None
                 if self.time_refusal is not None:
                     await asyncio.sleep(backoff)
@@ -299,6 +317,4 @@ class LedgerFollower:
                 self.connected = False
             except FaultproofError as e:
                 self.connected = False
-                log.warning("ledger poll failed (%s); retrying in %.1f s", e, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(self._reached(e))

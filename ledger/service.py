@@ -52,6 +52,7 @@ from faultproof.messages import (
     SignedEntry,
     SignedHead,
 )
+from faultproof.metrics import register_build_info
 from ledger.economics import REWARDS
 from ledger.state import EXTERNAL, FREE, PAID, PREMIUMS, Effect, LedgerState, tx_kind
 from ledger.store import EntryRow, LedgerStore, StoreError
@@ -148,6 +149,7 @@ class LedgerMetrics:
         self.commit_seconds = Histogram("faultproof_ledger_commit_seconds", "Durable write time per batch",
                                         registry=self.registry)
         self.height = Gauge("faultproof_ledger_height", "Committed height", registry=self.registry)
+        self.build_info = register_build_info(self.registry, "ledger")
         self.pool = Gauge("faultproof_ledger_balance", "Balance per account class", ["account"], registry=self.registry)
 
 

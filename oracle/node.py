@@ -54,6 +54,7 @@ from faultproof.messages import (
     Vote,
     VoteBatch,
 )
+from faultproof.retry import Reachability
 from ledger.settlement import connect
 from ledger.state import Effect, TxKind
 from oracle import claim as cm
@@ -258,6 +259,8 @@ class OracleNode:
         if prev is not None:
             members |= set(prev.members)
         self._members = frozenset(members)
+        self.metrics.member.set(1 if self.is_member else 0)
+        self.metrics.oracle_set_epoch.set(os_.epoch)
 
     def _refresh_allow_lists(self) -> None:
         state = self.view.state
@@ -535,6 +538,7 @@ class OracleNode:
     async def _qc_poster(self) -> None:
         assert self.follower is not None and self.machine is not None
         client = self.follower.client
+        self._qc_reach = Reachability("the ledger (posting QCs)", log)
         while True:
             cid = await self._qc_queue.get()
             if self.view.state.paid_claim(cid) is not None:
@@ -549,8 +553,11 @@ class OracleNode:
             except FaultproofError as e:
                 self.metrics.qc_posts.labels(e.reason.value).inc()
                 if e.reason is Reason.UNAVAILABLE:
-                    log.warning("posting QC for %s failed: %s (the re-gossip loop retries)", cid.hex()[:16], e)
+                    # One line per outage (faultproof.retry); the re-gossip loop re-queues the QC,
+                    # and waiting the jittered backoff here keeps n posters off a ledger coming back.
+                    await asyncio.sleep(self._qc_reach.failed(e))
                     continue
+                self._qc_reach.succeeded()  # it answered, if only to say no
                 log.warning("ledger refused QC for %s: %s", cid.hex()[:16], e)
                 if e.reason.stage is Stage.LEDGER_STATE:
                     # The ledger's own rules said no (its state moved on since we voted): final,
@@ -558,6 +565,7 @@ class OracleNode:
                     later = retry_at(e.reason, qc.body, self.view.state, self.clock())
                     self._execute(self.machine.handle(cm.QcRefused(cid, e.reason, later, later is None)))
                 continue
+            self._qc_reach.succeeded()
             self.metrics.qc_posts.labels("ok").inc()
             await self.follower.refresh()  # see our payout entry now rather than at the next poll
 
@@ -608,8 +616,7 @@ class OracleNode:
     # ================================================================== queries
 
     def update_claim_gauges(self) -> None:
-        for status, n in self.store.count_by_status().items():
-            self.metrics.claims.labels(status).set(n)
+        self.metrics.set_claims(self.store.count_by_status())
 
     def claim_view(self, claim_id: bytes) -> dict[str, Any] | None:
         rec = self.store.claim(claim_id)

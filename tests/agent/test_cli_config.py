@@ -45,6 +45,19 @@ def test_device_provision_writes_private_keys_and_the_enrolment(tmp_path: Path) 
     assert again.exit_code != 0 and "refusing to overwrite" in again.output
 
 
+def test_device_provision_declares_a_unit_and_scale(tmp_path: Path) -> None:
+    from agent.frames import SensorSpec
+    from agent.provision import load_sensor
+
+    ok = CliRunner().invoke(main, ["device", "provision", "--out", str(tmp_path), "--unit", "degC", "--scale", "100"])
+    assert ok.exit_code == 0, ok.output
+    assert load_sensor(tmp_path, json.loads(ok.output)["device_id"]) == SensorSpec("degC", 100)
+    for args, words in ((["--unit", "degC"], "go together"), (["--unit", "deg C", "--scale", "10"], "--unit/--scale"),
+                        (["--unit", "degC", "--scale", "0"], "--scale")):
+        bad = CliRunner().invoke(main, ["device", "provision", "--out", str(tmp_path / "x"), *args])
+        assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output, bad.output
+
+
 def test_example_config_loads_and_bad_values_are_named() -> None:
     cfg = cfgmod.load(REPO / "configs" / "agent.example.toml")
     assert cfg.ledger_url.startswith("http") and cfg.ingest.synchronous == "FULL"

@@ -3,6 +3,7 @@ decoder against the core's decoder, the fast hashes against faultproof.chain. No
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from agent.frames import (
 )
 from agent.simulator import Sensor, SimDevice
 from faultproof import chain
-from faultproof.errors import Reason
+from faultproof.errors import DecodeError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import DeviceReading, Frame, ReadingBatch
 from tests.strategies import for_message
@@ -306,3 +307,79 @@ def test_provisional_alternatives_are_bounded() -> None:
         assert c.check(_copy_with(f, f.enc_reading + 1 + i), NOW).alternative
     assert c.check(_copy_with(f, f.enc_reading + 100), NOW).reason is Reason.REPLAYED_FRAME
     assert c.check(frames[1], NOW).relinked == 2  # the stored (genuine) one links
+
+
+# --------------------------------------------------------------------------- decimal readings (issue 14)
+
+
+def test_decimal_values_convert_exactly_or_are_refused_with_the_reason() -> None:
+    from agent.frames import SensorSpec
+
+    t = SensorSpec("degC", 100)
+    assert [t.to_reading(v) for v in ("21.5", "-40.25", "0", 21.5, 3, "2.10", "1E1")] == \
+        [2150, -4025, 0, 2150, 300, 210, 1000]
+    assert SensorSpec("mV", 1).to_reading("-2147483648") == -(2**31)
+    # 40 significant digits: more than Decimal's default precision, still exact
+    assert SensorSpec("x", 10**9).to_reading("1.000000000000000000000000000000000000000") == 10**9
+    for bad, words in (("21.555", "finer than the device's scale 100"), ("21474836.48", "outside int32"),
+                       ("-21474836.49", "outside int32"), ("NaN", "finite"), ("1e400", "outside int32"),
+                       ("0.1e-40", "finer"), ("1e-70", "finer"), ("1" * 70, "64 characters"),
+                       ("0.000000000000000000000000000000000000000001", "finer"), ("abc", "not a decimal"), (True, "decimal string"),
+                       (None, "decimal string"), (0.1 + 0.2, "finer")):
+        with pytest.raises(DecodeError) as e:
+            t.to_reading(bad)
+        assert e.value.reason is Reason.READING_OUT_OF_RANGE and words in e.value.message, (bad, e.value.message)
+    for rec in ({"unit": "degC"}, {"unit": "degC", "scale": 0}, {"unit": "deg C", "scale": 1},
+                {"unit": "degC", "scale": 1.5}, {"unit": "degC", "scale": 1, "x": 1}):
+        with pytest.raises(DecodeError):
+            SensorSpec.from_json(rec)
+
+
+def test_json_value_becomes_the_wire_reading_by_the_device_scale(tmp_path) -> None:
+    from decimal import Decimal
+
+    from agent.frames import SensorSpec, resolve_values
+    from agent.provision import load_sensor, provision
+
+    d = device()
+    c = checker(d)
+    msgs = [d.make(NOW - 1000 + i) for i in range(4)]
+    as_values = []
+    for m in msgs:
+        j = m.to_json()
+        r = j.pop("reading") - 2**31
+        as_values.append(j | {"value": str(Decimal(r) / 100)})  # e.g. "21.5" for r = 2150
+    spec = SensorSpec("degC", 100)
+    single = resolve_values(as_values[0], lambda dev: spec if dev == d.device_id.hex() else None)
+    assert single == msgs[0].to_json()
+    batch = resolve_values({"readings": as_values[1:]}, lambda dev: spec)
+    frames = parse_json(batch)
+    assert isinstance(frames, list)
+    assert [c.check(f, NOW).accepted for f in [*parse_json(single), *frames]] == [True] * 4  # type: ignore[misc]
+
+    with pytest.raises(DecodeError) as e:  # no declared scale for this device: say what to do
+        resolve_values({"readings": as_values}, lambda dev: None)
+    assert e.value.reason is Reason.UNKNOWN_DEVICE and "readings[0]" in e.value.message \
+        and "--scale" in e.value.message and "r + 2^31" in e.value.message
+    with pytest.raises(DecodeError) as e:
+        resolve_values(as_values[1] | {"value": "21.505"}, lambda dev: spec)
+    assert e.value.reason is Reason.READING_OUT_OF_RANGE and "finer" in e.value.message
+
+    # provisioning with a unit and scale writes the record the agent reads beside the .blind
+    p = provision(tmp_path, sensor=SensorSpec("degC", 100))
+    assert load_sensor(tmp_path, p.device_id.hex()) == SensorSpec("degC", 100)
+    assert load_sensor(tmp_path, "00" * 32) is None
+
+
+def test_a_plain_unencoded_reading_is_named_as_such() -> None:
+    d = device()
+    c = checker(d)
+    frames = stream(d, 3)
+    assert reasons(c, frames[:2]) == [None, None]
+    f = frames[2]
+    plain = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.reading, f.body)  # r, not r + 2^31
+    v = c.check(plain, NOW)
+    assert v.reason is Reason.CHAIN_BROKEN and "looks unencoded" in v.message and str(f.enc_reading) in v.message
+    wrong = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.enc_reading + 7, f.body)
+    assert "looks unencoded" not in c.check(wrong, NOW).message
+    assert c.check(f, NOW).accepted

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -104,6 +105,9 @@ class Service:
     proc: ManagedProcess
 
 
+AGENT_KEYS: list[Path] = []  # the module agent's blinding_keys_dir
+
+
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Service]]:
     root = tmp_path_factory.mktemp("hygiene")
@@ -113,6 +117,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Service]
         agent = AgentProc.create(root, net, 0, gossip=False)
         agent.write_config(net, mqtt={"enabled": False})
         agent.start()
+        AGENT_KEYS[:] = [agent.keys_dir]
         port = lambda url: int(url.rsplit(":", 1)[1])  # noqa: E731
         yield [Service("ledger", port(net.ledger_url), "/v1/tx", net.ledger),
                Service("oracle", port(net.oracles[0].url), "/v1/claims", net.oracles[0].proc),
@@ -129,6 +134,20 @@ def test_every_service_parses_json_strictly(services: list[Service]) -> None:
     for svc in services:
         for body in bodies:
             assert _request(svc.port, svc.path, body) == (400, "malformed"), (svc.name, body)
+
+
+def test_agent_converts_decimal_values_by_the_declared_scale_or_says_why(services: list[Service]) -> None:
+    agent = services[2]
+    dev = "ab" * 32
+    frame = {"device_id": dev, "epoch": 0, "seq": 1, "ts_ms": 1, "chain": "00" * 32}
+    body = {"signed": {"frame": frame, "signature": "00" * 64}, "value": "21.555"}
+    # no <device>.sensor.json: the agent says what to do rather than guessing a scale
+    assert _request(agent.port, agent.path, json.dumps(body).encode()) == (422, "unknown_device")
+    (AGENT_KEYS[0] / f"{dev}.sensor.json").write_text('{"unit": "degC", "scale": 100}')
+    assert _request(agent.port, agent.path, json.dumps(body).encode()) == (422, "reading_out_of_range")
+    # on the scale it converts, and the frame goes on to the ordinary checks (this one is unknown)
+    assert _request(agent.port, agent.path, json.dumps(body | {"value": "21.55"}).encode()) == \
+        (422, "unknown_device")
 
 
 def test_every_service_refuses_an_oversize_content_length_at_once(services: list[Service]) -> None:

@@ -227,10 +227,11 @@ def test_fingerprint_ignores_latency(world: dict[str, Any]) -> None:
 
 
 def test_parse_verify_latency() -> None:
-    text = "# HELP x\noracle_verify_seconds_bucket{le=\"0.1\"} 3.0\noracle_verify_seconds_count 4.0\n" \
-           "oracle_verify_seconds_sum 0.2\n"
+    text = ("# HELP x\nfaultproof_oracle_verify_seconds_bucket{le=\"0.1\"} 3.0\n"
+            "faultproof_oracle_verify_seconds_count 4.0\nfaultproof_oracle_verify_seconds_sum 0.2\n")
     assert parse_verify_latency(text) == (50.0, 4)
-    assert parse_verify_latency("oracle_verify_seconds_count 0.0\noracle_verify_seconds_sum 0.0\n") == (None, 0)
+    assert parse_verify_latency("faultproof_oracle_verify_seconds_count 0.0\n"
+                                "faultproof_oracle_verify_seconds_sum 0.0\n") == (None, 0)
     assert parse_verify_latency("") == (None, 0)
 
 

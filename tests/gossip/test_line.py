@@ -26,5 +26,5 @@ def test_line_topology_delivers_end_to_end_both_ways(line5: Cluster) -> None:
     for i, v in back.items():
         assert v["unique"] == 50, (i, v["unique"])
     for node in c.nodes:
-        assert metric(node.get("/metrics"), "gossip_peer_queue_drops_total") == 0
+        assert metric(node.get("/metrics"), "faultproof_gossip_peer_queue_drops_total") == 0
     print(f"\nline A->E 200 x 2 KB: E latency {views[4]['latency_ms']}; E->A 50: A latency {back[0]['latency_ms']}")

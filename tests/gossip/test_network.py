@@ -116,9 +116,9 @@ def test_burst_of_1000_arrives_complete_at_every_other_node(net5: Cluster, burst
     assert own["unique"] == 0  # the publisher never receives its own messages
     for node in net5.nodes:
         text = node.get("/metrics")
-        assert metric(text, "gossip_peer_queue_drops_total") == 0, node.name
-        assert metric(text, "gossip_receive_overflow_total") == 0, node.name
-    assert metric(net5.nodes[0].get("/metrics"), "gossip_published_total", topic=BULK) == BURST
+        assert metric(text, "faultproof_gossip_peer_queue_drops_total") == 0, node.name
+        assert metric(text, "faultproof_gossip_receive_overflow_total") == 0, node.name
+    assert metric(net5.nodes[0].get("/metrics"), "faultproof_gossip_published_total", topic=BULK) == BURST
     lat = {i: v["latency_ms"] for i, v in burst["views"].items()}
     print(f"\nburst {BURST} x {BURST_SIZE} B: {burst['elapsed']:.1f} s to complete everywhere "
           f"({BURST / burst['elapsed']:.0f} msg/s), publish returned after "
@@ -174,13 +174,13 @@ def test_refused_messages_are_dropped_counted_and_do_not_stall_valid_ones(net5: 
             text = c.nodes[i].get("/metrics")
             window = time.time() - t0  # whatever this node judged, it judged before now
             flood = c.nodes[i].get(f"/received?topic={MEMBERS}&tag=flood")["unique"]
-            limited = metric(text, "gossip_dropped_total", topic=MEMBERS, reason="rate_limited")
+            limited = metric(text, "faultproof_gossip_dropped_total", topic=MEMBERS, reason="rate_limited")
             if limited + flood >= FLOOD or time.time() > deadline:
                 break
             time.sleep(0.25)
         assert limited + flood == FLOOD, (i, limited, flood)
         big = c.nodes[i].get(f"/received?topic={MEMBERS}&tag=big")["unique"]
-        oversize = metric(text, "gossip_dropped_total", topic=MEMBERS, reason="oversize")
+        oversize = metric(text, "faultproof_gossip_dropped_total", topic=MEMBERS, reason="oversize")
         report[i] = {"flood_delivered": flood, "rate_limited": limited, "oversize": oversize}
         assert big == 0 and oversize >= 5, (i, big, oversize)
         # The token bucket lets burst + rate x time through, never the whole flood.
@@ -188,7 +188,7 @@ def test_refused_messages_are_dropped_counted_and_do_not_stall_valid_ones(net5: 
     for i in (0, 1, 2, 3):
         text = c.nodes[i].get("/metrics")
         report.setdefault(i, {})["not_allowed"] = metric(
-            text, "gossip_dropped_total", topic=MEMBERS, reason="sender_not_allowed"
+            text, "faultproof_gossip_dropped_total", topic=MEMBERS, reason="sender_not_allowed"
         )
         assert report[i]["not_allowed"] >= 1
     assert sum(report[i]["not_allowed"] for i in (0, 1, 2, 3)) >= 100 * 3  # each forgery refused at (at least) three members
@@ -239,9 +239,9 @@ def test_sigkilled_peer_restarts_rejoins_and_catches_up(net5: Cluster) -> None:
     caught_up_after = time.time() - victim.spawned_at
     assert got["unique"] == 20, got
     text = victim.get("/metrics")
-    via_catchup = metric(text, "gossip_delivered_total", topic=CATCHUP, path="catchup")
+    via_catchup = metric(text, "faultproof_gossip_delivered_total", topic=CATCHUP, path="catchup")
     assert via_catchup == 20
-    assert metric(c.nodes[0].get("/metrics"), "gossip_regossiped_total") == 0  # not re-gossip
+    assert metric(c.nodes[0].get("/metrics"), "faultproof_gossip_regossiped_total") == 0  # not re-gossip
 
     deadline = time.time() + 10
     while c.nodes[0].get("/status")["peers"] != 4 or c.nodes[4].get("/status")["peers"] != 4:

@@ -29,7 +29,7 @@ async def next_msg(sub, timeout: float = 10.0) -> GossipMessage:  # noqa: ANN001
 
 
 def dropped(node: GossipNode, reason: Reason) -> float:
-    return metric(generate_latest(node.metrics.registry).decode(), "gossip_dropped_total", reason=reason.value)
+    return metric(generate_latest(node.metrics.registry).decode(), "faultproof_gossip_dropped_total", reason=reason.value)
 
 
 async def pair(policy_b: TopicPolicy) -> tuple[GossipNode, GossipNode]:
@@ -108,7 +108,7 @@ async def test_a_joining_node_pulls_pending_items_through_the_same_validators() 
         msg = await next_msg(sub_c)
         assert msg == GossipMessage(T, a.public_key, b"pending-1")
         text = generate_latest(c.metrics.registry).decode()
-        assert metric(text, "gossip_delivered_total", path="catchup") == 1
+        assert metric(text, "faultproof_gossip_delivered_total", path="catchup") == 1
         # b does not accept a on this topic: the pulled item is refused and counted, not delivered
         await wait_for(lambda: dropped(b, Reason.SENDER_NOT_ALLOWED) >= 1)
         assert b.subscribe(T).qsize() == 0

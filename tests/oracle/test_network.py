@@ -86,8 +86,8 @@ def test_status_health_and_metrics(healthy: Network) -> None:
     assert http("GET", net.oracles[0].url + "/healthz")[0] == 200
     status, text = http("GET", net.oracles[0].url + "/metrics")
     assert status == 200
-    for name in ("oracle_claims", "oracle_votes_total", "oracle_equivocations_total", "oracle_verify_seconds",
-                 "oracle_claims_dropped_total", "gossip_peers"):
+    for name in ("faultproof_oracle_claims", "faultproof_oracle_votes_total", "faultproof_oracle_equivocations_total",
+                 "faultproof_oracle_verify_seconds", "faultproof_oracle_claims_dropped_total", "faultproof_gossip_peers"):
         assert name.encode() in text, name
 
 
