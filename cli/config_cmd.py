@@ -124,7 +124,7 @@ def checks_for(path: Path, *, network: bool) -> Iterator[Check]:
         try:
             oc = load(path)
         except OracleConfigError as e:
-            yield Check(False, f"{path}: {e}")
+            yield Check(False, str(e))
             return
         yield Check(True, f"{path}: an oracle config")
         keys = list(_key(oc.key_file, "oracle"))
@@ -141,7 +141,7 @@ def checks_for(path: Path, *, network: bool) -> Iterator[Check]:
         try:
             ac = load_agent(path)
         except AgentConfigError as e:
-            yield Check(False, f"{path}: {e}")
+            yield Check(False, str(e))
             return
         yield Check(True, f"{path}: an agent config")
         yield from _key(ac.key_file, "agent")
