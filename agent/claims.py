@@ -42,8 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
-
 from agent.core import (  # noqa: F401 - the lifecycle's names are re-exported here for callers
     FINAL,
     TRANSITIONS,
@@ -63,6 +61,7 @@ from faultproof import chain
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import Claim, Frame, SignedClaim, SignedFrame
+from faultproof.oracle_client import AsyncOracleClient, OracleUnreachable
 from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent.claims")
@@ -143,16 +142,16 @@ class ClaimSender:
         self.metrics = metrics
         self.timeout = timeout
         self._next = 0
-        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncOracleClient | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self._session
+    def _http(self) -> AsyncOracleClient:
+        if self._client is None:
+            self._client = AsyncOracleClient(timeout=self.timeout)
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.aclose()
 
     def gossip_peers(self) -> int:
         try:
@@ -181,15 +180,10 @@ class ClaimSender:
         """POST to the first oracle that answers: (url, HTTP status, JSON body), or None."""
         for url in self._order():
             try:
-                async with self._http().post(f"{url}/v1/claims", data=data,
-                                             headers={"Content-Type": "application/msgpack"}) as r:
-                    try:
-                        body = await r.json(content_type=None)
-                    except (ValueError, aiohttp.ContentTypeError):
-                        body = {}
-                    self.metrics.submissions.labels("http", str(r.status)).inc()
-                    return url, r.status, body if isinstance(body, dict) else {}
-            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                r = await self._http().submit(url, data)
+                self.metrics.submissions.labels("http", str(r.status)).inc()
+                return url, r.status, r.body if isinstance(r.body, dict) else {}
+            except OracleUnreachable as e:
                 self.metrics.submissions.labels("http", "unreachable").inc()
                 log.debug("oracle %s unreachable: %s", url, e)
         return None
@@ -199,13 +193,13 @@ class ClaimSender:
         when no oracle answered."""
         for url in self._order():
             try:
-                async with self._http().get(f"{url}/v1/claims/{claim_id.hex()}") as r:
-                    if r.status == 404:
-                        return url, None
-                    if r.status == 200:
-                        return url, await r.json(content_type=None)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                r = await self._http().claim(url, claim_id)
+            except OracleUnreachable:
                 continue
+            if r.status == 404:
+                return url, None
+            if r.status == 200 and isinstance(r.body, dict):
+                return url, r.body
         return None
 
 
