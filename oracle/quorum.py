@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import enum
 from collections import Counter as _Multiset
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from faultproof.errors import Reason
@@ -178,9 +177,6 @@ class QuorumCounter:
             self.ignored[result.outcome.value] += 1
         return result
 
-    def add_all(self, votes: Iterable[Vote]) -> list[AddResult]:
-        return [self.add(v) for v in votes]
-
     def _add(self, vote: Vote) -> AddResult:
         os_ = self.oracle_set
         body_ledger, body_epoch = _binding(vote)
@@ -236,7 +232,3 @@ def _binding(vote: Vote) -> tuple[bytes, int]:
         return vote.body.ledger_id, vote.body.oracle_set_epoch
     return vote.body.ledger_id, vote.body.oracle_set_epoch
 
-
-def approvals_for(tally: Tally, body: PayoutBody) -> list[Approve]:
-    """The approvals (equivocators excluded) over exactly `body`."""
-    return tally.approvals.get(body.encode(), [])
