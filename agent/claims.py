@@ -42,8 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
-
 from agent.core import (  # noqa: F401 - the lifecycle's names are re-exported here for callers
     FINAL,
     TRANSITIONS,
@@ -63,6 +61,7 @@ from faultproof import chain
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import Claim, Frame, SignedClaim, SignedFrame
+from faultproof.oracle_client import AsyncOracleClient, OracleUnreachable
 from faultproof.retry import Reachability, backoff_delay
 from faultproof.zk.params import TriggerParams
 
@@ -145,16 +144,16 @@ class ClaimSender:
         self.timeout = timeout
         self._next = 0
         self.reach = Reachability("the oracles (HTTP)", log)  # one line per outage, not per claim
-        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncOracleClient | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self._session
+    def _http(self) -> AsyncOracleClient:
+        if self._client is None:
+            self._client = AsyncOracleClient(timeout=self.timeout)
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.aclose()
 
     def gossip_peers(self) -> int:
         try:
@@ -184,16 +183,11 @@ class ClaimSender:
         problem: object = "no oracle urls"
         for url in self._order():
             try:
-                async with self._http().post(f"{url}/v1/claims", data=data,
-                                             headers={"Content-Type": "application/msgpack"}) as r:
-                    try:
-                        body = await r.json(content_type=None)
-                    except (ValueError, aiohttp.ContentTypeError):
-                        body = {}
-                    self.metrics.submissions.labels("http", str(r.status)).inc()
-                    self.reach.succeeded()
-                    return url, r.status, body if isinstance(body, dict) else {}
-            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                r = await self._http().submit(url, data)
+                self.metrics.submissions.labels("http", str(r.status)).inc()
+                self.reach.succeeded()
+                return url, r.status, r.body if isinstance(r.body, dict) else {}
+            except OracleUnreachable as e:
                 self.metrics.submissions.labels("http", "unreachable").inc()
                 log.debug("oracle %s unreachable: %s", url, e)
                 problem = e
@@ -207,16 +201,16 @@ class ClaimSender:
         problem: object = "no answer"
         for url in self._order():
             try:
-                async with self._http().get(f"{url}/v1/claims/{claim_id.hex()}") as r:
-                    if r.status == 404:
-                        self.reach.succeeded()
-                        return url, None
-                    if r.status == 200:
-                        self.reach.succeeded()
-                        return url, await r.json(content_type=None)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+                r = await self._http().claim(url, claim_id)
+            except OracleUnreachable as e:
                 problem = e
                 continue
+            if r.status == 404:
+                self.reach.succeeded()
+                return url, None
+            if r.status == 200 and isinstance(r.body, dict):
+                self.reach.succeeded()
+                return url, r.body
         if self.oracle_urls:
             self.reach.failed(problem)
         return None

@@ -1,6 +1,8 @@
 """The agent's configuration: TOML (configs/agent.example.toml documents every key and default).
 
-Loaded and validated once at start-up, with messages that say what to fix; relative paths are
+Loaded by the one config loader (faultproof/config.py: typed schema, environment overrides
+`FAULTPROOF_AGENT__<SECTION>__<KEY>`) and validated once at start-up, with messages that say what
+to fix; relative paths are
 relative to the config file. Secrets are key-file paths, never inline values. This file must never
 open a socket or a database: it only reads and checks the config.
 """
@@ -8,14 +10,15 @@ open a socket or a database: it only reads and checks the config.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faultproof import config
+from faultproof.config import ConfigError
 
-class ConfigError(Exception):
-    """A config value that is missing or invalid; the message says which and why."""
+__all__ = ["AgentConfig", "ConfigError", "from_dict", "load", "validate"]
 
 
 @dataclass(frozen=True)
@@ -95,93 +98,53 @@ class AgentConfig:
         return self.data_dir / "agent.sqlite3"
 
 
-def _section(cls: type, raw: Any, name: str) -> Any:
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(raw) - set(known)
-    if unknown:
-        raise ConfigError(f"[{name}] has unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    kw = {}
-    for k, v in raw.items():
-        default = getattr(cls(), k)
-        if isinstance(default, tuple):
-            if not isinstance(v, list):
-                raise ConfigError(f"[{name}] {k} must be a list")
-            v = tuple(v)
-        elif isinstance(default, bool):
-            if not isinstance(v, bool):
-                raise ConfigError(f"[{name}] {k} must be true or false")
-        elif isinstance(default, int):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ConfigError(f"[{name}] {k} must be an integer")
-        elif isinstance(default, float):
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise ConfigError(f"[{name}] {k} must be a number")
-            v = float(v)
-        elif isinstance(default, str) and not isinstance(v, str):
-            raise ConfigError(f"[{name}] {k} must be a string")
-        kw[k] = v
-    return cls(**kw)
+_SCHEMA = config.document("AgentFile", {
+    "agent": config.table("AgentTable", {
+        "key_file": (str, config.REQUIRED), "data_dir": (str, config.REQUIRED),
+        "blinding_keys_dir": (str, config.REQUIRED), "ledger_url": (str, config.REQUIRED),
+        "ledger_wait_s": (float, 10.0), "ledger_bootstrap_timeout_s": (float, 60.0),
+        "ledger_anchor_interval_s": (float, 60.0), "log_level": (str, "INFO")}),
+    "oracles": config.table("OraclesTable", {"urls": (list[str], [])}),
+    "http": config.table_of(HttpConfig),
+    "mqtt": config.table_of(MqttConfig),
+    "gossip": config.table_of(GossipConfig),
+    "prover": config.table_of(ProverConfig),
+    "ingest": config.table_of(IngestConfig),
+    "claims": config.table_of(ClaimsConfig),
+}, required=("agent",))
 
 
-def load(path: str | Path) -> AgentConfig:
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} not found (start from configs/agent.example.toml)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: {e}") from None
-    return from_dict(raw, base=p.parent)
-
-
-def _resolve_mqtt(mqtt: MqttConfig, path: Any) -> MqttConfig:
-    """The broker's password and CA files are paths like any other: relative to the config file."""
-    return dataclasses.replace(mqtt, password_file=str(path(mqtt.password_file)) if mqtt.password_file else "",
-                               tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "")
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    return config.load(path, "agent", "start from configs/agent.example.toml",
+                       lambda raw, p: from_dict(raw, base=p.parent), environ)
 
 
 def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
-    known = {"agent", "http", "mqtt", "gossip", "oracles", "prover", "ingest", "claims"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
-    agent = raw.get("agent")
-    if not isinstance(agent, dict):
-        raise ConfigError("missing [agent] section (key_file, data_dir, blinding_keys_dir, ledger_url)")
-    allowed = {"key_file", "data_dir", "blinding_keys_dir", "ledger_url", "ledger_wait_s",
-               "ledger_bootstrap_timeout_s", "ledger_anchor_interval_s", "log_level"}
-    bad = set(agent) - allowed
-    if bad:
-        raise ConfigError(f"[agent] has unknown key(s) {sorted(bad)}")
+    values = config.parse(raw, _SCHEMA)
+    agent = values["agent"]
     for k in ("key_file", "data_dir", "blinding_keys_dir", "ledger_url"):
-        if not isinstance(agent.get(k), str) or not agent[k]:
-            raise ConfigError(f"[agent] {k} is required (a string)")
+        if not agent[k]:
+            raise ConfigError(f"[agent] {k} is required (a non-empty string)")
 
     def path(v: str) -> Path:
-        q = Path(v).expanduser()
-        return q if q.is_absolute() else (base / q)
+        return config.path_in(base, v)
 
-    oracles = raw.get("oracles", {})
-    if not isinstance(oracles, dict) or set(oracles) - {"urls"} or not isinstance(oracles.get("urls", []), list):
-        raise ConfigError("[oracles] takes one key: urls = [\"http://host:port\", ...]")
+    mqtt = config.build(MqttConfig, values["mqtt"])
+    # The broker's password and CA files are paths like any other: relative to the config file.
+    mqtt = dataclasses.replace(mqtt, password_file=str(path(mqtt.password_file)) if mqtt.password_file else "",
+                               tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "")
     cfg = AgentConfig(
         key_file=path(agent["key_file"]), data_dir=path(agent["data_dir"]),
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
-        ledger_wait_s=float(agent.get("ledger_wait_s", 10.0)),
-        ledger_bootstrap_timeout_s=float(agent.get("ledger_bootstrap_timeout_s", 60.0)),
-        ledger_anchor_interval_s=float(agent.get("ledger_anchor_interval_s", 60.0)),
-        log_level=str(agent.get("log_level", "INFO")),
-        oracle_urls=tuple(oracles.get("urls", [])),
-        http=_section(HttpConfig, raw.get("http"), "http"),
-        mqtt=_resolve_mqtt(_section(MqttConfig, raw.get("mqtt"), "mqtt"), path),
-        gossip=_section(GossipConfig, raw.get("gossip"), "gossip"),
-        prover=_section(ProverConfig, raw.get("prover"), "prover"),
-        ingest=_section(IngestConfig, raw.get("ingest"), "ingest"),
-        claims=_section(ClaimsConfig, raw.get("claims"), "claims"),
+        ledger_wait_s=agent["ledger_wait_s"], ledger_bootstrap_timeout_s=agent["ledger_bootstrap_timeout_s"],
+        ledger_anchor_interval_s=agent["ledger_anchor_interval_s"], log_level=agent["log_level"],
+        oracle_urls=tuple(values["oracles"]["urls"]),
+        http=config.build(HttpConfig, values["http"]),
+        mqtt=mqtt,
+        gossip=config.build(GossipConfig, values["gossip"]),
+        prover=config.build(ProverConfig, values["prover"]),
+        ingest=config.build(IngestConfig, values["ingest"]),
+        claims=config.build(ClaimsConfig, values["claims"]),
     )
     validate(cfg)
     return cfg

@@ -23,27 +23,14 @@ from pathlib import Path
 
 from agent.frames import SensorSpec
 from faultproof import chain, strictjson
-from faultproof.identity import Identity, KeyFileError
+from faultproof.identity import Identity, KeyFileError, write_secret
 from faultproof.messages import EnrolDevice
-
-
-def _write_secret(path: Path, text: str, *, overwrite: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def save_blinding_key(path: str | os.PathLike[str], key: bytes, *, overwrite: bool = False) -> None:
     if len(key) != chain.BLINDING_KEY_LEN:
         raise ValueError("a blinding key is 31 bytes")
-    _write_secret(Path(path), key.hex() + "\n", overwrite=overwrite)
+    write_secret(Path(path), key.hex() + "\n", overwrite=overwrite)
 
 
 def load_blinding_key(path: str | os.PathLike[str]) -> bytes:

@@ -156,10 +156,6 @@ class Store:
             self._dev_ids[device_id] = dev
         return dev
 
-    def forget_uncommitted_devices(self) -> None:
-        """After a rollback: reload the device map (ids created in the failed transaction are gone)."""
-        self._dev_ids = {bytes(d): i for i, d in self.conn.execute("SELECT dev, device_id FROM devices")}
-
     def insert_frames(self, rows: Sequence[tuple[int, int, int, int, int, bytes, bytes, int]]) -> None:
         """rows: (dev, epoch, seq, ts, reading, chain, sig, linked)."""
         self.conn.executemany(
@@ -213,10 +209,6 @@ class Store:
         """The newest stored frame's time (retention counts from it)."""
         row = self.conn.execute("SELECT MAX(ts) FROM frames").fetchone()
         return None if row is None or row[0] is None else int(row[0])
-
-    def device_epochs(self) -> list[tuple[bytes, int]]:
-        return [(bytes(d), e) for d, e in self.conn.execute(
-            "SELECT d.device_id, MAX(f.epoch) FROM frames f JOIN devices d ON d.dev = f.dev GROUP BY f.dev")]
 
     # -- claims --
     def insert_claim(self, values: dict[str, Any]) -> None:
@@ -276,17 +268,6 @@ def load_window(path: str | Path, device_id: bytes, epoch: int, lo: int, hi: int
     finally:
         conn.close()
     return [FrameRow(s, t, r, bytes(c), bytes(sig), bool(linked)) for s, t, r, c, sig, linked in rows]
-
-
-def count_frames(path: str | Path, device_id: bytes | None = None) -> int:
-    conn = Store.reader(path)
-    try:
-        if device_id is None:
-            return int(conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0])
-        return int(conn.execute("SELECT COUNT(*) FROM frames f JOIN devices d ON d.dev = f.dev WHERE d.device_id = ?",
-                                (device_id,)).fetchone()[0])
-    finally:
-        conn.close()
 
 
 def stored_seqs(path: str | Path, device_id: bytes, epoch: int) -> list[int]:

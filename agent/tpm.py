@@ -13,7 +13,6 @@ This module does I/O (a TCTI connection, a child process); it decides nothing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -98,10 +97,6 @@ class GatewayTpm:
             self._esapi.flush_context(self._ak)
             self._ak = None
         self._esapi.close()
-
-
-def measure_file(path: str | os.PathLike[str]) -> bytes:
-    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 class Swtpm:

@@ -17,14 +17,20 @@ import sys
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from faultproof.config import ConfigError
 from faultproof.identity import Identity, KeyFileError
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from ledger.config import LedgerConfig
+    from oracle.config import OracleConfig
 
 
 @dataclass(frozen=True)
@@ -97,62 +103,73 @@ def checks_for(path: Path, *, network: bool) -> Iterator[Check]:
         yield Check(False, f"{path} is not valid TOML ({e})")
         return
     kind = _kind(raw)
-    if kind == "ledger":
-        from ledger.config import ConfigError as LedgerConfigError
-        from ledger.config import load_config
-
-        try:
-            lc = load_config(path)
-        except LedgerConfigError as e:
-            yield Check(False, str(e))
-            return
-        yield Check(True, f"{path}: a ledger config")
-        if lc.ledger_key.exists():
-            yield from _key(lc.ledger_key, "ledger")
-        else:
-            yield _dir(lc.ledger_key.parent, "ledger key folder (`ledger init` creates the key)")
-        if lc.genesis.admin_key is not None:
-            yield from _key(lc.genesis.admin_key, "admin")
-        for i, p in enumerate(lc.genesis.oracle_keys, start=1):
-            yield from _key(p, f"oracle-{i}")
-        yield _dir(lc.db.parent, "database folder")
-        yield _port(lc.host, lc.port, "ledger HTTP")
-    elif kind == "oracle":
-        from oracle.config import ConfigError as OracleConfigError
-        from oracle.config import load
-
-        try:
-            oc = load(path)
-        except OracleConfigError as e:
-            yield Check(False, f"{path}: {e}")
-            return
-        yield Check(True, f"{path}: an oracle config")
-        keys = list(_key(oc.key_file, "oracle"))
-        yield from keys
-        yield _dir(oc.data_dir, "data folder")
-        yield _port(oc.http_host, oc.http_port, "oracle HTTP")
-        yield _port("127.0.0.1", oc.gossip_port, "oracle gossip")
-        if network and all(c.ok for c in keys):
-            yield _ledger_reachable(oc.ledger_url, Identity.load(oc.key_file).public_key)
-    elif kind == "agent":
-        from agent.config import ConfigError as AgentConfigError
-        from agent.config import load as load_agent
-
-        try:
-            ac = load_agent(path)
-        except AgentConfigError as e:
-            yield Check(False, f"{path}: {e}")
-            return
-        yield Check(True, f"{path}: an agent config")
-        yield from _key(ac.key_file, "agent")
-        yield _dir(ac.data_dir, "data folder")
-        yield _dir(ac.blinding_keys_dir, "blinding keys folder")
-        yield _port(ac.http.host, ac.http.port, "agent HTTP")
-        if network:
-            yield _ledger_reachable(ac.ledger_url, None)
-    else:
+    if kind is None:
         yield Check(False, f"{path} has none of the sections [ledger], [oracle], [agent]; "
                            "is it a faultproof config?")
+        return
+    load, checks = _KINDS[kind]()
+    try:
+        cfg = load(path)
+    except ConfigError as e:  # the one loader's one error type: names the file, the key and the type
+        yield Check(False, str(e))
+        return
+    yield Check(True, f"{path}: {'an' if kind[0] in 'ao' else 'a'} {kind} config")
+    yield from checks(cfg, network)
+
+
+def _ledger_checks(lc: LedgerConfig, network: bool) -> Iterator[Check]:
+    if lc.ledger_key.exists():
+        yield from _key(lc.ledger_key, "ledger")
+    else:
+        yield _dir(lc.ledger_key.parent, "ledger key folder (`ledger init` creates the key)")
+    if lc.genesis.admin_key is not None:
+        yield from _key(lc.genesis.admin_key, "admin")
+    for i, p in enumerate(lc.genesis.oracle_keys, start=1):
+        yield from _key(p, f"oracle-{i}")
+    yield _dir(lc.db.parent, "database folder")
+    yield _port(lc.host, lc.port, "ledger HTTP")
+
+
+def _oracle_checks(oc: OracleConfig, network: bool) -> Iterator[Check]:
+    keys = list(_key(oc.key_file, "oracle"))
+    yield from keys
+    yield _dir(oc.data_dir, "data folder")
+    yield _port(oc.http_host, oc.http_port, "oracle HTTP")
+    yield _port("127.0.0.1", oc.gossip_port, "oracle gossip")
+    if network and all(c.ok for c in keys):
+        yield _ledger_reachable(oc.ledger_url, Identity.load(oc.key_file).public_key)
+
+
+def _agent_checks(ac: AgentConfig, network: bool) -> Iterator[Check]:
+    yield from _key(ac.key_file, "agent")
+    yield _dir(ac.data_dir, "data folder")
+    yield _dir(ac.blinding_keys_dir, "blinding keys folder")
+    yield _port(ac.http.host, ac.http.port, "agent HTTP")
+    if network:
+        yield _ledger_reachable(ac.ledger_url, None)
+
+
+def _ledger_kind() -> tuple[Callable[[Path], Any], Callable[[Any, bool], Iterator[Check]]]:
+    from ledger.config import load_config
+
+    return load_config, _ledger_checks
+
+
+def _oracle_kind() -> tuple[Callable[[Path], Any], Callable[[Any, bool], Iterator[Check]]]:
+    from oracle.config import load
+
+    return load, _oracle_checks
+
+
+def _agent_kind() -> tuple[Callable[[Path], Any], Callable[[Any, bool], Iterator[Check]]]:
+    from agent.config import load
+
+    return load, _agent_checks
+
+
+# kind -> (its service's own loader, the checks a loader cannot make); imported when used, so
+# validating one kind of file does not import the other services.
+_KINDS = {"ledger": _ledger_kind, "oracle": _oracle_kind, "agent": _agent_kind}
 
 
 @click.group("config")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from faultproof.errors import DecodeError
 from faultproof.messages import SignedClaim
+from faultproof.oracle_client import OracleAnswer, OracleClient, OracleUnreachable
 
 DEFAULT_ORACLE = "http://127.0.0.1:8710"  # an oracle's default [http] port
 DEFAULT_AGENT = "http://127.0.0.1:8800"  # the agent's default [http] port
@@ -43,6 +45,18 @@ def _request(url: str, data: bytes | None = None, content_type: str = "applicati
             raise click.ClickException(f"HTTP {e.code} from {url}") from None
     except urllib.error.URLError as e:
         raise click.ClickException(f"cannot reach {url}: {e.reason}") from None
+
+
+def _oracle(url: str, ask: Callable[[OracleClient], OracleAnswer]) -> Any:
+    """One request to an oracle (faultproof/oracle_client.py); a refusal or no answer is one line."""
+    try:
+        with OracleClient(url, timeout=30) as client:
+            answer = ask(client)
+    except OracleUnreachable as e:
+        raise click.ClickException(str(e)) from None
+    if not answer.ok:
+        raise click.ClickException(answer.error_text())
+    return answer.body
 
 
 def load_claim(path: Path) -> SignedClaim:
@@ -66,8 +80,7 @@ def claim() -> None:
 def claim_submit(file: Path, oracle_url: str) -> None:
     """Submit a signed claim FILE (msgpack or JSON) to an oracle."""
     signed = load_claim(file)
-    out = _request(f"{oracle_url.rstrip('/')}/v1/claims", signed.encode(), "application/msgpack")
-    click.echo(json.dumps(out, indent=1))
+    click.echo(json.dumps(_oracle(oracle_url, lambda c: c.submit(signed.encode())), indent=1))
 
 
 @claim.command("status")
@@ -75,7 +88,7 @@ def claim_submit(file: Path, oracle_url: str) -> None:
 @click.option("--oracle", "oracle_url", envvar="FAULTPROOF_ORACLE", default=DEFAULT_ORACLE, show_default=True)
 def claim_status(claim_id: str, oracle_url: str) -> None:
     """Show a claim's status, votes and receipt."""
-    click.echo(json.dumps(_request(f"{oracle_url.rstrip('/')}/v1/claims/{claim_id}"), indent=1))
+    click.echo(json.dumps(_oracle(oracle_url, lambda c: c.claim(claim_id)), indent=1))
 
 
 _AGENT_OPTION = click.option("--agent", "agent_url", envvar="FAULTPROOF_AGENT", default=DEFAULT_AGENT,
@@ -113,7 +126,7 @@ def claim_show(claim_id: str, agent_url: str, oracle_url: str | None, as_json: b
     """One claim as the policyholder sees it: status, window, amount paid, and the votes."""
     record = _request(f"{agent_url.rstrip('/')}/v1/claims/{claim_id}")
     if oracle_url:
-        record["oracle"] = _request(f"{oracle_url.rstrip('/')}/v1/claims/{claim_id}")
+        record["oracle"] = _oracle(oracle_url, lambda c: c.claim(claim_id))
     if as_json:
         click.echo(json.dumps(record, indent=1))
         return

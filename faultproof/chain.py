@@ -94,9 +94,3 @@ def chain_to_bytes(value: int) -> bytes:
     """A chain value as it travels in a Frame: 32 bytes big-endian."""
     return value.to_bytes(32, "big")
 
-
-def chain_from_bytes(raw: bytes) -> int:
-    value = int.from_bytes(raw, "big")
-    if len(raw) != 32 or value >= P:
-        raise FaultproofError(Reason.OUT_OF_RANGE, "chain value is not a 32-byte field element")
-    return value

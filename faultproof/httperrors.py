@@ -50,10 +50,6 @@ def _json(request: web.Request, obj: Any, status: int) -> web.StreamResponse:
     return web.json_response(obj, status=status)
 
 
-def error_response(err: FaultproofError, status: int | None = None) -> web.Response:
-    return web.json_response(err.to_json(), status=status or err.reason.http_status)
-
-
 def _gone(request: web.Request) -> bool:
     """The client's connection is closed (or closing): nobody will read an answer."""
     transport = request.transport

@@ -41,6 +41,21 @@ def domain_tag(type_name: str) -> bytes:
     return f"faultproof/{type_name}/v1".encode()
 
 
+
+def write_secret(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> None:
+    """The one way a secret reaches the disk: created 0600 (never world-readable, not even briefly),
+    never over an existing file unless asked, fsynced before it counts as written."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
 @dataclass(frozen=True, repr=False)
 class Identity:
     """A private signing identity. `repr` never shows the seed."""
@@ -74,16 +89,7 @@ class Identity:
         encrypted at rest when a passphrase is given."""
         p = Path(path)
         text = keyfile.seal(self.seed, passphrase) if passphrase is not None else self.seed.hex() + "\n"
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-        try:
-            fd = os.open(p, flags, 0o600)
-        except FileExistsError:
-            raise KeyFileError(f"{p} already exists; refusing to overwrite a key") from None
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write_secret(p, text, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:

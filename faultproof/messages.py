@@ -621,22 +621,6 @@ class QuorumCertificate(Message):
                       key=lambda s: s.oracle_id)
         return cls(body=body, signatures=tuple(sigs))
 
-    def valid_signers(self, members: Sequence[bytes]) -> tuple[set[bytes], Reason | None]:
-        """Distinct members whose signature verifies; the first fault found, if any."""
-        member_set, seen, fault = set(members), set(), None
-        for s in self.signatures:
-            if s.oracle_id in seen:
-                fault = fault or Reason.QC_DUPLICATE_SIGNER
-                continue
-            if s.oracle_id not in member_set:
-                fault = fault or Reason.QC_NON_MEMBER
-                continue
-            if not _verify(self.body, s.signature, s.oracle_id):
-                fault = fault or Reason.QC_BAD_SIGNATURE
-                continue
-            seen.add(s.oracle_id)
-        return seen, fault
-
 
 # --------------------------------------------------------------------------- admin and ledger
 

@@ -1,7 +1,8 @@
 """The ledger's TOML configuration (`configs/ledger.example.toml` documents every key).
 
-Parsed with tomllib and validated at start-up: an unknown section or key, a wrong type or an
-impossible value stops the process with a message naming the key. Secrets are key-file paths,
+Parsed by the one config loader (faultproof/config.py: typed schema, environment overrides
+`FAULTPROOF_LEDGER__<SECTION>__<KEY>`) and checked at start-up: an unknown section or key, a wrong
+type or an impossible value stops the process with a message naming the key. Secrets are key-file paths,
 never inline: a value that looks like a key instead of a path is refused. Relative paths are
 relative to the config file's folder (the one rule for every config: ledger, oracle and agent).
 
@@ -11,49 +12,43 @@ This module only reads configuration; it never creates keys or databases (the CL
 from __future__ import annotations
 
 import re
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faultproof import config
+from faultproof.config import ConfigError
 from ledger.store import SYNCHRONOUS_MODES
 
-
-class ConfigError(Exception):
-    """A configuration problem; the message names the file and key."""
+__all__ = ["ConfigError", "GenesisConfig", "LedgerConfig", "from_dict", "load_config"]
 
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{64}$")
 
-# section -> key -> (type, default); None default = required
-_SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
-    "ledger": {
-        "db": (str, None),
-        "ledger_key": (str, None),
-    },
-    "genesis": {
+# The file's schema (faultproof/config.py checks names and types; the rules below check values).
+_SCHEMA = config.document("LedgerFile", {
+    "ledger": config.table("LedgerTable", {"db": (str, config.REQUIRED), "ledger_key": (str, config.REQUIRED)}),
+    "genesis": config.table("GenesisTable", {
         "admin_key": (str, ""),
         "admin_public_key": (str, ""),
-        "oracles": (list, []),
-        "oracle_keys": (list, []),
+        "oracles": (list[str], []),
+        "oracle_keys": (list[str], []),
         "threshold": (int, 0),
         "development": (bool, True),
         "max_skew_ms": (int, 30_000),
         "rotation_grace_ms": (int, 3_600_000),
         "max_backdate_ms": (int, 0),
-    },
-    "server": {
+    }),
+    "server": config.table("ServerTable", {
         "host": (str, "127.0.0.1"),
         "port": (int, 8700),
         "max_body_bytes": (int, 128 * 1024),
-        "max_wait_s": ((int, float), 30),
+        "max_wait_s": (float, 30.0),
         "max_entries_per_page": (int, 1000),
-    },
-    "durability": {
-        "synchronous": (str, "FULL"),
-        "max_batch": (int, 1024),
-    },
-}
+    }),
+    "durability": config.table("DurabilityTable", {"synchronous": (str, "FULL"), "max_batch": (int, 1024)}),
+}, required=("ledger",))
 
 
 @dataclass(frozen=True)
@@ -85,15 +80,13 @@ class LedgerConfig:
 
 
 def _fail(source: Path, key: str, problem: str) -> ConfigError:
-    return ConfigError(f"{source}: [{key}] {problem}")
+    return ConfigError(f"[{key}] {problem}")
 
 
 def _path(source: Path, key: str, value: str) -> Path:
     if not value:
         raise _fail(source, key, "must be a file path")
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = source.parent / path
+    path = config.path_in(source.parent, value)
     if _HEX32.match(value) and not path.exists():
         raise _fail(source, key, "looks like an inline key; secrets are key-file paths, never inline")
     return path
@@ -105,47 +98,19 @@ def _hexkey(source: Path, key: str, value: Any) -> bytes:
     return bytes.fromhex(value)
 
 
-def load_config(path: str | Path) -> LedgerConfig:
-    source = Path(path)
-    try:
-        raw = tomllib.loads(source.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {source} not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: not valid TOML: {e}") from None
-    values: dict[str, dict[str, Any]] = {}
-    for section in raw:
-        if section not in _SCHEMA:
-            raise _fail(source, section, f"unknown section (known: {sorted(_SCHEMA)})")
-        if not isinstance(raw[section], dict):
-            raise _fail(source, section, "must be a table")
-    for section, keys in _SCHEMA.items():
-        table = raw.get(section, {})
-        unknown = set(table) - set(keys)
-        if unknown:
-            raise _fail(source, section, f"unknown key(s) {sorted(unknown)}")
-        values[section] = {}
-        for key, (typ, default) in keys.items():
-            name = f"{section}.{key}"
-            if key not in table:
-                if default is None:
-                    raise _fail(source, name, "is required")
-                values[section][key] = default
-                continue
-            value = table[key]
-            if isinstance(value, bool) and typ is not bool:
-                raise _fail(source, name, f"must be {getattr(typ, '__name__', typ)}, not a boolean")
-            if not isinstance(value, typ):
-                raise _fail(source, name, f"has the wrong type ({type(value).__name__})")
-            values[section][key] = value
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> LedgerConfig:
+    """Read and check a ledger config; `FAULTPROOF_LEDGER__<SECTION>__<KEY>` variables override keys."""
+    return config.load(path, "ledger", "start from configs/ledger.example.toml", from_dict, environ)
+
+
+def from_dict(raw: dict[str, Any], source: Path) -> LedgerConfig:
+    values = config.parse(raw, _SCHEMA)
     g, s, d, led = values["genesis"], values["server"], values["durability"], values["ledger"]
     if g["admin_key"] and g["admin_public_key"]:
         raise _fail(source, "genesis", "give admin_key (a key file) or admin_public_key, not both")
     oracles = tuple(_hexkey(source, f"genesis.oracles[{i}]", v) for i, v in enumerate(g["oracles"]))
     oracle_keys = []
     for i, v in enumerate(g["oracle_keys"]):
-        if not isinstance(v, str):
-            raise _fail(source, f"genesis.oracle_keys[{i}]", "must be a path")
         oracle_keys.append(_path(source, f"genesis.oracle_keys[{i}]", v))
     for name in ("threshold", "max_skew_ms", "rotation_grace_ms", "max_backdate_ms"):
         if g[name] < 0:

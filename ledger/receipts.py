@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faultproof.identity import domain_tag, verify
+from faultproof.errors import Reason
+from faultproof.identity import domain_tag
 from faultproof.messages import (
     Genesis,
     GroupQuorumCertificate,
@@ -18,6 +19,7 @@ from faultproof.messages import (
     claim_id,
     group_claim_id,
 )
+from faultproof.signers import signer_set_fault
 
 
 @dataclass
@@ -66,16 +68,22 @@ def verify_receipt(receipt: Receipt, *, ledger_id: bytes | None = None) -> Recei
         out.problems.append("the claim_id is not derived from the body")
     if not 0 < entry.paid <= body.amount:
         out.problems.append(f"paid {entry.paid} is not in (0, amount={body.amount}]")
-    if body.oracle_set_epoch == 0:
-        signers, fault = qc.valid_signers(genesis.oracles)
-        if fault is not None:
-            out.problems.append(f"the quorum certificate is faulty: {fault.value}")
-        if len(signers) < genesis.threshold:
-            out.problems.append(f"{len(signers)} valid oracle signatures, the genesis set needs {genesis.threshold}")
-    else:
+    _check_signers(qc, genesis, out)
+    return out
+
+
+def _check_signers(qc: QuorumCertificate | GroupQuorumCertificate, genesis: Genesis, out: ReceiptCheck) -> None:
+    """Q3 with the ledger's own check, for the one oracle set a receipt carries (the genesis set)."""
+    body = qc.body
+    if body.oracle_set_epoch != 0:
         out.notes.append(f"oracle-set epoch {body.oracle_set_epoch} is not in the receipt: its signers were "
                          "checked by the ledger, whose signature covers the entry")
-    return out
+        return
+    fault = signer_set_fault(qc.signatures, genesis.oracles, genesis.threshold, domain_tag(body.NAME), body.encode())
+    if fault is Reason.QC_INSUFFICIENT_SIGNATURES:
+        out.problems.append(f"{len(qc.signatures)} valid oracle signatures, the genesis set needs {genesis.threshold}")
+    elif fault is not None:
+        out.problems.append(f"the quorum certificate is faulty: {fault.value}")
 
 
 def _check_group(qc: GroupQuorumCertificate, paid: int, genesis: Genesis, out: ReceiptCheck) -> None:
@@ -87,14 +95,4 @@ def _check_group(qc: GroupQuorumCertificate, paid: int, genesis: Genesis, out: R
         out.problems.append("the claim_id is not derived from the body")
     if not 0 < paid <= body.amount:
         out.problems.append(f"paid {paid} is not in (0, amount={body.amount}]")
-    if body.oracle_set_epoch != 0:
-        out.notes.append(f"oracle-set epoch {body.oracle_set_epoch} is not in the receipt: its signers were "
-                         "checked by the ledger, whose signature covers the entry")
-        return
-    tag, raw, members = domain_tag(body.NAME), body.encode(), set(genesis.oracles)
-    signers = {s.oracle_id for s in qc.signatures
-               if s.oracle_id in members and verify(tag, raw, s.signature, s.oracle_id)}
-    if len(signers) != len(qc.signatures):
-        out.problems.append("the quorum certificate has a duplicate, non-member or invalid signature")
-    if len(signers) < genesis.threshold:
-        out.problems.append(f"{len(signers)} valid oracle signatures, the genesis set needs {genesis.threshold}")
+    _check_signers(qc, genesis, out)

@@ -214,6 +214,7 @@ from faultproof.messages import (
     policy_id,
     rotation_message,
 )
+from faultproof.signers import OracleSet, check_oracle_set, signer_set_fault
 from faultproof.signing import KEY_LENGTHS, KeyType, PublicKey
 from faultproof.signing import verify as verify_typed
 from faultproof.zk.params import validate_parameters
@@ -259,14 +260,6 @@ class Transfer:
     source: str
     dest: str
     amount: int
-
-
-@dataclass(frozen=True)
-class OracleSet:
-    epoch: int
-    members: tuple[bytes, ...]
-    threshold: int
-    since_ms: int  # ledger time it took effect (genesis time for epoch 0)
 
 
 @dataclass(frozen=True)
@@ -490,14 +483,7 @@ class Effect:
 # --------------------------------------------------------------------------- parameter checks
 
 
-def validate_oracle_set(members: tuple[bytes, ...], threshold: int) -> None:
-    n = len(members)
-    if n == 0:
-        raise _fail(Reason.INVALID_ORACLE_SET, "the oracle set is empty")
-    if len(set(members)) != n:
-        raise _fail(Reason.INVALID_ORACLE_SET, "an oracle is listed twice")
-    if not n // 2 + 1 <= threshold <= n:
-        raise _fail(Reason.INVALID_ORACLE_SET, f"k={threshold} for n={n}: need {n // 2 + 1} <= k <= {n}")
+validate_oracle_set = check_oracle_set  # G1, the one check (faultproof/signers.py)
 
 
 def default_threshold(n: int) -> int:
@@ -535,7 +521,8 @@ class LedgerState:
         self.admin = genesis.admin
         self.admin_nonce = 0
         self.former_admins: list[bytes] = []
-        self.oracle_set = OracleSet(0, genesis.oracles, genesis.threshold, genesis.created_ms)
+        self.oracle_set = OracleSet(genesis.ledger_id, 0, genesis.oracles, genesis.threshold,
+                                    genesis.created_ms)
         self.previous_oracle_set: OracleSet | None = None  # rotated_ms = oracle_set.since_ms
         self.circuits: dict[bytes, Circuit] = {}
         self.devices: dict[bytes, Device] = {}
@@ -911,7 +898,7 @@ class LedgerState:
 
         def commit(state: LedgerState, height: int) -> None:
             state.previous_oracle_set = state.oracle_set
-            state.oracle_set = OracleSet(state.oracle_set.epoch + 1, a.members, a.threshold, now)
+            state.oracle_set = OracleSet(state.ledger_id, state.oracle_set.epoch + 1, a.members, a.threshold, now)
 
         return Effect(stx, TxKind.ROTATE_ORACLES, now, _commit=commit)
 
@@ -940,20 +927,7 @@ class LedgerState:
         oset = self.oracle_set_for(epoch, now_ms)
         if oset is None:
             return Reason.QC_STALE_EPOCH
-        members = set(oset.members)
-        seen: set[bytes] = set()
-        for s in signatures:
-            if s.oracle_id in seen:
-                return Reason.QC_DUPLICATE_SIGNER
-            seen.add(s.oracle_id)
-            if s.oracle_id not in members:
-                return Reason.QC_NON_MEMBER
-        for s in signatures:  # signatures last: they are the expensive part
-            if not self.verifier(tag, body_bytes, s.signature, s.oracle_id):
-                return Reason.QC_BAD_SIGNATURE
-        if len(seen) < oset.threshold:
-            return Reason.QC_INSUFFICIENT_SIGNATURES
-        return None
+        return signer_set_fault(signatures, oset.members, oset.threshold, tag, body_bytes, self.verifier)
 
     def payout_mismatch(self, body: PayoutBody) -> str | None:
         """Q4 (policy known): why the body disagrees with the policy and ledger, or None."""
@@ -1946,19 +1920,10 @@ def check_suspension(state: LedgerState, cert: SuspensionCertificate, now: int) 
     oset = state.oracle_set_for(body.oracle_set_epoch, now)
     if oset is None:
         raise _fail(Reason.QC_STALE_EPOCH)
-    members, seen = set(oset.members), set()
-    for sig in cert.signatures:
-        if sig.oracle_id in seen:
-            raise _fail(Reason.QC_DUPLICATE_SIGNER)
-        seen.add(sig.oracle_id)
-        if sig.oracle_id not in members:
-            raise _fail(Reason.QC_NON_MEMBER)
-    raw = body.encode()
-    for sig in cert.signatures:
-        if not state.verifier(_SUSPEND_TAG, raw, sig.signature, sig.oracle_id):
-            raise _fail(Reason.QC_BAD_SIGNATURE)
-    if len(seen) < oset.threshold:
-        raise _fail(Reason.QC_INSUFFICIENT_SIGNATURES)
+    fault = signer_set_fault(cert.signatures, oset.members, oset.threshold, _SUSPEND_TAG, body.encode(),
+                             state.verifier)
+    if fault is not None:
+        raise _fail(fault)
     if body.device_id not in state.devices:
         raise _fail(Reason.NOT_FOUND, "no such device")
     if active_suspension(state, body.device_id) is not None:

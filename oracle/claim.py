@@ -279,10 +279,6 @@ class ClaimState:
             return k
         return None
 
-    def latest_own(self) -> Vote | None:
-        return self.own[max(self.own)] if self.own else None
-
-
 class ClaimMachine:
     """All claims of one oracle. Feed every event to `handle`; carry out what it returns, in order."""
 

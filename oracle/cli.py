@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -24,6 +25,7 @@ import click
 from faultproof.identity import Identity, KeyFileError
 from faultproof.logs import log_options, setup_logging
 from faultproof.operator_errors import OperatorError
+from faultproof.oracle_client import OracleAnswer, OracleClient, OracleUnreachable
 from oracle.config import ConfigError, load
 
 DEFAULT_URL = "http://127.0.0.1:8710"
@@ -80,24 +82,21 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
         sys.exit(3)
 
 
-def _get(url: str) -> object:
-    import urllib.error
-    import urllib.request
-
+def _ask(url: str, ask: Callable[[OracleClient], OracleAnswer]) -> object:
+    """The node's JSON answer, a refusal included (it says what the node thinks); no answer at all
+    is one line (faultproof/oracle_client.py is the one client of a node's API)."""
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - operator-given URL
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return json.loads(e.read() or b"{}")
-    except (urllib.error.URLError, OSError) as e:
-        raise click.ClickException(f"{url}: {e}") from None
+        with OracleClient(url) as client:
+            return ask(client).body or {}
+    except OracleUnreachable as e:
+        raise click.ClickException(str(e)) from None
 
 
 @oracle.command("status")
 @click.option("--url", envvar="FAULTPROOF_ORACLE", default=DEFAULT_URL, show_default=True)
 def status(url: str) -> None:
     """Print a node's /v1/status (JSON)."""
-    click.echo(json.dumps(_get(url.rstrip("/") + "/v1/status"), indent=1))
+    click.echo(json.dumps(_ask(url, lambda c: c.status()), indent=1))
 
 
 @oracle.command("claim")
@@ -105,4 +104,4 @@ def status(url: str) -> None:
 @click.argument("claim_id")
 def claim(url: str, claim_id: str) -> None:
     """Print what a node knows about one claim (status, votes, QC, receipt)."""
-    click.echo(json.dumps(_get(f"{url.rstrip('/')}/v1/claims/{claim_id.lower()}"), indent=1))
+    click.echo(json.dumps(_ask(url, lambda c: c.claim(claim_id)), indent=1))

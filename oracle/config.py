@@ -1,6 +1,8 @@
 """The oracle node's configuration: one TOML file, every default written down here with its reason.
 
-This file owns loading and validating the config (fail at start-up with a message that says what
+This file owns the oracle's schema and value rules; the one config loader (faultproof/config.py)
+reads the file, applies `FAULTPROOF_ORACLE__<SECTION>__<KEY>` environment overrides and checks
+names and types. This file owns validating the config (fail at start-up with a message that says what
 to fix, never half-way through a run). It must never read the key itself (only its path: secrets
 are key files, DESIGN §7) and never start anything.
 
@@ -17,14 +19,15 @@ are key files, DESIGN §7) and never start anything.
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faultproof import config
+from faultproof.config import ConfigError
 
-class ConfigError(Exception):
-    """The config file is missing, unreadable or invalid; the message says what to change."""
+__all__ = ["ConfigError", "OracleConfig", "Tuning", "from_dict", "load"]
 
 
 @dataclass(frozen=True)
@@ -89,75 +92,43 @@ class OracleConfig:
         return self.data_dir / "oracle.sqlite3"
 
 
+# section -> toml key -> OracleConfig field
 _SECTIONS: dict[str, dict[str, str]] = {
-    # section -> toml key -> OracleConfig field
     "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id"},
     "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes"},
     "gossip": {"port": "gossip_port", "bootstrap": "bootstrap"},
 }
 
+_SCHEMA = config.document("OracleFile", {
+    "oracle": config.table("OracleTable", {"key_file": (str, config.REQUIRED), "data_dir": (str, config.REQUIRED),
+                                           "ledger_url": (str, config.REQUIRED), "ledger_id": (str | None, None)}),
+    "http": config.table("HttpTable", {"host": (str, "127.0.0.1"), "port": (int, 8710),
+                                       "max_body_bytes": (int, 64 * 1024)}),
+    "gossip": config.table("GossipTable", {"port": (int, 4710), "bootstrap": (list[str], [])}),
+    "tuning": config.table_of(Tuning),
+}, required=("oracle",))
 
-# field -> the TOML type it must have, so a wrong type is named by its key, not by a TypeError later
-_TYPES: dict[str, type] = {"key_file": str, "data_dir": str, "ledger_url": str, "http_host": str, "http_port": int,
-                           "max_body_bytes": int, "gossip_port": int, "bootstrap": list}
 
-
-def load(path: str | Path) -> OracleConfig:
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> OracleConfig:
     """Read and validate a config file. Relative paths in it are relative to the file's folder."""
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} not found (see configs/oracle.example.toml)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    return from_dict(raw, base=p.parent)
+    return config.load(path, "oracle", "see configs/oracle.example.toml",
+                       lambda raw, p: from_dict(raw, base=p.parent), environ)
 
 
 def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
-    unknown = set(raw) - set(_SECTIONS) - {"tuning"}
-    if unknown:
-        raise ConfigError(f"unknown config section(s): {sorted(unknown)}")
-    kwargs: dict[str, Any] = {}
-    for section, keys in _SECTIONS.items():
-        values = raw.get(section, {})
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{section}] must be a table")
-        bad = set(values) - set(keys)
-        if bad:
-            raise ConfigError(f"unknown key(s) in [{section}]: {sorted(bad)}")
-        for key, attr in keys.items():
-            if key in values:
-                expected = _TYPES.get(attr)
-                value = values[key]
-                if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
-                    raise ConfigError(f"[{section}] {key} must be {expected.__name__}, got {type(value).__name__}")
-                kwargs[attr] = value
-    for required in ("key_file", "data_dir", "ledger_url"):
-        if required not in kwargs:
-            raise ConfigError(f"[oracle] {required} is required")
+    values = config.parse(raw, _SCHEMA)
+    kwargs: dict[str, Any] = {attr: values[section][key]
+                              for section, keys in _SECTIONS.items() for key, attr in keys.items()}
     kwargs["key_file"] = _resolve(base, kwargs["key_file"])
     kwargs["data_dir"] = _resolve(base, kwargs["data_dir"])
-    if "bootstrap" in kwargs:
-        if not isinstance(kwargs["bootstrap"], list) or not all(isinstance(a, str) for a in kwargs["bootstrap"]):
-            raise ConfigError("[gossip] bootstrap must be a list of multiaddr strings")
-        kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
-    if "ledger_id" in kwargs:
+    kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
+    if kwargs["ledger_id"] is not None:
         kwargs["ledger_id"] = _ledger_id(kwargs["ledger_id"])
-    tuning_raw = raw.get("tuning", {})
-    known = {f.name: f.type for f in fields(Tuning)}
-    bad = set(tuning_raw) - set(known)
-    if bad:
-        raise ConfigError(f"unknown key(s) in [tuning]: {sorted(bad)}")
-    try:
-        kwargs["tuning"] = Tuning(**tuning_raw)
-        config = OracleConfig(**kwargs)
-    except TypeError as e:
-        raise ConfigError(str(e)) from None
-    if config.ledger_id is None:
+    config_ = OracleConfig(**kwargs, tuning=config.build(Tuning, values["tuning"]))
+    if config_.ledger_id is None:
         raise ConfigError("[oracle] ledger_id is required: the 64-hex id of the ledger this oracle serves "
                           "(`ledger_id` in the ledger's GET /v1/state); the devnet launcher writes it for you")
-    return config
+    return config_
 
 
 def _ledger_id(value: Any) -> bytes:
@@ -169,8 +140,7 @@ def _ledger_id(value: Any) -> bytes:
     raise ConfigError(f"[oracle] ledger_id must be 64 lowercase hex characters, got {value!r}")
 
 
-def _resolve(base: Path, value: Any) -> Path:
-    if not isinstance(value, str) or not value:
+def _resolve(base: Path, value: str) -> Path:
+    if not value:
         raise ConfigError(f"expected a path string, got {value!r}")
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p)
+    return config.path_in(base, value)

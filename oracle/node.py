@@ -62,7 +62,6 @@ from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.config import OracleConfig
 from oracle.metrics import OracleMetrics
 from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state, retry_at
-from oracle.quorum import OracleSet
 from oracle.store import ClaimRecord, Store, now_ms
 from oracle.transport import Transport
 from oracle.verifier import ProofVerifier, VerifyFn
@@ -242,13 +241,13 @@ class OracleNode:
     def _install_oracle_set(self, view: LedgerView) -> None:
         state = view.state
         os_ = state.oracle_set
-        current = OracleSet(state.ledger_id, os_.epoch, frozenset(os_.members), os_.threshold)
+        current = os_  # the ledger's OracleSet is the counter's (faultproof/signers.py)
         prev = state.previous_oracle_set
         previous = until = None
         if prev is not None:
             # Q3: the ledger still takes the previous epoch's QCs for its grace period, so its
             # votes are still counted until then (item 13.1).
-            previous = OracleSet(state.ledger_id, prev.epoch, frozenset(prev.members), prev.threshold)
+            previous = prev
             until = os_.since_ms + state.genesis.rotation_grace_ms
         if self.machine is None:
             self.machine = ClaimMachine(self.oracle_id, current, previous=previous, previous_until_ms=until,

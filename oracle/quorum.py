@@ -33,11 +33,21 @@ from __future__ import annotations
 
 import enum
 from collections import Counter as _Multiset
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from faultproof.errors import Reason
+from faultproof.identity import domain_tag
 from faultproof.messages import Approve, PayoutBody, QuorumCertificate, Reject, Vote
+from faultproof.signers import OracleSet, signer_set_fault
+
+__all__ = ["AddResult", "OracleSet", "QuorumCounter", "Tally", "Verdict", "VoteOutcome"]
+
+_PAYOUT_TAG = domain_tag(PayoutBody.NAME)
+
+
+def _counted(tag: bytes, body: bytes, signature: bytes, oracle_id: bytes) -> bool:
+    """Every approval's signature was verified when it was counted (rule 5); not again."""
+    return True
 
 
 class VoteOutcome(enum.StrEnum):
@@ -68,35 +78,6 @@ _TRANSITIONS: dict[Verdict, frozenset[Verdict]] = {
     Verdict.CERTIFIED: frozenset(),
     Verdict.REJECTED: frozenset(),
 }
-
-
-@dataclass(frozen=True)
-class OracleSet:
-    """Who may vote, for which ledger and oracle-set epoch, and how many votes decide.
-
-    Validated like libocr's config: a counter with an impossible threshold would never decide.
-    """
-
-    ledger_id: bytes
-    epoch: int
-    members: frozenset[bytes]
-    threshold: int  # k
-
-    def __post_init__(self) -> None:
-        n = len(self.members)
-        if n == 0:
-            raise ValueError("an oracle set needs at least one member")
-        if not (n // 2 + 1 <= self.threshold <= n):
-            raise ValueError(f"threshold k={self.threshold} violates floor(n/2)+1 <= k <= n for n={n}")
-
-    @property
-    def n(self) -> int:
-        return len(self.members)
-
-    @property
-    def reject_threshold(self) -> int:
-        """n - k + 1 rejections leave fewer than k possible approvers: a definitive no."""
-        return self.n - self.threshold + 1
 
 
 def _verdict_key(vote: Vote) -> tuple[str, bytes]:
@@ -153,7 +134,12 @@ class Tally:
             if len(approvals) >= oracle_set.threshold:
                 # Exactly k signatures: more adds bytes to the ledger entry and proves nothing more.
                 chosen = sorted(approvals, key=lambda a: a.oracle_id)[: oracle_set.threshold]
-                self.qc = QuorumCertificate.from_approvals(chosen)
+                qc = QuorumCertificate.from_approvals(chosen)
+                # The ledger's own signer-set check (Q3): a QC the ledger would refuse is a bug here.
+                fault = signer_set_fault(qc.signatures, oracle_set.members, oracle_set.threshold, _PAYOUT_TAG,
+                                         qc.body.encode(), _counted)
+                assert fault is None, f"quorum counter formed a QC the ledger refuses: {fault}"
+                self.qc = qc
                 self._move(Verdict.CERTIFIED)
                 return
         rejects = self.rejects
@@ -190,9 +176,6 @@ class QuorumCounter:
         if not result.outcome.kept:
             self.ignored[result.outcome.value] += 1
         return result
-
-    def add_all(self, votes: Iterable[Vote]) -> list[AddResult]:
-        return [self.add(v) for v in votes]
 
     def _add(self, vote: Vote) -> AddResult:
         os_ = self.oracle_set
@@ -249,7 +232,3 @@ def _binding(vote: Vote) -> tuple[bytes, int]:
         return vote.body.ledger_id, vote.body.oracle_set_epoch
     return vote.body.ledger_id, vote.body.oracle_set_epoch
 
-
-def approvals_for(tally: Tally, body: PayoutBody) -> list[Approve]:
-    """The approvals (equivocators excluded) over exactly `body`."""
-    return tally.approvals.get(body.encode(), [])

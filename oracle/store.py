@@ -290,11 +290,6 @@ class Store:
         with self.transaction():
             self.db.execute("INSERT OR IGNORE INTO heads(height, head) VALUES (?,?)", (head.height, head.encode()))
 
-    def latest_head(self) -> SignedHead | None:
-        row = self.db.execute("SELECT head FROM heads ORDER BY height DESC LIMIT 1").fetchone()
-        return SignedHead.decode(row[0]) if row else None
-
-
 def _vote(data: bytes) -> Vote:
     v = decode_any(data, (Approve, Reject))
     assert isinstance(v, (Approve, Reject))

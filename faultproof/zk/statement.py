@@ -65,11 +65,6 @@ class PublicSignals:
             raise DecodeError(Reason.OUT_OF_RANGE, e.message) from None
 
     @classmethod
-    def from_input(cls, inputs: CircuitInput) -> PublicSignals:
-        """The public part of a circuit input dict."""
-        return cls(*(inputs[name] for name in SIGNAL_NAMES))
-
-    @classmethod
     def make(
         cls, *, c_start: int, c_end: int, t_start: int, t_end: int, params: TriggerParams
     ) -> PublicSignals:

@@ -324,3 +324,62 @@ def test_passing_conditions_do_not_become_permanent_rejections(healthy: Network)
     view = net.wait_status(inc.claim_id, "paid", oracle=0, timeout=40)
     assert view["rejects"] == 0
     assert paid_total(net, inc.pid) == (inc.terms.amount, 1)
+
+
+# ====================================================================== the one oracle client
+
+
+def test_the_command_line_and_the_agent_use_one_oracle_client(healthy: Network, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`faultproof claim submit|status`, `faultproof oracle status|claim` and the agent's
+    AsyncOracleClient (faultproof/oracle_client.py) against real nodes: the claim is paid, a
+    refusal is one line naming the reason code, an unreachable node is named."""
+    import asyncio
+    import socket
+
+    from click.testing import CliRunner
+
+    from cli import main
+    from faultproof.oracle_client import AsyncOracleClient, OracleUnreachable
+
+    net = healthy
+    inc = incident(net)
+    path = tmp_path / "claim.msgpack"
+    path.write_bytes(inc.claim.encode())
+    url = net.oracles[1].url
+    run = CliRunner().invoke
+    submitted = run(main, ["claim", "submit", str(path), "--oracle", url])
+    assert submitted.exit_code == 0, submitted.output
+    assert json.loads(submitted.output)["claim_id"] == inc.claim_id.hex()
+    view = net.wait_status(inc.claim_id, "paid", oracle=1)
+    shown = run(main, ["claim", "status", inc.claim_id.hex(), "--oracle", url])
+    assert shown.exit_code == 0 and json.loads(shown.output)["status"] == view["status"] == "paid"
+    node = run(main, ["oracle", "claim", "--url", url, inc.claim_id.hex().upper()])
+    assert node.exit_code == 0 and json.loads(node.output)["status"] == "paid"
+    status = run(main, ["oracle", "status", "--url", url])
+    assert status.exit_code == 0 and isinstance(json.loads(status.output), dict)
+    missing = run(main, ["claim", "status", "ab" * 32, "--oracle", url])
+    assert missing.exit_code == 1 and missing.output.startswith("Error: 404 ") and "Traceback" not in missing.output
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # bound, not listening: refused
+        gone = run(main, ["claim", "status", inc.claim_id.hex(), "--oracle", dead])
+        assert gone.exit_code == 1 and f"cannot reach {dead}/v1/claims/" in gone.output
+
+        async def agent_side() -> tuple[int, object, int]:
+            client = AsyncOracleClient(timeout=5)
+            try:
+                again = await client.submit(url, inc.claim.encode())  # the same claim twice: answered, not lost
+                seen = await client.claim(url, inc.claim_id)
+                try:
+                    await client.status(dead)
+                except OracleUnreachable as e:
+                    assert e.url == dead + "/v1/status"
+                else:
+                    raise AssertionError("a dead node answered")
+                return again.status, seen.body["status"], (await client.claim(url, b"\x01" * 32)).status
+            finally:
+                await client.aclose()
+
+        again, seen, unknown = asyncio.run(agent_side())
+    assert again < 500 and seen == "paid" and unknown == 404

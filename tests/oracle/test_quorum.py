@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from faultproof.errors import Reason
-from faultproof.identity import Identity
+from faultproof.errors import FaultproofError, Reason
+from faultproof.identity import Identity, domain_tag
 from faultproof.messages import PayoutBody, RejectBody
+from faultproof.signers import signer_set_fault
 from oracle.quorum import OracleSet, QuorumCounter, Verdict, VoteOutcome
 
 LEDGER = b"\x11" * 32
@@ -40,8 +41,8 @@ def test_qc_at_k_identical_approvals() -> None:
     assert [r.decided for r in results] == [False, False, False, True]
     t = results[-1].tally
     assert t is not None and t.verdict is Verdict.CERTIFIED and t.qc is not None
-    signers, fault = t.qc.valid_signers(sorted(MEMBERS))
-    assert len(signers) == 4 and fault is None
+    assert len(t.qc.signatures) == 4
+    assert signer_set_fault(t.qc.signatures, MEMBERS, 4, domain_tag(t.qc.body.NAME), t.qc.body.encode()) is None
     # a fifth approval is recorded but changes nothing
     r = c.add(body().approve(KEYS[4]))
     assert r.outcome is VoteOutcome.COUNTED and not r.decided and t.verdict is Verdict.CERTIFIED
@@ -153,8 +154,8 @@ def test_decided_claims_free_the_budget() -> None:
 
 
 def test_oracle_set_validation() -> None:
-    with pytest.raises(ValueError):
-        OracleSet(LEDGER, 1, MEMBERS, 2)  # below floor(n/2)+1
-    with pytest.raises(ValueError):
-        OracleSet(LEDGER, 1, MEMBERS, 6)
+    for k in (2, 6):  # below floor(n/2)+1, above n
+        with pytest.raises(FaultproofError) as e:
+            OracleSet(LEDGER, 1, MEMBERS, k)
+        assert e.value.reason is Reason.INVALID_ORACLE_SET
     assert OracleSet(LEDGER, 1, MEMBERS, 4).reject_threshold == 2

@@ -14,7 +14,7 @@ import pytest
 
 from faultproof.identity import Identity
 from faultproof.messages import RotateOracles
-from tests.netfix import Network, incident, wait_until
+from tests.netfix import Network, http, incident, wait_until
 from tests.oracle.helpers import paid_total
 
 
@@ -65,6 +65,13 @@ def _paid_once(net: Network, inc: object, cid: bytes, epoch: int) -> None:
     assert net.ledger_height() == h and paid_total(net, inc.pid) == (inc.terms.amount, 1)  # type: ignore[attr-defined]
 
 
+def _alive(url: str) -> bool:
+    try:
+        return http("GET", url + "/healthz")[0] == 200
+    except OSError:  # not listening yet
+        return False
+
+
 def test_rotation_mid_claim_still_pays(rnet: Network) -> None:
     net = rnet
     members = [o.oracle_id for o in net.oracles]
@@ -84,8 +91,11 @@ def test_rotation_mid_claim_still_pays(rnet: Network) -> None:
     inc, cid = _half_voted(net)
     stranger = Identity.generate().public_key
     epoch = _rotate(net, members[:4] + [stranger], 4)
-    for i in (3, 4):
-        net.oracles[i].start()
+    net.oracles[3].start()
+    net.oracles[4].proc.start()  # rotated out: alive, but never ready
+    wait_until(lambda: _alive(net.oracles[4].url), 60, what="oracle-4 alive")
     _paid_once(net, inc, cid, epoch)
+    code, body = http("GET", net.oracles[4].url + "/readyz")
+    assert code == 503 and any("not a member" in p for p in body["problems"]), body
     signers = {s["oracle_id"] for s in net.claim_status(0, cid)["qc"]["signatures"]}
     assert signers == {m.hex() for m in members[:4]}

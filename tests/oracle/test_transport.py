@@ -46,7 +46,8 @@ async def test_oracle_nodes_over_the_memory_transport_pay_a_claim(ledger_only: N
     nodes: list[OracleNode] = []
     for o in net.oracles:
         cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{o.index}.key"),
-                                    "data_dir": str(tmp_path / f"oracle-{o.index}"), "ledger_url": net.ledger_url},
+                                    "data_dir": str(tmp_path / f"oracle-{o.index}"), "ledger_url": net.ledger_url,
+                                    "ledger_id": net.ledger_id.hex()},
                          "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
                          "tuning": {"regossip_s": 0.5, "ledger_wait_s": 2.0}})
         nodes.append(OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id)))
@@ -83,7 +84,8 @@ async def test_an_accepted_claim_reaches_the_peers_after_a_restart(ledger_only: 
     def make(i: int) -> OracleNode:
         o = net.oracles[i]
         cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{i}.key"),
-                                    "data_dir": str(tmp_path / f"oracle-{i}"), "ledger_url": net.ledger_url},
+                                    "data_dir": str(tmp_path / f"oracle-{i}"), "ledger_url": net.ledger_url,
+                                    "ledger_id": net.ledger_id.hex()},
                          "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
                          "tuning": {"regossip_s": 0.5, "ledger_wait_s": 2.0}})
         return OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id))

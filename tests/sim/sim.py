@@ -49,7 +49,6 @@ from faultproof.messages import (
     Vote,
 )
 from ledger.state import LedgerState, TxKind
-from ledger.state import OracleSet as LedgerOracleSet
 from oracle import claim as cm
 from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.pipeline import approve_body, check_content, check_ledger_state, retry_at
@@ -85,7 +84,7 @@ class SimLedger:
             self.state.apply_entry(e)
             self.entries.append(e)
         self.nonce = len(world.setup_entries)
-        self.sets: dict[int, LedgerOracleSet] = {0: self.state.oracle_set}
+        self.sets: dict[int, OracleSet] = {0: self.state.oracle_set}
 
     def submit(self, tx: Any, now: int) -> Reason | None:
         now = max(now, self.state.time_ms)
@@ -167,12 +166,10 @@ class SimOracle:
         assert self.state is not None
         s = self.state
         os_ = s.oracle_set
-        current = OracleSet(s.ledger_id, os_.epoch, frozenset(os_.members), os_.threshold)
-        prev = s.previous_oracle_set
+        prev = s.previous_oracle_set  # the ledger's sets are the counter's (faultproof/signers.py), as in a node
         if prev is None:
-            return current, None, None
-        return (current, OracleSet(s.ledger_id, prev.epoch, frozenset(prev.members), prev.threshold),
-                os_.since_ms + s.genesis.rotation_grace_ms)
+            return os_, None, None
+        return os_, prev, os_.since_ms + s.genesis.rotation_grace_ms
 
     # ------------------------------------------------------------------ the node's loop, synchronously
 

@@ -82,9 +82,13 @@ def _first_failure(limit: int) -> SimFailure | None:
 
 
 def test_finds_a_disabled_overlap_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Planted bug: the ledger's (and so the oracles') overlap rule P4 never fires. Windows A and B
-    of one device overlap; the simulator's own S2 check must catch both being paid."""
+    """Planted bug: the ledger's (and so the oracles') overlap rules never fire, the policy's P4 and
+    the per-device one of §11 alike. Windows A and B of one device overlap; the simulator's own S2
+    check must catch both being paid."""
+    import ledger.state
+
     monkeypatch.setattr(Policy, "overlaps", lambda self, start_ts, end_ts: False)
+    monkeypatch.setattr(ledger.state, "device_window_overlaps", lambda state, body: False)
     found = _first_failure(SEEDS)
     assert found is not None, "the planted overlap bug was not found"
     assert "S2" in str(found) and "replay: python -m tests.sim --seed" in str(found)
