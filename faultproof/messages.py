@@ -1403,6 +1403,49 @@ class Receipt(Message):
     head: SignedHead = _f(Nested(SignedHead))
 
 
+# -- corroborated claims, the oracle side (econ2, DESIGN §14; type ids 130-139) --
+
+
+@dataclass(frozen=True)
+class GroupVote(Message):
+    """One oracle's approval of a corroborated claim: its signature over the GroupPayoutBody (the
+    same bytes a GroupQuorumCertificate carries), gossiped on the votes topic beside VoteBatches."""
+
+    TYPE_ID: ClassVar[int] = 130
+    NAME: ClassVar[str] = "group-vote"
+    MAX_SIZE: ClassVar[int] = 4608
+
+    oracle_id: bytes = _f(ID)
+    body: GroupPayoutBody = _f(Nested(GroupPayoutBody))
+    signature: bytes = _f(SIG)
+
+    @classmethod
+    def make(cls, body: GroupPayoutBody, oracle: Identity) -> GroupVote:
+        s = body.sign(oracle)
+        return cls(oracle_id=s.oracle_id, body=body, signature=s.signature)
+
+    def verify(self) -> bool:
+        return _verify(self.body, self.signature, self.oracle_id)
+
+
+MAX_GROUP_CLAIM_PARTS = 4  # keeps a GroupClaim inside one claims-topic gossip message (4 KB)
+
+
+@dataclass(frozen=True)
+class GroupClaim(Message):
+    """Parts of a corroborated incident bundled: each part is an agent's own SignedClaim for one
+    device of the group (its frames, its proof, its agent's signature). Oracles gossip the parts
+    they assembled as one message so every peer verifies and votes on the same windows; anyone may
+    POST one. Unsigned as a whole: every part is checked on its own."""
+
+    TYPE_ID: ClassVar[int] = 131
+    NAME: ClassVar[str] = "group-claim"
+    MAX_SIZE: ClassVar[int] = 4096
+
+    policy_id: bytes = _f(ID)
+    parts: tuple[SignedClaim, ...] = _f(ListOf(Nested(SignedClaim), MAX_GROUP_CLAIM_PARTS))
+
+
 def require(condition: bool, reason: Reason, message: str = "") -> None:
     """Guard helper for rule code: raise the reason when the condition does not hold."""
     if not condition:
