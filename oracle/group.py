@@ -58,9 +58,14 @@ def _fail(reason: Reason, message: str = "") -> FaultproofError:
     return FaultproofError(reason, message)
 
 
-def part_key(w: CorroboratingWindow) -> tuple[bytes, int, int, int]:
-    """A window as the group claim_id names it: (device, epoch, start_seq, end_seq)."""
-    return (w.device_id, w.epoch, w.start_seq, w.end_seq)
+PartKey = tuple[bytes, int, int, int, bytes]
+
+
+def part_key(w: CorroboratingWindow) -> PartKey:
+    """A part: its window (device, epoch, start_seq, end_seq) and the agent that filed it. The agent
+    is in the key so that another agent re-filing a device's window (frames and proofs are seen
+    in transit) cannot crowd out the part of the device's own agent."""
+    return (w.device_id, w.epoch, w.start_seq, w.end_seq, w.agent_id)
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,7 @@ class GroupBook:
     votes per body. Pure: values in, decisions out; the node persists nothing of it (DESIGN §14
     states the limit: agents re-send parts and oracles re-gossip groups and votes until paid)."""
 
-    parts: dict[bytes, dict[tuple[bytes, int, int, int], CheckedPart]] = field(default_factory=dict)
+    parts: dict[bytes, dict[PartKey, CheckedPart]] = field(default_factory=dict)
     signed: dict[tuple[bytes, int], bytes] = field(default_factory=dict)  # (claim_id, epoch) -> body bytes
     tallies: dict[bytes, _Tally] = field(default_factory=dict)  # body bytes -> tally
     open_per_voter: dict[bytes, int] = field(default_factory=dict)
@@ -174,7 +179,7 @@ class GroupBook:
     def has_part(self, signed: SignedClaim) -> bool:
         c = signed.claim
         s, e = c.start.frame, c.end.frame
-        return (s.device_id, s.epoch, s.seq, e.seq) in self.parts.get(c.policy_id, {})
+        return (s.device_id, s.epoch, s.seq, e.seq, c.agent_id) in self.parts.get(c.policy_id, {})
 
     def add_part(self, part: CheckedPart) -> bool:
         """Keep a verified part (G1 passed, proof included). True if it was new."""

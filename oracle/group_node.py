@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from faultproof.errors import DecodeError, FaultproofError, Reason
@@ -67,6 +68,9 @@ class GroupService:
         cid = signed.claim.claim_id
         if not self.book.has_part(signed):
             part = check_part(signed, node.view.state)
+            # The sender pays before the proof, as for any claim (DESIGN §10, item 13.2).
+            if not node._agent_limiter.allow(signed.claim.agent_id, time.monotonic()):
+                raise FaultproofError(Reason.RATE_LIMITED, "too many claims from this agent")
             if not await node.verifier.verify(part.job):
                 raise FaultproofError(Reason.BAD_PROOF)
             if self.book.add_part(part) and source == "http":
