@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faultproof.errors import DecodeError, FaultproofError, Reason
 from faultproof.gossip import CLAIMS_TOPIC, VOTES_TOPIC
@@ -28,9 +28,6 @@ from faultproof.messages import (
 )
 from ledger.state import build_group_payout_body, group_payout_rejection
 from oracle.group import CheckedPart, GroupBook, check_part, is_group_policy
-
-if TYPE_CHECKING:
-    from oracle.node import Accepted, OracleNode
 
 log = logging.getLogger("faultproof.oracle.group")
 
@@ -47,7 +44,8 @@ def is_group_message(data: bytes) -> bool:
 
 
 class GroupService:
-    def __init__(self, node: OracleNode) -> None:
+    def __init__(self, node: Any) -> None:
+        # The OracleNode (duck-typed: this module must not import oracle.node, which imports it).
         self.node = node
         self.book = GroupBook()
         self._posted: dict[bytes, float] = {}  # group claim_id -> loop time of the last QC post
@@ -60,10 +58,9 @@ class GroupService:
         """A SignedClaim on a corroborated policy is a part, never a single-device claim."""
         return is_group_policy(self.node.view.state, signed.claim.policy_id)
 
-    async def submit_part(self, signed: SignedClaim, source: str) -> Accepted:
-        """G1 then G2..G4. Raises FaultproofError (content, proof) and keeps nothing."""
-        from oracle.node import Accepted
-
+    async def submit_part(self, signed: SignedClaim, source: str) -> bytes:
+        """G1 then G2..G4; the part's claim_id (the node answers it as pending). Raises
+        FaultproofError (content, rate, proof) and keeps nothing."""
         node = self.node
         cid = signed.claim.claim_id
         if not self.book.has_part(signed):
@@ -76,7 +73,7 @@ class GroupService:
             if self.book.add_part(part) and source == "http":
                 await self._publish(CLAIMS_TOPIC, signed.encode())  # peers verify it on their own
             await self._propose(part.policy_id)
-        return Accepted(cid, "pending")
+        return cid
 
     async def _propose(self, policy_id: bytes) -> None:
         """G2: our own assembly of the verified parts, if m of them form a group."""

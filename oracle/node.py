@@ -379,7 +379,7 @@ class OracleNode:
         if not self.synced:
             raise FaultproofError(Reason.UNAVAILABLE, "the oracle is not synced with the ledger yet")
         if self.group.owns(signed):  # econ2: a part of a corroborated claim (oracle/group_node.py)
-            return await self.group.submit_part(signed, source)
+            return Accepted(await self.group.submit_part(signed, source), "pending")
         cid = signed.claim.claim_id
         if self.store.claim(cid) is not None:
             return self._accepted(cid)
