@@ -1217,6 +1217,9 @@ class CorroboratingWindow(Message):
     end_seq: int = _f(U32)
     start_ts: int = _f(U48)
     end_ts: int = _f(U48)
+    # The end frame's chain value (econ2): the ledger checks each window's end against the device's
+    # anchored history as for a single payout (DESIGN §11). Last and defaulted, like PayoutBody's.
+    end_chain: bytes = field(default=bytes(32), metadata={"ftype": FieldBytes()})
 
 
 def group_claim_id(policy_id: bytes, windows: Sequence[CorroboratingWindow]) -> bytes:

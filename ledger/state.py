@@ -1355,7 +1355,10 @@ class LedgerState:
                                epoch=w.epoch, start_seq=w.start_seq, end_seq=w.end_seq, start_ts=start_ts,
                                end_ts=end_ts, circuit_id=body.circuit_id, beneficiary=body.beneficiary,
                                amount=body.amount)
-            reason = payout_rejection(self, probe, now)
+            # S4 on the window's OWN end (its time and chain), the other rules on the group's span
+            # (a span probe carries no single end frame to compare with an anchored head).
+            reason = payout_rejection(self, probe, now, anchored_end=probe.replace(
+                start_ts=w.start_ts, end_ts=w.end_ts, end_chain=w.end_chain))
             if reason is not None:
                 raise _fail(reason)
         return start_ts, end_ts
@@ -1445,7 +1448,8 @@ _ADMIN_CHECKS: dict[AdminKind, Callable[[LedgerState, AdminTx, SignedAdminTx, in
 # --------------------------------------------------------------------------- rules for oracles
 
 
-def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reason | None:
+def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int, *,
+                     anchored_end: PayoutBody | None = None) -> Reason | None:
     """The LEDGER_STATE rules P1..P8 for a payout body on `state` at ledger time now_ms.
 
     An oracle calls this on its replayed view before voting (a reason means a Reject vote); the
@@ -1469,7 +1473,8 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reaso
         return hw_reason
     if policy.overlaps(body.start_ts, body.end_ts) or device_window_overlaps(state, body):
         return Reason.WINDOW_OVERLAP
-    anchor_reason = anchored_history_rejection(state, body)
+    # A group's span probe (§14) has no one end frame: S4 looks at the window's own end instead.
+    anchor_reason = anchored_history_rejection(state, anchored_end or body)
     if anchor_reason is not None:
         return anchor_reason
     if policy.period_paid(policy.period_of(body.end_ts)):

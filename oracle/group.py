@@ -123,7 +123,7 @@ def check_part(signed: SignedClaim, state: LedgerState) -> CheckedPart:
     except FaultproofError as err:
         raise _fail(Reason.BAD_PROOF, err.message) from None
     window = CorroboratingWindow(device_id=s.device_id, agent_id=claim.agent_id, epoch=s.epoch, start_seq=s.seq,
-                                 end_seq=e.seq, start_ts=s.ts_ms, end_ts=e.ts_ms)
+                                 end_seq=e.seq, start_ts=s.ts_ms, end_ts=e.ts_ms, end_chain=e.chain)
     return CheckedPart(signed, window, ProofJob(circuit.vkey, claim.proof, signals))
 
 

@@ -183,3 +183,26 @@ def test_agent_snapshot_gives_each_group_device_its_part() -> None:
     for d in w.devices:
         terms = snap.policies[d.public_key]
         assert terms.policy_id == pid and terms.device_id == d.public_key
+
+
+def test_each_window_is_checked_against_its_devices_anchored_history() -> None:
+    """S4 (DESIGN §11) for a group: each window's own end (time and chain) against the heads its
+    agent anchored; the other rules look at the group's span. (The devnet's agents anchor every
+    5 s, which is how the span-only check was found wanting.)"""
+    from agent.anchor import build_anchors
+    from faultproof.messages import DeviceHead
+
+    w, pid = world()
+    a = checked(w, pid, 0, 0, END - 10 * SECOND, END)
+    b = checked(w, pid, 1, 1, END - 9 * SECOND, END + SECOND)
+    heads = sorted((DeviceHead(device_id=p.window.device_id, epoch=0, seq=p.window.end_seq, ts_ms=p.window.end_ts,
+                               chain=p.window.end_chain) for p in (a, b)), key=lambda h: (h.device_id, h.seq))
+    for anchor in build_anchors(w.keys.ledger_id, w.agents[0], 1, heads):
+        w.apply(anchor)
+    body = build_group_payout_body(w.state, pid, [a.window, b.window])
+    assert group_payout_rejection(w.state, body, w.now) is None
+    forged = build_group_payout_body(w.state, pid, [a.window, b.window.replace(end_chain=(8).to_bytes(32, "big"))])
+    err = group_payout_rejection(w.state, forged, w.now)
+    assert err is not None and err.reason is Reason.ANCHOR_MISMATCH
+    w.apply(w.group_qc(pid, body.windows))
+    assert w.state.balance(PAID) == 100
