@@ -1438,8 +1438,8 @@ MAX_GROUP_CLAIM_PARTS = 4  # keeps a GroupClaim inside one claims-topic gossip m
 class GroupClaim(Message):
     """Parts of a corroborated incident bundled: each part is an agent's own SignedClaim for one
     device of the group (its frames, its proof, its agent's signature). Oracles gossip the parts
-    they assembled as one message so every peer verifies and votes on the same windows; anyone may
-    POST one. Unsigned as a whole: every part is checked on its own."""
+    they assembled as one message (claims topic) so every peer verifies and votes on the same
+    windows. Unsigned as a whole: every part is checked on its own."""
 
     TYPE_ID: ClassVar[int] = 131
     NAME: ClassVar[str] = "group-claim"
