@@ -206,3 +206,19 @@ def test_each_window_is_checked_against_its_devices_anchored_history() -> None:
     assert err is not None and err.reason is Reason.ANCHOR_MISMATCH
     w.apply(w.group_qc(pid, body.windows))
     assert w.state.balance(PAID) == 100
+
+
+def test_gossip_routing_by_type_id() -> None:
+    """The node hands GroupClaims and GroupVotes to the group service by their type id alone;
+    claims and vote batches stay on their path."""
+    from faultproof.messages import GroupClaim, VoteBatch
+    from oracle.group_node import is_group_message
+
+    w, pid = world()
+    p = part(w, pid, 0, 0, END - 10 * SECOND, END)
+    body = build_group_payout_body(w.state, pid, [w.window(0, 0, END - 10 * SECOND, END)])
+    assert is_group_message(GroupVote.make(body, w.keys.oracles[0]).encode())
+    assert is_group_message(GroupClaim(policy_id=pid, parts=(p,)).encode())
+    assert not is_group_message(p.encode())
+    assert not is_group_message(VoteBatch(oracle_id=w.keys.oracles[0].public_key, votes=()).encode())
+    assert not is_group_message(b"") and not is_group_message(b"\x93\xcc")
