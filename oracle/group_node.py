@@ -12,8 +12,10 @@ loop on a proof, and reads time only from the node's clock.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from faultproof.errors import DecodeError, FaultproofError, Reason
@@ -27,7 +29,8 @@ from faultproof.messages import (
     decode_any,
 )
 from ledger.state import build_group_payout_body, group_payout_rejection
-from oracle.group import CheckedPart, GroupBook, check_part, is_group_policy
+from oracle.group import CheckedPart, GroupBook, check_part, is_group_policy, part_key
+from oracle.group_store import GroupStore
 
 log = logging.getLogger("faultproof.oracle.group")
 
@@ -48,9 +51,36 @@ class GroupService:
         # The OracleNode (duck-typed: this module must not import oracle.node, which imports it).
         self.node = node
         self.book = GroupBook()
+        # Durable beside the claims store: parts, signed bodies, votes, paid groups (kill -9 safe).
+        self.store = GroupStore(Path(node.config.db_path).with_name("group.sqlite3"))
         self._posted: dict[bytes, float] = {}  # group claim_id -> loop time of the last QC post
         self._proposals: dict[bytes, GroupClaim] = {}  # group claim_id -> the parts we gossip for it
         self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ restart
+
+    def restore(self) -> None:
+        """After the node's ledger view is up: the book as it was. Parts were proven before they
+        were stored (their content is checked again on the current view); a body signed before
+        the restart stays the only one we sign for its claim and epoch (G4)."""
+        state = self.node.view.state
+        for cid in self.store.paid():
+            self.book.mark_paid(cid)
+        for signed in self.store.parts():
+            try:
+                self.book.add_part(check_part(signed, state))
+            except FaultproofError:
+                continue  # e.g. its agent was revoked since
+        for body in self.store.signed():
+            self.book.signed.setdefault((body.claim_id, body.oracle_set_epoch), body.encode())
+        for vote in self.store.votes():
+            oset = state.oracle_set_for(vote.body.oracle_set_epoch, self.node.clock())
+            if oset is not None:
+                self.book.add_vote(vote, frozenset(oset.members), oset.threshold)
+        log.info("group claims restored: %d open bodies", len(self.book.open_bodies()))
+
+    def close(self) -> None:
+        self.store.close()
 
     # ------------------------------------------------------------------ parts
 
@@ -70,8 +100,12 @@ class GroupService:
                 raise FaultproofError(Reason.RATE_LIMITED, "too many claims from this agent")
             if not await node.verifier.verify(part.job):
                 raise FaultproofError(Reason.BAD_PROOF)
-            if self.book.add_part(part) and source == "http":
-                await self._publish(CLAIMS_TOPIC, signed.encode())  # peers verify it on their own
+            if self.book.add_part(part):
+                k = part_key(part.window)
+                self.store.add_part(part.policy_id, b"".join((k[0], k[1].to_bytes(4, "big"), k[2].to_bytes(4, "big"),
+                                                              k[3].to_bytes(4, "big"), k[4])), signed)
+                if source == "http":
+                    await self._publish(CLAIMS_TOPIC, signed.encode())  # peers verify it on their own
             await self._propose(part.policy_id)
         return cid
 
@@ -101,6 +135,7 @@ class GroupService:
         async with self._lock:
             if not self.book.sign(body):
                 return
+            self.store.save_signed(body)  # committed before the vote leaves (G4 across restarts)
         vote = GroupVote.make(body, node.identity)
         if len(parts) <= MAX_GROUP_CLAIM_PARTS:
             self._proposals[body.claim_id] = GroupClaim(policy_id=pid, parts=tuple(p.signed for p in parts))
@@ -157,6 +192,8 @@ class GroupService:
         oset = state.oracle_set_for(vote.body.oracle_set_epoch, self.node.clock())
         if oset is None:
             return
+        if vote.oracle_id in oset.members and vote.body.claim_id not in self.book.paid:
+            self.store.add_vote(hashlib.sha256(vote.body.encode()).digest(), vote)
         qc = self.book.add_vote(vote, frozenset(oset.members), oset.threshold)
         if qc is not None:
             await self._post(qc)
@@ -181,6 +218,7 @@ class GroupService:
 
     def payout_seen(self, claim_id: bytes) -> None:
         self.book.mark_paid(claim_id)
+        self.store.mark_paid(claim_id)
         self._proposals.pop(claim_id, None)
 
     async def run(self) -> None:
@@ -199,6 +237,11 @@ class GroupService:
                     self.payout_seen(body.claim_id)
                     continue
                 proposal = self._proposals.get(body.claim_id)
+                if proposal is None:  # e.g. after a restart: rebuilt from the parts we hold
+                    parts = self.book.parts_for(body.policy_id, body.windows)
+                    if parts is not None and len(parts) <= MAX_GROUP_CLAIM_PARTS:
+                        proposal = self._proposals[body.claim_id] = GroupClaim(
+                            policy_id=body.policy_id, parts=tuple(p.signed for p in parts))
                 if proposal is not None:
                     await self._publish(CLAIMS_TOPIC, proposal.encode())
                 await self._publish(VOTES_TOPIC, GroupVote.make(body, self.node.identity).encode())

@@ -164,6 +164,7 @@ class OracleNode:
                 return
             self._install_oracle_set(view)
             self._rebuild_from_store()
+            self.group.restore()  # econ2: corroborated claims as they were (oracle/group_node.py)
             self._refresh_allow_lists()
             await self.transport.start()
             self.transport.set_pending_provider(CLAIMS_TOPIC, self._pending_claim_payloads)
@@ -194,6 +195,7 @@ class OracleNode:
             await self._session.close()
             self.verifier.close()
             self.store.close()
+            self.group.close()  # econ2
 
     async def _start_http(self) -> None:
         """Listen; a port in use is an OSError the command line names (oracle/cli.py)."""

@@ -6,7 +6,10 @@ oracle's verifier pool, exercised by tests/econ/test_group_network.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -222,3 +225,65 @@ def test_gossip_routing_by_type_id() -> None:
     assert not is_group_message(p.encode())
     assert not is_group_message(VoteBatch(oracle_id=w.keys.oracles[0].public_key, votes=()).encode())
     assert not is_group_message(b"") and not is_group_message(b"\x93\xcc")
+
+
+class _Transport:
+    """Stand-in for the gossip transport: records what the group service publishes."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        self.sent.append((topic, data))
+
+
+class _Verifier:
+    """Stand-in for the verifier pool: these parts carry placeholder proofs (the real pool runs
+    in tests/econ/test_group_network.py)."""
+
+    async def verify(self, job: object) -> bool:
+        return True
+
+
+class _Limiter:
+    def allow(self, key: bytes, now: float) -> bool:
+        return True
+
+
+def _node(w: EconWorld, data: Path, oracle: int) -> SimpleNamespace:
+    """The parts of an OracleNode the group service uses, around one ledger state."""
+    return SimpleNamespace(config=SimpleNamespace(db_path=data / "oracle.sqlite3", tuning=SimpleNamespace(regossip_s=1)),
+                           view=SimpleNamespace(state=w.state), clock=lambda: w.now,
+                           identity=w.keys.oracles[oracle], transport=_Transport(), verifier=_Verifier(),
+                           _agent_limiter=_Limiter(), follower=None)
+
+
+def test_a_killed_oracle_restarts_with_its_parts_and_never_signs_another_body(tmp_path: Path) -> None:
+    from oracle.group_node import GroupService
+
+    w, pid = world()
+    node = _node(w, tmp_path, 0)
+    svc = GroupService(node)
+    a = part(w, pid, 0, 0, END - 10 * SECOND, END)
+    b = part(w, pid, 1, 1, END - 9 * SECOND, END + SECOND)
+    asyncio.run(svc.submit_part(a, "gossip"))
+    assert not [t for t, _ in node.transport.sent if t.endswith("votes")]  # m - 1 parts: no vote
+    asyncio.run(svc.submit_part(b, "http"))
+    votes = [GroupVote.decode(d) for t, d in node.transport.sent if t.endswith("votes")]
+    assert len(votes) == 1 and votes[0].oracle_id == w.keys.oracles[0].public_key
+    body = votes[0].body
+    # kill -9: no close; a new service on the same files
+    again = GroupService(_node(w, tmp_path, 0))
+    again.restore()
+    assert again.book.open_bodies() == [body]
+    assert not again.book.sign(body)  # G4 holds across the restart
+    assert again.book.parts_for(pid, body.windows) is not None
+    # the same body with another agent for one window (same claim_id) is never signed after restart
+    assert not again.book.sign(body.replace(windows=tuple(
+        w_.replace(agent_id=w.agents[2].public_key) if i == 0 else w_ for i, w_ in enumerate(body.windows))))
+    again.payout_seen(body.claim_id)
+    third = GroupService(_node(w, tmp_path, 0))
+    third.restore()
+    assert third.book.open_bodies() == [] and body.claim_id in third.book.paid
+    for s in (svc, again, third):
+        s.close()
