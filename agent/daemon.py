@@ -36,6 +36,7 @@ from agent.claims import CLAIMS_TOPIC, ClaimManager, ClaimRecord, ClaimSender, M
 from agent.config import AgentConfig
 from agent.core import ledger_rejection
 from agent.detect import Window, trigger_params
+from agent.group import GroupPayouts
 from agent.ingest import EngineConfig, IngestEngine
 from agent.ledger_link import LedgerReplica, snapshot, unprovable_policies
 from agent.metrics import AgentMetrics
@@ -84,6 +85,7 @@ class Agent:
         self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
         self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
         self.circuit_sizes: dict[bytes, int] = {}
+        self._group_payouts = GroupPayouts()  # econ2: parts of corroborated claims (agent/group.py)
         self.engine: IngestEngine = None  # type: ignore[assignment]  # set in start()
         self.manager: ClaimManager = None  # type: ignore[assignment]
         self.gossip: Any = None
@@ -296,7 +298,9 @@ class Agent:
     def _paid_amount(self, claim_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None
         paid = self.replica.state.paid_claim(claim_id)
-        return None if paid is None else paid.paid
+        if paid is None:  # econ2: a part of a corroborated claim is paid by its group's payout (§14)
+            return self._group_payouts.paid(self.replica.state, claim_id)
+        return paid.paid
 
     # ------------------------------------------------------------------ shutdown
 

@@ -17,6 +17,7 @@ IntegrityError stops following for good and the agent reports itself unhealthy, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 
@@ -112,12 +113,16 @@ def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Map
         policy = state.policy(pid) if pid is not None else None
         if policy is None or policy.status_at(now_ms) not in (PolicyStatus.ISSUED, PolicyStatus.ACTIVE):
             continue
-        if state.econ.group_of(policy.policy_id):
-            continue  # a corroborated policy pays only a group claim, which this agent does not build (§14)
         n = circuit_sizes.get(policy.terms.circuit_id)
         if n is None:
             continue
-        policies[device_id] = PolicyTerms.from_ledger(policy, n)
+        terms = PolicyTerms.from_ledger(policy, n)
+        if state.econ.group_of(policy.policy_id):
+            # A corroborated policy (§14): this agent files its PART for its own device (the
+            # policy names one device of the group; the window is this one's). Oracles assemble
+            # m parts from distinct agents into the one group claim the ledger pays.
+            terms = dataclasses.replace(terms, device_id=device_id)
+        policies[device_id] = terms
     failed = frozenset(d for d in devices if (r := attestation_results(state, d)) and not r[-1].passed)
     return LedgerSnapshot(devices, policies, state.height, failed)
 

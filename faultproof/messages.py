@@ -1201,6 +1201,9 @@ class CorroboratingWindow(Message):
     end_seq: int = _f(U32)
     start_ts: int = _f(U48)
     end_ts: int = _f(U48)
+    # The end frame's chain value (econ2): the ledger checks each window's end against the device's
+    # anchored history as for a single payout (DESIGN §11). Last and defaulted, like PayoutBody's.
+    end_chain: bytes = field(default=bytes(32), metadata={"ftype": FieldBytes()})
 
 
 def group_claim_id(policy_id: bytes, windows: Sequence[CorroboratingWindow]) -> bytes:
@@ -1385,6 +1388,49 @@ class Receipt(Message):
     genesis: Genesis = _f(Nested(Genesis))
     entry: SignedEntry = _f(Nested(SignedEntry))
     head: SignedHead = _f(Nested(SignedHead))
+
+
+# -- corroborated claims, the oracle side (econ2, DESIGN §14; type ids 130-139) --
+
+
+@dataclass(frozen=True)
+class GroupVote(Message):
+    """One oracle's approval of a corroborated claim: its signature over the GroupPayoutBody (the
+    same bytes a GroupQuorumCertificate carries), gossiped on the votes topic beside VoteBatches."""
+
+    TYPE_ID: ClassVar[int] = 130
+    NAME: ClassVar[str] = "group-vote"
+    MAX_SIZE: ClassVar[int] = 4608
+
+    oracle_id: bytes = _f(ID)
+    body: GroupPayoutBody = _f(Nested(GroupPayoutBody))
+    signature: bytes = _f(SIG)
+
+    @classmethod
+    def make(cls, body: GroupPayoutBody, oracle: Identity) -> GroupVote:
+        s = body.sign(oracle)
+        return cls(oracle_id=s.oracle_id, body=body, signature=s.signature)
+
+    def verify(self) -> bool:
+        return _verify(self.body, self.signature, self.oracle_id)
+
+
+MAX_GROUP_CLAIM_PARTS = 4  # keeps a GroupClaim inside one claims-topic gossip message (4 KB)
+
+
+@dataclass(frozen=True)
+class GroupClaim(Message):
+    """Parts of a corroborated incident bundled: each part is an agent's own SignedClaim for one
+    device of the group (its frames, its proof, its agent's signature). Oracles gossip the parts
+    they assembled as one message (claims topic) so every peer verifies and votes on the same
+    windows. Unsigned as a whole: every part is checked on its own."""
+
+    TYPE_ID: ClassVar[int] = 131
+    NAME: ClassVar[str] = "group-claim"
+    MAX_SIZE: ClassVar[int] = 4096
+
+    policy_id: bytes = _f(ID)
+    parts: tuple[SignedClaim, ...] = _f(ListOf(Nested(SignedClaim), MAX_GROUP_CLAIM_PARTS))
 
 
 def require(condition: bool, reason: Reason, message: str = "") -> None:

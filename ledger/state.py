@@ -147,7 +147,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from faultproof.attestation import (
@@ -169,6 +169,7 @@ from faultproof.messages import (
     Approve,
     BondHolder,
     ContradictingApprove,
+    CorroboratingWindow,
     Deposit,
     EconParams,
     EconPolicy,
@@ -1306,24 +1307,10 @@ class LedgerState:
                 return f"agent {w.agent_id.hex()} is not enrolled"
         return None
 
-    def _check_group_payout(self, qc: GroupQuorumCertificate, now: int) -> Effect:
-        """Q1..Q4 and P1..P8 for a corroborated claim, plus C1..C3 (economics.corroboration_rejection).
-        The claim pays once for the group: its span (earliest start, latest end] is the window the
-        period, overlap and term rules look at; each device's revocation is checked against it."""
-        body = qc.body
-        if body.ledger_id != self.ledger_id:
-            raise _fail(Reason.WRONG_LEDGER, "the payout body is for another ledger")
-        paid = self.claims.get(body.claim_id)
-        if paid is not None:
-            if isinstance(paid.body, GroupPayoutBody) and \
-                    body.replace(oracle_set_epoch=paid.body.oracle_set_epoch) == paid.body:
-                return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=paid.paid, policy_id=paid.policy_id,
-                              claim_id=paid.claim_id, existing=paid)
-            raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
-        qc_reason = self._signers_rejection(body.oracle_set_epoch, domain_tag(body.NAME), body.encode(),
-                                            qc.signatures, now)
-        if qc_reason is not None:
-            raise _fail(qc_reason)
+    def _group_rules(self, body: GroupPayoutBody, now: int) -> tuple[int, int]:
+        """Q4, C1..C3 and P1..P8 of a group body (its QC aside): the group's span (earliest start,
+        latest end), or FaultproofError. Shared by the ledger (before paying) and the oracles
+        (before voting: `group_payout_rejection`), so the two cannot disagree about a rule."""
         if body.policy_id not in self.policies:
             raise _fail(Reason.NOT_FOUND, "no such policy")
         mismatch = self.group_payout_mismatch(body, now)
@@ -1342,9 +1329,33 @@ class LedgerState:
                                epoch=w.epoch, start_seq=w.start_seq, end_seq=w.end_seq, start_ts=start_ts,
                                end_ts=end_ts, circuit_id=body.circuit_id, beneficiary=body.beneficiary,
                                amount=body.amount)
-            reason = payout_rejection(self, probe, now)
+            # S4 on the window's OWN end (its time and chain), the other rules on the group's span
+            # (a span probe carries no single end frame to compare with an anchored head).
+            reason = payout_rejection(self, probe, now, anchored_end=probe.replace(
+                start_ts=w.start_ts, end_ts=w.end_ts, end_chain=w.end_chain))
             if reason is not None:
                 raise _fail(reason)
+        return start_ts, end_ts
+
+    def _check_group_payout(self, qc: GroupQuorumCertificate, now: int) -> Effect:
+        """Q1..Q4 and P1..P8 for a corroborated claim, plus C1..C3 (economics.corroboration_rejection).
+        The claim pays once for the group: its span (earliest start, latest end] is the window the
+        period, overlap and term rules look at; each device's revocation is checked against it."""
+        body = qc.body
+        if body.ledger_id != self.ledger_id:
+            raise _fail(Reason.WRONG_LEDGER, "the payout body is for another ledger")
+        paid = self.claims.get(body.claim_id)
+        if paid is not None:
+            if isinstance(paid.body, GroupPayoutBody) and \
+                    body.replace(oracle_set_epoch=paid.body.oracle_set_epoch) == paid.body:
+                return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=paid.paid, policy_id=paid.policy_id,
+                              claim_id=paid.claim_id, existing=paid)
+            raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
+        qc_reason = self._signers_rejection(body.oracle_set_epoch, domain_tag(body.NAME), body.encode(),
+                                            qc.signatures, now)
+        if qc_reason is not None:
+            raise _fail(qc_reason)
+        start_ts, end_ts = self._group_rules(body, now)
         policy = self.policies[body.policy_id]
         pay = min(body.amount, policy.locked)
         pid, cid = body.policy_id, body.claim_id
@@ -1411,7 +1422,8 @@ _ADMIN_CHECKS: dict[AdminKind, Callable[[LedgerState, AdminTx, SignedAdminTx, in
 # --------------------------------------------------------------------------- rules for oracles
 
 
-def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reason | None:
+def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int, *,
+                     anchored_end: PayoutBody | None = None) -> Reason | None:
     """The LEDGER_STATE rules P1..P8 for a payout body on `state` at ledger time now_ms.
 
     An oracle calls this on its replayed view before voting (a reason means a Reject vote); the
@@ -1435,7 +1447,8 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int) -> Reaso
         return hw_reason
     if policy.overlaps(body.start_ts, body.end_ts) or device_window_overlaps(state, body):
         return Reason.WINDOW_OVERLAP
-    anchor_reason = anchored_history_rejection(state, body)
+    # A group's span probe (§14) has no one end frame: S4 looks at the window's own end instead.
+    anchor_reason = anchored_history_rejection(state, anchored_end or body)
     if anchor_reason is not None:
         return anchor_reason
     if policy.period_paid(policy.period_of(body.end_ts)):
@@ -1459,6 +1472,27 @@ def build_payout_body(state: LedgerState, pid: bytes, epoch: int, start_seq: int
                       device_id=t.device_id, epoch=epoch, start_seq=start_seq, end_seq=end_seq,
                       start_ts=start_ts, end_ts=end_ts, circuit_id=t.circuit_id, beneficiary=t.beneficiary,
                       amount=t.amount, end_chain=end_chain)
+
+
+def group_payout_rejection(state: LedgerState, body: GroupPayoutBody, now_ms: int) -> FaultproofError | None:
+    """The ledger's rules for a corroborated payout body on `state` at now_ms, its QC aside (§14):
+    PAYOUT_MISMATCH, C1..C3 (corroboration_*), then P1..P8 on the group's span. None = it would
+    pay. An oracle calls it before it signs a GroupVote."""
+    try:
+        state._group_rules(body, now_ms)
+    except FaultproofError as e:
+        return e
+    return None
+
+
+def build_group_payout_body(state: LedgerState, pid: bytes, windows: Sequence[CorroboratingWindow]) -> GroupPayoutBody:
+    """The GroupPayoutBody every honest oracle builds for these windows of corroborated policy
+    `pid` (current oracle-set epoch): windows sorted by device, the claim_id derived from them."""
+    t = state.policies[pid].terms
+    ordered = tuple(sorted(windows, key=lambda w: w.device_id))
+    return GroupPayoutBody(ledger_id=state.ledger_id, oracle_set_epoch=state.oracle_set.epoch,
+                           claim_id=group_claim_id(pid, ordered), policy_id=pid, windows=ordered,
+                           circuit_id=t.circuit_id, beneficiary=t.beneficiary, amount=t.amount)
 
 
 # --------------------------------------------------------------------------- ledger soundness

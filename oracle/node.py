@@ -60,6 +60,7 @@ from ledger.state import Effect, TxKind
 from oracle import claim as cm
 from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.config import OracleConfig
+from oracle.group_node import GroupService, is_group_message
 from oracle.metrics import OracleMetrics
 from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state, retry_at
 from oracle.store import ClaimRecord, Store, now_ms
@@ -145,6 +146,7 @@ class OracleNode:
         self.ready = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+        self.group = GroupService(self)  # econ2: corroborated claims (DESIGN §14, oracle/group_node.py)
 
     # ================================================================== lifecycle
 
@@ -162,6 +164,7 @@ class OracleNode:
                 return
             self._install_oracle_set(view)
             self._rebuild_from_store()
+            self.group.restore()  # econ2: corroborated claims as they were (oracle/group_node.py)
             self._refresh_allow_lists()
             await self.transport.start()
             self.transport.set_pending_provider(CLAIMS_TOPIC, self._pending_claim_payloads)
@@ -179,6 +182,7 @@ class OracleNode:
                     tg.create_task(self._qc_poster(), name="qc-poster"),
                     tg.create_task(self._rechecker(), name="rechecker"),
                     tg.create_task(self._regossip_loop(), name="regossip"),
+                    tg.create_task(self.group.run(), name="group-regossip"),  # econ2
                 ]
                 await stop.wait()
                 for task in tasks:
@@ -191,6 +195,7 @@ class OracleNode:
             await self._session.close()
             self.verifier.close()
             self.store.close()
+            self.group.close()  # econ2
 
     async def _start_http(self) -> None:
         """Listen; a port in use is an OSError the command line names (oracle/cli.py)."""
@@ -276,6 +281,8 @@ class OracleNode:
         for e in effects:
             if e.kind is TxKind.PAYOUT and e.claim_id is not None:
                 self._payout_seen(e.claim_id)
+            elif e.kind is TxKind.GROUP_PAYOUT and e.claim_id is not None:  # econ2
+                self.group.payout_seen(e.claim_id)
             elif e.kind is TxKind.ROTATE_ORACLES:
                 self._install_oracle_set(self.view)
                 membership_changed = True
@@ -375,6 +382,8 @@ class OracleNode:
     async def _submit(self, signed: SignedClaim, source: str) -> Accepted:
         if not self.synced:
             raise FaultproofError(Reason.UNAVAILABLE, "the oracle is not synced with the ledger yet")
+        if self.group.owns(signed):  # econ2: a part of a corroborated claim (oracle/group_node.py)
+            return Accepted(await self.group.submit_part(signed, source), "pending")
         cid = signed.claim.claim_id
         if self.store.claim(cid) is not None:
             return self._accepted(cid)
@@ -475,6 +484,9 @@ class OracleNode:
     async def _consume_claims(self) -> None:
         async with asyncio.TaskGroup() as tg:
             async for msg in self.transport.subscribe(CLAIMS_TOPIC):
+                if is_group_message(msg.data):  # econ2: a GroupClaim (oracle/group_node.py)
+                    tg.create_task(self.group.on_message(msg.data))
+                    continue
                 try:
                     signed = SignedClaim.decode(msg.data)
                 except DecodeError as e:
@@ -500,6 +512,9 @@ class OracleNode:
 
     async def _consume_votes(self) -> None:
         async for msg in self.transport.subscribe(VOTES_TOPIC):
+            if is_group_message(msg.data):  # econ2: a GroupVote (oracle/group_node.py)
+                await self.group.on_message(msg.data)
+                continue
             try:
                 batch = VoteBatch.decode(msg.data)
             except DecodeError as e:

@@ -75,6 +75,9 @@ class LocalNetwork:
     ledger_port: int = 0
     broker_port: int = 0
     agent_port: int = 0
+    # econ2: the second agent (devices of the corroborated policy under another agent, DESIGN §14)
+    agent2_identity: Identity = field(default_factory=Identity.generate)
+    agent2_port: int = 0
     oracle_ports: list[tuple[int, int]] = field(default_factory=list)  # (http, gossip)
     dashboard_port: int = 0
     ledger_id: bytes = b""
@@ -115,6 +118,14 @@ class LocalNetwork:
     def devices_dir(self) -> Path:
         return self.root / "agent" / "devices"
 
+    @property
+    def agent2_devices_dir(self) -> Path:
+        return self.root / "agent-2" / "devices"
+
+    @property
+    def agent2_url(self) -> str:
+        return f"http://127.0.0.1:{self.agent2_port}"
+
     def _proc(self, name: str, args: Sequence[str], ready_url: str | None) -> ManagedProcess:
         mp = ManagedProcess(name, ["-m", "cli", *args] if args[0] != "-m" else list(args),
                             self.logs / f"{name}.log", ready_url=ready_url)
@@ -129,6 +140,8 @@ class LocalNetwork:
             d.mkdir(parents=True, exist_ok=True)
         self.admin.save(self.keys / "admin.key")
         self.agent_identity.save(self.keys / "agent.key")
+        self.agent2_identity.save(self.keys / "agent-2.key")
+        self.agent2_port = free_port()
         self.oracle_identities = [Identity.generate() for _ in range(self.oracles)]
         for i, ident in enumerate(self.oracle_identities):
             ident.save(self.keys / f"oracle-{i}.key")
@@ -211,13 +224,18 @@ class LocalNetwork:
         for mp in started:
             mp.wait_ready(120)
 
-    def start_agent(self, *, max_skew_ms: int = 5_000) -> None:
-        cfg = self.root / "agent.toml"
+    def start_agent(self, *, max_skew_ms: int = 5_000, name: str = "agent") -> None:
+        """The agent, or (name "agent-2", econ2) the second agent: its own key, data, devices and
+        port, for the corroborated policy's devices that must be under another agent (§14)."""
+        key, port, devices = self.keys / "agent.key", self.agent_port, self.devices_dir
+        if name != "agent":
+            key, port, devices = self.keys / f"{name}.key", self.agent2_port, self.agent2_devices_dir
+        cfg = self.root / f"{name}.toml"
         write_toml(cfg, {
-            "agent": {"key_file": str(self.keys / "agent.key"), "data_dir": str(self.root / "agent" / "data"),
-                      "blinding_keys_dir": str(self.devices_dir), "ledger_url": self.ledger_url,
+            "agent": {"key_file": str(key), "data_dir": str(self.root / name / "data"),
+                      "blinding_keys_dir": str(devices), "ledger_url": self.ledger_url,
                       "ledger_wait_s": 5, "ledger_anchor_interval_s": 5},  # anchors visible in a short run
-            "http": {"host": "127.0.0.1", "port": self.agent_port},
+            "http": {"host": "127.0.0.1", "port": port},
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
             "gossip": {"enabled": True, "port": free_port(),
                        "bootstrap": [self.oracle_multiaddr(i) for i in range(self.oracles)]},
@@ -225,7 +243,7 @@ class LocalNetwork:
             "prover": {"circuits": [self.window], "workers": 1},
             "ingest": {"max_skew_ms": max_skew_ms},
         })
-        mp = self._proc("agent", ["agent", "run", "--config", str(cfg)], f"{self.agent_url}/readyz")
+        mp = self._proc(name, ["agent", "run", "--config", str(cfg)], f"http://127.0.0.1:{port}/readyz")
         mp.start()
         mp.wait_ready(180)
 

@@ -120,12 +120,14 @@ class DevnetRun:
                 claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY)))
 
         for plan in self.plans:
-            p = provision(net.devices_dir)
+            p = provision(self._devices_dir(plan))
             provisioned[plan.index] = p
             plan.device_id = p.identity.public_key
             enrolments.append(p.enrol)
             if plan.role == "group":
-                continue  # covered by the one corroborated policy below; no readings streamed
+                # covered by the one corroborated policy below; streamed, and its agent files its part
+                self.devices.append(self._sim_device(p, plan))
+                continue
             policies.append(self._econ_policy(policy_terms(plan), econ) if econ else policy_terms(plan))
             self.devices.append(self._sim_device(p, plan))
         net.admin_txs(enrolments)
@@ -147,6 +149,10 @@ class DevnetRun:
         with self.console.status("starting the agent (checks its proving key against the ledger)"):
             net.start_agent()
         self.log(f"agent {net.agent_url}")
+        if econ:
+            with self.console.status("starting the second agent (the corroborated policy's other devices)"):
+                net.start_agent(name="agent-2")
+            self.log(f"agent-2 {net.agent2_url}")
 
     # ------------------------------------------------------------------ economic security (§14)
 
@@ -163,11 +169,19 @@ class DevnetRun:
         self.log(f"economic rules on: {len(self.net.oracle_identities)} oracles bonded {int(econ['oracle_bond']):,} each")
 
     def _econ_plans(self) -> None:
-        """One more faulty device that will double-sign a frame, and three for a corroborated policy."""
+        """One more faulty device that will double-sign a frame, and three for a corroborated policy:
+        two of them develop the first fault at the same seq (so their windows overlap in time), the
+        third stays healthy. The first is under the agent, the other two under agent-2 (§14)."""
         first = next(p for p in self.plans if p.fault is not None)
         base = len(self.plans)
         self.plans.append(DevicePlan(base, dict(first.fault or {}), first.trigger, role="equivocator"))
-        self.plans += [DevicePlan(base + 1 + i, None, first.trigger, role="group") for i in range(3)]
+        self.plans += [DevicePlan(base + 1 + i, dict(first.fault or {}) if i < 2 else None, first.trigger,
+                                  role="group") for i in range(3)]
+
+    def _devices_dir(self, plan: DevicePlan) -> Any:
+        """Where a device's keys go: its agent's folder (the group's 2nd and 3rd are agent-2's)."""
+        group = [p for p in self.plans if p.role == "group"]
+        return self.net.agent2_devices_dir if plan in group[1:] else self.net.devices_dir
 
     def _econ_policy(self, terms: Any, econ: dict[str, Any], group: tuple[bytes, ...] = (), m: int = 1) -> Any:
         from faultproof.messages import EconPolicy
@@ -177,8 +191,9 @@ class DevnetRun:
 
     def _econ_group_and_equivocator(self, econ: dict[str, Any], policy_terms: Any, provisioned: dict[int, Any]) -> None:
         from faultproof.identity import Identity
-        from faultproof.messages import Frame, FrameEquivocation, policy_id
+        from faultproof.messages import EnrolAgent, Frame, FrameEquivocation, policy_id
 
+        self.net.admin_txs([EnrolAgent(agent_id=self.net.agent2_identity.public_key)])
         group = [p for p in self.plans if p.role == "group"]
         ids = tuple(p.device_id for p in group)
         (tx,) = self.net.admin_txs([self._econ_policy(policy_terms(group[0]), econ, ids, m=2)])
@@ -207,6 +222,7 @@ class DevnetRun:
         eq = next(p for p in self.plans if p.role == "equivocator")
         group = [p for p in self.plans if p.role == "group"]
         group_policy = state.econ.policies.get(group[0].policy_id)
+        group_paid = [c for c in state.claims.values() if c.policy_id == group[0].policy_id]
         return {
             "policies": report,
             "all_profits_negative": all(r["profit"] < 0 for r in report),
@@ -216,7 +232,13 @@ class DevnetRun:
                             "bond_left": state.econ.active_bond(BondHolder.DEVICE, eq.device_id)},
             "group": {"policy_id": group[0].policy_id.hex(),
                       "devices": len(group_policy.group) if group_policy else 0,
-                      "m": group_policy.min_proofs if group_policy else 0},
+                      "m": group_policy.min_proofs if group_policy else 0,
+                      # econ2: the group claim the ledger paid (once), and whose windows it carried
+                      "payouts": len(group_paid),
+                      "payout": sum(c.paid for c in group_paid),
+                      "windows": [[w.device_id.hex(), w.agent_id.hex()] for c in group_paid
+                                  for w in getattr(c.body, "windows", ())],
+                      "faulty": sorted(p.device_id.hex() for p in group if p.fault)},
             "slashes": [{"offender": s.offender.hex(), "slashed": s.slashed, "to_reporter": s.to_reporter,
                          "to_pool": s.to_pool} for s in state.econ.slashes],
         }
@@ -284,7 +306,7 @@ class DevnetRun:
         sims = threading.Thread(target=self._simulate, name="devices", daemon=True)
         sims.start()
         deadline = time.monotonic() + float(self.net_cfg.get("seconds", 240))
-        expected = {p.policy_id for p in self.plans if p.fault is not None and p.role == "insured"
+        expected = {p.policy_id for p in self.plans if p.fault is not None and p.role in ("insured", "group")
                     and p.fault["fault"] not in UNPAID_FAULTS}
         settle_until: float | None = None
         last_line = ""
@@ -347,7 +369,9 @@ class DevnetRun:
         return [e["entry"] for e in getattr(self, "_entries", []) if e["entry"]["tx"].get("type") == "quorum-certificate"]
 
     def paid_policies(self) -> set[bytes]:
-        return {bytes.fromhex(p["tx"]["body"]["policy_id"]) for p in self.payouts()}
+        group = [e["entry"] for e in getattr(self, "_entries", [])
+                 if e["entry"]["tx"].get("type") == "group-quorum-certificate"]  # econ2
+        return {bytes.fromhex(p["tx"]["body"]["policy_id"]) for p in self.payouts() + group}
 
     def balances(self) -> dict[str, int]:
         code, st = http_json("GET", f"{self.net.ledger_url}/v1/state")
@@ -422,7 +446,7 @@ class DevnetRun:
         if econ is not None:
             eq = econ["equivocator"]
             ok = ok and econ["all_profits_negative"] and eq["revoked"] and eq["slashed"] and eq["bond_left"] == 0 \
-                and econ["group"]["devices"] == 3 and econ["group"]["m"] == 2
+                and econ["group"]["devices"] == 3 and econ["group"]["m"] == 2 and econ["group"]["payouts"] == 1
         summary = {
             "ok": ok,
             "ledger_id": self.net.ledger_id.hex(),
@@ -456,7 +480,10 @@ class DevnetRun:
         return body if isinstance(body, dict) else None
 
     def _agent_claim_status(self, device_id: bytes) -> str:
-        code, body = http_json("GET", f"{self.net.agent_url}/v1/claims?device_id={device_id.hex()}", timeout=5)
+        plan = next((p for p in self.plans if p.device_id == device_id), None)
+        url = self.net.agent2_url if plan is not None and self._devices_dir(plan) == self.net.agent2_devices_dir \
+            else self.net.agent_url
+        code, body = http_json("GET", f"{url}/v1/claims?device_id={device_id.hex()}", timeout=5)
         if code != 200 or not body.get("claims"):
             return "none"
         return str(body["claims"][-1].get("status", "unknown"))
@@ -494,7 +521,9 @@ class DevnetRun:
             self.console.print(f"economic security: every policy's cheapest attack costs more than it pays: "
                                f"{'[green]yes' if e['all_profits_negative'] else '[red]NO'}[/]; double-signing device "
                                f"revoked {e['equivocator']['revoked']}, slashed {e['equivocator']['slashed']}; "
-                               f"corroborated policy m = {e['group']['m']} of {e['group']['devices']}")
+                               f"corroborated policy m = {e['group']['m']} of {e['group']['devices']}, "
+                               f"paid {e['group']['payouts']} time(s) ({e['group']['payout']:,}) for "
+                               f"{len(e['group']['windows'])} windows of distinct agents")
         self.console.print(f"ledger verify: {'[green]OK' if s['ledger_verified'] else '[red]FAILED'}[/]  "
                            f"receipts: {'[green]OK' if s['receipts_verified'] else '[red]FAILED'}[/]  "
                            f"paid {s['paid']} of {s['expected_paid']} expected, {s['rejected']} rejected, "

@@ -84,8 +84,9 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     assert summary["receipts_verified"] is True
     assert summary["paid"] == summary["expected_paid"] == 5
     before, after = summary["pool"]["before"], summary["pool"]["after"]
-    assert after["paid"] - before["paid"] == 5 * 1_000_000
-    assert before["locked"] - after["locked"] == 5 * 1_000_000
+    # five single-device payouts and the corroborated policy's one group payout
+    assert after["paid"] - before["paid"] == 6 * 1_000_000
+    assert before["locked"] - after["locked"] == 6 * 1_000_000
     assert sum(after.values()) == sum(before.values()) == 0  # double entry
     assert summary["ok"] is True
     # The dashboard the devnet started saw the same: 5 claims paid, their receipts verified.
@@ -106,7 +107,12 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
                                 "to_pool": 1_200_000}]
     group = [d for d in summary["devices"] if d["role"] == "group"]
     assert len(group) == 3 and {d["policy_id"] for d in group} == {econ["group"]["policy_id"]}
-    assert econ["group"]["m"] == 2 and all(d["payouts"] == 0 for d in group)
+    assert econ["group"]["m"] == 2 and all(d["payouts"] == 0 for d in group)  # no single-device payout
+    # 2 of its 3 devices faulted at overlapping times under distinct agents: paid exactly once, for
+    # the windows of the two faulty devices, each filed by its own agent
+    assert econ["group"]["payouts"] == 1 and econ["group"]["payout"] == 1_000_000, econ["group"]
+    assert sorted(d for d, _ in econ["group"]["windows"]) == econ["group"]["faulty"]
+    assert len({a for _, a in econ["group"]["windows"]}) == 2
     assert econ["all_profits_negative"] and len(econ["policies"]) == 7 + 1 + 1
     assert all(p["profit"] < 0 for p in econ["policies"])
     assert summary["processes"] and not [p for p in summary["processes"].values() if p and _alive(p)]

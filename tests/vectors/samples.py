@@ -31,8 +31,10 @@ from faultproof.messages import (
     Frame,
     FrameEquivocation,
     Genesis,
+    GroupClaim,
     GroupPayoutBody,
     GroupQuorumCertificate,
+    GroupVote,
     IssuePolicy,
     LedgerEntry,
     Message,
@@ -200,6 +202,11 @@ def _econ_samples(ledger_id: bytes, policy: IssuePolicy, body: PayoutBody, appro
         windows[0],
         group_body,
         GroupQuorumCertificate(body=group_body, signatures=tuple(group_body.sign(o) for o in ORACLES[:4])),
+        # corroborated claims, the oracle side (econ2)
+        GroupVote.make(group_body, ORACLES[0]),
+        GroupClaim(policy_id=b"\x11" * 32, parts=(Claim(policy_id=b"\x11" * 32, start=signed[0], end=signed[-1],
+                                                        proof=bytes(range(256)), agent_id=AGENT.public_key,
+                                                        created_ms=fs[-1].ts_ms).sign(AGENT),)),
     ]
     return {m.NAME: m for m in msgs}
 
