@@ -1403,6 +1403,26 @@ class Receipt(Message):
     head: SignedHead = _f(Nested(SignedHead))
 
 
+# --------------------------------------------------------------------------- fast paths (DESIGN §16, perf2)
+
+MAX_CLAIMS_PER_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ClaimBatch(Message):
+    """Many claims in one gossip message (py-libp2p costs CPU per message, whatever its size).
+
+    Each claim stays signed alone by its agent and is checked alone, so a batch adds no trust: it
+    is only a container. A lone claim may still travel as a bare SignedClaim on the same topic.
+    """
+
+    TYPE_ID: ClassVar[int] = 120
+    NAME: ClassVar[str] = "claim-batch"
+    MAX_SIZE: ClassVar[int] = SignedClaim.MAX_SIZE * MAX_CLAIMS_PER_BATCH + 64
+
+    claims: tuple[SignedClaim, ...] = _f(ListOf(Nested(SignedClaim), MAX_CLAIMS_PER_BATCH))
+
+
 def require(condition: bool, reason: Reason, message: str = "") -> None:
     """Guard helper for rule code: raise the reason when the condition does not hold."""
     if not condition:
