@@ -1423,6 +1423,26 @@ class ClaimBatch(Message):
     claims: tuple[SignedClaim, ...] = _f(ListOf(Nested(SignedClaim), MAX_CLAIMS_PER_BATCH))
 
 
+MAX_QCS_PER_BATCH = 64
+
+
+@dataclass(frozen=True)
+class QcBatch(Message):
+    """Several quorum certificates in one request (`POST /v1/tx/batch`). Not a ledger transaction
+    itself: each QC is applied as its own transaction, in order, and answered alone."""
+
+    TYPE_ID: ClassVar[int] = 121
+    NAME: ClassVar[str] = "qc-batch"
+    MAX_SIZE: ClassVar[int] = QuorumCertificate.MAX_SIZE * MAX_QCS_PER_BATCH + 64
+
+    qcs: tuple[QuorumCertificate, ...] = _f(ListOf(Nested(QuorumCertificate), MAX_QCS_PER_BATCH))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.qcs:
+            raise DecodeError(Reason.MISSING_FIELD, f"{self.NAME}.qcs: at least one quorum certificate")
+
+
 def require(condition: bool, reason: Reason, message: str = "") -> None:
     """Guard helper for rule code: raise the reason when the condition does not hold."""
     if not condition:

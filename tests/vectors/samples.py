@@ -172,9 +172,10 @@ def samples() -> dict[str, Message]:
     out.update({"device-head": heads[0], "device-anchor": anchor, "signed-device-anchor": anchor.sign(AGENT)})
     out.update(hardware_samples())
     # fast paths (DESIGN §16)
-    from faultproof.messages import ClaimBatch
+    from faultproof.messages import ClaimBatch, QcBatch
 
     out["claim-batch"] = ClaimBatch(claims=(claim.sign(AGENT), claim.replace(created_ms=claim.created_ms + 1).sign(AGENT)))
+    out["qc-batch"] = QcBatch(qcs=(qc,))
     return out
 
 
