@@ -27,6 +27,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from faultproof import strictjson
+from faultproof.encoding import pack, unpack
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import application
 from faultproof.messages import LEDGER_TX_TYPES, Message, QcBatch, SignedEntry, decode_any
@@ -152,11 +153,15 @@ async def post_tx(request: web.Request) -> web.StreamResponse:
     return web.json_response(accepted_json(accepted))
 
 
-def parse_qc_batch(raw: bytes, content_type: str) -> QcBatch:
+def parse_qc_batch(raw: bytes, content_type: str) -> tuple[QcBatch, list[bytes] | None]:
+    """The batch, and for a msgpack body each QC's canonical bytes (so no entry re-encodes its QC:
+    a canonical array's items are canonical, and `pack` is the one encoder)."""
     if content_type == MSGPACK:
-        return QcBatch.decode(raw)
+        wire: Any = unpack(raw, QcBatch.MAX_SIZE)
+        batch = QcBatch.from_wire(wire)  # checked: wire is [type, version, [qc, ...]]
+        return batch, [pack(w) for w in wire[2]]
     if content_type == JSON:
-        return QcBatch.from_json(strictjson.loads(raw))
+        return QcBatch.from_json(strictjson.loads(raw)), None
     raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
 
 
@@ -166,8 +171,8 @@ def batch_item_json(outcome: Accepted | FaultproofError) -> dict[str, Any]:
     if isinstance(outcome, FaultproofError):
         return {"error": {"code": outcome.reason.value, "message": str(outcome)}}
     e = outcome.entry.entry
-    return {"height": e.height, "entry_hash": e.entry_hash.hex(), "existing": outcome.existing,
-            "paid": e.paid, "claim_id": outcome.effect.claim_id.hex() if outcome.effect.claim_id else None}
+    return {"height": e.height, "existing": outcome.existing, "paid": e.paid,
+            "claim_id": outcome.effect.claim_id.hex() if outcome.effect.claim_id else None}
 
 
 async def post_tx_batch(request: web.Request) -> web.StreamResponse:
@@ -181,8 +186,10 @@ async def post_tx_batch(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     if not raw:
         raise FaultproofError(Reason.MALFORMED, "empty body")
-    batch = parse_qc_batch(raw, content_type)
-    outcomes = await service.submit_many(batch.qcs)
+    batch, raws = parse_qc_batch(raw, content_type)
+    if not batch.qcs:
+        raise FaultproofError(Reason.MISSING_FIELD, "qc-batch.qcs: at least one quorum certificate")
+    outcomes = await service.submit_many(batch.qcs, raws)
     return web.json_response({"results": [batch_item_json(o) for o in outcomes]})
 
 
