@@ -44,7 +44,7 @@ from agent.mqtt import MqttIngest, MqttSettings
 from agent.provision import load_blinding_key
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError
-from faultproof.messages import SignedClaim, circuit_id
+from faultproof.messages import ClaimBatch, circuit_id
 from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent")
@@ -209,7 +209,7 @@ class Agent:
         port = self.config.gossip.port or free_port()
         self.gossip_port = port
         self.gossip = GossipNode(self.identity, port, bootstrap=self.config.gossip.bootstrap,
-                                 topics={CLAIMS_TOPIC: TopicPolicy(max_size=4 * SignedClaim.MAX_SIZE)})
+                                 topics={CLAIMS_TOPIC: TopicPolicy(max_size=ClaimBatch.MAX_SIZE)})
         await self.gossip.start()
         log.info("gossip on %s", self.gossip.listen_addr)
 

@@ -291,7 +291,14 @@ class Message:
         return [self.TYPE_ID, self.VERSION] + [ft.to_wire(getattr(self, n)) for n, ft in self.schema()]
 
     def encode(self) -> bytes:
-        return pack(self.to_wire())
+        # A message is immutable, so its bytes are too: computed once (DESIGN §16). A QC's body is
+        # otherwise encoded again for every signature check, the entry and the answer. Not a
+        # field: equality, hashing and `replace` never see it.
+        cached: bytes | None = self.__dict__.get("_encoded")
+        if cached is None:
+            cached = pack(self.to_wire())
+            object.__setattr__(self, "_encoded", cached)
+        return cached
 
     @classmethod
     def from_wire(cls, value: Any, depth: int = 0) -> Self:
@@ -1431,6 +1438,42 @@ class GroupClaim(Message):
 
     policy_id: bytes = _f(ID)
     parts: tuple[SignedClaim, ...] = _f(ListOf(Nested(SignedClaim), MAX_GROUP_CLAIM_PARTS))
+
+
+# --------------------------------------------------------------------------- fast paths (DESIGN §16, perf2)
+
+MAX_CLAIMS_PER_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ClaimBatch(Message):
+    """Many claims in one gossip message (py-libp2p costs CPU per message, whatever its size).
+
+    Each claim stays signed alone by its agent and is checked alone, so a batch adds no trust: it
+    is only a container. A lone claim may still travel as a bare SignedClaim on the same topic.
+    """
+
+    TYPE_ID: ClassVar[int] = 120
+    NAME: ClassVar[str] = "claim-batch"
+    MAX_SIZE: ClassVar[int] = SignedClaim.MAX_SIZE * MAX_CLAIMS_PER_BATCH + 64
+
+    claims: tuple[SignedClaim, ...] = _f(ListOf(Nested(SignedClaim), MAX_CLAIMS_PER_BATCH))
+
+
+MAX_QCS_PER_BATCH = 64
+
+
+@dataclass(frozen=True)
+class QcBatch(Message):
+    """Several quorum certificates in one request (`POST /v1/tx/batch`, which refuses an empty one).
+    Not a ledger transaction itself: each QC is applied as its own transaction, in order, and
+    answered alone."""
+
+    TYPE_ID: ClassVar[int] = 121
+    NAME: ClassVar[str] = "qc-batch"
+    MAX_SIZE: ClassVar[int] = QuorumCertificate.MAX_SIZE * MAX_QCS_PER_BATCH + 64
+
+    qcs: tuple[QuorumCertificate, ...] = _f(ListOf(Nested(QuorumCertificate), MAX_QCS_PER_BATCH))
 
 
 def require(condition: bool, reason: Reason, message: str = "") -> None:

@@ -4,12 +4,15 @@ One entry per route of ledger/http.py; tests/operators/test_openapi.py holds the
 
 from __future__ import annotations
 
-from faultproof.messages import LEDGER_TX_TYPES, SignedEntry
+from faultproof.messages import LEDGER_TX_TYPES, QcBatch, SignedEntry
 from faultproof.openapi import RouteDoc
 
 ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("POST", "/v1/tx"): RouteDoc("Submit a transaction: a signed admin tx, a quorum certificate, or an expiry.",
                                  request=LEDGER_TX_TYPES, statuses=(200, 202)),
+    ("POST", "/v1/tx/batch"): RouteDoc("Submit up to 64 quorum certificates at once; each is applied and "
+                                       "answered alone, in order (results[i]: its entry or its error).",
+                                       request=QcBatch),
     ("GET", "/v1/entries"): RouteDoc("Signed entries after a height (long poll with wait).", response=SignedEntry,
                                      query={"after": "height to read after", "wait": "seconds to long-poll",
                                             "limit": "entries per page"}),

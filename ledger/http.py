@@ -1,6 +1,8 @@
 """The ledger's HTTP API (DESIGN §7): aiohttp routes over a `LedgerService`.
 
     POST /v1/tx                      msgpack (Content-Type: application/msgpack) or JSON with "type"
+    POST /v1/tx/batch                a QcBatch (msgpack, or JSON {"qcs": [...]}): up to 64 QCs, each
+                                     applied and answered alone (DESIGN §16)
     GET  /v1/entries?after=N&wait=S&limit=L    long poll; JSON, or msgpack with Accept
     GET  /v1/state  /v1/status  /v1/genesis  /v1/oracles
     GET  /v1/policies?device_id=&limit=  /v1/policies/{id}  /v1/devices/{id}  /v1/circuits/{id}
@@ -25,9 +27,10 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from faultproof import strictjson
+from faultproof.encoding import pack, unpack
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import application
-from faultproof.messages import LEDGER_TX_TYPES, Message, SignedEntry, decode_any
+from faultproof.messages import LEDGER_TX_TYPES, Message, QcBatch, SignedEntry, decode_any
 from faultproof.openapi import install as install_openapi
 from ledger.api_doc import ROUTES as API_ROUTES
 from ledger.service import Accepted, LedgerService
@@ -148,6 +151,46 @@ async def post_tx(request: web.Request) -> web.StreamResponse:
         return web.Response(body=accepted.signed_bytes, content_type=MSGPACK,
                             headers={"X-Faultproof-Existing": "1" if accepted.existing else "0"})
     return web.json_response(accepted_json(accepted))
+
+
+def parse_qc_batch(raw: bytes, content_type: str) -> tuple[QcBatch, list[bytes] | None]:
+    """The batch, and for a msgpack body each QC's canonical bytes (so no entry re-encodes its QC:
+    a canonical array's items are canonical, and `pack` is the one encoder)."""
+    if content_type == MSGPACK:
+        wire: Any = unpack(raw, QcBatch.MAX_SIZE)
+        batch = QcBatch.from_wire(wire)  # checked: wire is [type, version, [qc, ...]]
+        return batch, [pack(w) for w in wire[2]]
+    if content_type == JSON:
+        return QcBatch.from_json(strictjson.loads(raw)), None
+    raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
+
+
+def batch_item_json(outcome: Accepted | FaultproofError) -> dict[str, Any]:
+    """One QC's answer in a batch: where its entry is (no entry body: a batch answer stays small;
+    GET /v1/entries or /v1/receipts has it), or the error a lone POST /v1/tx would have returned."""
+    if isinstance(outcome, FaultproofError):
+        return {"error": {"code": outcome.reason.value, "message": str(outcome)}}
+    e = outcome.entry.entry
+    return {"height": e.height, "existing": outcome.existing, "paid": e.paid,
+            "claim_id": outcome.effect.claim_id.hex() if outcome.effect.claim_id else None}
+
+
+async def post_tx_batch(request: web.Request) -> web.StreamResponse:
+    service, limits = request.app[SERVICE], request.app[LIMITS]
+    _query(request, set())
+    if request.content_length is not None and request.content_length > limits["max_body_bytes"]:
+        raise FaultproofError(Reason.OVERSIZE, f"body larger than {limits['max_body_bytes']} bytes")
+    content_type = request.content_type
+    if content_type not in (MSGPACK, JSON):
+        raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
+    raw = await request.read()
+    if not raw:
+        raise FaultproofError(Reason.MALFORMED, "empty body")
+    batch, raws = parse_qc_batch(raw, content_type)
+    if not batch.qcs:
+        raise FaultproofError(Reason.MISSING_FIELD, "qc-batch.qcs: at least one quorum certificate")
+    outcomes = await service.submit_many(batch.qcs, raws)
+    return web.json_response({"results": [batch_item_json(o) for o in outcomes]})
 
 
 async def get_entries(request: web.Request) -> web.StreamResponse:
@@ -347,6 +390,7 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app[LIMITS] = {"max_body_bytes": max_body_bytes, "max_wait_s": max_wait_s,
                    "max_entries_per_page": max_entries_per_page}
     app.router.add_post("/v1/tx", post_tx)
+    app.router.add_post("/v1/tx/batch", post_tx_batch)
     app.router.add_get("/v1/entries", get_entries)
     app.router.add_get("/v1/state", get_state)
     app.router.add_get("/v1/status", get_status)

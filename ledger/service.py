@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +270,35 @@ class LedgerService:
         if len(self._checks) == 1:
             loop.call_soon(self._flush_checks, loop)
         await future
+
+    async def submit_many(self, qcs: Sequence[QuorumCertificate], raws: Sequence[bytes] | None = None,
+                          ) -> list[Accepted | FaultproofError]:
+        """Several QCs of one request (POST /v1/tx/batch, DESIGN §16): their signatures are
+        checked together, spread over the verify threads, then each QC is submitted as its own
+        transaction, in order, so they share the writer's group commit. Each is answered alone: a
+        refused QC changes nothing and costs the others nothing. `raws`, if given, are the QCs'
+        canonical bytes (as for `submit`)."""
+        if not self._accepting:
+            raise FaultproofError(Reason.UNAVAILABLE, "the ledger is not running")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for qc in qcs:
+            future: asyncio.Future[None] = loop.create_future()
+            self._checks.append((qc, future))
+            futures.append(future)
+        if len(self._checks) == len(qcs):  # nobody scheduled a flush for this loop iteration yet
+            loop.call_soon(self._flush_checks, loop)
+        await asyncio.gather(*futures)
+        raw_of = list(raws) if raws is not None else [None] * len(qcs)
+        results = await asyncio.gather(*(self.submit(qc, r) for qc, r in zip(qcs, raw_of, strict=True)),
+                                       return_exceptions=True)
+        out: list[Accepted | FaultproofError] = []
+        for r in results:
+            if isinstance(r, Accepted | FaultproofError):
+                out.append(r)
+            else:
+                raise r  # not a rule's answer (cancelled, a bug): let the handler fail the request
+        return out
 
     def _flush_checks(self, loop: asyncio.AbstractEventLoop) -> None:
         items, self._checks = self._checks, []

@@ -46,6 +46,7 @@ from faultproof.gossip.settings import GossipSettings
 from faultproof.identity import Identity
 from faultproof.messages import (
     Approve,
+    ClaimBatch,
     PayoutBody,
     QuorumCertificate,
     Receipt,
@@ -53,6 +54,7 @@ from faultproof.messages import (
     SignedClaim,
     Vote,
     VoteBatch,
+    decode_any,
 )
 from faultproof.retry import Reachability
 from ledger.settlement import connect
@@ -76,6 +78,14 @@ log = logging.getLogger("faultproof.oracle")
 # claims into a handful of messages.
 VOTES_PER_MESSAGE = 64
 VOTE_MESSAGE_MAX_BYTES = 64 * 1024
+
+
+def gossiped_claims(data: bytes) -> tuple[SignedClaim, ...]:
+    """The claims of one message on the claims topic: a bare SignedClaim or a ClaimBatch.
+    Raises only DecodeError; a batch with an undecodable claim is refused whole (its sender
+    built it wrong)."""
+    msg = decode_any(data, (SignedClaim, ClaimBatch))
+    return msg.claims if isinstance(msg, ClaimBatch) else (msg,)  # type: ignore[return-value]
 
 
 class GossipDown(Exception):
@@ -124,8 +134,9 @@ class OracleNode:
         self.transport: Transport = transport or GossipNode(
             identity, config.gossip_port, bootstrap=config.bootstrap,
             topics={
-                # A SignedClaim is < 2 KB; agents send a few per second, oracles re-gossip theirs.
-                CLAIMS_TOPIC: TopicPolicy(max_size=4096, rate_per_s=100.0, burst=1000),
+                # A SignedClaim is < 2 KB; agents send them alone or in ClaimBatches of up to 32
+                # (DESIGN §16); oracles re-gossip theirs. The rate counts messages.
+                CLAIMS_TOPIC: TopicPolicy(max_size=ClaimBatch.MAX_SIZE, rate_per_s=100.0, burst=1000),
                 VOTES_TOPIC: TopicPolicy(max_size=VOTE_MESSAGE_MAX_BYTES, rate_per_s=100.0, burst=1000),
             },
             registry=self.metrics.registry, settings=gossip_settings)
@@ -488,14 +499,17 @@ class OracleNode:
                     tg.create_task(self.group.on_message(msg.data))
                     continue
                 try:
-                    signed = SignedClaim.decode(msg.data)
+                    claims = gossiped_claims(msg.data)
                 except DecodeError as e:
                     self.metrics.claims_dropped.labels("gossip", e.reason.value).inc()
                     continue
-                if self.store.claim(signed.claim.claim_id) is not None:
-                    continue  # known: cheaper than a task
-                await self._claim_slots.acquire()
-                tg.create_task(self._gossip_claim(signed))
+                # A batch is only a container (DESIGN §16): each claim goes the one-claim way,
+                # checked alone, so a bad claim in a batch costs the others nothing.
+                for signed in claims:
+                    if self.store.claim(signed.claim.claim_id) is not None:
+                        continue  # known: cheaper than a task
+                    await self._claim_slots.acquire()
+                    tg.create_task(self._gossip_claim(signed))
         raise GossipDown("the claims subscription ended: gossip is down")
 
     async def _gossip_claim(self, signed: SignedClaim) -> None:

@@ -173,6 +173,11 @@ def samples() -> dict[str, Message]:
                         root=merkle_root([h.leaf_hash for h in heads]))
     out.update({"device-head": heads[0], "device-anchor": anchor, "signed-device-anchor": anchor.sign(AGENT)})
     out.update(hardware_samples())
+    # fast paths (DESIGN §16)
+    from faultproof.messages import ClaimBatch, QcBatch
+
+    out["claim-batch"] = ClaimBatch(claims=(claim.sign(AGENT), claim.replace(created_ms=claim.created_ms + 1).sign(AGENT)))
+    out["qc-batch"] = QcBatch(qcs=(qc,))
     return out
 
 

@@ -1,0 +1,127 @@
+"""POST /v1/tx/batch (DESIGN §16, issue 15): several QCs per request, their signatures checked
+together in the verify threads, each applied as its own transaction.
+
+Differential: two real ledgers on the same manual clock, one fed each QC by POST /v1/tx (the
+reference), the other the same QCs in one batch: the same answers per QC (entry or reason code) and
+byte-identical signed entries. Bad batches are a 4xx and change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from faultproof.messages import MAX_QCS_PER_BATCH, QcBatch, QcSignature, QuorumCertificate
+from ledger.client import LedgerClient
+from tests.ledger.helpers import T0, ManualClock, Scenario, make_ledger, serve_ledger
+
+MSGPACK = {"Content-Type": "application/msgpack"}
+
+
+def _qcs(sc: Scenario) -> list[QuorumCertificate]:
+    keys = sc.keys
+    good = [keys.qc(sc.body(i)) for i in range(5)]
+    forged = keys.qc(sc.body(5))
+    sig = forged.signatures[0]
+    forged = forged.replace(signatures=(QcSignature(oracle_id=sig.oracle_id, signature=bytes(64)),
+                                        *forged.signatures[1:]))
+    few = keys.qc(sc.body(6), signers=keys.oracles[: keys.threshold - 1])
+    # paid twice in one batch (the second is an idempotent repeat), a forged signature, too few signers
+    return [good[0], good[1], good[0], forged, good[2], few, good[3], good[4]]
+
+
+def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    if status != 200:
+        return {"error": body["error"]["code"]}
+    return {"height": body["height"], "existing": body["existing"], "paid": body["paid"]}
+
+
+async def _entries(url: str) -> list[bytes]:
+    async with LedgerClient(url) as client:
+        _, entries = await client.entries(-1)
+    return [e.encode() for e in entries]
+
+
+async def test_a_batch_pays_exactly_as_one_qc_per_request(tmp_path: Path) -> None:
+    keys = make_ledger(5)
+    sc = Scenario.standard(keys)
+    qcs = _qcs(sc)
+    answers: dict[str, list[dict[str, Any]]] = {}
+    entries: dict[str, list[bytes]] = {}
+    for mode in ("single", "batch"):
+        clock = ManualClock(T0)
+        async with serve_ledger(tmp_path / mode, keys, clock=clock) as (env, url), LedgerClient(url) as client:
+            for tx in sc.setup_txs:
+                await client.submit(tx)
+            clock.set(sc.time_after(4))
+            async with aiohttp.ClientSession() as http:
+                if mode == "single":
+                    out = []
+                    for qc in qcs:
+                        async with http.post(f"{url}/v1/tx", data=qc.encode(), headers=MSGPACK) as r:
+                            out.append(_answer(r.status, await r.json()))
+                else:
+                    async with http.post(f"{url}/v1/tx/batch", data=QcBatch(qcs=tuple(qcs)).encode(),
+                                         headers=MSGPACK) as r:
+                        assert r.status == 200
+                        results = (await r.json())["results"]
+                    out = [{"error": x["error"]["code"]} if "error" in x else
+                           {"height": x["height"], "existing": x["existing"], "paid": x["paid"]} for x in results]
+            answers[mode] = out
+            entries[mode] = await _entries(url)
+    assert answers["batch"] == answers["single"]
+    assert [a.get("error") for a in answers["batch"]] == [
+        None, None, None, "qc_bad_signature", None, "qc_insufficient_signatures", None, None]
+    assert answers["batch"][2]["existing"] is True
+    assert entries["batch"] == entries["single"]  # byte for byte: same entries, same ledger signatures
+
+
+@pytest.mark.parametrize("case", ["empty", "too_many", "json_empty", "wrong_type", "media"])
+async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, case: str) -> None:
+    keys = make_ledger(5)
+    sc = Scenario.standard(keys)
+    clock = ManualClock(T0)
+    async with serve_ledger(tmp_path, keys, clock=clock) as (env, url), LedgerClient(url) as client:
+        for tx in sc.setup_txs:
+            await client.submit(tx)
+        clock.set(sc.time_after(0))
+        before = await _entries(url)
+        qc = keys.qc(sc.body(0))
+        from faultproof.encoding import pack
+
+        headers, data = MSGPACK, b""
+        if case == "empty":
+            data = pack([QcBatch.TYPE_ID, 1, []])
+        elif case == "too_many":
+            data = pack([QcBatch.TYPE_ID, 1, [qc.to_wire()] * (MAX_QCS_PER_BATCH + 1)])
+        elif case == "json_empty":
+            headers, data = {"Content-Type": "application/json"}, json.dumps({"qcs": []}).encode()
+        elif case == "wrong_type":
+            data = qc.encode()  # a bare QC belongs on /v1/tx
+        else:
+            headers, data = {"Content-Type": "text/plain"}, QcBatch(qcs=(qc,)).encode()
+        async with aiohttp.ClientSession() as http, http.post(f"{url}/v1/tx/batch", data=data, headers=headers) as r:
+            body = await r.json()
+            assert 400 <= r.status < 500 and set(body["error"]) == {"code", "message"}, (r.status, body)
+        assert await _entries(url) == before
+
+
+async def test_the_json_form_is_accepted(tmp_path: Path) -> None:
+    keys = make_ledger(5)
+    sc = Scenario.standard(keys)
+    clock = ManualClock(T0)
+    async with serve_ledger(tmp_path, keys, clock=clock) as (env, url), LedgerClient(url) as client:
+        for tx in sc.setup_txs:
+            await client.submit(tx)
+        clock.set(sc.time_after(1))
+        batch = QcBatch(qcs=(keys.qc(sc.body(0)), keys.qc(sc.body(1))))
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{url}/v1/tx/batch", data=json.dumps(batch.to_json()).encode(),
+                headers={"Content-Type": "application/json"}) as r:
+            results = (await r.json())["results"]
+        assert r.status == 200 and [x["paid"] for x in results] == [sc.terms.amount] * 2
+        assert [x["claim_id"] for x in results] == [sc.body(i).claim_id.hex() for i in (0, 1)]
