@@ -76,6 +76,7 @@ class AgentConfig:
     data_dir: Path
     blinding_keys_dir: Path
     ledger_url: str
+    transport_key_file: Path | None = None  # DESIGN §15: libp2p's key when key_file is a token key
     ledger_wait_s: float = 10.0
     ledger_bootstrap_timeout_s: float = 60.0
     # Device-history anchors (DESIGN §11, agent/anchor.py): one ledger entry per interval; 0 = off
@@ -152,7 +153,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
     agent = raw.get("agent")
     if not isinstance(agent, dict):
         raise ConfigError("missing [agent] section (key_file, data_dir, blinding_keys_dir, ledger_url)")
-    allowed = {"key_file", "data_dir", "blinding_keys_dir", "ledger_url", "ledger_wait_s",
+    allowed = {"key_file", "transport_key_file", "data_dir", "blinding_keys_dir", "ledger_url", "ledger_wait_s",
                "ledger_bootstrap_timeout_s", "ledger_anchor_interval_s", "log_level"}
     bad = set(agent) - allowed
     if bad:
@@ -169,7 +170,10 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
     if not isinstance(oracles, dict) or set(oracles) - {"urls"} or not isinstance(oracles.get("urls", []), list):
         raise ConfigError("[oracles] takes one key: urls = [\"http://host:port\", ...]")
     cfg = AgentConfig(
-        key_file=path(agent["key_file"]), data_dir=path(agent["data_dir"]),
+        # DESIGN §15: "pkcs11:TOKEN/LABEL" is a token key, kept as written; libp2p then uses transport_key_file.
+        key_file=Path(agent["key_file"]) if agent["key_file"].startswith("pkcs11:") else path(agent["key_file"]),
+        transport_key_file=path(agent["transport_key_file"]) if agent.get("transport_key_file") else None,
+        data_dir=path(agent["data_dir"]),
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
         ledger_wait_s=float(agent.get("ledger_wait_s", 10.0)),
         ledger_bootstrap_timeout_s=float(agent.get("ledger_bootstrap_timeout_s", 60.0)),

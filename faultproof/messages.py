@@ -663,6 +663,9 @@ class AdminKind(enum.IntEnum):
     ROTATE_DEVICE_KEY = 32
     SET_LOCKDOWN = 33
     LIFT = 34
+    # hardware round 2 (DESIGN §15), range 35-39
+    BIND_TRANSPORT_KEY = 35
+    TRANSFER_DEVICE = 36
 
 
 class TriggerKind(enum.IntEnum):
@@ -1042,12 +1045,54 @@ class SuspensionCertificate(Message):
     body: SuspendBody = _f(Nested(SuspendBody))
     signatures: tuple[QcSignature, ...] = _f(ListOf(Nested(QcSignature), MAX_ORACLES))
 
+
+# --------------------------------------------------------------------------- hardware round 2 (DESIGN §15)
+
+
+@dataclass(frozen=True)
+class BindTransportKey(Message):
+    """Name the libp2p (transport) key a token-held protocol key gossips under (DESIGN §15).
+
+    An oracle's or agent's signing key can live in a PKCS#11 token, which libp2p cannot use, so
+    the process gossips under a separate file key. `endorsement` is the principal's signature
+    (tag `faultproof/bind-transport-key/v1`) over `transport_binding_message(...)`: the token key
+    vouches for the transport key. Gossip gates admit the bound transport key in the principal's
+    place; nothing the ledger pays on is signed by a transport key."""
+
+    TYPE_ID: ClassVar[int] = 140
+    NAME: ClassVar[str] = "bind-transport-key"
+
+    principal: bytes = _f(ID)  # the Ed25519 oracle or agent key (in a token)
+    transport_key: bytes = _f(ID)  # the Ed25519 libp2p key (a file key)
+    endorsement: bytes = _f(SIG)
+
+
+def transport_binding_message(ledger_id: bytes, principal: bytes, transport_key: bytes) -> bytes:
+    """What the principal signs (tag `faultproof/bind-transport-key/v1`) to vouch for its transport key."""
+    return pack([ledger_id, principal, transport_key])
+
+
+@dataclass(frozen=True)
+class TransferDevice(Message):
+    """Hand a device to another agent (DESIGN §15 H9): from this entry on, only `to_agent` may
+    anchor the device's frames or claim for it; the previous agent's anchors and claims for the
+    device are refused (`device_not_in_custody`)."""
+
+    TYPE_ID: ClassVar[int] = 141
+    NAME: ClassVar[str] = "transfer-device"
+
+    device_id: bytes = _f(ID)
+    to_agent: bytes = _f(ID)
+
+
 _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
     AdminKind.SET_MEASUREMENT: SetMeasurement,
     AdminKind.ROTATE_DEVICE_KEY: RotateDeviceKey,
     AdminKind.SET_LOCKDOWN: SetLockdown,
     AdminKind.LIFT: Lift,
+    AdminKind.BIND_TRANSPORT_KEY: BindTransportKey,
+    AdminKind.TRANSFER_DEVICE: TransferDevice,
 }
 
 

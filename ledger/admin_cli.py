@@ -40,6 +40,7 @@ from faultproof.messages import (
     RevokeDevice,
     RotateAdmin,
     RotateOracles,
+    TransferDevice,
     Unbond,
     UnbondStep,
     Withdraw,
@@ -166,6 +167,17 @@ def enrol_device(ctx: click.Context, device_id: str | None, from_file: Path | No
 def revoke_device(ctx: click.Context, device_id: str) -> None:
     """Revoke a device (from now on; windows that ended before stay claimable)."""
     _sign_and_submit(ctx, RevokeDevice(device_id=_hex32(device_id, "device id")))
+
+
+@admin.command("transfer-device")
+@click.argument("device_id")
+@click.option("--to", "to_agent", required=True, help="The receiving agent's id (64 hex).")
+@click.pass_context
+def transfer_device(ctx: click.Context, device_id: str, to_agent: str) -> None:
+    """Hand a device to another agent (DESIGN §15 H9): the previous agent's anchors and claims
+    for it are refused from this entry on."""
+    _sign_and_submit(ctx, TransferDevice(device_id=_hex32(device_id, "device id"),
+                                         to_agent=_hex32(to_agent, "agent id")))
 
 
 @admin.command("enrol-agent")

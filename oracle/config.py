@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from faultproof.signing import PKCS11_PREFIX
+
 
 class ConfigError(Exception):
     """The config file is missing, unreadable or invalid; the message says what to change."""
@@ -65,6 +67,8 @@ class OracleConfig:
     # The ledger this oracle serves: the follower refuses any other genesis at ledger_url, so a
     # URL that points elsewhere (a typo, a hijacked DNS name, a reset devnet) cannot feed it.
     ledger_id: bytes | None = None
+    # DESIGN §15: with key_file = "pkcs11:TOKEN/LABEL" the libp2p identity is this file key instead.
+    transport_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.ledger_url.startswith(("http://", "https://")):
@@ -91,15 +95,21 @@ class OracleConfig:
 
 _SECTIONS: dict[str, dict[str, str]] = {
     # section -> toml key -> OracleConfig field
-    "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id"},
+    "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id",
+               "transport_key_file": "transport_key_file"},
     "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes"},
     "gossip": {"port": "gossip_port", "bootstrap": "bootstrap"},
 }
 
 
 # field -> the TOML type it must have, so a wrong type is named by its key, not by a TypeError later
-_TYPES: dict[str, type] = {"key_file": str, "data_dir": str, "ledger_url": str, "http_host": str, "http_port": int,
+_TYPES: dict[str, type] = {"key_file": str, "transport_key_file": str, "data_dir": str, "ledger_url": str, "http_host": str, "http_port": int,
                            "max_body_bytes": int, "gossip_port": int, "bootstrap": list}
+
+
+def _key_spec(base: Path, value: str) -> Path:
+    """A key file path, or `pkcs11:TOKEN/LABEL` for a key in a token (kept as written)."""
+    return Path(value) if value.startswith(PKCS11_PREFIX) else _resolve(base, value)
 
 
 def load(path: str | Path) -> OracleConfig:
@@ -136,7 +146,11 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
     for required in ("key_file", "data_dir", "ledger_url"):
         if required not in kwargs:
             raise ConfigError(f"[oracle] {required} is required")
-    kwargs["key_file"] = _resolve(base, kwargs["key_file"])
+    kwargs["key_file"] = _key_spec(base, kwargs["key_file"])
+    if "transport_key_file" in kwargs:
+        kwargs["transport_key_file"] = _resolve(base, kwargs["transport_key_file"])
+    elif str(kwargs["key_file"]).startswith(PKCS11_PREFIX):
+        raise ConfigError("[oracle] a token key (pkcs11:...) needs transport_key_file: libp2p cannot use a token key")
     kwargs["data_dir"] = _resolve(base, kwargs["data_dir"])
     if "bootstrap" in kwargs:
         if not isinstance(kwargs["bootstrap"], list) or not all(isinstance(a, str) for a in kwargs["bootstrap"]):

@@ -55,7 +55,7 @@ from faultproof.messages import (
     VoteBatch,
 )
 from ledger.settlement import connect
-from ledger.state import Effect, TxKind
+from ledger.state import Effect, TxKind, gossip_senders
 from oracle import claim as cm
 from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.config import OracleConfig
@@ -110,7 +110,8 @@ class Accepted:
 class OracleNode:
     def __init__(self, config: OracleConfig, identity: Identity, *,
                  gossip_settings: GossipSettings | None = None, verify_fn: VerifyFn | None = None,
-                 clock: Callable[[], int] = now_ms, transport: Transport | None = None) -> None:
+                 clock: Callable[[], int] = now_ms, transport: Transport | None = None,
+                 gossip_identity: Identity | None = None) -> None:
         self.config = config
         self.identity = identity
         self.oracle_id = identity.public_key
@@ -120,8 +121,9 @@ class OracleNode:
         t = config.tuning
         self.verifier = ProofVerifier(t.verify_workers, verify_fn, self.metrics.verify_seconds.observe)
         # libp2p GossipSub in production; any Transport (an in-memory one in tests) if given.
+        # hardware2 hook (DESIGN §15): a token-keyed oracle gossips under a separate file key.
         self.transport: Transport = transport or GossipNode(
-            identity, config.gossip_port, bootstrap=config.bootstrap,
+            gossip_identity or identity, config.gossip_port, bootstrap=config.bootstrap,
             topics={
                 # A SignedClaim is < 2 KB; agents send a few per second, oracles re-gossip theirs.
                 CLAIMS_TOPIC: TopicPolicy(max_size=4096, rate_per_s=100.0, burst=1000),
@@ -263,9 +265,12 @@ class OracleNode:
         state = self.view.state
         agents = {a for a, ag in state.agents.items() if ag.revoked_ms is None}
         self._allowed_claims = frozenset(agents | set(self._members))
+        # hardware2 hook (DESIGN §15 H8): a token-keyed peer gossips under its bound transport key.
+        claim_senders = gossip_senders(state, self._allowed_claims)
+        vote_senders = gossip_senders(state, self._members)
         # Predicates read a frozenset we swap whole: safe from the gossip thread.
-        self.transport.set_allowed(CLAIMS_TOPIC, lambda k: k in self._allowed_claims)
-        self.transport.set_allowed(VOTES_TOPIC, lambda k: k in self._members)
+        self.transport.set_allowed(CLAIMS_TOPIC, lambda k: k in claim_senders)
+        self.transport.set_allowed(VOTES_TOPIC, lambda k: k in vote_senders)
 
     def _on_effects(self, effects: list[Effect]) -> None:
         """New ledger entries were replayed into the view (called on the loop)."""
@@ -277,7 +282,7 @@ class OracleNode:
             elif e.kind is TxKind.ROTATE_ORACLES:
                 self._install_oracle_set(self.view)
                 membership_changed = True
-            elif e.kind in (TxKind.ENROL_AGENT, TxKind.REVOKE_AGENT):
+            elif e.kind in (TxKind.ENROL_AGENT, TxKind.REVOKE_AGENT, TxKind.BIND_TRANSPORT_KEY):  # hardware2: H8
                 membership_changed = True
         if membership_changed:
             self._refresh_allow_lists()
