@@ -666,6 +666,7 @@ class AdminKind(enum.IntEnum):
     # hardware round 2 (DESIGN §15), range 35-39
     BIND_TRANSPORT_KEY = 35
     TRANSFER_DEVICE = 36
+    ENROL_GATEWAY_KEY = 37
 
 
 class TriggerKind(enum.IntEnum):
@@ -1085,6 +1086,19 @@ class TransferDevice(Message):
     to_agent: bytes = _f(ID)
 
 
+@dataclass(frozen=True)
+class EnrolGatewayKey(Message):
+    """Pin an enrolled agent's TPM attestation key (SEC1 uncompressed P-256 point) so the ledger
+    can appraise that gateway's `GatewayQuote`s (DESIGN §15 H10). The admin vouches for the key,
+    as for a device key; binding it to an EK certificate is not done."""
+
+    TYPE_ID: ClassVar[int] = 142
+    NAME: ClassVar[str] = "enrol-gateway-key"
+
+    agent_id: bytes = _f(ID)
+    ak_point: bytes = _f(Bytes(exact=65))
+
+
 _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
     AdminKind.SET_MEASUREMENT: SetMeasurement,
@@ -1093,6 +1107,7 @@ _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.LIFT: Lift,
     AdminKind.BIND_TRANSPORT_KEY: BindTransportKey,
     AdminKind.TRANSFER_DEVICE: TransferDevice,
+    AdminKind.ENROL_GATEWAY_KEY: EnrolGatewayKey,
 }
 
 
@@ -1365,7 +1380,8 @@ class SignedAnchor(Message):
 
 
 LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, SignedAnchor,
-                                               *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence)
+                                               *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence,
+                                               GatewayQuote)  # DESIGN §15 H10: a gateway's quote
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,12 @@ Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at
       (INVALID_STATE_TRANSITION). From the entry on, an anchor naming the device from any other
       agent is refused (DEVICE_NOT_IN_CUSTODY), and oracles refuse such an agent's claims for it
       (custody_rejection, in the oracle's content checks).
+  H10 enrol_gateway_key: the agent is enrolled (UNKNOWN_AGENT), the AK an uncompressed P-256 point
+      (INVALID_PARAMETERS). A gateway quote (anyone submits): its agent enrolled (UNKNOWN_AGENT)
+      with an AK pinned (NOT_FOUND); structure, that AK, signature and selection sha256:16,23
+      (BAD_QUOTE); its nonce (extraData) a recent entry hash as in H6 (ATTESTATION_REPLAYED,
+      ATTESTATION_STALE). Recorded as passed iff its PCR digest is on the allowlist (component 4);
+      a failed result is recorded, not refused.
   P9  (payout_rejection) new payouts are refused while the breaker is tripped (PAYOUTS_PAUSED), and
       a window that overlaps a suspension [since_ms, lifted) is refused (DEVICE_SUSPENDED); with
       attestation_max_age_ms > 0, a window not covered by a passing attestation is refused
@@ -160,11 +166,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from faultproof.attestation import (
+    GATEWAY_QUOTE_PCRS,
     Component,
     Result,
     coverage_rejection,
     evidence_signed_by,
     measurement_failure,
+    parse_quote,
+    verify_quote,
 )
 from faultproof.encoding import hash_id
 from faultproof.errors import FaultproofError, Reason
@@ -185,9 +194,11 @@ from faultproof.messages import (
     EnrolAgent,
     EnrolDevice,
     EnrolDeviceKey,
+    EnrolGatewayKey,
     ExpirePolicy,
     Frame,
     FrameEquivocation,
+    GatewayQuote,
     Genesis,
     GroupPayoutBody,
     GroupQuorumCertificate,
@@ -455,6 +466,8 @@ class TxKind(enum.StrEnum):
     ATTEST = "attest"
     BIND_TRANSPORT_KEY = "bind_transport_key"  # hardware round 2
     TRANSFER_DEVICE = "transfer_device"
+    ENROL_GATEWAY_KEY = "enrol_gateway_key"
+    GATEWAY_QUOTE = "gateway_quote"
 
 
 def tx_kind(tx: Message) -> TxKind:
@@ -466,6 +479,8 @@ def tx_kind(tx: Message) -> TxKind:
         return TxKind.SUSPEND_DEVICE
     if isinstance(tx, SignedEvidence):
         return TxKind.ATTEST
+    if isinstance(tx, GatewayQuote):
+        return TxKind.GATEWAY_QUOTE
     if isinstance(tx, Genesis):
         return TxKind.GENESIS
     if isinstance(tx, SignedAnchor):
@@ -732,6 +747,8 @@ class LedgerState:
             return check_suspension(self, tx, now_ms)
         if isinstance(tx, SignedEvidence):
             return check_evidence(self, tx, now_ms)
+        if isinstance(tx, GatewayQuote):
+            return check_gateway_quote(self, tx, now_ms)
         if isinstance(tx, SignedAdminTx):
             return self._check_admin(tx, now_ms)
         if isinstance(tx, ECON_TX_TYPES):
@@ -1677,6 +1694,9 @@ class HardwareState:
     history: dict[bytes, list[tuple[int, TxKind]]] = field(default_factory=dict)  # device -> (height, kind)
     transport_keys: dict[bytes, bytes] = field(default_factory=dict)  # principal -> bound libp2p key (H8)
     custodian: dict[bytes, bytes] = field(default_factory=dict)  # device -> the agent it was transferred to (H9)
+    gateway_aks: dict[bytes, bytes] = field(default_factory=dict)  # agent -> pinned TPM AK point (H10)
+    gateway_results: dict[bytes, list[Result]] = field(default_factory=dict)  # agent -> quote appraisals
+    gateway_nonce_height: dict[bytes, int] = field(default_factory=dict)  # agent -> height answered
 
 
 def device_key(state: LedgerState, device_id: bytes, at_ms: int | None = None) -> PublicKey:
@@ -2050,7 +2070,72 @@ def custody_rejection(state: LedgerState, device_id: bytes, agent_id: bytes) -> 
     return Reason.DEVICE_NOT_IN_CUSTODY if custodian is not None and custodian != agent_id else None
 
 
+def _enrol_gateway_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    """H10: pin an enrolled agent's TPM attestation key (a later one replaces it)."""
+    a = tx.args
+    assert isinstance(a, EnrolGatewayKey)
+    if not self.agent_enrolled(a.agent_id, now):
+        raise _fail(Reason.UNKNOWN_AGENT, "the agent is not enrolled (or is revoked)")
+    if a.ak_point[0] != 0x04 or _p256_point_or_none(a.ak_point) is None:
+        raise _fail(Reason.INVALID_PARAMETERS, "the attestation key is not an uncompressed P-256 point")
+    agent, ak = a.agent_id, a.ak_point
+
+    def commit(state: LedgerState, height: int) -> None:
+        state.hw.gateway_aks[agent] = ak
+
+    return Effect(stx, TxKind.ENROL_GATEWAY_KEY, now, _commit=commit)
+
+
+def _p256_point_or_none(point: bytes) -> object | None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        return None
+
+
+def check_gateway_quote(state: LedgerState, q: GatewayQuote, now: int) -> Effect:
+    """H10: appraise and record a gateway's TPM quote (anyone submits; the AK signature speaks)."""
+    if not state.agent_enrolled(q.agent_id, now):
+        raise _fail(Reason.UNKNOWN_AGENT, "the quoting agent is not enrolled (or is revoked)")
+    ak = state.hw.gateway_aks.get(q.agent_id)
+    if ak is None:
+        raise _fail(Reason.NOT_FOUND, "no attestation key is enrolled for this gateway")
+    try:
+        parsed = parse_quote(q.attest)
+    except ValueError as e:
+        raise _fail(Reason.BAD_QUOTE, f"malformed quote: {e}") from None
+    # Everything but the PCR values: structure, AK, signature, selection (the nonce is its own).
+    problem = verify_quote(q, parsed.extra_data, pcrs=GATEWAY_QUOTE_PCRS, allowlist=lambda c, d: True, known_ak=ak)
+    if problem is not None:
+        raise _fail(problem[0], problem[1])
+    head = state.hw.recent_heads.get(parsed.extra_data)
+    if head is None:
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the quote's nonce is not a recent ledger entry hash")
+    nonce_height, nonce_time = head
+    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
+        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
+    if nonce_height <= state.hw.gateway_nonce_height.get(q.agent_id, -1):
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the gateway already answered this or a later entry")
+    passed = measurement_allowed(state, int(Component.GATEWAY_PCRS), parsed.pcr_digest)
+    result = Result(q.agent_id, nonce_time, passed, None if passed else Reason.ATTESTATION_FAILED,
+                    "" if passed else f"PCR digest {parsed.pcr_digest.hex()} is not on the allowlist")
+    agent = q.agent_id
+
+    def commit(st: LedgerState, height: int) -> None:
+        st.hw.gateway_results.setdefault(agent, []).append(result)
+        st.hw.gateway_nonce_height[agent] = nonce_height
+
+    return Effect(q, TxKind.GATEWAY_QUOTE, now, _commit=commit)
+
+
+def gateway_results(state: LedgerState, agent_id: bytes) -> list[Result]:
+    return list(state.hw.gateway_results.get(agent_id, ()))
+
+
 _ADMIN_CHECKS.update({
+    AdminKind.ENROL_GATEWAY_KEY: _enrol_gateway_key,
     AdminKind.TRANSFER_DEVICE: _transfer_device,
     AdminKind.BIND_TRANSPORT_KEY: _bind_transport_key,
     AdminKind.ENROL_DEVICE_KEY: _enrol_device_key,
