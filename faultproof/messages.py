@@ -1379,6 +1379,24 @@ class SignedAnchor(Message):
         return _verify(self.body, self.signature, self.body.agent_id)
 
 
+# --------------------------------------------------------------------------- hardware round 2: suspension gossip
+
+
+@dataclass(frozen=True)
+class SuspensionShare(Message):
+    """One oracle's signature over a SuspendBody, gossiped with the evidence it signed for
+    (DESIGN §15): a peer checks the frames on its own replica, adds its signature, and any oracle
+    holding k shares submits the SuspensionCertificate."""
+
+    TYPE_ID: ClassVar[int] = 143
+    NAME: ClassVar[str] = "suspension-share"
+    MAX_SIZE: ClassVar[int] = 16384
+
+    body: SuspendBody = _f(Nested(SuspendBody))
+    signature: QcSignature = _f(Nested(QcSignature))
+    frames: tuple[SignedFrame, ...] = _f(ListOf(Nested(SignedFrame), 64))
+
+
 LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, SignedAnchor,
                                                *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence,
                                                GatewayQuote)  # DESIGN §15 H10: a gateway's quote
