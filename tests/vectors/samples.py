@@ -230,6 +230,18 @@ def hardware_admin_args(anchor: bytes) -> list[Message]:
                         effective_ms=T0 + 1_000, endorsement=b"\x57" * 64),
         SetLockdown(breaker_window_ms=86_400_000, breaker_share_bps=2_000, attestation_max_age_ms=3_600_000),
         Lift(target=1, device_id=bytes(32), note=b"reviewed"),
+        *hardware2_admin_args(did),
+    ]
+
+
+def hardware2_admin_args(device_id: bytes) -> list[Message]:
+    """DESIGN §15 round 2: transport-key binding, device transfer, gateway AK."""
+    from faultproof.messages import BindTransportKey, EnrolGatewayKey, TransferDevice
+
+    return [
+        BindTransportKey(principal=AGENT.public_key, transport_key=b"\x58" * 32, endorsement=b"\x59" * 64),
+        TransferDevice(device_id=device_id, to_agent=AGENT.public_key),
+        EnrolGatewayKey(agent_id=AGENT.public_key, ak_point=b"\x04" + b"\x5a" * 64),
     ]
 
 
@@ -241,6 +253,7 @@ def hardware_samples() -> dict[str, Message]:
         SignedEvidence,
         SuspendBody,
         SuspensionCertificate,
+        SuspensionShare,
     )
 
     log = MeasurementLog.boot(b"bootloader", b"firmware", b"config")
@@ -256,4 +269,6 @@ def hardware_samples() -> dict[str, Message]:
         "suspend-device": suspend,
         "suspension-certificate": SuspensionCertificate(
             body=suspend, signatures=tuple(sorted((suspend.sign(o) for o in ORACLES[:4]), key=lambda q: q.oracle_id))),
+        "suspension-share": SuspensionShare(body=suspend, signature=suspend.sign(ORACLES[0]),
+                                            frames=tuple(f.sign(DEVICE) for f in frames()[:2])),
     }
