@@ -51,6 +51,7 @@ from faultproof.messages import (
     Receipt,
     Reject,
     SignedClaim,
+    SuspensionShare,
     Vote,
     VoteBatch,
 )
@@ -63,6 +64,8 @@ from oracle.metrics import OracleMetrics
 from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state, retry_at
 from oracle.quorum import OracleSet
 from oracle.store import ClaimRecord, Store, now_ms
+from oracle.suspension import SuspensionDesk
+from oracle.suspension_gossip import SUSPENSIONS_TOPIC, SuspensionGossip
 from oracle.transport import Transport
 from oracle.verifier import ProofVerifier, VerifyFn
 from oracle.view import LedgerFollower, LedgerView
@@ -128,10 +131,13 @@ class OracleNode:
                 # A SignedClaim is < 2 KB; agents send a few per second, oracles re-gossip theirs.
                 CLAIMS_TOPIC: TopicPolicy(max_size=4096, rate_per_s=100.0, burst=1000),
                 VOTES_TOPIC: TopicPolicy(max_size=VOTE_MESSAGE_MAX_BYTES, rate_per_s=100.0, burst=1000),
+                # hardware2 (DESIGN §15): suspension signatures with their evidence, rare.
+                SUSPENSIONS_TOPIC: TopicPolicy(max_size=SuspensionShare.MAX_SIZE, rate_per_s=10.0, burst=100),
             },
             registry=self.metrics.registry, settings=gossip_settings)
         self._session: aiohttp.ClientSession | None = None
         self.follower: LedgerFollower | None = None
+        self.suspensions: SuspensionGossip | None = None  # hardware2: started once synced (DESIGN §15)
         self.machine: ClaimMachine | None = None
         self._agent_limiter = SenderRateLimiter(t.agent_rate_per_s, t.agent_burst)
         self._device_limiter = SenderRateLimiter(t.agent_rate_per_s, t.agent_burst)
@@ -168,6 +174,7 @@ class OracleNode:
             await self.transport.start()
             self.transport.set_pending_provider(CLAIMS_TOPIC, self._pending_claim_payloads)
             self.transport.set_pending_provider(VOTES_TOPIC, self._pending_vote_payloads)
+            self._start_suspensions(client)  # hardware2 hook (DESIGN §15)
             self.update_claim_gauges()
             self.ready.set()
             log.info("oracle %s ready: ledger height %d, http %s, gossip %s", self.oracle_id.hex()[:16],
@@ -187,6 +194,8 @@ class OracleNode:
                     task.cancel()
         finally:
             self.ready.clear()
+            if self.suspensions is not None:  # hardware2 hook
+                await self.suspensions.stop()
             await self.transport.stop()
             if self._runner is not None:
                 await self._runner.cleanup()
@@ -271,6 +280,14 @@ class OracleNode:
         # Predicates read a frozenset we swap whole: safe from the gossip thread.
         self.transport.set_allowed(CLAIMS_TOPIC, lambda k: k in claim_senders)
         self.transport.set_allowed(VOTES_TOPIC, lambda k: k in vote_senders)
+        self.transport.set_allowed(SUSPENSIONS_TOPIC, lambda k: k in vote_senders)  # hardware2: members only
+
+    def _start_suspensions(self, client: Any) -> None:
+        """hardware2 (DESIGN §15): gossip suspension signatures; an agent's report reaches the
+        desk through `self.suspensions.report(...)`."""
+        desk = SuspensionDesk(self.identity, max_skew_ms=self.view.state.genesis.max_skew_ms)
+        self.suspensions = SuspensionGossip(desk, self.transport, lambda: self.view.state, client.submit, self.clock)
+        self.suspensions.start()
 
     def _on_effects(self, effects: list[Effect]) -> None:
         """New ledger entries were replayed into the view (called on the loop)."""

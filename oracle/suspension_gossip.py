@@ -63,7 +63,10 @@ class SuspensionGossip:
     async def _execute(self, actions: list[SuspensionAction]) -> None:
         for a in actions:
             if isinstance(a, PublishShare):
-                await self.transport.publish(SUSPENSIONS_TOPIC, a.share.encode())
+                try:
+                    await self.transport.publish(SUSPENSIONS_TOPIC, a.share.encode())
+                except FaultproofError as e:  # gossip down: peers' shares still reach us when it heals
+                    log.warning("could not gossip a suspension share: %s", e)
             elif isinstance(a, SubmitCertificate):
                 try:
                     await self.submit(a.certificate)

@@ -1,13 +1,14 @@
 """Oracles gossip suspension signatures (DESIGN §15, round 2): an agent reports a burst of forged
 frames to ONE oracle; the oracles exchange `SuspensionShare`s over the transport seam
 (oracle.transport.MemoryNetwork), each checks the frames on its own replica and signs, and a
-certificate of k signatures reaches the real ledger over HTTP with no test collecting them.
-Fewer than k reachable oracles, genuine frames, or forged shares suspend nothing."""
+certificate of k signatures reaches the real ledger over HTTP with no test collecting them; the
+same with the unchanged OracleNode daemons against a real ledger process. Fewer than k reachable
+oracles, genuine frames, or forged shares suspend nothing."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,14 @@ from faultproof.identity import Identity
 from faultproof.messages import Frame, QcSignature, SignedFrame, SuspensionShare
 from ledger.client import LedgerClient
 from ledger.state import LedgerState, active_suspension
+from oracle.config import from_dict
+from oracle.node import OracleNode
+from oracle.store import now_ms
 from oracle.suspension import SuspensionDesk, evidence_hash, sign_suspension
 from oracle.suspension_gossip import SUSPENSIONS_TOPIC, SuspensionGossip
 from oracle.transport import MemoryNetwork
 from tests.ledger.helpers import SECOND, T0, ManualClock, Scenario, make_ledger, serve_ledger
+from tests.netfix import Network, http
 
 
 def _forged(device_id: bytes, n: int, ts: int) -> list[SignedFrame]:
@@ -76,8 +81,10 @@ async def test_one_report_gets_k_signatures_to_the_ledger(tmp_path: Path) -> Non
         assert await _settle(lambda: active_suspension(ledger, device) is not None)
         s = active_suspension(ledger, device)
         assert s is not None and s.since_ms == since and s.reason is Reason.BAD_FRAME_SIGNATURE
+        # The submitter records its certificate when the ledger's HTTP answer lands (just after).
+        assert await _settle(lambda: any(n.submitted for n in w["nodes"]))
         certs = [c for n in w["nodes"] for c in n.submitted]
-        assert certs and len(certs[0].signatures) == 4
+        assert len(certs[0].signatures) == 4
         members = set(ledger.oracle_set.members)
         assert {sig.oracle_id for sig in certs[0].signatures} <= members
         # Every oracle signed after its own check (submitters forgot the case), none dropped a share.
@@ -137,3 +144,53 @@ async def test_genuine_frames_and_forged_shares_are_refused(tmp_path: Path) -> N
             assert n.dropped.get("qc_non_member", 0) >= 1 and n.dropped.get("bad_request", 0) >= 1
             assert n.dropped.get("qc_bad_signature", 0) >= 1
         assert active_suspension(ledger, device) is None
+
+
+@pytest.fixture(scope="module")
+def ledger_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    network = Network.start(tmp_path_factory.mktemp("suspension-net"), n=4, k=3, start_oracles=False)
+    try:
+        yield network
+    finally:
+        network.stop()
+
+
+@pytest.mark.asyncio
+async def test_oracle_daemons_gossip_shares_and_the_ledger_suspends(ledger_only: Network, tmp_path: Path) -> None:
+    """The unchanged OracleNode (4 in this process, k = 3, each with its own store, HTTP server and
+    ledger follower) against a real ledger process: one node gets the agent's report, the shares
+    travel over the transport seam, and the device is suspended on the ledger."""
+    net = ledger_only
+    mem = MemoryNetwork()
+    nodes: list[OracleNode] = []
+    for o in net.oracles:
+        cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{o.index}.key"),
+                                    "data_dir": str(tmp_path / f"oracle-{o.index}"), "ledger_url": net.ledger_url,
+                                    "ledger_id": net.ledger_id.hex()},
+                         "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
+                         "tuning": {"regossip_s": 0.5, "ledger_wait_s": 2.0}})
+        nodes.append(OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id)))
+    dev = await asyncio.to_thread(net.new_device)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
+    try:
+        for n in nodes:
+            await asyncio.wait_for(n.ready.wait(), 60)
+        await _settle(lambda: all(n.view.state.device(dev.device_id) is not None for n in nodes), 10)
+        since = now_ms() - 5 * SECOND
+        assert nodes[0].suspensions is not None
+        await nodes[0].suspensions.report(dev.device_id, _forged(dev.device_id, 20, since - 100), since)
+
+        def suspended() -> bool:
+            status, body = http("GET", f"{net.ledger_url}/v1/devices/{dev.device_id.hex()}/history")
+            return status == 200 and any(e["kind"] == "suspend_device" for e in body["events"])
+
+        assert await _settle(lambda: suspended(), 20)
+        status, body = http("GET", f"{net.ledger_url}/v1/devices/{dev.device_id.hex()}/history")
+        (event,) = [e for e in body["events"] if e["kind"] == "suspend_device"]
+        assert event["signers"] == 3 and event["since_ms"] == since
+        # (the submitter's HTTP answer may land just after the entry is visible)
+        assert await _settle(lambda: sum(len(n.suspensions.submitted) for n in nodes if n.suspensions) >= 1)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
