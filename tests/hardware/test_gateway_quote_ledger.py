@@ -6,6 +6,7 @@ nothing; the quote travels over HTTP like any ledger transaction and replays fro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from ledger.state import LedgerState, TxKind, gateway_results
 from ledger.store import LedgerStore
 from ledger.verify import replay_store
 from tests.ledger.helpers import T0, LedgerKeys, ManualClock, make_ledger, serve_ledger
+from tests.netfix import http
 
 FIRMWARE = hashlib.sha256(b"gateway firmware 2.0").digest()
 GATEWAY = attestation.Component.GATEWAY_PCRS
@@ -122,6 +124,9 @@ async def test_a_quote_over_http_is_on_the_ledger_and_replays(tpm: GatewayTpm, t
             with pytest.raises(FaultproofError) as e:
                 await client.submit(q)
             assert e.value.reason is Reason.ATTESTATION_REPLAYED
+        status, body = await asyncio.to_thread(http, "GET", f"{url}/v1/agents/{agent.public_key.hex()}")
+        assert status == 200 and body["gateway"]["ak_point"] == tpm.attestation_key().hex()
+        assert [(x["passed"], x["ts_ms"] > 0) for x in body["gateway"]["quotes"]] == [(True, True)]
         assert [r.passed for r in gateway_results(env.state, agent.public_key)] == [True]
         db = env.db
     replay = replay_store(LedgerStore(db, readonly=True), workers=0)
