@@ -1397,6 +1397,37 @@ class SuspensionShare(Message):
     frames: tuple[SignedFrame, ...] = _f(ListOf(Nested(SignedFrame), 64))
 
 
+@dataclass(frozen=True)
+class SuspensionReport(Message):
+    """An agent's evidence that a device is being forged (DESIGN §15): the refused frames, and when
+    it quarantined the device. Sent to any one oracle (`POST /v1/suspensions`), signed."""
+
+    TYPE_ID: ClassVar[int] = 144
+    NAME: ClassVar[str] = "suspension-report"
+    MAX_SIZE: ClassVar[int] = 16384
+
+    agent_id: bytes = _f(ID)
+    device_id: bytes = _f(ID)
+    since_ms: int = _f(U48)
+    frames: tuple[SignedFrame, ...] = _f(ListOf(Nested(SignedFrame), 64))
+
+    def sign(self, agent: Identity) -> SignedSuspensionReport:
+        return SignedSuspensionReport(body=self, signature=_sign(agent, self))
+
+
+@dataclass(frozen=True)
+class SignedSuspensionReport(Message):
+    TYPE_ID: ClassVar[int] = 145
+    NAME: ClassVar[str] = "signed-suspension-report"
+    MAX_SIZE: ClassVar[int] = 16500
+
+    body: SuspensionReport = _f(Nested(SuspensionReport))
+    signature: bytes = _f(SIG)
+
+    def verify(self) -> bool:
+        return _verify(self.body, self.signature, self.body.agent_id)
+
+
 LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, SignedAnchor,
                                                *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence,
                                                GatewayQuote)  # DESIGN §15 H10: a gateway's quote

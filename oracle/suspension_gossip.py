@@ -14,7 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from faultproof.errors import DecodeError, FaultproofError, Reason
-from faultproof.messages import SignedFrame, SuspensionCertificate, SuspensionShare
+from faultproof.messages import (
+    SignedFrame,
+    SignedSuspensionReport,
+    SuspensionCertificate,
+    SuspensionShare,
+)
 from ledger.state import LedgerState
 from oracle.suspension import PublishShare, SubmitCertificate, SuspensionAction, SuspensionDesk
 from oracle.transport import Transport
@@ -49,6 +54,20 @@ class SuspensionGossip:
     async def report(self, device_id: bytes, frames: Sequence[SignedFrame], since_ms: int) -> None:
         """An agent's evidence of forged frames (raises FaultproofError if it does not hold)."""
         await self._execute(self.desk.report(self.state(), device_id, frames, since_ms))
+
+    async def report_signed(self, data: bytes) -> dict[str, str]:
+        """`POST /v1/suspensions`: a SignedSuspensionReport from an enrolled agent, checked here
+        (UNKNOWN_AGENT, BAD_AGENT_SIGNATURE, and the desk's evidence checks), then signed and shared."""
+        signed = SignedSuspensionReport.decode(data)
+        r = signed.body
+        if not self.state().agent_enrolled(r.agent_id):
+            raise FaultproofError(Reason.UNKNOWN_AGENT, "the reporting agent is not enrolled (or is revoked)")
+        if not signed.verify():
+            raise FaultproofError(Reason.BAD_AGENT_SIGNATURE)
+        if r.since_ms > self.clock() + self.desk.max_skew_ms:
+            raise FaultproofError(Reason.INVALID_PARAMETERS, "a suspension cannot start in the future")
+        await self.report(r.device_id, r.frames, r.since_ms)
+        return {"device_id": r.device_id.hex(), "status": "signed"}
 
     async def _read(self) -> None:
         async for msg in self.transport.subscribe(SUSPENSIONS_TOPIC):

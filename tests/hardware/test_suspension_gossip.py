@@ -17,7 +17,14 @@ import pytest
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
-from faultproof.messages import Frame, QcSignature, SignedFrame, SuspensionShare
+from faultproof.messages import (
+    Frame,
+    QcSignature,
+    SignedFrame,
+    SignedSuspensionReport,
+    SuspensionReport,
+    SuspensionShare,
+)
 from ledger.client import LedgerClient
 from ledger.state import LedgerState, active_suspension
 from oracle.config import from_dict
@@ -159,7 +166,8 @@ def ledger_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 async def test_oracle_daemons_gossip_shares_and_the_ledger_suspends(ledger_only: Network, tmp_path: Path) -> None:
     """The unchanged OracleNode (4 in this process, k = 3, each with its own store, HTTP server and
     ledger follower) against a real ledger process: one node gets the agent's report, the shares
-    travel over the transport seam, and the device is suspended on the ledger."""
+    travel over the transport seam, and the device is suspended on the ledger. The report arrives
+    as the agent sends it: `POST /v1/suspensions`, signed by an enrolled agent."""
     net = ledger_only
     mem = MemoryNetwork()
     nodes: list[OracleNode] = []
@@ -178,8 +186,20 @@ async def test_oracle_daemons_gossip_shares_and_the_ledger_suspends(ledger_only:
             await asyncio.wait_for(n.ready.wait(), 60)
         await _settle(lambda: all(n.view.state.device(dev.device_id) is not None for n in nodes), 10)
         since = now_ms() - 5 * SECOND
-        assert nodes[0].suspensions is not None
-        await nodes[0].suspensions.report(dev.device_id, _forged(dev.device_id, 20, since - 100), since)
+        report = SuspensionReport(agent_id=net.agent.public_key, device_id=dev.device_id, since_ms=since,
+                                  frames=tuple(_forged(dev.device_id, 20, since - 100)))
+        url = f"{net.oracles[0].url}/v1/suspensions"
+        # A stranger's report, a bad signature and too few frames are refused, 4xx, nothing shared.
+        stranger = Identity.generate()
+        for bad, code in ((report.replace(agent_id=stranger.public_key).sign(stranger), "unknown_agent"),
+                          (SignedSuspensionReport(body=report, signature=bytes(64)), "bad_agent_signature"),
+                          (report.replace(frames=report.frames[:5]).sign(net.agent), "bad_request")):
+            status, body = await asyncio.to_thread(http, "POST", url, bad.encode(), "application/msgpack")
+            assert status // 100 == 4 and body["error"]["code"] == code, body
+        assert all(not n.suspensions or not n.suspensions.desk.cases for n in nodes)
+        status, body = await asyncio.to_thread(http, "POST", url, report.sign(net.agent).encode(),
+                                               "application/msgpack")
+        assert status == 202 and body == {"device_id": dev.device_id.hex(), "status": "signed"}, body
 
         def suspended() -> bool:
             status, body = http("GET", f"{net.ledger_url}/v1/devices/{dev.device_id.hex()}/history")

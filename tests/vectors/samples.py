@@ -253,6 +253,7 @@ def hardware_samples() -> dict[str, Message]:
         SignedEvidence,
         SuspendBody,
         SuspensionCertificate,
+        SuspensionReport,
         SuspensionShare,
     )
 
@@ -261,6 +262,8 @@ def hardware_samples() -> dict[str, Message]:
                         measurements=tuple(log.measurements), composite=log.composite)
     suspend = SuspendBody(ledger_id=genesis().ledger_id, oracle_set_epoch=0, device_id=DEVICE.public_key,
                           reason=Reason.BAD_FRAME_SIGNATURE, since_ms=T0 + 50_000, evidence_hash=b"\x77" * 32)
+    report = SuspensionReport(agent_id=AGENT.public_key, device_id=DEVICE.public_key, since_ms=T0 + 50_000,
+                              frames=tuple(f.sign(DEVICE) for f in frames()[:2]))
     return {
         "device-evidence": body,
         "signed-evidence": SignedEvidence(body=body, signature=DEVICE.sign(EVIDENCE_TAG, body.encode())),
@@ -271,4 +274,6 @@ def hardware_samples() -> dict[str, Message]:
             body=suspend, signatures=tuple(sorted((suspend.sign(o) for o in ORACLES[:4]), key=lambda q: q.oracle_id))),
         "suspension-share": SuspensionShare(body=suspend, signature=suspend.sign(ORACLES[0]),
                                             frames=tuple(f.sign(DEVICE) for f in frames()[:2])),
+        "suspension-report": report,
+        "signed-suspension-report": report.sign(AGENT),
     }
