@@ -4,19 +4,24 @@ key in its principal's place. Also how daemons load a token key with its transpo
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from faultproof import signing
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity, domain_tag
 from faultproof.messages import BindTransportKey, EnrolAgent, transport_binding_message
+from ledger.admin_cli import admin
 from ledger.state import gossip_senders
 from oracle.config import ConfigError
 from oracle.config import from_dict as oracle_config
 from tests.hardware.conftest import token_cfg
-from tests.ledger.helpers import T0, identity, make_ledger
+from tests.ledger.helpers import T0, ManualClock, identity, make_ledger, serve_ledger
 
 TAG = domain_tag(BindTransportKey.NAME)
 
@@ -105,3 +110,35 @@ def test_oracle_config_names_a_token_key_and_needs_a_transport_key(tmp_path: Pat
     base["oracle"]["transport_key_file"] = "t.key"
     cfg = oracle_config(base, tmp_path)
     assert str(cfg.key_file) == "pkcs11:tok/oracle-1" and cfg.transport_key_file == tmp_path / "t.key"
+
+
+async def test_admin_cli_binds_a_token_agents_transport_key(token_store: dict[str, str], tmp_path: Path) -> None:
+    keys = make_ledger(3)
+    key_file = tmp_path / "admin.key"
+    keys.admin.save(key_file)
+    cfg = token_cfg("cli-agent")
+    agent_key = signing.token_generate(cfg, signing.KeyType.ED25519).key_id
+    transport = Identity.generate()
+    transport.save(tmp_path / "agent.transport.key")
+    async with serve_ledger(tmp_path, keys, clock=ManualClock(T0)) as (env, url):
+        base = ["--url", url, "--key", str(key_file)]
+
+        async def run(*args: str) -> tuple[int, str]:
+            r = await asyncio.to_thread(CliRunner().invoke, admin, [*base, *args])
+            return r.exit_code, r.output
+
+        spec = f"pkcs11:{cfg.token_label}/{cfg.key_label}"
+        bind = ("bind-transport-key", "--principal-key", spec, "--transport-key-file", str(tmp_path / "agent.transport.key"))
+        code, out = await run(*bind)
+        assert code != 0 and "not_found" in out and "Traceback" not in out  # not an enrolled agent yet
+        assert (await run("enrol-agent", agent_key.hex()))[0] == 0
+        code, out = await run(*bind)
+        assert code == 0, out
+        assert env.state.hw.transport_keys == {agent_key: transport.public_key}
+        code, out = await run("enrol-gateway-key", agent_key.hex(), "--ak", "04" + "00" * 64)
+        assert code != 0 and "invalid_parameters" in out  # not a point on the curve
+        point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            Encoding.X962, PublicFormat.UncompressedPoint)
+        code, out = await run("enrol-gateway-key", agent_key.hex(), "--ak", point.hex())
+        assert code == 0, out
+        assert env.state.hw.gateway_aks == {agent_key: point}
