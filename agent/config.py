@@ -79,6 +79,7 @@ class AgentConfig:
     data_dir: Path
     blinding_keys_dir: Path
     ledger_url: str
+    transport_key_file: Path | None = None  # DESIGN §15: libp2p's key when key_file is a token key
     ledger_wait_s: float = 10.0
     ledger_bootstrap_timeout_s: float = 60.0
     # Device-history anchors (DESIGN §11, agent/anchor.py): one ledger entry per interval; 0 = off
@@ -100,7 +101,8 @@ class AgentConfig:
 
 _SCHEMA = config.document("AgentFile", {
     "agent": config.table("AgentTable", {
-        "key_file": (str, config.REQUIRED), "data_dir": (str, config.REQUIRED),
+        "key_file": (str, config.REQUIRED), "transport_key_file": (str | None, None),
+        "data_dir": (str, config.REQUIRED),
         "blinding_keys_dir": (str, config.REQUIRED), "ledger_url": (str, config.REQUIRED),
         "ledger_wait_s": (float, 10.0), "ledger_bootstrap_timeout_s": (float, 60.0),
         "ledger_anchor_interval_s": (float, 60.0), "log_level": (str, "INFO")}),
@@ -134,7 +136,10 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
     mqtt = dataclasses.replace(mqtt, password_file=str(path(mqtt.password_file)) if mqtt.password_file else "",
                                tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "")
     cfg = AgentConfig(
-        key_file=path(agent["key_file"]), data_dir=path(agent["data_dir"]),
+        # DESIGN §15: "pkcs11:TOKEN/LABEL" is a token key, kept as written; libp2p then uses transport_key_file.
+        key_file=Path(agent["key_file"]) if agent["key_file"].startswith("pkcs11:") else path(agent["key_file"]),
+        transport_key_file=path(agent["transport_key_file"]) if agent.get("transport_key_file") else None,
+        data_dir=path(agent["data_dir"]),
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
         ledger_wait_s=agent["ledger_wait_s"], ledger_bootstrap_timeout_s=agent["ledger_bootstrap_timeout_s"],
         ledger_anchor_interval_s=agent["ledger_anchor_interval_s"], log_level=agent["log_level"],

@@ -45,6 +45,8 @@ from agent.provision import load_blinding_key
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import ClaimBatch, circuit_id
+from faultproof.signing import KeyError_ as SigningKeyError
+from faultproof.signing import load_process_keys
 from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent")
@@ -80,6 +82,7 @@ class Agent:
         self.config = config
         self.metrics = AgentMetrics()
         self.identity: Identity | None = None
+        self.gossip_identity: Identity | None = None
         self.keys: dict[bytes, bytes] = {}
         self.replica: LedgerReplica | None = None
         self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
@@ -103,8 +106,9 @@ class Agent:
     async def start(self) -> None:
         cfg = self.config
         try:
-            self.identity = Identity.load(cfg.key_file)
-        except KeyFileError as e:
+            # hardware2 (DESIGN §15): the key may be in a token; gossip then uses the transport key.
+            self.identity, self.gossip_identity = load_process_keys(cfg.key_file, cfg.transport_key_file)
+        except (KeyFileError, SigningKeyError) as e:
             raise StartupError(str(e)) from None
         self.keys = load_blinding_keys(cfg.blinding_keys_dir)
         log.info("agent %s: %d device key(s) in %s", self.identity.public_key.hex(), len(self.keys),
@@ -208,7 +212,7 @@ class Agent:
         assert self.identity is not None
         port = self.config.gossip.port or free_port()
         self.gossip_port = port
-        self.gossip = GossipNode(self.identity, port, bootstrap=self.config.gossip.bootstrap,
+        self.gossip = GossipNode(self.gossip_identity or self.identity, port, bootstrap=self.config.gossip.bootstrap,
                                  topics={CLAIMS_TOPIC: TopicPolicy(max_size=ClaimBatch.MAX_SIZE)})
         await self.gossip.start()
         log.info("gossip on %s", self.gossip.listen_addr)

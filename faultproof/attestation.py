@@ -293,6 +293,10 @@ def pcr_digest(pcrs: Mapping[int, bytes]) -> bytes:
     return hashlib.sha256(b"".join(pcrs[i] for i in sorted(pcrs))).digest()
 
 
+# The PCRs a gateway quotes: 16 (debug, zero on a genuine boot) and 23 (its measured firmware).
+GATEWAY_QUOTE_PCRS = (16, 23)
+
+
 def verify_quote(q: GatewayQuote, nonce: bytes, expected_pcrs: Mapping[int, bytes] | None = None, *,
                  pcrs: Sequence[int] = (), allowlist: Allowlist | None = None,
                  known_ak: bytes | None = None) -> tuple[Reason, str] | None:

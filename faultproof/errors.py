@@ -138,6 +138,8 @@ class Reason(enum.StrEnum):
     ATTESTATION_STALE = "attestation_stale"
     DEVICE_SUSPENDED = "device_suspended"
     PAYOUTS_PAUSED = "payouts_paused"
+    # -- hardware round 2: device custody (hardware2, DESIGN §15 H9) --
+    DEVICE_NOT_IN_CUSTODY = "device_not_in_custody"
 
     @property
     def stage(self) -> Stage:
@@ -164,6 +166,7 @@ _HARDWARE_STAGES: dict[Reason, Stage] = {
     Reason.ATTESTATION_STALE: Stage.LEDGER_STATE,
     Reason.DEVICE_SUSPENDED: Stage.LEDGER_STATE,
     Reason.PAYOUTS_PAUSED: Stage.LEDGER_STATE,
+    Reason.DEVICE_NOT_IN_CUSTODY: Stage.CONTENT,
 }
 
 
@@ -332,6 +335,7 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.ATTESTATION_STALE: "The evidence, or the device's last passing attestation, is older than the ledger allows.",
     Reason.DEVICE_SUSPENDED: "k oracles suspended the device on the ledger; the admin has not reinstated it.",
     Reason.PAYOUTS_PAUSED: "The pool's circuit breaker paused new payouts; the admin must resume them.",
+    Reason.DEVICE_NOT_IN_CUSTODY: "The device was transferred to another agent; this agent may no longer anchor or claim for it.",
 }
 
 

@@ -654,6 +654,10 @@ class AdminKind(enum.IntEnum):
     ROTATE_DEVICE_KEY = 32
     SET_LOCKDOWN = 33
     LIFT = 34
+    # hardware round 2 (DESIGN §15), range 35-39
+    BIND_TRANSPORT_KEY = 35
+    TRANSFER_DEVICE = 36
+    ENROL_GATEWAY_KEY = 37
 
 
 class TriggerKind(enum.IntEnum):
@@ -1033,12 +1037,68 @@ class SuspensionCertificate(Message):
     body: SuspendBody = _f(Nested(SuspendBody))
     signatures: tuple[QcSignature, ...] = _f(ListOf(Nested(QcSignature), MAX_ORACLES))
 
+
+# --------------------------------------------------------------------------- hardware round 2 (DESIGN §15)
+
+
+@dataclass(frozen=True)
+class BindTransportKey(Message):
+    """Name the libp2p (transport) key a token-held protocol key gossips under (DESIGN §15).
+
+    An oracle's or agent's signing key can live in a PKCS#11 token, which libp2p cannot use, so
+    the process gossips under a separate file key. `endorsement` is the principal's signature
+    (tag `faultproof/bind-transport-key/v1`) over `transport_binding_message(...)`: the token key
+    vouches for the transport key. Gossip gates admit the bound transport key in the principal's
+    place; nothing the ledger pays on is signed by a transport key."""
+
+    TYPE_ID: ClassVar[int] = 140
+    NAME: ClassVar[str] = "bind-transport-key"
+
+    principal: bytes = _f(ID)  # the Ed25519 oracle or agent key (in a token)
+    transport_key: bytes = _f(ID)  # the Ed25519 libp2p key (a file key)
+    endorsement: bytes = _f(SIG)
+
+
+def transport_binding_message(ledger_id: bytes, principal: bytes, transport_key: bytes) -> bytes:
+    """What the principal signs (tag `faultproof/bind-transport-key/v1`) to vouch for its transport key."""
+    return pack([ledger_id, principal, transport_key])
+
+
+@dataclass(frozen=True)
+class TransferDevice(Message):
+    """Hand a device to another agent (DESIGN §15 H9): from this entry on, only `to_agent` may
+    anchor the device's frames or claim for it; the previous agent's anchors and claims for the
+    device are refused (`device_not_in_custody`)."""
+
+    TYPE_ID: ClassVar[int] = 141
+    NAME: ClassVar[str] = "transfer-device"
+
+    device_id: bytes = _f(ID)
+    to_agent: bytes = _f(ID)
+
+
+@dataclass(frozen=True)
+class EnrolGatewayKey(Message):
+    """Pin an enrolled agent's TPM attestation key (SEC1 uncompressed P-256 point) so the ledger
+    can appraise that gateway's `GatewayQuote`s (DESIGN §15 H10). The admin vouches for the key,
+    as for a device key; binding it to an EK certificate is not done."""
+
+    TYPE_ID: ClassVar[int] = 142
+    NAME: ClassVar[str] = "enrol-gateway-key"
+
+    agent_id: bytes = _f(ID)
+    ak_point: bytes = _f(Bytes(exact=65))
+
+
 _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
     AdminKind.SET_MEASUREMENT: SetMeasurement,
     AdminKind.ROTATE_DEVICE_KEY: RotateDeviceKey,
     AdminKind.SET_LOCKDOWN: SetLockdown,
     AdminKind.LIFT: Lift,
+    AdminKind.BIND_TRANSPORT_KEY: BindTransportKey,
+    AdminKind.TRANSFER_DEVICE: TransferDevice,
+    AdminKind.ENROL_GATEWAY_KEY: EnrolGatewayKey,
 }
 
 
@@ -1313,8 +1373,58 @@ class SignedAnchor(Message):
         return _verify(self.body, self.signature, self.body.agent_id)
 
 
+# --------------------------------------------------------------------------- hardware round 2: suspension gossip
+
+
+@dataclass(frozen=True)
+class SuspensionShare(Message):
+    """One oracle's signature over a SuspendBody, gossiped with the evidence it signed for
+    (DESIGN §15): a peer checks the frames on its own replica, adds its signature, and any oracle
+    holding k shares submits the SuspensionCertificate."""
+
+    TYPE_ID: ClassVar[int] = 143
+    NAME: ClassVar[str] = "suspension-share"
+    MAX_SIZE: ClassVar[int] = 16384
+
+    body: SuspendBody = _f(Nested(SuspendBody))
+    signature: QcSignature = _f(Nested(QcSignature))
+    frames: tuple[SignedFrame, ...] = _f(ListOf(Nested(SignedFrame), 64))
+
+
+@dataclass(frozen=True)
+class SuspensionReport(Message):
+    """An agent's evidence that a device is being forged (DESIGN §15): the refused frames, and when
+    it quarantined the device. Sent to any one oracle (`POST /v1/suspensions`), signed."""
+
+    TYPE_ID: ClassVar[int] = 144
+    NAME: ClassVar[str] = "suspension-report"
+    MAX_SIZE: ClassVar[int] = 16384
+
+    agent_id: bytes = _f(ID)
+    device_id: bytes = _f(ID)
+    since_ms: int = _f(U48)
+    frames: tuple[SignedFrame, ...] = _f(ListOf(Nested(SignedFrame), 64))
+
+    def sign(self, agent: Identity) -> SignedSuspensionReport:
+        return SignedSuspensionReport(body=self, signature=_sign(agent, self))
+
+
+@dataclass(frozen=True)
+class SignedSuspensionReport(Message):
+    TYPE_ID: ClassVar[int] = 145
+    NAME: ClassVar[str] = "signed-suspension-report"
+    MAX_SIZE: ClassVar[int] = 16500
+
+    body: SuspensionReport = _f(Nested(SuspensionReport))
+    signature: bytes = _f(SIG)
+
+    def verify(self) -> bool:
+        return _verify(self.body, self.signature, self.body.agent_id)
+
+
 LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, SignedAnchor,
-                                               *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence)
+                                               *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence,
+                                               GatewayQuote)  # DESIGN §15 H10: a gateway's quote
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -471,3 +471,28 @@ class Pkcs11Signer:
 
     def __repr__(self) -> str:
         return f"Pkcs11Signer(token={self.cfg.token_label!r}, key={self.cfg.key_label!r})"
+
+
+def load_process_keys(key_spec: str | os.PathLike[str],
+                      transport_key_file: str | os.PathLike[str] | None) -> tuple[identity.Identity, identity.Identity]:
+    """A daemon's protocol signing key and its libp2p (transport) identity (DESIGN §15).
+
+    A key file is both, as before. A token key (`pkcs11:TOKEN/LABEL`) signs votes, claims, anchors
+    and entries inside the token, while libp2p needs the seed of a file key: `transport_key_file`.
+    The token signer is returned under the `Identity` face it shares (`public_key`, `sign`); it
+    must be an Ed25519 key, since oracle, agent, admin and ledger ids are Ed25519 keys."""
+    text = os.fspath(key_spec)
+    if not text.startswith(PKCS11_PREFIX):
+        ident = identity.Identity.load(text)
+        transport = identity.Identity.load(transport_key_file) if transport_key_file else ident
+        return ident, transport
+    if not transport_key_file:
+        raise KeyError_(f"{text}: a token key needs a separate transport key file for libp2p")
+    signer = load_signer(text)
+    if not isinstance(signer, Pkcs11Signer) or signer.key_type is not KeyType.ED25519:
+        raise KeyError_(f"{text}: a daemon's key must be Ed25519 (make it with `faultproof token keygen --type ed25519`)")
+    transport = identity.Identity.load(transport_key_file)
+    if transport.public_key == signer.public_key:
+        raise KeyError_("the transport key must differ from the signing key")
+    # Same face as Identity (public_key, sign); the cast keeps the daemons' Identity hints.
+    return cast(identity.Identity, signer), transport

@@ -23,15 +23,17 @@ import click
 
 from faultproof.chain import chain_anchor, chain_to_bytes
 from faultproof.errors import FaultproofError
-from faultproof.identity import Identity, KeyFileError
+from faultproof.identity import Identity, KeyFileError, domain_tag
 from faultproof.messages import (
     AdminTx,
+    BindTransportKey,
     BondHolder,
     Deposit,
     EconParams,
     EconPolicy,
     EnrolAgent,
     EnrolDevice,
+    EnrolGatewayKey,
     ExpirePolicy,
     Message,
     PostBond,
@@ -40,9 +42,11 @@ from faultproof.messages import (
     RevokeDevice,
     RotateAdmin,
     RotateOracles,
+    TransferDevice,
     Unbond,
     UnbondStep,
     Withdraw,
+    transport_binding_message,
 )
 from faultproof.signing import KeyError_ as SignerKeyError
 from faultproof.signing import KeyType, load_signer
@@ -166,6 +170,53 @@ def enrol_device(ctx: click.Context, device_id: str | None, from_file: Path | No
 def revoke_device(ctx: click.Context, device_id: str) -> None:
     """Revoke a device (from now on; windows that ended before stay claimable)."""
     _sign_and_submit(ctx, RevokeDevice(device_id=_hex32(device_id, "device id")))
+
+
+@admin.command("transfer-device")
+@click.argument("device_id")
+@click.option("--to", "to_agent", required=True, help="The receiving agent's id (64 hex).")
+@click.pass_context
+def transfer_device(ctx: click.Context, device_id: str, to_agent: str) -> None:
+    """Hand a device to another agent (DESIGN §15 H9): the previous agent's anchors and claims
+    for it are refused from this entry on."""
+    _sign_and_submit(ctx, TransferDevice(device_id=_hex32(device_id, "device id"),
+                                         to_agent=_hex32(to_agent, "agent id")))
+
+
+@admin.command("bind-transport-key")
+@click.option("--principal-key", required=True,
+              help="The oracle's or agent's signing key: pkcs11:TOKEN/LABEL or a key file (it endorses).")
+@click.option("--transport-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The libp2p key file the daemon gossips under (only its public key is sent).")
+@click.pass_context
+def bind_transport_key(ctx: click.Context, principal_key: str, transport_key_file: Path) -> None:
+    """Bind a token-keyed oracle's or agent's libp2p transport key on the ledger (DESIGN §15 H8)."""
+    try:
+        principal = load_signer(principal_key)
+        transport = Identity.load(transport_key_file).public_key
+    except (KeyFileError, SignerKeyError) as e:
+        raise click.ClickException(str(e)) from None
+    if principal.public.key_type is not KeyType.ED25519:
+        raise click.ClickException("oracle and agent keys are Ed25519 keys")
+    state = _run(lambda c: c.state(), ctx.obj["url"])
+    msg = transport_binding_message(bytes.fromhex(state["ledger_id"]), principal.public_key, transport)
+    _sign_and_submit(ctx, BindTransportKey(principal=principal.public_key, transport_key=transport,
+                                           endorsement=principal.sign(domain_tag(BindTransportKey.NAME), msg)))
+
+
+@admin.command("enrol-gateway-key")
+@click.argument("agent_id")
+@click.option("--ak", "ak_hex", required=True, help="The gateway TPM's attestation key: uncompressed P-256 point (hex).")
+@click.pass_context
+def enrol_gateway_key(ctx: click.Context, agent_id: str, ak_hex: str) -> None:
+    """Pin a gateway's TPM attestation key so the ledger appraises its quotes (DESIGN §15 H10)."""
+    try:
+        ak = bytes.fromhex(ak_hex)
+    except ValueError:
+        raise click.ClickException("--ak must be hex (65 bytes: 04 || X || Y)") from None
+    if len(ak) != 65:
+        raise click.ClickException("--ak must be 65 bytes: an uncompressed P-256 point (04 || X || Y)")
+    _sign_and_submit(ctx, EnrolGatewayKey(agent_id=_hex32(agent_id, "agent id"), ak_point=ak))
 
 
 @admin.command("enrol-agent")

@@ -26,7 +26,7 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/devices/{id}/history"): RouteDoc("A device's chain of custody: every ledger entry about it."),
     ("GET", "/v1/circuits"): RouteDoc("Every registered circuit, with the circuit_id policies name."),
     ("GET", "/v1/circuits/{id}"): RouteDoc("One registered circuit and its verification key hash."),
-    ("GET", "/v1/agents/{id}"): RouteDoc("One gateway agent's enrolment."),
+    ("GET", "/v1/agents/{id}"): RouteDoc("One gateway agent's enrolment, its TPM key and quote results."),
     ("GET", "/v1/receipts/{claim_id}"): RouteDoc("A payout's receipt: entry, QC and signed head, verifiable offline."),
     ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
     ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",

@@ -20,7 +20,7 @@ import secrets
 import signal
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import click
 
@@ -29,6 +29,8 @@ from faultproof.identity import Identity, KeyFileError
 from faultproof.logs import log_options, setup_logging
 from faultproof.messages import Genesis, Receipt
 from faultproof.operator_errors import OperatorError
+from faultproof.signing import PKCS11_PREFIX, load_signer
+from faultproof.signing import KeyError_ as SigningKeyError
 from ledger.config import ConfigError, LedgerConfig, load_config
 from ledger.receipts import verify_receipt
 from ledger.service import LedgerService, wall_clock_ms
@@ -47,6 +49,11 @@ def _config(path: Path) -> LedgerConfig:
 
 
 def _load_or_create_key(path: Path, create: bool) -> Identity:
+    if str(path).startswith(PKCS11_PREFIX):  # DESIGN §15: the ledger key in a token signs there
+        try:
+            return cast(Identity, load_signer(str(path)))
+        except SigningKeyError as e:
+            raise click.ClickException(str(e)) from None
     if path.exists() or not create:
         try:
             return Identity.load(path)
@@ -120,7 +127,7 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str 
     setup_logging(log_level or "INFO", log_format)
     lock = _serve_lock(cfg.db)  # held until the process exits; the kernel releases it on kill -9
     try:
-        ledger_key = Identity.load(cfg.ledger_key)
+        ledger_key = _load_or_create_key(cfg.ledger_key, False)
         service = LedgerService.open(cfg.db, ledger_key, synchronous=cfg.synchronous, max_batch=cfg.max_batch)
     except (KeyFileError, StoreError) as e:
         raise click.ClickException(str(e)) from None

@@ -34,7 +34,7 @@ from faultproof.messages import LEDGER_TX_TYPES, Message, QcBatch, SignedEntry, 
 from faultproof.openapi import install as install_openapi
 from ledger.api_doc import ROUTES as API_ROUTES
 from ledger.service import Accepted, LedgerService
-from ledger.state import attestation_results, device_history
+from ledger.state import attestation_results, device_history, gateway_results
 from ledger.views import (
     agent_json,
     circuit_json,
@@ -321,10 +321,15 @@ async def get_agent(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     aid = _hex_id(request, "id")
     _query(request, set())
-    agent = (await service.view()).agent(aid)
+    state = await service.view()
+    agent = state.agent(aid)
     if agent is None:
         raise FaultproofError(Reason.NOT_FOUND, "no such agent")
-    return web.json_response(agent_json(agent, _now(service)))
+    # DESIGN §15 H10: the gateway's pinned TPM attestation key and its quotes' appraisals.
+    ak = state.hw.gateway_aks.get(aid)
+    gateway = {"ak_point": ak.hex() if ak else None,
+               "quotes": [{"ts_ms": r.ts_ms, "passed": r.passed, "detail": r.detail} for r in gateway_results(state, aid)]}
+    return web.json_response({**agent_json(agent, _now(service)), "gateway": gateway})
 
 
 async def get_receipt(request: web.Request) -> web.StreamResponse:

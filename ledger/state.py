@@ -131,6 +131,21 @@ Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at
       later and after the previous rotation, endorsed by the current key over rotation_message
       (INVALID_PARAMETERS). The device_id stays; frames with ts_ms >= effective_ms verify under
       the new key, earlier ones under the old (device_key(state, id, at_ms)).
+  H8  bind_transport_key: the principal is an enrolled, unrevoked agent or a current oracle
+      (NOT_FOUND); the transport key differs from it and the principal signed
+      transport_binding_message (INVALID_PARAMETERS). Gossip gates admit the bound key in the
+      principal's place (gossip_senders); no ledger rule trusts a transport key.
+  H9  transfer_device: the device is enrolled (NOT_FOUND) and not revoked (DEVICE_REVOKED), the
+      receiving agent is enrolled (UNKNOWN_AGENT) and not already its custodian
+      (INVALID_STATE_TRANSITION). From the entry on, an anchor naming the device from any other
+      agent is refused (DEVICE_NOT_IN_CUSTODY), and oracles refuse such an agent's claims for it
+      (custody_rejection, in the oracle's content checks).
+  H10 enrol_gateway_key: the agent is enrolled (UNKNOWN_AGENT), the AK an uncompressed P-256 point
+      (INVALID_PARAMETERS). A gateway quote (anyone submits): its agent enrolled (UNKNOWN_AGENT)
+      with an AK pinned (NOT_FOUND); structure, that AK, signature and selection sha256:16,23
+      (BAD_QUOTE); its nonce (extraData) a recent entry hash as in H6 (ATTESTATION_REPLAYED,
+      ATTESTATION_STALE). Recorded as passed iff its PCR digest is on the allowlist (component 4);
+      a failed result is recorded, not refused.
   P9  (payout_rejection) new payouts are refused while the breaker is tripped (PAYOUTS_PAUSED), and
       a window that overlaps a suspension [since_ms, lifted) is refused (DEVICE_SUSPENDED); with
       attestation_max_age_ms > 0, a window not covered by a passing attestation is refused
@@ -151,11 +166,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from faultproof.attestation import (
+    GATEWAY_QUOTE_PCRS,
     Component,
     Result,
     coverage_rejection,
     evidence_signed_by,
     measurement_failure,
+    parse_quote,
+    verify_quote,
 )
 from faultproof.encoding import hash_id
 from faultproof.errors import FaultproofError, Reason
@@ -167,6 +185,7 @@ from faultproof.messages import (
     AdminKind,
     AdminTx,
     Approve,
+    BindTransportKey,
     BondHolder,
     ContradictingApprove,
     CorroboratingWindow,
@@ -176,9 +195,11 @@ from faultproof.messages import (
     EnrolAgent,
     EnrolDevice,
     EnrolDeviceKey,
+    EnrolGatewayKey,
     ExpirePolicy,
     Frame,
     FrameEquivocation,
+    GatewayQuote,
     Genesis,
     GroupPayoutBody,
     GroupQuorumCertificate,
@@ -206,6 +227,7 @@ from faultproof.messages import (
     SignedEvidence,
     SuspendBody,
     SuspensionCertificate,
+    TransferDevice,
     Unbond,
     UnbondStep,
     VoteEquivocation,
@@ -214,6 +236,7 @@ from faultproof.messages import (
     group_claim_id,
     policy_id,
     rotation_message,
+    transport_binding_message,
 )
 from faultproof.signers import OracleSet, check_oracle_set, signer_set_fault
 from faultproof.signing import KEY_LENGTHS, KeyType, PublicKey
@@ -435,6 +458,10 @@ class TxKind(enum.StrEnum):
     LIFT = "lift"
     SUSPEND_DEVICE = "suspend_device"
     ATTEST = "attest"
+    BIND_TRANSPORT_KEY = "bind_transport_key"  # hardware round 2
+    TRANSFER_DEVICE = "transfer_device"
+    ENROL_GATEWAY_KEY = "enrol_gateway_key"
+    GATEWAY_QUOTE = "gateway_quote"
 
 
 def tx_kind(tx: Message) -> TxKind:
@@ -446,6 +473,8 @@ def tx_kind(tx: Message) -> TxKind:
         return TxKind.SUSPEND_DEVICE
     if isinstance(tx, SignedEvidence):
         return TxKind.ATTEST
+    if isinstance(tx, GatewayQuote):
+        return TxKind.GATEWAY_QUOTE
     if isinstance(tx, Genesis):
         return TxKind.GENESIS
     if isinstance(tx, SignedAnchor):
@@ -706,6 +735,8 @@ class LedgerState:
             return check_suspension(self, tx, now_ms)
         if isinstance(tx, SignedEvidence):
             return check_evidence(self, tx, now_ms)
+        if isinstance(tx, GatewayQuote):
+            return check_gateway_quote(self, tx, now_ms)
         if isinstance(tx, SignedAdminTx):
             return self._check_admin(tx, now_ms)
         if isinstance(tx, ECON_TX_TYPES):
@@ -1618,6 +1649,8 @@ def check_anchor(state: LedgerState, tx: SignedAnchor, now: int) -> Effect:
             raise _fail(Reason.NOT_FOUND, f"device {h.device_id.hex()} is not enrolled")
         if device.revoked_ms is not None:
             raise _fail(Reason.DEVICE_REVOKED, f"device {h.device_id.hex()} is revoked: its history is closed")
+        if custody_rejection(state, h.device_id, b.agent_id) is not None:  # H9 (hardware2)
+            raise _fail(Reason.DEVICE_NOT_IN_CUSTODY, f"device {h.device_id.hex()} was transferred to another agent")
         if h.epoch not in device.epochs:
             raise _fail(Reason.INVALID_PARAMETERS, f"device {h.device_id.hex()} was never enrolled with epoch {h.epoch}")
         if h.ts_ms > now + state.genesis.max_skew_ms:
@@ -1667,6 +1700,11 @@ class HardwareState:
     results: dict[bytes, list[Result]] = field(default_factory=dict)  # device -> attestation results
     last_nonce_height: dict[bytes, int] = field(default_factory=dict)  # device -> height answered
     history: dict[bytes, list[tuple[int, TxKind]]] = field(default_factory=dict)  # device -> (height, kind)
+    transport_keys: dict[bytes, bytes] = field(default_factory=dict)  # principal -> bound libp2p key (H8)
+    custodian: dict[bytes, bytes] = field(default_factory=dict)  # device -> the agent it was transferred to (H9)
+    gateway_aks: dict[bytes, bytes] = field(default_factory=dict)  # agent -> pinned TPM AK point (H10)
+    gateway_results: dict[bytes, list[Result]] = field(default_factory=dict)  # agent -> quote appraisals
+    gateway_nonce_height: dict[bytes, int] = field(default_factory=dict)  # agent -> height answered
 
 
 def device_key(state: LedgerState, device_id: bytes, at_ms: int | None = None) -> PublicKey:
@@ -1692,7 +1730,7 @@ def device_of(state: LedgerState, tx: Message) -> bytes | None:
     """The device a ledger transaction is about, if any (for the device's history)."""
     if isinstance(tx, SignedAdminTx):
         a = tx.tx.args
-        if isinstance(a, (EnrolDevice, RevokeDevice, IssuePolicy, RotateDeviceKey)):
+        if isinstance(a, (EnrolDevice, RevokeDevice, IssuePolicy, RotateDeviceKey, TransferDevice)):
             return a.device_id
         if isinstance(a, EnrolDeviceKey):
             return a.enrol.device_id
@@ -1972,7 +2010,133 @@ def check_suspension(state: LedgerState, cert: SuspensionCertificate, now: int) 
     return Effect(cert, TxKind.SUSPEND_DEVICE, now, _commit=commit)
 
 
+_TRANSPORT_TAG = domain_tag(BindTransportKey.NAME)
+
+
+def _bind_transport_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    """H8: the admin records which libp2p key a token-held oracle or agent key gossips under,
+    endorsed by that key. Later bindings replace earlier ones (a new transport key after a restart)."""
+    a = tx.args
+    assert isinstance(a, BindTransportKey)
+    agent = self.agents.get(a.principal)
+    is_agent = agent is not None and agent.revoked_ms is None
+    if not is_agent and a.principal not in self.oracle_set.members:
+        raise _fail(Reason.NOT_FOUND, "the principal is neither an enrolled agent nor a current oracle")
+    if a.transport_key == a.principal:
+        raise _fail(Reason.INVALID_PARAMETERS, "a transport key must differ from the key it stands in for")
+    msg = transport_binding_message(self.ledger_id, a.principal, a.transport_key)
+    if not self.verifier(_TRANSPORT_TAG, msg, a.endorsement, a.principal):
+        raise _fail(Reason.INVALID_PARAMETERS, "the principal did not sign its transport key")
+    principal, transport = a.principal, a.transport_key
+
+    def commit(state: LedgerState, height: int) -> None:
+        state.hw.transport_keys[principal] = transport
+
+    return Effect(stx, TxKind.BIND_TRANSPORT_KEY, now, _commit=commit)
+
+
+def gossip_senders(state: LedgerState, principals: frozenset[bytes] | set[bytes]) -> frozenset[bytes]:
+    """The keys that may gossip for `principals`: each principal and its bound transport key (H8)."""
+    bound = state.hw.transport_keys
+    return frozenset(principals) | frozenset(bound[p] for p in principals if p in bound)
+
+
+def _transfer_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    """H9: hand a device to another enrolled agent, from this entry on."""
+    a = tx.args
+    assert isinstance(a, TransferDevice)
+    device = self.devices.get(a.device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if device.revoked_ms is not None:
+        raise _fail(Reason.DEVICE_REVOKED, "a revoked device cannot be transferred")
+    if not self.agent_enrolled(a.to_agent, now):
+        raise _fail(Reason.UNKNOWN_AGENT, "the receiving agent is not enrolled (or is revoked)")
+    if self.hw.custodian.get(a.device_id) == a.to_agent:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is already in that agent's custody")
+    device_id, agent = a.device_id, a.to_agent
+
+    def commit(state: LedgerState, height: int) -> None:
+        state.hw.custodian[device_id] = agent
+
+    return Effect(stx, TxKind.TRANSFER_DEVICE, now, _commit=commit)
+
+
+def custody_rejection(state: LedgerState, device_id: bytes, agent_id: bytes) -> Reason | None:
+    """H9: a transferred device's anchors and claims come from its custodian only (a device never
+    transferred may be served by any enrolled agent, as before)."""
+    custodian = state.hw.custodian.get(device_id)
+    return Reason.DEVICE_NOT_IN_CUSTODY if custodian is not None and custodian != agent_id else None
+
+
+def _enrol_gateway_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    """H10: pin an enrolled agent's TPM attestation key (a later one replaces it)."""
+    a = tx.args
+    assert isinstance(a, EnrolGatewayKey)
+    if not self.agent_enrolled(a.agent_id, now):
+        raise _fail(Reason.UNKNOWN_AGENT, "the agent is not enrolled (or is revoked)")
+    if a.ak_point[0] != 0x04 or _p256_point_or_none(a.ak_point) is None:
+        raise _fail(Reason.INVALID_PARAMETERS, "the attestation key is not an uncompressed P-256 point")
+    agent, ak = a.agent_id, a.ak_point
+
+    def commit(state: LedgerState, height: int) -> None:
+        state.hw.gateway_aks[agent] = ak
+
+    return Effect(stx, TxKind.ENROL_GATEWAY_KEY, now, _commit=commit)
+
+
+def _p256_point_or_none(point: bytes) -> object | None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        return None
+
+
+def check_gateway_quote(state: LedgerState, q: GatewayQuote, now: int) -> Effect:
+    """H10: appraise and record a gateway's TPM quote (anyone submits; the AK signature speaks)."""
+    if not state.agent_enrolled(q.agent_id, now):
+        raise _fail(Reason.UNKNOWN_AGENT, "the quoting agent is not enrolled (or is revoked)")
+    ak = state.hw.gateway_aks.get(q.agent_id)
+    if ak is None:
+        raise _fail(Reason.NOT_FOUND, "no attestation key is enrolled for this gateway")
+    try:
+        parsed = parse_quote(q.attest)
+    except ValueError as e:
+        raise _fail(Reason.BAD_QUOTE, f"malformed quote: {e}") from None
+    # Everything but the PCR values: structure, AK, signature, selection (the nonce is its own).
+    problem = verify_quote(q, parsed.extra_data, pcrs=GATEWAY_QUOTE_PCRS, allowlist=lambda c, d: True, known_ak=ak)
+    if problem is not None:
+        raise _fail(problem[0], problem[1])
+    head = state.hw.recent_heads.get(parsed.extra_data)
+    if head is None:
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the quote's nonce is not a recent ledger entry hash")
+    nonce_height, nonce_time = head
+    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
+        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
+    if nonce_height <= state.hw.gateway_nonce_height.get(q.agent_id, -1):
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the gateway already answered this or a later entry")
+    passed = measurement_allowed(state, int(Component.GATEWAY_PCRS), parsed.pcr_digest)
+    result = Result(q.agent_id, nonce_time, passed, None if passed else Reason.ATTESTATION_FAILED,
+                    "" if passed else f"PCR digest {parsed.pcr_digest.hex()} is not on the allowlist")
+    agent = q.agent_id
+
+    def commit(st: LedgerState, height: int) -> None:
+        st.hw.gateway_results.setdefault(agent, []).append(result)
+        st.hw.gateway_nonce_height[agent] = nonce_height
+
+    return Effect(q, TxKind.GATEWAY_QUOTE, now, _commit=commit)
+
+
+def gateway_results(state: LedgerState, agent_id: bytes) -> list[Result]:
+    return list(state.hw.gateway_results.get(agent_id, ()))
+
+
 _ADMIN_CHECKS.update({
+    AdminKind.ENROL_GATEWAY_KEY: _enrol_gateway_key,
+    AdminKind.TRANSFER_DEVICE: _transfer_device,
+    AdminKind.BIND_TRANSPORT_KEY: _bind_transport_key,
     AdminKind.ENROL_DEVICE_KEY: _enrol_device_key,
     AdminKind.SET_MEASUREMENT: _set_measurement,
     AdminKind.ROTATE_DEVICE_KEY: _rotate_device_key,

@@ -19,6 +19,7 @@ from faultproof.messages import (
     SignedAdminTx,
     SignedEvidence,
     SuspensionCertificate,
+    TransferDevice,
     policy_id,
 )
 from faultproof.signing import KeyType
@@ -120,6 +121,8 @@ def history_detail(tx: Message) -> dict[str, Any]:
             return {"epoch": a.epoch, "firmware_hash": a.firmware_hash.hex()}
         if isinstance(a, IssuePolicy):
             return {"policy_id": policy_id(tx.tx).hex()}
+        if isinstance(a, TransferDevice):  # DESIGN §15 H9
+            return {"to_agent": a.to_agent.hex()}
         return {}
     if isinstance(tx, QuorumCertificate):
         return {"claim_id": tx.body.claim_id.hex(), "policy_id": tx.body.policy_id.hex()}

@@ -4,7 +4,7 @@ One entry per route of oracle/http_api.py; tests/operators/test_openapi.py holds
 
 from __future__ import annotations
 
-from faultproof.messages import SignedClaim
+from faultproof.messages import SignedClaim, SignedSuspensionReport
 from faultproof.openapi import RouteDoc
 
 ROUTES: dict[tuple[str, str], RouteDoc] = {
@@ -17,4 +17,7 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
                                    statuses=(200, 503)),
     ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
+    # hardware2 (DESIGN §15): an agent's evidence of forged frames; the oracles gossip signatures.
+    ("POST", "/v1/suspensions"): RouteDoc("Report a device's forged frames (msgpack SignedSuspensionReport); 202 "
+                                          "once checked and signed.", request=SignedSuspensionReport, statuses=(202,)),
 }

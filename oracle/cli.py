@@ -22,10 +22,12 @@ from pathlib import Path
 
 import click
 
-from faultproof.identity import Identity, KeyFileError
+from faultproof.identity import KeyFileError
 from faultproof.logs import log_options, setup_logging
 from faultproof.operator_errors import OperatorError
 from faultproof.oracle_client import OracleAnswer, OracleClient, OracleUnreachable
+from faultproof.signing import KeyError_ as SigningKeyError
+from faultproof.signing import load_process_keys
 from oracle.config import ConfigError, load
 
 DEFAULT_URL = "http://127.0.0.1:8710"
@@ -44,8 +46,8 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     """Run the oracle node until SIGTERM or SIGINT."""
     try:
         cfg = load(config_path)
-        identity = Identity.load(cfg.key_file)
-    except (ConfigError, KeyFileError) as e:
+        identity, gossip_identity = load_process_keys(cfg.key_file, cfg.transport_key_file)
+    except (ConfigError, KeyFileError, SigningKeyError) as e:
         raise click.ClickException(str(e)) from None
     from faultproof.schema import SchemaError, check_file
     from oracle.store import MIGRATIONS
@@ -64,7 +66,7 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await OracleNode(cfg, identity).run(stop)
+            await OracleNode(cfg, identity, gossip_identity=gossip_identity).run(stop)
         except IntegrityError as e:  # e.g. ledger_url serves another ledger than the pinned ledger_id
             raise click.ClickException(f"{e}; check [oracle] ledger_url and ledger_id in {config_path}") from None
         except OSError as e:

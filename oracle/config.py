@@ -26,6 +26,7 @@ from typing import Any
 
 from faultproof import config
 from faultproof.config import ConfigError
+from faultproof.signing import PKCS11_PREFIX
 
 __all__ = ["ConfigError", "OracleConfig", "Tuning", "from_dict", "load"]
 
@@ -68,6 +69,8 @@ class OracleConfig:
     # The ledger this oracle serves: the follower refuses any other genesis at ledger_url, so a
     # URL that points elsewhere (a typo, a hijacked DNS name, a reset devnet) cannot feed it.
     ledger_id: bytes | None = None
+    # DESIGN §15: with key_file = "pkcs11:TOKEN/LABEL" the libp2p identity is this file key instead.
+    transport_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.ledger_url.startswith(("http://", "https://")):
@@ -94,19 +97,28 @@ class OracleConfig:
 
 # section -> toml key -> OracleConfig field
 _SECTIONS: dict[str, dict[str, str]] = {
-    "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id"},
+    "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id",
+               "transport_key_file": "transport_key_file"},
     "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes"},
     "gossip": {"port": "gossip_port", "bootstrap": "bootstrap"},
 }
 
 _SCHEMA = config.document("OracleFile", {
     "oracle": config.table("OracleTable", {"key_file": (str, config.REQUIRED), "data_dir": (str, config.REQUIRED),
-                                           "ledger_url": (str, config.REQUIRED), "ledger_id": (str | None, None)}),
+                                           "ledger_url": (str, config.REQUIRED), "ledger_id": (str | None, None),
+                                           "transport_key_file": (str | None, None)}),
     "http": config.table("HttpTable", {"host": (str, "127.0.0.1"), "port": (int, 8710),
                                        "max_body_bytes": (int, 64 * 1024)}),
     "gossip": config.table("GossipTable", {"port": (int, 4710), "bootstrap": (list[str], [])}),
     "tuning": config.table_of(Tuning),
 }, required=("oracle",))
+
+
+
+
+def _key_spec(base: Path, value: str) -> Path:
+    """A key file path, or `pkcs11:TOKEN/LABEL` for a key in a token (kept as written)."""
+    return Path(value) if value.startswith(PKCS11_PREFIX) else _resolve(base, value)
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> OracleConfig:
@@ -119,7 +131,11 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
     values = config.parse(raw, _SCHEMA)
     kwargs: dict[str, Any] = {attr: values[section][key]
                               for section, keys in _SECTIONS.items() for key, attr in keys.items()}
-    kwargs["key_file"] = _resolve(base, kwargs["key_file"])
+    kwargs["key_file"] = _key_spec(base, kwargs["key_file"])
+    if kwargs["transport_key_file"] is not None:
+        kwargs["transport_key_file"] = _resolve(base, kwargs["transport_key_file"])
+    elif str(kwargs["key_file"]).startswith(PKCS11_PREFIX):
+        raise ConfigError("[oracle] a token key (pkcs11:...) needs transport_key_file: libp2p cannot use a token key")
     kwargs["data_dir"] = _resolve(base, kwargs["data_dir"])
     kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
     if kwargs["ledger_id"] is not None:

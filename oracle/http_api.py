@@ -73,6 +73,18 @@ async def post_claim(request: web.Request) -> web.Response:
     return respond(request, accepted.to_json(), status=202)
 
 
+async def post_suspension(request: web.Request) -> web.Response:
+    """hardware2 (DESIGN §15): an agent's signed evidence of forged frames, msgpack only."""
+    node = _node(request)
+    if (request.content_type or MSGPACK) != MSGPACK:
+        raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE, "a suspension report is msgpack")
+    gossip = node.suspensions
+    if gossip is None:
+        raise FaultproofError(Reason.UNAVAILABLE, "not synced with the ledger yet")
+    body = await gossip.report_signed(await request.read())
+    return respond(request, body, status=202)
+
+
 def _hex_id(text: str, what: str) -> bytes:
     try:
         raw = bytes.fromhex(text)
@@ -131,6 +143,7 @@ def make_app(node: OracleNode) -> web.Application:
     app = application(log, respond, max_body_bytes=node.config.max_body_bytes)  # error shape, input hygiene
     app[NODE_KEY] = node
     app.router.add_post("/v1/claims", post_claim)
+    app.router.add_post("/v1/suspensions", post_suspension)  # hardware2
     app.router.add_get("/v1/claims", list_claims)
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
     app.router.add_get("/v1/status", get_status)

@@ -52,13 +52,14 @@ from faultproof.messages import (
     Receipt,
     Reject,
     SignedClaim,
+    SuspensionShare,
     Vote,
     VoteBatch,
     decode_any,
 )
 from faultproof.retry import Reachability
 from ledger.settlement import connect
-from ledger.state import Effect, TxKind
+from ledger.state import Effect, TxKind, gossip_senders
 from oracle import claim as cm
 from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.config import OracleConfig
@@ -66,6 +67,8 @@ from oracle.group_node import GroupService, is_group_message
 from oracle.metrics import OracleMetrics
 from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state, retry_at
 from oracle.store import ClaimRecord, Store, now_ms
+from oracle.suspension import SuspensionDesk
+from oracle.suspension_gossip import SUSPENSIONS_TOPIC, SuspensionGossip
 from oracle.transport import Transport
 from oracle.verifier import ProofVerifier, VerifyFn
 from oracle.view import LedgerFollower, LedgerView
@@ -121,7 +124,8 @@ class Accepted:
 class OracleNode:
     def __init__(self, config: OracleConfig, identity: Identity, *,
                  gossip_settings: GossipSettings | None = None, verify_fn: VerifyFn | None = None,
-                 clock: Callable[[], int] = now_ms, transport: Transport | None = None) -> None:
+                 clock: Callable[[], int] = now_ms, transport: Transport | None = None,
+                 gossip_identity: Identity | None = None) -> None:
         self.config = config
         self.identity = identity
         self.oracle_id = identity.public_key
@@ -131,17 +135,21 @@ class OracleNode:
         t = config.tuning
         self.verifier = ProofVerifier(t.verify_workers, verify_fn, self.metrics.verify_seconds.observe)
         # libp2p GossipSub in production; any Transport (an in-memory one in tests) if given.
+        # hardware2 hook (DESIGN §15): a token-keyed oracle gossips under a separate file key.
         self.transport: Transport = transport or GossipNode(
-            identity, config.gossip_port, bootstrap=config.bootstrap,
+            gossip_identity or identity, config.gossip_port, bootstrap=config.bootstrap,
             topics={
                 # A SignedClaim is < 2 KB; agents send them alone or in ClaimBatches of up to 32
                 # (DESIGN §16); oracles re-gossip theirs. The rate counts messages.
                 CLAIMS_TOPIC: TopicPolicy(max_size=ClaimBatch.MAX_SIZE, rate_per_s=100.0, burst=1000),
                 VOTES_TOPIC: TopicPolicy(max_size=VOTE_MESSAGE_MAX_BYTES, rate_per_s=100.0, burst=1000),
+                # hardware2 (DESIGN §15): suspension signatures with their evidence, rare.
+                SUSPENSIONS_TOPIC: TopicPolicy(max_size=SuspensionShare.MAX_SIZE, rate_per_s=10.0, burst=100),
             },
             registry=self.metrics.registry, settings=gossip_settings)
         self._session: aiohttp.ClientSession | None = None
         self.follower: LedgerFollower | None = None
+        self.suspensions: SuspensionGossip | None = None  # hardware2: started once synced (DESIGN §15)
         self.machine: ClaimMachine | None = None
         self._agent_limiter = SenderRateLimiter(t.agent_rate_per_s, t.agent_burst)
         self._device_limiter = SenderRateLimiter(t.agent_rate_per_s, t.agent_burst)
@@ -180,6 +188,7 @@ class OracleNode:
             await self.transport.start()
             self.transport.set_pending_provider(CLAIMS_TOPIC, self._pending_claim_payloads)
             self.transport.set_pending_provider(VOTES_TOPIC, self._pending_vote_payloads)
+            self._start_suspensions(client)  # hardware2 hook (DESIGN §15)
             self.update_claim_gauges()
             self.ready.set()
             log.info("oracle %s ready: ledger height %d, http %s, gossip %s", self.oracle_id.hex()[:16],
@@ -200,6 +209,8 @@ class OracleNode:
                     task.cancel()
         finally:
             self.ready.clear()
+            if self.suspensions is not None:  # hardware2 hook
+                await self.suspensions.stop()
             await self.transport.stop()
             if self._runner is not None:
                 await self._runner.cleanup()
@@ -281,9 +292,20 @@ class OracleNode:
         state = self.view.state
         agents = {a for a, ag in state.agents.items() if ag.revoked_ms is None}
         self._allowed_claims = frozenset(agents | set(self._members))
+        # hardware2 hook (DESIGN §15 H8): a token-keyed peer gossips under its bound transport key.
+        claim_senders = gossip_senders(state, self._allowed_claims)
+        vote_senders = gossip_senders(state, self._members)
         # Predicates read a frozenset we swap whole: safe from the gossip thread.
-        self.transport.set_allowed(CLAIMS_TOPIC, lambda k: k in self._allowed_claims)
-        self.transport.set_allowed(VOTES_TOPIC, lambda k: k in self._members)
+        self.transport.set_allowed(CLAIMS_TOPIC, lambda k: k in claim_senders)
+        self.transport.set_allowed(VOTES_TOPIC, lambda k: k in vote_senders)
+        self.transport.set_allowed(SUSPENSIONS_TOPIC, lambda k: k in vote_senders)  # hardware2: members only
+
+    def _start_suspensions(self, client: Any) -> None:
+        """hardware2 (DESIGN §15): gossip suspension signatures; an agent's report reaches the
+        desk through `self.suspensions.report(...)`."""
+        desk = SuspensionDesk(self.identity, max_skew_ms=self.view.state.genesis.max_skew_ms)
+        self.suspensions = SuspensionGossip(desk, self.transport, lambda: self.view.state, client.submit, self.clock)
+        self.suspensions.start()
 
     def _on_effects(self, effects: list[Effect]) -> None:
         """New ledger entries were replayed into the view (called on the loop)."""
@@ -297,7 +319,7 @@ class OracleNode:
             elif e.kind is TxKind.ROTATE_ORACLES:
                 self._install_oracle_set(self.view)
                 membership_changed = True
-            elif e.kind in (TxKind.ENROL_AGENT, TxKind.REVOKE_AGENT):
+            elif e.kind in (TxKind.ENROL_AGENT, TxKind.REVOKE_AGENT, TxKind.BIND_TRANSPORT_KEY):  # hardware2: H8
                 membership_changed = True
         if membership_changed:
             self._refresh_allow_lists()

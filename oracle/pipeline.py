@@ -43,6 +43,7 @@ from ledger.state import (
     Policy,
     PolicyStatus,
     build_payout_body,
+    custody_rejection,
     device_key,
     payout_rejection,
 )
@@ -60,6 +61,7 @@ CLAIM_CONTENT_REASONS: tuple[Reason, ...] = (
     Reason.WINDOW_LENGTH,
     Reason.BAD_PROOF,
     Reason.RATE_LIMITED,
+    Reason.DEVICE_NOT_IN_CUSTODY,  # DESIGN §15 H9
 )
 AGENT_ONLY_CONTENT_REASONS: tuple[Reason, ...] = (
     Reason.UNKNOWN_DEVICE,
@@ -153,6 +155,8 @@ def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
         raise _fail(Reason.UNKNOWN_POLICY)
     if policy.terms.device_id != s.device_id:
         raise _fail(Reason.POLICY_DEVICE_MISMATCH)
+    if custody_rejection(state, s.device_id, claim.agent_id) is not None:  # DESIGN §15 H9 (hardware2)
+        raise _fail(Reason.DEVICE_NOT_IN_CUSTODY, "the device was transferred to another agent")
     circuit = state.circuit(policy.terms.circuit_id)
     if circuit is None:
         raise _fail(Reason.UNKNOWN_CIRCUIT)

@@ -40,8 +40,10 @@ from cli.devnet.plan import (
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the summary as JSON here.")
 @click.option("--keep-running", is_flag=True, help="Leave the network up after the summary (Ctrl-C stops it).")
+@click.option("--keys", type=click.Choice(["file", "pkcs11"]), default="file", show_default=True,
+              help="pkcs11: every admin, ledger, oracle, agent and device key in a SoftHSM2 token (DESIGN §15).")
 def devnet(config_path: Path, oracles: int | None, threshold: int | None, devices: int | None,
-           seconds: float | None, seed: int | None, json_path: Path | None, keep_running: bool) -> None:
+           seconds: float | None, seed: int | None, json_path: Path | None, keep_running: bool, keys: str) -> None:
     """Run a local network end to end: ledger, oracles, broker, agent, devices; claims get paid."""
     cfg = load_config(config_path)
     net_cfg = dict(cfg.get("network", {}))
@@ -57,7 +59,7 @@ def devnet(config_path: Path, oracles: int | None, threshold: int | None, device
 
     # SIGTERM stops the network as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    run = DevnetRun(cfg, net_cfg, n, k, keep_running=keep_running)
+    run = DevnetRun(cfg, net_cfg, n, k, keep_running=keep_running, keys=keys)
     try:
         summary = run.run(json_path)
     except KeyboardInterrupt:

@@ -80,6 +80,10 @@ class LocalNetwork:
     agent2_port: int = 0
     oracle_ports: list[tuple[int, int]] = field(default_factory=list)  # (http, gossip)
     dashboard_port: int = 0
+    # "file": 0600 key files as before; "pkcs11": every protocol key in a SoftHSM2 token (DESIGN §15)
+    keys_mode: str = "file"
+    token: Any = None  # cli.devnet.keys.TokenKeys in pkcs11 mode
+    transport_identities: dict[str, Identity] = field(default_factory=dict)  # libp2p keys (pkcs11 mode)
     ledger_id: bytes = b""
     nonce: int = 0
     circuit_id: bytes = b""
@@ -138,6 +142,11 @@ class LocalNetwork:
         """Keys and ports for every process (nothing started yet)."""
         for d in (self.keys, self.logs, self.root / "ledger", self.devices_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.ledger_port, self.broker_port, self.agent_port = free_port(), free_port(), free_port()
+        self.oracle_ports = [(free_port(), free_port()) for _ in range(self.oracles)]
+        if self.keys_mode == "pkcs11":
+            self._prepare_token()
+            return
         self.admin.save(self.keys / "admin.key")
         self.agent_identity.save(self.keys / "agent.key")
         self.agent2_identity.save(self.keys / "agent-2.key")
@@ -145,16 +154,51 @@ class LocalNetwork:
         self.oracle_identities = [Identity.generate() for _ in range(self.oracles)]
         for i, ident in enumerate(self.oracle_identities):
             ident.save(self.keys / f"oracle-{i}.key")
-        self.ledger_port, self.broker_port, self.agent_port = free_port(), free_port(), free_port()
-        self.oracle_ports = [(free_port(), free_port()) for _ in range(self.oracles)]
+
+    def _prepare_token(self) -> None:
+        """pkcs11 mode: the admin, ledger, oracle and agent keys are made in the run's token; only
+        the libp2p transport keys are files (DESIGN §15: gossip identity is not what the ledger trusts)."""
+        from cli.devnet.keys import TokenKeys
+
+        self.token = TokenKeys(self.root / "token")
+        self.token.init()
+        self.admin = self.token.generate("admin")
+        self.token.generate("ledger")  # used by the ledger process, named in its config
+        self.agent_identity = self.token.generate("agent")
+        self.oracle_identities = [self.token.generate(f"oracle-{i}") for i in range(self.oracles)]
+        for name in ["agent", *(f"oracle-{i}" for i in range(self.oracles))]:
+            t = Identity.generate()
+            t.save(self.keys / f"{name}.transport.key")
+            self.transport_identities[name] = t
+
+    def _key(self, name: str) -> str:
+        """What a config names for a process's signing key: its key file, or its token key."""
+        return self.token.spec(name) if self.token is not None else str(self.keys / f"{name}.key")
+
+    def _transport(self, name: str) -> dict[str, str]:
+        return {"transport_key_file": str(self.keys / f"{name}.transport.key")} if self.token is not None else {}
+
+    def bind_transport_keys(self) -> None:
+        """pkcs11 mode: record on the ledger which libp2p key each oracle and the agent gossips
+        under (H8), endorsed by its token key; oracles' gossip gates admit those keys."""
+        if self.token is None:
+            return
+        from cli.devnet.keys import bind_transport_key
+
+        principals = [("agent", self.agent_identity)] + [(f"oracle-{i}", o) for i, o in enumerate(self.oracle_identities)]
+        self.admin_txs([bind_transport_key(self.ledger_id, ident, self.transport_identities[name].public_key)
+                        for name, ident in principals])
 
     def start_ledger(self) -> None:
         cfg = self.root / "ledger.toml"
+        keys: dict[str, Any] = {"admin_key": str(self.keys / "admin.key"),
+                                "oracle_keys": [str(self.keys / f"oracle-{i}.key") for i in range(self.oracles)]}
+        if self.token is not None:  # token keys: the genesis names their public halves
+            keys = {"admin_public_key": self.admin.public_key.hex(),
+                    "oracles": [o.public_key.hex() for o in self.oracle_identities]}
         write_toml(cfg, {
-            "ledger": {"db": str(self.ledger_db), "ledger_key": str(self.keys / "ledger.key")},
-            "genesis": {"admin_key": str(self.keys / "admin.key"),
-                        "oracle_keys": [str(self.keys / f"oracle-{i}.key") for i in range(self.oracles)],
-                        "threshold": self.threshold, "development": True, "max_skew_ms": self.max_skew_ms},
+            "ledger": {"db": str(self.ledger_db), "ledger_key": self._key("ledger")},
+            "genesis": {**keys, "threshold": self.threshold, "development": True, "max_skew_ms": self.max_skew_ms},
             "server": {"host": "127.0.0.1", "port": self.ledger_port},
         })
         init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
@@ -203,7 +247,8 @@ class LocalNetwork:
     def oracle_multiaddr(self, i: int) -> str:
         from faultproof.gossip.keys import peer_id_for_public_key
 
-        peer = peer_id_for_public_key(self.oracle_identities[i].public_key)
+        gossip_key = self.transport_identities.get(f"oracle-{i}", self.oracle_identities[i])
+        peer = peer_id_for_public_key(gossip_key.public_key)
         return f"/ip4/127.0.0.1/tcp/{self.oracle_ports[i][1]}/p2p/{peer}"
 
     def start_oracles(self) -> None:
@@ -212,7 +257,8 @@ class LocalNetwork:
             http_port, gossip_port = self.oracle_ports[i]
             cfg = self.root / f"oracle-{i}.toml"
             write_toml(cfg, {
-                "oracle": {"key_file": str(self.keys / f"oracle-{i}.key"), "data_dir": str(self.root / f"oracle-{i}"),
+                "oracle": {"key_file": self._key(f"oracle-{i}"), **self._transport(f"oracle-{i}"),
+                           "data_dir": str(self.root / f"oracle-{i}"),
                            "ledger_url": self.ledger_url, "ledger_id": self.ledger_id.hex()},
                 "http": {"host": "127.0.0.1", "port": http_port},
                 "gossip": {"port": gossip_port,
@@ -232,7 +278,10 @@ class LocalNetwork:
             key, port, devices = self.keys / f"{name}.key", self.agent2_port, self.agent2_devices_dir
         cfg = self.root / f"{name}.toml"
         write_toml(cfg, {
-            "agent": {"key_file": str(key), "data_dir": str(self.root / name / "data"),
+            # the first agent's key may be in the token (--keys pkcs11); econ2's second agent's is a file
+            "agent": {"key_file": self._key("agent") if name == "agent" else str(key),
+                      **(self._transport("agent") if name == "agent" else {}),
+                      "data_dir": str(self.root / name / "data"),
                       "blinding_keys_dir": str(devices), "ledger_url": self.ledger_url,
                       "ledger_wait_s": 5, "ledger_anchor_interval_s": 5},  # anchors visible in a short run
             "http": {"host": "127.0.0.1", "port": port},

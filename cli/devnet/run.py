@@ -35,14 +35,15 @@ DAY = 86_400_000
 
 
 class DevnetRun:
-    def __init__(self, cfg: dict[str, Any], net_cfg: dict[str, Any], n: int, k: int, *, keep_running: bool) -> None:
+    def __init__(self, cfg: dict[str, Any], net_cfg: dict[str, Any], n: int, k: int, *, keep_running: bool,
+                 keys: str = "file") -> None:
         self.cfg, self.net_cfg, self.keep_running = cfg, net_cfg, keep_running
         self.console = Console(stderr=False)
         self.live_ok = self.console.is_terminal
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         root = Path(net_cfg.get("data_dir", "devnet-data")).resolve() / f"run-{stamp}"
         self.window = int(net_cfg.get("window", 16))
-        self.net = LocalNetwork(root, oracles=n, threshold=k, window=self.window)
+        self.net = LocalNetwork(root, oracles=n, threshold=k, window=self.window, keys_mode=keys)
         self.plans = plan_devices(cfg, int(net_cfg.get("devices", 8)))
         self.progress = Progress()
         self._sim_error: BaseException | None = None
@@ -92,6 +93,9 @@ class DevnetRun:
         register = RegisterCircuit(vkey=export_vkey(built), n=built.n, layout_version=LAYOUT_VERSION,
                                    transcript_hash=bytes(32), production=0)
         net.setup_pool(int(pool.get("deposit", 100_000_000)), register)
+        if net.token is not None:
+            net.bind_transport_keys()
+            self.log("keys in the SoftHSM2 token; oracles and the agent gossip under bound transport keys")
         net.start_broker()
         self.log(f"MQTT broker 127.0.0.1:{net.broker_port}")
         with self.console.status(f"starting {net.oracles} oracles"):
@@ -120,7 +124,8 @@ class DevnetRun:
                 claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY)))
 
         for plan in self.plans:
-            p = provision(self._devices_dir(plan))
+            p = (net.token.provision_device(self._devices_dir(plan)) if net.token is not None
+                 else provision(self._devices_dir(plan)))
             provisioned[plan.index] = p
             plan.device_id = p.identity.public_key
             enrolments.append(p.enrol)
@@ -253,12 +258,15 @@ class DevnetRun:
         net.admin_txs([*allowlist_txs(), SetLockdown(breaker_window_ms=0, breaker_share_bps=0,
                                                       attestation_max_age_ms=int(self.cfg.get("policy", {}).get(
                                                           "attestation_max_age_ms", 3_600_000)))])
-        for plan, dev in zip(self.plans, self.devices, strict=True):
+        # Group devices (§14) stream nothing and have no SimDevice: the econ merge left them in plans.
+        streaming = [plan for plan in self.plans if plan.role != "group"]
+        for plan, dev in zip(streaming, self.devices, strict=True):
             code, st = http_json("GET", f"{net.ledger_url}/v1/state")
             if code != 200:
                 raise RuntimeError(f"ledger state: {code} {st}")
             tampered = bool(plan.fault and plan.fault["fault"] == "tampered_firmware")
-            ev = ledger_evidence(Ed25519FileSigner(dev.identity), epoch=dev.epoch, seq=0, ts_ms=int(time.time() * 1000),
+            signer = dev.identity if net.token is not None else Ed25519FileSigner(dev.identity)  # token: signs there
+            ev = ledger_evidence(signer, epoch=dev.epoch, seq=0, ts_ms=int(time.time() * 1000),
                                  head_hash=bytes.fromhex(st["head_hash"]), tampered=tampered)
             code, body = http_json("POST", f"{net.ledger_url}/v1/tx", ev.encode(), "application/msgpack")
             if code >= 300:

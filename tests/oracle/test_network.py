@@ -16,7 +16,7 @@ import pytest
 
 from faultproof.errors import Reason, Stage
 from faultproof.identity import Identity
-from faultproof.messages import SignedClaim
+from faultproof.messages import SignedClaim, TransferDevice
 from oracle.pipeline import AGENT_ONLY_CONTENT_REASONS
 from tests.hardware.netcases import HARDWARE_NETWORK_REASONS, hardware_network_claim
 from tests.netfix import (
@@ -118,6 +118,13 @@ def _content_claim(net: Network, reason: Reason) -> tuple[SignedClaim, bytes | N
         return c.replace(end=inc.dev.frame(inc.start + 5)).sign(net.agent), None
     if reason is Reason.BAD_PROOF:
         return c.replace(proof=junk_proof(net.circuit, DeviceSim.create(), inc.terms)).sign(net.agent), inc.claim_id
+    if reason is Reason.DEVICE_NOT_IN_CUSTODY:  # DESIGN §15 H9: the device went to another agent
+        other_agent = Identity.generate()
+        net.enrol_agent(other_agent)
+        net.admin_txs([TransferDevice(device_id=inc.dev.device_id, to_agent=other_agent.public_key)])
+        height = net.ledger_height()
+        wait_until(lambda: net.status(1)["ledger"]["height"] >= height, 10, 0.05, "oracle 1 sees the transfer")
+        return inc.claim, inc.claim_id
     raise AssertionError(reason)
 
 

@@ -242,6 +242,18 @@ def hardware_admin_args(anchor: bytes) -> list[Message]:
                         effective_ms=T0 + 1_000, endorsement=b"\x57" * 64),
         SetLockdown(breaker_window_ms=86_400_000, breaker_share_bps=2_000, attestation_max_age_ms=3_600_000),
         Lift(target=1, device_id=bytes(32), note=b"reviewed"),
+        *hardware2_admin_args(did),
+    ]
+
+
+def hardware2_admin_args(device_id: bytes) -> list[Message]:
+    """DESIGN §15 round 2: transport-key binding, device transfer, gateway AK."""
+    from faultproof.messages import BindTransportKey, EnrolGatewayKey, TransferDevice
+
+    return [
+        BindTransportKey(principal=AGENT.public_key, transport_key=b"\x58" * 32, endorsement=b"\x59" * 64),
+        TransferDevice(device_id=device_id, to_agent=AGENT.public_key),
+        EnrolGatewayKey(agent_id=AGENT.public_key, ak_point=b"\x04" + b"\x5a" * 64),
     ]
 
 
@@ -253,6 +265,8 @@ def hardware_samples() -> dict[str, Message]:
         SignedEvidence,
         SuspendBody,
         SuspensionCertificate,
+        SuspensionReport,
+        SuspensionShare,
     )
 
     log = MeasurementLog.boot(b"bootloader", b"firmware", b"config")
@@ -260,6 +274,8 @@ def hardware_samples() -> dict[str, Message]:
                         measurements=tuple(log.measurements), composite=log.composite)
     suspend = SuspendBody(ledger_id=genesis().ledger_id, oracle_set_epoch=0, device_id=DEVICE.public_key,
                           reason=Reason.BAD_FRAME_SIGNATURE, since_ms=T0 + 50_000, evidence_hash=b"\x77" * 32)
+    report = SuspensionReport(agent_id=AGENT.public_key, device_id=DEVICE.public_key, since_ms=T0 + 50_000,
+                              frames=tuple(f.sign(DEVICE) for f in frames()[:2]))
     return {
         "device-evidence": body,
         "signed-evidence": SignedEvidence(body=body, signature=DEVICE.sign(EVIDENCE_TAG, body.encode())),
@@ -268,4 +284,8 @@ def hardware_samples() -> dict[str, Message]:
         "suspend-device": suspend,
         "suspension-certificate": SuspensionCertificate(
             body=suspend, signatures=tuple(sorted((suspend.sign(o) for o in ORACLES[:4]), key=lambda q: q.oracle_id))),
+        "suspension-share": SuspensionShare(body=suspend, signature=suspend.sign(ORACLES[0]),
+                                            frames=tuple(f.sign(DEVICE) for f in frames()[:2])),
+        "suspension-report": report,
+        "signed-suspension-report": report.sign(AGENT),
     }

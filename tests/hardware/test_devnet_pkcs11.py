@@ -1,0 +1,152 @@
+"""`faultproof devnet --keys pkcs11` (DESIGN §15): every admin, ledger, oracle, agent and device key
+lives in a SoftHSM2 token, the network pays every fault as with key files, and no private key of
+those is in any file of the run folder, any log, or any process's command line.
+
+A token key cannot be read out, so the scan finds private keys by their public halves: every 64-hex
+run (at every offset) and every 32-byte window of a small file or command line is taken as an
+Ed25519 seed and its public key compared with the token keys' (read from the ledger). Controls
+prove the scan finds what it looks for: the transport key files (the one kind of file key the
+design keeps, DESIGN §15 H8) are found, and so are a planted key in a log and in a command line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+
+from faultproof.identity import Identity
+from ledger.store import LedgerStore
+from ledger.verify import replay_store
+
+REPO = Path(__file__).resolve().parents[2]
+HEX64 = re.compile(rb"[0-9a-fA-F]{64,}")
+RAW_WINDOW_MAX = 8192  # bytes: small files (key files, configs) and command lines are also scanned raw
+
+
+def _candidates(blob: bytes) -> Iterable[bytes]:
+    for m in HEX64.finditer(blob):
+        run = m.group()
+        for i in range(len(run) - 63):
+            yield bytes.fromhex(run[i:i + 64].decode())
+    if len(blob) <= RAW_WINDOW_MAX:
+        for i in range(len(blob) - 31):
+            yield blob[i:i + 32]
+
+
+def private_keys_of(blobs: Iterable[bytes], publics: set[bytes]) -> set[bytes]:
+    """The public keys in `publics` whose private seed appears in one of the blobs."""
+    seen: set[bytes] = set()
+    found: set[bytes] = set()
+    for blob in blobs:
+        for seed in _candidates(blob):
+            if seed in seen:
+                continue
+            seen.add(seed)
+            pub = SigningKey(seed).verify_key.encode()
+            if pub in publics:
+                found.add(pub)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def _descendants(pid: int) -> set[int]:
+    out, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            for c in map(int, children):
+                if c not in out:
+                    out.add(c)
+                    frontier.append(c)
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_devnet_with_every_key_in_a_token_pays_and_leaks_no_private_key(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    config = tmp_path / "devnet.toml"
+    text = (REPO / "configs" / "devnet.toml").read_text()
+    config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"'))
+    log = tmp_path / "devnet.out"
+    planted = Identity.generate()  # control: a key the scan must find in a command line and a log
+    control = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", planted.seed.hex()])
+    with open(log, "wb") as sink:
+        devnet = subprocess.Popen(
+            [sys.executable, "-m", "cli", "devnet", "--config", str(config), "--keys", "pkcs11", "--oracles", "3",
+             "--threshold", "2", "--devices", "7", "--json", str(summary_path), "--keep-running"],
+            cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    cmdlines: dict[int, bytes] = {}
+    try:
+        deadline = time.monotonic() + 540
+        while not summary_path.exists() and devnet.poll() is None and time.monotonic() < deadline:
+            for pid in _descendants(devnet.pid):  # command lines while they run, from start to summary
+                cmdlines.setdefault(pid, _cmdline(pid))
+            time.sleep(1)
+        time.sleep(0.5)
+        assert summary_path.exists(), log.read_text()[-4000:]
+        summary = json.loads(summary_path.read_text())
+        for pid in _descendants(devnet.pid):
+            cmdlines[pid] = _cmdline(pid)
+        cmdlines[control.pid] = _cmdline(control.pid)
+    finally:
+        control.kill()
+        control.wait()
+        if devnet.poll() is None:
+            devnet.send_signal(signal.SIGTERM)
+        code = devnet.wait(timeout=60)
+    assert code in (0, 130), log.read_text()[-3000:]
+    run_dir = Path(summary["run_dir"])
+
+    # It pays as with key files: every fault once, no healthy device, the ledger verifies.
+    assert summary["ok"], log.read_text()[-3000:]
+    assert summary["paid"] == summary["expected_paid"] == 5 and summary["ledger_verified"]
+    assert set(summary["processes"]) >= {"ledger", "oracle-0", "oracle-1", "oracle-2", "agent"}
+
+    # The token keys, by their public halves, from the ledger itself.
+    result = replay_store(LedgerStore(run_dir / "ledger" / "ledger.sqlite3", readonly=True), workers=0)
+    state = result.state
+    assert state is not None and result.ok
+    token_keys = {state.genesis.ledger_key, state.admin, *state.oracle_set.members, *state.agents, *state.devices}
+    assert {bytes.fromhex(d["device_id"]) for d in summary["devices"]} <= set(state.devices)
+    transports = {Identity.load(p).public_key for p in (run_dir / "keys").glob("*.transport.key")}
+    assert len(transports) == 4 and set(state.hw.transport_keys.values()) == transports
+    # The key files of a run with key files are gone: only transport keys are in keys/.
+    assert sorted(p.name for p in (run_dir / "keys").iterdir()) == sorted(
+        [f"oracle-{i}.transport.key" for i in range(3)] + ["agent.transport.key"])
+
+    (run_dir / "logs" / "control.log").write_text(f"INFO planted {planted.seed.hex()}\n")
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    logs = [p for p in files if p.suffix == ".log"]
+    assert len(logs) >= 6 and any(p.parent.name == "tokens" or "tokens" in p.parts for p in files)
+    searched = token_keys | transports | {planted.public_key}
+    in_files = private_keys_of((p.read_bytes() for p in files), searched)
+    in_cmdlines = private_keys_of(cmdlines.values(), searched)
+    # Controls: the scan finds file keys and a planted key wherever they are.
+    assert in_files == transports | {planted.public_key}
+    assert in_cmdlines == {planted.public_key}
+    assert len(cmdlines) >= 7, cmdlines  # the devnet, ledger, broker, 3 oracles, dashboard, agent (+ init)
+    # No private token key in a file, a log or a command line.
+    assert not (in_files | in_cmdlines) & token_keys
+    # The configs name token keys, never a PIN (it reaches the processes in their environment).
+    configs = list(run_dir.glob("*.toml"))
+    assert configs and all("pkcs11:" in c.read_text() for c in configs if c.name != "ledger-init.toml")
+    assert not any(re.search(r"(?m)^\s*\w*pin\s*=", c.read_text()) for c in configs)
