@@ -19,11 +19,12 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class TransientDialNoise(logging.Filter):
-    """py-libp2p logs every failed dial as ERROR; a peer that is not up yet is redialled by our
-    gossip layer, which says once when a peer connects or is lost. So those records are DEBUG here:
+    """py-libp2p logs every failed dial and every connection a peer closes as ERROR; our gossip
+    layer redials and says once when a peer connects or is lost. So those records are DEBUG here:
     shown at --log-level DEBUG, dropped otherwise (an ERROR line must mean something is wrong)."""
 
-    NOISE = ("Failed to open TCP stream", "failed to dial", "Failed to dial")
+    NOISE = ("Failed to open TCP stream", "failed to dial", "Failed to dial", "connection reset by remote peer",
+             "ConnectionClosedError", "failed to upgrade security", "MultiselectClient handshake")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("libp2p") and record.levelno >= logging.WARNING and any(

@@ -258,9 +258,8 @@ class DevnetRun:
         net.admin_txs([*allowlist_txs(), SetLockdown(breaker_window_ms=0, breaker_share_bps=0,
                                                       attestation_max_age_ms=int(self.cfg.get("policy", {}).get(
                                                           "attestation_max_age_ms", 3_600_000)))])
-        # Group devices (§14) stream nothing and have no SimDevice: the econ merge left them in plans.
-        streaming = [plan for plan in self.plans if plan.role != "group"]
-        for plan, dev in zip(streaming, self.devices, strict=True):
+        # every plan has its simulated device, the corroborated group's too (they stream, §14)
+        for plan, dev in zip(self.plans, self.devices, strict=True):
             code, st = http_json("GET", f"{net.ledger_url}/v1/state")
             if code != 200:
                 raise RuntimeError(f"ledger state: {code} {st}")
