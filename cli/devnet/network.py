@@ -165,8 +165,10 @@ class LocalNetwork:
         self.admin = self.token.generate("admin")
         self.token.generate("ledger")  # used by the ledger process, named in its config
         self.agent_identity = self.token.generate("agent")
+        self.agent2_identity = self.token.generate("agent-2")  # the corroborated group's second agent (§14)
+        self.agent2_port = free_port()
         self.oracle_identities = [self.token.generate(f"oracle-{i}") for i in range(self.oracles)]
-        for name in ["agent", *(f"oracle-{i}" for i in range(self.oracles))]:
+        for name in ["agent", "agent-2", *(f"oracle-{i}" for i in range(self.oracles))]:
             t = Identity.generate()
             t.save(self.keys / f"{name}.transport.key")
             self.transport_identities[name] = t
@@ -178,14 +180,18 @@ class LocalNetwork:
     def _transport(self, name: str) -> dict[str, str]:
         return {"transport_key_file": str(self.keys / f"{name}.transport.key")} if self.token is not None else {}
 
-    def bind_transport_keys(self) -> None:
+    def bind_transport_keys(self, only: str | None = None) -> None:
         """pkcs11 mode: record on the ledger which libp2p key each oracle and the agent gossips
-        under (H8), endorsed by its token key; oracles' gossip gates admit those keys."""
+        under (H8), endorsed by its token key; oracles' gossip gates admit those keys. The second
+        agent (§14) is bound on its own (`only`), once it is enrolled."""
         if self.token is None:
             return
         from cli.devnet.keys import bind_transport_key
 
         principals = [("agent", self.agent_identity)] + [(f"oracle-{i}", o) for i, o in enumerate(self.oracle_identities)]
+        if only is not None:
+            principals = [("agent-2", self.agent2_identity)] if only == "agent-2" else [
+                (n, i) for n, i in principals if n == only]
         self.admin_txs([bind_transport_key(self.ledger_id, ident, self.transport_identities[name].public_key)
                         for name, ident in principals])
 
@@ -273,14 +279,13 @@ class LocalNetwork:
     def start_agent(self, *, max_skew_ms: int = 5_000, name: str = "agent") -> None:
         """The agent, or (name "agent-2", econ2) the second agent: its own key, data, devices and
         port, for the corroborated policy's devices that must be under another agent (§14)."""
-        key, port, devices = self.keys / "agent.key", self.agent_port, self.devices_dir
+        port, devices = self.agent_port, self.devices_dir
         if name != "agent":
-            key, port, devices = self.keys / f"{name}.key", self.agent2_port, self.agent2_devices_dir
+            port, devices = self.agent2_port, self.agent2_devices_dir
+            self.bind_transport_keys(only=name)
         cfg = self.root / f"{name}.toml"
         write_toml(cfg, {
-            # the first agent's key may be in the token (--keys pkcs11); econ2's second agent's is a file
-            "agent": {"key_file": self._key("agent") if name == "agent" else str(key),
-                      **(self._transport("agent") if name == "agent" else {}),
+            "agent": {"key_file": self._key(name), **self._transport(name),
                       "data_dir": str(self.root / name / "data"),
                       "blinding_keys_dir": str(devices), "ledger_url": self.ledger_url,
                       "ledger_wait_s": 5, "ledger_anchor_interval_s": 5},  # anchors visible in a short run

@@ -128,10 +128,11 @@ def test_devnet_with_every_key_in_a_token_pays_and_leaks_no_private_key(tmp_path
     token_keys = {state.genesis.ledger_key, state.admin, *state.oracle_set.members, *state.agents, *state.devices}
     assert {bytes.fromhex(d["device_id"]) for d in summary["devices"]} <= set(state.devices)
     transports = {Identity.load(p).public_key for p in (run_dir / "keys").glob("*.transport.key")}
-    assert len(transports) == 4 and set(state.hw.transport_keys.values()) == transports
-    # The key files of a run with key files are gone: only transport keys are in keys/.
+    # 3 oracles, the agent and the corroborated group's second agent (§14): each gossips on its own
+    # bound transport key; the key files of a run with key files are gone: only transport keys.
+    assert len(transports) == 5 and set(state.hw.transport_keys.values()) == transports
     assert sorted(p.name for p in (run_dir / "keys").iterdir()) == sorted(
-        [f"oracle-{i}.transport.key" for i in range(3)] + ["agent.transport.key"])
+        [f"oracle-{i}.transport.key" for i in range(3)] + ["agent.transport.key", "agent-2.transport.key"])
 
     (run_dir / "logs" / "control.log").write_text(f"INFO planted {planted.seed.hex()}\n")
     files = [p for p in run_dir.rglob("*") if p.is_file()]
