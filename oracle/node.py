@@ -310,6 +310,10 @@ class OracleNode:
     def _on_effects(self, effects: list[Effect]) -> None:
         """New ledger entries were replayed into the view (called on the loop)."""
         self.metrics.ledger_height.set(self.view.height)
+        if self.machine is None:
+            # Still bootstrapping (the follower replays history before the machine exists):
+            # _rebuild_from_store reconciles every kept claim with the payouts once it does.
+            return
         membership_changed = False
         for e in effects:
             if e.kind is TxKind.PAYOUT and e.claim_id is not None:
