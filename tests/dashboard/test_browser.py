@@ -49,7 +49,7 @@ def dash(net: Network, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     for o in net.oracles:
         args += ["--oracle", o.url]
     proc = ManagedProcess("dashboard", args, tmp_path_factory.mktemp("dash") / "dashboard.log",
-                          ready_url=f"{url}/readyz", cwd=REPO)
+                          ready_url=f"{url}/healthz", cwd=REPO)
     proc.start()
     try:
         proc.wait_ready(30)
@@ -134,6 +134,8 @@ def test_every_paid_claim_shows_k_of_n_and_the_amount(net: Network, dash: str, p
     button = page.locator(f'h1 button.copy[data-copy="{cid}"]')
     button.focus()
     page.keyboard.press("Enter")
+    # the label changes once the asynchronous clipboard write resolves: wait for it, not a race
+    page.wait_for_function("b => b.innerText === 'copied'", arg=button.element_handle(), timeout=5000)
     assert button.inner_text() == "copied"
     assert page.evaluate("navigator.clipboard.readText()") == cid
 
