@@ -27,11 +27,13 @@ never import a daemon package.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -340,13 +342,23 @@ class _Sessions:
             s = self._open.get(key)
             if s is not None:
                 return s
-            try:
-                lib = pkcs11.lib(key[0])
-                token = lib.get_token(token_label=cfg.token_label)
-            except pkcs11.exceptions.NoSuchToken:
-                raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
-            except pkcs11.exceptions.PKCS11Error as e:
-                raise KeyError_(f"cannot open the PKCS#11 module {key[0]}: {type(e).__name__}") from None
+            # SoftHSM2's file store answers GeneralError while another process writes the token
+            # (the devnet makes device keys in it while oracles start): retry a few times.
+            for attempt in range(6):
+                try:
+                    lib = pkcs11.lib(key[0])
+                    token = lib.get_token(token_label=cfg.token_label)
+                    break
+                except pkcs11.exceptions.NoSuchToken:
+                    raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
+                except pkcs11.exceptions.GeneralError:
+                    if attempt == 5:
+                        raise KeyError_(f"cannot open the PKCS#11 module {key[0]}: GeneralError") from None
+                    time.sleep(0.1 * 2**attempt)
+                    with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
+                        pkcs11.lib(key[0]).reinitialize()
+                except pkcs11.exceptions.PKCS11Error as e:
+                    raise KeyError_(f"cannot open the PKCS#11 module {key[0]}: {type(e).__name__}") from None
             try:
                 s = token.open(user_pin=cfg.read_pin(), rw=True)
             except pkcs11.exceptions.PinIncorrect:

@@ -100,7 +100,8 @@ def test_finds_a_quorum_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     real = Tally._decide
 
     def off_by_one(self: Tally, oracle_set: OracleSet) -> None:
-        view = types.SimpleNamespace(threshold=oracle_set.threshold - 1, reject_threshold=oracle_set.reject_threshold)
+        view = types.SimpleNamespace(members=oracle_set.members, threshold=oracle_set.threshold - 1,
+                                     reject_threshold=oracle_set.reject_threshold)
         real(self, view)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Tally, "_decide", off_by_one)
