@@ -132,8 +132,10 @@ def accepted_json(acc: Accepted) -> dict[str, Any]:
 # --------------------------------------------------------------------------- handlers
 
 
-async def post_tx(request: web.Request) -> web.StreamResponse:
-    service, limits = request.app[SERVICE], request.app[LIMITS]
+async def _tx_body(request: web.Request) -> tuple[bytes, str]:
+    """A transaction body (one or a batch): no query, within the size limit (refused from the
+    Content-Length before it is read), msgpack or JSON, not empty."""
+    limits = request.app[LIMITS]
     _query(request, set())
     if request.content_length is not None and request.content_length > limits["max_body_bytes"]:
         raise FaultproofError(Reason.OVERSIZE, f"body larger than {limits['max_body_bytes']} bytes")
@@ -143,6 +145,12 @@ async def post_tx(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     if not raw:
         raise FaultproofError(Reason.MALFORMED, "empty body")
+    return raw, content_type
+
+
+async def post_tx(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    raw, content_type = await _tx_body(request)
     tx = parse_tx(raw, content_type)
     await service.precheck(tx)
     # A msgpack body that decoded is the tx's canonical encoding: the entry reuses it as is.
@@ -176,16 +184,8 @@ def batch_item_json(outcome: Accepted | FaultproofError) -> dict[str, Any]:
 
 
 async def post_tx_batch(request: web.Request) -> web.StreamResponse:
-    service, limits = request.app[SERVICE], request.app[LIMITS]
-    _query(request, set())
-    if request.content_length is not None and request.content_length > limits["max_body_bytes"]:
-        raise FaultproofError(Reason.OVERSIZE, f"body larger than {limits['max_body_bytes']} bytes")
-    content_type = request.content_type
-    if content_type not in (MSGPACK, JSON):
-        raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
-    raw = await request.read()
-    if not raw:
-        raise FaultproofError(Reason.MALFORMED, "empty body")
+    service = request.app[SERVICE]
+    raw, content_type = await _tx_body(request)
     batch, raws = parse_qc_batch(raw, content_type)
     if not batch.qcs:
         raise FaultproofError(Reason.MISSING_FIELD, "qc-batch.qcs: at least one quorum certificate")

@@ -43,9 +43,8 @@ from faultproof.messages import (
     QcSignature,
     SignedClaim,
 )
-from faultproof.signing import verify_message
-from ledger.state import LedgerState, device_key
-from oracle.pipeline import ProofJob, public_signals
+from ledger.state import LedgerState
+from oracle.pipeline import ProofJob, check_signed_window, public_signals
 
 # Parts kept per policy: a device reports at most a few windows per period; the cap bounds what a
 # flood of valid-but-useless parts can hold (oldest dropped first).
@@ -89,20 +88,7 @@ def is_group_policy(state: LedgerState, policy_id: bytes) -> bool:
 def check_part(signed: SignedClaim, state: LedgerState) -> CheckedPart:
     """G1's content checks on our replica. Raises FaultproofError with a CONTENT reason."""
     claim = signed.claim
-    if not state.agent_enrolled(claim.agent_id):
-        raise _fail(Reason.UNKNOWN_AGENT, "the part's agent is not enrolled (or is revoked)")
-    if not signed.verify():
-        raise _fail(Reason.BAD_AGENT_SIGNATURE)
-    start, end = claim.start, claim.end
-    if not (verify_message(device_key(state, start.frame.device_id, start.frame.ts_ms), start.frame, start.signature)
-            and verify_message(device_key(state, end.frame.device_id, end.frame.ts_ms), end.frame, end.signature)):
-        raise _fail(Reason.BAD_FRAME_SIGNATURE)
-    s, e = start.frame, end.frame
-    if s.device_id != e.device_id or s.epoch != e.epoch:
-        raise _fail(Reason.FRAME_MISMATCH, "the two frames are not of one device and epoch")
-    policy = state.policy(claim.policy_id)
-    if policy is None:
-        raise _fail(Reason.UNKNOWN_POLICY)
+    s, e, policy = check_signed_window(signed, state, "part")  # the same start as a lone claim's
     group = state.econ.group_of(claim.policy_id)
     if not group:
         raise _fail(Reason.POLICY_DEVICE_MISMATCH, "the policy is not a corroborated policy")

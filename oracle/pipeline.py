@@ -34,7 +34,7 @@ from typing import Any
 
 from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason, Stage
-from faultproof.messages import PayoutBody, SignedClaim
+from faultproof.messages import Frame, PayoutBody, SignedClaim
 from faultproof.signing import verify_message
 from faultproof.zk.statement import PublicSignals
 from ledger.state import (
@@ -135,15 +135,16 @@ def public_signals(signed: SignedClaim, policy: Policy) -> PublicSignals:
     )
 
 
-def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
-    """C1..C8 on our replica of the ledger. Raises FaultproofError with a CONTENT reason."""
+def check_signed_window(signed: SignedClaim, state: LedgerState, what: str = "claim") -> tuple[Frame, Frame, Policy]:
+    """The checks every claim and every group part start with (C1..C4): the agent is enrolled
+    and signed it, both frames are signed under their device's key at the frame's time (of the
+    enrolled type, DESIGN §15) and belong to one device and epoch, and the policy exists."""
     claim = signed.claim
     if not state.agent_enrolled(claim.agent_id):
-        raise _fail(Reason.UNKNOWN_AGENT, "the claim's agent is not enrolled (or is revoked)")
+        raise _fail(Reason.UNKNOWN_AGENT, f"the {what}'s agent is not enrolled (or is revoked)")
     if not signed.verify():
         raise _fail(Reason.BAD_AGENT_SIGNATURE)
     start, end = claim.start, claim.end
-    # Each frame under its device's key at the frame's time, of the enrolled type (DESIGN §15).
     if not (verify_message(device_key(state, start.frame.device_id, start.frame.ts_ms), start.frame, start.signature)
             and verify_message(device_key(state, end.frame.device_id, end.frame.ts_ms), end.frame, end.signature)):
         raise _fail(Reason.BAD_FRAME_SIGNATURE)
@@ -153,6 +154,13 @@ def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
     policy = state.policy(claim.policy_id)
     if policy is None:
         raise _fail(Reason.UNKNOWN_POLICY)
+    return s, e, policy
+
+
+def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
+    """C1..C8 on our replica of the ledger. Raises FaultproofError with a CONTENT reason."""
+    claim = signed.claim
+    s, e, policy = check_signed_window(signed, state)
     if policy.terms.device_id != s.device_id:
         raise _fail(Reason.POLICY_DEVICE_MISMATCH)
     if custody_rejection(state, s.device_id, claim.agent_id) is not None:  # DESIGN §15 H9 (hardware2)
