@@ -413,6 +413,11 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     install_openapi(app, "faultproof ledger", API_ROUTES)
+
+    async def end_long_polls(app: web.Application) -> None:  # before aiohttp waits for handlers
+        service.end_long_polls()
+
+    app.on_shutdown.append(end_long_polls)
     if run_service:
         async def service_ctx(app: web.Application) -> Any:
             async with service.running():

@@ -183,6 +183,7 @@ class LedgerService:
         self._clean = asyncio.Event()
         self._clean.set()
         self._committed_event = asyncio.Event()
+        self._draining_polls = False  # set at shutdown: long polls answer now instead of waiting out
         self._accepting = False
         self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._head_cache: SignedHead | None = None
@@ -248,6 +249,12 @@ class LedgerService:
     def accepting(self) -> bool:
         """The writer runs: a transaction submitted now is ordered and made durable (/readyz)."""
         return self._accepting
+
+    def end_long_polls(self) -> None:
+        """Shutting down: every waiting `entries` call answers now with what is committed (a
+        follower simply polls again elsewhere or later), so SIGTERM does not wait out a poll."""
+        self._draining_polls = True
+        self._committed_event.set()
 
     def close(self) -> None:
         self._write_pool.shutdown(wait=True)
@@ -512,7 +519,7 @@ class LedgerService:
             event = self._committed_event
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
-                    while after >= self.committed_height:
+                    while after >= self.committed_height and not self._draining_polls:
                         await event.wait()
                         event = self._committed_event
         top = min(self.committed_height, after + limit)

@@ -1,10 +1,12 @@
 """kill -9 of a real `faultproof ledger serve` process in the middle of a burst of payouts from
 several clients: after a restart, `ledger verify` passes and every acknowledged payout is present
-with the entry it was acknowledged with; requests in flight at the kill failed."""
+with the entry it was acknowledged with; requests in flight at the kill failed. Then SIGTERM stops
+it within 2 s even while a follower's long poll is open (an operator's restart must not hang)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from faultproof.errors import FaultproofError
@@ -93,7 +95,15 @@ async def test_kill9_during_a_burst_loses_no_acknowledged_payout(tmp_path: Path)
             for cid in list(acked)[:20]:
                 receipt = await client.receipt(cid)
                 assert receipt.entry.entry.height == acked[cid][0]
-        proc.stop()
+            # SIGTERM while a follower's long poll is open: the ledger does not wait the poll out
+            height = int((await client.status())["height"])
+            poll = asyncio.create_task(client.entries(after=height, wait=30.0))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            code = await asyncio.to_thread(proc.stop)
+            stopped_in = time.monotonic() - started
+            poll.cancel()
+        assert code == 0 and stopped_in < 2.0, f"SIGTERM took {stopped_in:.1f} s (exit {code})"
     finally:
         proc.kill9()
     store = LedgerStore(db, readonly=True)
