@@ -19,7 +19,7 @@ from typing import Any
 
 from faultproof.identity import Identity
 from faultproof.messages import AdminTx, Deposit, EnrolAgent, Message, RegisterCircuit
-from faultproof.procs import ManagedProcess, free_port, wait_port
+from faultproof.procs import ManagedProcess, free_port, stop_all, wait_port
 
 
 def http_json(method: str, url: str, body: bytes | None = None, content_type: str = "application/json",
@@ -314,11 +314,11 @@ class LocalNetwork:
     # ------------------------------------------------------------------ stop
 
     def stop(self) -> dict[str, int | None]:
-        """Stop everything this network started, newest first. Returns exit codes by name."""
-        codes: dict[str, int | None] = {}
-        for mp in reversed(self.processes):
-            codes[mp.name] = mp.stop()
-        return codes
+        """Stop everything this network started: the services that use the ledger and the broker
+        together, then those two (so no service logs them vanishing). Returns exit codes by name."""
+        base = [mp for mp in self.processes if mp.name in ("ledger", "broker")]
+        users = [mp for mp in reversed(self.processes) if mp.name not in ("ledger", "broker")]
+        return {**stop_all(users), **stop_all(base)}
 
     def pids(self) -> list[int]:
         return [mp.pid for mp in self.processes if mp.pid is not None]

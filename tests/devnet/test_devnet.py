@@ -42,7 +42,8 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> N
     # healthy but noisy device; its [econ] section adds a double-signing faulty device and the 3
     # devices of a corroborated policy.
     text = (REPO / "configs" / "devnet.toml").read_text()
-    config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"'))
+    config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"')
+                      .replace("readings = 200", "readings = 120"))  # every fault ends by seq 70
     log = tmp_path / "devnet.out"
     with open(log, "wb") as sink:
         devnet = subprocess.Popen(

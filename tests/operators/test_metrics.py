@@ -170,7 +170,7 @@ def test_a_ledger_outage_is_one_line_down_and_one_line_back(site: Site) -> None:
     assert _lines(log, "ledger unreachable") == 0
     site.ledger.stop()
     assert _until(lambda: _lines(log, "ledger unreachable") >= 1, 30), site.oracle.tail()
-    time.sleep(8)  # several retries (backoff 0.2 s doubling to 5 s, jittered)
+    time.sleep(4)  # several retries (backoff 0.2 s doubling to 5 s, jittered)
     assert _until(lambda: _scrape(site.oracle_url).value("faultproof_follower_ledger_reachable") == 0.0, 10)
     site.ledger.start()
     wait_port(site.base, site.ledger)
