@@ -10,7 +10,8 @@ Start-up, in order, each step refusing to continue with a message that says what
      follow), the proof worker pool, gossip, MQTT and the HTTP API.
 Then it runs until SIGTERM/SIGINT: every background loop is a task of one TaskGroup, so an error
 in any of them stops the agent (and the exit status says so) instead of leaving a half-alive
-daemon. On shutdown MQTT stops first (nothing more is acknowledged), queued frames are committed,
+daemon. SIGTERM/SIGINT during start-up (the ledger wait included) stops it at once, status 0.
+On shutdown MQTT stops first (nothing more is acknowledged), queued frames are committed,
 then the rest closes.
 
 This file must never decide whether a frame, a window or a claim is valid: it only wires the
@@ -25,6 +26,7 @@ import logging
 import re
 import signal
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -408,11 +410,17 @@ async def main(config: AgentConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     code = 0
     try:
-        await agent.start()
+        # The ledger may be down for long (bootstrap retries for ledger_bootstrap_timeout_s):
+        # SIGTERM/SIGINT must end the start-up at once, not when the wait gives up.
+        started = await _unless_stopped(agent.start(), stop)
     except StartupError as e:
         log.error("agent refused to start: %s", e)
         await agent.close()
         return 2
+    if not started:
+        log.info("agent stopped by a signal before it was ready")
+        await agent.close()
+        return 0
     print(f"agent ready: http://{config.http.host}:{agent.http_port}", flush=True)
     try:
         await agent.run_forever(stop)
@@ -424,3 +432,21 @@ async def main(config: AgentConfig) -> int:
         code = 1
     await agent.close()
     return code
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """True once `work` is done; False (work cancelled) if `stop` is set first. Its errors propagate."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopped):
+            if not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+    if task.cancelled():
+        return False
+    task.result()
+    return True

@@ -1,5 +1,6 @@
 """Services started by hand meet the operator's common mistakes with one line and exit code 2:
-a second `ledger serve` on the same database, and a port that is already in use."""
+a second `ledger serve` on the same database, and a port that is already in use; and a signal
+stops the oracle and the agent while they wait for a ledger that does not answer."""
 
 from __future__ import annotations
 
@@ -117,6 +118,35 @@ def test_sigterm_while_waiting_for_the_ledger_exits_within_2s(site: tuple[Path, 
         assert time.monotonic() - started < 2.0
     finally:
         oracle.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_agent_stops_at_a_signal_while_waiting_for_the_ledger(site: tuple[Path, int], tmp_path: Path,
+                                                                sig: signal.Signals) -> None:
+    """The agent's start-up waits for the ledger (up to ledger_bootstrap_timeout_s, 60 s): a signal
+    ends that wait at once, with the documented status 0 and one line that says so."""
+    root, base = site
+    cut_off = root / f"agent-cut-off-{sig.name}.toml"
+    cut_off.write_text((root / "agent.toml").read_text().replace(f"127.0.0.1:{base}\"", f"127.0.0.1:{free_port()}\""))
+    log = tmp_path / "agent.log"
+    with log.open("wb") as out:
+        agent = subprocess.Popen([sys.executable, "-m", "cli", "agent", "run", "--config", str(cut_off)],
+                                 cwd=root, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert _until(lambda: "ledger unreachable" in log.read_text(), 30), log.read_text()
+        started = time.monotonic()
+        agent.send_signal(sig)
+        code = agent.wait(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    text = log.read_text()
+    assert elapsed < 2.0 and code == 0, (elapsed, code, text)
+    assert "Traceback" not in text
+    stopped = [line for line in text.splitlines() if "stopped" in line]
+    assert len(stopped) == 1 and "before it was ready" in stopped[0], text
 
 
 def test_readyz_follows_the_ledger(site: tuple[Path, int], tmp_path: Path) -> None:
