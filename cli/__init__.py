@@ -90,7 +90,12 @@ def keygen(out: Path, force: bool, encrypt: bool) -> None:
         passphrase = keyfile.passphrase_from_env() if encrypt else None
         if encrypt and passphrase is None:
             raise OperatorError(f"--encrypt needs {keyfile.PASSPHRASE_ENV} or {keyfile.PASSPHRASE_FILE_ENV}")
+        if not out.parent.exists():  # `keygen --out keys/oracle-1.key` in a new folder: keys/ is made, 0700
+            out.parent.mkdir(parents=True, mode=0o700)
         identity.save(out, overwrite=force, passphrase=passphrase)
+    except OSError as e:
+        raise OperatorError(f"cannot write the key file {out}: {e.strerror} (choose a path in a folder you can "
+                            "write)") from None
     except keyfile.PassphraseError as e:
         raise OperatorError(str(e)) from None
     except KeyFileError as e:

@@ -167,7 +167,9 @@ async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int
 
     app = make_app(service, max_body_bytes=cfg.max_body_bytes, max_wait_s=cfg.max_wait_s,
                    max_entries_per_page=cfg.max_entries_per_page)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # On SIGTERM, in-flight requests get 1 s: a long poll of /v1/entries (up to max_wait_s) is only a
+    # read, and a transaction either committed or was not (clients resend; the ledger is idempotent).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     try:
