@@ -52,6 +52,16 @@ class _LazyGroup(click.Group):
             return cmd
         return super().get_command(ctx, cmd_name)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        """The root's own options (`faultproof --no-such-option`): one line too."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[arg-type]
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise OperatorError(f"{e.format_message()} (see `{info_name or 'faultproof'} --help`)") from None
+
     def invoke(self, ctx: click.Context) -> object:
         """Every failure an operator can fix leaves through OperatorError: one line, exit code 2.
         click's own usage errors (a wrong type, a missing option) say which command's --help to

@@ -249,6 +249,7 @@ def test_the_in_process_audit_sees_what_an_operator_sees(fx: Fixtures, monkeypat
     monkeypatch.setattr(logging.getLogger(), "handlers", [])
     samples = [
         ["admin", "deposit", "x"],  # click's own wrong type
+        ["--no-such-option"],  # the root's own options
         ["public-key", str(fx.not_a_key)],  # a key file that is not a key
         ["admin", "--url", fx.closed_url, "enrol-agent", "ab" * 32],  # a valid (encrypted) key, a ledger down
         ["pool", "status", "--ledger", fx.closed_url],  # a ledger that is down
