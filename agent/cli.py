@@ -48,7 +48,13 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     except SchemaError as e:
         raise OperatorError(str(e)) from None
     setup_logging(log_level or cfg.log_level, log_format)
-    sys.exit(asyncio.run(main(cfg)))
+    from agent.daemon import StartupError
+
+    try:
+        code = asyncio.run(main(cfg))
+    except StartupError as e:  # the one line of a refusal to start, exit 2
+        raise OperatorError(f"agent refused to start: {e}") from None
+    sys.exit(code)
 
 
 @click.group()

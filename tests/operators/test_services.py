@@ -1,5 +1,6 @@
 """Services started by hand meet the operator's common mistakes with one line and exit code 2:
-a second `ledger serve` on the same database, and a port that is already in use; and a signal
+a second `ledger serve` on the same database, and a port that is already in use (ledger, oracle,
+agent); and a signal
 stops the oracle and the agent while they wait for a ledger that does not answer."""
 
 from __future__ import annotations
@@ -149,6 +150,27 @@ def test_agent_stops_at_a_signal_while_waiting_for_the_ledger(site: tuple[Path, 
     assert "Traceback" not in text
     stopped = [line for line in text.splitlines() if "stopped" in line]
     assert len(stopped) == 1 and "before it was ready" in stopped[0], text
+
+
+def test_agent_on_a_port_in_use_names_the_port(site: tuple[Path, int]) -> None:
+    """The agent binds its HTTP port last (after the ledger and its proving keys): a port in use is
+    still one line and exit 2, not a traceback."""
+    root, base = site
+    runner = CliRunner()
+    built = runner.invoke(main, ["circuits", "build", "--n", "16"])
+    vkey = next(line.split(": ", 1)[1] for line in built.stdout.splitlines() if line.startswith("vkey: "))
+    registered = runner.invoke(main, ["admin", "--url", f"http://127.0.0.1:{base}", "--key",
+                                      str(root / "keys" / "admin.key"), "register-circuit", "--vkey-file", vkey,
+                                      "--n", "16"])
+    assert registered.exit_code == 0, registered.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", base + 100))  # the agent's HTTP port
+        s.listen()
+        out = _faultproof("agent", "run", "--config", str(root / "agent.toml"), cwd=root)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert len(errors) == 1 and f"127.0.0.1:{base + 100}" in errors[0] and "[http] port" in errors[0]
+    assert "Traceback" not in out.stderr
 
 
 def test_readyz_follows_the_ledger(site: tuple[Path, int], tmp_path: Path) -> None:
