@@ -19,6 +19,7 @@ import click
 
 from faultproof.identity import KeyFileError
 from faultproof.logs import log_options, setup_logging
+from faultproof.operator_errors import OperatorError
 
 
 @click.group()
@@ -38,9 +39,8 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     try:
         cfg = cfgmod.load(config_path)
     except cfgmod.ConfigError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     from agent.store import MIGRATIONS
-    from faultproof.operator_errors import OperatorError
     from faultproof.schema import SchemaError, check_file
 
     try:
@@ -48,7 +48,13 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     except SchemaError as e:
         raise OperatorError(str(e)) from None
     setup_logging(log_level or cfg.log_level, log_format)
-    sys.exit(asyncio.run(main(cfg)))
+    from agent.daemon import StartupError
+
+    try:
+        code = asyncio.run(main(cfg))
+    except StartupError as e:  # the one line of a refusal to start, exit 2
+        raise OperatorError(f"agent refused to start: {e}") from None
+    sys.exit(code)
 
 
 @click.group()
@@ -79,19 +85,21 @@ def provision_cmd(out_dir: Path, name: str | None, epoch: int, firmware: str, fo
     from faultproof.errors import DecodeError
 
     if (unit is None) != (scale is None):
-        raise click.ClickException("--unit and --scale go together (e.g. --unit degC --scale 100)")
+        raise OperatorError("--unit and --scale go together (e.g. --unit degC --scale 100)")
     try:
         sensor = SensorSpec.from_json({"unit": unit, "scale": scale}) if unit is not None else None
     except DecodeError as e:
-        raise click.ClickException(f"--unit/--scale: {e.message}") from None
+        raise OperatorError(f"--unit/--scale: {e.message}") from None
     try:
         fw = firmware_hash_of(firmware)
     except OSError as e:
-        raise click.ClickException(f"--firmware: {e}") from None
+        raise OperatorError(f"--firmware: {e}") from None
     try:
         p = provision(out_dir, name=name, epoch=epoch, firmware_hash=fw, overwrite=force, sensor=sensor)
     except KeyFileError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
+    except OSError as e:
+        raise OperatorError(f"cannot write the device's files in {out_dir}: {e.strerror} (give another --out)") from None
     click.echo(json.dumps({"device_id": p.device_id.hex(), "key_file": str(p.key_path),
                            "blinding_key_file": str(p.blinding_path), "enrolment": str(p.enrol_path),
                            "enrol": p.enrol.to_json()}, indent=1))
@@ -140,13 +148,18 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
         else:
             parsed.append(Fault(kind, at, count=nums[0] if nums else 0, value=nums[1] if len(nums) > 1 else 0,
                                 every=2 if kind == "excursion" else 1))
-    dev = SimDevice.load(key_file, blind_file, epoch=epoch, sensor=Sensor(base=base, noise=noise), faults=parsed)
+    try:
+        dev = SimDevice.load(key_file, blind_file, epoch=epoch, sensor=Sensor(base=base, noise=noise), faults=parsed)
+        password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
+    except KeyFileError as e:
+        raise OperatorError(str(e)) from None
+    except OSError as e:
+        raise OperatorError(f"cannot read {e.filename}: {e.strerror} (check --mqtt-password-file)") from None
 
     async def go() -> None:
         transport: Transport
         if mqtt_addr:
             host, _, port = mqtt_addr.rpartition(":")
-            password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
             transport = MqttTransport(host or "127.0.0.1", int(port), username=dev.device_id.hex(), password=password,
                                       tls_ca_file=str(mqtt_ca) if mqtt_ca else None)
         elif http_url:
@@ -156,7 +169,13 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
         async with transport:
             await run_device(dev, transport, readings=readings, rate_hz=rate)
 
-    asyncio.run(go())
+    import aiohttp
+
+    try:
+        asyncio.run(go())
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        where = f"the MQTT broker at {mqtt_addr} (--mqtt)" if mqtt_addr else f"the agent at {http_url} (--http)"
+        raise OperatorError(f"cannot reach {where}: {e}; is it running?") from None
     click.echo(json.dumps({"device_id": dev.device_id.hex(), "sent": readings}))
 
 
@@ -183,7 +202,7 @@ def history(device_id: str, ledger_url: str, as_json: bool) -> None:
     try:
         out = asyncio.run(go())
     except FaultproofError as e:
-        raise click.ClickException(f"{e.reason.value}: {e.message}") from None
+        raise OperatorError(f"{e.reason.value}: {e.message}") from None
     if as_json:
         click.echo(json.dumps(out, indent=1))
         return

@@ -10,7 +10,8 @@ Start-up, in order, each step refusing to continue with a message that says what
      follow), the proof worker pool, gossip, MQTT and the HTTP API.
 Then it runs until SIGTERM/SIGINT: every background loop is a task of one TaskGroup, so an error
 in any of them stops the agent (and the exit status says so) instead of leaving a half-alive
-daemon. On shutdown MQTT stops first (nothing more is acknowledged), queued frames are committed,
+daemon. SIGTERM/SIGINT during start-up (the ledger wait included) stops it at once, status 0.
+On shutdown MQTT stops first (nothing more is acknowledged), queued frames are committed,
 then the rest closes.
 
 This file must never decide whether a frame, a window or a claim is valid: it only wires the
@@ -25,6 +26,7 @@ import logging
 import re
 import signal
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +150,11 @@ class Agent:
 
         self.pool = ProofPool(cfg.prover.workers, preload=list(self.circuits.values()))
         if cfg.gossip.enabled:
-            await self._start_gossip()
+            try:
+                await self._start_gossip()
+            except (FaultproofError, OSError) as e:
+                raise StartupError(f"gossip cannot listen on port {self.gossip_port}: {e}; stop what holds it or "
+                                   "set [gossip] port (0: any free port)") from None
         self.sender = ClaimSender(self.gossip, cfg.oracle_urls, self.metrics)
         cc = cfg.claims
         self.manager = ClaimManager(
@@ -161,11 +167,15 @@ class Agent:
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
         if cfg.mqtt.enabled:
+            try:
+                mqtt_password = Path(cfg.mqtt.password_file).read_text().strip() if cfg.mqtt.password_file else None
+            except OSError as e:
+                raise StartupError(f"cannot read [mqtt] password_file {cfg.mqtt.password_file}: {e.strerror}") from None
             self.mqtt = MqttIngest(MqttSettings(
                 host=cfg.mqtt.host, port=cfg.mqtt.port,
                 client_id=cfg.mqtt.client_id or f"faultproof-agent-{self.identity.public_key.hex()[:16]}",
                 username=cfg.mqtt.username or None,
-                password=Path(cfg.mqtt.password_file).read_text().strip() if cfg.mqtt.password_file else None,
+                password=mqtt_password,
                 tls_ca_file=cfg.mqtt.tls_ca_file or None),
                 self.engine, self.metrics)
             self.mqtt.start()
@@ -173,7 +183,11 @@ class Agent:
         self._runner = web.AppRunner(make_app(self, cfg.http.max_body_bytes), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartupError(f"cannot listen on {cfg.http.host}:{cfg.http.port} (HTTP): {e.strerror}; stop what "
+                               "holds the port or set [http] port (0: any free port)") from None
         server: Any = site._server  # noqa: SLF001 - the bound port when 0 was asked for
         if server is not None and getattr(server, "sockets", None):
             self.http_port = server.sockets[0].getsockname()[1]
@@ -400,7 +414,8 @@ class _Stop(Exception):
 
 
 async def main(config: AgentConfig) -> int:
-    """Run the agent; the exit status: 0 stopped by a signal, 2 refused to start, 1 failed."""
+    """Run the agent; the exit status: 0 stopped by a signal, 1 failed. A refusal to start is
+    StartupError (its message names what to fix), raised after everything started is closed."""
     agent = Agent(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -408,11 +423,16 @@ async def main(config: AgentConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     code = 0
     try:
-        await agent.start()
-    except StartupError as e:
-        log.error("agent refused to start: %s", e)
+        # The ledger may be down for long (bootstrap retries for ledger_bootstrap_timeout_s):
+        # SIGTERM/SIGINT must end the start-up at once, not when the wait gives up.
+        started = await _unless_stopped(agent.start(), stop)
+    except StartupError:
         await agent.close()
-        return 2
+        raise
+    if not started:
+        log.info("agent stopped by a signal before it was ready")
+        await agent.close()
+        return 0
     print(f"agent ready: http://{config.http.host}:{agent.http_port}", flush=True)
     try:
         await agent.run_forever(stop)
@@ -424,3 +444,21 @@ async def main(config: AgentConfig) -> int:
         code = 1
     await agent.close()
     return code
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """True once `work` is done; False (work cancelled) if `stop` is set first. Its errors propagate."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopped):
+            if not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+    if task.cancelled():
+        return False
+    task.result()
+    return True

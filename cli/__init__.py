@@ -52,6 +52,33 @@ class _LazyGroup(click.Group):
             return cmd
         return super().get_command(ctx, cmd_name)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        """The root's own options (`faultproof --no-such-option`): one line too."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[arg-type]
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise OperatorError(f"{e.format_message()} (see `{info_name or 'faultproof'} --help`)") from None
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Every failure an operator can fix leaves through OperatorError: one line, exit code 2.
+        click's own usage errors (a wrong type, a missing option) say which command's --help to
+        read instead of printing its usage block; a FaultproofError a command did not catch
+        says its reason code and message."""
+        from faultproof.errors import FaultproofError
+
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `faultproof admin` alone: the help text, as click prints it
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else ctx.command_path
+            raise OperatorError(f"{e.format_message()} (see `{where} --help`)") from None
+        except FaultproofError as e:
+            raise OperatorError(f"{e.reason.value}: {e.message}") from None
+
 
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="faultproof")
@@ -73,11 +100,16 @@ def keygen(out: Path, force: bool, encrypt: bool) -> None:
         passphrase = keyfile.passphrase_from_env() if encrypt else None
         if encrypt and passphrase is None:
             raise OperatorError(f"--encrypt needs {keyfile.PASSPHRASE_ENV} or {keyfile.PASSPHRASE_FILE_ENV}")
+        if not out.parent.exists():  # `keygen --out keys/oracle-1.key` in a new folder: keys/ is made, 0700
+            out.parent.mkdir(parents=True, mode=0o700)
         identity.save(out, overwrite=force, passphrase=passphrase)
+    except OSError as e:
+        raise OperatorError(f"cannot write the key file {out}: {e.strerror} (choose a path in a folder you can "
+                            "write)") from None
     except keyfile.PassphraseError as e:
         raise OperatorError(str(e)) from None
     except KeyFileError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     click.echo(identity.public_key.hex())
 
 
@@ -105,7 +137,9 @@ def key_encrypt(key_files: tuple[Path, ...]) -> None:
                 click.echo(f"{path}: already encrypted")
                 continue
             identity = Identity.load(path)
-        except (OSError, KeyFileError) as e:
+        except OSError as e:
+            raise OperatorError(f"cannot read {path}: {e.strerror} (give the path of a key file)") from None
+        except KeyFileError as e:
             raise OperatorError(str(e)) from None
         # Write beside, then rename over: a crash leaves the old file or the new one, never neither.
         tmp = path.with_name(path.name + ".encrypting")
@@ -122,7 +156,7 @@ def public_key(key_file: Path) -> None:
     try:
         identity = Identity.load(key_file)
     except KeyFileError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     click.echo(identity.public_key.hex())
 
 

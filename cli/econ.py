@@ -25,6 +25,7 @@ from rich.table import Table
 from cli.econ_sim import SimParams, simulate
 from faultproof.errors import DecodeError, FaultproofError
 from faultproof.messages import Message
+from faultproof.operator_errors import OperatorError
 from ledger.state import IntegrityError, LedgerState, PolicyStatus
 
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
@@ -71,7 +72,7 @@ async def replay_ledger(url: str) -> LedgerState:
     async with LedgerClient(url) as client:
         head, page = await client.entries(-1)
         if not page:
-            raise click.ClickException(f"{url} has no entries yet")
+            raise OperatorError(f"{url} has no entries yet")
         state = LedgerState.from_genesis_entry(page[0])
         rest = page[1:]
         while True:
@@ -126,9 +127,9 @@ def report(ledger_url: str, as_json: bool) -> None:
     try:
         state = asyncio.run(replay_ledger(ledger_url))
     except FaultproofError as e:
-        raise click.ClickException(f"cannot read the ledger at {ledger_url}: {e} (is it running? --ledger URL)") from None
+        raise OperatorError(f"cannot read the ledger at {ledger_url}: {e} (is it running? --ledger URL)") from None
     except IntegrityError as e:
-        raise click.ClickException(f"the ledger's entries do not verify: {e}") from None
+        raise OperatorError(f"the ledger's entries do not verify: {e}") from None
     if as_json:
         click.echo(json.dumps({"height": state.height, "policies": policy_reports(state, state.time_ms),
                                "slashes": slash_reports(state)}, indent=1))
@@ -147,17 +148,17 @@ def load_evidence(path: Path) -> Message:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise click.ClickException(f"cannot read {path}: {e.strerror}") from None
+        raise OperatorError(f"cannot read {path}: {e.strerror}") from None
     try:
         if raw[:1] in (b"{", b" ", b"\n"):
             obj = json.loads(raw)
             by_name = {t.NAME: t for t in kinds}
             if not isinstance(obj, dict) or obj.get("type") not in by_name:
-                raise click.ClickException(f"{path}: JSON evidence needs \"type\": one of {sorted(by_name)}")
+                raise OperatorError(f"{path}: JSON evidence needs \"type\": one of {sorted(by_name)}")
             return by_name[obj["type"]].from_json({k: v for k, v in obj.items() if k != "type"})
         return decode_any(raw, allowed=kinds)
     except (DecodeError, ValueError) as e:
-        raise click.ClickException(f"{path} is not slashing evidence: {e}") from None
+        raise OperatorError(f"{path} is not slashing evidence: {e}") from None
 
 
 @econ.command("evidence")
@@ -177,7 +178,7 @@ def evidence(file: Path, ledger_url: str) -> None:
     try:
         click.echo(json.dumps(asyncio.run(go())))
     except FaultproofError as e:
-        raise click.ClickException(f"refused: {e.reason.value}: {e.message}") from None
+        raise OperatorError(f"refused: {e.reason.value}: {e.message}") from None
 
 
 # --------------------------------------------------------------------------- simulate
@@ -238,7 +239,7 @@ def simulate_cmd(preset: str, config_path: Path, years: int | None, seed: int | 
     try:
         result = simulate(params)
     except ValueError as e:
-        raise click.ClickException(f"invalid parameters: {e} (fix with --set name=value)") from None
+        raise OperatorError(f"invalid parameters: {e} (fix with --set name=value)") from None
     s = result.summary()
     if as_json:
         click.echo(json.dumps(s, indent=1))

@@ -28,6 +28,7 @@ import click
 import tomli_w
 
 from faultproof.identity import Identity, KeyFileError
+from faultproof.operator_errors import OperatorError
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _create_ledger(config: Path) -> bytes:
         genesis = build_genesis(cfg, ledger_key, dev_keys=False)
         LedgerService.create(cfg.db, genesis, ledger_key, synchronous=cfg.synchronous).close()
     except (ConfigError, KeyFileError, StoreError) as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     return genesis.ledger_id
 
 
@@ -160,13 +161,17 @@ def init(directory: Path, oracles: int, threshold: int, base_port: int, producti
         raise click.UsageError(f"--threshold must satisfy floor(n/2)+1 <= k <= n (n = {oracles})")
     root = directory.resolve()
     if root.exists() and any(root.iterdir()):
-        raise click.ClickException(f"{root} is not empty; give a new or empty directory")
+        raise OperatorError(f"{root} is not empty; give a new or empty directory")
     keys_dir = root / "keys"
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(keys_dir, 0o700)
-    (root / data_dir).mkdir(parents=True, exist_ok=True)
-    (root / "devices").mkdir(exist_ok=True)
-    os.chmod(root / "devices", 0o700)  # blinding keys land here
+    try:
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(keys_dir, 0o700)
+        (root / data_dir).mkdir(parents=True, exist_ok=True)
+        (root / "devices").mkdir(exist_ok=True)
+        os.chmod(root / "devices", 0o700)  # blinding keys land here
+    except OSError as e:
+        raise OperatorError(f"cannot create {e.filename}: {e.strerror} (give a DIRECTORY, and --data-dir, "
+                            "that you can write)") from None
     identities = {}
     n_keys = ("admin", "ledger", *(f"oracle-{i}" for i in range(1, oracles + 1)), "agent")
     for name in n_keys:
@@ -174,7 +179,7 @@ def init(directory: Path, oracles: int, threshold: int, base_port: int, producti
         try:
             identity.save(keys_dir / f"{name}.key")
         except KeyFileError as e:
-            raise click.ClickException(str(e)) from None
+            raise OperatorError(str(e)) from None
         identities[name] = identity
     oracle_keys = [identities[f"oracle-{i}"].public_key for i in range(1, oracles + 1)]
     draft = plan_deployment(root, oracle_keys, threshold=threshold, base_port=base_port, production=production,

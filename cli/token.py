@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from faultproof import signing
+from faultproof.operator_errors import OperatorError
 
 SO_PIN_ENV = "FAULTPROOF_PKCS11_SO_PIN"
 
@@ -47,13 +48,13 @@ def init(root: Path, label: str) -> None:
 
     pin, so_pin = os.environ.get(signing.PIN_ENV_DEFAULT, ""), os.environ.get(SO_PIN_ENV, "")
     if len(pin) < 4 or len(so_pin) < 4:
-        raise click.ClickException(f"set {signing.PIN_ENV_DEFAULT} and {SO_PIN_ENV} (4+ characters each) "
-                                   "in the environment; PINs never go on the command line")
+        raise OperatorError(f"set {signing.PIN_ENV_DEFAULT} and {SO_PIN_ENV} (4+ characters each) "
+                            "in the environment; PINs never go on the command line")
     conf = softhsm.write_conf(root.resolve())
     try:
         softhsm.init_token(conf, label, so_pin, pin)
     except RuntimeError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     click.echo(f"export SOFTHSM2_CONF={conf}")
 
 
@@ -72,7 +73,7 @@ def keygen(token_label: str, label: str, module: str, key_type: str) -> None:
     try:
         pub = signing.token_generate(_cfg(token_label, label, module), kt)
     except signing.KeyError_ as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     click.echo(_public_json(pub))
 
 
@@ -83,7 +84,7 @@ def pubkey(token_label: str, label: str, module: str) -> None:
     try:
         click.echo(_public_json(signing.Pkcs11Signer(_cfg(token_label, label, module)).public))
     except signing.KeyError_ as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
 
 
 @token.command("destroy")
@@ -93,7 +94,7 @@ def destroy(token_label: str, label: str, module: str) -> None:
     try:
         n = signing.token_destroy(_cfg(token_label, label, module))
     except signing.KeyError_ as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     if n == 0:
-        raise click.ClickException(f"no key labelled {label!r} in token {token_label!r}")
+        raise OperatorError(f"no key labelled {label!r} in token {token_label!r}")
     click.echo(json.dumps({"destroyed": n}))

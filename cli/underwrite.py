@@ -28,6 +28,7 @@ from agent.detect import Detector, PolicyTerms, Window
 from agent.frames import ChainBook, Known
 from faultproof.errors import FaultproofError
 from faultproof.messages import IssuePolicy
+from faultproof.operator_errors import OperatorError
 from faultproof.zk.params import TriggerParams
 from ledger.state import Policy
 
@@ -36,7 +37,7 @@ MAX_ROWS = 20_000_000
 _INT32 = (-(2**31), 2**31 - 1)
 
 
-class BacktestError(click.ClickException):
+class BacktestError(OperatorError):
     pass
 
 

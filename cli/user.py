@@ -24,6 +24,7 @@ from rich.table import Table
 
 from faultproof.errors import DecodeError
 from faultproof.messages import SignedClaim
+from faultproof.operator_errors import OperatorError
 from faultproof.oracle_client import OracleAnswer, OracleClient, OracleUnreachable
 
 DEFAULT_ORACLE = "http://127.0.0.1:8710"  # an oracle's default [http] port
@@ -40,11 +41,11 @@ def _request(url: str, data: bytes | None = None, content_type: str = "applicati
     except urllib.error.HTTPError as e:
         try:
             err = json.loads(e.read())["error"]
-            raise click.ClickException(f"{e.code} {err['code']}: {err['message']}") from None
+            raise OperatorError(f"{e.code} {err['code']}: {err['message']}") from None
         except (ValueError, KeyError, TypeError):
-            raise click.ClickException(f"HTTP {e.code} from {url}") from None
+            raise OperatorError(f"HTTP {e.code} from {url}") from None
     except urllib.error.URLError as e:
-        raise click.ClickException(f"cannot reach {url}: {e.reason}") from None
+        raise OperatorError(f"cannot reach {url}: {e.reason} (is it running, and is the URL right?)") from None
 
 
 def _oracle(url: str, ask: Callable[[OracleClient], OracleAnswer]) -> Any:
@@ -53,9 +54,9 @@ def _oracle(url: str, ask: Callable[[OracleClient], OracleAnswer]) -> Any:
         with OracleClient(url, timeout=30) as client:
             answer = ask(client)
     except OracleUnreachable as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     if not answer.ok:
-        raise click.ClickException(answer.error_text())
+        raise OperatorError(answer.error_text())
     return answer.body
 
 
@@ -66,7 +67,7 @@ def load_claim(path: Path) -> SignedClaim:
             return SignedClaim.from_json(json.loads(raw))
         return SignedClaim.decode(raw)
     except (DecodeError, ValueError) as e:
-        raise click.ClickException(f"{path} is not a signed claim: {e}") from None
+        raise OperatorError(f"{path} is not a signed claim: {e}") from None
 
 
 @click.group()

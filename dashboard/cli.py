@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 import click
 
+from faultproof.operator_errors import OperatorError
+
 
 def _check_url(value: str, what: str) -> str:
     u = urlparse(value)
@@ -40,7 +42,7 @@ def dashboard(ledger_url: str, oracle_urls: tuple[str, ...], host: str, port: in
     try:
         asyncio.run(_serve(ledger_url, oracles, host, port, poll_s))
     except OSError as e:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
+        raise OperatorError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
 
 
 async def _serve(ledger_url: str, oracles: list[str], host: str, port: int, poll_s: float) -> None:

@@ -50,6 +50,9 @@ def write_secret(path: str | os.PathLike[str], text: str, *, overwrite: bool = F
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+    except OSError as e:  # its folder is missing, a file, or not ours to write
+        raise KeyFileError(f"cannot write the key file {path}: {e.strerror} (choose a path in a folder you can "
+                           "write)") from None
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(text)
@@ -109,13 +112,14 @@ class Identity:
                 return cls.from_seed(keyfile.open_sealed(text, keyfile.passphrase_from_env(), str(p)))
             except (keyfile.PassphraseError, ValueError) as e:
                 raise KeyFileError(str(e)) from None
-        _log.warning("key file %s is not encrypted at rest; encrypt it with `faultproof key encrypt %s`", p, p)
         try:
             seed = bytes.fromhex(text)
         except ValueError:
             raise KeyFileError(f"key file {p} is not 64 hex characters") from None
         if len(seed) != SEED_LEN:
             raise KeyFileError(f"key file {p} must hold a 32-byte seed as 64 hex characters")
+        # Only about a key that is one: a file that is not a key gets its one error line, no more.
+        _log.warning("key file %s is not encrypted at rest; encrypt it with `faultproof key encrypt %s`", p, p)
         return cls.from_seed(seed)
 
     def __repr__(self) -> str:

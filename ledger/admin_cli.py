@@ -48,6 +48,7 @@ from faultproof.messages import (
     Withdraw,
     transport_binding_message,
 )
+from faultproof.operator_errors import OperatorError
 from faultproof.signing import KeyError_ as SignerKeyError
 from faultproof.signing import KeyType, load_signer
 from ledger.client import LedgerClient, SubmitResult
@@ -67,7 +68,7 @@ def _run(coro_fn: Callable[[LedgerClient], Awaitable[T]], url: str) -> T:
     try:
         return asyncio.run(main())
     except FaultproofError as e:
-        raise click.ClickException(f"{e.reason.value}: {e.message}") from None
+        raise OperatorError(f"{e.reason.value}: {e.message}") from None
 
 
 def _hex32(value: str, name: str) -> bytes:
@@ -98,13 +99,13 @@ def admin(ctx: click.Context, url: str, key_path: str | None) -> None:
 def _sign_and_submit(ctx: click.Context, args: Message, **extra: str) -> None:
     key_path = ctx.obj["key"]
     if key_path is None:
-        raise click.ClickException("--key (or FAULTPROOF_ADMIN_KEY) is required to sign an admin transaction")
+        raise OperatorError("--key (or FAULTPROOF_ADMIN_KEY) is required to sign an admin transaction")
     try:  # a key file, or pkcs11:TOKEN/LABEL (DESIGN §15); the ledger checks admin keys as Ed25519
         admin_key = load_signer(key_path)
     except (KeyFileError, SignerKeyError) as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     if admin_key.public.key_type is not KeyType.ED25519:
-        raise click.ClickException("the admin key must be an Ed25519 key")
+        raise OperatorError("the admin key must be an Ed25519 key")
 
     async def go(client: LedgerClient) -> SubmitResult:
         state = await client.state()
@@ -150,10 +151,10 @@ def enrol_device(ctx: click.Context, device_id: str | None, from_file: Path | No
         try:
             msg = EnrolDevice.from_json(json.loads(from_file.read_text()))
         except FileNotFoundError:
-            raise click.ClickException(f"{from_file} not found; `faultproof device provision --out DIR` writes "
-                                       "DIR/<name>.enrol.json") from None
+            raise OperatorError(f"{from_file} not found; `faultproof device provision --out DIR` writes "
+                                "DIR/<name>.enrol.json") from None
         except (ValueError, FaultproofError) as e:
-            raise click.ClickException(f"{from_file} is not an enrolment file from `device provision`: {e}") from None
+            raise OperatorError(f"{from_file} is not an enrolment file from `device provision`: {e}") from None
         _sign_and_submit(ctx, msg, device_id=msg.device_id.hex())
         return
     if device_id is None or firmware_hash is None:
@@ -195,9 +196,9 @@ def bind_transport_key(ctx: click.Context, principal_key: str, transport_key_fil
         principal = load_signer(principal_key)
         transport = Identity.load(transport_key_file).public_key
     except (KeyFileError, SignerKeyError) as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     if principal.public.key_type is not KeyType.ED25519:
-        raise click.ClickException("oracle and agent keys are Ed25519 keys")
+        raise OperatorError("oracle and agent keys are Ed25519 keys")
     state = _run(lambda c: c.state(), ctx.obj["url"])
     msg = transport_binding_message(bytes.fromhex(state["ledger_id"]), principal.public_key, transport)
     _sign_and_submit(ctx, BindTransportKey(principal=principal.public_key, transport_key=transport,
@@ -213,9 +214,9 @@ def enrol_gateway_key(ctx: click.Context, agent_id: str, ak_hex: str) -> None:
     try:
         ak = bytes.fromhex(ak_hex)
     except ValueError:
-        raise click.ClickException("--ak must be hex (65 bytes: 04 || X || Y)") from None
+        raise OperatorError("--ak must be hex (65 bytes: 04 || X || Y)") from None
     if len(ak) != 65:
-        raise click.ClickException("--ak must be 65 bytes: an uncompressed P-256 point (04 || X || Y)")
+        raise OperatorError("--ak must be 65 bytes: an uncompressed P-256 point (04 || X || Y)")
     _sign_and_submit(ctx, EnrolGatewayKey(agent_id=_hex32(agent_id, "agent id"), ak_point=ak))
 
 
@@ -265,7 +266,7 @@ def issue_policy(ctx: click.Context, file: Path, device_id: str | None, benefici
     try:
         terms = load_policy(file, overrides, now_ms=wall_clock_ms())
     except PolicyFileError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     _sign_and_submit(ctx, terms)
 
 
@@ -292,7 +293,7 @@ def rotate_admin(ctx: click.Context, new_admin: str | None, new_key: Path | None
         try:
             key = Identity.load(new_key).public_key
         except KeyFileError as e:
-            raise click.ClickException(str(e)) from None
+            raise OperatorError(str(e)) from None
     else:
         key = _hex32(new_admin or "", "new admin")
     _sign_and_submit(ctx, RotateAdmin(new_admin=key))
@@ -413,7 +414,7 @@ def issue_econ_policy(ctx: click.Context, file: Path, device_id: str | None, ben
     try:
         terms = load_policy(file, overrides, now_ms=wall_clock_ms())
     except PolicyFileError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     _sign_and_submit(ctx, EconPolicy(terms=terms, staging_cost=staging_cost,
                                      group=tuple(_hex32(g, "group device") for g in group), min_proofs=m,
                                      overlap_tolerance_ms=tolerance_ms))

@@ -45,7 +45,7 @@ def _config(path: Path) -> LedgerConfig:
     try:
         return load_config(path)
     except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
 
 
 def _load_or_create_key(path: Path, create: bool) -> Identity:
@@ -53,12 +53,12 @@ def _load_or_create_key(path: Path, create: bool) -> Identity:
         try:
             return cast(Identity, load_signer(str(path)))
         except SigningKeyError as e:
-            raise click.ClickException(str(e)) from None
+            raise OperatorError(str(e)) from None
     if path.exists() or not create:
         try:
             return Identity.load(path)
         except KeyFileError as e:
-            raise click.ClickException(str(e)) from None
+            raise OperatorError(str(e)) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     identity = Identity.generate()
     identity.save(path)
@@ -73,15 +73,15 @@ def build_genesis(cfg: LedgerConfig, ledger_key: Identity, *, dev_keys: bool) ->
     elif g.admin_key is not None:
         admin = _load_or_create_key(g.admin_key, dev_keys).public_key
     else:
-        raise click.ClickException(f"{cfg.source}: [genesis] needs admin_key or admin_public_key")
+        raise OperatorError(f"{cfg.source}: [genesis] needs admin_key or admin_public_key")
     oracles = list(g.oracles) + [_load_or_create_key(p, dev_keys).public_key for p in g.oracle_keys]
     if not oracles:
-        raise click.ClickException(f"{cfg.source}: [genesis] lists no oracles (oracles or oracle_keys)")
+        raise OperatorError(f"{cfg.source}: [genesis] lists no oracles (oracles or oracle_keys)")
     threshold = g.threshold or default_threshold(len(oracles))
     try:
         validate_oracle_set(tuple(oracles), threshold)
     except FaultproofError as e:
-        raise click.ClickException(f"{cfg.source}: [genesis] {e.message}") from None
+        raise OperatorError(f"{cfg.source}: [genesis] {e.message}") from None
     return Genesis(nonce=secrets.token_bytes(32), created_ms=wall_clock_ms(), ledger_key=ledger_key.public_key,
                    admin=admin, oracles=tuple(oracles), threshold=threshold, development=int(g.development),
                    max_skew_ms=g.max_skew_ms, rotation_grace_ms=g.rotation_grace_ms,
@@ -101,15 +101,15 @@ def init(config_path: Path, dev_keys: bool) -> None:
     """Create the ledger key (if missing), the genesis and the database."""
     cfg = _config(config_path)
     if dev_keys and not cfg.genesis.development:
-        raise click.ClickException("--dev-keys is only for development ledgers")
+        raise OperatorError("--dev-keys is only for development ledgers")
     if cfg.db.exists():
-        raise click.ClickException(f"{cfg.db} already exists; a ledger is created once")
+        raise OperatorError(f"{cfg.db} already exists; a ledger is created once")
     ledger_key = _load_or_create_key(cfg.ledger_key, True)
     genesis = build_genesis(cfg, ledger_key, dev_keys=dev_keys)
     try:
         service = LedgerService.create(cfg.db, genesis, ledger_key, synchronous=cfg.synchronous)
     except StoreError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     service.close()
     click.echo(json.dumps({"ledger_id": genesis.ledger_id.hex(), "db": str(cfg.db),
                            "oracles": len(genesis.oracles), "threshold": genesis.threshold,
@@ -130,7 +130,7 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str 
         ledger_key = _load_or_create_key(cfg.ledger_key, False)
         service = LedgerService.open(cfg.db, ledger_key, synchronous=cfg.synchronous, max_batch=cfg.max_batch)
     except (KeyFileError, StoreError) as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     try:
         asyncio.run(_serve(service, cfg, host or cfg.host, cfg.port if port is None else port))
     finally:
@@ -167,6 +167,8 @@ async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int
 
     app = make_app(service, max_body_bytes=cfg.max_body_bytes, max_wait_s=cfg.max_wait_s,
                    max_entries_per_page=cfg.max_entries_per_page)
+    # On SIGTERM, waiting long polls answer at once (on_shutdown) and other in-flight requests get
+    # 1 s: a transaction either committed or was not (clients resend; the ledger is idempotent).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
@@ -201,12 +203,12 @@ async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int
 def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, as_json: bool) -> None:
     """Replay the database from genesis; check every hash, link, signature and cached balance."""
     if db is None and config_path is None:
-        raise click.ClickException("give --db PATH or --config PATH")
+        raise OperatorError("give --db PATH or --config PATH")
     path = db if db is not None else _config(config_path).db  # type: ignore[arg-type]
     try:
         store = LedgerStore(path, readonly=True)
     except StoreError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     try:
         result = replay_store(store, workers=workers)
     finally:
@@ -240,13 +242,13 @@ def status(url: str, evm_rpc: str | None, contract: str | None) -> None:
     """Show a running ledger's status (height, durability, batches), or a pool contract's."""
     if evm_rpc or contract:
         if not (evm_rpc and contract):
-            raise click.ClickException("--evm-rpc and --contract go together: give both (the chain and the pool)")
+            raise OperatorError("--evm-rpc and --contract go together: give both (the chain and the pool)")
         from ledger.evm.pool import chain_status
 
         try:
             click.echo(json.dumps(chain_status(evm_rpc, contract), indent=1))
         except FaultproofError as e:
-            raise click.ClickException(e.message) from None
+            raise OperatorError(e.message) from None
         return
     from ledger.client import LedgerClient
 
@@ -257,7 +259,7 @@ def status(url: str, evm_rpc: str | None, contract: str | None) -> None:
     try:
         click.echo(json.dumps(asyncio.run(fetch()), indent=1))
     except FaultproofError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
 
 
 @click.group()
@@ -277,7 +279,7 @@ def receipt_verify(file: Path, ledger_id: str | None) -> None:
         else:
             rec = Receipt.decode(raw)
     except (DecodeError, ValueError) as e:
-        raise click.ClickException(f"{file} is not a receipt: {e}") from None
+        raise OperatorError(f"{file} is not a receipt: {e}") from None
     expected = bytes.fromhex(ledger_id) if ledger_id else None
     check = verify_receipt(rec, ledger_id=expected)
     entry = rec.entry.entry

@@ -97,7 +97,8 @@ class LedgerClient:
         except FaultproofError:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            raise FaultproofError(Reason.UNAVAILABLE, f"ledger at {self.base_url}: {e!r}") from None
+            raise FaultproofError(Reason.UNAVAILABLE, f"ledger at {self.base_url} unreachable ({_why(e)}); is it "
+                                  "running, and is the ledger URL right?") from None
 
     async def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         body, _ = await self._request("GET", path, params=params)
@@ -197,6 +198,15 @@ class LedgerClient:
 
 def _opt_hex(value: Any) -> bytes | None:
     return bytes.fromhex(value) if isinstance(value, str) else None
+
+
+def _why(e: BaseException) -> str:
+    """A transport failure in a few words (the exception's repr is a screenful)."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return e.os_error.strerror or type(e.os_error).__name__
+    if isinstance(e, TimeoutError):
+        return "no answer in time"
+    return (str(e) or type(e).__name__)[:200]
 
 
 def _server_error(status: int, body: bytes) -> FaultproofError:

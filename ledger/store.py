@@ -95,6 +95,12 @@ class LedgerStore:
             raise StoreError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
         if not create and not self.path.exists():
             raise StoreError(f"ledger database {self.path} does not exist (create it with `faultproof ledger init`)")
+        try:
+            self._open(synchronous, readonly)
+        except sqlite3.DatabaseError as e:  # a file that is not SQLite, or not readable as one
+            raise StoreError(f"{self.path} is not a ledger database ({e}); give the ledger's database file") from None
+
+    def _open(self, synchronous: str, readonly: bool) -> None:
         if readonly:
             uri = f"file:{self.path.resolve()}?mode=ro"
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)

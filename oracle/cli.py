@@ -48,7 +48,7 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
         cfg = load(config_path)
         identity, gossip_identity = load_process_keys(cfg.key_file, cfg.transport_key_file)
     except (ConfigError, KeyFileError, SigningKeyError) as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
     from faultproof.schema import SchemaError, check_file
     from oracle.store import MIGRATIONS
 
@@ -68,7 +68,7 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
         try:
             await OracleNode(cfg, identity, gossip_identity=gossip_identity).run(stop)
         except IntegrityError as e:  # e.g. ledger_url serves another ledger than the pinned ledger_id
-            raise click.ClickException(f"{e}; check [oracle] ledger_url and ledger_id in {config_path}") from None
+            raise OperatorError(f"{e}; check [oracle] ledger_url and ledger_id in {config_path}") from None
         except OSError as e:
             if e.errno != errno.EADDRINUSE:
                 raise
@@ -91,7 +91,7 @@ def _ask(url: str, ask: Callable[[OracleClient], OracleAnswer]) -> object:
         with OracleClient(url) as client:
             return ask(client).body or {}
     except OracleUnreachable as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
 
 
 @oracle.command("status")

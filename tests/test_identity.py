@@ -77,6 +77,20 @@ def test_keygen_cli_writes_key_and_prints_public_id(tmp_path: Path) -> None:
     assert again.returncode != 0 and "refusing to overwrite" in again.stderr
 
 
+
+def test_keygen_makes_the_keys_folder_private(tmp_path: Path) -> None:
+    """`faultproof keygen --out keys/oracle-1.key` (the oracle guide's first command) in a new folder."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    path = tmp_path / "keys" / "oracle-1.key"
+    result = CliRunner().invoke(main, ["keygen", "--out", str(path)])
+    assert result.exit_code == 0, result.output
+    assert Identity.load(path).public_key.hex() == result.stdout.strip()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
 @pytest.mark.parametrize("name", sorted(SIGNED))
 def test_signature_does_not_verify_as_another_type(name: str) -> None:
     body, sig, key = SIGNED[name]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
+from faultproof.operator_errors import OperatorError
 
 DEFAULT_CONFIG = Path("configs/devnet.toml")
 
@@ -53,7 +53,7 @@ class Progress:
     sims_done: bool = False
 
 
-class ConfigError(click.ClickException):
+class ConfigError(OperatorError):
     pass
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import groth16py
 
+from faultproof.errors import FaultproofError, Reason
 from faultproof.zk.encoding import canonical_vkey
 
 NAME = "groth16py"
@@ -68,10 +69,15 @@ def dev_setup(main_circom: Path, libs: Sequence[str]) -> tuple[groth16py.Proving
 def import_ceremony(
     zkey: Path, main_circom: Path, libs: Sequence[str]
 ) -> tuple[groth16py.ProvingKey, bytes, int]:
-    """Import a snarkjs Groth16 `.zkey` for the circuit in main_circom (compiled here too)."""
-    (pk, vk), log = _capturing_stdout(
-        lambda: groth16py.import_zkey(str(zkey), str(main_circom), list(libs))
-    )
+    """Import a snarkjs Groth16 `.zkey` for the circuit in main_circom (compiled here too).
+    A file that is not such a key is FaultproofError(BAD_REQUEST) naming it."""
+    try:
+        (pk, vk), log = _capturing_stdout(
+            lambda: groth16py.import_zkey(str(zkey), str(main_circom), list(libs))
+        )
+    except groth16py.SetupError as e:
+        raise FaultproofError(Reason.BAD_REQUEST, f"{zkey} is not a snarkjs Groth16 .zkey for this circuit ({e}); "
+                              "give the ceremony's final .zkey") from None
     return pk, canonical_vkey(vk.to_json()), constraints_from_log(log)
 
 

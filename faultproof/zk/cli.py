@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from faultproof.errors import FaultproofError
+from faultproof.operator_errors import OperatorError
 from faultproof.zk.circuit import BACKENDS, build
 
 _UNSAFE = """\
@@ -39,7 +40,9 @@ def build_cmd(n: int, zkey: Path | None, backend: str, cache_dir: Path | None) -
     try:
         built = build(n, zkey=zkey, cache_dir=cache_dir, backend=backend)
     except FaultproofError as e:
-        raise click.ClickException(str(e)) from None
+        raise OperatorError(str(e)) from None
+    except OSError as e:
+        raise OperatorError(_cache_problem(e)) from None
     meta = built.meta
     if not meta.production:
         click.secho(_UNSAFE, fg="red", bold=True, err=True)
@@ -75,5 +78,12 @@ def witness_cmd(sizes: tuple[int, ...], cache_dir: Path | None) -> None:
         try:
             path = build_native(n, cache_dir=cache_dir)
         except native.NativeWitnessError as e:
-            raise click.ClickException(f"native witness generator for n={n}: {e}") from None
+            raise OperatorError(f"native witness generator for n={n}: {e}") from None
+        except OSError as e:
+            raise OperatorError(_cache_problem(e)) from None
         click.echo(f"n={n}: {path}")
+
+
+def _cache_problem(e: OSError) -> str:
+    return (f"cannot use the circuit cache at {e.filename}: {e.strerror} "
+            "(choose a writable folder with --cache-dir or FAULTPROOF_CACHE_DIR)")

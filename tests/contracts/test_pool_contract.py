@@ -239,9 +239,9 @@ def test_ledger_status_reads_a_pool_contract(world: ChainWorld) -> None:
     assert status["oracle_set"] == {"epoch": 0, "threshold": 4, "since_ms": status["oracle_set"]["since_ms"]}
     # one line naming the problem, no traceback
     bad = runner.invoke(ledger, ["status", "--evm-rpc", world.node.url, "--contract", world.payee])
-    assert bad.exit_code == 1 and "no contract at" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "no contract at" in bad.output and "Traceback" not in bad.output
     half = runner.invoke(ledger, ["status", "--evm-rpc", world.node.url])
-    assert half.exit_code == 1 and "go together" in half.output
+    assert half.exit_code == 2 and "go together" in half.output
 
 
 def test_every_custom_error_of_the_contract_maps_to_a_reason() -> None:

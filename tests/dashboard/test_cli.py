@@ -28,6 +28,6 @@ def test_a_taken_port_is_one_line_naming_the_fix() -> None:
         s.listen()
         port = s.getsockname()[1]
         out = run("--ledger", "http://127.0.0.1:1", "--port", str(port))
-    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0]

@@ -79,4 +79,4 @@ async def test_report_against_a_served_ledger(tmp_path: Path) -> None:
             sys.executable, "-m", "cli", "econ", "report", "--ledger", "http://127.0.0.1:9", stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, cwd=ROOT)
         _, bad_err = await asyncio.wait_for(bad.communicate(), 60)
-        assert bad.returncode == 1 and b"Traceback" not in bad_err and b"cannot read the ledger" in bad_err
+        assert bad.returncode == 2 and b"Traceback" not in bad_err and b"cannot read the ledger" in bad_err

@@ -77,7 +77,7 @@ def test_backtest_command(tmp_path: Path) -> None:
     # bad input: one line naming the problem, no traceback
     readings.write_text("ts_ms,reading\n5,1\n4,1\n")
     bad = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert bad.returncode == 1 and "must strictly increase" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "must strictly increase" in bad.stderr and "Traceback" not in bad.stderr
     bad = subprocess.run([*cmd[:-4], "--trigger", "kind=count_above,threshold=3000"], capture_output=True,
                          text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "needs count" in bad.stderr and "Traceback" not in bad.stderr

@@ -129,7 +129,7 @@ async def test_admin_commands_against_a_running_ledger(tmp_path: Path) -> None:
         garbage = tmp_path / "garbage.json"
         garbage.write_text('{"device_id": "zz"}')
         refused = await _cli(*base, "enrol-device", "--from", str(garbage))
-        assert refused.exit_code == 1 and "not an enrolment file" in refused.output
+        assert refused.exit_code == 2 and "not an enrolment file" in refused.output
         assert "Traceback" not in refused.output
         issued = await ok("issue-policy", str(REPO / "configs" / "policies" / "overheat.example.toml"),
                           "--device-id", device.public_key.hex(), "--beneficiary", "22" * 32,

@@ -200,7 +200,7 @@ async def test_oracle_command_refuses_another_ledger_in_one_line(tmp_path: Path)
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     text = err.decode()
-    assert proc.returncode == 1, text
+    assert proc.returncode == 2, text
     assert "not the configured ledger_id" in text and "Traceback" not in text, text
 
 

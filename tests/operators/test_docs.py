@@ -1,7 +1,7 @@
 """The guides as an operator reads them: every link stays inside the repository and points at a
 file that exists, and every `faultproof …` command in a code block names a command and options that
-exist (each is parsed by the real command line with --help appended). The whole path of
-docs/deploy.md also runs for real in tests/operators/test_trial.py."""
+exist (each is parsed by the real command line with --help appended). The quick start's and the
+operators' guides' command blocks also run for real, in order, in tests/operators/test_trial.py."""
 
 from __future__ import annotations
 

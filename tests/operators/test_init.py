@@ -74,7 +74,7 @@ def test_validate_accepts_a_fresh_deployment(deployment: Path) -> None:
 
 def test_init_refuses_a_non_empty_directory(deployment: Path) -> None:
     result = CliRunner().invoke(main, ["init", str(deployment)])
-    assert result.exit_code == 1 and "not empty" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "not empty" in result.output and "Traceback" not in result.output
 
 
 def _validate(*files: Path) -> tuple[int, str]:

@@ -1,5 +1,7 @@
 """Services started by hand meet the operator's common mistakes with one line and exit code 2:
-a second `ledger serve` on the same database, and a port that is already in use."""
+a second `ledger serve` on the same database, and a port that is already in use (ledger, oracle,
+agent); and a signal
+stops the oracle and the agent while they wait for a ledger that does not answer."""
 
 from __future__ import annotations
 
@@ -100,7 +102,9 @@ def test_oracle_on_a_port_in_use_names_the_port(site: tuple[Path, int]) -> None:
     assert len(errors) == 1 and f"127.0.0.1:{base + 12}" in errors[0] and "Traceback" not in out.stderr
 
 
-def test_sigterm_while_waiting_for_the_ledger_exits_within_2s(site: tuple[Path, int], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_oracle_stops_at_a_signal_while_waiting_for_the_ledger_within_2s(site: tuple[Path, int], tmp_path: Path,
+                                                                          sig: signal.Signals) -> None:
     root, base = site
     cut_off = root / "oracle-3-cut-off.toml"
     cut_off.write_text((root / "oracle-3.toml").read_text().replace(f"127.0.0.1:{base}\"", "127.0.0.1:9\""))
@@ -112,11 +116,61 @@ def test_sigterm_while_waiting_for_the_ledger_exits_within_2s(site: tuple[Path, 
         assert status == 503 and "not synced" in str(body["problems"])  # alive, not ready
         started = time.monotonic()
         assert oracle.proc is not None
-        oracle.proc.send_signal(signal.SIGTERM)
-        oracle.proc.wait(timeout=10)
-        assert time.monotonic() - started < 2.0
+        oracle.proc.send_signal(sig)
+        code = oracle.proc.wait(timeout=10)
+        assert time.monotonic() - started < 2.0 and code == 0, code
     finally:
         oracle.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_agent_stops_at_a_signal_while_waiting_for_the_ledger(site: tuple[Path, int], tmp_path: Path,
+                                                                sig: signal.Signals) -> None:
+    """The agent's start-up waits for the ledger (up to ledger_bootstrap_timeout_s, 60 s): a signal
+    ends that wait at once, with the documented status 0 and one line that says so."""
+    root, base = site
+    cut_off = root / f"agent-cut-off-{sig.name}.toml"
+    cut_off.write_text((root / "agent.toml").read_text().replace(f"127.0.0.1:{base}\"", f"127.0.0.1:{free_port()}\""))
+    log = tmp_path / "agent.log"
+    with log.open("wb") as out:
+        agent = subprocess.Popen([sys.executable, "-m", "cli", "agent", "run", "--config", str(cut_off)],
+                                 cwd=root, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert _until(lambda: "ledger unreachable" in log.read_text(), 30), log.read_text()
+        started = time.monotonic()
+        agent.send_signal(sig)
+        code = agent.wait(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    text = log.read_text()
+    assert elapsed < 2.0 and code == 0, (elapsed, code, text)
+    assert "Traceback" not in text
+    stopped = [line for line in text.splitlines() if "stopped" in line]
+    assert len(stopped) == 1 and "before it was ready" in stopped[0], text
+
+
+def test_agent_on_a_port_in_use_names_the_port(site: tuple[Path, int]) -> None:
+    """The agent binds its HTTP port last (after the ledger and its proving keys): a port in use is
+    still one line and exit 2, not a traceback."""
+    root, base = site
+    runner = CliRunner()
+    built = runner.invoke(main, ["circuits", "build", "--n", "16"])
+    vkey = next(line.split(": ", 1)[1] for line in built.stdout.splitlines() if line.startswith("vkey: "))
+    registered = runner.invoke(main, ["admin", "--url", f"http://127.0.0.1:{base}", "--key",
+                                      str(root / "keys" / "admin.key"), "register-circuit", "--vkey-file", vkey,
+                                      "--n", "16"])
+    assert registered.exit_code == 0, registered.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", base + 100))  # the agent's HTTP port
+        s.listen()
+        out = _faultproof("agent", "run", "--config", str(root / "agent.toml"), cwd=root)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert len(errors) == 1 and f"127.0.0.1:{base + 100}" in errors[0] and "[http] port" in errors[0]
+    assert "Traceback" not in out.stderr
 
 
 def test_readyz_follows_the_ledger(site: tuple[Path, int], tmp_path: Path) -> None:

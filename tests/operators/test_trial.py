@@ -1,8 +1,36 @@
-"""The operators' trial, played by hand through the command line only (no import of the project):
-init a deployment, start a ledger, 3 oracles and an agent from their configs, fund the pool,
-register the circuit (reading the id it prints), provision a device and enrol it from the file
-provision wrote, issue a policy from an example file as shipped, stream a fault with the device
-simulator, and see the claim `paid` with `faultproof claim show`. docs/deploy.md is this path.
+"""The guides run as written: the quick start's and the operators' guides' command blocks, in order,
+through the real command line only (no import of the project), on one network.
+
+docs/deploy.md is the trial itself: init a deployment, start a ledger and 3 oracles from their
+systemd units' commands, fund the pool, register the circuit (reading the id it prints), provision
+a device and enrol it from the file provision wrote, issue a policy from an example file as
+shipped, start the agent, stream a fault with the device simulator and see the claim `paid` with
+`faultproof claim show`. Then, against the same network: the quick start's commands for a running
+network (docs/quickstart.md), the oracle operator's (a key; the admin adds it to the oracle set)
+and the agent operator's (a key, a device). The test then checks the outcome through the CLI: the
+claim is paid, the pool paid exactly the policy's amount once.
+
+How a guide's fenced `sh` block is run (other blocks are diagrams, output or Python):
+- each line (`\\`-continued lines joined) runs in bash in the test's folder and must exit 0;
+  `export` lines set the environment of every later line; `sudo` and `sudo -u USER` prefixes go
+  (the test is the operator and the service user);
+- the guides' absolute paths are rooted in the test's folder (`/etc/faultproof`,
+  `/var/lib/faultproof`; the units' circuit cache is the test's FAULTPROOF_CACHE_DIR), the
+  checkout's own paths (`.venv/bin/faultproof`, `configs/`) point at this checkout, and the default
+  ports (87xx, 88xx) are shifted to a free range;
+- words in capitals (DEVICE_ID, CIRCUIT_ID, …) and `<…>` are placeholders the guide says to fill
+  from what earlier commands printed; the test fills them the same way (PLACEHOLDERS);
+- an HTML comment on the line before a block changes how it runs:
+  `<!-- docs-test: skip (why) -->` not run, and the reason is required;
+  `<!-- docs-test: until 'TEXT' -->` re-run until it exits 0 and prints TEXT (waiting for a
+  service or a claim);
+  `<!-- docs-test: units -->` each `systemctl enable --now UNIT…` runs the unit's ExecStartPre
+  (must exit 0) and its ExecStart in the background with the unit's Environment=, as systemd would
+  (deploy/UNIT.service); the test stops every service it started by pid (SIGTERM) at the end.
+
+Not re-run here: the README's `make devnet` and `make test` and quickstart.md's `make devnet`
+(tests/devnet runs the devnet; make test is this suite), and the blocks marked skip with their
+reason. The reference pages (ledger.md, circuits.md, …) are parsed, not run, by test_docs.py.
 """
 
 from __future__ import annotations
@@ -10,12 +38,15 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +54,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+
+# In this order, on one network: each later guide uses what the earlier ones set up.
+GUIDES = ["README.md", "docs/deploy.md", "docs/quickstart.md", "docs/oracle-operator.md", "docs/agent-operator.md"]
+BENEFICIARY = "be" * 32  # the policyholder's id: the test's choice, as it is the underwriter's
+# placeholder in a guide -> what an earlier command printed (the key the test learned it under)
+PLACEHOLDERS = {
+    "VKEY_FILE": "vkey", "DEVICE_ID": "device_id", "CIRCUIT_ID": "circuit_id", "CLAIM_ID": "claim_id",
+    "<claim_id>": "claim_id", "ORACLE_ID_1": "oracle-1", "ORACLE_ID_2": "oracle-2", "ORACLE_ID_3": "oracle-3",
+    "YOUR_ORACLE_ID": "public_id", "<ledger port>": "ledger_port", "<oracle port>": "oracle_port",
+    "devnet-data/run-…/ledger/ledger.sqlite3": "ledger_db", "BENEFICIARY_ID": "beneficiary",
+}
+MARKER = re.compile(r"<!--\s*docs-test:\s*(skip|until|units)\b(.*?)-->")
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
 def _free(port: int) -> bool:
@@ -44,29 +88,175 @@ def _base_port() -> int:
     raise RuntimeError("no free port range")
 
 
+@dataclass
+class Block:
+    guide: str
+    line: int  # of the opening fence, for messages
+    mode: str  # "run", "skip", "until", "units"
+    arg: str  # the skip reason or the text to wait for
+    commands: list[str]
+
+
+def blocks(guide: str) -> list[Block]:
+    """The guide's shell blocks with their markers, in order."""
+    text = (REPO / guide).read_text()
+    out = []
+    for m in FENCE.finditer(text):
+        if m.group(1) not in ("sh", "bash"):
+            continue
+        before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        marker = MARKER.search(before)
+        mode, arg = (marker.group(1), marker.group(2).strip()) if marker else ("run", "")
+        if mode == "until":
+            quoted = re.fullmatch(r"(['\"])(.*)\1", arg)
+            assert quoted, f"{guide}: until needs a quoted text: {before}"
+            arg = quoted.group(2)
+        joined = re.sub(r"\\\n\s*", " ", m.group(2))
+        commands = [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+        out.append(Block(guide, text[:m.start()].count("\n") + 1, mode, arg, commands))
+    return out
+
+
 class Operator:
-    """Runs `faultproof …` as an operator would, in a shell with FAULTPROOF_* variables set."""
+    """Runs a guide's commands as an operator would, in a shell in a folder of its own."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, root: Path, base: int) -> None:
+        self.root, self.base = root, base
+        self.work = root / "work"  # the operator's working folder
+        self.work.mkdir()
+        bin_dir = root / "bin"  # `faultproof` on the PATH is this checkout's, run by this Python
+        bin_dir.mkdir()
+        (bin_dir / "faultproof").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cli \"$@\"\n")
+        (bin_dir / "faultproof").chmod(0o755)
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO),
+                    "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+        for name in ("FAULTPROOF_LEDGER", "FAULTPROOF_ORACLE", "FAULTPROOF_AGENT", "FAULTPROOF_ADMIN_KEY"):
+            self.env.pop(name, None)
+        self.cache = self.env.setdefault("FAULTPROOF_CACHE_DIR", str(root / "cache"))
         self.services: list[subprocess.Popen[bytes]] = []
+        self.learned: dict[str, str] = {"beneficiary": BENEFICIARY, "ledger_port": str(base),
+                                        "oracle_port": str(base + 11),
+                                        "ledger_db": str(root / "var/lib/faultproof/ledger/ledger.db")}
+        self.transcript: list[str] = []
 
-    def run(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=self.env,
-                             cwd=self.root, timeout=300)
-        assert out.returncode == 0, f"faultproof {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-        return out.stdout
+    # -- turning a guide's line into this machine's ------------------------------------------
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args))
+    def localise(self, command: str) -> str:
+        command = re.sub(r"^sudo (-u \S+ )?", "", command)
+        command = command.replace("/usr/local/bin/faultproof", "faultproof").replace(".venv/bin/faultproof",
+                                                                                     "faultproof")
+        command = re.sub(r"(?<!\d)8([78]\d\d)(?!\d)", lambda m: str(self.base + int("8" + m.group(1)) - 8700),
+                         command)
+        command = command.replace("/var/lib/faultproof/circuits", self.cache)
+        for absolute in ("/etc/faultproof", "/var/lib/faultproof"):
+            command = command.replace(absolute, str(self.root) + absolute)
+        command = re.sub(r"(?<![\w/.-])configs/", f"{REPO}/configs/", command)
+        for placeholder in sorted(PLACEHOLDERS, key=len, reverse=True):
+            if placeholder in command:
+                key = PLACEHOLDERS[placeholder]
+                assert key in self.learned, f"`{command}`: {placeholder} before any command printed it"
+                command = command.replace(placeholder, self.learned[key])
+        return command
 
-    def start(self, name: str, *args: str) -> None:
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        self.services.append(subprocess.Popen([sys.executable, "-m", "cli", *args], stdout=log,
-                                              stderr=subprocess.STDOUT, env=self.env, cwd=self.root,
-                                              start_new_session=True))
-        log.close()
+    def learn(self, stdout: str) -> None:
+        """Remember what a command printed, as an operator reads it off the screen."""
+        try:
+            doc = json.loads(stdout)
+        except ValueError:
+            doc = None
+        for item in doc if isinstance(doc, list) else [doc]:
+            if isinstance(item, dict):
+                self.learned.update({k: v for k, v in item.items() if isinstance(v, str)})
+        for line in stdout.splitlines():
+            if m := re.fullmatch(r"(\w+): (\S+)", line.strip()):  # circuits build: `vkey: PATH`
+                self.learned[m.group(1)] = m.group(2)
+            elif m := re.fullmatch(r"\s+([\w-]+)\s+([0-9a-f]{64})", line):  # init: `  oracle-1  HEX`
+                self.learned[m.group(1)] = m.group(2)
+            elif re.fullmatch(r"[0-9a-f]{64}", line.strip()):  # keygen, public-key
+                self.learned["public_id"] = line.strip()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def shell(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=self.env, cwd=self.work,
+                              timeout=timeout)
+
+    def run(self, block: Block, command: str) -> None:
+        if command.startswith("export "):
+            for word in shlex.split(command)[1:]:
+                name, _, value = word.partition("=")
+                self.env[name] = value
+            return
+        started = time.monotonic()
+        out = self.shell(command)
+        self.transcript.append(f"{time.monotonic() - started:5.1f}s  {command}")
+        assert out.returncode == 0, (f"{block.guide}:{block.line}: `{command}` exited {out.returncode}:\n"
+                                     f"{out.stdout[-2000:]}\n{out.stderr[-2000:]}\n{self.logs()}")
+        self.learn(out.stdout)
+
+    def until(self, block: Block, timeout: float = 300) -> None:
+        deadline, last = time.monotonic() + timeout, None
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            outputs = [self.shell(self.localise(c), timeout=60) for c in block.commands]
+            last = outputs[-1]
+            if all(o.returncode == 0 for o in outputs) and block.arg in last.stdout:
+                for o in outputs:
+                    self.learn(o.stdout)
+                self.transcript.append(f"{time.monotonic() - started:5.1f}s  (until {block.arg!r}) "
+                                       + "; ".join(block.commands))
+                return
+            time.sleep(1.0)
+        raise AssertionError(f"{block.guide}:{block.line}: {block.commands} never printed {block.arg!r}:\n"
+                             f"{last.stdout[-2000:] if last else ''}\n{last.stderr[-2000:] if last else ''}\n"
+                             f"{self.logs()}")
+
+    def units(self, block: Block) -> None:
+        for command in block.commands:
+            words = shlex.split(re.sub(r"^sudo ", "", command))
+            if words[:3] != ["systemctl", "enable", "--now"]:
+                continue  # copying the units in and daemon-reload are systemd's own steps
+            for unit in words[3:]:
+                self.start_unit(unit)
+
+    def start_unit(self, unit: str) -> None:
+        name, _, instance = unit.partition("@")
+        path = REPO / "deploy" / (f"{name}@.service" if instance else f"{name}.service")
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        env = dict(self.env)
+        for line in lines:
+            if line.startswith("Environment="):
+                key, _, value = line.removeprefix("Environment=").partition("=")
+                env[key] = self.localise(value)
+
+        def command(key: str) -> list[str]:
+            return [self.localise(line.removeprefix(key + "=").replace("%i", instance))
+                    for line in lines if line.startswith(key + "=")]
+
+        for pre in command("ExecStartPre"):
+            out = subprocess.run(["bash", "-c", pre], capture_output=True, text=True, env=env, cwd=self.work,
+                                 timeout=120)
+            assert out.returncode == 0, f"{unit}: ExecStartPre `{pre}` exited {out.returncode}:\n{out.stderr}"
+        (start,) = command("ExecStart")
+        with (self.root / f"{unit}.log").open("ab") as log:
+            self.services.append(subprocess.Popen(["bash", "-c", f"exec {start}"], stdout=log,
+                                                  stderr=subprocess.STDOUT, env=env, cwd=self.work,
+                                                  start_new_session=True))
+        self.transcript.append(f"       (unit {unit}) {start}")
+
+    def play(self, block: Block) -> None:
+        if block.mode == "skip":
+            assert re.fullmatch(r"\(.+\)", block.arg), f"{block.guide}:{block.line}: skip without a (reason)"
+        elif block.mode == "until":
+            self.until(block)
+        elif block.mode == "units":
+            self.units(block)
+        else:
+            for command in block.commands:
+                self.run(block, self.localise(command))
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.root.glob("*.log")))
 
     def stop_all(self) -> None:
         for proc in self.services:
@@ -79,82 +269,51 @@ class Operator:
                 proc.kill()
                 proc.wait()
 
-
-def _wait(what: str, check: Callable[[], Any], timeout: float, root: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(root.glob("*.log")))
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-
-def _listening(port: int) -> bool:
-    return not _free(port)
+    def cli(self, *args: str) -> Any:
+        out = subprocess.run(["faultproof", *args], capture_output=True, text=True, env=self.env, cwd=self.work,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
 
 
 @pytest.fixture
 def operator(tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(tmp_path)
+    op = Operator(tmp_path, _base_port())
     try:
         yield op
     finally:
         op.stop_all()
 
 
-def test_operator_trial_through_the_cli_only(operator: Operator, tmp_path: Path) -> None:
-    op, site, base = operator, tmp_path / "site", _base_port()
-    printed = op.run("init", str(site), "--oracles", "3", "--base-port", str(base))
-    assert "next:" in printed and "ledger_id" in printed
-    ledger_url, agent_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 100}"
-    op.env.update(FAULTPROOF_LEDGER=ledger_url, FAULTPROOF_ADMIN_KEY=str(site / "keys" / "admin.key"),
-                  FAULTPROOF_AGENT=agent_url)
-    op.run("config", "validate", "--offline", *map(str, sorted(site.glob("*.toml"))))
+def test_every_guide_runs_as_written(operator: Operator) -> None:
+    op = operator
+    played: dict[str, int] = {}
+    for guide in GUIDES:
+        for block in blocks(guide):
+            op.play(block)
+            played[guide] = played.get(guide, 0) + (block.mode != "skip")
+    print("\n".join(op.transcript))
+    # every operators' guide had something to run
+    assert all(played.get(g, 0) > 0 for g in GUIDES[1:]), played
+    # the outcome, through the CLI: the claim the guides followed is paid, once, the policy's amount
+    claim = op.cli("claim", "show", op.learned["claim_id"], "--json")
+    assert claim["status"] == "paid" and claim["paid"] == 10_000, claim  # the example's amount per incident
+    state = op.cli("pool", "status", "--json")
+    assert state["balances"]["paid"] == 10_000, state["balances"]
+    # the oracle guide's rotation took: the set is the three oracles and the new key, k = 3
+    oracles = state["oracles"]
+    assert oracles["epoch"] == 1 and oracles["threshold"] == 3 and len(oracles["members"]) == 4, oracles
+    # SIGTERM stops every service promptly, with the agent and oracles still long-polling the ledger
+    started = time.monotonic()
+    op.stop_all()
+    assert time.monotonic() - started < 5.0, "a service took more than 5 s to stop on SIGTERM"
+    assert all(p.returncode == 0 for p in op.services), [(p.args, p.returncode) for p in op.services]
 
-    op.start("ledger", "ledger", "serve", "--config", str(site / "ledger.toml"))
-    _wait("the ledger", lambda: _listening(base), 60, tmp_path)
-    for i in (1, 2, 3):
-        op.start(f"oracle-{i}", "oracle", "run", "--config", str(site / f"oracle-{i}.toml"))
 
-    op.json("admin", "deposit", "1000000")
-    agent_id = op.run("public-key", str(site / "keys" / "agent.key")).strip()
-    op.json("admin", "enrol-agent", agent_id)
-    built = dict(line.split(": ", 1) for line in op.run("circuits", "build", "--n", "16").splitlines()
-                 if ": " in line)
-    registered = op.json("admin", "register-circuit", "--vkey-file", built["vkey"], "--n", "16")
-    assert registered["circuit_id"] == built["circuit_id"]
-    device = op.json("device", "provision", "--out", str(site / "devices"))
-    enrolled = op.json("admin", "enrol-device", "--from", device["enrolment"])
-    assert enrolled["device_id"] == device["device_id"]
-    beneficiary = "be" * 32
-    issued = op.json("admin", "issue-policy", str(REPO / "configs" / "policies" / "overheat.example.toml"),
-                     "--device-id", device["device_id"], "--beneficiary", beneficiary,
-                     "--circuit-id", registered["circuit_id"])
-    policy_id = issued["policy_id"]
-
-    for i in (1, 2, 3):
-        _wait(f"oracle-{i}", lambda i=i: _listening(base + 10 + i), 90, tmp_path)
-    op.start("agent", "agent", "run", "--config", str(site / "agent.toml"))
-    _wait("the agent", lambda: _listening(base + 100), 120, tmp_path)
-
-    def policy_active() -> bool:
-        listing = op.json("admin", "policies", "--json")
-        return any(p["policy_id"] == policy_id and p["status"] == "active" for p in listing)
-
-    _wait("the policy's term to start", policy_active, 60, tmp_path)
-    # a healthy signal around 21.50 C, then 8 readings at 35.00 C (the example pays 3 above 30.00 C)
-    op.run("device", "simulate", "--key", device["key_file"], "--blind", device["blinding_key_file"],
-           "--http", agent_url, "--readings", "120", "--rate", "40", "--fault", "excursion:60:8:3500")
-
-    def paid_claim() -> str | None:
-        claims = op.json("claim", "list", "--json")
-        return next((c["claim_id"] for c in claims if c["status"] == "paid"), None)
-
-    claim_id = _wait("a paid claim", paid_claim, 240, tmp_path)
-    shown = op.run("claim", "show", claim_id)
-    assert f"claim {claim_id}: paid" in shown
-    assert "paid 10,000" in shown  # the example's amount per incident
-    state = op.json("pool", "status", "--json")
-    assert state["balances"]["paid"] == 10_000  # the pool paid once, exactly the amount
+def test_every_shell_block_is_run_or_says_why_not() -> None:
+    """A guide's block the trial skips carries its reason; a block with none is run."""
+    for guide in GUIDES:
+        for block in blocks(guide):
+            if block.mode == "skip":
+                assert re.fullmatch(r"\(.+\)", block.arg), f"{guide}:{block.line}: skip without a (reason)"
+            assert block.commands, f"{guide}:{block.line}: an empty block"

@@ -365,13 +365,13 @@ def test_the_command_line_and_the_agent_use_one_oracle_client(healthy: Network, 
     status = run(main, ["oracle", "status", "--url", url])
     assert status.exit_code == 0 and isinstance(json.loads(status.output), dict)
     missing = run(main, ["claim", "status", "ab" * 32, "--oracle", url])
-    assert missing.exit_code == 1 and missing.output.startswith("Error: 404 ") and "Traceback" not in missing.output
+    assert missing.exit_code == 2 and missing.output.startswith("error: 404 ") and "Traceback" not in missing.output
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # bound, not listening: refused
         gone = run(main, ["claim", "status", inc.claim_id.hex(), "--oracle", dead])
-        assert gone.exit_code == 1 and f"cannot reach {dead}/v1/claims/" in gone.output
+        assert gone.exit_code == 2 and f"cannot reach {dead}/v1/claims/" in gone.output
 
         async def agent_side() -> tuple[int, object, int]:
             client = AsyncOracleClient(timeout=5)
