@@ -6,6 +6,8 @@ config as a value, for a gateway's own broker:
 - one listener on 127.0.0.1 (never the wildcard address), plain or TLS;
 - persistence on: a persistent session's queued and unacknowledged QoS 1 messages survive an
   agent's kill -9 and a broker restart (the agent acknowledges a frame only once it is on disk);
+- a log file (`BrokerConfig.log_file`) with connection messages: the agent reads refused logins
+  from it (agent/brokerlog.py);
 - optional per-device credentials with an ACL: a device may publish only to its own topic
   (`faultproof/v1/devices/<its username>/frames`), the agent may only read the frame topics.
   Passwords are hashed into mosquitto's password file by `mosquitto_passwd -U` (never on a
@@ -53,6 +55,11 @@ class BrokerConfig:
     # keeps the agent's session persistent)
     passwords: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def log_file(self) -> Path:
+        """mosquitto's log (the agent's `[mqtt] broker_log`)."""
+        return self.workdir / "mosquitto.log"
+
 
 def broker_config(cfg: BrokerConfig) -> str:
     lines = [f"listener {cfg.port} 127.0.0.1",
@@ -62,7 +69,10 @@ def broker_config(cfg: BrokerConfig) -> str:
              "autosave_interval 1",
              # Queue enough QoS 1 messages for a restarting agent (default 1000), and let many be in
              # flight to the agent at once: it acknowledges a whole group commit together (default 20).
-             "max_queued_messages 100000", "max_inflight_messages 1000"]
+             "max_queued_messages 100000", "max_inflight_messages 1000",
+             # DESIGN §15: the agent reads refused logins from this log (agent/brokerlog.py)
+             "log_dest stderr", f"log_dest file {cfg.log_file}", "log_timestamp true", "connection_messages true",
+             "log_type error", "log_type warning", "log_type notice", "log_type information"]
     if cfg.tls is not None:
         lines += [f"cafile {cfg.tls.ca_cert}", f"certfile {cfg.tls.server_cert}", f"keyfile {cfg.tls.server_key}",
                   "tls_version tlsv1.2"]

@@ -37,6 +37,8 @@ class MqttConfig:
     username: str = "faultproof-agent"
     password_file: str = ""
     tls_ca_file: str = ""  # set: connect over TLS and trust this CA (PEM); relative to the config file
+    # mosquitto's log file (DESIGN §15): refused logins naming a device count as signs of compromise
+    broker_log: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
     mqtt = config.build(MqttConfig, values["mqtt"])
     # The broker's password and CA files are paths like any other: relative to the config file.
     mqtt = dataclasses.replace(mqtt, password_file=str(path(mqtt.password_file)) if mqtt.password_file else "",
-                               tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "")
+                               tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "",
+                               broker_log=str(path(mqtt.broker_log)) if mqtt.broker_log else "")
     cfg = AgentConfig(
         # DESIGN §15: "pkcs11:TOKEN/LABEL" is a token key, kept as written; libp2p then uses transport_key_file.
         key_file=Path(agent["key_file"]) if agent["key_file"].startswith("pkcs11:") else path(agent["key_file"]),

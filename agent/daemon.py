@@ -229,6 +229,8 @@ class Agent:
             tg.create_task(self._maintenance())
             if self.gossip is not None:
                 tg.create_task(self._drain_gossip())
+            if self.config.mqtt.broker_log:
+                tg.create_task(self._watch_broker_log(Path(self.config.mqtt.broker_log)))
             await stop.wait()
             raise _Stop()
 
@@ -246,6 +248,17 @@ class Agent:
                     self.keys.clear()
                     self.keys.update(keys)
                 self.refresh()  # also: policies whose term started since
+
+    async def _watch_broker_log(self, path: Path, interval_s: float = 1.0) -> None:
+        """DESIGN §15: refused broker logins naming one of our devices go to the anomaly monitor."""
+        from agent.brokerlog import BrokerLogReader, LogTail, refused_devices
+
+        tail, reader = LogTail(path), BrokerLogReader()
+        while True:
+            refused = refused_devices(reader, await asyncio.to_thread(tail.read), self.keys)
+            if refused:
+                self.engine.broker_refused(refused, now_ms())
+            await asyncio.sleep(interval_s)
 
     async def _drain_gossip(self) -> None:
         # We publish claims; others' claims on the topic are not ours to act on.
@@ -381,6 +394,8 @@ class Agent:
                 "by_result": counters,
             },
             "claims": self.manager.counts() if self.manager else {},
+            # DESIGN §15: devices quarantined at this agent (claims held), with what was seen
+            "quarantined": [q.to_json() for q in e.anomaly.quarantines()] if e else [],
             # incidents the trigger showed but no claim can be paid for, by reason
             "windows_skipped": dict(e.skipped_by_reason) if e else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,
