@@ -9,7 +9,8 @@ config as a value, for a gateway's own broker:
 - a log file (`BrokerConfig.log_file`) with connection messages: the agent reads refused logins
   from it (agent/brokerlog.py);
 - optional per-device credentials with an ACL: a device may publish only to its own topic
-  (`faultproof/v1/devices/<its username>/frames`), the agent may only read the frame topics.
+  (`faultproof/v1/devices/<its username>/frames`, and `/evidence` when asked on `/attest`), the
+  agent may only read the frame and evidence topics and write attestation requests.
   Passwords are hashed into mosquitto's password file by `mosquitto_passwd -U` (never on a
   command line).
 `dev_tls_material` makes a throwaway CA and server certificate for tests and the devnet only; a
@@ -85,9 +86,12 @@ def broker_config(cfg: BrokerConfig) -> str:
 
 
 def acl_text() -> str:
-    return (f"user {AGENT_USER}\ntopic read faultproof/v1/devices/+/frames\n\n"
-            "# every other user is a device: its own topic only\n"
-            "pattern write faultproof/v1/devices/%u/frames\n")
+    # DESIGN §15: the agent asks a device for attestation evidence on .../attest, it answers on .../evidence
+    return (f"user {AGENT_USER}\ntopic read faultproof/v1/devices/+/frames\n"
+            "topic read faultproof/v1/devices/+/evidence\ntopic write faultproof/v1/devices/+/attest\n\n"
+            "# every other user is a device: its own topics only\n"
+            "pattern write faultproof/v1/devices/%u/frames\npattern write faultproof/v1/devices/%u/evidence\n"
+            "pattern read faultproof/v1/devices/%u/attest\n")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -87,6 +87,9 @@ class AgentConfig:
     # Device-history anchors (DESIGN §11, agent/anchor.py): one ledger entry per interval; 0 = off
     # (then a revoked device's windows are never payable).
     ledger_anchor_interval_s: float = 60.0
+    # Re-attestation (DESIGN §15, agent/reattest.py): ask each device for fresh evidence this often
+    # (never more than half the ledger's attestation_max_age_ms); 0 = off.
+    attestation_interval_s: float = 600.0
     oracle_urls: tuple[str, ...] = ()
     http: HttpConfig = field(default_factory=HttpConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -107,7 +110,8 @@ _SCHEMA = config.document("AgentFile", {
         "data_dir": (str, config.REQUIRED),
         "blinding_keys_dir": (str, config.REQUIRED), "ledger_url": (str, config.REQUIRED),
         "ledger_wait_s": (float, 10.0), "ledger_bootstrap_timeout_s": (float, 60.0),
-        "ledger_anchor_interval_s": (float, 60.0), "log_level": (str, "INFO")}),
+        "ledger_anchor_interval_s": (float, 60.0), "attestation_interval_s": (float, 600.0),
+        "log_level": (str, "INFO")}),
     "oracles": config.table("OraclesTable", {"urls": (list[str], [])}),
     "http": config.table_of(HttpConfig),
     "mqtt": config.table_of(MqttConfig),
@@ -146,6 +150,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
         ledger_wait_s=agent["ledger_wait_s"], ledger_bootstrap_timeout_s=agent["ledger_bootstrap_timeout_s"],
         ledger_anchor_interval_s=agent["ledger_anchor_interval_s"], log_level=agent["log_level"],
+        attestation_interval_s=agent["attestation_interval_s"],
         oracle_urls=tuple(values["oracles"]["urls"]),
         http=config.build(HttpConfig, values["http"]),
         mqtt=mqtt,
@@ -165,6 +170,8 @@ def validate(cfg: AgentConfig) -> None:
         raise ConfigError("[prover] circuits must list window sizes n in 2..4096")
     if cfg.ledger_anchor_interval_s < 0:
         raise ConfigError("[agent] ledger_anchor_interval_s must be >= 0 (0: no device-history anchors)")
+    if cfg.attestation_interval_s < 0:
+        raise ConfigError("[agent] attestation_interval_s must be >= 0 (0: no re-attestation)")
     if cfg.prover.workers < 0:
         raise ConfigError("[prover] workers must be >= 0 (0: one per core)")
     if cfg.ingest.reorder_window < 4 * max(cfg.prover.circuits):

@@ -25,6 +25,7 @@ import logging
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ class Agent:
         self.keys: dict[bytes, bytes] = {}
         self.replica: LedgerReplica | None = None
         self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
+        self.reattester: Any = None  # agent.reattest.Reattester: periodic device attestation (DESIGN §15)
+        self._evidence: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
         self.circuit_sizes: dict[bytes, int] = {}
         self._group_payouts = GroupPayouts()  # econ2: parts of corroborated claims (agent/group.py)
@@ -160,6 +163,13 @@ class Agent:
             ledger_rejection=self._ledger_rejection, claim_window_ms=self._claim_window_ms)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
+        if cfg.mqtt.enabled and cfg.attestation_interval_s > 0:
+            from agent.reattest import Reattester
+
+            self.reattester = Reattester(
+                self._client, lambda: replica.state, lambda: self.keys, self._ask_attestation,
+                interval_ms=int(cfg.attestation_interval_s * 1000),
+                on_refused=lambda d, r: self.engine.refused(d, r, now_ms()))
         if cfg.mqtt.enabled:
             self.mqtt = MqttIngest(MqttSettings(
                 host=cfg.mqtt.host, port=cfg.mqtt.port,
@@ -167,7 +177,8 @@ class Agent:
                 username=cfg.mqtt.username or None,
                 password=Path(cfg.mqtt.password_file).read_text().strip() if cfg.mqtt.password_file else None,
                 tls_ca_file=cfg.mqtt.tls_ca_file or None),
-                self.engine, self.metrics)
+                self.engine, self.metrics,
+                on_evidence=None if self.reattester is None else self._evidence_arrived(loop))
             self.mqtt.start()
 
         self._runner = web.AppRunner(make_app(self, cfg.http.max_body_bytes), access_log=None)
@@ -229,6 +240,9 @@ class Agent:
             tg.create_task(self._maintenance())
             if self.gossip is not None:
                 tg.create_task(self._drain_gossip())
+            if self.reattester is not None:
+                tg.create_task(self.reattester.run())
+                tg.create_task(self._drain_evidence())
             if self.config.mqtt.broker_log:
                 tg.create_task(self._watch_broker_log(Path(self.config.mqtt.broker_log)))
             await stop.wait()
@@ -248,6 +262,21 @@ class Agent:
                     self.keys.clear()
                     self.keys.update(keys)
                 self.refresh()  # also: policies whose term started since
+
+    def _evidence_arrived(self, loop: asyncio.AbstractEventLoop) -> Callable[[bytes], None]:
+        def arrived(data: bytes) -> None:  # on paho's thread
+            loop.call_soon_threadsafe(self._evidence.put_nowait, data)
+
+        return arrived
+
+    def _ask_attestation(self, device_id: bytes, nonce: bytes) -> None:
+        if self.mqtt is not None and self.mqtt.connected.is_set():
+            self.mqtt.ask_attestation(device_id, nonce)
+
+    async def _drain_evidence(self) -> None:
+        while True:
+            data = await self._evidence.get()
+            await self.reattester.on_evidence(data)
 
     async def _watch_broker_log(self, path: Path, interval_s: float = 1.0) -> None:
         """DESIGN §15: refused broker logins naming one of our devices go to the anomaly monitor."""
@@ -396,6 +425,7 @@ class Agent:
             "claims": self.manager.counts() if self.manager else {},
             # DESIGN §15: devices quarantined at this agent (claims held), with what was seen
             "quarantined": [q.to_json() for q in e.anomaly.quarantines()] if e else [],
+            "reattestation": dict(self.reattester.counts) if self.reattester is not None else None,
             # incidents the trigger showed but no claim can be paid for, by reason
             "windows_skipped": dict(e.skipped_by_reason) if e else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,

@@ -209,6 +209,18 @@ class IngestEngine:
 
         self.run_op(op)
 
+    def refused(self, device_id: bytes, reason: Reason, now_ms: int) -> None:
+        """A refusal naming the device outside the frame path (its attestation answer, DESIGN §15):
+        fed to the anomaly monitor on the engine's thread, counted in the store."""
+
+        def op(store: Store) -> None:
+            counts: dict[tuple[str, str], int] = collections.defaultdict(int)
+            counts[("attestation_refused", reason.value)] += 1
+            self._quarantine(self.anomaly.refused(device_id, reason, now_ms), counts)
+            store.add_counters({f"{r}:{c}" if c else r: k for (r, c), k in counts.items()})
+
+        self.run_op(op)
+
     async def run_op_async(self, fn: Callable[[Store], Any]) -> Any:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
