@@ -129,14 +129,16 @@ def backoff_s(attempts: int, initial_s: float, max_s: float) -> float:
 
 
 def ledger_rejection(*, end_ts: int, claim_window_ms: int, ledger_time_ms: int, period_paid: bool,
-                     overlaps_paid: bool) -> str | None:
+                     overlaps_paid: bool, decommissioned: bool = False) -> str | None:
     """Why the ledger will never pay a claim, from facts that cannot change back, or None.
 
     Ledger time only grows and payouts are never undone, so each of these is final: the claim
     window closed at the ledger's time; another payout took the claim's period; another payout's
-    window overlaps it. (Called only when this claim itself is not paid: `follow_up` checks that
+    window overlaps it; the device was decommissioned. (Called only when this claim itself is not paid: `follow_up` checks that
     first.) Anything that may still change (e.g. the pool's capital) is left to the oracles.
     """
+    if decommissioned:  # DESIGN §15 H11: never undone
+        return Reason.DEVICE_DECOMMISSIONED.value
     if ledger_time_ms > end_ts + claim_window_ms:
         return Reason.CLAIM_WINDOW_CLOSED.value
     if period_paid:

@@ -334,7 +334,8 @@ class Agent:
             return None
         return ledger_rejection(end_ts=rec.end_ts, claim_window_ms=p.terms.claim_window_ms, ledger_time_ms=state.time_ms,
                                 period_paid=p.period_paid(p.period_of(rec.end_ts)),
-                                overlaps_paid=p.overlaps(rec.start_ts, rec.end_ts))
+                                overlaps_paid=p.overlaps(rec.start_ts, rec.end_ts),
+                                decommissioned=rec.device_id in state.hw.decommissioned)
 
     def _claim_window_ms(self, policy_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None
