@@ -302,6 +302,8 @@ class Agent:
         self.refresh()
         if self.manager is not None:
             self.manager.ledger_changed()
+        if self.reattester is not None:
+            self.reattester.tick()  # a newly enrolled device is asked at once, not at the next tick
 
     def refresh(self) -> None:
         assert self.replica is not None and self.replica.state is not None

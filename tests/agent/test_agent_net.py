@@ -334,3 +334,46 @@ def test_agent_behind_mosquitto_with_tls_and_per_device_credentials(world: World
         other.stop()
         broker_proc.terminate()
         broker_proc.wait(10)
+
+
+def test_the_agent_attests_its_devices_over_mqtt_by_itself(world: World) -> None:
+    """DESIGN §15 re-attestation in the daemon: a never-attested device is asked over MQTT for
+    evidence over the ledger head; its answer reaches the ledger, which records a passing result."""
+    from agent.boot import allowlist_txs
+    from agent.provision import provision
+
+    agent, net = world.agent, world.net
+    try:
+        net.admin_txs(allowlist_txs())  # the simulator's genuine boot
+    except RuntimeError as e:  # allowed by an earlier test
+        assert "already_exists" in str(e), e
+    p = provision(agent.keys_dir)
+    dev = SimDevice(p.identity, p.blinding_key, provisioned=p)
+    hex_id = dev.device_id.hex()
+    stop = threading.Event()
+
+    def answer() -> None:
+        async def go() -> None:
+            async with MqttTransport("127.0.0.1", world.broker_port, client_id=hex_id, username=hex_id) as t:
+                t.answer_attestation(dev)
+                await asyncio.to_thread(stop.wait, 60)
+
+        asyncio.run(go())
+
+    device = threading.Thread(target=answer, daemon=True)
+    device.start()
+    try:
+        time.sleep(0.5)  # subscribed before the agent can know the device
+        net.admin_txs([p.enrol])
+        agent.devices_made += 1
+
+        def attested() -> list | None:
+            code, body = net.ledger_get(f"/v1/devices/{hex_id}/history")
+            return body["attestations"] if code == 200 and body["attestations"] else None
+
+        [result] = wait_until(attested, 30, 0.2, what="the device's evidence on the ledger")
+        assert result["passed"] is True, result
+        assert agent.status()["reattestation"]["submitted"] >= 1
+    finally:
+        stop.set()
+        device.join(10)
