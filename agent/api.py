@@ -131,7 +131,7 @@ async def anchor_device(request: web.Request) -> web.Response:
     if len(did) != 32:
         raise FaultproofError(Reason.BAD_REQUEST, "device_id must be 64 hex characters")
     if agent.anchorer is None:
-        raise FaultproofError(Reason.UNAVAILABLE, "device-history anchors are off ([agent] ledger_anchor_interval_s = 0)")
+        raise FaultproofError(Reason.UNAVAILABLE, "the agent has not started yet")
     head = await agent.anchorer.anchor_device(did)
     if head is None:
         raise FaultproofError(Reason.NOT_FOUND, "this agent holds no chain-linked frame of the device")

@@ -143,9 +143,9 @@ class Agent:
         await asyncio.to_thread(self.engine.start)
         self.refresh()
         replica = self.replica
-        if cfg.ledger_anchor_interval_s > 0:
-            self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state,
-                                     interval_s=cfg.ledger_anchor_interval_s)
+        # Made even when periodic anchors are off: a decommission asks for the final head (H11).
+        self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state,
+                                 interval_s=cfg.ledger_anchor_interval_s or 60.0)
 
         from faultproof.zk.pool import ProofPool
 
@@ -234,7 +234,7 @@ class Agent:
         async with asyncio.TaskGroup() as tg:
             assert self.replica is not None
             tg.create_task(self.replica.run(self._ledger_changed))
-            if self.anchorer is not None:
+            if self.anchorer is not None and self.config.ledger_anchor_interval_s > 0:
                 tg.create_task(self.anchorer.run())
             tg.create_task(self.manager.run())
             tg.create_task(self._maintenance())

@@ -377,3 +377,31 @@ def test_the_agent_attests_its_devices_over_mqtt_by_itself(world: World) -> None
     finally:
         stop.set()
         device.join(10)
+
+
+def test_decommission_anchors_the_agents_final_head_first(world: World, tmp_path) -> None:
+    """DESIGN §15 H11 with the real agent: `faultproof device decommission --agent` has the agent
+    anchor the device's latest frame (POST /v1/devices/{id}/anchor), then names it on the ledger."""
+    from click.testing import CliRunner
+
+    from agent.cli import device as device_cli
+
+    agent, net = world.agent, world.net
+    [dev] = agent.new_devices(net, 1)
+    agent.wait_knows()
+    send_mqtt(world, [dev], readings=30)
+    wait_until(lambda: stored_seqs(agent.store_path, dev.device_id, 0) == list(range(30)) or None, 20, 0.1,
+               what="30 frames stored")
+    key_file = tmp_path / "admin.key"
+    net.admin.save(key_file)
+    result = CliRunner().invoke(device_cli, ["decommission", dev.device_id.hex(), "--ledger", net.ledger_url,
+                                             "--agent", agent.url, "--key", str(key_file)])
+    assert result.exit_code == 0, result.output
+    net.nonce += 1  # the command used the next admin nonce
+    out = json.loads(result.output)
+    assert out["agent_head"]["seq"] == 29 and out["final_head"]["seq"] == 29  # the latest frame, anchored now
+    assert [e["kind"] for e in out["history"]][-2:] == ["anchor", "decommission_device"]
+    code, body = net.ledger_get(f"/v1/devices/{dev.device_id.hex()}")
+    assert code == 200 and body["decommissioned_ms"] is not None and body["revoked_ms"] is not None
+    code, err = http("POST", f"{agent.url}/v1/devices/{'00' * 32}/anchor", b"{}", "application/json")
+    assert code == 404 and err["error"]["code"] == "not_found"
