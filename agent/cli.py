@@ -147,8 +147,12 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
         if mqtt_addr:
             host, _, port = mqtt_addr.rpartition(":")
             password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
-            transport = MqttTransport(host or "127.0.0.1", int(port), username=dev.device_id.hex(), password=password,
-                                      tls_ca_file=str(mqtt_ca) if mqtt_ca else None)
+            # client id = username = device id: the agent attributes refused logins by it (DESIGN §15)
+            mqtt_t = MqttTransport(host or "127.0.0.1", int(port), client_id=dev.device_id.hex(),
+                                   username=dev.device_id.hex(), password=password,
+                                   tls_ca_file=str(mqtt_ca) if mqtt_ca else None)
+            mqtt_t.answer_attestation(dev)  # the agent's re-attestation requests
+            transport = mqtt_t
         elif http_url:
             transport = HttpTransport(http_url)
         else:
