@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from faultproof.errors import FaultproofError
+from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.merkle import merkle_root
 from faultproof.messages import MAX_ANCHOR_HEADS, AnchorBody, DeviceHead, SignedAnchor
@@ -133,6 +133,24 @@ class Anchorer:
             sent += len(anchor.body.heads)
         self.anchored_heads += sent
         return sent
+
+    async def anchor_device(self, device_id: bytes) -> DeviceHead | None:
+        """Anchor the device's latest chain-linked head now, if the ledger does not hold it yet
+        (DESIGN §15 H11: the final head before a decommission). Returns that head, or None when
+        the agent holds no linked frame of the device. Raises the ledger's refusal."""
+        state = self.state_source()
+        if state is None or not state.agent_enrolled(self.agent.public_key):
+            raise FaultproofError(Reason.UNKNOWN_AGENT, "this agent is not enrolled on the ledger (or no replica yet)")
+        now = int(time.time() * 1000)
+        mine = [h for h in await asyncio.to_thread(read_candidates, self.store_path, now) if h.device_id == device_id]
+        if not mine:
+            return None
+        latest = max(mine, key=lambda h: (h.epoch, h.seq))
+        for anchor in build_anchors(state.ledger_id, self.agent, next_round(state, self.agent.public_key, now),
+                                    select_heads(state, [latest], now)):
+            await self.settlement.submit(anchor)
+            self.anchored_heads += len(anchor.body.heads)
+        return latest
 
     async def run(self) -> None:
         while True:

@@ -12,7 +12,8 @@ reaches its threshold:
                       Slowing down is not a sign of compromise (dropouts are an insured malfunction),
                       and medians keep one long gap from looking like a change of rate.
   attestation_failed  the device's measured boot is not on the allowlist (threshold 1 by default)
-  login_refused       the broker refused the device's credentials
+  login_refused       the broker refused a login naming the device, or (debug logging) one of its
+                      publishes: agent/brokerlog.py reads them from mosquitto's log
 
 A quarantined device stays quarantined until `release` (the operator, or the ledger reinstating
 it): its frames are still checked and stored, its claims are held, and the agent reports it (the

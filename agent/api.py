@@ -8,6 +8,8 @@
     GET  /v1/status       agent id, ledger view, devices, frame counters, claims by status, MQTT,
                           gossip, prover.
     GET  /v1/claims       claims (?status=, ?device_id=), newest first; GET /v1/claims/{claim_id}
+    POST /v1/devices/{device_id}/anchor   anchor the device's latest linked head now (before a
+                          decommission, DESIGN §15 H11): 200 the head; 404 no linked frame held
     GET  /healthz         200 when ingest, the ledger replica and the claim loops run; else 503
     GET  /metrics         Prometheus text
 
@@ -118,6 +120,25 @@ async def get_claim(request: web.Request) -> web.Response:
     return web.json_response(rec.to_json())
 
 
+async def anchor_device(request: web.Request) -> web.Response:
+    """DESIGN §15 H11: anchor the device's latest chain-linked head now (before a decommission);
+    answers that head, or 404 when this agent holds no linked frame of it."""
+    agent = request.app[AGENT_KEY]
+    try:
+        did = bytes.fromhex(request.match_info["device_id"])
+    except ValueError:
+        did = b""
+    if len(did) != 32:
+        raise FaultproofError(Reason.BAD_REQUEST, "device_id must be 64 hex characters")
+    if agent.anchorer is None:
+        raise FaultproofError(Reason.UNAVAILABLE, "the agent has not started yet")
+    head = await agent.anchorer.anchor_device(did)
+    if head is None:
+        raise FaultproofError(Reason.NOT_FOUND, "this agent holds no chain-linked frame of the device")
+    return web.json_response({"device_id": did.hex(), "epoch": head.epoch, "seq": head.seq, "ts_ms": head.ts_ms,
+                              "chain": head.chain.hex()})
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers (and says what it would say at /readyz, without failing)."""
     return web.json_response({"ok": True, "problems": request.app[AGENT_KEY].problems()})
@@ -143,6 +164,7 @@ def make_app(agent: Agent, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/v1/claims", list_claims)
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
+    app.router.add_post("/v1/devices/{device_id}/anchor", anchor_device)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

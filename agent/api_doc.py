@@ -14,6 +14,9 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/claims"): RouteDoc("Claims this agent made, newest first.",
                                     query={"status": "a status", "device_id": "hex"}),
     ("GET", "/v1/claims/{claim_id}"): RouteDoc("One claim: window, status, amount paid."),
+    ("POST", "/v1/devices/{device_id}/anchor"): RouteDoc(
+        "Anchor the device's latest chain-linked head on the ledger now (before a decommission).",
+        statuses=(200, 404)),
     ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
     ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
                                    statuses=(200, 503)),

@@ -6,8 +6,11 @@ config as a value, for a gateway's own broker:
 - one listener on 127.0.0.1 (never the wildcard address), plain or TLS;
 - persistence on: a persistent session's queued and unacknowledged QoS 1 messages survive an
   agent's kill -9 and a broker restart (the agent acknowledges a frame only once it is on disk);
+- a log file (`BrokerConfig.log_file`) with connection messages: the agent reads refused logins
+  from it (agent/brokerlog.py);
 - optional per-device credentials with an ACL: a device may publish only to its own topic
-  (`faultproof/v1/devices/<its username>/frames`), the agent may only read the frame topics.
+  (`faultproof/v1/devices/<its username>/frames`, and `/evidence` when asked on `/attest`), the
+  agent may only read the frame and evidence topics and write attestation requests.
   Passwords are hashed into mosquitto's password file by `mosquitto_passwd -U` (never on a
   command line).
 `dev_tls_material` makes a throwaway CA and server certificate for tests and the devnet only; a
@@ -53,6 +56,11 @@ class BrokerConfig:
     # keeps the agent's session persistent)
     passwords: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def log_file(self) -> Path:
+        """mosquitto's log (the agent's `[mqtt] broker_log`)."""
+        return self.workdir / "mosquitto.log"
+
 
 def broker_config(cfg: BrokerConfig) -> str:
     lines = [f"listener {cfg.port} 127.0.0.1",
@@ -62,7 +70,10 @@ def broker_config(cfg: BrokerConfig) -> str:
              "autosave_interval 1",
              # Queue enough QoS 1 messages for a restarting agent (default 1000), and let many be in
              # flight to the agent at once: it acknowledges a whole group commit together (default 20).
-             "max_queued_messages 100000", "max_inflight_messages 1000"]
+             "max_queued_messages 100000", "max_inflight_messages 1000",
+             # DESIGN §15: the agent reads refused logins from this log (agent/brokerlog.py)
+             "log_dest stderr", f"log_dest file {cfg.log_file}", "log_timestamp true", "connection_messages true",
+             "log_type error", "log_type warning", "log_type notice", "log_type information"]
     if cfg.tls is not None:
         lines += [f"cafile {cfg.tls.ca_cert}", f"certfile {cfg.tls.server_cert}", f"keyfile {cfg.tls.server_key}",
                   "tls_version tlsv1.2"]
@@ -75,9 +86,12 @@ def broker_config(cfg: BrokerConfig) -> str:
 
 
 def acl_text() -> str:
-    return (f"user {AGENT_USER}\ntopic read faultproof/v1/devices/+/frames\n\n"
-            "# every other user is a device: its own topic only\n"
-            "pattern write faultproof/v1/devices/%u/frames\n")
+    # DESIGN §15: the agent asks a device for attestation evidence on .../attest, it answers on .../evidence
+    return (f"user {AGENT_USER}\ntopic read faultproof/v1/devices/+/frames\n"
+            "topic read faultproof/v1/devices/+/evidence\ntopic write faultproof/v1/devices/+/attest\n\n"
+            "# every other user is a device: its own topics only\n"
+            "pattern write faultproof/v1/devices/%u/frames\npattern write faultproof/v1/devices/%u/evidence\n"
+            "pattern read faultproof/v1/devices/%u/attest\n")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -160,8 +160,12 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
         transport: Transport
         if mqtt_addr:
             host, _, port = mqtt_addr.rpartition(":")
-            transport = MqttTransport(host or "127.0.0.1", int(port), username=dev.device_id.hex(), password=password,
-                                      tls_ca_file=str(mqtt_ca) if mqtt_ca else None)
+            # client id = username = device id: the agent attributes refused logins by it (DESIGN §15)
+            mqtt_t = MqttTransport(host or "127.0.0.1", int(port), client_id=dev.device_id.hex(),
+                                   username=dev.device_id.hex(), password=password,
+                                   tls_ca_file=str(mqtt_ca) if mqtt_ca else None)
+            mqtt_t.answer_attestation(dev)  # the agent's re-attestation requests
+            transport = mqtt_t
         elif http_url:
             transport = HttpTransport(http_url)
         else:
@@ -214,3 +218,72 @@ def history(device_id: str, ledger_url: str, as_json: bool) -> None:
     assert isinstance(events, list)
     for ev in events:
         click.echo(f"{ev['height']:>8}  {ev['time_ms']}  {ev['kind']:<18} {ev['entry_hash'][:16]}…")
+
+
+@device.command("decommission")
+@click.argument("device_id")
+@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default="http://127.0.0.1:8700", show_default=True)
+@click.option("--agent", "agent_url", envvar="FAULTPROOF_AGENT", default=None,
+              help="The agent serving the device: it anchors the device's latest head first.")
+@click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", default=None,
+              help="The admin key file, or pkcs11:TOKEN/LABEL.")
+@click.option("--token-key", "token_key", default=None,
+              help="pkcs11:TOKEN/LABEL of the device's key, destroyed in the token last (PIN from the environment).")
+def decommission(device_id: str, ledger_url: str, agent_url: str | None, key_path: str | None,
+                 token_key: str | None) -> None:
+    """Retire a device for good (DESIGN §15 H11): its agent anchors its final head, one ledger
+    entry closes its policies and revokes it, then its key is destroyed in the token. Each step is
+    printed; the ledger's steps are in `faultproof device history`. Settle its claims first: none
+    of its windows is paid after, not even one that ended before."""
+    from cli.user import _request
+    from faultproof import signing
+    from faultproof.errors import FaultproofError
+    from faultproof.messages import DecommissionDevice
+    from ledger.admin_cli import load_admin_key, submit_admin
+    from ledger.client import LedgerClient
+
+    try:
+        did = bytes.fromhex(device_id)
+        if len(did) != 32:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter("DEVICE_ID must be 64 hex characters") from None
+    token_cfg = None
+    if token_key is not None:
+        prefix, _, rest = token_key.partition(":")
+        token, _, label = rest.partition("/")
+        if prefix != "pkcs11" or not token or not label:
+            raise click.BadParameter("--token-key must be pkcs11:TOKEN/LABEL")
+        token_cfg = signing.TokenConfig(token_label=token, key_label=label)
+    admin_key = load_admin_key(key_path)
+    steps: dict[str, object] = {"device_id": did.hex()}
+    if agent_url:  # 1. the final head, anchored by the agent that holds the device's frames
+        try:
+            steps["agent_head"] = _request(f"{agent_url.rstrip('/')}/v1/devices/{did.hex()}/anchor", data=b"{}")
+        except click.ClickException as e:
+            if "404" not in e.message:
+                raise
+            steps["agent_head"] = None  # the agent holds no linked frame of it
+
+    async def go() -> dict[str, object]:
+        async with LedgerClient(ledger_url) as client:
+            head = (await client.device(did)).get("anchored_head")
+            named = (head["epoch"], head["seq"], bytes.fromhex(head["chain"])) if head else (0, 0, bytes(32))
+            # 2. one entry: the final head checked, policies closed, the device revoked
+            result = await submit_admin(client, admin_key, DecommissionDevice(
+                device_id=did, epoch=named[0], seq=named[1], chain=named[2]))
+            events = (await client.device_history(did))["events"]
+            return {"final_head": head, "decommission": {"height": result.height,
+                                                         "entry_hash": result.entry_hash.hex()},
+                    "history": events}
+
+    try:
+        steps.update(asyncio.run(go()))
+    except FaultproofError as e:
+        raise click.ClickException(f"{e.reason.value}: {e.message}") from None
+    if token_cfg is not None:  # 3. the key, destroyed where it lives (revoked already: worthless)
+        try:
+            steps["token_key_destroyed"] = signing.token_destroy(token_cfg)
+        except signing.KeyError_ as e:
+            raise click.ClickException(f"decommissioned on the ledger, but the token key was not destroyed: {e}") from None
+    click.echo(json.dumps(steps, indent=1))

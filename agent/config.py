@@ -37,6 +37,8 @@ class MqttConfig:
     username: str = "faultproof-agent"
     password_file: str = ""
     tls_ca_file: str = ""  # set: connect over TLS and trust this CA (PEM); relative to the config file
+    # mosquitto's log file (DESIGN §15): refused logins naming a device count as signs of compromise
+    broker_log: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class AgentConfig:
     # Device-history anchors (DESIGN §11, agent/anchor.py): one ledger entry per interval; 0 = off
     # (then a revoked device's windows are never payable).
     ledger_anchor_interval_s: float = 60.0
+    # Re-attestation (DESIGN §15, agent/reattest.py): ask each device for fresh evidence this often
+    # (never more than half the ledger's attestation_max_age_ms); 0 = off.
+    attestation_interval_s: float = 600.0
     oracle_urls: tuple[str, ...] = ()
     http: HttpConfig = field(default_factory=HttpConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -105,7 +110,8 @@ _SCHEMA = config.document("AgentFile", {
         "data_dir": (str, config.REQUIRED),
         "blinding_keys_dir": (str, config.REQUIRED), "ledger_url": (str, config.REQUIRED),
         "ledger_wait_s": (float, 10.0), "ledger_bootstrap_timeout_s": (float, 60.0),
-        "ledger_anchor_interval_s": (float, 60.0), "log_level": (str, "INFO")}),
+        "ledger_anchor_interval_s": (float, 60.0), "attestation_interval_s": (float, 600.0),
+        "log_level": (str, "INFO")}),
     "oracles": config.table("OraclesTable", {"urls": (list[str], [])}),
     "http": config.table_of(HttpConfig),
     "mqtt": config.table_of(MqttConfig),
@@ -134,7 +140,8 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
     mqtt = config.build(MqttConfig, values["mqtt"])
     # The broker's password and CA files are paths like any other: relative to the config file.
     mqtt = dataclasses.replace(mqtt, password_file=str(path(mqtt.password_file)) if mqtt.password_file else "",
-                               tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "")
+                               tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "",
+                               broker_log=str(path(mqtt.broker_log)) if mqtt.broker_log else "")
     cfg = AgentConfig(
         # DESIGN §15: "pkcs11:TOKEN/LABEL" is a token key, kept as written; libp2p then uses transport_key_file.
         key_file=Path(agent["key_file"]) if agent["key_file"].startswith("pkcs11:") else path(agent["key_file"]),
@@ -143,6 +150,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],
         ledger_wait_s=agent["ledger_wait_s"], ledger_bootstrap_timeout_s=agent["ledger_bootstrap_timeout_s"],
         ledger_anchor_interval_s=agent["ledger_anchor_interval_s"], log_level=agent["log_level"],
+        attestation_interval_s=agent["attestation_interval_s"],
         oracle_urls=tuple(values["oracles"]["urls"]),
         http=config.build(HttpConfig, values["http"]),
         mqtt=mqtt,
@@ -162,6 +170,8 @@ def validate(cfg: AgentConfig) -> None:
         raise ConfigError("[prover] circuits must list window sizes n in 2..4096")
     if cfg.ledger_anchor_interval_s < 0:
         raise ConfigError("[agent] ledger_anchor_interval_s must be >= 0 (0: no device-history anchors)")
+    if cfg.attestation_interval_s < 0:
+        raise ConfigError("[agent] attestation_interval_s must be >= 0 (0: no re-attestation)")
     if cfg.prover.workers < 0:
         raise ConfigError("[prover] workers must be >= 0 (0: one per core)")
     if cfg.ingest.reorder_window < 4 * max(cfg.prover.circuits):

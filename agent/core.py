@@ -6,7 +6,9 @@ It owns:
     on the ledger is always recorded, also after a rejection;
   - the ingest bookkeeping (`IngestCore`): the ledger snapshot, the frame checker, the detector
     of each insured device, the windows already claimed per policy, the open claims' frames, and
-    the retention cutoff (counted from frame time, never from the wall clock).
+    the retention cutoff (counted from frame time, never from the wall clock);
+  - the re-attestation schedule (`attestations_due`, DESIGN §15): which devices to ask for fresh
+    evidence now, over which ledger head, and whether evidence that arrives answers a request.
 
 Rules: every input is a value, time included (`now_ms` is passed in; retention counts from the
 newest stored frame's timestamp). What it returns are decisions; the shell (agent.ingest's
@@ -127,14 +129,16 @@ def backoff_s(attempts: int, initial_s: float, max_s: float) -> float:
 
 
 def ledger_rejection(*, end_ts: int, claim_window_ms: int, ledger_time_ms: int, period_paid: bool,
-                     overlaps_paid: bool) -> str | None:
+                     overlaps_paid: bool, decommissioned: bool = False) -> str | None:
     """Why the ledger will never pay a claim, from facts that cannot change back, or None.
 
     Ledger time only grows and payouts are never undone, so each of these is final: the claim
     window closed at the ledger's time; another payout took the claim's period; another payout's
-    window overlaps it. (Called only when this claim itself is not paid: `follow_up` checks that
+    window overlaps it; the device was decommissioned. (Called only when this claim itself is not paid: `follow_up` checks that
     first.) Anything that may still change (e.g. the pool's capital) is left to the oracles.
     """
+    if decommissioned:  # DESIGN §15 H11: never undone
+        return Reason.DEVICE_DECOMMISSIONED.value
     if ledger_time_ms > end_ts + claim_window_ms:
         return Reason.CLAIM_WINDOW_CLOSED.value
     if period_paid:
@@ -325,3 +329,75 @@ class IngestCore:
 
     def kept_windows(self) -> list[tuple[bytes, int, int, int]]:
         return [(c.device_id, c.epoch, c.start_seq, c.end_seq) for c in self.open_claims.values()]
+
+
+# --------------------------------------------------------------------------- re-attestation (DESIGN §15)
+
+# A claim is payable only if a passing attestation at most `attestation_max_age_ms` (ledger-wide,
+# SetLockdown) before its window covers it, so the agent asks each device again well before that.
+REATTEST_INTERVAL_MS = 10 * 60 * 1000  # default of [agent] attestation_interval_s
+REATTEST_ANSWER_MS = 30_000  # a device that has not answered by then is asked again at the next interval
+
+
+@dataclass(frozen=True)
+class AttestationView:
+    """What the ledger holds about a device's attestation: when its latest result was dated (the
+    nonce entry's time) and the height of the last nonce it answered (H6: a new answer must name a
+    later entry)."""
+
+    last_ms: int | None
+    answered_height: int = -1
+
+
+@dataclass(frozen=True)
+class AttestRequest:
+    device_id: bytes
+    nonce: bytes  # the ledger head hash the device must sign over
+    nonce_height: int
+    asked_ms: int
+
+
+def reattest_interval_ms(configured_ms: int, max_age_ms: int) -> int:
+    """The configured interval, but never more than half the ledger's freshness parameter: one
+    lost or late answer must not be enough to let a device's windows go stale. 0: off."""
+    if configured_ms <= 0:
+        return 0
+    return configured_ms if max_age_ms <= 0 else max(1, min(configured_ms, max_age_ms // 2))
+
+
+def attestations_due(views: Mapping[bytes, AttestationView], pending: Mapping[bytes, AttestRequest], *,
+                     now_ms: int, head_height: int, head_hash: bytes, interval_ms: int,
+                     answer_ms: int = REATTEST_ANSWER_MS,
+                     unanswered: Mapping[bytes, int] | None = None) -> tuple[list[AttestRequest], list[bytes]]:
+    """(the devices to ask now, with the nonce to sign; the pending requests that timed out).
+
+    A device is due when it has no result on the ledger or its latest is `interval_ms` old, unless
+    it was asked less than `answer_ms` ago, or the ledger has no entry newer than the last nonce it
+    answered (its answer would be refused as replayed: it waits for the ledger to move).
+    `unanswered` (device -> when a request of it last timed out): such a device (e.g. one that
+    speaks HTTP only and cannot be asked) is asked again only `interval_ms` later."""
+    if interval_ms <= 0:
+        return [], []
+    expired = [d for d, r in pending.items() if now_ms - r.asked_ms >= answer_ms]
+    ask: list[AttestRequest] = []
+    for device_id, view in views.items():
+        if device_id in pending:
+            continue  # outstanding, or timed out just now (then: asked again an interval later)
+        if view.last_ms is not None and now_ms - view.last_ms < interval_ms:
+            continue
+        timed_out = (unanswered or {}).get(device_id)
+        if timed_out is not None and now_ms - timed_out < interval_ms:
+            continue
+        if head_height <= view.answered_height:
+            continue
+        ask.append(AttestRequest(device_id, head_hash, head_height, now_ms))
+    return ask, expired
+
+
+def evidence_rejection(pending: Mapping[bytes, AttestRequest], device_id: bytes, nonce: bytes) -> Reason | None:
+    """Evidence arriving from a device: it must answer the request outstanding for it (else it is a
+    replay, or nobody asked)."""
+    req = pending.get(device_id)
+    if req is None or req.nonce != nonce:
+        return Reason.ATTESTATION_REPLAYED
+    return None

@@ -26,7 +26,7 @@ import logging
 import re
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,8 @@ class Agent:
         self.keys: dict[bytes, bytes] = {}
         self.replica: LedgerReplica | None = None
         self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
+        self.reattester: Any = None  # agent.reattest.Reattester: periodic device attestation (DESIGN §15)
+        self._evidence: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
         self.circuit_sizes: dict[bytes, int] = {}
         self._group_payouts = GroupPayouts()  # econ2: parts of corroborated claims (agent/group.py)
@@ -142,9 +144,9 @@ class Agent:
         await asyncio.to_thread(self.engine.start)
         self.refresh()
         replica = self.replica
-        if cfg.ledger_anchor_interval_s > 0:
-            self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state,
-                                     interval_s=cfg.ledger_anchor_interval_s)
+        # Made even when periodic anchors are off: a decommission asks for the final head (H11).
+        self.anchorer = Anchorer(self.identity, cfg.store_path, self._client, lambda: replica.state,
+                                 interval_s=cfg.ledger_anchor_interval_s or 60.0)
 
         from faultproof.zk.pool import ProofPool
 
@@ -166,6 +168,13 @@ class Agent:
             ledger_rejection=self._ledger_rejection, claim_window_ms=self._claim_window_ms)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
+        if cfg.mqtt.enabled and cfg.attestation_interval_s > 0:
+            from agent.reattest import Reattester
+
+            self.reattester = Reattester(
+                self._client, lambda: replica.state, lambda: self.keys, self._ask_attestation,
+                interval_ms=int(cfg.attestation_interval_s * 1000),
+                on_refused=lambda d, r: self.engine.refused(d, r, now_ms()))
         if cfg.mqtt.enabled:
             try:
                 mqtt_password = Path(cfg.mqtt.password_file).read_text().strip() if cfg.mqtt.password_file else None
@@ -177,7 +186,8 @@ class Agent:
                 username=cfg.mqtt.username or None,
                 password=mqtt_password,
                 tls_ca_file=cfg.mqtt.tls_ca_file or None),
-                self.engine, self.metrics)
+                self.engine, self.metrics,
+                on_evidence=None if self.reattester is None else self._evidence_arrived(loop))
             self.mqtt.start()
 
         self._runner = web.AppRunner(make_app(self, cfg.http.max_body_bytes), access_log=None)
@@ -237,12 +247,17 @@ class Agent:
         async with asyncio.TaskGroup() as tg:
             assert self.replica is not None
             tg.create_task(self.replica.run(self._ledger_changed))
-            if self.anchorer is not None:
+            if self.anchorer is not None and self.config.ledger_anchor_interval_s > 0:
                 tg.create_task(self.anchorer.run())
             tg.create_task(self.manager.run())
             tg.create_task(self._maintenance())
             if self.gossip is not None:
                 tg.create_task(self._drain_gossip())
+            if self.reattester is not None:
+                tg.create_task(self.reattester.run())
+                tg.create_task(self._drain_evidence())
+            if self.config.mqtt.broker_log:
+                tg.create_task(self._watch_broker_log(Path(self.config.mqtt.broker_log)))
             await stop.wait()
             raise _Stop()
 
@@ -261,6 +276,32 @@ class Agent:
                     self.keys.update(keys)
                 self.refresh()  # also: policies whose term started since
 
+    def _evidence_arrived(self, loop: asyncio.AbstractEventLoop) -> Callable[[bytes], None]:
+        def arrived(data: bytes) -> None:  # on paho's thread
+            loop.call_soon_threadsafe(self._evidence.put_nowait, data)
+
+        return arrived
+
+    def _ask_attestation(self, device_id: bytes, nonce: bytes) -> None:
+        if self.mqtt is not None and self.mqtt.connected.is_set():
+            self.mqtt.ask_attestation(device_id, nonce)
+
+    async def _drain_evidence(self) -> None:
+        while True:
+            data = await self._evidence.get()
+            await self.reattester.on_evidence(data)
+
+    async def _watch_broker_log(self, path: Path, interval_s: float = 1.0) -> None:
+        """DESIGN §15: refused broker logins naming one of our devices go to the anomaly monitor."""
+        from agent.brokerlog import BrokerLogReader, LogTail, refused_devices
+
+        tail, reader = LogTail(path), BrokerLogReader()
+        while True:
+            refused = refused_devices(reader, await asyncio.to_thread(tail.read), self.keys)
+            if refused:
+                self.engine.broker_refused(refused, now_ms())
+            await asyncio.sleep(interval_s)
+
     async def _drain_gossip(self) -> None:
         # We publish claims; others' claims on the topic are not ours to act on.
         async for _ in self.gossip.subscribe(CLAIMS_TOPIC):
@@ -274,6 +315,8 @@ class Agent:
         self.refresh()
         if self.manager is not None:
             self.manager.ledger_changed()
+        if self.reattester is not None:
+            self.reattester.tick()  # a newly enrolled device is asked at once, not at the next tick
 
     def refresh(self) -> None:
         assert self.replica is not None and self.replica.state is not None
@@ -306,7 +349,8 @@ class Agent:
             return None
         return ledger_rejection(end_ts=rec.end_ts, claim_window_ms=p.terms.claim_window_ms, ledger_time_ms=state.time_ms,
                                 period_paid=p.period_paid(p.period_of(rec.end_ts)),
-                                overlaps_paid=p.overlaps(rec.start_ts, rec.end_ts))
+                                overlaps_paid=p.overlaps(rec.start_ts, rec.end_ts),
+                                decommissioned=rec.device_id in state.hw.decommissioned)
 
     def _claim_window_ms(self, policy_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None
@@ -395,6 +439,9 @@ class Agent:
                 "by_result": counters,
             },
             "claims": self.manager.counts() if self.manager else {},
+            # DESIGN §15: devices quarantined at this agent (claims held), with what was seen
+            "quarantined": [q.to_json() for q in e.anomaly.quarantines()] if e else [],
+            "reattestation": dict(self.reattester.counts) if self.reattester is not None else None,
             # incidents the trigger showed but no claim can be paid for, by reason
             "windows_skipped": dict(e.skipped_by_reason) if e else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.anomaly import AnomalyMonitor, Quarantine
+from agent.anomaly import AnomalyMonitor, Quarantine, Signal
 from agent.core import IngestCore, LedgerSnapshot
 from agent.detect import Window
 from agent.frames import Incoming, Undecodable, Verdict
@@ -195,6 +195,31 @@ class IngestEngine:
         with self._cv:
             self._queue.append(_Op(fn, done))
             self._cv.notify_all()
+
+    def broker_refused(self, device_ids: list[bytes], now_ms: int) -> None:
+        """Refusals by the MQTT broker naming these devices (agent/brokerlog.py), one entry per
+        refusal: fed to the anomaly monitor on the engine's thread, counted in the store."""
+
+        def op(store: Store) -> None:
+            counts: dict[tuple[str, str], int] = collections.defaultdict(int)
+            for device_id in device_ids:
+                counts[("broker_refused", "")] += 1
+                self._quarantine(self.anomaly.observe(device_id, Signal.LOGIN_REFUSED, now_ms), counts)
+            store.add_counters({f"{r}:{c}" if c else r: k for (r, c), k in counts.items()})
+
+        self.run_op(op)
+
+    def refused(self, device_id: bytes, reason: Reason, now_ms: int) -> None:
+        """A refusal naming the device outside the frame path (its attestation answer, DESIGN §15):
+        fed to the anomaly monitor on the engine's thread, counted in the store."""
+
+        def op(store: Store) -> None:
+            counts: dict[tuple[str, str], int] = collections.defaultdict(int)
+            counts[("attestation_refused", reason.value)] += 1
+            self._quarantine(self.anomaly.refused(device_id, reason, now_ms), counts)
+            store.add_counters({f"{r}:{c}" if c else r: k for (r, c), k in counts.items()})
+
+        self.run_op(op)
 
     async def run_op_async(self, fn: Callable[[Store], Any]) -> Any:
         loop = asyncio.get_running_loop()

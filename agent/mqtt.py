@@ -10,13 +10,17 @@ PUBACKs go out in the order the messages arrived (MQTT 3.1.1 §4.6) because the 
 submissions in FIFO order. paho's network thread parses each payload (cheap) and hands it to the
 engine, blocking when the engine's queue is full: that is the backpressure to the broker.
 
-This file must never acknowledge a message before the engine's callback for it.
+Devices' attestation answers (`faultproof/v1/devices/+/evidence`, DESIGN §15) go to
+`on_evidence` and are acknowledged at once; `ask_attestation` publishes a request.
+
+This file must never acknowledge a frame message before the engine's callback for it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.frames import parse_wire
 from agent.ingest import IngestEngine, IngestResult
 from agent.metrics import AgentMetrics
+from agent.reattest import EVIDENCE_TOPIC, attest_topic
 
 log = logging.getLogger("faultproof.agent.mqtt")
 
@@ -45,8 +50,10 @@ class MqttSettings:
 
 
 class MqttIngest:
-    def __init__(self, settings: MqttSettings, engine: IngestEngine, metrics: AgentMetrics) -> None:
+    def __init__(self, settings: MqttSettings, engine: IngestEngine, metrics: AgentMetrics,
+                 on_evidence: Callable[[bytes], None] | None = None) -> None:
         self.settings = settings
+        self.on_evidence = on_evidence  # DESIGN §15: devices' attestation answers (paho's thread)
         self.engine = engine
         self.metrics = metrics
         self.connected = threading.Event()
@@ -77,6 +84,8 @@ class MqttIngest:
             log.warning("MQTT connection refused: %s", reason)
             return
         client.subscribe(self.settings.topic, qos=1)
+        if self.on_evidence is not None:
+            client.subscribe(EVIDENCE_TOPIC, qos=1)
         self.connected.set()
         self.metrics.mqtt_connected.set(1)
         log.info("MQTT connected to %s:%d (session present: %s)", self.settings.host, self.settings.port,
@@ -87,7 +96,19 @@ class MqttIngest:
         self.metrics.mqtt_connected.set(0)
         log.info("MQTT disconnected: %s", reason)
 
+    def ask_attestation(self, device_id: bytes, nonce: bytes) -> None:
+        """Ask a device for evidence over `nonce` (QoS 1; it answers on its evidence topic)."""
+        self.client.publish(attest_topic(device_id), nonce, qos=1)
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/evidence"):
+            # An answer is acknowledged at once: resubmitting one is refused by the ledger as
+            # replayed anyway, and losing one only means the device is asked again.
+            if self.on_evidence is not None:
+                self.on_evidence(bytes(msg.payload))
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
+            return
         frames = parse_wire(bytes(msg.payload))
         mid, qos = msg.mid, msg.qos
         self.delivered += 1

@@ -295,7 +295,9 @@ class MqttTransport(Transport):
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish
-        self.client.on_connect = lambda c, u, f, rc, p: self._connected.set()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._attesters: dict[str, tuple[SimDevice, bool]] = {}  # attest topic -> (device, tampered boot)
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
 
@@ -304,6 +306,33 @@ class MqttTransport(Transport):
         if not await asyncio.to_thread(self._connected.wait, 10):
             raise TimeoutError("MQTT broker did not accept the connection")
         return self
+
+    def answer_attestation(self, device: SimDevice, *, tampered: bool = False) -> None:
+        """DESIGN §15: answer the agent's attestation requests for this device (a nonce on
+        `.../<id>/attest`) with evidence of its measured boot on `.../<id>/evidence`, as a device's
+        secure element does. `tampered`: the device booted another firmware."""
+        topic = f"{TOPIC_PREFIX}{device.device_id.hex()}/attest"
+        self._attesters[topic] = (device, tampered)
+        if self._connected.is_set():
+            self.client.subscribe(topic, qos=1)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        for topic in self._attesters:
+            client.subscribe(topic, qos=1)
+        self._connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        from agent.boot import ledger_evidence
+        from faultproof.signing import Ed25519FileSigner
+
+        found = self._attesters.get(msg.topic)
+        nonce = bytes(msg.payload)
+        if found is None or len(nonce) != 32:
+            return
+        device, tampered = found
+        ev = ledger_evidence(Ed25519FileSigner(device.identity), epoch=device.epoch, seq=max(device.next_seq - 1, 0),
+                             ts_ms=now_ms(), head_hash=nonce, tampered=tampered)
+        client.publish(f"{TOPIC_PREFIX}{device.device_id.hex()}/evidence", ev.encode(), qos=1)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         # Runs on paho's thread, which may hold paho's own locks: never call paho from here, and

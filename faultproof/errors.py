@@ -140,6 +140,8 @@ class Reason(enum.StrEnum):
     PAYOUTS_PAUSED = "payouts_paused"
     # -- hardware round 2: device custody (hardware2, DESIGN §15 H9) --
     DEVICE_NOT_IN_CUSTODY = "device_not_in_custody"
+    # -- hardware round 3: decommission (DESIGN §15 H11) --
+    DEVICE_DECOMMISSIONED = "device_decommissioned"
 
     @property
     def stage(self) -> Stage:
@@ -167,6 +169,7 @@ _HARDWARE_STAGES: dict[Reason, Stage] = {
     Reason.DEVICE_SUSPENDED: Stage.LEDGER_STATE,
     Reason.PAYOUTS_PAUSED: Stage.LEDGER_STATE,
     Reason.DEVICE_NOT_IN_CUSTODY: Stage.CONTENT,
+    Reason.DEVICE_DECOMMISSIONED: Stage.LEDGER_STATE,
 }
 
 
@@ -336,6 +339,7 @@ _DESCRIPTION: dict[Reason, str] = {
     Reason.DEVICE_SUSPENDED: "k oracles suspended the device on the ledger; the admin has not reinstated it.",
     Reason.PAYOUTS_PAUSED: "The pool's circuit breaker paused new payouts; the admin must resume them.",
     Reason.DEVICE_NOT_IN_CUSTODY: "The device was transferred to another agent; this agent may no longer anchor or claim for it.",
+    Reason.DEVICE_DECOMMISSIONED: "The device was decommissioned (final head anchored, policies closed, revoked): none of its windows is ever paid.",
 }
 
 

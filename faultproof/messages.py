@@ -658,6 +658,7 @@ class AdminKind(enum.IntEnum):
     BIND_TRANSPORT_KEY = 35
     TRANSFER_DEVICE = 36
     ENROL_GATEWAY_KEY = 37
+    DECOMMISSION_DEVICE = 38  # hardware round 3 (DESIGN §15 H11)
 
 
 class TriggerKind(enum.IntEnum):
@@ -1090,6 +1091,21 @@ class EnrolGatewayKey(Message):
     ak_point: bytes = _f(Bytes(exact=65))
 
 
+@dataclass(frozen=True)
+class DecommissionDevice(Message):
+    """Retire a device for good (DESIGN §15 H11), in one entry: its final frame-chain head must be
+    the last one anchored on the ledger (all zero: it never had one), every open policy on it is
+    closed (its coverage back to the pool), and it is revoked. None of its windows is paid after."""
+
+    TYPE_ID: ClassVar[int] = 146
+    NAME: ClassVar[str] = "decommission-device"
+
+    device_id: bytes = _f(ID)
+    epoch: int = _f(U32)
+    seq: int = _f(U32)
+    chain: bytes = _f(FieldBytes())
+
+
 _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.ENROL_DEVICE_KEY: EnrolDeviceKey,
     AdminKind.SET_MEASUREMENT: SetMeasurement,
@@ -1099,6 +1115,7 @@ _HARDWARE_ADMIN_ARGS: dict[AdminKind, type[Message]] = {
     AdminKind.BIND_TRANSPORT_KEY: BindTransportKey,
     AdminKind.TRANSFER_DEVICE: TransferDevice,
     AdminKind.ENROL_GATEWAY_KEY: EnrolGatewayKey,
+    AdminKind.DECOMMISSION_DEVICE: DecommissionDevice,
 }
 
 

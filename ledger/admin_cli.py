@@ -96,24 +96,31 @@ def admin(ctx: click.Context, url: str, key_path: str | None) -> None:
     ctx.obj = {"url": url, "key": key_path}
 
 
-def _sign_and_submit(ctx: click.Context, args: Message, **extra: str) -> None:
-    key_path = ctx.obj["key"]
+def load_admin_key(key_path: str | None) -> Any:
+    """The admin's signer: a key file, or pkcs11:TOKEN/LABEL (DESIGN §15); Ed25519 only."""
     if key_path is None:
         raise OperatorError("--key (or FAULTPROOF_ADMIN_KEY) is required to sign an admin transaction")
-    try:  # a key file, or pkcs11:TOKEN/LABEL (DESIGN §15); the ledger checks admin keys as Ed25519
+    try:  # the ledger checks admin keys as Ed25519
         admin_key = load_signer(key_path)
     except (KeyFileError, SignerKeyError) as e:
         raise OperatorError(str(e)) from None
     if admin_key.public.key_type is not KeyType.ED25519:
         raise OperatorError("the admin key must be an Ed25519 key")
+    return admin_key
 
-    async def go(client: LedgerClient) -> SubmitResult:
-        state = await client.state()
-        tx = AdminTx.make(bytes.fromhex(state["ledger_id"]), int(state["next_admin_nonce"]), args)
-        # Any faultproof.signing Signer signs like an Identity (public_key, sign(tag, msg)).
-        return await client.submit(tx.sign(admin_key))  # type: ignore[arg-type]
 
-    click.echo(json.dumps({**_result_json(_run(go, ctx.obj["url"])), **extra}))
+async def submit_admin(client: LedgerClient, admin_key: Any, args: Message) -> SubmitResult:
+    """Sign `args` with the next admin nonce of the ledger and submit it."""
+    state = await client.state()
+    tx = AdminTx.make(bytes.fromhex(state["ledger_id"]), int(state["next_admin_nonce"]), args)
+    # Any faultproof.signing Signer signs like an Identity (public_key, sign(tag, msg)).
+    return await client.submit(tx.sign(admin_key))
+
+
+def _sign_and_submit(ctx: click.Context, args: Message, **extra: str) -> None:
+    admin_key = load_admin_key(ctx.obj["key"])
+    click.echo(json.dumps({**_result_json(_run(lambda c: submit_admin(c, admin_key, args), ctx.obj["url"])),
+                           **extra}))
 
 
 @admin.command("register-circuit")

@@ -362,7 +362,7 @@ async def get_device_history(request: web.Request) -> web.StreamResponse:
         signed = SignedEntry.decode(raw)
         events.append({"height": height, "kind": kind.value, "time_ms": signed.entry.time_ms,
                        "entry_hash": signed.entry.entry_hash.hex(), "paid": signed.entry.paid,
-                       **history_detail(signed.entry.tx)})
+                       **history_detail(signed.entry.tx, did, state)})
     results = [{"ts_ms": r.ts_ms, "passed": r.passed, "detail": r.detail} for r in attestation_results(state, did)]
     return web.json_response({"device_id": did.hex(), "key": device_key_json(state, did), "events": events,
                               "attestations": results})

@@ -146,6 +146,13 @@ Hardware identity, attestation allowlist and lockdown (DESIGN §15; the block at
       (BAD_QUOTE); its nonce (extraData) a recent entry hash as in H6 (ATTESTATION_REPLAYED,
       ATTESTATION_STALE). Recorded as passed iff its PCR digest is on the allowlist (component 4);
       a failed result is recorded, not refused.
+  H11 decommission_device (round 3): the device is enrolled (NOT_FOUND) and not decommissioned
+      already (INVALID_STATE_TRANSITION); the head it names is the device's last anchored head
+      (all zero when none was ever anchored), else ANCHOR_MISMATCH. One entry then closes every
+      policy on the device alone that is not closed (coverage back to free, premium earned, like
+      an expiry), revokes the device (if it was not) and records the decommission; the final
+      head's anchor entry joins the device's history. A decommissioned device is never paid
+      (P0 in payout_rejection: DEVICE_DECOMMISSIONED, for any window, before or after the head).
   P9  (payout_rejection) new payouts are refused while the breaker is tripped (PAYOUTS_PAUSED), and
       a window that overlaps a suspension [since_ms, lifted) is refused (DEVICE_SUSPENDED); with
       attestation_max_age_ms > 0, a window not covered by a passing attestation is refused
@@ -189,6 +196,7 @@ from faultproof.messages import (
     BondHolder,
     ContradictingApprove,
     CorroboratingWindow,
+    DecommissionDevice,
     Deposit,
     EconParams,
     EconPolicy,
@@ -329,6 +337,7 @@ class PolicyEvent(enum.StrEnum):
     TERM_STARTED = "term_started"  # timed: ledger time reached start_ms
     CLAIMS_ENDED = "claims_ended"  # timed: ledger time passed end_ms + claim_window_ms
     CLOSE = "close"  # the expire transaction
+    DECOMMISSION = "decommission"  # its device was decommissioned (DESIGN §15 H11)
 
 
 # The whole lifecycle. A transition not in this table is refused; `_REFUSAL` says with what.
@@ -336,6 +345,8 @@ POLICY_TRANSITIONS: dict[tuple[PolicyStatus, PolicyEvent], PolicyStatus] = {
     (PolicyStatus.ISSUED, PolicyEvent.TERM_STARTED): PolicyStatus.ACTIVE,
     (PolicyStatus.ACTIVE, PolicyEvent.CLAIMS_ENDED): PolicyStatus.EXPIRED,
     (PolicyStatus.EXPIRED, PolicyEvent.CLOSE): PolicyStatus.CLOSED,
+    **{(s, PolicyEvent.DECOMMISSION): PolicyStatus.CLOSED
+       for s in (PolicyStatus.ISSUED, PolicyStatus.ACTIVE, PolicyStatus.EXPIRED)},
 }
 _REFUSAL: dict[tuple[PolicyStatus, PolicyEvent], Reason] = {
     (PolicyStatus.ISSUED, PolicyEvent.CLOSE): Reason.EXPIRY_TOO_EARLY,
@@ -462,6 +473,7 @@ class TxKind(enum.StrEnum):
     TRANSFER_DEVICE = "transfer_device"
     ENROL_GATEWAY_KEY = "enrol_gateway_key"
     GATEWAY_QUOTE = "gateway_quote"
+    DECOMMISSION_DEVICE = "decommission_device"  # hardware round 3
 
 
 def tx_kind(tx: Message) -> TxKind:
@@ -1462,6 +1474,8 @@ def payout_rejection(state: LedgerState, body: PayoutBody, now_ms: int, *,
     matching it: `LedgerState.payout_mismatch`) and does not look at the QC or at whether this
     claim was already paid (`LedgerState.paid_claim`); an unknown policy is POLICY_NOT_ACTIVE.
     """
+    if body.device_id in state.hw.decommissioned:  # P0 (H11): never paid, whatever the window
+        return Reason.DEVICE_DECOMMISSIONED
     policy = state.policies.get(body.policy_id)
     if policy is None or policy.status_at(now_ms) is not PolicyStatus.ACTIVE:
         return Reason.POLICY_NOT_ACTIVE
@@ -1685,6 +1699,17 @@ class Suspension:
     lifted_ms: int | None = None
 
 
+@dataclass(frozen=True)
+class Decommission:
+    """H11: when and where a device was retired, its final anchored head (None: it never had one)
+    and the policies that entry closed with the coverage each released."""
+
+    time_ms: int
+    height: int
+    final_head: AnchoredHead | None
+    closed: tuple[tuple[bytes, int], ...]  # (policy_id, coverage released)
+
+
 @dataclass
 class HardwareState:
     device_keys: dict[bytes, PublicKey] = field(default_factory=dict)  # only keys enrolled by H1
@@ -1705,6 +1730,7 @@ class HardwareState:
     gateway_aks: dict[bytes, bytes] = field(default_factory=dict)  # agent -> pinned TPM AK point (H10)
     gateway_results: dict[bytes, list[Result]] = field(default_factory=dict)  # agent -> quote appraisals
     gateway_nonce_height: dict[bytes, int] = field(default_factory=dict)  # agent -> height answered
+    decommissioned: dict[bytes, Decommission] = field(default_factory=dict)  # device -> H11 (round 3)
 
 
 def device_key(state: LedgerState, device_id: bytes, at_ms: int | None = None) -> PublicKey:
@@ -1730,7 +1756,7 @@ def device_of(state: LedgerState, tx: Message) -> bytes | None:
     """The device a ledger transaction is about, if any (for the device's history)."""
     if isinstance(tx, SignedAdminTx):
         a = tx.tx.args
-        if isinstance(a, (EnrolDevice, RevokeDevice, IssuePolicy, RotateDeviceKey, TransferDevice)):
+        if isinstance(a, (EnrolDevice, RevokeDevice, IssuePolicy, RotateDeviceKey, TransferDevice, DecommissionDevice)):
             return a.device_id
         if isinstance(a, EnrolDeviceKey):
             return a.enrol.device_id
@@ -2062,6 +2088,56 @@ def _transfer_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: in
     return Effect(stx, TxKind.TRANSFER_DEVICE, now, _commit=commit)
 
 
+def _decommission_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+    """H11: final anchored head, policies closed, revoked: one entry."""
+    a = tx.args
+    assert isinstance(a, DecommissionDevice)
+    device = self.devices.get(a.device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    if a.device_id in self.hw.decommissioned:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is already decommissioned")
+    history = self.device_history.get(a.device_id)
+    head = history.last_head if history is not None else None
+    named = (a.epoch, a.seq, a.chain)
+    if head is None and named != (0, 0, bytes(32)):
+        raise _fail(Reason.ANCHOR_MISMATCH, "the device has no anchored head: name none (epoch 0, seq 0, zero chain), "
+                                            "or anchor its final head first")
+    if head is not None and named != (head.epoch, head.seq, head.chain):
+        raise _fail(Reason.ANCHOR_MISMATCH, f"the device's last anchored head is epoch {head.epoch} seq {head.seq} "
+                                            f"(chain {head.chain.hex()[:16]}…), not the one named")
+    closing = [p for p in self.policies_of(a.device_id)
+               if p.status_at(now) is not PolicyStatus.CLOSED and not self.econ.group_of(p.policy_id)]
+    transfers: list[Transfer] = []
+    for p in closing:
+        if p.locked:
+            transfers.append(Transfer(locked_account(p.policy_id), FREE, p.locked))
+        if p.terms.premium:
+            transfers.append(Transfer(PREMIUMS, FREE, p.terms.premium))
+    device_id = a.device_id
+    closed = tuple((p.policy_id, p.locked) for p in closing)
+
+    def commit(state: LedgerState, height: int) -> None:
+        for pid, _ in closed:
+            pol = state.policies[pid]
+            _materialise(pol, now)
+            pol.status = transition(pol.status, PolicyEvent.DECOMMISSION)
+            pol.locked = 0
+            pol.closed_ms = now
+            if state.open_policy.get(device_id) == pid:
+                del state.open_policy[device_id]
+        dev = state.devices[device_id]
+        if dev.revoked_ms is None:
+            dev.revoked_ms = now
+        state.hw.decommissioned[device_id] = Decommission(now, height, head, closed)
+        if head is not None:  # the final head's anchor entry is a step of the device's history
+            events = state.hw.history.setdefault(device_id, [])
+            if (head.height, TxKind.ANCHOR) not in events:
+                bisect.insort(events, (head.height, TxKind.ANCHOR))
+
+    return Effect(stx, TxKind.DECOMMISSION_DEVICE, now, transfers=tuple(transfers), _commit=commit)
+
+
 def custody_rejection(state: LedgerState, device_id: bytes, agent_id: bytes) -> Reason | None:
     """H9: a transferred device's anchors and claims come from its custodian only (a device never
     transferred may be served by any enrolled agent, as before)."""
@@ -2134,6 +2210,7 @@ def gateway_results(state: LedgerState, agent_id: bytes) -> list[Result]:
 
 
 _ADMIN_CHECKS.update({
+    AdminKind.DECOMMISSION_DEVICE: _decommission_device,
     AdminKind.ENROL_GATEWAY_KEY: _enrol_gateway_key,
     AdminKind.TRANSFER_DEVICE: _transfer_device,
     AdminKind.BIND_TRANSPORT_KEY: _bind_transport_key,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from faultproof.messages import (
+    DecommissionDevice,
     EnrolDevice,
     EnrolDeviceKey,
     ExpirePolicy,
@@ -17,6 +18,7 @@ from faultproof.messages import (
     QuorumCertificate,
     RotateDeviceKey,
     SignedAdminTx,
+    SignedAnchor,
     SignedEvidence,
     SuspensionCertificate,
     TransferDevice,
@@ -50,6 +52,8 @@ def device_json(device: Device, state: LedgerState) -> dict[str, Any]:
         "epochs": {str(e): a.hex() for e, a in sorted(device.epochs.items())},
         "enrolled_ms": device.enrolled_ms,
         "revoked_ms": device.revoked_ms,
+        # DESIGN §15 H11: when it was decommissioned (never paid after), or null
+        "decommissioned_ms": d.time_ms if (d := state.hw.decommissioned.get(device.device_id)) else None,
         "policies": [p.hex() for p in state.device_policies.get(device.device_id, ())],
         **anchored_json(device, state),
     }
@@ -107,10 +111,21 @@ def device_key_json(state: LedgerState, device_id: bytes) -> list[dict[str, Any]
             for since, key in device_key_schedule(state, device_id)]
 
 
-def history_detail(tx: Message) -> dict[str, Any]:
-    """A short, safe summary of a history entry's transaction."""
+def history_detail(tx: Message, device_id: bytes | None = None, state: LedgerState | None = None) -> dict[str, Any]:
+    """A short, safe summary of a history entry's transaction (for `device_id`'s history)."""
+    if isinstance(tx, SignedAnchor):  # the device's final anchored head (DESIGN §15 H11)
+        heads = [h for h in tx.body.heads if h.device_id == device_id]
+        return {"agent_id": tx.body.agent_id.hex(),
+                "heads": [{"epoch": h.epoch, "seq": h.seq, "ts_ms": h.ts_ms, "chain": h.chain.hex()} for h in heads]}
     if isinstance(tx, SignedAdminTx):
         a = tx.tx.args
+        if isinstance(a, DecommissionDevice):
+            d = state.hw.decommissioned.get(a.device_id) if state is not None else None
+            return {"final_head": {"epoch": a.epoch, "seq": a.seq, "chain": a.chain.hex(),
+                                   "anchor_height": d.final_head.height if d and d.final_head else None},
+                    "policies_closed": [{"policy_id": pid.hex(), "released": released}
+                                        for pid, released in (d.closed if d else ())],
+                    "revoked": True}
         if isinstance(a, RotateDeviceKey):
             return {"new_key_type": KeyType(a.key_type).name.lower(), "new_public_key": a.public_key.hex(),
                     "effective_ms": a.effective_ms}

@@ -334,3 +334,74 @@ def test_agent_behind_mosquitto_with_tls_and_per_device_credentials(world: World
         other.stop()
         broker_proc.terminate()
         broker_proc.wait(10)
+
+
+def test_the_agent_attests_its_devices_over_mqtt_by_itself(world: World) -> None:
+    """DESIGN §15 re-attestation in the daemon: a never-attested device is asked over MQTT for
+    evidence over the ledger head; its answer reaches the ledger, which records a passing result."""
+    from agent.boot import allowlist_txs
+    from agent.provision import provision
+
+    agent, net = world.agent, world.net
+    try:
+        net.admin_txs(allowlist_txs())  # the simulator's genuine boot
+    except RuntimeError as e:  # allowed by an earlier test
+        assert "already_exists" in str(e), e
+    p = provision(agent.keys_dir)
+    dev = SimDevice(p.identity, p.blinding_key, provisioned=p)
+    hex_id = dev.device_id.hex()
+    stop = threading.Event()
+
+    def answer() -> None:
+        async def go() -> None:
+            async with MqttTransport("127.0.0.1", world.broker_port, client_id=hex_id, username=hex_id) as t:
+                t.answer_attestation(dev)
+                await asyncio.to_thread(stop.wait, 60)
+
+        asyncio.run(go())
+
+    device = threading.Thread(target=answer, daemon=True)
+    device.start()
+    try:
+        time.sleep(0.5)  # subscribed before the agent can know the device
+        net.admin_txs([p.enrol])
+        agent.devices_made += 1
+
+        def attested() -> list | None:
+            code, body = net.ledger_get(f"/v1/devices/{hex_id}/history")
+            return body["attestations"] if code == 200 and body["attestations"] else None
+
+        [result] = wait_until(attested, 30, 0.2, what="the device's evidence on the ledger")
+        assert result["passed"] is True, result
+        assert agent.status()["reattestation"]["submitted"] >= 1
+    finally:
+        stop.set()
+        device.join(10)
+
+
+def test_decommission_anchors_the_agents_final_head_first(world: World, tmp_path) -> None:
+    """DESIGN §15 H11 with the real agent: `faultproof device decommission --agent` has the agent
+    anchor the device's latest frame (POST /v1/devices/{id}/anchor), then names it on the ledger."""
+    from click.testing import CliRunner
+
+    from agent.cli import device as device_cli
+
+    agent, net = world.agent, world.net
+    [dev] = agent.new_devices(net, 1)
+    agent.wait_knows()
+    send_mqtt(world, [dev], readings=30)
+    wait_until(lambda: stored_seqs(agent.store_path, dev.device_id, 0) == list(range(30)) or None, 20, 0.1,
+               what="30 frames stored")
+    key_file = tmp_path / "admin.key"
+    net.admin.save(key_file)
+    result = CliRunner().invoke(device_cli, ["decommission", dev.device_id.hex(), "--ledger", net.ledger_url,
+                                             "--agent", agent.url, "--key", str(key_file)])
+    assert result.exit_code == 0, result.output
+    net.nonce += 1  # the command used the next admin nonce
+    out = json.loads(result.output)
+    assert out["agent_head"]["seq"] == 29 and out["final_head"]["seq"] == 29  # the latest frame, anchored now
+    assert [e["kind"] for e in out["history"]][-2:] == ["anchor", "decommission_device"]
+    code, body = net.ledger_get(f"/v1/devices/{dev.device_id.hex()}")
+    assert code == 200 and body["decommissioned_ms"] is not None and body["revoked_ms"] is not None
+    code, err = http("POST", f"{agent.url}/v1/devices/{'00' * 32}/anchor", b"{}", "application/json")
+    assert code == 404 and err["error"]["code"] == "not_found"

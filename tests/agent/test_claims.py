@@ -123,6 +123,8 @@ def test_the_ledger_rejects_only_on_facts_that_cannot_change_back() -> None:
     assert ledger_rejection(ledger_time_ms=NOW + 1001, **base) == "claim_window_closed"
     assert ledger_rejection(ledger_time_ms=NOW, **{**base, "period_paid": True}) == "period_limit"
     assert ledger_rejection(ledger_time_ms=NOW, **{**base, "overlaps_paid": True}) == "window_overlap"
+    # DESIGN §15 H11: a decommissioned device's claim is final, whatever else holds
+    assert ledger_rejection(ledger_time_ms=NOW, **{**base, "decommissioned": True}) == "device_decommissioned"
 
 
 def test_which_oracle_refusals_count_as_rejections() -> None:

@@ -32,13 +32,15 @@ class SecureBroker:
     port: int
     ca: Path
     passwords: dict[str, str]
+    log: Path
 
 
 def start_secure_broker(root: Path, devices: list[str]) -> tuple[subprocess.Popen[bytes], SecureBroker]:
     tls = dev_tls_material(root / "tls")
     passwords = {AGENT_USER: secrets.token_hex(16), **{d: secrets.token_hex(16) for d in devices}}
     port = free_port()
-    conf = write_broker_files(BrokerConfig(port, root / "broker", tls=tls, passwords=passwords))
+    cfg = BrokerConfig(port, root / "broker", tls=tls, passwords=passwords)
+    conf = write_broker_files(cfg)
     binary = mosquitto_binary()
     assert binary is not None, "make setup installs mosquitto"
     log = open(root / "mosquitto.log", "ab")  # noqa: SIM115 - the child owns it
@@ -46,7 +48,7 @@ def start_secure_broker(root: Path, devices: list[str]) -> tuple[subprocess.Pope
                             start_new_session=True)
     log.close()
     wait_port(port)
-    return proc, SecureBroker(port, tls.ca_cert, passwords)
+    return proc, SecureBroker(port, tls.ca_cert, passwords, cfg.log_file)
 
 
 def client(b: SecureBroker, user: str, password: str | None, *, tls: bool = True) -> tuple[mqtt.Client, int]:
@@ -126,3 +128,47 @@ def test_the_password_file_holds_no_password(broker: SecureBroker, tmp_path_fact
     text = passwd.read_text()
     assert all(p not in text for p in broker.passwords.values())  # hashed by mosquitto_passwd -U
     assert passwd.stat().st_mode & 0o077 == 0
+
+
+def test_a_burst_of_refused_logins_quarantines_the_device(broker: SecureBroker, tmp_path: Path) -> None:
+    """DESIGN §15: the agent reads mosquitto's log; refused logins for device X quarantine X."""
+    from agent.anomaly import Signal, Thresholds
+    from agent.brokerlog import BrokerLogReader, LogTail, refused_devices
+    from agent.store import Store
+    from tests.agent.test_ingest import NOW, engine
+
+    x, other = bytes.fromhex("aa" * 32), bytes.fromhex("bb" * 32)
+    e, _ = engine(tmp_path / "q.db", [])
+    tail, reader = LogTail(broker.log), BrokerLogReader()
+    refused: list[bytes] = []
+    try:
+        dev, rc = client(broker, "aa" * 32, broker.passwords["aa" * 32])  # X logs in once (its address)
+        assert rc == 0
+        dev.disconnect()
+        dev.loop_stop()
+        n = Thresholds().limit(Signal.LOGIN_REFUSED)
+        for _ in range(n):
+            bad, rc = client(broker, "aa" * 32, "not-the-password")
+            assert rc not in (0, -1)
+            bad.loop_stop()
+        deadline = time.monotonic() + 10
+        while len(refused) < n and time.monotonic() < deadline:
+            refused += refused_devices(reader, tail.read(), {x, other})
+            time.sleep(0.1)
+        assert refused == [x] * n
+        e.broker_refused(refused, NOW)
+        done = threading.Event()
+        e.run_op(lambda store: None, lambda v, exc: done.set())
+        assert done.wait(10)
+        q = e.anomaly.quarantined(x)
+        assert q is not None and q.signal is Signal.LOGIN_REFUSED and q.count == n
+        assert q.to_json()["signal"] == "login_refused"
+        assert e.anomaly.quarantined(other) is None
+    finally:
+        e.stop()
+    store = Store(tmp_path / "q.db")
+    try:
+        assert store.counters().get("quarantined:login_refused") == 1
+        assert store.counters().get("broker_refused") == n
+    finally:
+        store.close()

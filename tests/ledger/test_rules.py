@@ -20,6 +20,7 @@ from faultproof.identity import Identity, domain_tag
 from faultproof.merkle import merkle_root
 from faultproof.messages import (
     BondHolder,
+    DecommissionDevice,
     Deposit,
     EnrolAgent,
     EnrolDevice,
@@ -859,6 +860,26 @@ async def test_anchor_rules(tmp_path: Path) -> None:
         # An anchored window end carrying another chain is refused even before any revocation.
         await env.refused(keys.qc(b0.replace(end_chain=chain_value("not-b0"))), Reason.ANCHOR_MISMATCH)
         assert (await env.ok(keys.qc(b0))).effect.paid == sc.terms.amount
+
+
+async def test_decommission_rules(tmp_path: Path) -> None:
+    """DESIGN §15 H11 through the service (money invariants checked on every entry): the final
+    anchored head is named, the policy closes, and the device's windows are refused after."""
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        agent = await _anchored_device(env, sc)
+        did = sc.device.public_key
+        b0 = sc.body(0, end_chain=chain_value("b0"))
+        env.clock.set(b0.end_ts + SECOND)
+        h0 = head_of(b0)
+        await env.ok(anchor(keys, agent, 1, [h0]))
+        named = DecommissionDevice(device_id=did, epoch=h0.epoch, seq=h0.seq, chain=h0.chain)
+        await env.refused(keys.sign(named.replace(seq=h0.seq - 1), nonce=keys.next_nonce), Reason.ANCHOR_MISMATCH)
+        await env.ok(keys.sign(named))
+        await env.refused(keys.qc(b0), Reason.DEVICE_DECOMMISSIONED)  # anchored before, still never paid
+        await env.refused(keys.sign(named, nonce=keys.next_nonce), Reason.INVALID_STATE_TRANSITION)
+        await env.refused(anchor(keys, agent, 2, [h0.replace(seq=h0.seq + 1, chain=chain_value("b1"))]),
+                          Reason.DEVICE_REVOKED)
 
 
 LEDGER_REASONS = sorted(r for r in Reason if r.stage in (Stage.LEDGER_TX, Stage.LEDGER_STATE))

@@ -100,8 +100,13 @@ def test_lifecycle_table_and_guards() -> None:
         (PolicyStatus.ISSUED, PolicyEvent.TERM_STARTED): PolicyStatus.ACTIVE,
         (PolicyStatus.ACTIVE, PolicyEvent.CLAIMS_ENDED): PolicyStatus.EXPIRED,
         (PolicyStatus.EXPIRED, PolicyEvent.CLOSE): PolicyStatus.CLOSED,
+        # DESIGN §15 H11: decommissioning the device closes its policy from any open status
+        (PolicyStatus.ISSUED, PolicyEvent.DECOMMISSION): PolicyStatus.CLOSED,
+        (PolicyStatus.ACTIVE, PolicyEvent.DECOMMISSION): PolicyStatus.CLOSED,
+        (PolicyStatus.EXPIRED, PolicyEvent.DECOMMISSION): PolicyStatus.CLOSED,
     }
     for status, event, reason in [(PolicyStatus.ACTIVE, PolicyEvent.CLOSE, Reason.EXPIRY_TOO_EARLY),
+                                  (PolicyStatus.CLOSED, PolicyEvent.DECOMMISSION, Reason.INVALID_STATE_TRANSITION),
                                   (PolicyStatus.CLOSED, PolicyEvent.CLOSE, Reason.INVALID_STATE_TRANSITION),
                                   (PolicyStatus.CLOSED, PolicyEvent.TERM_STARTED, Reason.INVALID_STATE_TRANSITION)]:
         with pytest.raises(FaultproofError) as info:

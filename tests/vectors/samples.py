@@ -247,13 +247,19 @@ def hardware_admin_args(anchor: bytes) -> list[Message]:
 
 
 def hardware2_admin_args(device_id: bytes) -> list[Message]:
-    """DESIGN §15 round 2: transport-key binding, device transfer, gateway AK."""
-    from faultproof.messages import BindTransportKey, EnrolGatewayKey, TransferDevice
+    """DESIGN §15 round 2: transport-key binding, device transfer, gateway AK; round 3: decommission."""
+    from faultproof.messages import (
+        BindTransportKey,
+        DecommissionDevice,
+        EnrolGatewayKey,
+        TransferDevice,
+    )
 
     return [
         BindTransportKey(principal=AGENT.public_key, transport_key=b"\x58" * 32, endorsement=b"\x59" * 64),
         TransferDevice(device_id=device_id, to_agent=AGENT.public_key),
         EnrolGatewayKey(agent_id=AGENT.public_key, ak_point=b"\x04" + b"\x5a" * 64),
+        DecommissionDevice(device_id=device_id, epoch=0, seq=20, chain=b"\x00" + b"\x5b" * 31),  # round 3 (H11)
     ]
 
 
