@@ -235,7 +235,8 @@ def decommission(device_id: str, ledger_url: str, agent_url: str | None, key_pat
     entry closes its policies and revokes it, then its key is destroyed in the token. Each step is
     printed; the ledger's steps are in `faultproof device history`. Settle its claims first: none
     of its windows is paid after, not even one that ended before."""
-    from cli.user import _request
+    import httpx
+
     from faultproof import signing
     from faultproof.errors import FaultproofError
     from faultproof.messages import DecommissionDevice
@@ -258,12 +259,19 @@ def decommission(device_id: str, ledger_url: str, agent_url: str | None, key_pat
     admin_key = load_admin_key(key_path)
     steps: dict[str, object] = {"device_id": did.hex()}
     if agent_url:  # 1. the final head, anchored by the agent that holds the device's frames
+        anchor_url = f"{agent_url.rstrip('/')}/v1/devices/{did.hex()}/anchor"
         try:
-            steps["agent_head"] = _request(f"{agent_url.rstrip('/')}/v1/devices/{did.hex()}/anchor", data=b"{}")
-        except click.ClickException as e:
-            if "404" not in e.message:
-                raise
+            answer = httpx.post(anchor_url, json={}, timeout=30)
+        except httpx.HTTPError as e:
+            raise OperatorError(f"cannot reach the agent at {agent_url} ({type(e).__name__}); "
+                                "is it running, and is --agent right?") from None
+        if answer.status_code == 404:
             steps["agent_head"] = None  # the agent holds no linked frame of it
+        elif answer.is_error:
+            raise OperatorError(f"the agent refused to anchor the final head: HTTP {answer.status_code} "
+                                f"{answer.text[:200]}")
+        else:
+            steps["agent_head"] = answer.json()
 
     async def go() -> dict[str, object]:
         async with LedgerClient(ledger_url) as client:
