@@ -16,7 +16,7 @@ import pytest
 
 from faultproof.errors import Reason, Stage
 from faultproof.identity import Identity
-from faultproof.messages import SignedClaim, TransferDevice
+from faultproof.messages import DecommissionDevice, SignedClaim, TransferDevice
 from oracle.pipeline import AGENT_ONLY_CONTENT_REASONS
 from tests.hardware.netcases import HARDWARE_NETWORK_REASONS, hardware_network_claim
 from tests.netfix import (
@@ -213,10 +213,13 @@ def _ledger_state_claim(net: Network, reason: Reason) -> tuple[Incident, SignedC
         start = inc.dev.record(TRIGGERING, start_ts=now_ms() + 50, step_ms=50)
         time.sleep(0.3)
         return inc, net.claim(inc.dev, inc.pid, inc.terms, start)
-    if reason in (Reason.REVOKED_WINDOW_NOT_ANCHORED, Reason.ANCHOR_MISMATCH):  # DESIGN §11
+    if reason in (Reason.REVOKED_WINDOW_NOT_ANCHORED, Reason.ANCHOR_MISMATCH,  # DESIGN §11
+                  Reason.DEVICE_DECOMMISSIONED):  # §15 H11: not even a window that ended before
         inc = incident(net)
         end = inc.claim.claim.end.frame
-        if reason is Reason.ANCHOR_MISMATCH:  # the agent anchored another frame at the end's seq
+        if reason is Reason.DEVICE_DECOMMISSIONED:  # it never had an anchored head: all zero
+            net.admin_txs([DecommissionDevice(device_id=inc.dev.device_id, epoch=0, seq=0, chain=bytes(32))])
+        elif reason is Reason.ANCHOR_MISMATCH:  # the agent anchored another frame at the end's seq
             net.anchor_frames([end.replace(chain=(int.from_bytes(end.chain, "big") ^ 1).to_bytes(32, "big"))])
         else:  # revoked after the window ended; its end was never anchored
             net.revoke_device(inc.dev)
