@@ -15,6 +15,7 @@ from faultproof.merkle import merkle_root
 from faultproof.messages import (
     AnchorBody,
     Claim,
+    DecommissionDevice,
     Deposit,
     DeviceHead,
     EnrolAgent,
@@ -220,6 +221,8 @@ def _ledger_state_case(w: World, reason: Reason) -> tuple[SignedClaim, int]:
             at = max(at, dev.timestamps[-1] + SECOND)
     elif reason is Reason.REVOKED_WINDOW_NOT_ANCHORED:  # revoked after the window, never anchored
         w.state.apply(w.keys.sign(RevokeDevice(device_id=dev.device_id)), now)
+    elif reason is Reason.DEVICE_DECOMMISSIONED:  # §15 H11: never paid after, not even this earlier window
+        w.state.apply(w.keys.sign(DecommissionDevice(device_id=dev.device_id, epoch=0, seq=0, chain=bytes(32))), now)
     elif reason is Reason.ANCHOR_MISMATCH:  # the agent anchored another frame at the end's seq
         end = claim.claim.end.frame
         head = DeviceHead(device_id=end.device_id, epoch=end.epoch, seq=end.seq, ts_ms=end.ts_ms,
