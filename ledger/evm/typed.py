@@ -26,7 +26,7 @@ from eth_account.messages import encode_defunct
 
 from faultproof.identity import Identity, domain_tag
 from faultproof.identity import verify as ed25519_verify
-from faultproof.messages import PayoutBody
+from faultproof.messages import PayoutBody, SignedFrame
 
 DOMAIN_NAME = "faultproof-insurance-pool"
 DOMAIN_VERSION = "1"
@@ -39,6 +39,12 @@ PAYOUT_FIELDS: tuple[tuple[str, str], ...] = (
     ("amount", "uint64"), ("cStart", "uint256"), ("cEnd", "uint256"),
 )
 PAYOUT_TYPES = {"PayoutBody": [{"name": n, "type": t} for n, t in PAYOUT_FIELDS]}
+# Oracle-certified device slashing evidence (DESIGN §14 on the chain; the contract's DEVICE_SLASH_TYPEHASH).
+DEVICE_SLASH_FIELDS: tuple[tuple[str, str], ...] = (
+    ("oracleSetEpoch", "uint32"), ("deviceId", "bytes32"), ("epoch", "uint32"), ("seq", "uint32"),
+    ("firstFrame", "bytes32"), ("secondFrame", "bytes32"), ("maxTs", "uint64"),
+)
+DEVICE_SLASH_TYPES = {"DeviceSlash": [{"name": n, "type": t} for n, t in DEVICE_SLASH_FIELDS]}
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,40 @@ class ChainBody:
         c_start = changes.pop("c_start", self.c_start)
         c_end = changes.pop("c_end", self.c_end)
         return ChainBody(self.body.replace(**changes) if changes else self.body, c_start, c_end)
+
+
+@dataclass(frozen=True)
+class DeviceSlashBody:
+    """What k oracles sign after checking both frames' device signatures themselves (the EVM cannot
+    verify an Ed25519 frame signature): one (device, epoch, seq), two different frames."""
+
+    oracle_set_epoch: int
+    device_id: bytes
+    epoch: int
+    seq: int
+    first_frame: bytes  # frame_hash of each
+    second_frame: bytes
+    max_ts: int
+
+    @classmethod
+    def of(cls, oracle_set_epoch: int, first: SignedFrame, second: SignedFrame) -> DeviceSlashBody:
+        fa = first.frame
+        return cls(oracle_set_epoch, fa.device_id, fa.epoch, fa.seq, frame_hash(first), frame_hash(second),
+                   max(fa.ts_ms, second.frame.ts_ms))
+
+    def message(self) -> dict[str, Any]:
+        return {"oracleSetEpoch": self.oracle_set_epoch, "deviceId": self.device_id, "epoch": self.epoch,
+                "seq": self.seq, "firstFrame": self.first_frame, "secondFrame": self.second_frame,
+                "maxTs": self.max_ts}
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message()
+        return tuple(m[n] for n, _ in DEVICE_SLASH_FIELDS)
+
+
+def frame_hash(signed: SignedFrame) -> bytes:
+    """SHA-256 of a frame's encoding (its signature aside): the frames a DeviceSlash names."""
+    return hashlib.sha256(signed.frame.encode()).digest()
 
 
 def domain(chain_id: int, contract: str) -> dict[str, Any]:
@@ -103,6 +143,11 @@ class ChainKey:
 
     def sign_body(self, body: ChainBody, chain_id: int, contract: str) -> ChainSignature:
         signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), PAYOUT_TYPES, body.message())
+        return ChainSignature(self.address, bytes(signed.signature))
+
+    def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature:
+        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), DEVICE_SLASH_TYPES,
+                                         body.message())
         return ChainSignature(self.address, bytes(signed.signature))
 
     def binding(self, identity: Identity) -> Binding:
