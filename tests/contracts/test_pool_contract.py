@@ -284,3 +284,49 @@ def test_a_chain_key_lives_in_its_own_0600_key_file(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     with pytest.raises(KeyFileError):
         ChainKey.load(path)
+
+
+def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
+    """DESIGN §14 on the chain: the pool fits the 24 KB code limit with its PoolEcon library; a
+    device-slash certificate is refused (EvidenceInvalid, nothing changes) when signed for another
+    contract, with a duplicated signer or by k-1 members; a corroborated policy refuses a single
+    device's payout (PayoutMismatch); and every economic state change is an event on the pool."""
+    from faultproof.messages import BondHolder, EconParams, EconPolicy, PostBond
+    from ledger.evm.typed import DeviceSlashBody
+
+    pool = world.new_pool()
+    assert len(world.w3.eth.get_code(pool.address)) <= 24_576  # EIP-170
+    world.mint(pool.token, world.admin, 10**9)
+    for i in range(5):
+        pool.submit_admin(PostBond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(i).public_key,
+                                   amount=1_000))
+    pool.submit_admin(EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500,
+                                 unlock_delay_ms=14 * 86_400_000))
+    a, b = world.new_device(pool), world.new_device(pool)
+    for d in (a, b):
+        pool.submit_admin(PostBond(holder_kind=BondHolder.DEVICE, holder_id=d.device_id, amount=5_000))
+    start = a.record([90, 95, 10, 12], start_ts=world.now_ms() - 60 * SECOND)
+    terms = world.terms(a, COUNT)
+    pid = pool.issue_econ_policy(EconPolicy(terms=terms, staging_cost=0, group=tuple(sorted((a.device_id, b.device_id))),
+                                            min_proofs=2, overlap_tolerance_ms=1_000))
+    body, proof = world.window(pool, a, pid, terms, start)
+    refused(Reason.PAYOUT_MISMATCH, pool.post_qc, world.qc(pool, body), proof, world.poster)
+
+    first = a.frame(start)
+    second = first.frame.replace(ts_ms=first.frame.ts_ms + 1).sign(a.identity)
+    ev = DeviceSlashBody.of(0, first, second)
+    before = (pool.balances(), pool.econ_state(2, a.device_id, b"\x0e" * 32))
+    elsewhere = [oracle_key(i).sign_device_slash(ev, pool.chain_id, world.poster) for i in range(4)]
+    twice = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (0, 0, 1, 2)]
+    short = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (0, 1, 2)]
+    for sigs in (elsewhere, twice, short):
+        refused(Reason.EVIDENCE_INVALID, pool.report_frame_equivocation, ev, sigs, b"\x0e" * 32, world.poster)
+    assert (pool.balances(), pool.econ_state(2, a.device_id, b"\x0e" * 32)) == before
+    good = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (3, 1, 0, 2)]
+    pool.report_frame_equivocation(ev, good, b"\x0e" * 32, world.poster)
+    after = pool.econ_state(2, a.device_id, b"\x0e" * 32)
+    assert (after["bond"], after["reward"], after["bonds"]) == (0, 1_250, before[1]["bonds"] - 5_000)
+    assert pool.balances()["free"] == before[0]["free"] + 3_750
+    names = [name for name, _args, _block in pool.events(0)]
+    for name in ("BondPosted", "EconParamsSet", "EconPolicyTerms", "Slashed", "DeviceRevocation", "PolicyIssued"):
+        assert name in names, name
