@@ -11,6 +11,10 @@ pragma solidity 0.8.37;
 // PayoutBody; a signer bitmap refuses duplicates, as libocr does) AND a Groth16 proof of the
 // policy's trigger, whose public signals are built here from the policy and the attested window.
 //
+// The economic rules of DESIGN §14 (bonds, unbonding, slashing evidence, soundness at issue) are
+// in the linked library PoolEcon (contracts/src/PoolEcon.sol), on this contract's storage: the
+// contract is near the 24 KB code limit and none of them runs on the payout path.
+//
 // Refusals are custom errors named after the shared reason codes (faultproof/errors.py: the
 // error `QcStaleEpoch` is Reason.QC_STALE_EPOCH), checked in the order ledger/state.py checks
 // them, so a refused payout reads the same on both backends. A refused transaction reverts: the

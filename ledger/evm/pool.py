@@ -54,8 +54,6 @@ _EXTRA_REASONS: dict[str, Reason] = {
     "BadHint": Reason.INVALID_PARAMETERS,
     "InvalidShortString": Reason.INVALID_PARAMETERS,  # OZ ShortStrings (EIP-712 domain, deploy only)
     "StringTooLong": Reason.INVALID_PARAMETERS,
-    "AccessControlUnauthorizedAccount": Reason.NOT_ADMIN,
-    "AccessControlBadConfirmation": Reason.NOT_ADMIN,
     "ReentrancyGuardReentrantCall": Reason.REENTRANT_CALL,
     "SafeERC20FailedOperation": Reason.TOKEN_TRANSFER_FAILED,
     "ERC20InsufficientBalance": Reason.TOKEN_TRANSFER_FAILED,

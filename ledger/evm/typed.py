@@ -11,6 +11,10 @@ bound both ways (`ChainKey.binding`): the Ed25519 key signs the address and the 
 the Ed25519 id, so neither can be claimed by someone holding only the other. The admin checks the
 binding before putting an oracle into a set (`verify_binding`); the contract records the pair.
 
+Device slashing evidence on the chain (DESIGN §14): the EVM cannot check a device's Ed25519 frame
+signature, so k oracles check both frames and sign an EIP-712 `DeviceSlash` (`DeviceSlashBody`,
+`ChainKey.sign_device_slash`) under the same domain as a payout.
+
 No I/O here.
 """
 
