@@ -31,7 +31,10 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {PoolEcon, PayoutBody, DeviceSlash, Device, OracleSet, CurrentSet} from "./PoolEcon.sol";
+import {
+    PoolEcon, PayoutBody, DeviceSlash, Device, OracleSet, CurrentSet, Terms, Policy, Circuit, Agent, PaidClaim, Books,
+    Env
+} from "./PoolEcon.sol";
 
 /// A verifier exported by snarkjs from a registered circuit's verification key (10 signals).
 interface IGroth16Verifier {
@@ -81,75 +84,6 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     error EvidenceStale();
 
     // ------------------------------------------------------------------ types
-    struct Terms {
-        bytes32 deviceId;
-        bytes32 beneficiary; // 12 zero bytes then the payee's address
-        bytes32 circuitId;
-        uint8 kind;
-        uint32 threshold;
-        uint32 count;
-        uint32 lo;
-        uint32 hi;
-        uint48 gapMs; // < 2^48 (faultproof.zk.params), so the trigger and startMs share a slot
-        uint64 startMs;
-        uint64 endMs;
-        uint64 periodMs;
-        uint64 claimWindowMs;
-        uint64 coverage;
-        uint64 amount;
-        uint64 premium;
-    }
-
-    struct Policy {
-        Terms terms;
-        // What a payout must match, in one slot: keccak(deviceId, circuitId, beneficiary, amount).
-        bytes32 matchHash;
-        // One storage slot, written once per payout:
-        uint64 locked; // coverage left
-        uint64 paidTotal;
-        uint32 windows; // paid windows so far
-        bytes4 headTag; // tag of the paid claim with the LARGEST window start; 0 = none
-        bool exists;
-        bool closed;
-    }
-
-    struct Circuit {
-        address verifier;
-        uint32 n;
-        bool production;
-        bool exists;
-        bytes32 transcriptHash;
-    }
-
-
-    struct Agent {
-        uint64 enrolledMs;
-        uint64 revokedMs;
-        bool exists;
-        bool revoked;
-    }
-
-    /// A paid claim and its window, one storage slot. The paid windows of a policy form a list
-    /// sorted by start, latest first (the usual new incident becomes the head and writes no
-    /// other window), linked by 32-bit tags of claim ids (tag = low 32 bits | 1, never 0).
-    /// `bodyTag` tells a replay of the same body (epoch aside) from another body: a tag collision
-    /// could only turn a CLAIM_CONFLICT into a no-op that pays nothing, so 32 bits are enough.
-    struct PaidClaim {
-        bytes4 bodyTag;
-        uint64 paid;
-        uint48 startTs;
-        uint48 endTs;
-        bytes4 policyTag;
-        bytes4 nextTag;
-    }
-
-    /// The books in one slot (every amount stays below MAX_POOL = 2^62).
-    struct Books {
-        uint64 free;
-        uint64 premiums;
-        uint64 paid;
-        uint64 locked;
-    }
 
     // ------------------------------------------------------------------ constants
     bytes32 public constant PAYOUT_TYPEHASH = keccak256(
@@ -736,8 +670,7 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     /// (an oracle of the current set, a device with a policy not closed); step 2 (RELEASE), after
     /// the delay, pays the bond back to the admin.
     function unbond(uint8 kind, bytes32 holderId, uint8 step) external onlyAdmin nonReentrant {
-        bool inUse = kind == 1 ? _edMember[current.epoch][holderId] : openPolicy[holderId] != bytes32(0);
-        uint64 amount = PoolEcon.unbond(_econ, kind, holderId, step, inUse, msg.sender, _nowMs());
+        uint64 amount = PoolEcon.unbond(_econ, _edMember[current.epoch], openPolicy, kind, holderId, step, msg.sender);
         if (amount != 0) {
             poolTotal -= amount;
             asset.safeTransfer(msg.sender, amount);
@@ -761,16 +694,25 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
                                            _domainSeparatorV4(), rotationGraceMs);
     }
 
-    /// Economic books: (bond of (kind, holder), unlocking, bonds held, rewards owed to reporters,
-    /// `reporter`'s rewards, whether `holder` is a slashed oracle).
+    /// A corroborated policy's payout (DESIGN §14 C1..C3): `args` = abi.encode(GroupQc) (the body,
+    /// the QC's signers and compact signatures, one proof per window, the span's neighbours). The
+    /// rules are in PoolEcon.groupPayout; the one token transfer is here, last.
+    function groupPayout(bytes calldata args) external nonReentrant returns (uint256) {
+        (address payee, uint64 pay, bool existing) = PoolEcon.groupPayout(
+            _econ, _policies, claims, devices, agents, circuits, deviceAnchors, memberIndex, oracleSets, current, books,
+            args, Env(ledgerId, _domainSeparatorV4(), rotationGraceMs, maxSkewMs));
+        if (!existing) asset.safeTransfer(payee, pay);
+        return pay;
+    }
+
+    /// Economic books: (bond of (kind, holder), bonds held, rewards owed to reporters, `reporter`'s).
     function econState(uint8 kind, bytes32 holderId, bytes32 reporter)
         external
         view
-        returns (uint256, bool, uint256, uint256, uint256, bool)
+        returns (uint256, uint256, uint256, uint256)
     {
         PoolEcon.Store storage e = _econ;
-        PoolEcon.Bond storage b = e.bonds[kind][holderId];
-        return (b.amount, b.unlocking, e.bondTotal, e.rewardsTotal, e.rewards[reporter], e.slashedOracle[holderId]);
+        return (e.bonds[kind][holderId].amount, e.bondTotal, e.rewardsTotal, e.rewards[reporter]);
     }
 
     // ------------------------------------------------------------------ views

@@ -75,6 +75,135 @@ struct CurrentSet {
     uint64 sinceMs;
 }
 
+// The pool's own records (its storage; file-level so the library can take them by reference).
+struct Terms {
+    bytes32 deviceId;
+    bytes32 beneficiary; // 12 zero bytes then the payee's address
+    bytes32 circuitId;
+    uint8 kind;
+    uint32 threshold;
+    uint32 count;
+    uint32 lo;
+    uint32 hi;
+    uint48 gapMs; // < 2^48 (faultproof.zk.params), so the trigger and startMs share a slot
+    uint64 startMs;
+    uint64 endMs;
+    uint64 periodMs;
+    uint64 claimWindowMs;
+    uint64 coverage;
+    uint64 amount;
+    uint64 premium;
+}
+
+
+struct Policy {
+    Terms terms;
+    // What a payout must match, in one slot: keccak(deviceId, circuitId, beneficiary, amount).
+    bytes32 matchHash;
+    // One storage slot, written once per payout:
+    uint64 locked; // coverage left
+    uint64 paidTotal;
+    uint32 windows; // paid windows so far
+    bytes4 headTag; // tag of the paid claim with the LARGEST window start; 0 = none
+    bool exists;
+    bool closed;
+}
+
+
+struct Circuit {
+    address verifier;
+    uint32 n;
+    bool production;
+    bool exists;
+    bytes32 transcriptHash;
+}
+
+
+struct Agent {
+    uint64 enrolledMs;
+    uint64 revokedMs;
+    bool exists;
+    bool revoked;
+}
+
+
+/// A paid claim and its window, one storage slot. The paid windows of a policy form a list
+/// sorted by start, latest first (the usual new incident becomes the head and writes no
+/// other window), linked by 32-bit tags of claim ids (tag = low 32 bits | 1, never 0).
+/// `bodyTag` tells a replay of the same body (epoch aside) from another body: a tag collision
+/// could only turn a CLAIM_CONFLICT into a no-op that pays nothing, so 32 bits are enough.
+struct PaidClaim {
+    bytes4 bodyTag;
+    uint64 paid;
+    uint48 startTs;
+    uint48 endTs;
+    bytes4 policyTag;
+    bytes4 nextTag;
+}
+
+
+/// The books in one slot (every amount stays below MAX_POOL = 2^62).
+struct Books {
+    uint64 free;
+    uint64 premiums;
+    uint64 paid;
+    uint64 locked;
+}
+
+/// One device's proven window in a corroborated claim (CorroboratingWindow + the window frames'
+/// chain values, which the contract needs to verify the window's proof).
+struct GroupWindow {
+    bytes32 deviceId;
+    bytes32 agentId;
+    uint32 epoch;
+    uint32 startSeq;
+    uint32 endSeq;
+    uint64 startTs;
+    uint64 endTs;
+    uint256 cStart;
+    uint256 cEnd;
+}
+
+/// What k oracles sign (EIP-712) for a corroborated policy: m or more windows, paid once.
+struct GroupPayoutBody {
+    bytes32 ledgerId;
+    uint32 oracleSetEpoch;
+    bytes32 claimId;
+    bytes32 policyId;
+    GroupWindow[] windows;
+    bytes32 circuitId;
+    bytes32 beneficiary;
+    uint64 amount;
+}
+
+/// `groupPayout`'s argument, ABI-encoded as one `bytes` (the pool only forwards it: code size).
+struct GroupQc {
+    GroupPayoutBody body;
+    address[] signers;
+    bytes32[] rs;
+    bytes32[] vss;
+    uint256[8][] proofs; // one per window, in the body's order
+    bytes32 laterClaim; // the window-list neighbours of the group's span (as for `payout`)
+    bytes32 earlierClaim;
+}
+
+/// The pool's immutables a group payout needs.
+struct Env {
+    bytes32 ledgerId;
+    bytes32 domainSeparator;
+    uint64 graceMs;
+    uint64 maxSkewMs;
+}
+
+interface IGroupVerifier {
+    function verifyProof(
+        uint256[2] calldata pA,
+        uint256[2][2] calldata pB,
+        uint256[2] calldata pC,
+        uint256[10] calldata pubSignals
+    ) external view returns (bool);
+}
+
 library PoolEcon {
     error InvalidParameters();
     error InvalidStateTransition();
@@ -89,6 +218,37 @@ library PoolEcon {
     error EvidenceDuplicate();
     error EvidenceStale();
     error WrongLedger();
+    error ClaimConflict();
+    error QcStaleEpoch();
+    error QcNonMember();
+    error QcDuplicateSigner();
+    error QcBadSignature();
+    error QcInsufficientSignatures();
+    error WrongLength();
+    error PayoutMismatch();
+    error PolicyNotActive();
+    error OutsidePolicyTerm();
+    error WindowOverlap();
+    error PeriodLimit();
+    error CoverageExhausted();
+    error ClaimWindowClosed();
+    error EndTsInFuture();
+    error BadProof();
+    error BadHint();
+    error CorroborationTooFew();
+    error CorroborationSameAgent();
+    error CorroborationNoOverlap();
+
+    bytes32 internal constant GROUP_WINDOW_TYPEHASH = keccak256(
+        "GroupWindow(bytes32 deviceId,bytes32 agentId,uint32 epoch,uint32 startSeq,uint32 endSeq,uint64 startTs,"
+        "uint64 endTs,uint256 cStart,uint256 cEnd)"
+    );
+    bytes32 internal constant GROUP_PAYOUT_TYPEHASH = keccak256(
+        "GroupPayoutBody(bytes32 ledgerId,uint32 oracleSetEpoch,bytes32 claimId,bytes32 policyId,GroupWindow[] windows,"
+        "bytes32 circuitId,bytes32 beneficiary,uint64 amount)"
+        "GroupWindow(bytes32 deviceId,bytes32 agentId,uint32 epoch,uint32 startSeq,uint32 endSeq,uint64 startTs,"
+        "uint64 endTs,uint256 cStart,uint256 cEnd)"
+    );
 
     bytes32 internal constant PAYOUT_TYPEHASH = keccak256(
         "PayoutBody(bytes32 ledgerId,uint32 oracleSetEpoch,bytes32 claimId,bytes32 policyId,bytes32 deviceId,"
@@ -122,7 +282,7 @@ library PoolEcon {
     }
 
     /// A policy's economic terms (EconPolicy without its IssuePolicy) and what a body must match.
-    struct Terms {
+    struct EconTerms {
         bytes32 matchHash; // keccak(deviceId, circuitId, beneficiary, amount) of its IssuePolicy
         uint64 stagingCost;
         uint8 minProofs;
@@ -138,7 +298,7 @@ library PoolEcon {
         uint256 rewardsTotal;
         mapping(uint32 epoch => bytes32[]) members; // Ed25519 ids, in member-index order
         mapping(uint32 epoch => mapping(address signer => bytes32 oracleId)) memberOf;
-        mapping(bytes32 policyId => Terms) policies;
+        mapping(bytes32 policyId => EconTerms) policies;
         mapping(bytes32 policyId => bytes32[]) groups;
     }
 
@@ -157,6 +317,18 @@ library PoolEcon {
         uint64 atMs
     );
     event DeviceRevocation(bytes32 indexed deviceId, uint64 atMs); // the pool's event (same signature)
+    // the pool's own event (same signature, so the same topic): a group payout is a Paid like any
+    event Paid(
+        bytes32 indexed claimId,
+        bytes32 indexed policyId,
+        address indexed payee,
+        uint256 amount,
+        uint32 oracleSetEpoch,
+        uint64 startTs,
+        uint64 endTs,
+        uint64 atMs
+    );
+    event GroupPaid(bytes32 indexed claimId, bytes32 indexed policyId, GroupWindow[] windows);
     event EconPolicyTerms(bytes32 indexed policyId, uint64 stagingCost, bytes32[] group, uint8 minProofs,
                           uint48 overlapToleranceMs);
 
@@ -214,13 +386,20 @@ library PoolEcon {
         emit BondPosted(kind, holder, amount, b.amount);
     }
 
-    /// unbond (ledger/state.py `_unbond`): step 1 starts the delay (`inUse`: an oracle of the
-    /// current set, a device with a policy not closed); step 2, at request + unlock delay or
+    /// unbond (ledger/state.py `_unbond`): step 1 starts the delay, refused while the bond is in
+    /// use (an oracle of the current set, a device with a policy not closed); step 2, at request + unlock delay or
     /// later, returns what the pool pays back to `to` (0 for step 1).
-    function unbond(Store storage s, uint8 kind, bytes32 holder, uint8 step, bool inUse, address to, uint64 now_)
-        external
-        returns (uint64 amount)
-    {
+    function unbond(
+        Store storage s,
+        mapping(bytes32 => bool) storage currentMembers,
+        mapping(bytes32 => bytes32) storage openPolicy,
+        uint8 kind,
+        bytes32 holder,
+        uint8 step,
+        address to
+    ) external returns (uint64 amount) {
+        uint64 now_ = _nowMs();
+        bool inUse = kind == ORACLE ? currentMembers[holder] : openPolicy[holder] != bytes32(0);
         if (kind != ORACLE && kind != DEVICE) revert InvalidParameters();
         if (!s.params.enabled) revert InvalidStateTransition();
         Bond storage b = s.bonds[kind][holder];
@@ -321,7 +500,7 @@ library PoolEcon {
     /// Record a policy's economic terms (and its group), after the pool wrote the policy.
     function recordPolicy(Store storage s, bytes32 policyId, bytes32 matchHash, uint64 stagingCost,
                           bytes32[] memory group, uint8 m, uint48 tol) external {
-        s.policies[policyId] = Terms(matchHash, stagingCost, m, tol);
+        s.policies[policyId] = EconTerms(matchHash, stagingCost, m, tol);
         if (group.length != 0) {
             s.groups[policyId] = group;
             emit EconPolicyTerms(policyId, stagingCost, group, m, tol);
@@ -453,5 +632,269 @@ library PoolEcon {
         s.rewardsTotal += toReporter;
         if (kind == ORACLE) s.slashedOracle[offender] = true;
         emit Slashed(kind, offender, reporter, evidence, amount, toReporter, toPool, now_);
+    }
+
+    // ------------------------------------------------------------------ C1..C3 group payouts
+
+    /// A corroborated policy's payout (ledger/state.py `_check_group_payout`, same order): Q1, Q2
+    /// (idempotent by claim_id, epoch aside), Q3 (the pool's quorum rule over the EIP-712
+    /// GroupPayoutBody), Q4 (group_payout_mismatch), C1..C3, P1..P8 on the group's span (earliest
+    /// start, latest end] with every device's revocation, then every window's Groth16 proof
+    /// (defence in depth, as for a payout). Pays once; returns what the pool transfers, last.
+    function groupPayout(
+        Store storage s,
+        mapping(bytes32 => Policy) storage policies,
+        mapping(bytes32 => PaidClaim) storage claims,
+        mapping(bytes32 => Device) storage devices,
+        mapping(bytes32 => Agent) storage agents,
+        mapping(bytes32 => Circuit) storage circuits,
+        mapping(bytes32 => mapping(uint32 => bytes32)) storage anchors,
+        mapping(uint32 => mapping(address => uint8)) storage memberIndex,
+        mapping(uint32 => OracleSet) storage sets,
+        CurrentSet storage cur,
+        Books storage books,
+        bytes calldata args,
+        Env calldata env
+    ) external returns (address payee, uint64 pay, bool existing) {
+        GroupQc memory q = abi.decode(args, (GroupQc));
+        GroupPayoutBody memory body = q.body;
+        uint64 now_ = _nowMs();
+        if (body.ledgerId != env.ledgerId) revert WrongLedger();
+        (bytes32 structHash, bytes4 bodyTag) = _groupHashes(body);
+        {
+            PaidClaim storage prior = claims[body.claimId];
+            if (prior.bodyTag != bytes4(0)) {
+                if (prior.bodyTag == bodyTag) return (address(0), prior.paid, true);
+                revert ClaimConflict();
+            }
+        }
+        _quorum(memberIndex, sets, cur, body.oracleSetEpoch,
+                MessageHashUtils.toTypedDataHash(env.domainSeparator, structHash), q, now_, env.graceMs);
+        Policy storage p = policies[body.policyId];
+        if (!p.exists) revert NotFound();
+        _groupMatches(s, p, circuits[body.circuitId].n, anchors, agents, body);
+        EconTerms storage et = s.policies[body.policyId];
+        (uint64 start, uint64 end) = _corroborate(body.windows, et.minProofs, et.overlapToleranceMs);
+        _spanRules(p, claims, devices, body, start, end, now_, env.maxSkewMs, q.laterClaim, q.earlierClaim);
+        _groupProofs(p.terms, circuits[body.circuitId].verifier, body.windows, q.proofs);
+
+        pay = body.amount < p.locked ? body.amount : p.locked;
+        p.locked -= pay;
+        p.paidTotal += pay;
+        p.windows += 1;
+        bytes4 tag = _tag(body.claimId);
+        if (q.laterClaim == bytes32(0)) p.headTag = tag;
+        else claims[q.laterClaim].nextTag = tag;
+        books.locked -= pay;
+        books.paid += pay;
+        claims[body.claimId] = PaidClaim(bodyTag, pay, uint48(start), uint48(end), _tag(body.policyId),
+                                         q.earlierClaim == bytes32(0) ? bytes4(0) : _tag(q.earlierClaim));
+        payee = address(uint160(uint256(body.beneficiary)));
+        emit Paid(body.claimId, body.policyId, payee, pay, body.oracleSetEpoch, start, end, now_);
+        emit GroupPaid(body.claimId, body.policyId, body.windows);
+    }
+
+    function _tag(bytes32 id) private pure returns (bytes4) {
+        return bytes4(uint32(uint256(id)) | 1);
+    }
+
+    /// (EIP-712 struct hash, tag of the body with its epoch zeroed: a re-certification by a set
+    /// rotated since is the same claim).
+    function _groupHashes(GroupPayoutBody memory b) private pure returns (bytes32 structHash, bytes4 tag) {
+        bytes32[] memory hs = new bytes32[](b.windows.length);
+        for (uint256 i = 0; i < hs.length; ++i) {
+            hs[i] = keccak256(abi.encode(GROUP_WINDOW_TYPEHASH, b.windows[i]));
+        }
+        bytes32 windows = keccak256(abi.encodePacked(hs));
+        structHash = keccak256(abi.encode(GROUP_PAYOUT_TYPEHASH, b.ledgerId, b.oracleSetEpoch, b.claimId, b.policyId,
+                                          windows, b.circuitId, b.beneficiary, b.amount));
+        tag = _tag(keccak256(abi.encode(GROUP_PAYOUT_TYPEHASH, b.ledgerId, uint32(0), b.claimId, b.policyId, windows,
+                                        b.circuitId, b.beneficiary, b.amount)));
+    }
+
+    /// Q3, as the pool's `_checkQuorum`: epoch, membership and duplicates, signatures, count.
+    function _quorum(
+        mapping(uint32 => mapping(address => uint8)) storage memberIndex,
+        mapping(uint32 => OracleSet) storage sets,
+        CurrentSet storage cur,
+        uint32 epoch,
+        bytes32 digest,
+        GroupQc memory q,
+        uint64 now_,
+        uint64 graceMs
+    ) private view {
+        uint256 n = q.signers.length;
+        if (n != q.rs.length || n != q.vss.length || n > 64) revert WrongLength();
+        CurrentSet memory c = cur;
+        uint8 threshold;
+        if (epoch == c.epoch) {
+            threshold = c.threshold;
+        } else if (c.epoch > 0 && epoch == c.epoch - 1 && uint256(now_) <= uint256(c.sinceMs) + graceMs) {
+            threshold = sets[epoch].threshold;
+        } else {
+            revert QcStaleEpoch();
+        }
+        uint256 bitmap = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            uint8 index = memberIndex[epoch][q.signers[i]];
+            if (index == 0) revert QcNonMember();
+            uint256 bit = 1 << index;
+            if (bitmap & bit != 0) revert QcDuplicateSigner();
+            bitmap |= bit;
+        }
+        for (uint256 i = 0; i < n; ++i) {
+            (address got, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, q.rs[i], q.vss[i]);
+            if (err != ECDSA.RecoverError.NoError || got != q.signers[i]) revert QcBadSignature();
+        }
+        if (n < threshold) revert QcInsufficientSignatures();
+    }
+
+    /// Q4 of a group body (ledger/state.py `group_payout_mismatch`, same order).
+    function _groupMatches(
+        Store storage s,
+        Policy storage p,
+        uint32 n,
+        mapping(bytes32 => mapping(uint32 => bytes32)) storage anchors,
+        mapping(bytes32 => Agent) storage agents,
+        GroupPayoutBody memory body
+    ) private view {
+        bytes32[] storage group = s.groups[body.policyId];
+        Terms storage t = p.terms;
+        if (group.length == 0) revert PayoutMismatch(); // not a corroborated policy
+        if (body.circuitId != t.circuitId || body.beneficiary != t.beneficiary || body.amount != t.amount) {
+            revert PayoutMismatch();
+        }
+        if (body.claimId != groupClaimId(body.policyId, body.windows)) revert PayoutMismatch();
+        GroupWindow[] memory ws = body.windows;
+        for (uint256 i = 1; i < ws.length; ++i) {
+            if (ws[i].deviceId <= ws[i - 1].deviceId) revert PayoutMismatch(); // sorted, one per device
+        }
+        for (uint256 i = 0; i < ws.length; ++i) {
+            GroupWindow memory w = ws[i];
+            bool member = false;
+            for (uint256 j = 0; j < group.length; ++j) {
+                if (group[j] == w.deviceId) member = true;
+            }
+            if (!member) revert PayoutMismatch();
+            if (w.endSeq < w.startSeq || w.endSeq - w.startSeq != n || w.startTs >= w.endTs) revert PayoutMismatch();
+            if (anchors[w.deviceId][w.epoch] == bytes32(0)) revert PayoutMismatch();
+            Agent storage a = agents[w.agentId];
+            if (!a.exists || a.revoked) revert PayoutMismatch();
+        }
+    }
+
+    /// faultproof.messages.group_claim_id: SHA-256("faultproof/group-claim-id/v1" || msgpack([policy,
+    /// [[device, epoch, start_seq, end_seq], ...]])).
+    function groupClaimId(bytes32 policyId, GroupWindow[] memory ws) public pure returns (bytes32) {
+        uint256 n = ws.length;
+        bytes memory enc = abi.encodePacked("faultproof/group-claim-id/v1", hex"92c420", policyId,
+                                            n < 16 ? abi.encodePacked(uint8(0x90 + n)) : abi.encodePacked(hex"dc", uint16(n)));
+        for (uint256 i = 0; i < n; ++i) {
+            enc = abi.encodePacked(enc, hex"94c420", ws[i].deviceId, _mpUint(ws[i].epoch), _mpUint(ws[i].startSeq),
+                                   _mpUint(ws[i].endSeq));
+        }
+        return sha256(enc);
+    }
+
+    function _mpUint(uint32 v) private pure returns (bytes memory) {
+        if (v < 0x80) return abi.encodePacked(uint8(v));
+        if (v <= 0xff) return abi.encodePacked(hex"cc", uint8(v));
+        if (v <= 0xffff) return abi.encodePacked(hex"cd", uint16(v));
+        return abi.encodePacked(hex"ce", v);
+    }
+
+    /// C1..C3 (ledger/economics.py `corroboration_rejection`): at least m windows, from distinct
+    /// agents, overlapping within the tolerance. Returns the group's span.
+    function _corroborate(GroupWindow[] memory ws, uint8 m, uint48 tol) private pure returns (uint64 start, uint64 end) {
+        uint256 n = ws.length;
+        if (n < m || n == 0) revert CorroborationTooFew();
+        for (uint256 i = 0; i < n; ++i) {
+            for (uint256 j = i + 1; j < n; ++j) {
+                if (ws[i].agentId == ws[j].agentId) revert CorroborationSameAgent();
+            }
+        }
+        uint64 latestStart = 0;
+        start = type(uint64).max;
+        uint64 earliestEnd = type(uint64).max;
+        for (uint256 i = 0; i < n; ++i) {
+            if (ws[i].startTs > latestStart) latestStart = ws[i].startTs;
+            if (ws[i].startTs < start) start = ws[i].startTs;
+            if (ws[i].endTs < earliestEnd) earliestEnd = ws[i].endTs;
+            if (ws[i].endTs > end) end = ws[i].endTs;
+        }
+        if (uint256(latestStart) >= uint256(earliestEnd) + tol) revert CorroborationNoOverlap();
+    }
+
+    /// P1..P8 on the span, as the pool's `_checkRules` (P3 for the first window's device in its
+    /// place, then for the others: the order ledger/state.py's per-window probes give).
+    function _spanRules(
+        Policy storage p,
+        mapping(bytes32 => PaidClaim) storage claims,
+        mapping(bytes32 => Device) storage devices,
+        GroupPayoutBody memory body,
+        uint64 start,
+        uint64 end,
+        uint64 now_,
+        uint64 maxSkewMs,
+        bytes32 laterClaim,
+        bytes32 earlierClaim
+    ) private view {
+        Terms storage t = p.terms;
+        if (p.closed || now_ < t.startMs || now_ > t.endMs + t.claimWindowMs) revert PolicyNotActive();
+        if (start < t.startMs || end > t.endMs) revert OutsidePolicyTerm();
+        _revoked(devices[body.windows[0].deviceId], end);
+        bytes4 policyTag = _tag(body.policyId);
+        PaidClaim memory later;
+        bytes4 earlierTag = p.headTag;
+        if (laterClaim != bytes32(0)) {
+            later = claims[laterClaim];
+            if (later.policyTag != policyTag || later.bodyTag == bytes4(0) || later.startTs < start) revert BadHint();
+            earlierTag = later.nextTag;
+        }
+        PaidClaim memory earlier;
+        if (earlierClaim != bytes32(0)) {
+            earlier = claims[earlierClaim];
+            if (earlierTag != _tag(earlierClaim) || earlier.policyTag != policyTag || earlier.startTs >= start) {
+                revert BadHint();
+            }
+        } else if (earlierTag != bytes4(0)) {
+            revert BadHint();
+        }
+        if ((earlierClaim != bytes32(0) && earlier.endTs > start) || (laterClaim != bytes32(0) && later.startTs < end)) {
+            revert WindowOverlap();
+        }
+        uint256 period = (end - t.startMs) / t.periodMs;
+        if ((earlierClaim != bytes32(0) && (earlier.endTs - t.startMs) / t.periodMs == period)
+                || (laterClaim != bytes32(0) && (later.endTs - t.startMs) / t.periodMs == period)) {
+            revert PeriodLimit();
+        }
+        if (p.locked == 0) revert CoverageExhausted();
+        if (now_ > end + t.claimWindowMs) revert ClaimWindowClosed();
+        if (end > now_ + maxSkewMs) revert EndTsInFuture();
+        for (uint256 i = 1; i < body.windows.length; ++i) {
+            _revoked(devices[body.windows[i].deviceId], end);
+        }
+    }
+
+    function _revoked(Device storage d, uint64 end) private view {
+        if (d.revoked && (d.revokedMs <= end || d.slashed)) revert DeviceRevoked();
+    }
+
+    /// Every window's Groth16 proof, public signals built from the policy and the window.
+    function _groupProofs(Terms storage t, address verifier, GroupWindow[] memory ws, uint256[8][] memory proofs)
+        private
+        view
+    {
+        if (proofs.length != ws.length) revert WrongLength();
+        for (uint256 i = 0; i < ws.length; ++i) {
+            uint256[8] memory w = proofs[i];
+            uint256[10] memory pub = [
+                ws[i].cStart, ws[i].cEnd, uint256(ws[i].startTs), uint256(ws[i].endTs), uint256(t.kind),
+                uint256(t.threshold), uint256(t.count), uint256(t.lo), uint256(t.hi), uint256(t.gapMs)
+            ];
+            if (!IGroupVerifier(verifier).verifyProof([w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]], pub)) {
+                revert BadProof();
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3 import Web3
 from web3.contract import Contract
@@ -47,7 +48,15 @@ from faultproof.messages import (
 )
 from faultproof.zk.encoding import proof_words
 from ledger.evm import build
-from ledger.evm.typed import Binding, ChainBody, ChainSignature, DeviceSlashBody, verify_binding
+from ledger.evm.typed import (
+    GROUP_QC_ABI,
+    Binding,
+    ChainBody,
+    ChainGroupBody,
+    ChainSignature,
+    DeviceSlashBody,
+    verify_binding,
+)
 
 # Errors not named after a reason: OpenZeppelin's, the token's, and the window-list hint.
 _EXTRA_REASONS: dict[str, Reason] = {
@@ -304,10 +313,8 @@ class EvmPool:
             body.as_tuple(), [sig.signer for sig in ordered], rs, vss, reporter), sender)
 
     def econ_state(self, kind: int = 1, holder_id: bytes = bytes(32), reporter: bytes = bytes(32)) -> dict[str, Any]:
-        bond, unlocking, bonds, rewards, reward, slashed = self.contract.functions.econState(
-            kind, holder_id, reporter).call()
-        return {"bond": int(bond), "unlocking": bool(unlocking), "bonds": int(bonds), "rewards": int(rewards),
-                "reward": int(reward), "oracle_slashed": bool(slashed)}
+        bond, bonds, rewards, reward = self.contract.functions.econState(kind, holder_id, reporter).call()
+        return {"bond": int(bond), "bonds": int(bonds), "rewards": int(rewards), "reward": int(reward)}
 
     def rotate_oracles(self, oracles: Sequence[Binding], threshold: int, sender: str | None = None) -> Any:
         _check_bindings(oracles)
@@ -345,6 +352,26 @@ class EvmPool:
             return PayoutResult(int(ev[0]["args"]["amount"]), False, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
                                 int(rc["blockNumber"]))
         prior = self.contract.functions.claims(qc.body.body.claim_id).call()
+        return PayoutResult(int(prior[1]), True, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
+                            int(rc["blockNumber"]))
+
+    def post_group_qc(self, body: ChainGroupBody, signatures: Sequence[ChainSignature], proofs: Sequence[bytes],
+                      sender: str, *, hint: tuple[bytes, bytes] | None = None) -> PayoutResult:
+        """Pay a corroborated policy's claim (DESIGN §14): the group body, k signatures, one proof per
+        window in the body's order. Idempotent by claim_id, like `post_qc`."""
+        b = body.body
+        later, earlier = hint if hint is not None else self.hint_for(
+            b.policy_id, min(w.start_ts for w in b.windows) if b.windows else 0)
+        rs, vss = compact_signatures(signatures)
+        args = abi_encode([GROUP_QC_ABI], [(body.as_tuple(), [sig.signer for sig in signatures], rs, vss,
+                                            [proof_words(p) for p in proofs], later, earlier)])
+        gas = PAYOUT_GAS_LIMIT + 350_000 * len(b.windows)  # a pairing check per window
+        rc = self._send(self.contract.functions.groupPayout(args), sender, gas=gas)
+        ev = self.contract.events.Paid().process_receipt(rc, errors=DISCARD)
+        if ev:
+            return PayoutResult(int(ev[0]["args"]["amount"]), False, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
+                                int(rc["blockNumber"]))
+        prior = self.contract.functions.claims(b.claim_id).call()
         return PayoutResult(int(prior[1]), True, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
                             int(rc["blockNumber"]))
 

@@ -11,7 +11,8 @@ bound both ways (`ChainKey.binding`): the Ed25519 key signs the address and the 
 the Ed25519 id, so neither can be claimed by someone holding only the other. The admin checks the
 binding before putting an oracle into a set (`verify_binding`); the contract records the pair.
 
-Device slashing evidence on the chain (DESIGN §14): the EVM cannot check a device's Ed25519 frame
+A corroborated policy's payout on the chain signs `ChainGroupBody` (the §14 GroupPayoutBody, each
+window with its frames' chain values) under the same domain. Device slashing evidence (DESIGN §14): the EVM cannot check a device's Ed25519 frame
 signature, so k oracles check both frames and sign an EIP-712 `DeviceSlash` (`DeviceSlashBody`,
 `ChainKey.sign_device_slash`) under the same domain as a payout.
 
@@ -30,7 +31,7 @@ from eth_account.messages import encode_defunct
 
 from faultproof.identity import Identity, domain_tag
 from faultproof.identity import verify as ed25519_verify
-from faultproof.messages import PayoutBody, SignedFrame
+from faultproof.messages import GroupPayoutBody, PayoutBody, SignedFrame
 
 DOMAIN_NAME = "faultproof-insurance-pool"
 DOMAIN_VERSION = "1"
@@ -76,6 +77,44 @@ class ChainBody:
         c_start = changes.pop("c_start", self.c_start)
         c_end = changes.pop("c_end", self.c_end)
         return ChainBody(self.body.replace(**changes) if changes else self.body, c_start, c_end)
+
+
+GROUP_WINDOW_FIELDS: tuple[tuple[str, str], ...] = (
+    ("deviceId", "bytes32"), ("agentId", "bytes32"), ("epoch", "uint32"), ("startSeq", "uint32"),
+    ("endSeq", "uint32"), ("startTs", "uint64"), ("endTs", "uint64"), ("cStart", "uint256"), ("cEnd", "uint256"),
+)
+GROUP_PAYOUT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ledgerId", "bytes32"), ("oracleSetEpoch", "uint32"), ("claimId", "bytes32"), ("policyId", "bytes32"),
+    ("windows", "GroupWindow[]"), ("circuitId", "bytes32"), ("beneficiary", "bytes32"), ("amount", "uint64"),
+)
+GROUP_PAYOUT_TYPES = {"GroupPayoutBody": [{"name": n, "type": t} for n, t in GROUP_PAYOUT_FIELDS],
+                      "GroupWindow": [{"name": n, "type": t} for n, t in GROUP_WINDOW_FIELDS]}
+# abi.encode(GroupQc) for the contract's `groupPayout(bytes)` (PoolEcon.sol's GroupQc).
+_WINDOW_ABI = "(bytes32,bytes32,uint32,uint32,uint32,uint64,uint64,uint256,uint256)"
+GROUP_QC_ABI = (f"((bytes32,uint32,bytes32,bytes32,{_WINDOW_ABI}[],bytes32,bytes32,uint64),"
+                "address[],bytes32[],bytes32[],uint256[8][],bytes32,bytes32)")
+
+
+@dataclass(frozen=True)
+class ChainGroupBody:
+    """A GroupPayoutBody as the chain sees it: each window with its frames' chain values
+    (`chains[i]` = (c_start, c_end) of `body.windows[i]`), so the contract can verify every proof."""
+
+    body: GroupPayoutBody
+    chains: tuple[tuple[int, int], ...]
+
+    def message(self) -> dict[str, Any]:
+        b = self.body
+        return {"ledgerId": b.ledger_id, "oracleSetEpoch": b.oracle_set_epoch, "claimId": b.claim_id,
+                "policyId": b.policy_id, "circuitId": b.circuit_id, "beneficiary": b.beneficiary, "amount": b.amount,
+                "windows": [{"deviceId": w.device_id, "agentId": w.agent_id, "epoch": w.epoch, "startSeq": w.start_seq,
+                             "endSeq": w.end_seq, "startTs": w.start_ts, "endTs": w.end_ts, "cStart": c[0],
+                             "cEnd": c[1]} for w, c in zip(b.windows, self.chains, strict=True)]}
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message()
+        m["windows"] = [tuple(w[n] for n, _ in GROUP_WINDOW_FIELDS) for w in m["windows"]]
+        return tuple(m[n] for n, _ in GROUP_PAYOUT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -147,6 +186,11 @@ class ChainKey:
 
     def sign_body(self, body: ChainBody, chain_id: int, contract: str) -> ChainSignature:
         signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), PAYOUT_TYPES, body.message())
+        return ChainSignature(self.address, bytes(signed.signature))
+
+    def sign_group_body(self, body: ChainGroupBody, chain_id: int, contract: str) -> ChainSignature:
+        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), GROUP_PAYOUT_TYPES,
+                                         body.message())
         return ChainSignature(self.address, bytes(signed.signature))
 
     def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature:

@@ -20,15 +20,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultproof.chain import chain_to_bytes
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity
 from faultproof.messages import (
     AdminTx,
     ContradictingApprove,
+    CorroboratingWindow,
     EconPolicy,
     ExpirePolicy,
     FrameEquivocation,
     Genesis,
+    GroupPayoutBody,
+    GroupQuorumCertificate,
     IssuePolicy,
     Message,
     PayoutBody,
@@ -38,10 +42,11 @@ from faultproof.messages import (
     SignedFrame,
     VoteEquivocation,
     claim_id,
+    group_claim_id,
 )
 from ledger.economics import REWARDS
 from ledger.evm.pool import ChainQc, EvmPool, EvmRefused
-from ledger.evm.typed import ChainBody, DeviceSlashBody
+from ledger.evm.typed import ChainBody, ChainGroupBody, DeviceSlashBody
 from ledger.state import FREE, LOCKED_PREFIX, PAID, PREMIUMS, LedgerState
 from tests.contracts.evmfix import ChainWorld, N, oracle_identity, oracle_key
 from tests.netfix import DeviceSim
@@ -123,6 +128,30 @@ def _body(ledger_id: bytes, pid: bytes, terms: IssuePolicy, spec: ClaimSpec) -> 
                       start_ts=dev.timestamps[s], end_ts=dev.timestamps[s + N], circuit_id=terms.circuit_id,
                       beneficiary=terms.beneficiary, amount=terms.amount)
     return spec.tamper(body) if spec.tamper else body
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A corroborated claim on policy `handle`: one window [s, s + n] per (device, s, agent id),
+    certified by `signers` for oracle-set `epoch`."""
+
+    handle: str
+    parts: Sequence[tuple[DeviceSim, int, bytes]]
+    signers: Sequence[int] = (0, 1, 2, 3)
+    epoch: int = 0
+
+    def sorted_parts(self) -> list[tuple[DeviceSim, int, bytes]]:
+        return sorted(self.parts, key=lambda p: p[0].device_id)
+
+
+def _group_body(ledger_id: bytes, pid: bytes, terms: IssuePolicy, spec: GroupSpec) -> GroupPayoutBody:
+    windows = tuple(CorroboratingWindow(device_id=d.device_id, agent_id=agent, epoch=d.epoch, start_seq=s,
+                                        end_seq=s + N, start_ts=d.timestamps[s], end_ts=d.timestamps[s + N],
+                                        end_chain=chain_to_bytes(d.chains[s + N]))
+                    for d, s, agent in spec.sorted_parts())
+    return GroupPayoutBody(ledger_id=ledger_id, oracle_set_epoch=spec.epoch, claim_id=group_claim_id(pid, windows),
+                           policy_id=pid, windows=windows, circuit_id=terms.circuit_id,
+                           beneficiary=terms.beneficiary, amount=terms.amount)
 
 
 def _unknown(handle: str) -> bytes:
@@ -213,6 +242,15 @@ class RulesBackend:
     def report_frames(self, ev: FrameEvidence) -> Outcome:
         a, b = ev.frames()
         return self._apply(FrameEquivocation(reporter=REPORTER, first=a, second=b))[0]
+
+    def group_payout(self, spec: GroupSpec) -> Outcome:
+        pid, terms = self.pids[spec.handle]
+        body = _group_body(self.genesis.ledger_id, pid, terms, spec)
+        qc = GroupQuorumCertificate(body=body, signatures=tuple(body.sign(oracle_identity(i)) for i in spec.signers))
+        out, effect = self._apply(qc)
+        if effect is None:
+            return out
+        return ("existing" if effect.existing is not None else "paid", effect.paid)
 
     def books(self) -> dict[str, int]:
         b = self.state.balances
@@ -312,6 +350,23 @@ class ChainBackend:
             bodies.append(cbody)
             sigs.append(dataclasses.replace(sig, signer=oracle_key(ev.signer).address))
         return self._run(lambda: self.pool.report_votes(bodies, sigs, REPORTER, self.world.poster))[0]
+
+    def group_payout(self, spec: GroupSpec) -> Outcome:
+        pid, terms = self.pids[spec.handle]
+        body = _group_body(self.genesis.ledger_id, pid, terms, spec)
+        parts = spec.sorted_parts()
+        cbody = ChainGroupBody(body, tuple((d.chains[s], d.chains[s + N]) for d, s, _ in parts))
+        sigs = [oracle_key(i).sign_group_body(cbody, self.pool.chain_id, self.pool.address) for i in spec.signers]
+        proofs = []
+        for d, s, _ in parts:
+            try:
+                proofs.append(self.world.proof(d, s, terms))
+            except FaultproofError:
+                proofs.append(self.world.last_proof)  # the trigger does not hold here: a refusal comes first
+        out, result = self._run(lambda: self.pool.post_group_qc(cbody, sigs, proofs, self.world.poster))
+        if result is None:
+            return out
+        return ("existing" if result.existing else "paid", result.paid)
 
     def report_frames(self, ev: FrameEvidence) -> Outcome:
         a, b = ev.frames()

@@ -44,6 +44,7 @@ from tests.conformance.backends import (
     ChainBackend,
     ClaimSpec,
     FrameEvidence,
+    GroupSpec,
     Outcome,
     RulesBackend,
     VoteEvidence,
@@ -545,3 +546,40 @@ def test_device_slashing_evidence_reads_the_same(run: Runner) -> None:
     r.both("S2 frames older than the unlock delay", frames(FrameEvidence(old, 0, ts=r.now - DELAY - MINUTE)),
            refused("evidence_stale"))
     r.books_agree("p")
+
+
+def test_corroborated_group_payouts_read_the_same(run: Runner) -> None:
+    """C1..C3 on both: m - 1 proofs, two proofs from one agent, windows that do not overlap, a device
+    outside the group, then one payout for the group (every window's proof verified on chain),
+    replayed, re-certified with other agents, and the period limit on the group's span."""
+    r = run
+    econ_on(r)
+    a, b, c, d = (r.device() for _ in range(4))
+    for dev in (a, b, c, d):
+        r.both("bond device", lambda be, dev=dev: be.admin_tx(bond(dev, 1_000)), OK)
+    agents = [bytes([0x20 + i]) * 32 for i in range(3)]
+    for ag in agents:
+        r.both("enrol agent", lambda be, ag=ag: be.admin_tx(EnrolAgent(agent_id=ag)), OK)
+    terms = r.terms(a, amount=100)
+    group = tuple(sorted(x.device_id for x in (a, b, c)))
+    e = EconPolicy(terms=terms, staging_cost=100, group=group, min_proofs=2, overlap_tolerance_ms=2 * SECOND)
+    r.both("issue the group policy", lambda be: be.issue_econ("g", e), OK)
+    t = r.now - MINUTE
+    wa, wb = window(a, t), window(b, t + 1_500)
+    wc = window(c, t - 30 * SECOND)  # far from the others
+    wd = window(d, t)
+    A1, A2, A3 = agents
+    g = lambda *parts, **o: (lambda be: be.group_payout(GroupSpec("g", parts, **o)))  # noqa: E731
+    r.both("C1 m - 1 proofs", g((a, wa, A1)), refused("corroboration_too_few"))
+    r.both("C2 two proofs from one agent", g((a, wa, A1), (b, wb, A1)), refused("corroboration_same_agent"))
+    r.both("C3 windows that do not overlap", g((a, wa, A1), (c, wc, A2)), refused("corroboration_no_overlap"))
+    r.both("Q4 a device outside the group", g((a, wa, A1), (d, wd, A2)), refused("payout_mismatch"))
+    r.both("Q3 k - 1 signers", g((a, wa, A1), (b, wb, A2), signers=(0, 1, 2)), refused("qc_insufficient_signatures"))
+    r.pay("a plain QC for a group device", ClaimSpec("g", a, wa), refused("payout_mismatch"))
+    r.both("pays once for the group", g((a, wa, A1), (b, wb, A2)), ("paid", 100))
+    r.both("replayed", g((a, wa, A1), (b, wb, A2), signers=(1, 2, 3, 4)), ("existing", 100))
+    r.both("Q2 the same windows filed by other agents", g((a, wa, A2), (b, wb, A3)), refused("claim_conflict"))
+    wa2, wb2 = window(a, r.now - 20 * SECOND), window(b, r.now - 20 * SECOND)
+    r.both("P5 another incident the same day", g((a, wa2, A1), (b, wb2, A2)), refused("period_limit"))
+    books = r.books_agree("g")
+    assert books["paid"] == 100 and r.rules.locked("g") == 900
