@@ -290,7 +290,8 @@ def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
     """DESIGN §14 on the chain: the pool fits the 24 KB code limit with its PoolEcon library; a
     device-slash certificate is refused (EvidenceInvalid, nothing changes) when signed for another
     contract, with a duplicated signer or by k-1 members; a corroborated policy refuses a single
-    device's payout (PayoutMismatch); and every economic state change is an event on the pool."""
+    device's payout (PayoutMismatch) and its group payout verifies every window's proof on chain
+    (a swapped proof is BadProof); every economic state change is an event on the pool."""
     from faultproof.messages import BondHolder, EconParams, EconPolicy, PostBond
     from ledger.evm.typed import DeviceSlashBody
 
@@ -312,6 +313,32 @@ def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
     body, proof = world.window(pool, a, pid, terms, start)
     refused(Reason.PAYOUT_MISMATCH, pool.post_qc, world.qc(pool, body), proof, world.poster)
 
+    # the group's payout verifies every window's proof: a swapped proof is bad_proof, nothing moves
+    from faultproof.chain import chain_to_bytes
+    from faultproof.messages import CorroboratingWindow, EnrolAgent, GroupPayoutBody, group_claim_id
+    from ledger.evm.typed import ChainGroupBody
+    start_b = b.record([95, 90, 10, 12], start_ts=world.now_ms() - 59 * SECOND)
+    parts = sorted([(a, start, b"\x21" * 32), (b, start_b, b"\x22" * 32)], key=lambda p: p[0].device_id)
+    for _d, _s, agent in parts:
+        pool.submit_admin(EnrolAgent(agent_id=agent))
+    windows = tuple(CorroboratingWindow(device_id=d.device_id, agent_id=ag, epoch=0, start_seq=st, end_seq=st + 4,
+                                        start_ts=d.timestamps[st], end_ts=d.timestamps[st + 4],
+                                        end_chain=chain_to_bytes(d.chains[st + 4])) for d, st, ag in parts)
+    gbody = ChainGroupBody(GroupPayoutBody(ledger_id=bytes(pool.contract.functions.ledgerId().call()),
+                                           oracle_set_epoch=0, claim_id=group_claim_id(pid, windows), policy_id=pid,
+                                           windows=windows, circuit_id=terms.circuit_id,
+                                           beneficiary=terms.beneficiary, amount=terms.amount),
+                           tuple((d.chains[st], d.chains[st + 4]) for d, st, _ in parts))
+    gsigs = [oracle_key(i).sign_group_body(gbody, pool.chain_id, pool.address) for i in range(4)]
+    proofs = [world.proof(d, st, terms) for d, st, _ in parts]
+    books = pool.balances()
+    refused(Reason.BAD_PROOF, pool.post_group_qc, gbody, gsigs, proofs[::-1], world.poster)
+    assert pool.balances() == books
+    paid = pool.post_group_qc(gbody, gsigs, proofs, world.poster)
+    assert (paid.paid, paid.existing) == (terms.amount, False)
+    assert pool.balances()["paid"] == books["paid"] + terms.amount
+    print(f"\nevm group payout gas (m=2 windows, 2 proofs verified, k=4 of 5): {paid.gas_used}")
+
     first = a.frame(start)
     second = first.frame.replace(ts_ms=first.frame.ts_ms + 1).sign(a.identity)
     ev = DeviceSlashBody.of(0, first, second)
@@ -328,5 +355,6 @@ def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
     assert (after["bond"], after["reward"], after["bonds"]) == (0, 1_250, before[1]["bonds"] - 5_000)
     assert pool.balances()["free"] == before[0]["free"] + 3_750
     names = [name for name, _args, _block in pool.events(0)]
-    for name in ("BondPosted", "EconParamsSet", "EconPolicyTerms", "Slashed", "DeviceRevocation", "PolicyIssued"):
+    for name in ("BondPosted", "EconParamsSet", "EconPolicyTerms", "Slashed", "DeviceRevocation", "PolicyIssued",
+                 "GroupPaid", "Paid"):
         assert name in names, name
