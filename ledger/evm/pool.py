@@ -11,6 +11,10 @@ Refusals: every custom error of the contract is named after a shared reason code
 few errors from OpenZeppelin or the token map through `_EXTRA_REASONS`. A refused transaction
 raises `EvmRefused` (a FaultproofError) and leaves the chain unchanged (the EVM reverts).
 
+The economic rules (DESIGN §14) live in the library PoolEcon, deployed before the pool and linked
+into its bytecode by `deploy`; its events are emitted on the pool's address, so `pool_abi` adds them
+to the pool's ABI (`events` and `process_receipt` decode them like the pool's own).
+
 Admin transactions are sent by the admin's account (its chain nonce replaces the ledger's admin
 nonce, and msg.sender replaces the admin signature). What this file must never do: decide a rule
 the contract decides, or log a key.

@@ -583,3 +583,8 @@ def test_corroborated_group_payouts_read_the_same(run: Runner) -> None:
     r.both("P5 another incident the same day", g((a, wa2, A1), (b, wb2, A2)), refused("period_limit"))
     books = r.books_agree("g")
     assert books["paid"] == 100 and r.rules.locked("g") == 900
+    r.issue("b while the group's policy is open", b, expect=refused("active_policy_exists"))
+    r.at(terms.end_ms + terms.claim_window_ms + SECOND)
+    r.both("expire the group's policy", lambda be: be.expire("g"), OK)
+    r.issue("b after", b, start_ms=r.now - DAY, end_ms=r.now + DAY)  # every group device is free again
+    r.books_agree("g", "b after")

@@ -249,12 +249,15 @@ def test_every_custom_error_of_the_contract_maps_to_a_reason() -> None:
     from ledger.evm.pool import error_reasons
     arts = build.contracts()
     table = error_reasons([a.abi for a in arts.values()])
-    pool_errors = {item["name"] for item in arts["InsurancePool"].abi if item.get("type") == "error"}
+    pool_errors = {item["name"] for name in ("InsurancePool", "PoolEcon") for item in arts[name].abi
+                   if item.get("type") == "error"}
     by_name = {name: reason for name, reason in table.values()}
     unmapped = sorted(n for n in pool_errors if by_name.get(n) is None)
     assert not unmapped, f"custom errors without a reason code: {unmapped}"
     assert by_name["QcStaleEpoch"] is Reason.QC_STALE_EPOCH and by_name["BadProof"] is Reason.BAD_PROOF
     assert by_name["ReentrancyGuardReentrantCall"] is Reason.REENTRANT_CALL
+    assert by_name["EvidenceStale"] is Reason.EVIDENCE_STALE
+    assert by_name["CorroborationNoOverlap"] is Reason.CORROBORATION_NO_OVERLAP
 
 
 def test_an_oracle_key_binding_must_hold_both_ways() -> None:
