@@ -121,6 +121,7 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     mapping(bytes32 claimId => PaidClaim) public claims;
     uint256 public policyNonce;
     PoolEcon.Store private _econ; // bonds, slashes, economic terms (DESIGN §14; rules in PoolEcon)
+    bool private transient _plainIssue; // set by issuePolicy around its call of issueEconPolicy
 
     // ------------------------------------------------------------------ events
     event OraclesRotated(uint32 indexed epoch, address[] signers, bytes32[] ed25519Ids, uint8 threshold, uint64 sinceMs);
@@ -264,8 +265,10 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     /// issue_policy. One implementation with issueEconPolicy (the code limit): a call to it
     /// through DELEGATECALL to this contract (msg.sender and the guard stay), reverts bubbled up.
     function issuePolicy(Terms calldata t) external returns (bytes32) {
+        _plainIssue = true;
         (bool ok, bytes memory ret) = address(this).delegatecall(
-            abi.encodeCall(this.issueEconPolicy, (t, 0, new bytes32[](0), 0, 0)));
+            abi.encodeCall(this.issueEconPolicy, (t, 0, new bytes32[](0), 1, 0)));
+        _plainIssue = false;
         if (!ok) {
             assembly ("memory-safe") {
                 revert(add(ret, 32), mload(ret))
@@ -276,18 +279,17 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
 
     /// issue_econ_policy (DESIGN §14): a policy with its declared staging cost and, for a
     /// corroborated policy, its group of devices, m and the overlap tolerance (economic rules on).
-    /// minProofs = 0 (only reachable through issuePolicy's call: an EconPolicy has m >= 1) is a
-    /// plain issue_policy: no economic terms, the rules on or off.
+    /// Called by issuePolicy (the transient `_plainIssue` set, which no other caller can set), it is
+    /// a plain issue_policy: no economic terms, the rules on or off.
     function issueEconPolicy(Terms calldata t, uint64 stagingCost, bytes32[] calldata group, uint8 minProofs,
                              uint48 overlapToleranceMs) external onlyAdmin nonReentrant returns (bytes32 policyId) {
-        bool plain = minProofs == 0;
-        if (!plain) PoolEcon.checkEconTerms(_econ, t.deviceId, group, minProofs, overlapToleranceMs);
+        if (!_plainIssue) PoolEcon.checkEconTerms(_econ, t.deviceId, group, minProofs, overlapToleranceMs);
         bytes32[] memory devs = group;
         if (group.length == 0) {
             devs = new bytes32[](1);
             devs[0] = t.deviceId;
         }
-        policyId = _issue(t, devs, plain ? 1 : minProofs, stagingCost);
+        policyId = _issue(t, devs, minProofs, stagingCost);
         PoolEcon.recordPolicy(_econ, policyId, _policies[policyId].matchHash, stagingCost, group, minProofs,
                               overlapToleranceMs);
         if (group.length != 0) _policies[policyId].matchHash = bytes32(0); // pays only a group claim

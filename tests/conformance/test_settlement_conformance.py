@@ -465,6 +465,8 @@ def test_the_soundness_table_reads_the_same(run: Runner) -> None:
     econ("m > group", devs[0], refused("invalid_parameters"), amount=10, group=tuple(devs[:3]), m=4)
     econ("device outside its group", devs[3], refused("invalid_parameters"), amount=10, group=tuple(devs[:3]), m=2)
     econ("tolerance without a group", devs[0], refused("invalid_parameters"), amount=10, tol=5)
+    econ("m = 0 (issuePolicy's own path stays its own)", devs[0], refused("invalid_parameters"), amount=10, m=0)
+    econ("m = 0 with a group", devs[0], refused("invalid_parameters"), amount=10, group=tuple(devs[:3]), m=0)
     econ("m = 2: 650 >= 2 x 200 + 2 x 100", devs[0], unsound, amount=650, staging=100, group=tuple(devs[:3]), m=2)
     econ("m = 3: 650 < 3 x 200 + 3 x 100", devs[0], OK, amount=650, staging=100, group=tuple(devs[:3]), m=3)
     econ("a group device has an open policy", devs[1], refused("active_policy_exists"), amount=10)
