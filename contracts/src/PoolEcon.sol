@@ -497,14 +497,13 @@ library PoolEcon {
         }
     }
 
-    /// Record a policy's economic terms (and its group), after the pool wrote the policy.
+    /// Record a policy's economic terms (and its group), after the pool wrote the policy; an event
+    /// when they say more than a plain policy's (m = 1, no staging cost, no group).
     function recordPolicy(Store storage s, bytes32 policyId, bytes32 matchHash, uint64 stagingCost,
                           bytes32[] memory group, uint8 m, uint48 tol) external {
         s.policies[policyId] = EconTerms(matchHash, stagingCost, m, tol);
-        if (group.length != 0) {
-            s.groups[policyId] = group;
-            emit EconPolicyTerms(policyId, stagingCost, group, m, tol);
-        }
+        if (group.length != 0) s.groups[policyId] = group;
+        if (group.length != 0 || stagingCost != 0) emit EconPolicyTerms(policyId, stagingCost, group, m, tol);
     }
 
     // ------------------------------------------------------------------ S1..S3 slashing
@@ -658,6 +657,7 @@ library PoolEcon {
     ) external returns (address payee, uint64 pay, bool existing) {
         GroupQc memory q = abi.decode(args, (GroupQc));
         GroupPayoutBody memory body = q.body;
+        if (body.windows.length > 16) revert WrongLength(); // MAX_GROUP: a bounded loop everywhere below
         uint64 now_ = _nowMs();
         if (body.ledgerId != env.ledgerId) revert WrongLedger();
         (bytes32 structHash, bytes4 bodyTag) = _groupHashes(body);
