@@ -34,6 +34,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint
+from web3.utils.address import get_create_address
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import (
@@ -165,16 +166,25 @@ class EvmPool:
                threshold: int, development: bool, max_skew_ms: int, rotation_grace_ms: int) -> EvmPool:
         _check_bindings(oracles)
         arts = build.contracts()
-        lib = arts[ECON_LIBRARY]
-        rc = w3.eth.wait_for_transaction_receipt(
-            w3.eth.contract(abi=lib.abi, bytecode=lib.bytecode).constructor().transact({"from": admin}))
+        # The pool first, at the admin's next nonce (so its address is predictable, as a chain
+        # mirror's genesis needs), linked to the library's address at the nonce after; the
+        # constructor does not call the library, and the library is deployed in the next transaction.
+        who = Web3.to_checksum_address(admin)
+        nonce = w3.eth.get_transaction_count(who, "pending")
+        lib_address = get_create_address(who, nonce + 1)
         art = arts["InsurancePool"]
-        linked = art.bytecode.replace(_ECON_PLACEHOLDER, str(rc["contractAddress"])[2:].lower())
+        linked = art.bytecode.replace(_ECON_PLACEHOLDER, lib_address[2:].lower())
         factory = w3.eth.contract(abi=art.abi, bytecode=linked)
         tx = factory.constructor(Web3.to_checksum_address(token), ledger_id, admin,
                                  [b.address for b in oracles], [b.oracle_id for b in oracles], threshold,
-                                 development, max_skew_ms, rotation_grace_ms).transact({"from": admin})
+                                 development, max_skew_ms, rotation_grace_ms).transact({"from": admin, "nonce": nonce})
         rc = w3.eth.wait_for_transaction_receipt(tx)
+        lib = arts[ECON_LIBRARY]
+        lib_rc = w3.eth.wait_for_transaction_receipt(w3.eth.contract(abi=lib.abi, bytecode=lib.bytecode).constructor()
+                                                     .transact({"from": admin, "nonce": nonce + 1}))
+        if lib_rc["contractAddress"] != lib_address or not w3.eth.get_code(lib_address):
+            raise FaultproofError(Reason.UNAVAILABLE, f"the pool's library landed at {lib_rc['contractAddress']}, not "
+                                  f"{lib_address} (another transaction from {who} went between): deploy again")
         return cls(w3, str(rc["contractAddress"]), admin)
 
     @staticmethod

@@ -290,15 +290,20 @@ def test_a_chain_key_lives_in_its_own_0600_key_file(tmp_path: Path) -> None:
 
 
 def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
-    """DESIGN §14 on the chain: the pool fits the 24 KB code limit with its PoolEcon library; a
+    """DESIGN §14 on the chain: the pool fits the 24 KB code limit with its PoolEcon library and is
+    deployed at the admin's next nonce (the library after it); a
     device-slash certificate is refused (EvidenceInvalid, nothing changes) when signed for another
     contract, with a duplicated signer or by k-1 members; a corroborated policy refuses a single
     device's payout (PayoutMismatch) and its group payout verifies every window's proof on chain
     (a swapped proof is BadProof); every economic state change is an event on the pool."""
+    from web3.utils.address import get_create_address
+
     from faultproof.messages import BondHolder, EconParams, EconPolicy, PostBond
     from ledger.evm.typed import DeviceSlashBody
-
+    nonce = world.w3.eth.get_transaction_count(world.admin, "pending")
     pool = world.new_pool()
+    # the pool is the admin's next transaction (a mirror's genesis predicts its address), then the library
+    assert pool.address == get_create_address(world.admin, nonce)
     assert len(world.w3.eth.get_code(pool.address)) <= 24_576  # EIP-170
     world.mint(pool.token, world.admin, 10**9)
     for i in range(5):
