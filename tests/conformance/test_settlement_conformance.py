@@ -473,7 +473,11 @@ def test_the_soundness_table_reads_the_same(run: Runner) -> None:
     econ("staging raised: 300 < 200 + 150", devs[3], OK, amount=300, staging=150)
     r.both("EC3 a bond under an open policy is in use", lambda b: b.admin_tx(unbond(devs[3], UnbondStep.REQUEST)),
            refused("bond_in_use"))
-    r.books_agree("m = 3: 650 < 3 x 200 + 3 x 100", "staging raised: 300 < 200 + 150")
+    rich = r.device()
+    r.both("a large device bond", lambda b: b.admin_tx(bond(rich, 50_000)), OK)
+    econ("oracle path binds: 4000 >= 4 x 1000", rich, unsound, amount=4_000, coverage=5_000)
+    econ("oracle path: 3999 < 4 x 1000", rich, OK, amount=3_999, coverage=5_000)
+    r.books_agree("m = 3: 650 < 3 x 200 + 3 x 100", "staging raised: 300 < 200 + 150", "oracle path: 3999 < 4 x 1000")
 
 
 def _slash_setup(r: Runner) -> tuple[DeviceSim, int, int]:
