@@ -11,6 +11,10 @@ pragma solidity 0.8.37;
 // PayoutBody; a signer bitmap refuses duplicates, as libocr does) AND a Groth16 proof of the
 // policy's trigger, whose public signals are built here from the policy and the attested window.
 //
+// The economic rules of DESIGN §14 (bonds, unbonding, slashing evidence, soundness at issue) are
+// in the linked library PoolEcon (contracts/src/PoolEcon.sol), on this contract's storage: the
+// contract is near the 24 KB code limit and none of them runs on the payout path.
+//
 // Refusals are custom errors named after the shared reason codes (faultproof/errors.py: the
 // error `QcStaleEpoch` is Reason.QC_STALE_EPOCH), checked in the order ledger/state.py checks
 // them, so a refused payout reads the same on both backends. A refused transaction reverts: the
@@ -24,10 +28,13 @@ pragma solidity 0.8.37;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {
+    PoolEcon, PayoutBody, DeviceSlash, Device, OracleSet, CurrentSet, Terms, Policy, Circuit, Agent, PaidClaim, Books,
+    Env
+} from "./PoolEcon.sol";
 
 /// A verifier exported by snarkjs from a registered circuit's verification key (10 signals).
 interface IGroth16Verifier {
@@ -39,7 +46,7 @@ interface IGroth16Verifier {
     ) external view returns (bool);
 }
 
-contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
+contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
 
     // ------------------------------------------------------------------ errors = reason codes
@@ -72,107 +79,11 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
     error BadProof();
     error WrongLength();
     error BadHint();
+    error EvidenceInvalid();
+    error EvidenceDuplicate();
+    error EvidenceStale();
 
     // ------------------------------------------------------------------ types
-    struct PayoutBody {
-        bytes32 ledgerId;
-        uint32 oracleSetEpoch;
-        bytes32 claimId;
-        bytes32 policyId;
-        bytes32 deviceId;
-        uint32 epoch;
-        uint32 startSeq;
-        uint32 endSeq;
-        uint64 startTs;
-        uint64 endTs;
-        bytes32 circuitId;
-        bytes32 beneficiary;
-        uint64 amount;
-        uint256 cStart; // chain value of the window's start frame (public signal c_start)
-        uint256 cEnd; // chain value of the window's end frame (public signal c_end)
-    }
-
-    struct Terms {
-        bytes32 deviceId;
-        bytes32 beneficiary; // 12 zero bytes then the payee's address
-        bytes32 circuitId;
-        uint8 kind;
-        uint32 threshold;
-        uint32 count;
-        uint32 lo;
-        uint32 hi;
-        uint48 gapMs; // < 2^48 (faultproof.zk.params), so the trigger and startMs share a slot
-        uint64 startMs;
-        uint64 endMs;
-        uint64 periodMs;
-        uint64 claimWindowMs;
-        uint64 coverage;
-        uint64 amount;
-        uint64 premium;
-    }
-
-    struct Policy {
-        Terms terms;
-        // What a payout must match, in one slot: keccak(deviceId, circuitId, beneficiary, amount).
-        bytes32 matchHash;
-        // One storage slot, written once per payout:
-        uint64 locked; // coverage left
-        uint64 paidTotal;
-        uint32 windows; // paid windows so far
-        bytes4 headTag; // tag of the paid claim with the LARGEST window start; 0 = none
-        bool exists;
-        bool closed;
-    }
-
-    struct OracleSet {
-        uint64 sinceMs;
-        uint8 threshold;
-        uint8 size;
-    }
-
-    struct Circuit {
-        address verifier;
-        uint32 n;
-        bool production;
-        bool exists;
-        bytes32 transcriptHash;
-    }
-
-    struct Device {
-        uint32 epoch;
-        uint64 revokedMs;
-        bool exists;
-        bool revoked;
-    }
-
-    struct Agent {
-        uint64 enrolledMs;
-        uint64 revokedMs;
-        bool exists;
-        bool revoked;
-    }
-
-    /// A paid claim and its window, one storage slot. The paid windows of a policy form a list
-    /// sorted by start, latest first (the usual new incident becomes the head and writes no
-    /// other window), linked by 32-bit tags of claim ids (tag = low 32 bits | 1, never 0).
-    /// `bodyTag` tells a replay of the same body (epoch aside) from another body: a tag collision
-    /// could only turn a CLAIM_CONFLICT into a no-op that pays nothing, so 32 bits are enough.
-    struct PaidClaim {
-        bytes4 bodyTag;
-        uint64 paid;
-        uint48 startTs;
-        uint48 endTs;
-        bytes4 policyTag;
-        bytes4 nextTag;
-    }
-
-    /// The books in one slot (every amount stays below MAX_POOL = 2^62).
-    struct Books {
-        uint64 free;
-        uint64 premiums;
-        uint64 paid;
-        uint64 locked;
-    }
 
     // ------------------------------------------------------------------ constants
     bytes32 public constant PAYOUT_TYPEHASH = keccak256(
@@ -193,13 +104,6 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
     uint64 public immutable rotationGraceMs;
 
     address public admin;
-    /// The current oracle set's epoch, threshold and start, in one slot (read by every payout).
-    struct CurrentSet {
-        uint32 epoch;
-        uint8 threshold;
-        uint64 sinceMs;
-    }
-
     CurrentSet public current;
     mapping(uint32 epoch => OracleSet) public oracleSets;
     mapping(uint32 epoch => mapping(address signer => uint8 index1)) public memberIndex; // 1-based
@@ -216,6 +120,8 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
     mapping(bytes32 device => bytes32 policyId) public openPolicy;
     mapping(bytes32 claimId => PaidClaim) public claims;
     uint256 public policyNonce;
+    PoolEcon.Store private _econ; // bonds, slashes, economic terms (DESIGN §14; rules in PoolEcon)
+    bool private transient _plainIssue; // set by issuePolicy around its call of issueEconPolicy
 
     // ------------------------------------------------------------------ events
     event OraclesRotated(uint32 indexed epoch, address[] signers, bytes32[] ed25519Ids, uint8 threshold, uint64 sinceMs);
@@ -257,7 +163,6 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         maxSkewMs = maxSkewMs_;
         rotationGraceMs = rotationGraceMs_;
         admin = admin_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin_);
         _installOracleSet(0, signers, ed25519Ids, threshold);
     }
 
@@ -271,26 +176,11 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         return uint64(block.timestamp * 1000);
     }
 
-    /// Admin rights are the single `admin` address; AccessControl's own grant/revoke would let a
-    /// second admin in beside it, so they are closed and rotateAdmin is the only way.
-    function grantRole(bytes32, address) public pure override {
-        revert NotAdmin();
-    }
-
-    function revokeRole(bytes32, address) public pure override {
-        revert NotAdmin();
-    }
-
-    function renounceRole(bytes32, address) public pure override {
-        revert NotAdmin();
-    }
-
+    /// Admin rights are the single `admin` address; `rotateAdmin` is the only way to change it.
     function rotateAdmin(address next) external onlyAdmin {
         if (next == admin || next == address(0)) revert InvalidParameters();
         address previous = admin;
         admin = next;
-        _revokeRole(DEFAULT_ADMIN_ROLE, previous);
-        _grantRole(DEFAULT_ADMIN_ROLE, next);
         emit AdminRotated(previous, next);
     }
 
@@ -372,11 +262,51 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         if (asset.balanceOf(address(this)) != before + amount) revert InvalidParameters();
     }
 
-    function issuePolicy(Terms calldata t) external onlyAdmin nonReentrant returns (bytes32 policyId) {
+    /// issue_policy. One implementation with issueEconPolicy (the code limit): a call to it
+    /// through DELEGATECALL to this contract (msg.sender and the guard stay), reverts bubbled up.
+    function issuePolicy(Terms calldata t) external returns (bytes32) {
+        _plainIssue = true;
+        (bool ok, bytes memory ret) = address(this).delegatecall(
+            abi.encodeCall(this.issueEconPolicy, (t, 0, new bytes32[](0), 1, 0)));
+        _plainIssue = false;
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        return abi.decode(ret, (bytes32));
+    }
+
+    /// issue_econ_policy (DESIGN §14): a policy with its declared staging cost and, for a
+    /// corroborated policy, its group of devices, m and the overlap tolerance (economic rules on).
+    /// Called by issuePolicy (the transient `_plainIssue` set, which no other caller can set), it is
+    /// a plain issue_policy: no economic terms, the rules on or off.
+    function issueEconPolicy(Terms calldata t, uint64 stagingCost, bytes32[] calldata group, uint8 minProofs,
+                             uint48 overlapToleranceMs) external onlyAdmin nonReentrant returns (bytes32 policyId) {
+        if (!_plainIssue) PoolEcon.checkEconTerms(_econ, t.deviceId, group, minProofs, overlapToleranceMs);
+        bytes32[] memory devs = group;
+        if (group.length == 0) {
+            devs = new bytes32[](1);
+            devs[0] = t.deviceId;
+        }
+        policyId = _issue(t, devs, minProofs, stagingCost);
+        PoolEcon.recordPolicy(_econ, policyId, _policies[policyId].matchHash, stagingCost, group, minProofs,
+                              overlapToleranceMs);
+        if (group.length != 0) _policies[policyId].matchHash = bytes32(0); // pays only a group claim
+        if (t.premium != 0) _pull(msg.sender, t.premium);
+    }
+
+    /// A9 for both (ledger/state.py `_issue`, same order): every covered device first.
+    function _issue(Terms calldata t, bytes32[] memory devs, uint256 m, uint64 staging)
+        private
+        returns (bytes32 policyId)
+    {
         uint64 now_ = _nowMs();
-        Device storage d = devices[t.deviceId];
-        if (!d.exists) revert NotFound();
-        if (d.revoked) revert DeviceRevoked();
+        for (uint256 i = 0; i < devs.length; ++i) {
+            Device storage d = devices[devs[i]];
+            if (!d.exists) revert NotFound();
+            if (d.revoked) revert DeviceRevoked();
+        }
         Circuit storage c = circuits[t.circuitId];
         if (!c.exists) revert NotFound();
         if ((!c.production || c.transcriptHash == bytes32(0)) && !development) revert DevelopmentCircuitOnProduction();
@@ -390,7 +320,10 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         if (t.amount == 0 || t.amount > t.coverage || t.periodMs == 0) revert InvalidParameters();
         if (uint256(t.beneficiary) >> 160 != 0 || t.beneficiary == bytes32(0)) revert InvalidParameters();
         if (poolTotal + t.premium >= MAX_POOL) revert InvalidParameters();
-        if (openPolicy[t.deviceId] != bytes32(0)) revert ActivePolicyExists();
+        for (uint256 i = 0; i < devs.length; ++i) {
+            if (openPolicy[devs[i]] != bytes32(0)) revert ActivePolicyExists();
+        }
+        PoolEcon.checkSound(_econ, devs, m, staging, t.amount, t.claimWindowMs, current.epoch, current.threshold);
         if (t.coverage > books.free) revert InsufficientFreeCapital();
 
         policyId = keccak256(abi.encode(block.chainid, address(this), ++policyNonce));
@@ -399,7 +332,9 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         p.matchHash = keccak256(abi.encode(t.deviceId, t.circuitId, t.beneficiary, t.amount));
         p.locked = t.coverage;
         p.exists = true;
-        openPolicy[t.deviceId] = policyId;
+        for (uint256 i = 0; i < devs.length; ++i) {
+            openPolicy[devs[i]] = policyId;
+        }
         Books memory b = books;
         b.free -= t.coverage;
         b.locked += t.coverage;
@@ -407,7 +342,6 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         books = b;
         poolTotal += t.premium;
         emit PolicyIssued(policyId, t.deviceId, t, now_);
-        if (t.premium != 0) _pull(msg.sender, t.premium);
     }
 
     /// faultproof.zk.params.validate_parameters: the circuit's own rules, so no policy can be
@@ -436,6 +370,7 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         onlyAdmin
     {
         _installOracleSet(current.epoch + 1, signers, ed25519Ids, threshold);
+        PoolEcon.checkMembers(_econ, current.epoch); // EC2: bonded, never slashed
     }
 
     /// G1/A10: n ≥ 1, distinct members, ⌊n/2⌋+1 ≤ k ≤ n; at most MAX_ORACLES (the bitmap's width).
@@ -448,6 +383,8 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
             if (s == address(0) || memberIndex[epoch][s] != 0 || _edMember[epoch][edIds[i]]) revert InvalidOracleSet();
             memberIndex[epoch][s] = uint8(i + 1);
             _edMember[epoch][edIds[i]] = true;
+            _econ.memberOf[epoch][s] = edIds[i];
+            _econ.members[epoch].push(edIds[i]);
         }
         uint64 now_ = _nowMs();
         oracleSets[epoch] = OracleSet(now_, k, uint8(n));
@@ -533,10 +470,17 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         return pay;
     }
 
+    /// The body's 15 static words without word 1 (the oracle-set epoch: a set rotated since may
+    /// re-certify the same claim), hashed straight from calldata (no copy of the struct).
     function _bodyTag(PayoutBody calldata body) private pure returns (bytes4) {
-        PayoutBody memory m = body;
-        m.oracleSetEpoch = 0;
-        return _tag(keccak256(abi.encode(PAYOUT_TYPEHASH, m)));
+        bytes32 h;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, body, 0x20)
+            calldatacopy(add(ptr, 0x20), add(body, 0x40), 0x1a0)
+            h := keccak256(ptr, 0x1c0)
+        }
+        return _tag(h);
     }
 
     /// Q3, in ledger/state.py's order: epoch, then duplicates and membership over every signer,
@@ -598,7 +542,7 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         if (body.startTs < t.startMs || body.endTs > t.endMs) revert OutsidePolicyTerm();
         // P3: revocation is never retroactive
         Device storage d = devices[body.deviceId];
-        if (d.revoked && d.revokedMs <= body.endTs) revert DeviceRevoked();
+        if (d.revoked && (d.revokedMs <= body.endTs || d.slashed)) revert DeviceRevoked();
         // P4: (start, end] overlaps no paid window. The caller names the neighbours; the contract
         // checks they are this policy's, adjacent, and on either side of this window's start.
         bytes4 policyTag = _tag(body.policyId);
@@ -701,7 +645,76 @@ contract InsurancePool is AccessControl, ReentrancyGuardTransient, EIP712 {
         b.free += released + premium;
         books = b;
         if (openPolicy[p.terms.deviceId] == policyId) delete openPolicy[p.terms.deviceId];
+        bytes32[] storage group = _econ.groups[policyId]; // a corroborated policy's devices (<= 16)
+        for (uint256 i = 0; i < group.length; ++i) {
+            if (openPolicy[group[i]] == policyId) delete openPolicy[group[i]];
+        }
         emit PolicyExpired(policyId, released, premium, now_);
+    }
+
+    // ------------------------------------------------------------------ economic security (§14)
+    // The rules are in PoolEcon (same order and reasons as ledger/state.py); these entry points
+    // hand it the registry's facts, keep the books and move the tokens, last.
+
+    function setEconParams(PoolEcon.Params calldata p) external onlyAdmin {
+        PoolEcon.setParams(_econ, p, current.epoch);
+    }
+
+    /// post_bond: the admin pays a bond in the pool asset for an oracle (its Ed25519 id) or an
+    /// enrolled device. Bonds are their own book (`bondTotal`), outside free capital.
+    function postBond(uint8 kind, bytes32 holderId, uint64 amount) external onlyAdmin nonReentrant {
+        PoolEcon.postBond(_econ, devices, kind, holderId, amount, poolTotal);
+        poolTotal += amount;
+        _pull(msg.sender, amount);
+    }
+
+    /// unbond: step 1 (REQUEST) starts the unlock delay, refused while the bond secures something
+    /// (an oracle of the current set, a device with a policy not closed); step 2 (RELEASE), after
+    /// the delay, pays the bond back to the admin.
+    function unbond(uint8 kind, bytes32 holderId, uint8 step) external onlyAdmin nonReentrant {
+        uint64 amount = PoolEcon.unbond(_econ, _edMember[current.epoch], openPolicy, kind, holderId, step, msg.sender);
+        if (amount != 0) {
+            poolTotal -= amount;
+            asset.safeTransfer(msg.sender, amount);
+        }
+    }
+
+    /// Oracle evidence, anyone may submit: two bodies = VoteEquivocation (two EIP-712 PayoutBody
+    /// signatures by one member's chain key for one claim and epoch over different bodies), one
+    /// body = ContradictingApprove (a signature over a body that is not its policy's).
+    function reportVotes(PayoutBody[] calldata bodies, address signer, bytes32[] calldata rs, bytes32[] calldata vss,
+                         bytes32 reporter) external {
+        books.free += PoolEcon.slashVotes(_econ, current, bodies, signer, rs, vss, reporter, ledgerId,
+                                          _domainSeparatorV4());
+    }
+
+    /// FrameEquivocation on the chain, certified by k members (DeviceSlash; DESIGN §14): the device
+    /// is slashed, revoked now, and none of its unpaid claims is paid (P3).
+    function reportFrameEquivocation(DeviceSlash calldata e, address[] calldata signers, bytes32[] calldata rs,
+                                     bytes32[] calldata vss, bytes32 reporter) external {
+        books.free += PoolEcon.slashFrames(_econ, current, oracleSets, devices, e, signers, rs, vss, reporter,
+                                           _domainSeparatorV4(), rotationGraceMs);
+    }
+
+    /// A corroborated policy's payout (DESIGN §14 C1..C3): `args` = abi.encode(GroupQc) (the body,
+    /// the QC's signers and compact signatures, one proof per window, the span's neighbours). The
+    /// rules are in PoolEcon.groupPayout; the one token transfer is here, last.
+    function groupPayout(bytes calldata args) external nonReentrant returns (uint256) {
+        (address payee, uint64 pay, bool existing) = PoolEcon.groupPayout(
+            _econ, _policies, claims, devices, agents, circuits, deviceAnchors, memberIndex, oracleSets, current, books,
+            args, Env(ledgerId, _domainSeparatorV4(), rotationGraceMs, maxSkewMs));
+        if (!existing) asset.safeTransfer(payee, pay);
+        return pay;
+    }
+
+    /// Economic books: (bond of (kind, holder), bonds held, rewards owed to reporters, `reporter`'s).
+    function econState(uint8 kind, bytes32 holderId, bytes32 reporter)
+        external
+        view
+        returns (uint256, uint256, uint256, uint256)
+    {
+        PoolEcon.Store storage e = _econ;
+        return (e.bonds[kind][holderId].amount, e.bondTotal, e.rewardsTotal, e.rewards[reporter]);
     }
 
     // ------------------------------------------------------------------ views

@@ -28,12 +28,12 @@ from faultproof.zk.encoding import canonical_vkey
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 NODE_MODULES = CONTRACTS_DIR / "node_modules"
-SOURCES = ("src/InsurancePool.sol", "test/TestToken.sol", "test/HostileToken.sol")
+SOURCES = ("src/InsurancePool.sol", "src/PoolEcon.sol", "test/TestToken.sol", "test/HostileToken.sol")
 SETTINGS: dict[str, Any] = {
     # The optimizer and viaIR are needed (the payout path is "stack too deep" without them, and
     # viaIR saves ~7 % gas);
     # solc 0.8.37 defaults to evmVersion osaka, which is anvil's default hardfork.
-    "optimizer": {"enabled": True, "runs": 2000},
+    "optimizer": {"enabled": True, "runs": 1000},
     "viaIR": True,
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }

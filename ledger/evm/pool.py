@@ -11,6 +11,10 @@ Refusals: every custom error of the contract is named after a shared reason code
 few errors from OpenZeppelin or the token map through `_EXTRA_REASONS`. A refused transaction
 raises `EvmRefused` (a FaultproofError) and leaves the chain unchanged (the EVM reverts).
 
+The economic rules (DESIGN §14) live in the library PoolEcon, deployed before the pool and linked
+into its bytecode by `deploy`; its events are emitted on the pool's address, so `pool_abi` adds them
+to the pool's ABI (`events` and `process_receipt` decode them like the pool's own).
+
 Admin transactions are sent by the admin's account (its chain nonce replaces the ledger's admin
 nonce, and msg.sender replaces the admin signature). What this file must never do: decide a rule
 the contract decides, or log a key.
@@ -23,35 +27,47 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint
+from web3.utils.address import get_create_address
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import (
     Deposit,
+    EconParams,
+    EconPolicy,
     EnrolAgent,
     EnrolDevice,
     IssuePolicy,
     Message,
+    PostBond,
     RevokeAgent,
     RevokeDevice,
+    Unbond,
     Withdraw,
 )
 from faultproof.zk.encoding import proof_words
 from ledger.evm import build
-from ledger.evm.typed import Binding, ChainBody, ChainSignature, verify_binding
+from ledger.evm.typed import (
+    GROUP_QC_ABI,
+    Binding,
+    ChainBody,
+    ChainGroupBody,
+    ChainSignature,
+    DeviceSlashBody,
+    verify_binding,
+)
 
 # Errors not named after a reason: OpenZeppelin's, the token's, and the window-list hint.
 _EXTRA_REASONS: dict[str, Reason] = {
     "BadHint": Reason.INVALID_PARAMETERS,
     "InvalidShortString": Reason.INVALID_PARAMETERS,  # OZ ShortStrings (EIP-712 domain, deploy only)
     "StringTooLong": Reason.INVALID_PARAMETERS,
-    "AccessControlUnauthorizedAccount": Reason.NOT_ADMIN,
-    "AccessControlBadConfirmation": Reason.NOT_ADMIN,
     "ReentrancyGuardReentrantCall": Reason.REENTRANT_CALL,
     "SafeERC20FailedOperation": Reason.TOKEN_TRANSFER_FAILED,
     "ERC20InsufficientBalance": Reason.TOKEN_TRANSFER_FAILED,
@@ -62,6 +78,15 @@ _EXTRA_REASONS: dict[str, Reason] = {
     "ERC20InvalidSpender": Reason.TOKEN_TRANSFER_FAILED,
 }
 PAYOUT_GAS_LIMIT = 1_500_000  # far above a payout's ~300k; a bound on what a bad QC can burn
+ECON_LIBRARY = "PoolEcon"  # the pool's economic rules (DESIGN §14): an external library, linked at deploy
+_ECON_PLACEHOLDER = "__$" + keccak(text=f"src/PoolEcon.sol:{ECON_LIBRARY}").hex()[:34] + "$__"
+
+
+def pool_abi(arts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pool's ABI plus the events its library emits on the pool's address (DELEGATECALL)."""
+    pool = list(arts["InsurancePool"].abi)
+    names = {item.get("name") for item in pool if item.get("type") == "event"}
+    return pool + [item for item in arts[ECON_LIBRARY].abi if item.get("type") == "event" and item["name"] not in names]
 
 
 class EvmRefused(FaultproofError):
@@ -127,7 +152,7 @@ class EvmPool:
         arts = build.contracts()
         self.w3 = w3
         self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address),
-                                                  abi=arts["InsurancePool"].abi)
+                                                  abi=pool_abi(arts))
         self.address = self.contract.address
         self.admin = admin
         self.chain_id = int(w3.eth.chain_id)
@@ -140,12 +165,26 @@ class EvmPool:
     def deploy(cls, w3: Web3, *, admin: str, token: str, ledger_id: bytes, oracles: Sequence[Binding],
                threshold: int, development: bool, max_skew_ms: int, rotation_grace_ms: int) -> EvmPool:
         _check_bindings(oracles)
-        art = build.contracts()["InsurancePool"]
-        factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        arts = build.contracts()
+        # The pool first, at the admin's next nonce (so its address is predictable, as a chain
+        # mirror's genesis needs), linked to the library's address at the nonce after; the
+        # constructor does not call the library, and the library is deployed in the next transaction.
+        who = Web3.to_checksum_address(admin)
+        nonce = w3.eth.get_transaction_count(who, "pending")
+        lib_address = get_create_address(who, nonce + 1)
+        art = arts["InsurancePool"]
+        linked = art.bytecode.replace(_ECON_PLACEHOLDER, lib_address[2:].lower())
+        factory = w3.eth.contract(abi=art.abi, bytecode=linked)
         tx = factory.constructor(Web3.to_checksum_address(token), ledger_id, admin,
                                  [b.address for b in oracles], [b.oracle_id for b in oracles], threshold,
-                                 development, max_skew_ms, rotation_grace_ms).transact({"from": admin})
+                                 development, max_skew_ms, rotation_grace_ms).transact({"from": admin, "nonce": nonce})
         rc = w3.eth.wait_for_transaction_receipt(tx)
+        lib = arts[ECON_LIBRARY]
+        lib_rc = w3.eth.wait_for_transaction_receipt(w3.eth.contract(abi=lib.abi, bytecode=lib.bytecode).constructor()
+                                                     .transact({"from": admin, "nonce": nonce + 1}))
+        if lib_rc["contractAddress"] != lib_address or not w3.eth.get_code(lib_address):
+            raise FaultproofError(Reason.UNAVAILABLE, f"the pool's library landed at {lib_rc['contractAddress']}, not "
+                                  f"{lib_address} (another transaction from {who} went between): deploy again")
         return cls(w3, str(rc["contractAddress"]), admin)
 
     @staticmethod
@@ -227,6 +266,16 @@ class EvmPool:
             return self._send(f.withdraw(args.amount), who)
         if isinstance(args, IssuePolicy):
             return self.issue_policy(args, who)
+        if isinstance(args, EconPolicy):
+            return self.issue_econ_policy(args, who)
+        if isinstance(args, EconParams):
+            return self._send(f.setEconParams((args.min_oracle_bond, args.max_staging_cost, args.reporter_share_bps,
+                                               args.unlock_delay_ms, True)), who)
+        if isinstance(args, PostBond):
+            self._approve(who, args.amount)
+            return self._send(f.postBond(args.holder_kind, args.holder_id, args.amount), who)
+        if isinstance(args, Unbond):
+            return self._send(f.unbond(args.holder_kind, args.holder_id, args.step), who)
         raise FaultproofError(Reason.WRONG_TYPE, f"{args.NAME} has its own call on the chain backend")
 
     def _approve(self, owner: str, amount: int) -> None:
@@ -247,6 +296,39 @@ class EvmPool:
         rc = self._send(self.contract.functions.issuePolicy(terms_tuple(t)), who)
         ev = self.contract.events.PolicyIssued().process_receipt(rc, errors=DISCARD)
         return bytes(ev[0]["args"]["policyId"])
+
+    def issue_econ_policy(self, e: EconPolicy, sender: str | None = None) -> bytes:
+        """issue_econ_policy (DESIGN §14): a policy with its staging cost and, for a corroborated
+        policy, its group, m and overlap tolerance."""
+        who = sender or self.admin
+        self._approve(who, e.terms.premium)
+        rc = self._send(self.contract.functions.issueEconPolicy(terms_tuple(e.terms), e.staging_cost, list(e.group),
+                                                                e.min_proofs, e.overlap_tolerance_ms), who)
+        ev = self.contract.events.PolicyIssued().process_receipt(rc, errors=DISCARD)
+        return bytes(ev[0]["args"]["policyId"])
+
+    def report_votes(self, bodies: Sequence[ChainBody], signatures: Sequence[ChainSignature], reporter: bytes,
+                     sender: str) -> Any:
+        """Oracle slashing evidence (anyone): two signed bodies of one member for one claim and
+        epoch (VoteEquivocation) or one signed body that is not its policy's (ContradictingApprove).
+        Every signature must be by the same signer (the first's)."""
+        rs, vss = compact_signatures(signatures)
+        signer = signatures[0].signer if signatures else "0x" + "00" * 20
+        return self._send(self.contract.functions.reportVotes([b.as_tuple() for b in bodies], signer, rs, vss,
+                                                              reporter), sender)
+
+    def report_frame_equivocation(self, body: DeviceSlashBody, signatures: Sequence[ChainSignature], reporter: bytes,
+                                  sender: str) -> Any:
+        """Device slashing evidence certified by k oracles (signers sorted by address, as the
+        contract requires distinct members in increasing order)."""
+        ordered = sorted(signatures, key=lambda sig: int(sig.signer, 16))
+        rs, vss = compact_signatures(ordered)
+        return self._send(self.contract.functions.reportFrameEquivocation(
+            body.as_tuple(), [sig.signer for sig in ordered], rs, vss, reporter), sender)
+
+    def econ_state(self, kind: int = 1, holder_id: bytes = bytes(32), reporter: bytes = bytes(32)) -> dict[str, Any]:
+        bond, bonds, rewards, reward = self.contract.functions.econState(kind, holder_id, reporter).call()
+        return {"bond": int(bond), "bonds": int(bonds), "rewards": int(rewards), "reward": int(reward)}
 
     def rotate_oracles(self, oracles: Sequence[Binding], threshold: int, sender: str | None = None) -> Any:
         _check_bindings(oracles)
@@ -287,6 +369,26 @@ class EvmPool:
         return PayoutResult(int(prior[1]), True, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
                             int(rc["blockNumber"]))
 
+    def post_group_qc(self, body: ChainGroupBody, signatures: Sequence[ChainSignature], proofs: Sequence[bytes],
+                      sender: str, *, hint: tuple[bytes, bytes] | None = None) -> PayoutResult:
+        """Pay a corroborated policy's claim (DESIGN §14): the group body, k signatures, one proof per
+        window in the body's order. Idempotent by claim_id, like `post_qc`."""
+        b = body.body
+        later, earlier = hint if hint is not None else self.hint_for(
+            b.policy_id, min(w.start_ts for w in b.windows) if b.windows else 0)
+        rs, vss = compact_signatures(signatures)
+        args = abi_encode([GROUP_QC_ABI], [(body.as_tuple(), [sig.signer for sig in signatures], rs, vss,
+                                            [proof_words(p) for p in proofs], later, earlier)])
+        gas = PAYOUT_GAS_LIMIT + 350_000 * len(b.windows)  # a pairing check per window
+        rc = self._send(self.contract.functions.groupPayout(args), sender, gas=gas)
+        ev = self.contract.events.Paid().process_receipt(rc, errors=DISCARD)
+        if ev:
+            return PayoutResult(int(ev[0]["args"]["amount"]), False, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
+                                int(rc["blockNumber"]))
+        prior = self.contract.functions.claims(b.claim_id).call()
+        return PayoutResult(int(prior[1]), True, int(rc["gasUsed"]), bytes(rc["transactionHash"]),
+                            int(rc["blockNumber"]))
+
     # ------------------------------------------------------------------ reading
 
     def hint_for(self, pid: bytes, start_ts: int) -> tuple[bytes, bytes]:
@@ -314,7 +416,9 @@ class EvmPool:
     def balances(self) -> dict[str, int]:
         f = self.contract.functions
         free, premiums, paid, locked = f.books().call()
+        econ = self.econ_state()
         return {"free": free, "premiums": premiums, "paid": paid, "locked": locked, "pool_total": f.poolTotal().call(),
+                "bonds": econ["bonds"], "rewards": econ["rewards"],
                 "token_balance": self.token.functions.balanceOf(self.address).call()}
 
     def paid_claim(self, claim_id: bytes) -> int | None:

@@ -11,6 +11,11 @@ bound both ways (`ChainKey.binding`): the Ed25519 key signs the address and the 
 the Ed25519 id, so neither can be claimed by someone holding only the other. The admin checks the
 binding before putting an oracle into a set (`verify_binding`); the contract records the pair.
 
+A corroborated policy's payout on the chain signs `ChainGroupBody` (the §14 GroupPayoutBody, each
+window with its frames' chain values) under the same domain. Device slashing evidence (DESIGN §14): the EVM cannot check a device's Ed25519 frame
+signature, so k oracles check both frames and sign an EIP-712 `DeviceSlash` (`DeviceSlashBody`,
+`ChainKey.sign_device_slash`) under the same domain as a payout.
+
 No I/O here.
 """
 
@@ -26,7 +31,7 @@ from eth_account.messages import encode_defunct
 
 from faultproof.identity import Identity, domain_tag
 from faultproof.identity import verify as ed25519_verify
-from faultproof.messages import PayoutBody
+from faultproof.messages import GroupPayoutBody, PayoutBody, SignedFrame
 
 DOMAIN_NAME = "faultproof-insurance-pool"
 DOMAIN_VERSION = "1"
@@ -39,6 +44,12 @@ PAYOUT_FIELDS: tuple[tuple[str, str], ...] = (
     ("amount", "uint64"), ("cStart", "uint256"), ("cEnd", "uint256"),
 )
 PAYOUT_TYPES = {"PayoutBody": [{"name": n, "type": t} for n, t in PAYOUT_FIELDS]}
+# Oracle-certified device slashing evidence (DESIGN §14 on the chain; the contract's DEVICE_SLASH_TYPEHASH).
+DEVICE_SLASH_FIELDS: tuple[tuple[str, str], ...] = (
+    ("oracleSetEpoch", "uint32"), ("deviceId", "bytes32"), ("epoch", "uint32"), ("seq", "uint32"),
+    ("firstFrame", "bytes32"), ("secondFrame", "bytes32"), ("maxTs", "uint64"),
+)
+DEVICE_SLASH_TYPES = {"DeviceSlash": [{"name": n, "type": t} for n, t in DEVICE_SLASH_FIELDS]}
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,78 @@ class ChainBody:
         c_start = changes.pop("c_start", self.c_start)
         c_end = changes.pop("c_end", self.c_end)
         return ChainBody(self.body.replace(**changes) if changes else self.body, c_start, c_end)
+
+
+GROUP_WINDOW_FIELDS: tuple[tuple[str, str], ...] = (
+    ("deviceId", "bytes32"), ("agentId", "bytes32"), ("epoch", "uint32"), ("startSeq", "uint32"),
+    ("endSeq", "uint32"), ("startTs", "uint64"), ("endTs", "uint64"), ("cStart", "uint256"), ("cEnd", "uint256"),
+)
+GROUP_PAYOUT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ledgerId", "bytes32"), ("oracleSetEpoch", "uint32"), ("claimId", "bytes32"), ("policyId", "bytes32"),
+    ("windows", "GroupWindow[]"), ("circuitId", "bytes32"), ("beneficiary", "bytes32"), ("amount", "uint64"),
+)
+GROUP_PAYOUT_TYPES = {"GroupPayoutBody": [{"name": n, "type": t} for n, t in GROUP_PAYOUT_FIELDS],
+                      "GroupWindow": [{"name": n, "type": t} for n, t in GROUP_WINDOW_FIELDS]}
+# abi.encode(GroupQc) for the contract's `groupPayout(bytes)` (PoolEcon.sol's GroupQc).
+_WINDOW_ABI = "(bytes32,bytes32,uint32,uint32,uint32,uint64,uint64,uint256,uint256)"
+GROUP_QC_ABI = (f"((bytes32,uint32,bytes32,bytes32,{_WINDOW_ABI}[],bytes32,bytes32,uint64),"
+                "address[],bytes32[],bytes32[],uint256[8][],bytes32,bytes32)")
+
+
+@dataclass(frozen=True)
+class ChainGroupBody:
+    """A GroupPayoutBody as the chain sees it: each window with its frames' chain values
+    (`chains[i]` = (c_start, c_end) of `body.windows[i]`), so the contract can verify every proof."""
+
+    body: GroupPayoutBody
+    chains: tuple[tuple[int, int], ...]
+
+    def message(self) -> dict[str, Any]:
+        b = self.body
+        return {"ledgerId": b.ledger_id, "oracleSetEpoch": b.oracle_set_epoch, "claimId": b.claim_id,
+                "policyId": b.policy_id, "circuitId": b.circuit_id, "beneficiary": b.beneficiary, "amount": b.amount,
+                "windows": [{"deviceId": w.device_id, "agentId": w.agent_id, "epoch": w.epoch, "startSeq": w.start_seq,
+                             "endSeq": w.end_seq, "startTs": w.start_ts, "endTs": w.end_ts, "cStart": c[0],
+                             "cEnd": c[1]} for w, c in zip(b.windows, self.chains, strict=True)]}
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message()
+        m["windows"] = [tuple(w[n] for n, _ in GROUP_WINDOW_FIELDS) for w in m["windows"]]
+        return tuple(m[n] for n, _ in GROUP_PAYOUT_FIELDS)
+
+
+@dataclass(frozen=True)
+class DeviceSlashBody:
+    """What k oracles sign after checking both frames' device signatures themselves (the EVM cannot
+    verify an Ed25519 frame signature): one (device, epoch, seq), two different frames."""
+
+    oracle_set_epoch: int
+    device_id: bytes
+    epoch: int
+    seq: int
+    first_frame: bytes  # frame_hash of each
+    second_frame: bytes
+    max_ts: int
+
+    @classmethod
+    def of(cls, oracle_set_epoch: int, first: SignedFrame, second: SignedFrame) -> DeviceSlashBody:
+        fa = first.frame
+        return cls(oracle_set_epoch, fa.device_id, fa.epoch, fa.seq, frame_hash(first), frame_hash(second),
+                   max(fa.ts_ms, second.frame.ts_ms))
+
+    def message(self) -> dict[str, Any]:
+        return {"oracleSetEpoch": self.oracle_set_epoch, "deviceId": self.device_id, "epoch": self.epoch,
+                "seq": self.seq, "firstFrame": self.first_frame, "secondFrame": self.second_frame,
+                "maxTs": self.max_ts}
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message()
+        return tuple(m[n] for n, _ in DEVICE_SLASH_FIELDS)
+
+
+def frame_hash(signed: SignedFrame) -> bytes:
+    """SHA-256 of a frame's encoding (its signature aside): the frames a DeviceSlash names."""
+    return hashlib.sha256(signed.frame.encode()).digest()
 
 
 def domain(chain_id: int, contract: str) -> dict[str, Any]:
@@ -103,6 +186,16 @@ class ChainKey:
 
     def sign_body(self, body: ChainBody, chain_id: int, contract: str) -> ChainSignature:
         signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), PAYOUT_TYPES, body.message())
+        return ChainSignature(self.address, bytes(signed.signature))
+
+    def sign_group_body(self, body: ChainGroupBody, chain_id: int, contract: str) -> ChainSignature:
+        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), GROUP_PAYOUT_TYPES,
+                                         body.message())
+        return ChainSignature(self.address, bytes(signed.signature))
+
+    def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature:
+        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), DEVICE_SLASH_TYPES,
+                                         body.message())
         return ChainSignature(self.address, bytes(signed.signature))
 
     def binding(self, identity: Identity) -> Binding:

@@ -13,28 +13,40 @@ in a set. What this file must never do: decide a rule itself; it only translates
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultproof.chain import chain_to_bytes
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity
 from faultproof.messages import (
     AdminTx,
+    ContradictingApprove,
+    CorroboratingWindow,
+    EconPolicy,
     ExpirePolicy,
+    FrameEquivocation,
     Genesis,
+    GroupPayoutBody,
+    GroupQuorumCertificate,
     IssuePolicy,
     Message,
     PayoutBody,
     QcSignature,
     QuorumCertificate,
     RegisterCircuit,
+    SignedFrame,
+    VoteEquivocation,
     claim_id,
+    group_claim_id,
 )
+from ledger.economics import REWARDS
 from ledger.evm.pool import ChainQc, EvmPool, EvmRefused
-from ledger.evm.typed import ChainBody
+from ledger.evm.typed import ChainBody, ChainGroupBody, DeviceSlashBody
 from ledger.state import FREE, LOCKED_PREFIX, PAID, PREMIUMS, LedgerState
 from tests.contracts.evmfix import ChainWorld, N, oracle_identity, oracle_key
 from tests.netfix import DeviceSim
@@ -48,8 +60,49 @@ HOUR_MS = 3_600_000
 BACKDATE_MS = 60 * 24 * HOUR_MS
 
 
+REPORTER = b"\x0e" * 32  # who reports slashing evidence (its share goes to its rewards on both)
+
+
 def refused(code: str) -> Outcome:
     return ("refused", code)
+
+
+@dataclass(frozen=True)
+class VoteEvidence:
+    """Oracle `signer`'s signature over the body of `first` and, for equivocation, of `second` (a
+    ContradictingApprove when None). `forged_by`: that oracle made the second (or only) signature
+    while the evidence names `signer`."""
+
+    first: ClaimSpec
+    second: ClaimSpec | None
+    signer: int
+    forged_by: int | None = None
+
+
+@dataclass(frozen=True)
+class FrameEvidence:
+    """Device `dev` signed its frame `seq` and another frame for the same (device, epoch, seq)
+    (with `ts` if given). Forged: the second frame is signed by another key on the ledger; on the
+    chain the oracles (who check frame signatures for the contract) do not certify it, so only
+    k-1 sign. `same`: the same frame twice. The chain's certificate is signed by `certifiers`."""
+
+    dev: DeviceSim
+    seq: int
+    ts: int | None = None
+    same: bool = False
+    forged: bool = False
+    certifiers: Sequence[int] = (0, 1, 2, 3)
+    epoch: int = 0
+
+    def frames(self) -> tuple[SignedFrame, SignedFrame]:
+        a = self.dev.frame(self.seq)
+        f = a.frame if self.ts is None else a.frame.replace(ts_ms=self.ts)
+        a = f.sign(self.dev.identity)
+        if self.same:
+            return a, a
+        other = f.replace(ts_ms=f.ts_ms + 1)  # another reading at the same seq
+        key = Identity.from_seed(hashlib.sha256(b"forger" + f.device_id).digest()) if self.forged else self.dev.identity
+        return a, other.sign(key)
 
 
 @dataclass(frozen=True)
@@ -75,6 +128,30 @@ def _body(ledger_id: bytes, pid: bytes, terms: IssuePolicy, spec: ClaimSpec) -> 
                       start_ts=dev.timestamps[s], end_ts=dev.timestamps[s + N], circuit_id=terms.circuit_id,
                       beneficiary=terms.beneficiary, amount=terms.amount)
     return spec.tamper(body) if spec.tamper else body
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A corroborated claim on policy `handle`: one window [s, s + n] per (device, s, agent id),
+    certified by `signers` for oracle-set `epoch`."""
+
+    handle: str
+    parts: Sequence[tuple[DeviceSim, int, bytes]]
+    signers: Sequence[int] = (0, 1, 2, 3)
+    epoch: int = 0
+
+    def sorted_parts(self) -> list[tuple[DeviceSim, int, bytes]]:
+        return sorted(self.parts, key=lambda p: p[0].device_id)
+
+
+def _group_body(ledger_id: bytes, pid: bytes, terms: IssuePolicy, spec: GroupSpec) -> GroupPayoutBody:
+    windows = tuple(CorroboratingWindow(device_id=d.device_id, agent_id=agent, epoch=d.epoch, start_seq=s,
+                                        end_seq=s + N, start_ts=d.timestamps[s], end_ts=d.timestamps[s + N],
+                                        end_chain=chain_to_bytes(d.chains[s + N]))
+                    for d, s, agent in spec.sorted_parts())
+    return GroupPayoutBody(ledger_id=ledger_id, oracle_set_epoch=spec.epoch, claim_id=group_claim_id(pid, windows),
+                           policy_id=pid, windows=windows, circuit_id=terms.circuit_id,
+                           beneficiary=terms.beneficiary, amount=terms.amount)
 
 
 def _unknown(handle: str) -> bytes:
@@ -144,10 +221,42 @@ class RulesBackend:
             return out
         return ("existing" if effect.existing is not None else "paid", effect.paid)
 
+    def issue_econ(self, handle: str, econ: EconPolicy) -> Outcome:
+        tx = AdminTx.make(self.genesis.ledger_id, self.nonce, econ)
+        out = self.admin_tx(econ)
+        if out == OK:
+            self.pids[handle] = (tx.tx_id, econ.terms)
+        return out
+
+    def report_votes(self, ev: VoteEvidence) -> Outcome:
+        votes = []
+        for pos, spec in enumerate((ev.first, ev.second) if ev.second else (ev.first,)):
+            pid, terms = self.pids[spec.handle]
+            by = ev.forged_by if ev.forged_by is not None and (pos == 1 or ev.second is None) else ev.signer
+            vote = _body(self.genesis.ledger_id, pid, terms, spec).approve(oracle_identity(by))
+            votes.append(dataclasses.replace(vote, oracle_id=oracle_identity(ev.signer).public_key))
+        tx: Message = (VoteEquivocation(reporter=REPORTER, first=votes[0], second=votes[1]) if ev.second
+                       else ContradictingApprove(reporter=REPORTER, approve=votes[0]))
+        return self._apply(tx)[0]
+
+    def report_frames(self, ev: FrameEvidence) -> Outcome:
+        a, b = ev.frames()
+        return self._apply(FrameEquivocation(reporter=REPORTER, first=a, second=b))[0]
+
+    def group_payout(self, spec: GroupSpec) -> Outcome:
+        pid, terms = self.pids[spec.handle]
+        body = _group_body(self.genesis.ledger_id, pid, terms, spec)
+        qc = GroupQuorumCertificate(body=body, signatures=tuple(body.sign(oracle_identity(i)) for i in spec.signers))
+        out, effect = self._apply(qc)
+        if effect is None:
+            return out
+        return ("existing" if effect.existing is not None else "paid", effect.paid)
+
     def books(self) -> dict[str, int]:
         b = self.state.balances
         return {"free": b[FREE], "premiums": b[PREMIUMS], "paid": b[PAID],
-                "locked": sum(v for k, v in b.items() if k.startswith(LOCKED_PREFIX))}
+                "locked": sum(v for k, v in b.items() if k.startswith(LOCKED_PREFIX)),
+                "bonds": self.state.econ.bond_total, "rewards": b.get(REWARDS, 0)}
 
     def locked(self, handle: str) -> int:
         p = self.state.policy(self.pids[handle][0])
@@ -224,10 +333,54 @@ class ChainBackend:
             return out
         return ("existing" if result.existing else "paid", result.paid)
 
+    def issue_econ(self, handle: str, econ: EconPolicy) -> Outcome:
+        out, pid = self._run(lambda: self.pool.issue_econ_policy(econ))
+        if out == OK:
+            self.pids[handle] = (pid, econ.terms)
+        return out
+
+    def report_votes(self, ev: VoteEvidence) -> Outcome:
+        bodies, sigs = [], []
+        for pos, spec in enumerate((ev.first, ev.second) if ev.second else (ev.first,)):
+            pid, terms = self.pids[spec.handle]
+            dev, s = spec.dev, spec.start_seq
+            cbody = ChainBody(_body(self.genesis.ledger_id, pid, terms, spec), dev.chains[s], dev.chains[s + N])
+            by = ev.forged_by if ev.forged_by is not None and (pos == 1 or ev.second is None) else ev.signer
+            sig = oracle_key(by).sign_body(cbody, self.pool.chain_id, self.pool.address)
+            bodies.append(cbody)
+            sigs.append(dataclasses.replace(sig, signer=oracle_key(ev.signer).address))
+        return self._run(lambda: self.pool.report_votes(bodies, sigs, REPORTER, self.world.poster))[0]
+
+    def group_payout(self, spec: GroupSpec) -> Outcome:
+        pid, terms = self.pids[spec.handle]
+        body = _group_body(self.genesis.ledger_id, pid, terms, spec)
+        parts = spec.sorted_parts()
+        cbody = ChainGroupBody(body, tuple((d.chains[s], d.chains[s + N]) for d, s, _ in parts))
+        sigs = [oracle_key(i).sign_group_body(cbody, self.pool.chain_id, self.pool.address) for i in spec.signers]
+        proofs = []
+        for d, s, _ in parts:
+            try:
+                proofs.append(self.world.proof(d, s, terms))
+            except FaultproofError:
+                proofs.append(self.world.last_proof)  # the trigger does not hold here: a refusal comes first
+        out, result = self._run(lambda: self.pool.post_group_qc(cbody, sigs, proofs, self.world.poster))
+        if result is None:
+            return out
+        return ("existing" if result.existing else "paid", result.paid)
+
+    def report_frames(self, ev: FrameEvidence) -> Outcome:
+        a, b = ev.frames()
+        body = DeviceSlashBody.of(ev.epoch, a, b)
+        certifiers = list(ev.certifiers)[:-1] if ev.forged else ev.certifiers
+        sigs = [oracle_key(i).sign_device_slash(body, self.pool.chain_id, self.pool.address) for i in certifiers]
+        return self._run(lambda: self.pool.report_frame_equivocation(body, sigs, REPORTER, self.world.poster))[0]
+
     def books(self) -> dict[str, int]:
         b = self.pool.balances()
-        assert b["token_balance"] == b["free"] + b["premiums"] + b["locked"], b  # the books are the balance
-        return {k: b[k] for k in ("free", "premiums", "paid", "locked")}
+        assert b["token_balance"] == b["free"] + b["premiums"] + b["locked"] + b["bonds"] + b["rewards"], b
+        e = self.pool.econ_state(reporter=REPORTER)
+        assert e["reward"] == e["rewards"], e  # one reporter in the suite
+        return {k: b[k] for k in ("free", "premiums", "paid", "locked", "bonds", "rewards")}
 
     def locked(self, handle: str) -> int:
         p = self.pool.policy(self.pids[handle][0])

@@ -2,7 +2,9 @@
 ledger/state.py (the SQLite backend's rules) and the InsurancePool contract on anvil, and every
 step must give the same outcome and reason on both, and the books must agree after each scenario.
 
-Covered: every payout refusal of DESIGN §6 (Q1-Q4, P1-P8), the admin refusals a chain shares
+Covered: the economic rules of DESIGN §14 (bonds and their unlock delay, membership, the
+soundness table, oracle and device slashing evidence valid/forged/duplicate/stale with the books
+to the unit); every payout refusal of DESIGN §6 (Q1-Q4, P1-P8), the admin refusals a chain shares
 (parameters, capital, existence, lifecycle, oracle sets, development circuits), the junk-first
 claim, overlapping, sliding and out-of-order windows, a period limit, the lock as a cap, rotation
 mid-claim with the grace period, revocation (never retroactive), expiry, and a replayed or
@@ -21,13 +23,19 @@ import pytest
 
 from faultproof.chain import chain_anchor, chain_to_bytes
 from faultproof.messages import (
+    BondHolder,
     Deposit,
+    EconParams,
+    EconPolicy,
     EnrolAgent,
     EnrolDevice,
     IssuePolicy,
+    PostBond,
     RegisterCircuit,
     RevokeAgent,
     RevokeDevice,
+    Unbond,
+    UnbondStep,
     Withdraw,
 )
 from faultproof.zk import TriggerParams
@@ -35,12 +43,15 @@ from tests.conformance.backends import (
     OK,
     ChainBackend,
     ClaimSpec,
+    FrameEvidence,
+    GroupSpec,
     Outcome,
     RulesBackend,
+    VoteEvidence,
     genesis_for,
     refused,
 )
-from tests.contracts.evmfix import ChainWorld, N
+from tests.contracts.evmfix import ChainWorld, N, oracle_identity
 from tests.netfix import DAY, HOUR, MINUTE, SECOND, DeviceSim
 
 pytestmark = pytest.mark.slow
@@ -363,3 +374,223 @@ def test_random_windows_in_random_order_read_the_same(run: Runner, seed: int, pe
     if period_s == 6:  # long periods: some windows that do not overlap still share a period
         assert refused("period_limit") in outcomes, outcomes
     run.books_agree("p")
+
+
+# ============================================================================== economic security (§14)
+
+DELAY = 14 * DAY  # bond unlock delay: longer than the 7-day claim window of `Runner.terms`
+PARAMS = EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500, unlock_delay_ms=DELAY)
+
+
+def bond(who: int | DeviceSim, amount: int) -> PostBond:
+    if isinstance(who, DeviceSim):
+        return PostBond(holder_kind=BondHolder.DEVICE, holder_id=who.device_id, amount=amount)
+    return PostBond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(who).public_key, amount=amount)
+
+
+def unbond(who: int | DeviceSim, step: UnbondStep) -> Unbond:
+    if isinstance(who, DeviceSim):
+        return Unbond(holder_kind=BondHolder.DEVICE, holder_id=who.device_id, step=step)
+    return Unbond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(who).public_key, step=step)
+
+
+def econ_on(r: Runner, oracles: range = range(5)) -> None:
+    for i in oracles:
+        r.both(f"bond oracle {i}", lambda b, i=i: b.admin_tx(bond(i, 1_000)), OK)
+    r.both("EC1 set_econ_params", lambda b: b.admin_tx(PARAMS), OK)
+
+
+def test_bonds_membership_and_the_unlock_delay_read_the_same(run: Runner) -> None:
+    r = run
+    dev = r.device()
+    r.both("EC3 unbond before the rules are on", lambda b: b.admin_tx(unbond(0, UnbondStep.REQUEST)),
+           refused("invalid_state_transition"))
+    r.both("EC1 members not bonded", lambda b: b.admin_tx(PARAMS), refused("insufficient_bond"))
+    r.both("EC1 reporter share > 100 %", lambda b: b.admin_tx(PARAMS.replace(reporter_share_bps=10_001)),
+           refused("invalid_parameters"))
+    r.both("EC2 bond of 0", lambda b: b.admin_tx(bond(0, 0)), refused("invalid_parameters"))
+    r.both("EC2 bond of a device never enrolled", lambda b: b.admin_tx(bond(DeviceSim.create(anchor_ts=r.now), 5)),
+           refused("not_found"))
+    r.both("EC2 device bond", lambda b: b.admin_tx(bond(dev, 300)), OK)
+    econ_on(r)
+    r.both("bond oracle 5 (below the minimum)", lambda b: b.admin_tx(bond(5, 400)), OK)
+    r.both("EC3 a member's bond is in use", lambda b: b.admin_tx(unbond(0, UnbondStep.REQUEST)), refused("bond_in_use"))
+    r.both("EC2 rotate to an under-bonded member", lambda b: b.rotate([1, 2, 3, 4, 5], 4), refused("insufficient_bond"))
+    r.both("top up oracle 5", lambda b: b.admin_tx(bond(5, 600)), OK)
+    r.both("rotate to oracles 1..5", lambda b: b.rotate([1, 2, 3, 4, 5], 4), OK)
+    r.both("EC3 release before a request", lambda b: b.admin_tx(unbond(0, UnbondStep.RELEASE)), refused("bond_locked"))
+    r.both("EC3 request (no longer a member)", lambda b: b.admin_tx(unbond(0, UnbondStep.REQUEST)), OK)
+    r.both("EC3 request twice", lambda b: b.admin_tx(unbond(0, UnbondStep.REQUEST)),
+           refused("invalid_state_transition"))
+    r.both("EC2 bond while unlocking", lambda b: b.admin_tx(bond(0, 5)), refused("invalid_state_transition"))
+    r.both("EC2 an unlocking bond counts 0", lambda b: b.rotate([0, 1, 2, 3, 4], 4), refused("insufficient_bond"))
+    r.at(r.now + DELAY - MINUTE)
+    r.both("EC3 release before the delay", lambda b: b.admin_tx(unbond(0, UnbondStep.RELEASE)), refused("bond_locked"))
+    before = r.books_agree()
+    r.at(r.now + MINUTE)
+    r.both("EC3 release at the delay", lambda b: b.admin_tx(unbond(0, UnbondStep.RELEASE)), OK)
+    r.both("EC3 release twice", lambda b: b.admin_tx(unbond(0, UnbondStep.RELEASE)), refused("not_found"))
+    after = r.books_agree()
+    assert after["bonds"] == before["bonds"] - 1_000 and after["free"] == before["free"], (before, after)
+    assert after["bonds"] == 4 * 1_000 + 1_000 + 300  # oracles 1..4, 5 (400 + 600), the device
+
+
+def test_the_soundness_table_reads_the_same(run: Runner) -> None:
+    """EC4/EC5: oracle path = 4 x 1000 (k = 4); a device path of m device bonds + m x min(staging, 500)."""
+    r = run
+    devs = [r.device() for _ in range(4)]
+    t0 = r.terms(devs[0], amount=300)
+    r.both("EC5 before the rules are on", lambda b: b.issue_econ("x", EconPolicy(terms=t0, staging_cost=0, group=(), min_proofs=1,
+                                                                          overlap_tolerance_ms=0)),
+           refused("invalid_state_transition"))
+    econ_on(r)
+    r.issue("unbonded", devs[0], expect=refused("insufficient_bond"))
+    for d in devs:
+        r.both("bond device", lambda b, d=d: b.admin_tx(bond(d, 200)), OK)
+
+    def econ(handle: str, dev: DeviceSim, expect: Outcome, *, amount: int, staging: int = 0, group: tuple[DeviceSim, ...] = (),
+             m: int = 1, tol: int = 0, **o: int) -> None:
+        terms = r.terms(dev, amount=amount, **o)
+        e = EconPolicy(terms=terms, staging_cost=staging, group=tuple(sorted(d.device_id for d in group)),
+                       min_proofs=m, overlap_tolerance_ms=tol)
+        r.both(f"issue {handle}", lambda b: b.issue_econ(handle, e), expect)
+
+    unsound = refused("economically_unsound")
+    econ("bond only, 300 >= 200", devs[0], unsound, amount=300)
+    econ("break-even 200 = 200", devs[0], unsound, amount=200)
+    econ("staging capped: 800 >= 200 + 500", devs[0], unsound, amount=800, staging=5_000)
+    econ("claim window = unlock delay", devs[0], unsound, amount=10, claim_window_ms=DELAY)
+    econ("a group of one", devs[0], refused("invalid_parameters"), amount=10, group=(devs[0],), m=1)
+    econ("m = 1 in a group", devs[0], refused("invalid_parameters"), amount=10, group=tuple(devs[:3]), m=1)
+    econ("m > group", devs[0], refused("invalid_parameters"), amount=10, group=tuple(devs[:3]), m=4)
+    econ("device outside its group", devs[3], refused("invalid_parameters"), amount=10, group=tuple(devs[:3]), m=2)
+    econ("tolerance without a group", devs[0], refused("invalid_parameters"), amount=10, tol=5)
+    econ("m = 0 (issuePolicy's own path stays its own)", devs[0], refused("invalid_parameters"), amount=10, m=0)
+    econ("m = 0 with a group", devs[0], refused("invalid_parameters"), amount=10, group=tuple(devs[:3]), m=0)
+    econ("m = 2: 650 >= 2 x 200 + 2 x 100", devs[0], unsound, amount=650, staging=100, group=tuple(devs[:3]), m=2)
+    econ("m = 3: 650 < 3 x 200 + 3 x 100", devs[0], OK, amount=650, staging=100, group=tuple(devs[:3]), m=3)
+    econ("a group device has an open policy", devs[1], refused("active_policy_exists"), amount=10)
+    econ("staging raised: 300 < 200 + 150", devs[3], OK, amount=300, staging=150)
+    r.both("EC3 a bond under an open policy is in use", lambda b: b.admin_tx(unbond(devs[3], UnbondStep.REQUEST)),
+           refused("bond_in_use"))
+    rich = r.device()
+    r.both("a large device bond", lambda b: b.admin_tx(bond(rich, 50_000)), OK)
+    econ("oracle path binds: 4000 >= 4 x 1000", rich, unsound, amount=4_000, coverage=5_000)
+    econ("oracle path: 3999 < 4 x 1000", rich, OK, amount=3_999, coverage=5_000)
+    r.books_agree("m = 3: 650 < 3 x 200 + 3 x 100", "staging raised: 300 < 200 + 150", "oracle path: 3999 < 4 x 1000")
+
+
+def _slash_setup(r: Runner) -> tuple[DeviceSim, int, int]:
+    econ_on(r)
+    dev = r.device()
+    r.both("device bond", lambda b: b.admin_tx(bond(dev, 5_000)), OK)
+    r.issue("p", dev, period_ms=SECOND)
+    s = window(dev, r.now - MINUTE, HIGH * 3)
+    return dev, s, s + N
+
+
+def test_oracle_slashing_evidence_reads_the_same(run: Runner) -> None:
+    r = run
+    dev, s, s2 = _slash_setup(r)
+    good, other = ClaimSpec("p", dev, s), ClaimSpec("p", dev, s2)
+    conflicting = ClaimSpec("p", dev, s, tamper=lambda b: b.replace(amount=101))
+    votes = lambda ev: lambda b: b.report_votes(ev)  # noqa: E731
+    r.both("S1 the same approval twice", votes(VoteEvidence(good, good, 2)), refused("evidence_invalid"))
+    r.both("S1 two claims", votes(VoteEvidence(good, other, 2)), refused("evidence_invalid"))
+    r.both("S1 forged (oracle 3 signed for 2)", votes(VoteEvidence(good, conflicting, 2, forged_by=3)),
+           refused("evidence_invalid"))
+    r.both("S1 not a member", votes(VoteEvidence(good, conflicting, 7)), refused("evidence_invalid"))
+    wrong = ClaimSpec("p", dev, s, tamper=lambda b: b.replace(ledger_id=b"\x07" * 32))
+    wrong2 = ClaimSpec("p", dev, s, tamper=lambda b: b.replace(ledger_id=b"\x07" * 32, amount=7))
+    r.both("another ledger", votes(VoteEvidence(wrong, wrong2, 2)), refused("wrong_ledger"))
+    before = r.books_agree("p")
+    r.both("S3 equivocation slashes oracle 2", votes(VoteEvidence(good, conflicting, 2)), OK)
+    after = r.books_agree("p")
+    assert (after["bonds"], after["rewards"], after["free"]) == \
+        (before["bonds"] - 1_000, before["rewards"] + 250, before["free"] + 750), (before, after)
+    r.both("S2 duplicate", votes(VoteEvidence(good, conflicting, 2)), refused("evidence_duplicate"))
+    r.both("S1 an approval that agrees with its policy", votes(VoteEvidence(good, None, 1)),
+           refused("evidence_invalid"))
+    r.both("S1 a forged contradicting approval", votes(VoteEvidence(conflicting, None, 1, forged_by=0)),
+           refused("evidence_invalid"))
+    r.both("S3 a contradicting approval slashes oracle 1", votes(VoteEvidence(conflicting, None, 1)), OK)
+    r.both("a slashed oracle never bonds again", lambda b: b.admin_tx(bond(1, 1_000)), refused("slashed_member"))
+    r.both("bond oracle 5", lambda b: b.admin_tx(bond(5, 1_000)), OK)
+    r.both("bond oracle 6", lambda b: b.admin_tx(bond(6, 1_000)), OK)
+    r.both("EC2 a slashed member at rotation", lambda b: b.rotate([0, 2, 3, 4, 5], 4), refused("slashed_member"))
+    r.both("rotate the slashed out", lambda b: b.rotate([0, 3, 4, 5, 6], 4), OK)
+    r.both("S2 evidence of the previous set, inside the delay", votes(VoteEvidence(good, conflicting, 3)), OK)
+    r.at(r.now + DELAY + MINUTE)
+    r.both("S2 evidence of the previous set, after the delay", votes(VoteEvidence(good, conflicting, 4)),
+           refused("evidence_stale"))
+    r.pay("the new set certifies, but the claim window has closed",
+          ClaimSpec("p", dev, s, epoch=1, signers=(0, 4, 5, 6)), refused("claim_window_closed"))
+    end = r.books_agree("p")
+    assert (end["bonds"], end["rewards"]) == (before["bonds"] - 3_000 + 2_000, before["rewards"] + 750), end
+
+
+def test_device_slashing_evidence_reads_the_same(run: Runner) -> None:
+    r = run
+    dev, s, s2 = _slash_setup(r)
+    r.pay("a window paid before", ClaimSpec("p", dev, s), ("paid", 100))
+    frames = lambda ev: lambda b: b.report_frames(ev)  # noqa: E731
+    seq = s2 + 1
+    r.both("S1 the same frame twice", frames(FrameEvidence(dev, seq, same=True)), refused("evidence_invalid"))
+    r.both("S1 a forged second frame", frames(FrameEvidence(dev, seq, forged=True)), refused("evidence_invalid"))
+    r.both("S1 a device never enrolled", frames(FrameEvidence(DeviceSim.create(anchor_ts=r.now - DAY), 0)),
+           refused("not_found"))
+    before = r.books_agree("p")
+    r.both("S3 double-signed frames slash the device", frames(FrameEvidence(dev, seq)), OK)
+    after = r.books_agree("p")
+    assert (after["bonds"], after["rewards"], after["free"]) == \
+        (before["bonds"] - 5_000, before["rewards"] + 1_250, before["free"] + 3_750), (before, after)
+    r.both("S2 duplicate", frames(FrameEvidence(dev, seq - 1)), refused("evidence_duplicate"))
+    r.pay("S3 an unpaid window that ended before the slash", ClaimSpec("p", dev, s2), refused("device_revoked"))
+    r.both("the slash revoked it", lambda b: b.admin_tx(RevokeDevice(device_id=dev.device_id)),
+           refused("invalid_state_transition"))
+    old = r.device()
+    r.both("S2 frames older than the unlock delay", frames(FrameEvidence(old, 0, ts=r.now - DELAY - MINUTE)),
+           refused("evidence_stale"))
+    r.books_agree("p")
+
+
+def test_corroborated_group_payouts_read_the_same(run: Runner) -> None:
+    """C1..C3 on both: m - 1 proofs, two proofs from one agent, windows that do not overlap, a device
+    outside the group, then one payout for the group (every window's proof verified on chain),
+    replayed, re-certified with other agents, and the period limit on the group's span."""
+    r = run
+    econ_on(r)
+    a, b, c, d = (r.device() for _ in range(4))
+    for dev in (a, b, c, d):
+        r.both("bond device", lambda be, dev=dev: be.admin_tx(bond(dev, 1_000)), OK)
+    agents = [bytes([0x20 + i]) * 32 for i in range(3)]
+    for ag in agents:
+        r.both("enrol agent", lambda be, ag=ag: be.admin_tx(EnrolAgent(agent_id=ag)), OK)
+    terms = r.terms(a, amount=100)
+    group = tuple(sorted(x.device_id for x in (a, b, c)))
+    e = EconPolicy(terms=terms, staging_cost=100, group=group, min_proofs=2, overlap_tolerance_ms=2 * SECOND)
+    r.both("issue the group policy", lambda be: be.issue_econ("g", e), OK)
+    t = r.now - MINUTE
+    wa, wb = window(a, t), window(b, t + 1_500)
+    wc = window(c, t - 30 * SECOND)  # far from the others
+    wd = window(d, t)
+    A1, A2, A3 = agents
+    g = lambda *parts, **o: (lambda be: be.group_payout(GroupSpec("g", parts, **o)))  # noqa: E731
+    r.both("C1 m - 1 proofs", g((a, wa, A1)), refused("corroboration_too_few"))
+    r.both("C2 two proofs from one agent", g((a, wa, A1), (b, wb, A1)), refused("corroboration_same_agent"))
+    r.both("C3 windows that do not overlap", g((a, wa, A1), (c, wc, A2)), refused("corroboration_no_overlap"))
+    r.both("Q4 a device outside the group", g((a, wa, A1), (d, wd, A2)), refused("payout_mismatch"))
+    r.both("Q3 k - 1 signers", g((a, wa, A1), (b, wb, A2), signers=(0, 1, 2)), refused("qc_insufficient_signatures"))
+    r.pay("a plain QC for a group device", ClaimSpec("g", a, wa), refused("payout_mismatch"))
+    r.both("pays once for the group", g((a, wa, A1), (b, wb, A2)), ("paid", 100))
+    r.both("replayed", g((a, wa, A1), (b, wb, A2), signers=(1, 2, 3, 4)), ("existing", 100))
+    r.both("Q2 the same windows filed by other agents", g((a, wa, A2), (b, wb, A3)), refused("claim_conflict"))
+    wa2, wb2 = window(a, r.now - 20 * SECOND), window(b, r.now - 20 * SECOND)
+    r.both("P5 another incident the same day", g((a, wa2, A1), (b, wb2, A2)), refused("period_limit"))
+    books = r.books_agree("g")
+    assert books["paid"] == 100 and r.rules.locked("g") == 900
+    r.issue("b while the group's policy is open", b, expect=refused("active_policy_exists"))
+    r.at(terms.end_ms + terms.claim_window_ms + SECOND)
+    r.both("expire the group's policy", lambda be: be.expire("g"), OK)
+    r.issue("b after", b, start_ms=r.now - DAY, end_ms=r.now + DAY)  # every group device is free again
+    r.books_agree("g", "b after")

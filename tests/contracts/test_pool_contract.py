@@ -249,12 +249,15 @@ def test_every_custom_error_of_the_contract_maps_to_a_reason() -> None:
     from ledger.evm.pool import error_reasons
     arts = build.contracts()
     table = error_reasons([a.abi for a in arts.values()])
-    pool_errors = {item["name"] for item in arts["InsurancePool"].abi if item.get("type") == "error"}
+    pool_errors = {item["name"] for name in ("InsurancePool", "PoolEcon") for item in arts[name].abi
+                   if item.get("type") == "error"}
     by_name = {name: reason for name, reason in table.values()}
     unmapped = sorted(n for n in pool_errors if by_name.get(n) is None)
     assert not unmapped, f"custom errors without a reason code: {unmapped}"
     assert by_name["QcStaleEpoch"] is Reason.QC_STALE_EPOCH and by_name["BadProof"] is Reason.BAD_PROOF
     assert by_name["ReentrancyGuardReentrantCall"] is Reason.REENTRANT_CALL
+    assert by_name["EvidenceStale"] is Reason.EVIDENCE_STALE
+    assert by_name["CorroborationNoOverlap"] is Reason.CORROBORATION_NO_OVERLAP
 
 
 def test_an_oracle_key_binding_must_hold_both_ways() -> None:
@@ -284,3 +287,82 @@ def test_a_chain_key_lives_in_its_own_0600_key_file(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     with pytest.raises(KeyFileError):
         ChainKey.load(path)
+
+
+def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
+    """DESIGN §14 on the chain: the pool fits the 24 KB code limit with its PoolEcon library and is
+    deployed at the admin's next nonce (the library after it); a
+    device-slash certificate is refused (EvidenceInvalid, nothing changes) when signed for another
+    contract, with a duplicated signer or by k-1 members; a corroborated policy refuses a single
+    device's payout (PayoutMismatch) and its group payout verifies every window's proof on chain
+    (a swapped proof is BadProof); every economic state change is an event on the pool."""
+    from web3.utils.address import get_create_address
+
+    from faultproof.messages import BondHolder, EconParams, EconPolicy, PostBond
+    from ledger.evm.typed import DeviceSlashBody
+    nonce = world.w3.eth.get_transaction_count(world.admin, "pending")
+    pool = world.new_pool()
+    # the pool is the admin's next transaction (a mirror's genesis predicts its address), then the library
+    assert pool.address == get_create_address(world.admin, nonce)
+    assert len(world.w3.eth.get_code(pool.address)) <= 24_576  # EIP-170
+    world.mint(pool.token, world.admin, 10**9)
+    for i in range(5):
+        pool.submit_admin(PostBond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(i).public_key,
+                                   amount=1_000))
+    pool.submit_admin(EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500,
+                                 unlock_delay_ms=14 * 86_400_000))
+    a, b = world.new_device(pool), world.new_device(pool)
+    for d in (a, b):
+        pool.submit_admin(PostBond(holder_kind=BondHolder.DEVICE, holder_id=d.device_id, amount=5_000))
+    start = a.record([90, 95, 10, 12], start_ts=world.now_ms() - 60 * SECOND)
+    terms = world.terms(a, COUNT)
+    pid = pool.issue_econ_policy(EconPolicy(terms=terms, staging_cost=0, group=tuple(sorted((a.device_id, b.device_id))),
+                                            min_proofs=2, overlap_tolerance_ms=1_000))
+    body, proof = world.window(pool, a, pid, terms, start)
+    refused(Reason.PAYOUT_MISMATCH, pool.post_qc, world.qc(pool, body), proof, world.poster)
+
+    # the group's payout verifies every window's proof: a swapped proof is bad_proof, nothing moves
+    from faultproof.chain import chain_to_bytes
+    from faultproof.messages import CorroboratingWindow, EnrolAgent, GroupPayoutBody, group_claim_id
+    from ledger.evm.typed import ChainGroupBody
+    start_b = b.record([95, 90, 10, 12], start_ts=world.now_ms() - 59 * SECOND)
+    parts = sorted([(a, start, b"\x21" * 32), (b, start_b, b"\x22" * 32)], key=lambda p: p[0].device_id)
+    for _d, _s, agent in parts:
+        pool.submit_admin(EnrolAgent(agent_id=agent))
+    windows = tuple(CorroboratingWindow(device_id=d.device_id, agent_id=ag, epoch=0, start_seq=st, end_seq=st + 4,
+                                        start_ts=d.timestamps[st], end_ts=d.timestamps[st + 4],
+                                        end_chain=chain_to_bytes(d.chains[st + 4])) for d, st, ag in parts)
+    gbody = ChainGroupBody(GroupPayoutBody(ledger_id=bytes(pool.contract.functions.ledgerId().call()),
+                                           oracle_set_epoch=0, claim_id=group_claim_id(pid, windows), policy_id=pid,
+                                           windows=windows, circuit_id=terms.circuit_id,
+                                           beneficiary=terms.beneficiary, amount=terms.amount),
+                           tuple((d.chains[st], d.chains[st + 4]) for d, st, _ in parts))
+    gsigs = [oracle_key(i).sign_group_body(gbody, pool.chain_id, pool.address) for i in range(4)]
+    proofs = [world.proof(d, st, terms) for d, st, _ in parts]
+    books = pool.balances()
+    refused(Reason.BAD_PROOF, pool.post_group_qc, gbody, gsigs, proofs[::-1], world.poster)
+    assert pool.balances() == books
+    paid = pool.post_group_qc(gbody, gsigs, proofs, world.poster)
+    assert (paid.paid, paid.existing) == (terms.amount, False)
+    assert pool.balances()["paid"] == books["paid"] + terms.amount
+    print(f"\nevm group payout gas (m=2 windows, 2 proofs verified, k=4 of 5): {paid.gas_used}")
+
+    first = a.frame(start)
+    second = first.frame.replace(ts_ms=first.frame.ts_ms + 1).sign(a.identity)
+    ev = DeviceSlashBody.of(0, first, second)
+    before = (pool.balances(), pool.econ_state(2, a.device_id, b"\x0e" * 32))
+    elsewhere = [oracle_key(i).sign_device_slash(ev, pool.chain_id, world.poster) for i in range(4)]
+    twice = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (0, 0, 1, 2)]
+    short = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (0, 1, 2)]
+    for sigs in (elsewhere, twice, short):
+        refused(Reason.EVIDENCE_INVALID, pool.report_frame_equivocation, ev, sigs, b"\x0e" * 32, world.poster)
+    assert (pool.balances(), pool.econ_state(2, a.device_id, b"\x0e" * 32)) == before
+    good = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (3, 1, 0, 2)]
+    pool.report_frame_equivocation(ev, good, b"\x0e" * 32, world.poster)
+    after = pool.econ_state(2, a.device_id, b"\x0e" * 32)
+    assert (after["bond"], after["reward"], after["bonds"]) == (0, 1_250, before[1]["bonds"] - 5_000)
+    assert pool.balances()["free"] == before[0]["free"] + 3_750
+    names = [name for name, _args, _block in pool.events(0)]
+    for name in ("BondPosted", "EconParamsSet", "EconPolicyTerms", "Slashed", "DeviceRevocation", "PolicyIssued",
+                 "GroupPaid", "Paid"):
+        assert name in names, name
