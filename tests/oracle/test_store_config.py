@@ -55,6 +55,15 @@ def test_example_config_loads_with_documented_defaults() -> None:
         ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "http://x"}, "http": {"prot": 1}}, "unknown key"),
         ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "http://x"}, "tuning": {"verify_workers": 0}},
          "verify_workers"),
+        # DESIGN §13: an oracle on the pool contract sends from an account and signs with a bound chain key
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": f"evm+http://x:1?contract=0x{'ab' * 20}",
+                     "chain_key_file": "c"}}, "from=0x"),
+        ({"oracle": {"key_file": "k", "data_dir": "d",
+                     "ledger_url": f"evm+http://x:1?contract=0x{'ab' * 20}&from=0x{'cd' * 20}"}}, "chain_key_file"),
+        ({"oracle": {"key_file": "k", "data_dir": "d", "chain_key_file": "pkcs11:t/chain",
+                     "ledger_url": f"evm+http://x:1?contract=0x{'ab' * 20}&from=0x{'cd' * 20}"}}, "0600 key file"),
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "evm+http://x:1?contract=0x12",
+                     "chain_key_file": "c"}}, "contract="),
     ],
 )
 def test_bad_configs_say_what_to_fix(raw: dict, fragment: str) -> None:  # type: ignore[type-arg]
