@@ -5,7 +5,9 @@ machine for both backends). The pool contract, though, checks ECDSA signatures o
 PayoutBody by the chain keys it bound to the members' Ed25519 ids. So every Approve an oracle signs
 gets a companion `ChainApprove` (its chain key's signature over the same body), gossiped beside
 it; every oracle keeps the ones it receives (`ChainVotes`, bounded), and the oracle that completes
-the quorum assembles a `ChainQc` from k of them that verify and sends it with the proof.
+the quorum assembles a `ChainQc` from k of them that verify and sends it with the proof. Which
+member sends is `posting_turn`: over gossip all members complete their QCs at about the same
+moment, so they take turns in an order drawn from the claim id, and stop on the Paid event.
 
 Checks (`check_chain_approve`, pure): the vote is for this claim and this body's epoch
 (QC_STALE_EPOCH otherwise: a signature over another epoch's body never counts), its oracle has an
@@ -18,8 +20,9 @@ No I/O and no clock here.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -66,6 +69,14 @@ def check_chain_approve(ca: ChainApprove, body: ChainBody, bound: str | None, ch
     if recover_signer(body, chain_id, contract, ca.signature) != bound:
         return Reason.QC_BAD_SIGNATURE
     return None
+
+
+def posting_turn(claim_id: bytes, members: Sequence[bytes], oracle_id: bytes) -> int:
+    """Our turn (0 = first) to send this claim's payout: members ordered by H(claim_id ‖ member),
+    so the first sender differs per claim and every member computes the same order. A
+    non-member's turn is after every member's."""
+    order = sorted(members, key=lambda m: hashlib.sha256(claim_id + m).digest())
+    return order.index(oracle_id) if oracle_id in order else len(order)
 
 
 class ChainVotes:

@@ -57,10 +57,10 @@ class Tuning:
     # Per-agent claims per second accepted over HTTP and gossip (DESIGN §4: rate-limited sources).
     agent_rate_per_s: float = 20.0
     agent_burst: int = 200
-    # EVM backend (DESIGN §13): the oracle whose own vote completes a QC sends the payout at once;
-    # the others wait this long for its Paid event before sending it themselves (so a crashed
-    # completer costs one delay, not the payout, and n oracles do not all pay gas for one claim).
-    chain_post_delay_s: float = 3.0
+    # EVM backend (DESIGN §13): members take turns sending a payout (oracle/chain_votes.py
+    # posting_turn); the first sends as soon as it holds the QC, each next one this much later if
+    # no Paid event came (a crashed sender costs one delay, and n oracles do not all pay gas).
+    chain_post_delay_s: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,6 @@ class OracleNode:
         self.chain_key: Any = None  # ledger.evm.typed.ChainKey (config.chain_key_file)
         self.chain_votes: Any = None  # oracle.chain_votes.ChainVotes
         self._chain_queue: asyncio.Queue[ChainApprove] = asyncio.Queue()
-        self._completed_here: set[bytes] = set()  # QCs our own vote completed: we post them at once
         self._qc_formed: dict[bytes, float] = {}  # claim_id -> monotonic time our QC formed
 
     # ================================================================== lifecycle
@@ -373,8 +372,6 @@ class OracleNode:
                           else a.body.sign(self.identity))
             self.metrics.votes_signed.labels(_vote_kind(vote)).inc()
             for b in self.machine.handle(cm.VotesArrived((vote,), "own")):
-                if isinstance(b, cm.PostQC):
-                    self._completed_here.add(b.claim_id)  # our vote completed it: we post it (§13)
                 self._do(b)
         elif isinstance(a, cm.SaveVotes):
             self.store.add_votes([(v, a.own) for v in a.votes])
@@ -686,16 +683,23 @@ class OracleNode:
             await self._publish(VOTES_TOPIC, ca.encode())
 
     async def _chain_ready_to_post(self, qc: QuorumCertificate) -> bool:
-        """The oracle whose own vote completed the QC posts at once; the others give it
-        `chain_post_delay_s` to do so (they see its Paid event and stop)."""
+        """Whose turn it is to send a payout (DESIGN §13). Over gossip every member completes its
+        own QC at about the same moment, so the completer is picked from the claim: members take
+        turns in the order of H(claim_id ‖ oracle_id); the first sends as soon as its QC (and k
+        chain votes) are complete, each next one `chain_post_delay_s` later, and each stops when
+        it sees the Paid event (the poster skips a paid claim). One transaction per claim while
+        the first is up; a crashed one costs one delay."""
+        from oracle.chain_votes import posting_turn
+
         cid = qc.body.claim_id
-        if cid in self._completed_here:
+        state = self.view.state
+        os_ = state.oracle_set_for(qc.body.oracle_set_epoch, max(state.time_ms, self.clock())) or state.oracle_set
+        turn = posting_turn(cid, os_.members, self.oracle_id)
+        due = self._qc_formed.get(cid, time.monotonic()) + turn * self.config.tuning.chain_post_delay_s
+        wait = due - time.monotonic()
+        if wait <= 0:
             return True
-        waited = time.monotonic() - self._qc_formed.get(cid, time.monotonic())
-        delay = self.config.tuning.chain_post_delay_s
-        if waited >= delay:
-            return True
-        asyncio.get_running_loop().call_later(delay - waited, self._qc_queue.put_nowait, cid)
+        asyncio.get_running_loop().call_later(wait, self._qc_queue.put_nowait, cid)
         return False
 
     async def _post_chain_qc(self, qc: QuorumCertificate) -> None:
@@ -717,7 +721,6 @@ class OracleNode:
                       self.chain_votes.count(cid), os_.threshold)
             return
         result = await self.chain.post_chain_qc(chain_qc, rec.signed_claim.claim.proof, qc)
-        self._completed_here.discard(cid)
         self.chain_votes.forget(cid)
         log.info("claim %s paid on chain: %d (%s, gas %d)", cid.hex()[:16], result.paid,
                  "already paid" if result.existing else "our transaction", result.gas_used)
