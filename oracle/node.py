@@ -173,6 +173,7 @@ class OracleNode:
         self.chain_votes: Any = None  # oracle.chain_votes.ChainVotes
         self._chain_queue: asyncio.Queue[ChainApprove] = asyncio.Queue()
         self._qc_formed: dict[bytes, float] = {}  # claim_id -> monotonic time our QC formed
+        self._post_later: set[bytes] = set()  # claims whose posting turn is scheduled
 
     # ================================================================== lifecycle
 
@@ -340,6 +341,9 @@ class OracleNode:
 
     def _payout_seen(self, claim_id: bytes) -> None:
         assert self.machine is not None
+        self._qc_formed.pop(claim_id, None)  # DESIGN §13: nothing left to send for it
+        if self.chain_votes is not None:
+            self.chain_votes.forget(claim_id)
         entry = self.view.payout_entries.get(claim_id)
         # The QC the ledger paid is the one to show, whether or not our own tally got there first.
         qc = entry.entry.tx if entry is not None and isinstance(entry.entry.tx, QuorumCertificate) else None
@@ -695,12 +699,19 @@ class OracleNode:
         state = self.view.state
         os_ = state.oracle_set_for(qc.body.oracle_set_epoch, max(state.time_ms, self.clock())) or state.oracle_set
         turn = posting_turn(cid, os_.members, self.oracle_id)
-        due = self._qc_formed.get(cid, time.monotonic()) + turn * self.config.tuning.chain_post_delay_s
+        # a QC restored after a restart counts from when we first wanted to post it
+        due = self._qc_formed.setdefault(cid, time.monotonic()) + turn * self.config.tuning.chain_post_delay_s
         wait = due - time.monotonic()
         if wait <= 0:
             return True
-        asyncio.get_running_loop().call_later(wait, self._qc_queue.put_nowait, cid)
+        if cid not in self._post_later:
+            self._post_later.add(cid)
+            asyncio.get_running_loop().call_later(wait, self._post_when_due, cid)
         return False
+
+    def _post_when_due(self, cid: bytes) -> None:
+        self._post_later.discard(cid)
+        self._qc_queue.put_nowait(cid)
 
     async def _post_chain_qc(self, qc: QuorumCertificate) -> None:
         """Assemble the chain QC from k verified ChainApproves and pay with the proof; the

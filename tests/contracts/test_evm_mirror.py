@@ -160,3 +160,16 @@ def test_a_chain_qc_is_assembled_from_k_votes_that_verify_and_forgeries_are_drop
     votes.add(sign_chain_approve(oracle_key(0), ids[0], body, CHAIN_ID, CONTRACT))  # the real one
     qc = votes.assemble(body, 4, _bound, CHAIN_ID, CONTRACT)
     assert qc is not None and {s.signer for s in qc.signatures} == {oracle_key(i).address for i in range(4)}
+
+
+def test_members_take_turns_sending_a_payout_in_an_order_drawn_from_the_claim() -> None:
+    from oracle.chain_votes import posting_turn
+
+    members = [oracle_identity(i).public_key for i in range(5)]
+    for cid in (b"\x01" * 32, b"\x02" * 32):
+        turns = sorted(posting_turn(cid, members, m) for m in members)
+        assert turns == [0, 1, 2, 3, 4]  # every member has its own turn, the same in every node's eyes
+        assert posting_turn(cid, list(reversed(members)), members[0]) == posting_turn(cid, members, members[0])
+        assert posting_turn(cid, members, oracle_identity(7).public_key) == 5  # a non-member goes last
+    firsts = {next(m for m in members if posting_turn(bytes([i]) * 32, members, m) == 0) for i in range(40)}
+    assert len(firsts) > 1  # the first sender differs from claim to claim
