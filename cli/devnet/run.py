@@ -535,7 +535,7 @@ class DevnetRun:
                                f"paid {e['group']['payouts']} time(s) ({e['group']['payout']:,}) for "
                                f"{len(e['group']['windows'])} windows of distinct agents")
         self.console.print(f"{self.verify_label}: {'[green]OK' if s['ledger_verified'] else '[red]FAILED'}[/]  "
-                           f"receipts: {'[green]OK' if s['receipts_verified'] else '[red]FAILED'}[/]  "
+                           f"receipts: {_verdict(s['receipts_verified'])}  "
                            f"paid {s['paid']} of {s['expected_paid']} expected, {s['rejected']} rejected, "
                            f"{s['seconds']} s")
         self.console.print("[bold green]PASS[/]" if s["ok"] else "[bold red]FAIL[/] (logs: "
@@ -552,6 +552,10 @@ class DevnetRun:
         if not self._stopped:
             self._stopped = True
             self.net.stop()
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else "[green]OK[/]" if ok else "[red]FAILED[/]"
 
 
 def _fault_args(kind: str) -> tuple[str, ...]:
