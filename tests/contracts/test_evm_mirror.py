@@ -19,12 +19,14 @@ from faultproof.messages import (
     ChainApprove,
     Deposit,
     EnrolAgent,
+    IssuePolicy,
     QuorumCertificate,
     RegisterCircuit,
     decode_any,
 )
 from faultproof.zk import TriggerParams
 from ledger.evm.mirror import chain_policy_id, split_tail, tail
+from ledger.evm.pool import EvmPool
 from ledger.evm.settlement import EvmSettlement, deploy_mirrored_pool, register_mirrored_circuit
 from ledger.evm.typed import ChainBody, ChainKey
 from ledger.follower import LedgerFollower
@@ -44,7 +46,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainWorld]:
     w.stop()
 
 
-def test_the_pools_history_replays_through_the_rules_and_a_follower_sees_the_payout(world: ChainWorld) -> None:
+def _insured(world: ChainWorld) -> tuple[EvmPool, IssuePolicy, ChainBody, bytes, QuorumCertificate]:
+    """A mirrored pool with one policy, and a window's chain body, proof and Ed25519 QC."""
     pool = deploy_mirrored_pool(world.w3, admin=world.admin, token=world.token.address,
                                 oracles=[oracle_key(i).binding(oracle_identity(i)) for i in range(5)],
                                 threshold=4, development=True, max_skew_ms=5000, rotation_grace_ms=3_600_000)
@@ -60,8 +63,13 @@ def test_the_pools_history_replays_through_the_rules_and_a_follower_sees_the_pay
     start = dev.record([90, 95, 10, 12], start_ts=world.now_ms() - 60 * SECOND)
     chain, proof = world.window(pool, dev, pid, terms, start)
     body = chain.body.replace(end_chain=chain.c_end.to_bytes(32, "big"))  # what honest oracles sign
-    chain = ChainBody(body, chain.c_start, chain.c_end)
     ed_qc = QuorumCertificate.from_approvals([body.approve(oracle_identity(i)) for i in range(4)])
+    return pool, terms, ChainBody(body, chain.c_start, chain.c_end), proof, ed_qc
+
+
+def test_the_pools_history_replays_through_the_rules_and_a_follower_sees_the_payout(world: ChainWorld) -> None:
+    pool, terms, chain, proof, ed_qc = _insured(world)
+    body, pid = chain.body, chain.body.policy_id
     base = f"evm+{world.node.url}?contract={pool.address}"
 
     async def scenario() -> None:
@@ -89,6 +97,34 @@ def test_the_pools_history_replays_through_the_rules_and_a_follower_sees_the_pay
         other = EvmSettlement(f"evm+{world.node.url}?contract={world.new_pool(funds=0, register=False).address}")
         with pytest.raises(Exception, match="deploy_mirrored_pool"):
             await other.entries()
+
+    asyncio.run(scenario())
+
+
+def test_a_deep_follower_waits_for_confirmations_and_a_payout_without_its_signatures_stops_the_mirror(
+        world: ChainWorld) -> None:
+    pool, terms, chain, proof, _ed_qc = _insured(world)
+    base = f"evm+{world.node.url}?contract={pool.address}"
+
+    async def scenario() -> None:
+        deep = EvmSettlement(f"{base}&confirmations=2")
+        follower = LedgerFollower(deep, 0.1)
+        view = await follower.bootstrap(bytes(pool.contract.functions.ledgerId().call()), timeout=10)
+        world.node.mine()
+        world.node.mine()
+        await follower.refresh()
+        before = view.height
+        # paid on chain without the Ed25519 signatures after the arguments (not how oracles post):
+        # the chain pays, the rules cannot check the payout, and the mirror stops there, by name
+        pool.post_qc(world.qc(pool, chain), proof, world.poster)  # EvmPool directly: no tail
+        world.node.mine()
+        await follower.refresh()
+        assert deep.mirror is not None and deep.mirror.problem is None  # one block on top: not yet seen
+        world.node.mine()
+        await follower.refresh()
+        assert deep.mirror.problem is not None and "without its Ed25519 quorum signatures" in deep.mirror.problem
+        assert view.height == before and view.state.paid_claim(chain.body.claim_id) is None
+        await deep.close()
 
     asyncio.run(scenario())
 
