@@ -24,7 +24,8 @@ both backends.
   certificate the completing oracle formed, so the payout replays through Q1–Q4 and P1–P8 with
   the same signatures the SQLite ledger would have checked (~16 gas a byte).
 - A chain event the rules refuse (a rule the contract does not enforce, DESIGN §13) stops the
-  mirror: `problem` names the block and the reason; nothing after it is mirrored.
+  mirror: `problem` names the block and the reason; nothing after it is mirrored (and
+  `EvmSettlement.entries` answers UNAVAILABLE naming it).
 
 Pure: events (with block time and, for two kinds, calldata) in, signed entries out. No I/O.
 """

@@ -248,6 +248,9 @@ class EvmSettlement:
             if mirror.height > after or loop.time() >= deadline:
                 break
             await asyncio.sleep(0.05)
+        if mirror.problem is not None and mirror.height <= after:
+            # nothing more will come: followers say so (readiness, one log line) and keep retrying
+            raise FaultproofError(Reason.UNAVAILABLE, f"the pool's mirror stopped: {mirror.problem}")
         out = mirror.entries[after + 1 :]
         return mirror.height, out[:limit] if limit is not None else out
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from faultproof.errors import Reason
+from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import (
     ChainApprove,
     Deposit,
@@ -124,6 +124,9 @@ def test_a_deep_follower_waits_for_confirmations_and_a_payout_without_its_signat
         await follower.refresh()
         assert deep.mirror.problem is not None and "without its Ed25519 quorum signatures" in deep.mirror.problem
         assert view.height == before and view.state.paid_claim(chain.body.claim_id) is None
+        with pytest.raises(FaultproofError, match="mirror stopped") as e:  # followers are told, not left waiting
+            await deep.entries(view.height)
+        assert e.value.reason is Reason.UNAVAILABLE
         await deep.close()
 
     asyncio.run(scenario())
