@@ -29,6 +29,7 @@ from eth_account.messages import encode_typed_data
 
 from faultproof.errors import Reason
 from faultproof.messages import MAX_ORACLES, ChainApprove, PayoutBody
+from ledger.evm.chain_keys import AnyChainKey
 from ledger.evm.pool import ChainQc
 from ledger.evm.typed import PAYOUT_TYPES, ChainBody, ChainKey, ChainSignature, domain
 
@@ -41,7 +42,7 @@ def chain_body(body: PayoutBody, c_start: bytes) -> ChainBody:
     return ChainBody(body, int.from_bytes(c_start, "big"), int.from_bytes(body.end_chain, "big"))
 
 
-def sign_chain_approve(key: ChainKey, oracle_id: bytes, body: ChainBody, chain_id: int, contract: str) -> ChainApprove:
+def sign_chain_approve(key: ChainKey | AnyChainKey, oracle_id: bytes, body: ChainBody, chain_id: int, contract: str) -> ChainApprove:
     sig = key.sign_body(body, chain_id, contract)
     return ChainApprove(oracle_id=oracle_id, oracle_set_epoch=body.body.oracle_set_epoch,
                         claim_id=body.body.claim_id, signature=sig.signature)

@@ -14,7 +14,8 @@ are key files, DESIGN §7) and never start anything.
                                           # (the pool contract, DESIGN §13)
     ledger_id  = "<64 hex>"               # the ledger this oracle serves (pinned: DESIGN §11)
     chain_key_file = "keys/oracle-1.chain.key"  # evm+ only: the secp256k1 chain key bound to this
-                                          # oracle on the pool (a 0600 key file, faultproof keygen)
+                                          # oracle on the pool (a 0600 key file, faultproof keygen;
+                                          # or pkcs11:TOKEN/LABEL, token keygen --type secp256k1)
 
     [http]   host = "127.0.0.1", port = 8710, max_body_bytes = 65536
     [gossip] port = 4710, bootstrap = ["/ip4/127.0.0.1/tcp/4711/p2p/12D3KooW..."]
@@ -80,7 +81,7 @@ class OracleConfig:
     # DESIGN §15: with key_file = "pkcs11:TOKEN/LABEL" the libp2p identity is this file key instead.
     transport_key_file: Path | None = None
     # DESIGN §13: on an evm+ ledger_url, the chain key this oracle signs payouts with (its address
-    # is bound to key_file's Ed25519 id on the pool). A 0600 key file; never on a command line.
+    # is bound to key_file's Ed25519 id on the pool). A 0600 key file or pkcs11:TOKEN/LABEL.
     chain_key_file: Path | None = None
 
     def __post_init__(self) -> None:
@@ -161,11 +162,8 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
         kwargs["transport_key_file"] = _resolve(base, kwargs["transport_key_file"])
     elif str(kwargs["key_file"]).startswith(PKCS11_PREFIX):
         raise ConfigError("[oracle] a token key (pkcs11:...) needs transport_key_file: libp2p cannot use a token key")
-    if kwargs["chain_key_file"] is not None:
-        if kwargs["chain_key_file"].startswith(PKCS11_PREFIX):
-            raise ConfigError("[oracle] chain_key_file must be a 0600 key file: a secp256k1 chain key in a "
-                              "PKCS#11 token is not supported yet (DESIGN §13)")
-        kwargs["chain_key_file"] = _resolve(base, kwargs["chain_key_file"])
+    if kwargs["chain_key_file"] is not None:  # a 0600 key file, or pkcs11:TOKEN/LABEL (a secp256k1 key)
+        kwargs["chain_key_file"] = _key_spec(base, kwargs["chain_key_file"])
     kwargs["data_dir"] = _resolve(base, kwargs["data_dir"])
     kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
     if kwargs["ledger_id"] is not None:

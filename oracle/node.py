@@ -650,12 +650,12 @@ class OracleNode:
     # ================================================================== the EVM backend (DESIGN §13)
 
     def _open_chain(self, client: Any) -> None:
-        from ledger.evm.typed import ChainKey
+        from ledger.evm.chain_keys import load_chain_key
         from oracle.chain_votes import ChainVotes
 
         assert self.config.chain_key_file is not None  # the config insists on an evm+ URL
         self.chain = client
-        self.chain_key = ChainKey.load(self.config.chain_key_file)
+        self.chain_key = load_chain_key(self.config.chain_key_file)
         self.chain_votes = ChainVotes()
         log.info("settling on the pool %s with chain key %s", client.url.contract, self.chain_key.address)
 

@@ -63,8 +63,8 @@ def devnet(config_path: Path, oracles: int | None, threshold: int | None, device
     if not n // 2 + 1 <= k <= n:
         raise click.BadParameter(f"threshold must satisfy floor(n/2)+1 <= k <= n (n={n})", param_hint="--threshold")
     if settlement == "evm" and keys != "file":
-        raise click.BadParameter("the evm devnet keeps its keys in 0600 files: a chain key in a PKCS#11 token is "
-                                 "not supported yet (use --keys file)", param_hint="--keys")
+        raise click.BadParameter("the evm devnet keeps its keys in 0600 files (oracles take a chain key in a token, "
+                                 "but the evm devnet does not set one up yet): use --keys file", param_hint="--keys")
     from cli.devnet.run import DevnetRun
 
     # SIGTERM stops the network as cleanly as Ctrl-C does.

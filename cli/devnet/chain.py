@@ -12,8 +12,9 @@ event through the rules (`mirror_verified`).
 What the evm run leaves out, and why (also in the summary and DESIGN §13): the tampered-firmware
 device (the contract enforces no attestation allowlist: it would be paid), the §14 econ extras
 (bonds, slashing, the corroborated group: not on the contract yet), device-history anchors (the
-contract keeps none), the dashboard (it reads the ledger service's HTTP API), PKCS#11 keys (a
-chain key in a token is not supported yet). It decides nothing the protocol decides.
+contract keeps none), the dashboard (it reads the ledger service's HTTP API), `--keys pkcs11`
+(oracles take a chain key in a token, `pkcs11:TOKEN/LABEL`, but this launcher does not set one
+up yet). It decides nothing the protocol decides.
 """
 
 from __future__ import annotations
