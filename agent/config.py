@@ -164,8 +164,19 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
 
 
 def validate(cfg: AgentConfig) -> None:
-    if not cfg.ledger_url.startswith(("http://", "https://")):
-        raise ConfigError("[agent] ledger_url must be an http(s) URL")
+    if cfg.ledger_url.startswith("evm+"):
+        # DESIGN §13: the pool contract; the agent follows its mirror and sends nothing to it
+        from ledger.evm.settlement import parse_evm_url
+
+        try:
+            parse_evm_url(cfg.ledger_url)
+        except Exception as e:  # noqa: BLE001 - FaultproofError naming the part that is wrong
+            raise ConfigError(f"[agent] ledger_url: {e}") from None
+        if cfg.ledger_anchor_interval_s != 0:
+            raise ConfigError("[agent] ledger_anchor_interval_s must be 0 on an evm+ ledger_url: the pool "
+                              "contract keeps no device-history anchors (DESIGN §13)")
+    elif not cfg.ledger_url.startswith(("http://", "https://")):
+        raise ConfigError("[agent] ledger_url must be an http(s) or evm+http(s) URL")
     if not cfg.prover.circuits or any(not 2 <= n <= 4096 for n in cfg.prover.circuits):
         raise ConfigError("[prover] circuits must list window sizes n in 2..4096")
     if cfg.ledger_anchor_interval_s < 0:

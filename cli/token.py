@@ -66,9 +66,19 @@ def _token_options(f):  # type: ignore[no-untyped-def]
 
 @token.command("keygen")
 @_token_options
-@click.option("--type", "key_type", type=click.Choice(["ed25519", "p256"]), default="p256", show_default=True)
+@click.option("--type", "key_type", type=click.Choice(["ed25519", "p256", "secp256k1"]), default="p256",
+              show_default=True, help="secp256k1: an oracle's chain key for the pool contract (DESIGN §13).")
 def keygen(token_label: str, label: str, module: str, key_type: str) -> None:
     """Generate a key pair inside the token; print its public key and key id."""
+    if key_type == "secp256k1":
+        from ledger.evm.chain_keys import address_of
+
+        try:
+            point = signing.token_generate_secp256k1(_cfg(token_label, label, module))
+        except signing.KeyError_ as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(json.dumps({"key_type": "secp256k1", "public_key": point.hex(), "address": address_of(point)}))
+        return
     kt = signing.KeyType.P256 if key_type == "p256" else signing.KeyType.ED25519
     try:
         pub = signing.token_generate(_cfg(token_label, label, module), kt)

@@ -600,6 +600,25 @@ class VoteBatch(Message):
 
 
 @dataclass(frozen=True)
+class ChainApprove(Message):
+    """An oracle's vote for the chain (DESIGN §13): its 65-byte EIP-712 ECDSA signature (r ‖ s ‖ v)
+    over the chain's PayoutBody of `claim_id` in `oracle_set_epoch`, by the secp256k1 key the pool
+    contract bound to `oracle_id` in that epoch. Gossiped beside the Ed25519 Approve (votes topic)
+    so the oracle that completes the quorum can post the chain QC. It carries no Ed25519 signature:
+    receivers check the ECDSA signature against the bound address and their own body
+    (oracle/chain_votes.py); anything else is dropped."""
+
+    TYPE_ID: ClassVar[int] = 90
+    NAME: ClassVar[str] = "chain-approve"
+    MAX_SIZE: ClassVar[int] = 256
+
+    oracle_id: bytes = _f(ID)
+    oracle_set_epoch: int = _f(U32)
+    claim_id: bytes = _f(ID)
+    signature: bytes = _f(Bytes(exact=65))
+
+
+@dataclass(frozen=True)
 class QcSignature(Message):
     TYPE_ID: ClassVar[int] = 17
     NAME: ClassVar[str] = "qc-signature"

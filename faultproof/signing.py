@@ -427,6 +427,75 @@ def token_destroy(cfg: TokenConfig) -> int:
         return len(objs)
 
 
+# DESIGN §13: an oracle's chain key may be a secp256k1 key in the token. It is not a protocol key
+# type (no KeyType: the protocol never verifies it; the pool contract does), so it has its own
+# signer that signs 32-byte digests; ledger/evm/chain_keys.py makes Ethereum signatures of them.
+SECP256K1_PARAMS = bytes.fromhex("06052b8104000a")  # 1.3.132.0.10
+
+
+def _token_pair(session: Any, cfg: TokenConfig) -> tuple[Any, Any]:
+    from pkcs11 import Attribute, ObjectClass
+
+    privs = list(session.get_objects({Attribute.LABEL: cfg.key_label, Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+    pubs = list(session.get_objects({Attribute.LABEL: cfg.key_label, Attribute.CLASS: ObjectClass.PUBLIC_KEY}))
+    if len(privs) != 1 or len(pubs) != 1:
+        raise KeyError_(f"token {cfg.token_label!r} has no single key pair labelled {cfg.key_label!r} "
+                        f"(make one with `faultproof token keygen`)")
+    return privs[0], pubs[0]
+
+
+def token_generate_secp256k1(cfg: TokenConfig) -> bytes:
+    """Make a secp256k1 key pair inside the token (sensitive, non-extractable); its 65-byte
+    uncompressed public point."""
+    from pkcs11 import Attribute, Mechanism, ObjectClass
+    from pkcs11 import KeyType as PK
+
+    session = SESSIONS.get(cfg)
+    with SESSIONS._lock:
+        if list(session.get_objects({Attribute.LABEL: cfg.key_label, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
+            raise KeyError_(f"token {cfg.token_label!r} already holds a key labelled {cfg.key_label!r}")
+        pub, _priv = session.generate_keypair(
+            PK.EC, mechanism=Mechanism.EC_KEY_PAIR_GEN, label=cfg.key_label, store=True,
+            public_template={Attribute.EC_PARAMS: SECP256K1_PARAMS},
+            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
+        return _ec_point(pub)
+
+
+def _ec_point(pub: Any) -> bytes:
+    from pkcs11 import Attribute
+
+    point = bytes(pub[Attribute.EC_POINT])  # a DER OCTET STRING: 04 <len> <point>
+    return point[2:] if len(point) >= 2 and point[0] == 0x04 and point[1] == len(point) - 2 else point
+
+
+class Pkcs11DigestSigner:
+    """A secp256k1 key in a PKCS#11 token that signs 32-byte digests (raw ECDSA r ‖ s, as the
+    token gives it; the caller normalises). The private key never enters this process."""
+
+    def __init__(self, cfg: TokenConfig) -> None:
+        from pkcs11 import Attribute
+
+        self.cfg = cfg
+        session = SESSIONS.get(cfg)
+        with SESSIONS._lock:
+            self._priv, pub = _token_pair(session, cfg)
+            if bytes(pub[Attribute.EC_PARAMS]) != SECP256K1_PARAMS:
+                raise KeyError_(f"key {cfg.key_label!r} is not a secp256k1 key "
+                                "(make one with `faultproof token keygen --type secp256k1`)")
+            self.point = _ec_point(pub)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        from pkcs11 import Mechanism
+
+        if len(digest) != 32:
+            raise ValueError("a digest is 32 bytes")
+        with SESSIONS._lock:
+            return bytes(self._priv.sign(digest, mechanism=Mechanism.ECDSA))
+
+    def __repr__(self) -> str:
+        return f"Pkcs11DigestSigner(token={self.cfg.token_label!r}, key={self.cfg.key_label!r})"
+
+
 PKCS11_PREFIX = "pkcs11:"
 
 
@@ -458,6 +527,9 @@ class Pkcs11Signer:
                                 f"(make one with `faultproof token keygen`)")
             self._priv = privs[0]
             kt = self._priv[Attribute.KEY_TYPE]
+            if kt == PK.EC and bytes(pubs[0][Attribute.EC_PARAMS]) != _P256_PARAMS:
+                raise KeyError_(f"key {cfg.key_label!r} is an EC key but not P-256 (a secp256k1 chain key "
+                                "signs only for the pool contract)")
             if kt == PK.EC:
                 self.key_type = KeyType.P256
             elif kt == PK.EC_EDWARDS:

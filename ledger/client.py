@@ -69,6 +69,12 @@ class LedgerClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def replay_state(self, genesis_entry: SignedEntry) -> Any:
+        """The SQLite ledger's entries replay from its own genesis (ledger.state)."""
+        from ledger.state import LedgerState
+
+        return LedgerState.from_genesis_entry(genesis_entry)
+
     async def close(self) -> None:
         if self._session is not None and self._own_session:
             await self._session.close()

@@ -51,8 +51,11 @@ DEFAULT_FOLLOWER_SKEW_MS = 60_000
 class LedgerView:
     """The replicated state plus the signed heads. Pure: entries in, effects out."""
 
-    def __init__(self, genesis_entry: SignedEntry) -> None:
-        self.state = LedgerState.from_genesis_entry(genesis_entry)
+    def __init__(self, genesis_entry: SignedEntry,
+                 start: Callable[[SignedEntry], LedgerState] = LedgerState.from_genesis_entry) -> None:
+        # `start`: the backend's way to begin a replay (Settlement.replay_state): the SQLite
+        # ledger's genesis, or a chain mirror's (ledger/evm/mirror.py: the contract's policy ids)
+        self.state = start(genesis_entry)
         self.head: SignedHead | None = None
         # claim_id -> its payout entry (for receipts); bounded by the number of payouts
         self.payout_entries: dict[bytes, SignedEntry] = {}
@@ -190,7 +193,7 @@ class LedgerFollower:
                 _, entries = await self.client.entries(-1, 0)
                 if not entries:
                     raise FaultproofError(Reason.UNAVAILABLE, "ledger returned no genesis entry")
-                view = LedgerView(entries[0])
+                view = LedgerView(entries[0], self.client.replay_state)
                 if expected_ledger_id is not None and view.state.ledger_id != expected_ledger_id:
                     raise IntegrityError(0, f"the ledger at this URL is {view.state.ledger_id.hex()}, not the "
                                          f"configured ledger_id {expected_ledger_id.hex()}")

@@ -7,7 +7,8 @@ implementation; a second backend (an EVM contract, `ledger/evm/`) implements the
 can sit behind the follower and the QC poster without touching the oracle or the agent.
 
 What a backend must guarantee: `entries` returns signed entries in height order that replay
-through `ledger.state` (the one rule book), with the committed height; `submit` is idempotent for a
+through `ledger.state` (the one rule book) from `replay_state(genesis entry)`, with the committed
+height (the EVM backend serves the pool's events as such entries: ledger/evm/mirror.py); `submit` is idempotent for a
 payout of an already paid claim (the existing entry comes back); errors are `FaultproofError` with
 a reason code (UNAVAILABLE for transport failures). This file holds only the interface and
 `connect`, which picks the backend for a URL (a second backend adds its scheme there): no I/O, no
@@ -23,6 +24,7 @@ import aiohttp
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import Message, QuorumCertificate, SignedEntry, SignedHead
 from ledger.client import LedgerClient, SubmitResult
+from ledger.state import LedgerState
 
 
 @runtime_checkable
@@ -46,6 +48,10 @@ class Settlement(Protocol):
 
     async def submit(self, tx: Message) -> SubmitResult:
         """Any ledger transaction: an admin tx, an expiry, a device-history anchor, a QC."""
+        ...
+
+    def replay_state(self, genesis_entry: SignedEntry) -> LedgerState:
+        """A replay's starting state from the signed genesis entry (`entries` replay on top of it)."""
         ...
 
     async def close(self) -> None:

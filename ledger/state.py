@@ -640,6 +640,12 @@ class LedgerState:
     def paid_claim(self, cid: bytes) -> PaidClaim | None:
         return self.claims.get(cid)
 
+    def policy_id_for(self, tx: AdminTx) -> bytes:
+        """The id of the policy that `tx` issues: messages.policy_id. The one place an id scheme
+        may differ: a mirror of the pool contract numbers policies as the contract does
+        (ledger/evm/mirror.py, DESIGN §13); the rules are the same."""
+        return policy_id(tx)
+
     def oracle_set_for(self, epoch: int, now_ms: int) -> OracleSet | None:
         """The set whose QCs are accepted for `epoch` at ledger time now_ms (Q3), if any."""
         if epoch == self.oracle_set.epoch:
@@ -918,7 +924,7 @@ class LedgerState:
         self._econ_check_soundness(p, econ, devices)
         if p.coverage > self.free:
             raise _fail(Reason.INSUFFICIENT_FREE_CAPITAL, f"coverage {p.coverage} > free capital {self.free}")
-        pid = policy_id(tx)
+        pid = self.policy_id_for(tx)
         transfers = [Transfer(FREE, locked_account(pid), p.coverage)]
         if p.premium:
             transfers.append(Transfer(EXTERNAL, PREMIUMS, p.premium))

@@ -9,8 +9,13 @@ are key files, DESIGN §7) and never start anything.
     [oracle]
     key_file   = "keys/oracle-1.key"      # Ed25519 seed file (faultproof keygen); also the libp2p id
     data_dir   = "data/oracle-1"          # SQLite state (claims, votes, QCs, evidence, heads)
-    ledger_url = "http://127.0.0.1:8700"  # the ledger service this oracle follows and posts QCs to
+    ledger_url = "http://127.0.0.1:8700"  # the ledger service this oracle follows and posts QCs to,
+                                          # or evm+http://HOST:PORT?contract=0x…&from=0x…[&confirmations=N]
+                                          # (the pool contract, DESIGN §13)
     ledger_id  = "<64 hex>"               # the ledger this oracle serves (pinned: DESIGN §11)
+    chain_key_file = "keys/oracle-1.chain.key"  # evm+ only: the secp256k1 chain key bound to this
+                                          # oracle on the pool (a 0600 key file, faultproof keygen;
+                                          # or pkcs11:TOKEN/LABEL, token keygen --type secp256k1)
 
     [http]   host = "127.0.0.1", port = 8710, max_body_bytes = 65536
     [gossip] port = 4710, bootstrap = ["/ip4/127.0.0.1/tcp/4711/p2p/12D3KooW..."]
@@ -53,6 +58,10 @@ class Tuning:
     # Per-agent claims per second accepted over HTTP and gossip (DESIGN §4: rate-limited sources).
     agent_rate_per_s: float = 20.0
     agent_burst: int = 200
+    # EVM backend (DESIGN §13): members take turns sending a payout (oracle/chain_votes.py
+    # posting_turn); the first sends as soon as it holds the QC, each next one this much later if
+    # no Paid event came (a crashed sender costs one delay, and n oracles do not all pay gas).
+    chain_post_delay_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,26 @@ class OracleConfig:
     ledger_id: bytes | None = None
     # DESIGN §15: with key_file = "pkcs11:TOKEN/LABEL" the libp2p identity is this file key instead.
     transport_key_file: Path | None = None
+    # DESIGN §13: on an evm+ ledger_url, the chain key this oracle signs payouts with (its address
+    # is bound to key_file's Ed25519 id on the pool). A 0600 key file or pkcs11:TOKEN/LABEL.
+    chain_key_file: Path | None = None
 
     def __post_init__(self) -> None:
-        if not self.ledger_url.startswith(("http://", "https://")):
-            raise ConfigError(f"ledger_url must be an http(s) URL, got {self.ledger_url!r}")
+        if self.ledger_url.startswith("evm+"):
+            from ledger.evm.settlement import parse_evm_url  # web3 only for an oracle on a chain
+
+            try:
+                url = parse_evm_url(self.ledger_url)
+            except Exception as e:  # noqa: BLE001 - FaultproofError naming the part that is wrong
+                raise ConfigError(f"[oracle] ledger_url: {e}") from None
+            if url.sender is None:
+                raise ConfigError("[oracle] an evm+ ledger_url needs from=0x... (the account this oracle sends "
+                                  "payouts from)")
+            if self.chain_key_file is None:
+                raise ConfigError("[oracle] an evm+ ledger_url needs chain_key_file: the secp256k1 key bound to "
+                                  "this oracle on the pool (a 0600 key file made by `faultproof keygen`)")
+        elif not self.ledger_url.startswith(("http://", "https://")):
+            raise ConfigError(f"ledger_url must be an http(s) or evm+http(s) URL, got {self.ledger_url!r}")
         for name in ("http_port", "gossip_port"):
             port = getattr(self, name)
             if not 0 <= port < 65536:
@@ -98,7 +123,7 @@ class OracleConfig:
 # section -> toml key -> OracleConfig field
 _SECTIONS: dict[str, dict[str, str]] = {
     "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id",
-               "transport_key_file": "transport_key_file"},
+               "transport_key_file": "transport_key_file", "chain_key_file": "chain_key_file"},
     "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes"},
     "gossip": {"port": "gossip_port", "bootstrap": "bootstrap"},
 }
@@ -106,7 +131,8 @@ _SECTIONS: dict[str, dict[str, str]] = {
 _SCHEMA = config.document("OracleFile", {
     "oracle": config.table("OracleTable", {"key_file": (str, config.REQUIRED), "data_dir": (str, config.REQUIRED),
                                            "ledger_url": (str, config.REQUIRED), "ledger_id": (str | None, None),
-                                           "transport_key_file": (str | None, None)}),
+                                           "transport_key_file": (str | None, None),
+                                           "chain_key_file": (str | None, None)}),
     "http": config.table("HttpTable", {"host": (str, "127.0.0.1"), "port": (int, 8710),
                                        "max_body_bytes": (int, 64 * 1024)}),
     "gossip": config.table("GossipTable", {"port": (int, 4710), "bootstrap": (list[str], [])}),
@@ -136,6 +162,8 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
         kwargs["transport_key_file"] = _resolve(base, kwargs["transport_key_file"])
     elif str(kwargs["key_file"]).startswith(PKCS11_PREFIX):
         raise ConfigError("[oracle] a token key (pkcs11:...) needs transport_key_file: libp2p cannot use a token key")
+    if kwargs["chain_key_file"] is not None:  # a 0600 key file, or pkcs11:TOKEN/LABEL (a secp256k1 key)
+        kwargs["chain_key_file"] = _key_spec(base, kwargs["chain_key_file"])
     kwargs["data_dir"] = _resolve(base, kwargs["data_dir"])
     kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
     if kwargs["ledger_id"] is not None:

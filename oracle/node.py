@@ -46,6 +46,7 @@ from faultproof.gossip.settings import GossipSettings
 from faultproof.identity import Identity
 from faultproof.messages import (
     Approve,
+    ChainApprove,
     ClaimBatch,
     PayoutBody,
     QuorumCertificate,
@@ -166,6 +167,13 @@ class OracleNode:
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.group = GroupService(self)  # econ2: corroborated claims (DESIGN §14, oracle/group_node.py)
+        # DESIGN §13, the EVM backend: chain votes beside the Ed25519 ones, and who posts a payout
+        self.chain: Any = None  # ledger.evm.settlement.EvmSettlement when ledger_url is evm+
+        self.chain_key: Any = None  # ledger.evm.typed.ChainKey (config.chain_key_file)
+        self.chain_votes: Any = None  # oracle.chain_votes.ChainVotes
+        self._chain_queue: asyncio.Queue[ChainApprove] = asyncio.Queue()
+        self._qc_formed: dict[bytes, float] = {}  # claim_id -> monotonic time our QC formed
+        self._post_later: set[bytes] = set()  # claims whose posting turn is scheduled
 
     # ================================================================== lifecycle
 
@@ -174,6 +182,8 @@ class OracleNode:
         self._session = aiohttp.ClientSession()
         try:
             client = connect(self.config.ledger_url, session=self._session)
+            if self.config.ledger_url.startswith("evm+"):
+                self._open_chain(client)
             self.follower = LedgerFollower(client, self.config.tuning.ledger_wait_s, self._on_effects,
                                            self.store.save_head, registry=self.metrics.registry)
             await self._start_http()  # /readyz answers 503 until we are synced
@@ -203,6 +213,7 @@ class OracleNode:
                     tg.create_task(self._rechecker(), name="rechecker"),
                     tg.create_task(self._regossip_loop(), name="regossip"),
                     tg.create_task(self.group.run(), name="group-regossip"),  # econ2
+                    tg.create_task(self._chain_vote_publisher(), name="chain-votes"),  # DESIGN §13
                 ]
                 await stop.wait()
                 for task in tasks:
@@ -330,6 +341,9 @@ class OracleNode:
 
     def _payout_seen(self, claim_id: bytes) -> None:
         assert self.machine is not None
+        self._qc_formed.pop(claim_id, None)  # DESIGN §13: nothing left to send for it
+        if self.chain_votes is not None:
+            self.chain_votes.forget(claim_id)
         entry = self.view.payout_entries.get(claim_id)
         # The QC the ledger paid is the one to show, whether or not our own tally got there first.
         qc = entry.entry.tx if entry is not None and isinstance(entry.entry.tx, QuorumCertificate) else None
@@ -368,12 +382,14 @@ class OracleNode:
         elif isinstance(a, cm.PublishVotes):
             for v in a.votes:
                 self._vote_queue.put_nowait(v)
+                self._chain_approve(v)
         elif isinstance(a, cm.SaveEvidence):
             self.store.add_evidence(a.claim_id, a.oracle_id, a.votes)
             self.metrics.equivocations.inc()
             log.warning("oracle %s equivocated on claim %s", a.oracle_id.hex()[:16], a.claim_id.hex()[:16])
         elif isinstance(a, cm.SaveQC):
             self.store.save_qc(a.qc, replace=a.replace)
+            self._qc_formed.setdefault(a.qc.body.claim_id, time.monotonic())
         elif isinstance(a, cm.PostQC):
             self._qc_queue.put_nowait(a.claim_id)
         elif isinstance(a, cm.Recheck):
@@ -556,11 +572,14 @@ class OracleNode:
                 await self.group.on_message(msg.data)
                 continue
             try:
-                batch = VoteBatch.decode(msg.data)
+                batch = decode_any(msg.data, (VoteBatch, ChainApprove))
             except DecodeError as e:
                 self.metrics.vote_batches_dropped.labels(e.reason.value).inc()
                 continue
-            assert self.machine is not None
+            if isinstance(batch, ChainApprove):
+                self._chain_approve_arrived(batch)
+                continue
+            assert isinstance(batch, VoteBatch) and self.machine is not None
             self._execute(self.machine.handle(cm.VotesArrived(batch.votes, "peer")))
         raise GossipDown("the votes subscription ended: gossip is down")
 
@@ -601,9 +620,14 @@ class OracleNode:
             qc = self.store.qc(cid)
             if qc is None:
                 continue
+            if self.chain is not None and not await self._chain_ready_to_post(qc):
+                continue
             self._qc_last_post[cid] = time.monotonic()
             try:
-                await client.submit(qc)
+                if self.chain is not None:
+                    await self._post_chain_qc(qc)
+                else:
+                    await client.submit(qc)
             except FaultproofError as e:
                 self.metrics.qc_posts.labels(e.reason.value).inc()
                 if e.reason is Reason.UNAVAILABLE:
@@ -622,6 +646,95 @@ class OracleNode:
             self._qc_reach.succeeded()
             self.metrics.qc_posts.labels("ok").inc()
             await self.follower.refresh()  # see our payout entry now rather than at the next poll
+
+    # ================================================================== the EVM backend (DESIGN §13)
+
+    def _open_chain(self, client: Any) -> None:
+        from ledger.evm.chain_keys import load_chain_key
+        from oracle.chain_votes import ChainVotes
+
+        assert self.config.chain_key_file is not None  # the config insists on an evm+ URL
+        self.chain = client
+        self.chain_key = load_chain_key(self.config.chain_key_file)
+        self.chain_votes = ChainVotes()
+        log.info("settling on the pool %s with chain key %s", client.url.contract, self.chain_key.address)
+
+    def _chain_approve(self, v: Vote) -> None:
+        """Our Approve's companion for the chain: sign it, keep it, gossip it."""
+        if self.chain is None or not isinstance(v, Approve) or v.oracle_id != self.oracle_id:
+            return
+        from oracle.chain_votes import chain_body, sign_chain_approve
+
+        rec = self.store.claim(v.body.claim_id)
+        pool = self.chain.opened
+        if rec is None or pool is None:
+            return
+        body = chain_body(v.body, rec.signed_claim.claim.start.frame.chain)
+        ca = sign_chain_approve(self.chain_key, self.oracle_id, body, pool.chain_id, pool.address)
+        self.chain_votes.add(ca)
+        self._chain_queue.put_nowait(ca)
+
+    def _chain_approve_arrived(self, ca: ChainApprove) -> None:
+        if self.chain is None or ca.oracle_id not in self._members:
+            return
+        self.chain_votes.add(ca)
+        if self.store.qc(ca.claim_id) is not None and self.chain.paid(ca.claim_id) is None:
+            self._qc_queue.put_nowait(ca.claim_id)  # a QC waiting for chain signatures may be complete now
+
+    async def _chain_vote_publisher(self) -> None:
+        while True:
+            ca = await self._chain_queue.get()
+            await self._publish(VOTES_TOPIC, ca.encode())
+
+    async def _chain_ready_to_post(self, qc: QuorumCertificate) -> bool:
+        """Whose turn it is to send a payout (DESIGN §13). Over gossip every member completes its
+        own QC at about the same moment, so the completer is picked from the claim: members take
+        turns in the order of H(claim_id ‖ oracle_id); the first sends as soon as its QC (and k
+        chain votes) are complete, each next one `chain_post_delay_s` later, and each stops when
+        it sees the Paid event (the poster skips a paid claim). One transaction per claim while
+        the first is up; a crashed one costs one delay."""
+        from oracle.chain_votes import posting_turn
+
+        cid = qc.body.claim_id
+        state = self.view.state
+        os_ = state.oracle_set_for(qc.body.oracle_set_epoch, max(state.time_ms, self.clock())) or state.oracle_set
+        turn = posting_turn(cid, os_.members, self.oracle_id)
+        # a QC restored after a restart counts from when we first wanted to post it
+        due = self._qc_formed.setdefault(cid, time.monotonic()) + turn * self.config.tuning.chain_post_delay_s
+        wait = due - time.monotonic()
+        if wait <= 0:
+            return True
+        if cid not in self._post_later:
+            self._post_later.add(cid)
+            asyncio.get_running_loop().call_later(wait, self._post_when_due, cid)
+        return False
+
+    def _post_when_due(self, cid: bytes) -> None:
+        self._post_later.discard(cid)
+        self._qc_queue.put_nowait(cid)
+
+    async def _post_chain_qc(self, qc: QuorumCertificate) -> None:
+        """Assemble the chain QC from k verified ChainApproves and pay with the proof; the
+        Ed25519 QC's signatures go after the arguments, so the payout replays in every mirror."""
+        from oracle.chain_votes import chain_body
+
+        cid = qc.body.claim_id
+        rec = self.store.claim(cid)
+        pool = self.chain.opened
+        if rec is None or pool is None:
+            return
+        body = chain_body(qc.body, rec.signed_claim.claim.start.frame.chain)
+        state = self.view.state
+        os_ = state.oracle_set_for(qc.body.oracle_set_epoch, max(state.time_ms, self.clock())) or state.oracle_set
+        chain_qc = self.chain_votes.assemble(body, os_.threshold, self.chain.binding, pool.chain_id, pool.address)
+        if chain_qc is None:
+            log.debug("claim %s: %d chain votes held, waiting for %d that verify", cid.hex()[:16],
+                      self.chain_votes.count(cid), os_.threshold)
+            return
+        result = await self.chain.post_chain_qc(chain_qc, rec.signed_claim.claim.proof, qc)
+        self.chain_votes.forget(cid)
+        log.info("claim %s paid on chain: %d (%s, gas %d)", cid.hex()[:16], result.paid,
+                 "already paid" if result.existing else "our transaction", result.gas_used)
 
     # ================================================================== re-gossip and catch-up
 
@@ -647,6 +760,8 @@ class OracleNode:
             for rec in undecided[:200]:  # bounded per round; the rest go next round
                 await self._publish(CLAIMS_TOPIC, rec.signed_claim.encode())
             own = self.store.own_votes(ids)
+            for v in own:
+                self._chain_approve(v)  # DESIGN §13: the chain vote goes with the Ed25519 one
             for i in range(0, len(own), VOTES_PER_MESSAGE):
                 chunk = tuple(own[i : i + VOTES_PER_MESSAGE])
                 await self._publish(VOTES_TOPIC, VoteBatch(oracle_id=self.oracle_id, votes=chunk).encode())

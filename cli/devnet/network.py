@@ -265,7 +265,7 @@ class LocalNetwork:
             write_toml(cfg, {
                 "oracle": {"key_file": self._key(f"oracle-{i}"), **self._transport(f"oracle-{i}"),
                            "data_dir": str(self.root / f"oracle-{i}"),
-                           "ledger_url": self.ledger_url, "ledger_id": self.ledger_id.hex()},
+                           **self._oracle_ledger(i), "ledger_id": self.ledger_id.hex()},
                 "http": {"host": "127.0.0.1", "port": http_port},
                 "gossip": {"port": gossip_port,
                            "bootstrap": [self.oracle_multiaddr(j) for j in range(self.oracles) if j != i]},
@@ -275,6 +275,14 @@ class LocalNetwork:
             started.append(mp)
         for mp in started:
             mp.wait_ready(120)
+
+    def _oracle_ledger(self, i: int) -> dict[str, Any]:
+        """What oracle i's config says about its ledger (the chain network adds its chain key)."""
+        return {"ledger_url": self.ledger_url}
+
+    def _agent_ledger(self) -> dict[str, Any]:
+        return {"ledger_url": self.ledger_url, "ledger_wait_s": 5,
+                "ledger_anchor_interval_s": 5}  # anchors visible in a short run
 
     def start_agent(self, *, max_skew_ms: int = 5_000, name: str = "agent") -> None:
         """The agent, or (name "agent-2", econ2) the second agent: its own key, data, devices and
@@ -287,8 +295,7 @@ class LocalNetwork:
         write_toml(cfg, {
             "agent": {"key_file": self._key(name), **self._transport(name),
                       "data_dir": str(self.root / name / "data"),
-                      "blinding_keys_dir": str(devices), "ledger_url": self.ledger_url,
-                      "ledger_wait_s": 5, "ledger_anchor_interval_s": 5},  # anchors visible in a short run
+                      "blinding_keys_dir": str(devices), **self._agent_ledger()},
             "http": {"host": "127.0.0.1", "port": port},
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
             "gossip": {"enabled": True, "port": free_port(),

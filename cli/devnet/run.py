@@ -35,6 +35,9 @@ DAY = 86_400_000
 
 
 class DevnetRun:
+    summary_title = "devnet summary (from the ledger's entries and receipts)"
+    verify_label = "ledger verify"
+
     def __init__(self, cfg: dict[str, Any], net_cfg: dict[str, Any], n: int, k: int, *, keep_running: bool,
                  keys: str = "file") -> None:
         self.cfg, self.net_cfg, self.keep_running = cfg, net_cfg, keep_running
@@ -505,7 +508,7 @@ class DevnetRun:
         return out.returncode == 0, parsed
 
     def print_summary(self, s: dict[str, Any]) -> None:
-        t = Table(title="devnet summary (from the ledger's entries and receipts)")
+        t = Table(title=self.summary_title)
         for col in ("device", "fault", "trigger", "attestation", "claim", "status", "payout"):
             t.add_column(col, justify="right" if col == "payout" else "left")
         for d in s["devices"]:
@@ -531,8 +534,8 @@ class DevnetRun:
                                f"corroborated policy m = {e['group']['m']} of {e['group']['devices']}, "
                                f"paid {e['group']['payouts']} time(s) ({e['group']['payout']:,}) for "
                                f"{len(e['group']['windows'])} windows of distinct agents")
-        self.console.print(f"ledger verify: {'[green]OK' if s['ledger_verified'] else '[red]FAILED'}[/]  "
-                           f"receipts: {'[green]OK' if s['receipts_verified'] else '[red]FAILED'}[/]  "
+        self.console.print(f"{self.verify_label}: {'[green]OK' if s['ledger_verified'] else '[red]FAILED'}[/]  "
+                           f"receipts: {_verdict(s['receipts_verified'])}  "
                            f"paid {s['paid']} of {s['expected_paid']} expected, {s['rejected']} rejected, "
                            f"{s['seconds']} s")
         self.console.print("[bold green]PASS[/]" if s["ok"] else "[bold red]FAIL[/] (logs: "
@@ -549,6 +552,10 @@ class DevnetRun:
         if not self._stopped:
             self._stopped = True
             self.net.stop()
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else "[green]OK[/]" if ok else "[red]FAILED[/]"
 
 
 def _fault_args(kind: str) -> tuple[str, ...]:

@@ -2,11 +2,13 @@
 
 This is what an oracle or an agent on the EVM backend reads instead of ledger entries (DESIGN
 §13): every event of the pool, once, in chain order, only when `confirmations` blocks are on top
-of it (0 on anvil's instant blocks; more on a chain that reorganises). `ChainFollower.poll()`
-does one `eth_getLogs` over the new confirmed range; `paid` keeps what the Paid events said, so an
-oracle that did not send the completing transaction sees the claim paid and stops.
+of it (0 on anvil's instant blocks; more on a chain that reorganises). `ChainFollower.poll_logs()`
+does one `eth_getLogs` over the new confirmed range and keeps each event's transaction hash (the
+chain mirror reads two transactions' calldata: ledger/evm/mirror.py); `paid` keeps what the Paid
+events said, so an oracle that did not send the completing transaction sees the claim paid and
+stops.
 
-I/O is only `poll()`; the fold (`apply`) is pure.
+I/O is only `poll_logs()`; the fold (`apply`) is pure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,40 @@ from typing import Any
 from ledger.evm.pool import EvmPool
 
 ChainEvent = tuple[str, dict[str, Any], int]  # (event name, args, block number)
+
+
+@dataclass(frozen=True)
+class ChainLog:
+    """One decoded event of the pool and where it came from."""
+
+    name: str
+    args: dict[str, Any]
+    block: int
+    tx_hash: bytes
+
+    @property
+    def event(self) -> ChainEvent:
+        return self.name, self.args, self.block
+
+
+def pool_logs(pool: EvmPool, from_block: int, to_block: int) -> list[ChainLog]:
+    """Every event of the pool in [from_block, to_block], in chain order, decoded."""
+    logs = pool.w3.eth.get_logs({"fromBlock": from_block, "toBlock": to_block, "address": pool.address})
+    names = [str(ev["name"]) for ev in pool.contract.abi if ev.get("type") == "event"]  # type: ignore[typeddict-item]
+    events = [getattr(pool.contract.events, n) for n in names]
+    by_topic = {_topic(e.topic): e for e in events}
+    out = []
+    for log in logs:
+        ev = by_topic.get(bytes(log["topics"][0]))
+        if ev is None:
+            continue
+        d = ev().process_log(log)
+        out.append(ChainLog(str(d["event"]), dict(d["args"]), int(d["blockNumber"]), bytes(log["transactionHash"])))
+    return out
+
+
+def _topic(topic: Any) -> bytes:
+    return bytes.fromhex(topic[2:]) if isinstance(topic, str) else bytes(topic)
 
 
 @dataclass
@@ -30,13 +66,16 @@ class ChainFollower:
 
     def poll(self) -> list[ChainEvent]:
         """The pool's events in blocks [next_block, head - confirmations], applied and returned."""
+        return [log.event for log in self.poll_logs()]
+
+    def poll_logs(self) -> list[ChainLog]:
         safe = int(self.pool.w3.eth.block_number) - self.confirmations
         if safe < self.next_block:
             return []
-        events = self.pool.events(self.next_block, safe)
+        logs = pool_logs(self.pool, self.next_block, safe)
         self.next_block = safe + 1
-        self.apply(events)
-        return events
+        self.apply([log.event for log in logs])
+        return logs
 
     def apply(self, events: list[ChainEvent]) -> None:
         for name, args, _block in events:

@@ -214,20 +214,29 @@ class EvmPool:
             return None
         return found[1], found[0]
 
-    def _send(self, fn: Any, sender: str, gas: int | None = None) -> Any:
+    def _send(self, fn: Any, sender: str, gas: int | None = None, tail: bytes = b"") -> Any:
         """Send a call as a transaction; a revert becomes EvmRefused with the contract's reason.
 
         The gas estimate runs against the pending block, so a refusal is found before anything is
         mined (the pending block carries the next timestamp a test or devnet has set). If the mined
-        transaction reverts anyway (the state moved in between), its trace names the error."""
+        transaction reverts anyway (the state moved in between), its trace names the error.
+        `tail`: bytes sent after the ABI arguments, which the contract ignores and a chain mirror
+        reads back (ledger/evm/mirror.py, DESIGN §13)."""
         params: dict[str, Any] = {"from": sender}
         try:
             if gas is None:
-                params["gas"] = int(fn.estimate_gas(params, block_identifier="pending") * 6 // 5) + 10_000
+                # a tail costs calldata gas, and at least EIP-7623's floor (10 gas a token, 4 tokens a byte)
+                params["gas"] = int(fn.estimate_gas(params, block_identifier="pending") * 6 // 5) + 10_000 \
+                    + 40 * len(tail)
             else:  # a fixed limit: one eth_call finds a refusal (estimating re-runs the pairing ~20 times)
                 fn.call(params, block_identifier="pending")
                 params["gas"] = gas
-            tx = fn.transact(params)
+            if tail:
+                built = fn.build_transaction(params)
+                built["data"] = str(built["data"]) + tail.hex()
+                tx = self.w3.eth.send_transaction(built)
+            else:
+                tx = fn.transact(params)
         except (ContractCustomError, ContractLogicError) as e:
             raise self._refusal(e) from None
         rc = self.w3.eth.wait_for_transaction_receipt(tx)
@@ -284,11 +293,11 @@ class EvmPool:
                 self.token.functions.approve(self.address, amount).transact({"from": owner}))
 
     def register_circuit(self, circuit_id: bytes, vkey: bytes, n: int, transcript_hash: bytes, production: bool,
-                         *, verifier: str | None = None, sender: str | None = None) -> Any:
+                         *, verifier: str | None = None, sender: str | None = None, tail: bytes = b"") -> Any:
         """Deploy the circuit's snarkjs verifier (unless given) and register it under circuit_id."""
         addr = verifier or self.deploy_verifier(vkey)
         return self._send(self.contract.functions.registerCircuit(circuit_id, addr, n, transcript_hash, production),
-                          sender or self.admin)
+                          sender or self.admin, tail=tail)
 
     def issue_policy(self, t: IssuePolicy, sender: str | None = None) -> bytes:
         who = sender or self.admin
@@ -357,10 +366,10 @@ class EvmPool:
         return self.contract.functions.verifyQuorum(qc.body.as_tuple(), [s.signer for s in qc.signatures], rs, vss)
 
     def post_qc(self, qc: ChainQc, proof: bytes, sender: str, *,
-                hint: tuple[bytes, bytes] | None = None) -> PayoutResult:
+                hint: tuple[bytes, bytes] | None = None, tail: bytes = b"") -> PayoutResult:
         """Pay a claim (the settlement interface's `post_qc`). Idempotent by claim_id."""
         fn = self.payout_call(qc, proof, hint)
-        rc = self._send(fn, sender, gas=PAYOUT_GAS_LIMIT)
+        rc = self._send(fn, sender, gas=PAYOUT_GAS_LIMIT, tail=tail)
         ev = self.contract.events.Paid().process_receipt(rc, errors=DISCARD)
         if ev:
             return PayoutResult(int(ev[0]["args"]["amount"]), False, int(rc["gasUsed"]), bytes(rc["transactionHash"]),

@@ -14,11 +14,15 @@ What it offers, and what it refuses:
   a claim with its EIP-712/ECDSA certificate and Groth16 proof; idempotent by claim_id),
   `expire(policy_id)`, `submit_admin(args)` (authorised by msg.sender = the admin account, not by
   an Ed25519 signature).
-- The Ed25519 ledger's own forms are refused with BAD_REQUEST naming the chain-native call:
-  `entries`/`signed_head` (a chain has blocks and events, not signed ledger entries: the daemons'
-  `LedgerFollower`, which replays entries through `ledger.state`, cannot follow a chain; DESIGN §13
-  says why and what is missing), `post_qc`/`submit` of an Ed25519 QC, a signed admin transaction,
-  an anchor or evidence (the contract checks ECDSA over the EIP-712 body and msg.sender).
+- The daemons' view: `entries`/`signed_head`/`replay_state` serve the pool's history as mirror
+  entries (`ledger.evm.mirror.ChainMirror`: each confirmed event turned into the ledger
+  transaction it stands for and replayed through `ledger.state`), so `LedgerFollower` follows a
+  chain unchanged. A pool not deployed with its mirror genesis' id (`deploy_mirrored_pool`) has
+  no mirror: `entries` says so. `post_chain_qc(qc, proof, ed25519_qc)` sends the Ed25519 QC's
+  signatures after the payout's arguments so the payout replays too.
+- The Ed25519 ledger's own write forms are refused with BAD_REQUEST naming the chain-native call:
+  `post_qc`/`submit` of an Ed25519 QC, a signed admin transaction, an anchor or evidence (the
+  contract checks ECDSA over the EIP-712 body and msg.sender).
 
 Web3 is synchronous; every call runs in a worker thread so an event loop never blocks on the node.
 What this file must never do: decide a rule (the contract does), hold or log a private key (the
@@ -28,17 +32,31 @@ node holds the unlocked account; an oracle's chain key stays in `ledger.evm.type
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from hexbytes import HexBytes
 from web3 import Web3
+from web3.utils.address import get_create_address
 
 from faultproof.errors import FaultproofError, Reason
-from faultproof.messages import Message, QuorumCertificate, SignedEntry, SignedHead
+from faultproof.messages import Message, QuorumCertificate, RegisterCircuit, SignedEntry, SignedHead
 from ledger.client import SubmitResult
-from ledger.evm.follow import ChainEvent, ChainFollower
+from ledger.evm.follow import ChainEvent, ChainFollower, ChainLog
+from ledger.evm.mirror import (
+    NEEDS_CALLDATA,
+    ChainMirror,
+    MirrorEvent,
+    circuit_tail,
+    mirror_genesis,
+    mirror_state_factory,
+    qc_tail,
+)
 from ledger.evm.pool import ChainQc, EvmPool, PayoutResult
+from ledger.evm.typed import Binding
+from ledger.state import LedgerState
 
 SCHEME = "evm+"
 MAX_CONFIRMATIONS = 1_000
@@ -94,6 +112,9 @@ class EvmSettlement:
         self.w3 = Web3(Web3.HTTPProvider(self.url.rpc_url, request_kwargs={"timeout": timeout}))
         self._pool: EvmPool | None = None
         self._follower: ChainFollower | None = None
+        self._mirror: ChainMirror | None = None
+        self._mirror_problem: str | None = None
+        self._block_times: dict[int, int] = {}
         self._lock = asyncio.Lock()  # one poll of the chain at a time
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -113,9 +134,31 @@ class EvmSettlement:
             if not self.w3.eth.get_code(Web3.to_checksum_address(self.url.contract)):
                 raise FaultproofError(Reason.NOT_FOUND, f"no contract at {self.url.contract} on {self.url.rpc_url}: "
                                       "check contract= in the settlement URL")
-            self._pool = EvmPool(self.w3, self.url.contract, self.url.sender or "")
-            self._follower = ChainFollower(self._pool, confirmations=self.url.confirmations)
+            pool = EvmPool(self.w3, self.url.contract, self.url.sender or "")
+            self._mirror, self._mirror_problem = open_mirror(pool)
+            self._follower = ChainFollower(pool, confirmations=self.url.confirmations)
+            self._pool = pool
         return self._pool
+
+    def _poll(self) -> list[ChainLog]:
+        """One poll of the confirmed chain (in a worker thread); every new event also goes into
+        the mirror, with its block's time and, where the mirror needs it, its transaction's input."""
+        assert self._follower is not None
+        logs = self._follower.poll_logs()
+        if self._mirror is not None:
+            for log in logs:
+                calldata = None
+                if log.name in NEEDS_CALLDATA:
+                    calldata = bytes(self.w3.eth.get_transaction(HexBytes(log.tx_hash))["input"])
+                self._mirror.apply(MirrorEvent(log.name, log.args, log.block, self._block_time(log.block), calldata))
+        return logs
+
+    def _block_time(self, block: int) -> int:
+        if block not in self._block_times:
+            if len(self._block_times) > 1024:
+                self._block_times.clear()
+            self._block_times[block] = int(self.w3.eth.get_block(block)["timestamp"]) * 1000
+        return self._block_times[block]
 
     async def pool(self) -> EvmPool:
         return await self._call(self._open)  # type: ignore[no-any-return]
@@ -142,20 +185,36 @@ class EvmSettlement:
         deadline = loop.time() + wait
         while True:
             async with self._lock:
-                got: list[ChainEvent] = await self._call(self._follower.poll)
-            if got or loop.time() >= deadline:
-                return got
+                logs: list[ChainLog] = await self._call(self._poll)
+            if logs or loop.time() >= deadline:
+                return [log.event for log in logs]
             await asyncio.sleep(poll_s)
 
     def paid(self, claim_id: bytes) -> int | None:
         """The amount a confirmed Paid event paid for claim_id (None: not seen paid yet)."""
         return self._follower.paid.get(claim_id) if self._follower is not None else None
 
-    async def post_chain_qc(self, qc: ChainQc, proof: bytes) -> PayoutResult:
-        """Pay a claim: the EIP-712 body, k ECDSA signatures, and the Groth16 proof."""
+    async def post_chain_qc(self, qc: ChainQc, proof: bytes, ed25519_qc: QuorumCertificate | None = None) -> PayoutResult:
+        """Pay a claim: the EIP-712 body, k ECDSA signatures, and the Groth16 proof. With the
+        Ed25519 QC of the same body, its signatures follow the arguments so the mirror replays it."""
         pool, sender = await self.pool(), self._sender()
-        result: PayoutResult = await self._call(pool.post_qc, qc, proof, sender)
+        extra = qc_tail(ed25519_qc.signatures) if ed25519_qc is not None else b""
+        result: PayoutResult = await self._call(pool.post_qc, qc, proof, sender, tail=extra)
         return result
+
+    @property
+    def opened(self) -> EvmPool | None:
+        """The pool once a first call reached it (None before)."""
+        return self._pool
+
+    @property
+    def mirror(self) -> ChainMirror | None:
+        return self._mirror
+
+    def binding(self, epoch: int, oracle_id: bytes) -> str | None:
+        """The chain address bound to an oracle's Ed25519 id in that oracle-set epoch (as the
+        contract recorded it), or None."""
+        return self._mirror.bindings.get(epoch, {}).get(oracle_id) if self._mirror is not None else None
 
     async def expire(self, policy_id: bytes) -> Any:
         pool, sender = await self.pool(), self._sender()
@@ -170,13 +229,37 @@ class EvmSettlement:
     async def state(self) -> dict[str, Any]:
         return await self.status()
 
+    async def _ready_mirror(self) -> ChainMirror:
+        await self.pool()
+        if self._mirror is None:
+            raise _bad(self._mirror_problem or "no mirror")
+        return self._mirror
+
     async def entries(self, after: int = -1, wait: float = 0.0,
                       limit: int | None = None) -> tuple[int, list[SignedEntry]]:
-        raise _bad("the EVM backend has no signed ledger entries: follow the pool's events "
-                   "(EvmSettlement.events) instead")
+        """The mirror's entries above `after` (the pool's confirmed history as ledger entries),
+        waiting up to `wait` s for new ones."""
+        mirror = await self._ready_mirror()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            async with self._lock:
+                await self._call(self._poll)
+            if mirror.height > after or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        if mirror.problem is not None and mirror.height <= after:
+            # nothing more will come: followers say so (readiness, one log line) and keep retrying
+            raise FaultproofError(Reason.UNAVAILABLE, f"the pool's mirror stopped: {mirror.problem}")
+        out = mirror.entries[after + 1 :]
+        return mirror.height, out[:limit] if limit is not None else out
 
     async def signed_head(self) -> SignedHead:
-        raise _bad("the EVM backend has no signed ledger head: the chain's blocks, `confirmations` deep, take its place")
+        return (await self._ready_mirror()).signed_head()
+
+    def replay_state(self, genesis_entry: SignedEntry) -> LedgerState:
+        """A follower's view of this pool starts from its mirror genesis (policy ids as the contract's)."""
+        return mirror_state_factory(self.w3.eth.chain_id, self.url.contract)(genesis_entry)
 
     async def post_qc(self, qc: QuorumCertificate) -> SubmitResult:
         raise _bad("the pool contract pays an EIP-712 certificate with ECDSA signatures and the proof: "
@@ -191,3 +274,57 @@ class EvmSettlement:
         closer = getattr(provider, "disconnect", None)
         if closer is not None:
             await asyncio.to_thread(closer)
+
+
+# ----------------------------------------------------------------------------- mirrored pools
+
+
+def _pool_genesis(pool: EvmPool, oracles: Sequence[bytes], threshold: int) -> Any:
+    f = pool.contract.functions
+    return mirror_genesis(pool.chain_id, pool.address, oracles, threshold, bool(f.development().call()),
+                          int(f.maxSkewMs().call()), int(f.rotationGraceMs().call()))
+
+
+def open_mirror(pool: EvmPool) -> tuple[ChainMirror | None, str | None]:
+    """The mirror of a deployed pool, or (None, why not)."""
+    first = pool.contract.events.OraclesRotated().get_logs(from_block=0, argument_filters={"epoch": 0})
+    if not first:
+        return None, f"{pool.address}: no epoch-0 OraclesRotated event (not an InsurancePool?)"
+    a = first[0]["args"]
+    genesis = _pool_genesis(pool, [bytes(e) for e in a["ed25519Ids"]], int(a["threshold"]))
+    if genesis.ledger_id != bytes(pool.contract.functions.ledgerId().call()):
+        return None, (f"the pool at {pool.address} was not deployed with its mirror genesis' ledger id, so oracles "
+                      "and agents cannot follow it: deploy it with ledger.evm.settlement.deploy_mirrored_pool")
+    decode: Callable[[bytes], tuple[Any, ...]] = lambda data: _payout_body(pool, data)  # noqa: E731
+    return ChainMirror(genesis, pool.chain_id, pool.address, decode), None
+
+
+def _payout_body(pool: EvmPool, data: bytes) -> tuple[Any, ...]:
+    fn, args = pool.contract.decode_function_input(data)
+    if fn.fn_name != "payout":
+        raise ValueError(f"a Paid event from a {fn.fn_name} call")
+    body = args["body"]
+    return tuple(body.values()) if isinstance(body, Mapping) else tuple(body)
+
+
+def deploy_mirrored_pool(w3: Web3, *, admin: str, token: str, oracles: Sequence[Binding], threshold: int,
+                         development: bool, max_skew_ms: int, rotation_grace_ms: int) -> EvmPool:
+    """Deploy an InsurancePool whose ledgerId is its mirror genesis' id, so oracles and agents can
+    follow it (the address is predicted from the admin's next nonce; the deploy is that transaction)."""
+    chain_id = int(w3.eth.chain_id)
+    address = get_create_address(Web3.to_checksum_address(admin), w3.eth.get_transaction_count(Web3.to_checksum_address(admin), "pending"))
+    genesis = mirror_genesis(chain_id, address, [b.oracle_id for b in oracles], threshold, development,
+                             max_skew_ms, rotation_grace_ms)
+    pool = EvmPool.deploy(w3, admin=admin, token=token, ledger_id=genesis.ledger_id, oracles=oracles,
+                          threshold=threshold, development=development, max_skew_ms=max_skew_ms,
+                          rotation_grace_ms=rotation_grace_ms)
+    if pool.address != Web3.to_checksum_address(address):
+        raise FaultproofError(Reason.UNAVAILABLE, f"the pool landed at {pool.address}, not the predicted {address} "
+                              "(another transaction from the admin account went first): deploy again")
+    return pool
+
+
+def register_mirrored_circuit(pool: EvmPool, register: RegisterCircuit, *, verifier: str | None = None) -> Any:
+    """Register a circuit with its verification key after the arguments (what the mirror reads)."""
+    return pool.register_circuit(register.circuit_id, register.vkey, register.n, register.transcript_hash,
+                                 bool(register.production), verifier=verifier, tail=circuit_tail(register))

@@ -41,6 +41,14 @@ def test_token_commands_in_their_own_process(tmp_path: Path) -> None:
     assert signing.key_id(signing.KeyType.P256, bytes.fromhex(pub["public_key"])).hex() == pub["key_id"]
     again = _cli("pubkey", "--token", "fp", "--label", "dev-1", env=env)
     assert json.loads(again.stdout) == pub
+    # DESIGN §13: an oracle's chain key, printed with its address (what the pool binds)
+    chain = _cli("keygen", "--token", "fp", "--label", "oracle-1-chain", "--type", "secp256k1", env=env)
+    assert chain.returncode == 0, chain.stderr
+    made_chain = json.loads(chain.stdout)
+    assert made_chain["key_type"] == "secp256k1" and made_chain["address"].startswith("0x")
+    from ledger.evm.chain_keys import address_of
+
+    assert address_of(bytes.fromhex(made_chain["public_key"])) == made_chain["address"]
     dup = _cli("keygen", "--token", "fp", "--label", "dev-1", env=env)
     assert dup.returncode != 0 and "already holds" in dup.stderr
     wrong = _cli("pubkey", "--token", "fp", "--label", "dev-1", env={**env, "FAULTPROOF_PKCS11_PIN": "nope"})

@@ -150,6 +150,9 @@ class TamperedHeads:
     async def post_qc(self, qc: QuorumCertificate) -> SubmitResult:
         return await self.client.post_qc(qc)
 
+    def replay_state(self, genesis_entry: Any) -> Any:
+        return self.client.replay_state(genesis_entry)
+
     async def submit(self, tx: Any) -> SubmitResult:
         return await self.client.submit(tx)
 

@@ -45,6 +45,15 @@ def test_example_config_loads_with_documented_defaults() -> None:
     assert cfg.http_port == 8710 and cfg.gossip_port == 4710 and cfg.tuning.vote_batch_ms == 20
 
 
+def test_an_oracle_on_the_pool_contract_names_its_chain_key_file_or_token_key(tmp_path: Path) -> None:
+    url = f"evm+http://127.0.0.1:8545?contract=0x{'ab' * 20}&from=0x{'cd' * 20}"
+    base = {"key_file": "k", "data_dir": "d", "ledger_url": url, "ledger_id": "00" * 32}
+    in_file = from_dict({"oracle": {**base, "chain_key_file": "keys/chain.key"}}, base=tmp_path)
+    assert in_file.chain_key_file == tmp_path / "keys" / "chain.key"
+    in_token = from_dict({"oracle": {**base, "chain_key_file": "pkcs11:fp/oracle-1-chain"}}, base=tmp_path)
+    assert str(in_token.chain_key_file) == "pkcs11:fp/oracle-1-chain"
+
+
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
@@ -55,6 +64,13 @@ def test_example_config_loads_with_documented_defaults() -> None:
         ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "http://x"}, "http": {"prot": 1}}, "unknown key"),
         ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "http://x"}, "tuning": {"verify_workers": 0}},
          "verify_workers"),
+        # DESIGN §13: an oracle on the pool contract sends from an account and signs with a bound chain key
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": f"evm+http://x:1?contract=0x{'ab' * 20}",
+                     "chain_key_file": "c"}}, "from=0x"),
+        ({"oracle": {"key_file": "k", "data_dir": "d",
+                     "ledger_url": f"evm+http://x:1?contract=0x{'ab' * 20}&from=0x{'cd' * 20}"}}, "chain_key_file"),
+        ({"oracle": {"key_file": "k", "data_dir": "d", "ledger_url": "evm+http://x:1?contract=0x12",
+                     "chain_key_file": "c"}}, "contract="),
     ],
 )
 def test_bad_configs_say_what_to_fix(raw: dict, fragment: str) -> None:  # type: ignore[type-arg]

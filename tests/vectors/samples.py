@@ -17,6 +17,7 @@ from faultproof.messages import (
     AnchorBody,
     Approve,
     BondHolder,
+    ChainApprove,
     Claim,
     ContradictingApprove,
     CorroboratingWindow,
@@ -152,6 +153,9 @@ def samples() -> dict[str, Message]:
         "vote-reject": reject,
         "reject": reject.sign(ORACLES[4]),
         "vote-batch": VoteBatch(oracle_id=ORACLES[0].public_key, votes=(approvals[0],)),
+        # DESIGN §13: an EIP-712 ECDSA signature (r ‖ s ‖ v) travels as it is; no key here
+        "chain-approve": ChainApprove(oracle_id=ORACLES[0].public_key, oracle_set_epoch=0,
+                                      claim_id=approvals[0].body.claim_id, signature=bytes(range(64)) + b"\x1b"),
         "qc-signature": QcSignature(oracle_id=ORACLES[0].public_key, signature=approvals[0].signature),
         "quorum-certificate": qc,
         "admin-tx": txs[0],
