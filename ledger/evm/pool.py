@@ -33,7 +33,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
-from web3.types import RPCEndpoint
+from web3.types import Nonce, RPCEndpoint
 from web3.utils.address import get_create_address
 
 from faultproof.errors import FaultproofError, Reason
@@ -171,7 +171,7 @@ class EvmPool:
         # constructor does not call the library, and the library is deployed in the next transaction.
         who = Web3.to_checksum_address(admin)
         nonce = w3.eth.get_transaction_count(who, "pending")
-        lib_address = get_create_address(who, nonce + 1)
+        lib_address = get_create_address(who, Nonce(nonce + 1))
         art = arts["InsurancePool"]
         linked = art.bytecode.replace(_ECON_PLACEHOLDER, lib_address[2:].lower())
         factory = w3.eth.contract(abi=art.abi, bytecode=linked)
