@@ -190,14 +190,10 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
 def history(device_id: str, ledger_url: str, as_json: bool) -> None:
     """A device's chain of custody: every ledger entry about it (DESIGN §15)."""
     from faultproof.errors import FaultproofError
+    from ledger.admin_cli import hex32
     from ledger.client import LedgerClient
 
-    try:
-        did = bytes.fromhex(device_id)
-        if len(did) != 32:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter("DEVICE_ID must be 64 hex characters") from None
+    did = hex32(device_id, "DEVICE_ID")
 
     async def go() -> dict[str, object]:
         async with LedgerClient(ledger_url) as client:
@@ -240,15 +236,10 @@ def decommission(device_id: str, ledger_url: str, agent_url: str | None, key_pat
     from faultproof import signing
     from faultproof.errors import FaultproofError
     from faultproof.messages import DecommissionDevice
-    from ledger.admin_cli import load_admin_key, submit_admin
+    from ledger.admin_cli import hex32, load_admin_key, submit_admin
     from ledger.client import LedgerClient
 
-    try:
-        did = bytes.fromhex(device_id)
-        if len(did) != 32:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter("DEVICE_ID must be 64 hex characters") from None
+    did = hex32(device_id, "DEVICE_ID")
     token_cfg = None
     if token_key is not None:
         prefix, _, rest = token_key.partition(":")

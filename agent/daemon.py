@@ -26,7 +26,7 @@ import logging
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from agent.provision import load_blinding_key
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import ClaimBatch, circuit_id
+from faultproof.retry import unless_stopped
 from faultproof.signing import KeyError_ as SigningKeyError
 from faultproof.signing import load_process_keys
 from faultproof.zk.params import TriggerParams
@@ -472,7 +473,7 @@ async def main(config: AgentConfig) -> int:
     try:
         # The ledger may be down for long (bootstrap retries for ledger_bootstrap_timeout_s):
         # SIGTERM/SIGINT must end the start-up at once, not when the wait gives up.
-        started = await _unless_stopped(agent.start(), stop)
+        started, _ = await unless_stopped(agent.start(), stop)
     except StartupError:
         await agent.close()
         raise
@@ -491,21 +492,3 @@ async def main(config: AgentConfig) -> int:
         code = 1
     await agent.close()
     return code
-
-
-async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
-    """True once `work` is done; False (work cancelled) if `stop` is set first. Its errors propagate."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (task, stopped):
-            if not t.done():
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-    if task.cancelled():
-        return False
-    task.result()
-    return True

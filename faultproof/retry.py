@@ -8,13 +8,20 @@ from tenacity (`wait_exponential` + `wait_random_exponential`: the jitter is kep
 library, pinned in pyproject.toml); this file
 only counts attempts and decides when a line is worth writing.
 
+`unless_stopped` is the other half of waiting for a peer that may never come back: a start-up that
+retries (an oracle's or an agent's ledger bootstrap) must still end at once on SIGTERM/SIGINT.
+
 This file must never sleep by itself (callers sleep for the delay it returns, so a loop that is
 cancelled or woken early stays in charge) and never log a secret.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential, wait_random_exponential
 
@@ -60,3 +67,24 @@ class Reachability:
         if self.failures:
             self.log.warning("%s reachable again after %d failed attempts", self.what, self.failures)
         self.failures = 0
+
+
+T = TypeVar("T")
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """(True, result) once `work` is done; (False, None), `work` cancelled, if `stop` is set
+    first. Errors of `work` propagate."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopped):
+            if not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+    if task.cancelled():
+        return False, None
+    return True, task.result()

@@ -71,7 +71,7 @@ def _run(coro_fn: Callable[[LedgerClient], Awaitable[T]], url: str) -> T:
         raise OperatorError(f"{e.reason.value}: {e.message}") from None
 
 
-def _hex32(value: str, name: str) -> bytes:
+def hex32(value: str, name: str) -> bytes:
     try:
         raw = bytes.fromhex(value)
     except ValueError:
@@ -137,7 +137,7 @@ def register_circuit(ctx: click.Context, vkey_file: Path, n: int, layout_version
 
     Prints the circuit_id that policies name (`issue-policy --circuit-id`)."""
     tx = RegisterCircuit(vkey=vkey_file.read_bytes(), n=n, layout_version=layout_version,
-                         transcript_hash=_hex32(transcript_hash, "transcript hash"), production=int(production))
+                         transcript_hash=hex32(transcript_hash, "transcript hash"), production=int(production))
     _sign_and_submit(ctx, tx, circuit_id=tx.circuit_id.hex())
 
 
@@ -166,10 +166,10 @@ def enrol_device(ctx: click.Context, device_id: str | None, from_file: Path | No
         return
     if device_id is None or firmware_hash is None:
         raise click.UsageError("give DEVICE_ID and --firmware-hash, or --from FILE")
-    did = _hex32(device_id, "device id")
-    anchor_bytes = _hex32(anchor, "anchor") if anchor else chain_to_bytes(chain_anchor(did, epoch))
+    did = hex32(device_id, "device id")
+    anchor_bytes = hex32(anchor, "anchor") if anchor else chain_to_bytes(chain_anchor(did, epoch))
     _sign_and_submit(ctx, EnrolDevice(device_id=did, epoch=epoch, anchor=anchor_bytes,
-                                      firmware_hash=_hex32(firmware_hash, "firmware hash")))
+                                      firmware_hash=hex32(firmware_hash, "firmware hash")))
 
 
 @admin.command("revoke-device")
@@ -177,7 +177,7 @@ def enrol_device(ctx: click.Context, device_id: str | None, from_file: Path | No
 @click.pass_context
 def revoke_device(ctx: click.Context, device_id: str) -> None:
     """Revoke a device (from now on; windows that ended before stay claimable)."""
-    _sign_and_submit(ctx, RevokeDevice(device_id=_hex32(device_id, "device id")))
+    _sign_and_submit(ctx, RevokeDevice(device_id=hex32(device_id, "device id")))
 
 
 @admin.command("transfer-device")
@@ -187,8 +187,8 @@ def revoke_device(ctx: click.Context, device_id: str) -> None:
 def transfer_device(ctx: click.Context, device_id: str, to_agent: str) -> None:
     """Hand a device to another agent (DESIGN §15 H9): the previous agent's anchors and claims
     for it are refused from this entry on."""
-    _sign_and_submit(ctx, TransferDevice(device_id=_hex32(device_id, "device id"),
-                                         to_agent=_hex32(to_agent, "agent id")))
+    _sign_and_submit(ctx, TransferDevice(device_id=hex32(device_id, "device id"),
+                                         to_agent=hex32(to_agent, "agent id")))
 
 
 @admin.command("bind-transport-key")
@@ -224,7 +224,7 @@ def enrol_gateway_key(ctx: click.Context, agent_id: str, ak_hex: str) -> None:
         raise OperatorError("--ak must be hex (65 bytes: 04 || X || Y)") from None
     if len(ak) != 65:
         raise OperatorError("--ak must be 65 bytes: an uncompressed P-256 point (04 || X || Y)")
-    _sign_and_submit(ctx, EnrolGatewayKey(agent_id=_hex32(agent_id, "agent id"), ak_point=ak))
+    _sign_and_submit(ctx, EnrolGatewayKey(agent_id=hex32(agent_id, "agent id"), ak_point=ak))
 
 
 @admin.command("enrol-agent")
@@ -232,7 +232,7 @@ def enrol_gateway_key(ctx: click.Context, agent_id: str, ak_hex: str) -> None:
 @click.pass_context
 def enrol_agent(ctx: click.Context, agent_id: str) -> None:
     """Enrol a gateway agent."""
-    _sign_and_submit(ctx, EnrolAgent(agent_id=_hex32(agent_id, "agent id")))
+    _sign_and_submit(ctx, EnrolAgent(agent_id=hex32(agent_id, "agent id")))
 
 
 @admin.command("revoke-agent")
@@ -240,7 +240,7 @@ def enrol_agent(ctx: click.Context, agent_id: str) -> None:
 @click.pass_context
 def revoke_agent(ctx: click.Context, agent_id: str) -> None:
     """Revoke a gateway agent."""
-    _sign_and_submit(ctx, RevokeAgent(agent_id=_hex32(agent_id, "agent id")))
+    _sign_and_submit(ctx, RevokeAgent(agent_id=hex32(agent_id, "agent id")))
 
 
 @admin.command("deposit")
@@ -268,7 +268,7 @@ def withdraw(ctx: click.Context, amount: int) -> None:
 def issue_policy(ctx: click.Context, file: Path, device_id: str | None, beneficiary: str | None,
                  circuit_id: str | None) -> None:
     """Issue the policy described by a TOML FILE (see configs/policies/)."""
-    overrides = {k: _hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
+    overrides = {k: hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
                                               ("circuit_id", circuit_id)) if v}
     try:
         terms = load_policy(file, overrides, now_ms=wall_clock_ms())
@@ -283,7 +283,7 @@ def issue_policy(ctx: click.Context, file: Path, device_id: str | None, benefici
 @click.pass_context
 def rotate_oracles(ctx: click.Context, members: tuple[str, ...], threshold: int) -> None:
     """Replace the oracle set (a new epoch; the old one is honoured for the grace period)."""
-    ids = tuple(_hex32(m, "member") for m in members)
+    ids = tuple(hex32(m, "member") for m in members)
     _sign_and_submit(ctx, RotateOracles(members=ids, threshold=threshold or default_threshold(len(ids))))
 
 
@@ -302,7 +302,7 @@ def rotate_admin(ctx: click.Context, new_admin: str | None, new_key: Path | None
         except KeyFileError as e:
             raise OperatorError(str(e)) from None
     else:
-        key = _hex32(new_admin or "", "new admin")
+        key = hex32(new_admin or "", "new admin")
     _sign_and_submit(ctx, RotateAdmin(new_admin=key))
 
 
@@ -311,7 +311,7 @@ def rotate_admin(ctx: click.Context, new_admin: str | None, new_key: Path | None
 @click.pass_context
 def expire(ctx: click.Context, policy_id: str) -> None:
     """Close an expired policy and release its unused lock (anyone may; no key needed)."""
-    pid = _hex32(policy_id, "policy id")
+    pid = hex32(policy_id, "policy id")
     result = _run(lambda c: c.submit(ExpirePolicy(policy_id=pid)), ctx.obj["url"])
     click.echo(json.dumps(_result_json(result)))
 
@@ -322,7 +322,7 @@ def expire(ctx: click.Context, policy_id: str) -> None:
 @click.pass_context
 def policies(ctx: click.Context, device_id: str | None, as_json: bool) -> None:
     """List policies with their status, lock and payouts."""
-    did = _hex32(device_id, "device id") if device_id else None
+    did = hex32(device_id, "device id") if device_id else None
     rows = _run(lambda c: c.policies(did), ctx.obj["url"])
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -371,9 +371,9 @@ def _holder(oracle: str | None, device: str | None) -> tuple[BondHolder, bytes]:
     if (oracle is None) == (device is None):
         raise click.UsageError("name exactly one of --oracle ID or --device ID")
     if oracle is not None:
-        return BondHolder.ORACLE, _hex32(oracle, "oracle id")
+        return BondHolder.ORACLE, hex32(oracle, "oracle id")
     assert device is not None
-    return BondHolder.DEVICE, _hex32(device, "device id")
+    return BondHolder.DEVICE, hex32(device, "device id")
 
 
 @admin.command("bond")
@@ -416,14 +416,14 @@ def issue_econ_policy(ctx: click.Context, file: Path, device_id: str | None, ben
                       circuit_id: str | None, staging_cost: int, group: tuple[str, ...], m: int,
                       tolerance_ms: int) -> None:
     """Issue a policy with its economic terms (single-device, or corroborated with --group and --m)."""
-    overrides = {k: _hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
+    overrides = {k: hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
                                               ("circuit_id", circuit_id)) if v}
     try:
         terms = load_policy(file, overrides, now_ms=wall_clock_ms())
     except PolicyFileError as e:
         raise OperatorError(str(e)) from None
     _sign_and_submit(ctx, EconPolicy(terms=terms, staging_cost=staging_cost,
-                                     group=tuple(_hex32(g, "group device") for g in group), min_proofs=m,
+                                     group=tuple(hex32(g, "group device") for g in group), min_proofs=m,
                                      overlap_tolerance_ms=tolerance_ms))
 
 
@@ -449,7 +449,7 @@ def set_measurement(ctx: click.Context, component: str, digest: str | None, imag
 
     if (digest is None) == (image is None):
         raise click.UsageError("give exactly one of --digest or --file")
-    d = hashlib.sha256(image.read_bytes()).digest() if image is not None else _hex32(digest or "", "digest")
+    d = hashlib.sha256(image.read_bytes()).digest() if image is not None else hex32(digest or "", "digest")
     _sign_and_submit(ctx, SetMeasurement(component=_COMPONENTS[component], digest=d, allowed=0 if deny else 1))
 
 
@@ -485,7 +485,7 @@ def reinstate_device(ctx: click.Context, device_id: str, note: str) -> None:
     """Lift the oracles' suspension of a device (windows already refused stay refused)."""
     from faultproof.messages import Lift, LiftTarget
 
-    _sign_and_submit(ctx, Lift(target=int(LiftTarget.SUSPENSION), device_id=_hex32(device_id, "device id"),
+    _sign_and_submit(ctx, Lift(target=int(LiftTarget.SUSPENSION), device_id=hex32(device_id, "device id"),
                                note=note.encode()[:256]))
 
 
@@ -508,5 +508,5 @@ def enrol_device_key(ctx: click.Context, key_type: str, public_key: str, epoch: 
         raise click.BadParameter(f"--public-key is not a {key_type} public key") from None
     did = key_id(kt, data)
     enrol = EnrolDevice(device_id=did, epoch=epoch, anchor=chain_to_bytes(chain_anchor(did, epoch)),
-                        firmware_hash=_hex32(firmware_hash, "firmware hash"))
+                        firmware_hash=hex32(firmware_hash, "firmware hash"))
     _sign_and_submit(ctx, EnrolDeviceKey(enrol=enrol, key_type=int(kt), public_key=data))

@@ -27,13 +27,12 @@ clock, `self.clock` (milliseconds).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -58,7 +57,7 @@ from faultproof.messages import (
     VoteBatch,
     decode_any,
 )
-from faultproof.retry import Reachability
+from faultproof.retry import Reachability, unless_stopped
 from ledger.settlement import connect
 from ledger.state import Effect, TxKind, gossip_senders
 from oracle import claim as cm
@@ -74,7 +73,6 @@ from oracle.transport import Transport
 from oracle.verifier import ProofVerifier, VerifyFn
 from oracle.view import LedgerFollower, LedgerView
 
-T = TypeVar("T")
 log = logging.getLogger("faultproof.oracle")
 
 # Votes per gossip message. A VoteBatch may hold 256, but a 64-vote batch (~35 KB) keeps every
@@ -188,7 +186,7 @@ class OracleNode:
                                            self.store.save_head, registry=self.metrics.registry)
             await self._start_http()  # /readyz answers 503 until we are synced
             # The ledger may be down for long: SIGTERM (stop) must end the wait at once.
-            view = await _unless_stopped(self.follower.bootstrap(self.config.ledger_id), stop)
+            _, view = await unless_stopped(self.follower.bootstrap(self.config.ledger_id), stop)
             if view is None:
                 return
             self._install_oracle_set(view)
@@ -868,19 +866,3 @@ class OracleNode:
             "ignored_votes": self.machine.ignored_votes() if self.machine else {},
             "gossip": self.transport.health(),
         }
-
-
-
-async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """`work`'s result, or None (work cancelled) if `stop` is set first."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (task, stopped):
-            if not t.done():
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-    return task.result() if task.done() and not task.cancelled() else None

@@ -20,7 +20,6 @@ design keeps, DESIGN §15 H8) are found, and so are a planted key in a log and i
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -35,8 +34,8 @@ from nacl.signing import SigningKey
 from faultproof.identity import Identity
 from ledger.store import LedgerStore
 from ledger.verify import replay_store
+from tests.devnet.devnetfix import REPO, alive, scratch_config
 
-REPO = Path(__file__).resolve().parents[2]
 HEX64 = re.compile(rb"[0-9a-fA-F]{64,}")
 RAW_WINDOW_MAX = 8192  # bytes: small files (key files, configs) and command lines are also scanned raw
 
@@ -91,29 +90,14 @@ def _descendants(pid: int) -> set[int]:
 
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is gone for our purposes; check /proc for its state
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.timeout(600)
 def test_devnet_pays_every_fault_once_and_no_healthy_device_with_no_key_out_of_its_token(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
-    config = tmp_path / "devnet.toml"
     # The shipped config, in a scratch data folder, with 7 devices: 5 faults (one per trigger
     # kind), 1 tampered-firmware device with a real excursion (DESIGN §15: never paid) and 1
     # healthy but noisy device; its [econ] section adds a double-signing faulty device and the 3
     # devices of a corroborated policy.
-    text = (REPO / "configs" / "devnet.toml").read_text()
-    config.write_text(text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"')
-                      .replace("readings = 200", "readings = 120"))  # every fault ends by seq 70
+    config = scratch_config(tmp_path, readings=120)
     log = tmp_path / "devnet.out"
     planted = Identity.generate()  # control: a key the scan must find in a command line and a log
     control = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", planted.seed.hex()])
@@ -196,7 +180,7 @@ def test_devnet_pays_every_fault_once_and_no_healthy_device_with_no_key_out_of_i
     assert len({a for _, a in econ["group"]["windows"]}) == 2
     assert econ["all_profits_negative"] and len(econ["policies"]) == 7 + 1 + 1
     assert all(p["profit"] < 0 for p in econ["policies"])
-    assert summary["processes"] and not [p for p in summary["processes"].values() if p and _alive(p)]
+    assert summary["processes"] and not [p for p in summary["processes"].values() if p and alive(p)]
 
     run_dir = Path(summary["run_dir"])
 

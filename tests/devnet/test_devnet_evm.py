@@ -12,7 +12,6 @@ process is left behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,29 +19,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.devnet.devnetfix import REPO, alive, scratch_config
+
 AMOUNT = 1_000_000  # configs/devnet.toml [policy] amount
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.timeout(300)
 def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
-    config = tmp_path / "devnet.toml"
-    text = (REPO / "configs" / "devnet.toml").read_text()
-    text = text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"')
-    text = re.sub(r"(?m)^readings = \d+", "readings = 110", text)  # faults end by seq 60, windows of 16
-    config.write_text(text)
+    config = scratch_config(tmp_path, readings=110)
     out = subprocess.run([sys.executable, "-m", "cli", "devnet", "--config", str(config), "--settlement", "evm",
                           "--devices", "7", "--json", str(summary_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=280)
@@ -80,5 +65,5 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     ours = [line for line in sent if "our transaction" in line]
     assert len(ours) == len(faulty), "\n".join(sent)  # one payout transaction per claim...
     assert len(sent) - len(ours) <= 1, "\n".join(sent)  # ...and the others saw it and stopped
-    left = [name for name, pid in s["processes"].items() if pid and _alive(pid)]
+    left = [name for name, pid in s["processes"].items() if pid and alive(pid)]
     assert left == [], f"processes left running: {left}"
