@@ -14,45 +14,10 @@ I/O is only `poll_logs()`; the fold (`apply`) is pure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from ledger.evm.pool import EvmPool
+from ledger.evm.pool import ChainEvent, ChainLog, EvmPool
 
-ChainEvent = tuple[str, dict[str, Any], int]  # (event name, args, block number)
-
-
-@dataclass(frozen=True)
-class ChainLog:
-    """One decoded event of the pool and where it came from."""
-
-    name: str
-    args: dict[str, Any]
-    block: int
-    tx_hash: bytes
-
-    @property
-    def event(self) -> ChainEvent:
-        return self.name, self.args, self.block
-
-
-def pool_logs(pool: EvmPool, from_block: int, to_block: int) -> list[ChainLog]:
-    """Every event of the pool in [from_block, to_block], in chain order, decoded."""
-    logs = pool.w3.eth.get_logs({"fromBlock": from_block, "toBlock": to_block, "address": pool.address})
-    names = [str(ev["name"]) for ev in pool.contract.abi if ev.get("type") == "event"]  # type: ignore[typeddict-item]
-    events = [getattr(pool.contract.events, n) for n in names]
-    by_topic = {_topic(e.topic): e for e in events}
-    out = []
-    for log in logs:
-        ev = by_topic.get(bytes(log["topics"][0]))
-        if ev is None:
-            continue
-        d = ev().process_log(log)
-        out.append(ChainLog(str(d["event"]), dict(d["args"]), int(d["blockNumber"]), bytes(log["transactionHash"])))
-    return out
-
-
-def _topic(topic: Any) -> bytes:
-    return bytes.fromhex(topic[2:]) if isinstance(topic, str) else bytes(topic)
+__all__ = ["ChainEvent", "ChainFollower", "ChainLog"]
 
 
 @dataclass
@@ -72,7 +37,7 @@ class ChainFollower:
         safe = int(self.pool.w3.eth.block_number) - self.confirmations
         if safe < self.next_block:
             return []
-        logs = pool_logs(self.pool, self.next_block, safe)
+        logs = self.pool.logs(self.next_block, safe)
         self.next_block = safe + 1
         self.apply([log.event for log in logs])
         return logs

@@ -145,6 +145,23 @@ class ChainQc:
     signatures: tuple[ChainSignature, ...]
 
 
+ChainEvent = tuple[str, dict[str, Any], int]  # (event name, args, block number)
+
+
+@dataclass(frozen=True)
+class ChainLog:
+    """One decoded event of the pool and where it came from."""
+
+    name: str
+    args: dict[str, Any]
+    block: int
+    tx_hash: bytes
+
+    @property
+    def event(self) -> ChainEvent:
+        return self.name, self.args, self.block
+
+
 class EvmPool:
     """One deployed InsurancePool, driven through web3 (sans rules: the contract decides)."""
 
@@ -450,9 +467,14 @@ class EvmPool:
     def now_ms(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"]) * 1000
 
-    def events(self, from_block: int, to_block: int | None = None) -> list[tuple[str, dict[str, Any], int]]:
+    def events(self, from_block: int, to_block: int | None = None) -> list[ChainEvent]:
         """Every event of the pool in [from_block, to_block] (default: latest), in chain order:
         (name, args, block). A follower passes to_block = head - confirmations."""
+        return [log.event for log in self.logs(from_block, to_block)]
+
+    def logs(self, from_block: int, to_block: int | None = None) -> list[ChainLog]:
+        """The same events with the transaction that emitted each (the chain mirror reads the
+        calldata of two kinds: ledger/evm/mirror.py)."""
         logs = self.w3.eth.get_logs({"fromBlock": from_block, "toBlock": "latest" if to_block is None else to_block,
                                      "address": self.address})
         names = [str(ev["name"]) for ev in self.contract.abi if ev.get("type") == "event"]  # type: ignore[typeddict-item]
@@ -463,7 +485,7 @@ class EvmPool:
             if ev is None:
                 continue
             d = ev().process_log(log)
-            out.append((d["event"], dict(d["args"]), int(d["blockNumber"])))
+            out.append(ChainLog(str(d["event"]), dict(d["args"]), int(d["blockNumber"]), bytes(log["transactionHash"])))
         return out
 
 
