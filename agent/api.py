@@ -31,7 +31,7 @@ from agent.frames import SensorSpec, Undecodable, parse_json, parse_wire, resolv
 from agent.provision import load_sensor
 from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason
-from faultproof.httperrors import application
+from faultproof.httperrors import IDLE_TIMEOUT_S, application
 from faultproof.openapi import install as install_openapi
 
 if TYPE_CHECKING:
@@ -157,8 +157,8 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_app(agent: Agent, max_body_bytes: int) -> web.Application:
-    app = application(log, max_body_bytes=max_body_bytes)  # error shape and input hygiene (faultproof.httperrors)
+def make_app(agent: Agent, max_body_bytes: int, idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.Application:
+    app = application(log, max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)  # error shape and input hygiene (faultproof.httperrors)
     app[AGENT_KEY] = agent
     app.router.add_post("/v1/frames", post_frames)
     app.router.add_get("/v1/status", get_status)

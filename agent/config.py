@@ -26,6 +26,7 @@ class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8800
     max_body_bytes: int = 1 << 20
+    idle_timeout_s: float = 20.0  # a connection with no complete request head this long is closed
 
 
 @dataclass(frozen=True)
@@ -202,3 +203,5 @@ def validate(cfg: AgentConfig) -> None:
             raise ConfigError(f"[gossip] bootstrap: {a!r} must be a multiaddr ending in /p2p/<peer id>")
     if not 0 <= cfg.http.port < 65536 or not 0 <= cfg.mqtt.port < 65536 or not 0 <= cfg.gossip.port < 65536:
         raise ConfigError("ports must be in 0..65535")
+    if not 1 <= cfg.http.idle_timeout_s <= 3600:
+        raise ConfigError("[http] idle_timeout_s must be in [1, 3600] seconds")

@@ -191,7 +191,7 @@ class Agent:
                 on_evidence=None if self.reattester is None else self._evidence_arrived(loop))
             self.mqtt.start()
 
-        self._runner = web.AppRunner(make_app(self, cfg.http.max_body_bytes), access_log=None)
+        self._runner = web.AppRunner(make_app(self, cfg.http.max_body_bytes, cfg.http.idle_timeout_s), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
         try:

@@ -166,7 +166,7 @@ async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int
     from ledger.http import make_app
 
     app = make_app(service, max_body_bytes=cfg.max_body_bytes, max_wait_s=cfg.max_wait_s,
-                   max_entries_per_page=cfg.max_entries_per_page)
+                   max_entries_per_page=cfg.max_entries_per_page, idle_timeout_s=cfg.idle_timeout_s)
     # On SIGTERM, waiting long polls answer at once (on_shutdown) and other in-flight requests get
     # 1 s: a transaction either committed or was not (clients resend; the ledger is idempotent).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)

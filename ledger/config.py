@@ -46,6 +46,7 @@ _SCHEMA = config.document("LedgerFile", {
         "max_body_bytes": (int, 128 * 1024),
         "max_wait_s": (float, 30.0),
         "max_entries_per_page": (int, 1000),
+        "idle_timeout_s": (float, 20.0),
     }),
     "durability": config.table("DurabilityTable", {"synchronous": (str, "FULL"), "max_batch": (int, 1024)}),
 }, required=("ledger",))
@@ -75,6 +76,7 @@ class LedgerConfig:
     max_body_bytes: int
     max_wait_s: float
     max_entries_per_page: int
+    idle_timeout_s: float
     synchronous: str
     max_batch: int
 
@@ -122,6 +124,8 @@ def from_dict(raw: dict[str, Any], source: Path) -> LedgerConfig:
             raise _fail(source, f"server.{name}", "must be >= 1")
     if not 0 <= s["max_wait_s"] <= 300:
         raise _fail(source, "server.max_wait_s", "must be in [0, 300]")
+    if not 1 <= s["idle_timeout_s"] <= 3600:
+        raise _fail(source, "server.idle_timeout_s", "must be in [1, 3600] seconds")
     if d["synchronous"].upper() not in SYNCHRONOUS_MODES:
         raise _fail(source, "durability.synchronous", f"must be one of {SYNCHRONOUS_MODES}")
     if d["max_batch"] < 1:
@@ -140,6 +144,7 @@ def from_dict(raw: dict[str, Any], source: Path) -> LedgerConfig:
             development=g["development"], max_skew_ms=g["max_skew_ms"], rotation_grace_ms=g["rotation_grace_ms"],
             max_backdate_ms=g["max_backdate_ms"]),
         host=s["host"], port=s["port"], max_body_bytes=s["max_body_bytes"], max_wait_s=float(s["max_wait_s"]),
-        max_entries_per_page=s["max_entries_per_page"], synchronous=d["synchronous"].upper(),
+        max_entries_per_page=s["max_entries_per_page"], idle_timeout_s=float(s["idle_timeout_s"]),
+        synchronous=d["synchronous"].upper(),
         max_batch=d["max_batch"],
     )

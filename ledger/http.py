@@ -29,7 +29,7 @@ from prometheus_client import generate_latest
 from faultproof import strictjson
 from faultproof.encoding import pack, unpack
 from faultproof.errors import FaultproofError, Reason
-from faultproof.httperrors import application
+from faultproof.httperrors import IDLE_TIMEOUT_S, application
 from faultproof.messages import LEDGER_TX_TYPES, Message, QcBatch, SignedEntry, decode_any
 from faultproof.openapi import install as install_openapi
 from ledger.api_doc import ROUTES as API_ROUTES
@@ -388,9 +388,10 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wait_s: float = 30.0,
-             max_entries_per_page: int = 1000, run_service: bool = True) -> web.Application:
+             max_entries_per_page: int = 1000, run_service: bool = True,
+             idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.Application:
     """The aiohttp application. With run_service, the app starts and stops the service's writer."""
-    app = application(log, max_body_bytes=max_body_bytes)  # error shape and input hygiene
+    app = application(log, max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)  # error shape, hygiene
     app[SERVICE] = service
     app[LIMITS] = {"max_body_bytes": max_body_bytes, "max_wait_s": max_wait_s,
                    "max_entries_per_page": max_entries_per_page}

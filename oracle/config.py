@@ -72,6 +72,7 @@ class OracleConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8710
     max_body_bytes: int = 64 * 1024  # a SignedClaim is < 2 KB msgpack, ~5 KB JSON
+    idle_timeout_s: float = 20.0  # a connection with no complete request head this long is closed
     gossip_port: int = 4710
     bootstrap: tuple[str, ...] = ()
     tuning: Tuning = field(default_factory=Tuning)
@@ -111,6 +112,8 @@ class OracleConfig:
                 raise ConfigError(f"gossip.bootstrap entry {addr!r} must end in /p2p/<peer id>")
         if self.max_body_bytes < 4096:
             raise ConfigError("http.max_body_bytes below 4096 would refuse valid claims")
+        if not 1 <= self.idle_timeout_s <= 3600:
+            raise ConfigError("http.idle_timeout_s must be in [1, 3600] seconds")
         t = self.tuning
         if t.vote_batch_ms < 0 or t.regossip_s <= 0 or t.ledger_wait_s <= 0 or t.verify_workers < 1:
             raise ConfigError("tuning: vote_batch_ms >= 0, regossip_s > 0, ledger_wait_s > 0, verify_workers >= 1")
@@ -124,7 +127,8 @@ class OracleConfig:
 _SECTIONS: dict[str, dict[str, str]] = {
     "oracle": {"key_file": "key_file", "data_dir": "data_dir", "ledger_url": "ledger_url", "ledger_id": "ledger_id",
                "transport_key_file": "transport_key_file", "chain_key_file": "chain_key_file"},
-    "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes"},
+    "http": {"host": "http_host", "port": "http_port", "max_body_bytes": "max_body_bytes",
+             "idle_timeout_s": "idle_timeout_s"},
     "gossip": {"port": "gossip_port", "bootstrap": "bootstrap"},
 }
 
@@ -134,7 +138,7 @@ _SCHEMA = config.document("OracleFile", {
                                            "transport_key_file": (str | None, None),
                                            "chain_key_file": (str | None, None)}),
     "http": config.table("HttpTable", {"host": (str, "127.0.0.1"), "port": (int, 8710),
-                                       "max_body_bytes": (int, 64 * 1024)}),
+                                       "max_body_bytes": (int, 64 * 1024), "idle_timeout_s": (float, 20.0)}),
     "gossip": config.table("GossipTable", {"port": (int, 4710), "bootstrap": (list[str], [])}),
     "tuning": config.table_of(Tuning),
 }, required=("oracle",))

@@ -140,7 +140,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def make_app(node: OracleNode) -> web.Application:
-    app = application(log, respond, max_body_bytes=node.config.max_body_bytes)  # error shape, input hygiene
+    app = application(log, respond, max_body_bytes=node.config.max_body_bytes,
+                      idle_timeout_s=node.config.idle_timeout_s)  # error shape, input hygiene
     app[NODE_KEY] = node
     app.router.add_post("/v1/claims", post_claim)
     app.router.add_post("/v1/suspensions", post_suspension)  # hardware2

@@ -244,7 +244,7 @@ class OracleProc:
 
 def _write_oracle_config(path: Path, *, key_file: Path, data_dir: Path, ledger_url: str, http_port: int,
                          gossip_port: int, bootstrap: Sequence[str], tuning: dict[str, Any],
-                         ledger_id: bytes) -> None:
+                         ledger_id: bytes, idle_timeout_s: float | None = None) -> None:
     lines = [
         "[oracle]",
         f'key_file = "{key_file}"',
@@ -255,6 +255,7 @@ def _write_oracle_config(path: Path, *, key_file: Path, data_dir: Path, ledger_u
         "[http]",
         'host = "127.0.0.1"',
         f"port = {http_port}",
+        *([f"idle_timeout_s = {idle_timeout_s}"] if idle_timeout_s else []),
         "",
         "[gossip]",
         f"port = {gossip_port}",
@@ -283,13 +284,14 @@ class Network:
     circuit_id: bytes
     agent: Identity
     nonce: int = 0
+    idle_timeout_s: float | None = None  # the services' HTTP idle timeout (None: their default)
 
     # ------------------------------------------------------------------ start / stop
 
     @classmethod
     def start(cls, root: Path, *, n: int = 5, k: int = 4, window: int = DEFAULT_N, max_skew_ms: int = 5 * SECOND,
               oracle_tuning: dict[str, Any] | None = None, start_oracles: bool = True,
-              deposit: int = 10**12) -> Network:
+              deposit: int = 10**12, idle_timeout_s: float | None = None) -> Network:
         """Ledger with a development genesis, one circuit registered, one agent enrolled, the pool
         funded; then n oracles (all members, threshold k), meshed by gossip."""
         root.mkdir(parents=True, exist_ok=True)
@@ -316,6 +318,7 @@ class Network:
             'host = "127.0.0.1"',
             f"port = {ledger_port}",
             "max_wait_s = 30",
+            *([f"idle_timeout_s = {idle_timeout_s}"] if idle_timeout_s else []),
         ]) + "\n")
         init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
                               root / "logs" / "ledger-init.log", cwd=REPO).start()
@@ -334,7 +337,7 @@ class Network:
             ledger.stop()
             raise
         net = cls(root, admin, ledger_key, oracle_ids, genesis, ledger_port, ledger, [], circuit, b"",
-                  Identity.generate())
+                  Identity.generate(), idle_timeout_s=idle_timeout_s)
         try:
             reg = RegisterCircuit(vkey=export_vkey(circuit), n=circuit.n, layout_version=1,
                                   transcript_hash=bytes(32), production=0)
@@ -367,7 +370,8 @@ class Network:
             _write_oracle_config(p.config_path, key_file=self.root / "keys" / f"oracle-{p.index}.key",
                                  data_dir=p.data_dir, ledger_url=self.ledger_url, http_port=p.http_port,
                                  gossip_port=p.gossip_port, bootstrap=boot,
-                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning}, ledger_id=self.ledger_id)
+                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning}, ledger_id=self.ledger_id,
+                                 idle_timeout_s=self.idle_timeout_s)
         self.oracles = procs
 
     def start_oracles(self, timeout: float = 90.0) -> None:

@@ -90,9 +90,12 @@ class AgentProc:
             # no device-history anchors: the cases check the ledger's entries exactly
             "ledger_anchor_interval_s = 0",
             "[http]", 'host = "127.0.0.1"', f"port = {self.http_port}",
+            *[f"{k} = {json.dumps(v)}" for k, v in self.settings.get("http", {}).items()],
             "[oracles]", "urls = [" + ", ".join(json.dumps(o.url) for o in net.oracles) + "]",
         ]
         for section, values in self.settings.items():
+            if section == "http":  # written into the [http] table above
+                continue
             lines.append(f"[{section}]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
