@@ -89,6 +89,7 @@ class Agent:
         self.replica: LedgerReplica | None = None
         self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
         self.reattester: Any = None  # agent.reattest.Reattester: periodic device attestation (DESIGN §15)
+        self.suspender: Any = None  # agent.suspend.SuspensionReporter: forged frames to the oracles (§15)
         self._evidence: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
         self.circuit_sizes: dict[bytes, int] = {}
@@ -168,6 +169,10 @@ class Agent:
             ledger_rejection=self._ledger_rejection, claim_window_ms=self._claim_window_ms)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
+        if cfg.oracle_urls:
+            from agent.suspend import SuspensionReporter
+
+            self.suspender = SuspensionReporter(self.identity, self.engine, cfg.store_path, cfg.oracle_urls)
         if cfg.mqtt.enabled and cfg.attestation_interval_s > 0:
             from agent.reattest import Reattester
 
@@ -253,6 +258,8 @@ class Agent:
             tg.create_task(self._maintenance())
             if self.gossip is not None:
                 tg.create_task(self._drain_gossip())
+            if self.suspender is not None:
+                tg.create_task(self.suspender.run())
             if self.reattester is not None:
                 tg.create_task(self.reattester.run())
                 tg.create_task(self._drain_evidence())
@@ -442,6 +449,8 @@ class Agent:
             # DESIGN §15: devices quarantined at this agent (claims held), with what was seen
             "quarantined": [q.to_json() for q in e.anomaly.quarantines()] if e else [],
             "reattestation": dict(self.reattester.counts) if self.reattester is not None else None,
+            # DESIGN §15: quarantine evidence sent to the oracles by the agent itself
+            "suspension_reports": self.suspender.status() if self.suspender is not None else None,
             # incidents the trigger showed but no claim can be paid for, by reason
             "windows_skipped": dict(e.skipped_by_reason) if e else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,

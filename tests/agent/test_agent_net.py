@@ -405,3 +405,49 @@ def test_decommission_anchors_the_agents_final_head_first(world: World, tmp_path
     assert code == 200 and body["decommissioned_ms"] is not None and body["revoked_ms"] is not None
     code, err = http("POST", f"{agent.url}/v1/devices/{'00' * 32}/anchor", b"{}", "application/json")
     assert code == 404 and err["error"]["code"] == "not_found"
+
+
+def test_a_forged_burst_is_reported_by_the_agent_and_k_oracles_suspend_the_device(world: World) -> None:
+    """DESIGN §15: forged frames at a running agent quarantine the device; the agent sends the
+    refused frames to its oracles by itself (no operator step); k of them sign and the ledger
+    suspends the device; a later window of it is refused `device_suspended` by the oracles."""
+    from agent.provision import save_blinding_key
+    from faultproof.messages import Frame, SignedFrame
+    from tests.hardware.netcases import _window_after_now
+    from tests.netfix import incident
+
+    agent, net = world.agent, world.net
+    inc = incident(net)  # an enrolled, insured device; the agent serves it from its blinding key
+    save_blinding_key(agent.keys_dir / f"{inc.dev.device_id.hex()}.blind", inc.dev.blinding_key)
+    t0 = now_ms() - 5_000
+
+    def forged(i: int) -> DeviceReading:
+        frame = Frame(device_id=inc.dev.device_id, epoch=inc.dev.epoch, seq=10_000 + i, ts_ms=t0 + i,
+                      chain=bytes(31) + bytes([i]))
+        return DeviceReading(signed=SignedFrame(frame=frame, signature=bytes(64)), reading=2**31 + 2150)
+
+    # The agent picks up the new blinding key within a few seconds; until then the device is unknown.
+    wait_until(lambda: post(world, forged(0))[1].get("error", {}).get("code") == "bad_frame_signature", 20,
+               interval=0.5, what="the agent serving the device")
+    code, body = post(world, ReadingBatch(readings=tuple(forged(i) for i in range(1, 30))))
+    assert code == 200 and body["accepted"] == 0 and len(body["rejected"]) == 29, body
+    assert {r["code"] for r in body["rejected"]} == {"bad_frame_signature"}
+    [q] = [q for q in agent.status()["quarantined"] if q["device_id"] == inc.dev.device_id.hex()]
+    assert q["signal"] == "bad_signature"
+
+    def suspended() -> dict | None:
+        status, history = net.ledger_get(f"/v1/devices/{inc.dev.device_id.hex()}/history")
+        assert status == 200, history
+        return next((e for e in history["events"] if e["kind"] == "suspend_device"), None)
+
+    event = wait_until(suspended, 30, interval=0.5, what="the device suspended on the ledger")
+    status, oracles = net.ledger_get("/v1/oracles")
+    assert event["signers"] == oracles["threshold"] == 4, event  # k of the 5 oracles signed
+    assert event["since_ms"] == q["since_ms"] and event["reason"] == "bad_frame_signature", event
+    report = agent.status()["suspension_reports"]
+    assert report["sent"] == 1, report
+    # A window of the device after the quarantine is refused by the oracles.
+    claim = _window_after_now(net, inc)
+    status, answer = net.post_claim(0, claim)
+    assert status == 202 and answer["vote"] == "reject" and answer["reason"] == "device_suspended", answer
+    assert net.wait_status(claim.claim.claim_id, "rejected", oracle=0)["status"] == "rejected"
