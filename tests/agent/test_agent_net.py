@@ -451,3 +451,38 @@ def test_a_forged_burst_is_reported_by_the_agent_and_k_oracles_suspend_the_devic
     status, answer = net.post_claim(0, claim)
     assert status == 202 and answer["vote"] == "reject" and answer["reason"] == "device_suspended", answer
     assert net.wait_status(claim.claim.claim_id, "rejected", oracle=0)["status"] == "rejected"
+
+
+def test_the_agent_quotes_its_own_tpm_on_the_ledger(world: World, tmp_path) -> None:
+    """DESIGN §15 H10, round 4: an agent started with `[tpm] tcti` (a real swtpm) quotes over the
+    ledger head by itself once the admin pinned its AK; the ledger appraises and records it."""
+    from agent.tpm import GatewayTpm, Swtpm, free_port_pair
+    from faultproof import attestation
+    from faultproof.messages import EnrolGatewayKey, SetMeasurement
+    from tests.agent.agentfix import AgentProc
+
+    net = world.net
+    sw = Swtpm(tmp_path / "swtpm", free_port_pair()).start()
+    other = None
+    try:
+        tpm = GatewayTpm(sw.tcti)
+        ak, digest = tpm.attestation_key(), attestation.pcr_digest(tpm.pcr_values())
+        tpm.close()
+        net.admin_txs([SetMeasurement(component=int(attestation.Component.GATEWAY_PCRS), digest=digest, allowed=1),
+                       EnrolGatewayKey(agent_id=net.agent.public_key, ak_point=ak)])
+        other = AgentProc.create(tmp_path, net, world.broker_port, name="agent-tpm", gossip=False)
+        other.write_config(net, mqtt={"enabled": False}, tpm={"tcti": sw.tcti, "quote_interval_s": 600})
+
+        def quotes() -> list | None:
+            status, body = net.ledger_get(f"/v1/agents/{net.agent.public_key.hex()}")
+            assert status == 200, body
+            return body["gateway"]["quotes"] or None
+
+        other.start()
+        [quote] = wait_until(quotes, 20, interval=0.3, what="the gateway's quote on the ledger")
+        assert quote["passed"] is True, quote
+        assert other.status()["gateway_quotes"] == {"quoted": 1, "failed": 0}
+    finally:
+        if other is not None:
+            other.stop()
+        sw.stop()
