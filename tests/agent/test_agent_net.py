@@ -486,3 +486,62 @@ def test_the_agent_quotes_its_own_tpm_on_the_ledger(world: World, tmp_path) -> N
         if other is not None:
             other.stop()
         sw.stop()
+
+
+def test_a_stored_suspension_report_is_sent_after_a_restart_past_dead_and_refusing_oracles(world: World,
+                                                                                           tmp_path) -> None:
+    """The report lives in the store, not in memory: a reporter over a store that holds one (as
+    after a kill -9 between the quarantining commit and the send) sends it, skipping an oracle that
+    cannot be reached, and settles it; a report every oracle refuses (too few frames) stays pending
+    with its attempt and the refusals recorded, to be retried with backoff."""
+    from agent.store import Store, pending_suspension_reports
+    from agent.suspend import SuspensionReporter
+    from faultproof.messages import Frame, SignedFrame
+    from faultproof.oracle_client import AsyncOracleClient
+    from tests.agent.test_ingest import engine
+
+    net = world.net
+    dev, thin = net.new_device(), net.new_device()
+    t0 = now_ms() - 5_000
+
+    def forged(device_id: bytes, n: int) -> tuple[bytes, ...]:
+        return tuple(SignedFrame(frame=Frame(device_id=device_id, epoch=0, seq=i, ts_ms=t0 + i,
+                                             chain=bytes(31) + bytes([i])), signature=bytes(64)).encode()
+                     for i in range(n))
+
+    path = tmp_path / "restarted.db"
+    e, _ = engine(path, [])
+    try:
+        async def go() -> None:
+            for d, n in ((dev, 25), (thin, 5)):  # as the engine wrote them before the "kill -9"
+                frames = forged(d.device_id, n)
+                await e.run_op_async(lambda s, d=d, frames=frames: s.insert_suspension_report(
+                    d.device_id, t0 + 100, frames, t0))
+            reporter = SuspensionReporter(net.agent, e, path, ["http://127.0.0.1:9", net.oracles[0].url])
+            [good, few] = pending_suspension_reports(path)
+            client = AsyncOracleClient(timeout=5)
+            try:
+                assert await reporter.send(client, good)
+                assert not await reporter.send(client, few)
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+    finally:
+        e.stop()
+    [left] = pending_suspension_reports(path)
+    assert left.device_id == thin.device_id and left.attempts == 1
+    conn = Store.reader(path)
+    try:
+        answers = dict(conn.execute("SELECT hex(device_id), answer FROM suspension_reports").fetchall())
+    finally:
+        conn.close()
+    assert "202" in answers[dev.device_id.hex().upper()]
+    refused = answers[thin.device_id.hex().upper()]
+    assert "cannot reach" in refused and "bad_request" in refused, refused
+
+    def suspended() -> dict | None:
+        status, history = net.ledger_get(f"/v1/devices/{dev.device_id.hex()}/history")
+        return next((ev for ev in history["events"] if ev["kind"] == "suspend_device"), None)
+
+    assert wait_until(suspended, 20, interval=0.3, what="the device suspended")["since_ms"] == t0 + 100
