@@ -165,3 +165,55 @@ class AnomalyMonitor:
         if recent * self.t.rate_factor < d.baseline:
             return self.observe(device_id, Signal.RATE_JUMP, now_ms)
         return None
+
+
+# The fewest distinct forged frames an oracle signs a suspension for (oracle/suspension.py's
+# MIN_FORGED_FRAMES), and the most one report carries (messages.SuspensionReport).
+REPORT_MIN_FRAMES = 20
+REPORT_MAX_FRAMES = 64
+
+
+@dataclass(frozen=True)
+class ForgeryReport:
+    """What the agent sends its oracles for a device quarantined for bad signatures: the refused
+    frames (encoded SignedFrames, distinct, at most REPORT_MAX_FRAMES) and when it quarantined."""
+
+    device_id: bytes
+    since_ms: int
+    frames: tuple[bytes, ...]
+
+
+class ForgeryEvidence:
+    """Keeps the frames refused as `bad_frame_signature` per device (distinct, bounded) and says
+    when a device quarantined for bad signatures has enough of them for a suspension report (once
+    per device). Pure: the engine feeds it refused frames and asks after each batch."""
+
+    def __init__(self, min_frames: int = REPORT_MIN_FRAMES, max_frames: int = REPORT_MAX_FRAMES) -> None:
+        self.min_frames, self.max_frames = min_frames, max_frames
+        self._frames: dict[bytes, dict[bytes, None]] = {}  # device -> encoded frames, in arrival order
+        self._reported: set[bytes] = set()
+
+    def forged(self, device_id: bytes, encoded_frame: bytes) -> None:
+        if device_id in self._reported:
+            return
+        seen = self._frames.setdefault(device_id, {})
+        if len(seen) < self.max_frames:
+            seen[encoded_frame] = None
+
+    def due(self, quarantine: Quarantine | None) -> ForgeryReport | None:
+        """The report to send now, if `quarantine` is for bad signatures, not reported yet, and
+        enough distinct forged frames of the device are kept."""
+        if quarantine is None or quarantine.signal is not Signal.BAD_SIGNATURE:
+            return None
+        d = quarantine.device_id
+        frames = self._frames.get(d, {})
+        if d in self._reported or len(frames) < self.min_frames:
+            return None
+        self._reported.add(d)
+        del self._frames[d]
+        return ForgeryReport(d, quarantine.since_ms, tuple(frames))
+
+    def forget(self, device_id: bytes) -> None:
+        """The quarantine was released: a later burst is a new case."""
+        self._frames.pop(device_id, None)
+        self._reported.discard(device_id)

@@ -8,6 +8,8 @@
     GET  /v1/status       agent id, ledger view, devices, frame counters, claims by status, MQTT,
                           gossip, prover.
     GET  /v1/claims       claims (?status=, ?device_id=), newest first; GET /v1/claims/{claim_id}
+    GET  /v1/claims/{claim_id}/signed   the SignedClaim as sent to the oracles (msgpack; JSON with
+                          Accept: application/json); 404 until it is proved
     POST /v1/devices/{device_id}/anchor   anchor the device's latest linked head now (before a
                           decommission, DESIGN §15 H11): 200 the head; 404 no linked frame held
     GET  /healthz         200 when ingest, the ledger replica and the claim loops run; else 503
@@ -32,9 +34,11 @@ from agent.provision import load_sensor
 from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason
 from faultproof.httperrors import IDLE_TIMEOUT_S, application
+from faultproof.messages import SignedClaim
 from faultproof.openapi import install as install_openapi
 
 if TYPE_CHECKING:
+    from agent.claims import ClaimRecord
     from agent.daemon import Agent
 
 log = logging.getLogger("faultproof.agent.api")
@@ -108,16 +112,30 @@ async def list_claims(request: web.Request) -> web.Response:
     return web.json_response({"claims": out})
 
 
-async def get_claim(request: web.Request) -> web.Response:
+def _claim_record(request: web.Request) -> ClaimRecord:
     agent = request.app[AGENT_KEY]
     try:
         cid = bytes.fromhex(request.match_info["claim_id"])
     except ValueError:
         raise FaultproofError(Reason.BAD_REQUEST, "claim_id must be hex") from None
-    rec = agent.manager.records.get(cid)
+    rec = agent.manager.records.get(cid) if agent.manager is not None else None
     if rec is None:
         raise FaultproofError(Reason.NOT_FOUND, "no claim with this id here")
-    return web.json_response(rec.to_json())
+    return rec
+
+
+async def get_claim(request: web.Request) -> web.Response:
+    return web.json_response(_claim_record(request).to_json())
+
+
+async def get_signed_claim(request: web.Request) -> web.Response:
+    """The signed claim's bytes, for a policyholder's files or `faultproof claim submit`."""
+    rec = _claim_record(request)
+    if rec.signed is None:
+        raise FaultproofError(Reason.NOT_FOUND, f"claim {rec.claim_id.hex()} is not proved yet ({rec.status.value})")
+    if JSON in request.headers.get("Accept", ""):
+        return web.json_response(SignedClaim.decode(rec.signed).to_json())
+    return web.Response(body=rec.signed, content_type=MSGPACK)
 
 
 async def anchor_device(request: web.Request) -> web.Response:
@@ -164,6 +182,7 @@ def make_app(agent: Agent, max_body_bytes: int, idle_timeout_s: float = IDLE_TIM
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/v1/claims", list_claims)
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
+    app.router.add_get("/v1/claims/{claim_id}/signed", get_signed_claim)
     app.router.add_post("/v1/devices/{device_id}/anchor", anchor_device)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

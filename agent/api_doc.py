@@ -4,7 +4,7 @@ One entry per route of agent/api.py; tests/operators/test_openapi.py holds them 
 
 from __future__ import annotations
 
-from faultproof.messages import DeviceReading, ReadingBatch
+from faultproof.messages import DeviceReading, ReadingBatch, SignedClaim
 from faultproof.openapi import RouteDoc
 
 ROUTES: dict[tuple[str, str], RouteDoc] = {
@@ -14,6 +14,9 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/claims"): RouteDoc("Claims this agent made, newest first.",
                                     query={"status": "a status", "device_id": "hex"}),
     ("GET", "/v1/claims/{claim_id}"): RouteDoc("One claim: window, status, amount paid."),
+    ("GET", "/v1/claims/{claim_id}/signed"): RouteDoc(
+        "The signed claim (proof included) as sent to the oracles; msgpack, or JSON with "
+        "Accept: application/json. 404 until it is proved.", response=SignedClaim, statuses=(200, 404)),
     ("POST", "/v1/devices/{device_id}/anchor"): RouteDoc(
         "Anchor the device's latest chain-linked head on the ledger now (before a decommission).",
         statuses=(200, 404)),

@@ -50,6 +50,16 @@ class GossipConfig:
 
 
 @dataclass(frozen=True)
+class TpmConfig:
+    # The gateway's TPM 2.0 (DESIGN §15 H10, agent/tpm.py): a TCTI string ("device:/dev/tpmrm0",
+    # "swtpm:host=127.0.0.1,port=2321"); "" = no TPM, the gateway does not quote.
+    tcti: str = ""
+    # Quote over the ledger head this often (capped at half the ledger's attestation_max_age_ms);
+    # 0 = never.
+    quote_interval_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class ProverConfig:
     circuits: tuple[int, ...] = (16,)
     workers: int = 0  # proving processes; 0: one per core (issue 15)
@@ -98,6 +108,7 @@ class AgentConfig:
     prover: ProverConfig = field(default_factory=ProverConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)
+    tpm: TpmConfig = field(default_factory=TpmConfig)
     log_level: str = "INFO"
 
     @property
@@ -120,6 +131,7 @@ _SCHEMA = config.document("AgentFile", {
     "prover": config.table_of(ProverConfig),
     "ingest": config.table_of(IngestConfig),
     "claims": config.table_of(ClaimsConfig),
+    "tpm": config.table_of(TpmConfig),
 }, required=("agent",))
 
 
@@ -159,6 +171,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
         prover=config.build(ProverConfig, values["prover"]),
         ingest=config.build(IngestConfig, values["ingest"]),
         claims=config.build(ClaimsConfig, values["claims"]),
+        tpm=config.build(TpmConfig, values["tpm"]),
     )
     validate(cfg)
     return cfg
@@ -184,6 +197,8 @@ def validate(cfg: AgentConfig) -> None:
         raise ConfigError("[agent] ledger_anchor_interval_s must be >= 0 (0: no device-history anchors)")
     if cfg.attestation_interval_s < 0:
         raise ConfigError("[agent] attestation_interval_s must be >= 0 (0: no re-attestation)")
+    if cfg.tpm.quote_interval_s < 0:
+        raise ConfigError("[tpm] quote_interval_s must be >= 0 (0: the gateway never quotes)")
     if cfg.prover.workers < 0:
         raise ConfigError("[prover] workers must be >= 0 (0: one per core)")
     if cfg.ingest.reorder_window < 4 * max(cfg.prover.circuits):

@@ -394,6 +394,22 @@ def attestations_due(views: Mapping[bytes, AttestationView], pending: Mapping[by
     return ask, expired
 
 
+def gateway_quote_due(agent_id: bytes, view: AttestationView | None, *, now_ms: int, head_height: int,
+                      head_hash: bytes, interval_ms: int, last_failed_ms: int | None = None) -> AttestRequest | None:
+    """The gateway's own TPM quote (DESIGN §15 H10), on the devices' schedule: the gateway is one
+    more attester, keyed by the agent's id, whose "answer" is immediate (the agent asks its own
+    TPM), so nothing is ever outstanding. Due when the ledger holds no quote result of the gateway
+    or its latest is `interval_ms` old, and the ledger has an entry newer than the last nonce the
+    gateway answered; a failed attempt (TPM or ledger refused) waits `interval_ms` before the next.
+    `view` None: the ledger pins no AK for this agent, nothing to do."""
+    if view is None:
+        return None
+    unanswered = {} if last_failed_ms is None else {agent_id: last_failed_ms}
+    due, _ = attestations_due({agent_id: view}, {}, now_ms=now_ms, head_height=head_height, head_hash=head_hash,
+                              interval_ms=interval_ms, unanswered=unanswered)
+    return due[0] if due else None
+
+
 def evidence_rejection(pending: Mapping[bytes, AttestRequest], device_id: bytes, nonce: bytes) -> Reason | None:
     """Evidence arriving from a device: it must answer the request outstanding for it (else it is a
     replay, or nobody asked)."""

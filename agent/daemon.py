@@ -90,6 +90,9 @@ class Agent:
         self.replica: LedgerReplica | None = None
         self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
         self.reattester: Any = None  # agent.reattest.Reattester: periodic device attestation (DESIGN §15)
+        self.suspender: Any = None  # agent.suspend.SuspensionReporter: forged frames to the oracles (§15)
+        self.tpm: Any = None  # agent.tpm.GatewayTpm when [tpm] tcti names one
+        self.requoter: Any = None  # agent.reattest.GatewayRequoter: the gateway's periodic quote (§15 H10)
         self._evidence: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         self.circuits: dict[bytes, Any] = {}  # circuit_id -> BuiltCircuit
         self.circuit_sizes: dict[bytes, int] = {}
@@ -169,6 +172,20 @@ class Agent:
             ledger_rejection=self._ledger_rejection, claim_window_ms=self._claim_window_ms)
         self.manager.load(await self.engine.run_op_async(lambda store: store.claims()))
 
+        if cfg.oracle_urls:
+            from agent.suspend import SuspensionReporter
+
+            self.suspender = SuspensionReporter(self.identity, self.engine, cfg.store_path, cfg.oracle_urls)
+        if cfg.tpm.tcti and cfg.tpm.quote_interval_s > 0:
+            from agent.reattest import GatewayRequoter
+            from agent.tpm import GatewayTpm, TpmError
+
+            try:
+                self.tpm = await asyncio.to_thread(GatewayTpm, cfg.tpm.tcti)
+            except TpmError as e:
+                raise StartupError(f"[tpm] tcti: {e}") from None
+            self.requoter = GatewayRequoter(self._client, lambda: replica.state, self.identity.public_key,
+                                            self.tpm.quote, interval_ms=int(cfg.tpm.quote_interval_s * 1000))
         if cfg.mqtt.enabled and cfg.attestation_interval_s > 0:
             from agent.reattest import Reattester
 
@@ -254,6 +271,10 @@ class Agent:
             tg.create_task(self._maintenance())
             if self.gossip is not None:
                 tg.create_task(self._drain_gossip())
+            if self.suspender is not None:
+                tg.create_task(self.suspender.run())
+            if self.requoter is not None:
+                tg.create_task(self.requoter.run())
             if self.reattester is not None:
                 tg.create_task(self.reattester.run())
                 tg.create_task(self._drain_evidence())
@@ -383,6 +404,8 @@ class Agent:
             await asyncio.to_thread(self.pool.close)
         if self._client is not None:
             await self._client.close()
+        if self.tpm is not None:
+            self.tpm.close()
 
     # ------------------------------------------------------------------ views
 
@@ -443,6 +466,10 @@ class Agent:
             # DESIGN §15: devices quarantined at this agent (claims held), with what was seen
             "quarantined": [q.to_json() for q in e.anomaly.quarantines()] if e else [],
             "reattestation": dict(self.reattester.counts) if self.reattester is not None else None,
+            # DESIGN §15: quarantine evidence sent to the oracles by the agent itself
+            "suspension_reports": self.suspender.status() if self.suspender is not None else None,
+            # DESIGN §15 H10: the gateway's own TPM quotes on the ledger
+            "gateway_quotes": dict(self.requoter.counts) if self.requoter is not None else None,
             # incidents the trigger showed but no claim can be paid for, by reason
             "windows_skipped": dict(e.skipped_by_reason) if e else {},
             "proving": self.manager.proving.hex() if self.manager and self.manager.proving else None,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.anomaly import AnomalyMonitor, Quarantine, Signal
+from agent.anomaly import AnomalyMonitor, ForgeryEvidence, Quarantine, Signal
 from agent.core import IngestCore, LedgerSnapshot
 from agent.detect import Window
 from agent.frames import Incoming, Undecodable, Verdict
@@ -123,6 +123,9 @@ class IngestEngine:
         self._last_retention = time.monotonic()
         # DESIGN §15: signs of compromise per device; a quarantined device's claims are held.
         self.anomaly = AnomalyMonitor()
+        # The frames refused as forgeries, kept for the suspension report the agent sends its
+        # oracles once such a device is quarantined (stored in the batch's transaction).
+        self.forgeries = ForgeryEvidence()
 
     @property
     def detectors(self) -> dict[bytes, Any]:
@@ -328,6 +331,7 @@ class IngestEngine:
                     self._quarantine(self.anomaly.refused(device_id, Reason.ATTESTATION_FAILED, now), counts)
             op_results: list[tuple[_Op, Any, BaseException | None]] = []
             n_frames = 0
+            forged: set[bytes] = set()
             for item in items:
                 if isinstance(item, _Op):
                     try:
@@ -346,6 +350,9 @@ class IngestEngine:
                     if v.reason is not None:
                         counts[("rejected", v.reason.value)] += 1
                         self._quarantine(self.anomaly.refused(f.device_id, v.reason, now), counts)
+                        if v.reason is Reason.BAD_FRAME_SIGNATURE:
+                            self.forgeries.forged(f.device_id, f.signed_frame().encode())
+                            forged.add(f.device_id)
                         continue
                     self._quarantine(self.anomaly.accepted(f.device_id, f.ts, now), counts)
                     counts[("accepted", "")] += 1
@@ -367,6 +374,11 @@ class IngestEngine:
                 n_frames += len(item.frames)
                 results.append((item, IngestResult(tuple(verdicts))))
             windows = self._detect(dirty, now)
+            for device_id in forged:
+                report = self.forgeries.due(self.anomaly.quarantined(device_id))
+                if report is not None:
+                    store.insert_suspension_report(report.device_id, report.since_ms, report.frames, now)
+                    counts[("suspension_report", "")] += 1
             if rows:
                 store.insert_frames(rows)
             # In this order: a reading replaced or refuted later in the batch drops alternatives

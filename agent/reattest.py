@@ -11,8 +11,13 @@ ledger is the relying party: its record is what makes windows payable). A failed
 or on the ledger, quarantines the device (`on_refused`, the ingest engine's anomaly monitor); so
 do unsolicited or replayed answers and bad signatures, as signals.
 
-This file must never decide that a device is due (the core does), never sign evidence (devices
-do), and never drop a failed result: it is submitted like a passing one.
+`GatewayRequoter` does the same for the gateway itself (round 4): on `agent.core.gateway_quote_due`
+(the devices' schedule, keyed by the agent's id) it asks its own TPM (agent/tpm.py) for a quote
+over the ledger head and submits it; the ledger appraises and records it (H10).
+
+This file must never decide that a device or the gateway is due (the core does), never sign
+evidence (devices and the TPM do), and never drop a failed result: it is submitted like a passing
+one.
 """
 
 from __future__ import annotations
@@ -28,12 +33,20 @@ from agent.core import (
     AttestRequest,
     attestations_due,
     evidence_rejection,
+    gateway_quote_due,
     reattest_interval_ms,
 )
+from agent.tpm import TpmError
 from faultproof.attestation import evidence_signed_by, measurement_failure
 from faultproof.errors import DecodeError, FaultproofError, Reason
-from faultproof.messages import SignedEvidence
-from ledger.state import LedgerState, attestation_results, device_key, measurement_allowed
+from faultproof.messages import GatewayQuote, SignedEvidence
+from ledger.state import (
+    LedgerState,
+    attestation_results,
+    device_key,
+    gateway_results,
+    measurement_allowed,
+)
 
 log = logging.getLogger("faultproof.agent.reattest")
 
@@ -132,4 +145,55 @@ class Reattester:
     async def run(self, period_s: float = 5.0) -> None:
         while True:
             self.tick()
+            await asyncio.sleep(period_s)
+
+
+def gateway_view(state: LedgerState, agent_id: bytes) -> AttestationView | None:
+    """The gateway's quote facts on the ledger; None while the ledger pins no AK for it."""
+    if agent_id not in state.hw.gateway_aks:
+        return None
+    results = gateway_results(state, agent_id)
+    return AttestationView(max((r.ts_ms for r in results), default=None),
+                           state.hw.gateway_nonce_height.get(agent_id, -1))
+
+
+class GatewayRequoter:
+    """The gateway quotes over the ledger head when `gateway_quote_due` says so, and submits it."""
+
+    def __init__(self, settlement: Any, state: Callable[[], LedgerState | None], agent_id: bytes,
+                 quote: Callable[[bytes, bytes], GatewayQuote], *, interval_ms: int,
+                 clock: Callable[[], int] = _now_ms) -> None:
+        self.settlement, self.state_source, self.agent_id, self.quote = settlement, state, agent_id, quote
+        self.configured_ms, self.clock = interval_ms, clock
+        self.last_failed_ms: int | None = None
+        self.counts: dict[str, int] = {"quoted": 0, "failed": 0}
+
+    async def tick(self) -> bool:
+        """Quote and submit if due; True when a quote was submitted."""
+        state = self.state_source()
+        if state is None or state.height < 0:
+            return False
+        now = self.clock()
+        req = gateway_quote_due(self.agent_id, gateway_view(state, self.agent_id), now_ms=now,
+                                head_height=state.height, head_hash=state.head_hash,
+                                interval_ms=reattest_interval_ms(self.configured_ms, state.hw.attestation_max_age_ms),
+                                last_failed_ms=self.last_failed_ms)
+        if req is None:
+            return False
+        try:
+            q = await asyncio.to_thread(self.quote, self.agent_id, req.nonce)
+            await self.settlement.submit(q)
+        except (TpmError, FaultproofError) as e:
+            self.last_failed_ms = now
+            self.counts["failed"] += 1
+            log.warning("gateway quote not recorded: %s", e)
+            return False
+        self.last_failed_ms = None
+        self.counts["quoted"] += 1
+        log.info("gateway quote over ledger height %d submitted", req.nonce_height)
+        return True
+
+    async def run(self, period_s: float = 5.0) -> None:
+        while True:
+            await self.tick()
             await asyncio.sleep(period_s)

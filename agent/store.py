@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faultproof.encoding import pack, unpack
 from faultproof.schema import Migration, migrate
 
 SCHEMA = """
@@ -87,7 +88,31 @@ FINAL_STATUSES = ("paid", "rejected", "failed")
 
 
 # faultproof/schema.py: migration i brings the file from version i-1 to i; append, never edit.
-MIGRATIONS: list[Migration] = [SCHEMA]
+# 2: the suspension reports the agent owes its oracles (DESIGN §15): written in the batch that
+# quarantined the device, so a kill -9 cannot lose one; `sent_ms` once an oracle took it.
+SUSPENSION_REPORTS = """
+CREATE TABLE IF NOT EXISTS suspension_reports (
+    device_id BLOB NOT NULL,
+    since_ms INTEGER NOT NULL,
+    frames BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_ms INTEGER,
+    answer TEXT,
+    PRIMARY KEY (device_id, since_ms)
+);
+"""
+MIGRATIONS: list[Migration] = [SCHEMA, SUSPENSION_REPORTS]
+
+
+@dataclass(frozen=True)
+class SuspensionReportRow:
+    """A report owed to the oracles: the device, when it was quarantined, the forged frames."""
+
+    device_id: bytes
+    since_ms: int
+    frames: tuple[bytes, ...]
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -227,6 +252,23 @@ class Store:
         cur = self.conn.execute(f"SELECT {', '.join(CLAIM_COLUMNS)} FROM claims ORDER BY detected_ms")
         return [dict(zip(CLAIM_COLUMNS, row, strict=True)) for row in cur]
 
+    # -- suspension reports (DESIGN §15) --
+    def insert_suspension_report(self, device_id: bytes, since_ms: int, frames: Sequence[bytes], now_ms: int) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO suspension_reports (device_id, since_ms, frames, created_ms) "
+                          "VALUES (?, ?, ?, ?)", (device_id, since_ms, pack(list(frames)), now_ms))
+
+    def suspension_report_attempt(self, device_id: bytes, since_ms: int, *, sent_ms: int | None,
+                                  answer: str) -> None:
+        """One attempt to send a report: `sent_ms` set once an oracle took it (or it is settled)."""
+        self.conn.execute("UPDATE suspension_reports SET attempts = attempts + 1, sent_ms = ?, answer = ? "
+                          "WHERE device_id = ? AND since_ms = ?", (sent_ms, answer, device_id, since_ms))
+
+    def suspension_reports(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT device_id, since_ms, attempts, sent_ms, answer FROM suspension_reports "
+                                "ORDER BY created_ms")
+        return [{"device_id": bytes(d).hex(), "since_ms": s, "attempts": a, "sent_ms": t, "answer": ans}
+                for d, s, a, t, ans in cur]
+
     # -- counters --
     def add_counters(self, deltas: dict[str, int]) -> None:
         self.conn.executemany(
@@ -278,3 +320,19 @@ def stored_seqs(path: str | Path, device_id: bytes, epoch: int) -> list[int]:
             "ORDER BY f.seq", (device_id, epoch))]
     finally:
         conn.close()
+
+
+def pending_suspension_reports(path: str | Path) -> list[SuspensionReportRow]:
+    """The suspension reports no oracle has taken yet, oldest first (a read-only connection)."""
+    conn = Store.reader(path)
+    try:
+        rows = conn.execute("SELECT device_id, since_ms, frames, attempts FROM suspension_reports "
+                            "WHERE sent_ms IS NULL ORDER BY created_ms").fetchall()
+    finally:
+        conn.close()
+    out = []
+    for d, since, frames, attempts in rows:
+        items = unpack(bytes(frames))
+        assert isinstance(items, list)
+        out.append(SuspensionReportRow(bytes(d), int(since), tuple(bytes(f) for f in items), int(attempts)))  # type: ignore[arg-type]
+    return out

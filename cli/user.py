@@ -2,7 +2,8 @@
 
     faultproof claim submit FILE --oracle URL   # a SignedClaim (msgpack or JSON) to an oracle
     faultproof claim status CLAIM_ID            # status, votes and receipt, from an oracle
-    faultproof claim list|show|export           # a policyholder's view, from the gateway agent
+    faultproof claim list|show|export           # a policyholder's view, from the gateway agent;
+                                                # export --format msgpack writes the signed claim
     faultproof pool status                      # the pool's balances, from the ledger
 
 URLs default to the environment (FAULTPROOF_ORACLE, FAULTPROOF_AGENT, FAULTPROOF_LEDGER), which
@@ -32,12 +33,15 @@ DEFAULT_AGENT = "http://127.0.0.1:8800"  # the agent's default [http] port
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
 
 
-def _request(url: str, data: bytes | None = None, content_type: str = "application/json") -> Any:
+def _request(url: str, data: bytes | None = None, content_type: str = "application/json",
+             accept: str = "application/json") -> Any:
+    """One request; the parsed JSON answer, or the raw bytes when `accept` is not JSON."""
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"Content-Type": content_type, "Accept": "application/json"})
+                                 headers={"Content-Type": content_type, "Accept": accept})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - user-given URL
-            return json.loads(resp.read() or b"null")
+            raw = resp.read()
+            return json.loads(raw or b"null") if accept == "application/json" else raw
     except urllib.error.HTTPError as e:
         try:
             err = json.loads(e.read())["error"]
@@ -61,13 +65,17 @@ def _oracle(url: str, ask: Callable[[OracleClient], OracleAnswer]) -> Any:
 
 
 def load_claim(path: Path) -> SignedClaim:
-    raw = path.read_bytes()
+    return load_claim_bytes(path.read_bytes(), str(path))
+
+
+def load_claim_bytes(raw: bytes, source: str) -> SignedClaim:
+    """A SignedClaim from msgpack or JSON bytes; one line naming the source when it is not one."""
     try:
         if raw[:1] in (b"{", b" ", b"\n"):
             return SignedClaim.from_json(json.loads(raw))
         return SignedClaim.decode(raw)
     except (DecodeError, ValueError) as e:
-        raise OperatorError(f"{path} is not a signed claim: {e}") from None
+        raise OperatorError(f"{source} is not a signed claim: {e}") from None
 
 
 @click.group()
@@ -147,10 +155,24 @@ def claim_show(claim_id: str, agent_url: str, oracle_url: str | None, as_json: b
 @click.argument("claim_id")
 @_AGENT_OPTION
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def claim_export(claim_id: str, agent_url: str, out: Path) -> None:
-    """Write the agent's record of a claim as JSON (for a policyholder's own files)."""
-    record = _request(f"{agent_url.rstrip('/')}/v1/claims/{claim_id}")
-    out.write_text(json.dumps(record, indent=1) + "\n")
+@click.option("--format", "fmt", type=click.Choice(["auto", "record", "msgpack"]), default="auto", show_default=True,
+              help="record: the agent's JSON record of the claim; msgpack: the signed claim itself (proof "
+                   "included), which `faultproof claim submit` sends to an oracle; auto: msgpack when OUT ends "
+                   "in .msgpack, else record.")
+def claim_export(claim_id: str, agent_url: str, out: Path, fmt: str) -> None:
+    """Write a claim to a file: the agent's record (JSON) or the signed claim (msgpack)."""
+    if fmt == "auto":
+        fmt = "msgpack" if out.suffix == ".msgpack" else "record"
+    base = f"{agent_url.rstrip('/')}/v1/claims/{claim_id}"
+    try:
+        if fmt == "msgpack":
+            signed = _request(base + "/signed", accept="application/msgpack")
+            load_claim_bytes(signed, base)  # the agent gave a signed claim, not something else
+            out.write_bytes(signed)
+        else:
+            out.write_text(json.dumps(_request(base), indent=1) + "\n")
+    except OSError as e:
+        raise OperatorError(f"cannot write {out}: {e.strerror} (give a path you can write)") from None
     click.echo(f"wrote {out}")
 
 

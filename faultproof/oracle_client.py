@@ -1,6 +1,7 @@
 """The one HTTP client of an oracle node's API (httpx), for the agent and the command line.
 
-An oracle serves `POST /v1/claims` (a SignedClaim, msgpack), `GET /v1/claims/{id}` (what it knows
+An oracle serves `POST /v1/claims` (a SignedClaim, msgpack), `POST /v1/suspensions` (an agent's
+SignedSuspensionReport, msgpack), `GET /v1/claims/{id}` (what it knows
 about a claim) and `GET /v1/status`. `OracleClient` (blocking, for commands) and
 `AsyncOracleClient` (for the agent's event loop) ask the same requests and read the answers the
 same way: every answer is an `OracleAnswer` (url, HTTP status, the JSON body or None), whatever the
@@ -115,6 +116,10 @@ class AsyncOracleClient:
 
     async def submit(self, oracle_url: str, claim: bytes) -> OracleAnswer:
         return await self._send("POST", oracle_url.rstrip("/") + "/v1/claims", claim)
+
+    async def report_suspension(self, oracle_url: str, report: bytes) -> OracleAnswer:
+        """POST an encoded SignedSuspensionReport (DESIGN §15)."""
+        return await self._send("POST", oracle_url.rstrip("/") + "/v1/suspensions", report)
 
     async def claim(self, oracle_url: str, claim_id: bytes | str) -> OracleAnswer:
         return await self._send("GET", oracle_url.rstrip("/") + _claim_path(claim_id))

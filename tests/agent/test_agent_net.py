@@ -405,3 +405,143 @@ def test_decommission_anchors_the_agents_final_head_first(world: World, tmp_path
     assert code == 200 and body["decommissioned_ms"] is not None and body["revoked_ms"] is not None
     code, err = http("POST", f"{agent.url}/v1/devices/{'00' * 32}/anchor", b"{}", "application/json")
     assert code == 404 and err["error"]["code"] == "not_found"
+
+
+def test_a_forged_burst_is_reported_by_the_agent_and_k_oracles_suspend_the_device(world: World) -> None:
+    """DESIGN §15: forged frames at a running agent quarantine the device; the agent sends the
+    refused frames to its oracles by itself (no operator step); k of them sign and the ledger
+    suspends the device; a later window of it is refused `device_suspended` by the oracles."""
+    from agent.provision import save_blinding_key
+    from faultproof.messages import Frame, SignedFrame
+    from tests.hardware.netcases import _window_after_now
+    from tests.netfix import incident
+
+    agent, net = world.agent, world.net
+    inc = incident(net)  # an enrolled, insured device; the agent serves it from its blinding key
+    save_blinding_key(agent.keys_dir / f"{inc.dev.device_id.hex()}.blind", inc.dev.blinding_key)
+    t0 = now_ms() - 5_000
+
+    def forged(i: int) -> DeviceReading:
+        frame = Frame(device_id=inc.dev.device_id, epoch=inc.dev.epoch, seq=10_000 + i, ts_ms=t0 + i,
+                      chain=bytes(31) + bytes([i]))
+        return DeviceReading(signed=SignedFrame(frame=frame, signature=bytes(64)), reading=2**31 + 2150)
+
+    # The agent picks up the new blinding key within a few seconds; until then the device is unknown.
+    wait_until(lambda: post(world, forged(0))[1].get("error", {}).get("code") == "bad_frame_signature", 20,
+               interval=0.5, what="the agent serving the device")
+    code, body = post(world, ReadingBatch(readings=tuple(forged(i) for i in range(1, 30))))
+    assert code == 200 and body["accepted"] == 0 and len(body["rejected"]) == 29, body
+    assert {r["code"] for r in body["rejected"]} == {"bad_frame_signature"}
+    [q] = [q for q in agent.status()["quarantined"] if q["device_id"] == inc.dev.device_id.hex()]
+    assert q["signal"] == "bad_signature"
+
+    def suspended() -> dict | None:
+        status, history = net.ledger_get(f"/v1/devices/{inc.dev.device_id.hex()}/history")
+        assert status == 200, history
+        return next((e for e in history["events"] if e["kind"] == "suspend_device"), None)
+
+    event = wait_until(suspended, 30, interval=0.5, what="the device suspended on the ledger")
+    status, oracles = net.ledger_get("/v1/oracles")
+    assert event["signers"] == oracles["threshold"] == 4, event  # k of the 5 oracles signed
+    assert event["since_ms"] == q["since_ms"] and event["reason"] == "bad_frame_signature", event
+    report = agent.status()["suspension_reports"]
+    assert report["sent"] == 1, report
+    # A window of the device after the quarantine is refused by the oracles.
+    claim = _window_after_now(net, inc)
+    status, answer = net.post_claim(0, claim)
+    assert status == 202 and answer["vote"] == "reject" and answer["reason"] == "device_suspended", answer
+    assert net.wait_status(claim.claim.claim_id, "rejected", oracle=0)["status"] == "rejected"
+
+
+def test_the_agent_quotes_its_own_tpm_on_the_ledger(world: World, tmp_path) -> None:
+    """DESIGN §15 H10, round 4: an agent started with `[tpm] tcti` (a real swtpm) quotes over the
+    ledger head by itself once the admin pinned its AK; the ledger appraises and records it."""
+    from agent.tpm import GatewayTpm, Swtpm, free_port_pair
+    from faultproof import attestation
+    from faultproof.messages import EnrolGatewayKey, SetMeasurement
+    from tests.agent.agentfix import AgentProc
+
+    net = world.net
+    sw = Swtpm(tmp_path / "swtpm", free_port_pair()).start()
+    other = None
+    try:
+        tpm = GatewayTpm(sw.tcti)
+        ak, digest = tpm.attestation_key(), attestation.pcr_digest(tpm.pcr_values())
+        tpm.close()
+        net.admin_txs([SetMeasurement(component=int(attestation.Component.GATEWAY_PCRS), digest=digest, allowed=1),
+                       EnrolGatewayKey(agent_id=net.agent.public_key, ak_point=ak)])
+        other = AgentProc.create(tmp_path, net, world.broker_port, name="agent-tpm", gossip=False)
+        other.write_config(net, mqtt={"enabled": False}, tpm={"tcti": sw.tcti, "quote_interval_s": 600})
+
+        def quotes() -> list | None:
+            status, body = net.ledger_get(f"/v1/agents/{net.agent.public_key.hex()}")
+            assert status == 200, body
+            return body["gateway"]["quotes"] or None
+
+        other.start()
+        [quote] = wait_until(quotes, 20, interval=0.3, what="the gateway's quote on the ledger")
+        assert quote["passed"] is True, quote
+        assert other.status()["gateway_quotes"] == {"quoted": 1, "failed": 0}
+    finally:
+        if other is not None:
+            other.stop()
+        sw.stop()
+
+
+def test_a_stored_suspension_report_is_sent_after_a_restart_past_dead_and_refusing_oracles(world: World,
+                                                                                           tmp_path) -> None:
+    """The report lives in the store, not in memory: a reporter over a store that holds one (as
+    after a kill -9 between the quarantining commit and the send) sends it, skipping an oracle that
+    cannot be reached, and settles it; a report every oracle refuses (too few frames) stays pending
+    with its attempt and the refusals recorded, to be retried with backoff."""
+    from agent.store import Store, pending_suspension_reports
+    from agent.suspend import SuspensionReporter
+    from faultproof.messages import Frame, SignedFrame
+    from faultproof.oracle_client import AsyncOracleClient
+    from tests.agent.test_ingest import engine
+
+    net = world.net
+    dev, thin = net.new_device(), net.new_device()
+    t0 = now_ms() - 5_000
+
+    def forged(device_id: bytes, n: int) -> tuple[bytes, ...]:
+        return tuple(SignedFrame(frame=Frame(device_id=device_id, epoch=0, seq=i, ts_ms=t0 + i,
+                                             chain=bytes(31) + bytes([i])), signature=bytes(64)).encode()
+                     for i in range(n))
+
+    path = tmp_path / "restarted.db"
+    e, _ = engine(path, [])
+    try:
+        async def go() -> None:
+            for d, n in ((dev, 25), (thin, 5)):  # as the engine wrote them before the "kill -9"
+                frames = forged(d.device_id, n)
+                await e.run_op_async(lambda s, d=d, frames=frames: s.insert_suspension_report(
+                    d.device_id, t0 + 100, frames, t0))
+            reporter = SuspensionReporter(net.agent, e, path, ["http://127.0.0.1:9", net.oracles[0].url])
+            [good, few] = pending_suspension_reports(path)
+            client = AsyncOracleClient(timeout=5)
+            try:
+                assert await reporter.send(client, good)
+                assert not await reporter.send(client, few)
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+    finally:
+        e.stop()
+    [left] = pending_suspension_reports(path)
+    assert left.device_id == thin.device_id and left.attempts == 1
+    conn = Store.reader(path)
+    try:
+        answers = dict(conn.execute("SELECT hex(device_id), answer FROM suspension_reports").fetchall())
+    finally:
+        conn.close()
+    assert "202" in answers[dev.device_id.hex().upper()]
+    refused = answers[thin.device_id.hex().upper()]
+    assert "cannot reach" in refused and "bad_request" in refused, refused
+
+    def suspended() -> dict | None:
+        status, history = net.ledger_get(f"/v1/devices/{dev.device_id.hex()}/history")
+        return next((ev for ev in history["events"] if ev["kind"] == "suspend_device"), None)
+
+    assert wait_until(suspended, 20, interval=0.3, what="the device suspended")["since_ms"] == t0 + 100

@@ -63,7 +63,11 @@ def test_example_config_loads_and_bad_values_are_named() -> None:
     assert cfg.ledger_url.startswith("http") and cfg.ingest.synchronous == "FULL"
     base = {"agent": {"key_file": "k", "data_dir": "d", "blinding_keys_dir": "b", "ledger_url": "http://x"}}
     assert cfgmod.from_dict(base).prover.circuits == (16,)
+    assert cfg.tpm == cfgmod.TpmConfig(tcti="", quote_interval_s=600.0)  # no TPM unless named
+    tpm = cfgmod.from_dict({**base, "tpm": {"tcti": "swtpm:host=127.0.0.1,port=2321", "quote_interval_s": 60}}).tpm
+    assert tpm.tcti.startswith("swtpm:") and tpm.quote_interval_s == 60.0
     for bad, words in [
+        ({**base, "tpm": {"quote_interval_s": -1}}, "quote_interval_s"),
         ({**base, "ingest": {"reorder_window": 10}}, "reorder_window"),
         ({**base, "ingest": {"nope": 1}}, "unknown key"),
         ({**base, "prover": {"circuits": [1]}}, "circuits"),

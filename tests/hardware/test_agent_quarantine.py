@@ -9,7 +9,7 @@ from pathlib import Path
 from agent.anomaly import Signal, Thresholds
 from agent.frames import Incoming
 from agent.simulator import prebuilt_stream
-from agent.store import Store
+from agent.store import Store, pending_suspension_reports
 from tests.agent.test_ingest import NOW, device, engine, submit_all
 
 
@@ -32,8 +32,15 @@ def test_forged_burst_quarantines_in_the_engine(tmp_path: Path) -> None:
     store = Store(tmp_path / "q.db")
     try:
         assert store.counters().get("quarantined:bad_signature") == 1
+        assert store.counters().get("suspension_report") == 1
     finally:
         store.close()
+    # The report the agent owes its oracles was committed with the batch that quarantined the
+    # device (a kill -9 after the commit cannot lose it): the forged frames, distinct, and the
+    # quarantine's time; none of the other device's.
+    [report] = pending_suspension_reports(tmp_path / "q.db")
+    assert report.device_id == d.device_id and report.since_ms == q.since_ms and report.attempts == 0
+    assert sorted(report.frames) == sorted(f.signed_frame().encode() for f in forged)
 
 
 async def test_claim_manager_holds_a_quarantined_devices_claims(tmp_path: Path) -> None:
@@ -77,3 +84,28 @@ def test_a_failed_attestation_on_the_ledger_quarantines(tmp_path: Path) -> None:
         assert e.anomaly.quarantined(other.device_id) is None
     finally:
         e.stop()
+
+
+def test_forgery_evidence_reports_once_with_enough_distinct_frames() -> None:
+    """The pure rule: a report is due for a device quarantined for bad signatures once 20 distinct
+    forged frames are kept (the oracles' minimum), at most 64, once per quarantine."""
+    from agent.anomaly import ForgeryEvidence, Quarantine
+
+    ev = ForgeryEvidence()
+    dev = b"\x07" * 32
+    q = Quarantine(dev, NOW, Signal.BAD_SIGNATURE, 20, bytes(32))
+    for i in range(19):
+        ev.forged(dev, bytes([i]))
+        ev.forged(dev, bytes([i]))  # a repeat counts once
+    assert ev.due(q) is None  # 19 distinct: an oracle would refuse it
+    assert ev.due(Quarantine(dev, NOW, Signal.REPLAY, 50, bytes(32))) is None  # not a forgery case
+    for i in range(19, 100):
+        ev.forged(dev, bytes([i]))
+    report = ev.due(q)
+    assert report is not None and report.since_ms == NOW and len(report.frames) == 64
+    assert report.frames == tuple(bytes([i]) for i in range(64))
+    assert ev.due(q) is None  # once
+    ev.forget(dev)
+    for i in range(20):
+        ev.forged(dev, bytes([i]))
+    assert ev.due(Quarantine(dev, NOW + 1, Signal.BAD_SIGNATURE, 20, bytes(32))) is not None  # a new case

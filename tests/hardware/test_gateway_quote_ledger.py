@@ -132,3 +132,46 @@ async def test_a_quote_over_http_is_on_the_ledger_and_replays(tpm: GatewayTpm, t
     replay = replay_store(LedgerStore(db, readonly=True), workers=0)
     assert replay.ok and replay.state is not None
     assert [r.passed for r in gateway_results(replay.state, agent.public_key)] == [True]
+
+
+class _InProcessLedger:
+    """The ledger's state machine as the agent's settlement: `submit` applies the transaction."""
+
+    def __init__(self, state: LedgerState, clock: ManualClock) -> None:
+        self.state, self.clock = state, clock
+
+    async def submit(self, tx: GatewayQuote) -> None:
+        self.state.apply(tx, self.clock())
+
+
+async def test_the_agent_requotes_periodically_and_each_quote_is_recorded(tpm: GatewayTpm) -> None:
+    """agent.reattest.GatewayRequoter on the pure schedule: a quote at once (none on the ledger),
+    none while the last is fresh, another an interval later; each one appraised and recorded by the
+    ledger; a refused quote is not retried before an interval."""
+    from agent.reattest import GatewayRequoter
+
+    keys, state, agent = _ledger(tpm)
+    clock = ManualClock(T0 + 1)
+    requoter = GatewayRequoter(_InProcessLedger(state, clock), lambda: state, agent.public_key, tpm.quote,
+                               interval_ms=600_000, clock=clock)
+    assert await requoter.tick()
+    assert [r.passed for r in gateway_results(state, agent.public_key)] == [True]
+    clock.advance(60_000)
+    assert not await requoter.tick()  # fresh: not due
+    clock.advance(600_000)
+    assert await requoter.tick()  # an interval later, over the head (the first quote's entry)
+    results = gateway_results(state, agent.public_key)
+    assert [r.passed for r in results] == [True, True] and results[1].ts_ms > results[0].ts_ms
+    assert requoter.counts == {"quoted": 2, "failed": 0}
+    # A quote the ledger refuses (the AK pinned is another) is counted, and retried an interval later.
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(Encoding.X962,
+                                                                              PublicFormat.UncompressedPoint)
+    state.apply(keys.sign(EnrolGatewayKey(agent_id=agent.public_key, ak_point=other)), clock())
+    clock.advance(600_000)
+    assert not await requoter.tick() and requoter.counts["failed"] == 1
+    assert len(gateway_results(state, agent.public_key)) == 2
+    clock.advance(60_000)
+    assert not await requoter.tick() and requoter.counts["failed"] == 1  # not before an interval

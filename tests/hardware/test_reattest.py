@@ -13,6 +13,7 @@ from agent.core import (
     AttestRequest,
     attestations_due,
     evidence_rejection,
+    gateway_quote_due,
     reattest_interval_ms,
 )
 from faultproof.errors import Reason
@@ -59,6 +60,25 @@ def test_schedule_waits_for_a_fresh_nonce_and_for_outstanding_answers() -> None:
                               interval_ms=10 * MIN, unanswered={D2: now + 20_000})
     assert [r.device_id for r in ask] == [D1, D2]
     assert attestations_due(views, {}, now_ms=now, head_height=10, head_hash=HEAD, interval_ms=0) == ([], [])
+
+
+def test_gateway_quote_schedule_is_the_devices_schedule_keyed_by_the_agent() -> None:
+    """The gateway's own quote (H10): due with no result or an old one, never over a nonce it
+    already answered, never without a pinned AK, and a failed attempt waits an interval."""
+    now, agent = 1_000 * H, b"\x0a" * 32
+
+    def due(view: AttestationView | None, **kw: int) -> AttestRequest | None:
+        args = {"now_ms": now, "head_height": 9, "head_hash": HEAD, "interval_ms": 10 * MIN, **kw}
+        return gateway_quote_due(agent, view, **args)  # type: ignore[arg-type]
+
+    assert due(None) is None  # no AK pinned on the ledger: nothing to quote for
+    assert due(AttestationView(None)) == AttestRequest(agent, HEAD, 9, now)  # never quoted: now
+    assert due(AttestationView(now - 5 * MIN, answered_height=7)) is None  # fresh enough
+    assert due(AttestationView(now - 11 * MIN, answered_height=7)) == AttestRequest(agent, HEAD, 9, now)
+    assert due(AttestationView(now - 11 * MIN, answered_height=9)) is None  # wait for the ledger to move
+    assert due(AttestationView(now - 11 * MIN, answered_height=7), last_failed_ms=now - MIN) is None
+    assert due(AttestationView(now - 11 * MIN, answered_height=7), last_failed_ms=now - 10 * MIN) is not None
+    assert due(AttestationView(None), interval_ms=0) is None  # off
 
 
 def test_only_an_answer_to_the_outstanding_request_is_taken() -> None:
