@@ -40,7 +40,7 @@ def _ledger_app(tmp: Path) -> web.Application:
 def _oracle_app(tmp: Path) -> web.Application:
     from oracle.http_api import make_app
 
-    return make_app(SimpleNamespace(config=SimpleNamespace(max_body_bytes=65536)))  # type: ignore[arg-type]
+    return make_app(SimpleNamespace(config=SimpleNamespace(max_body_bytes=65536, idle_timeout_s=20.0)))  # type: ignore[arg-type]
 
 
 def _agent_app(tmp: Path) -> web.Application:
