@@ -1,6 +1,7 @@
 """The daemons' view of a chain (DESIGN §13): the pool's events replayed as ledger entries through
-`ledger.state`, followed by the one `LedgerFollower`; and the chain votes (`ChainApprove`) an
-oracle checks before it counts them toward a chain QC.
+`ledger.state`, followed by the one `LedgerFollower` (the §14 events too: bonds, parameters, econ
+policies, slashes and group payouts, with the contract's books to the unit); and the chain votes
+(`ChainApprove`) an oracle checks before it counts them toward a chain QC.
 
 Real anvil, contracts and proofs (one chain for the module, shared with nothing else); the
 ChainApprove checks are pure.
@@ -238,7 +239,8 @@ def test_a_mirror_follows_the_econ_events_past_a_group_payout_with_the_contracts
         do(cb.group_payout, spec, expect=("paid", 100))
         cid = _group_body(genesis.ledger_id, pid_g, corroborated.terms, spec).claim_id
         conflicting = ClaimSpec("e", e, se, tamper=lambda body: body.replace(amount=101))
-        do(cb.report_votes, VoteEvidence(ClaimSpec("e", e, se), conflicting, signer=2))
+        do(cb.report_votes, VoteEvidence(ClaimSpec("e", e, se), conflicting, signer=2))  # equivocation
+        do(cb.report_votes, VoteEvidence(conflicting, None, signer=1))  # an approval its policy contradicts
         do(cb.report_frames, FrameEvidence(e, se + 1, certifiers=(0, 1, 3, 4)))
         five = oracle_identity(5).public_key
         do(cb.admin_tx, Unbond(holder_kind=BondHolder.ORACLE, holder_id=five, step=UnbondStep.REQUEST))
@@ -248,7 +250,7 @@ def test_a_mirror_follows_the_econ_events_past_a_group_payout_with_the_contracts
         before = view.height
         await follower.refresh()
         assert live.mirror is not None and live.mirror.problem is None, live.mirror
-        assert view.height == before + 5 and view.state.paid_claim(cid) is not None
+        assert view.height == before + 6 and view.state.paid_claim(cid) is not None
         # a fresh mirror replays every event, and its books and econ state are the contract's
         fresh = EvmSettlement(base)
         state = (await LedgerFollower(fresh, 0.1, clock=world.now_ms).bootstrap(genesis.ledger_id, timeout=10)).state
@@ -259,7 +261,7 @@ def test_a_mirror_follows_the_econ_events_past_a_group_payout_with_the_contracts
                 "bonds": state.econ.bond_total, "rewards": state.balance(REWARDS)} == \
             {k: chain[k] for k in ("free", "premiums", "paid", "locked", "bonds", "rewards")}
         assert chain["token_balance"] == sum(chain[k] for k in ("free", "premiums", "locked", "bonds", "rewards"))
-        assert (chain["bonds"], chain["rewards"]) == (4 * 1_000 + 2 * 1_000, 250 + 75)  # oracle 2 and e slashed
+        assert (chain["bonds"], chain["rewards"]) == (3 * 1_000 + 2 * 1_000, 2 * 250 + 75)  # oracles 1, 2, e slashed
         econ = state.econ
         assert econ.params == PARAMS
         holders = [(BondHolder.ORACLE, oracle_identity(i).public_key) for i in range(6)] + \
@@ -267,9 +269,12 @@ def test_a_mirror_follows_the_econ_events_past_a_group_payout_with_the_contracts
         assert {h: econ.bonds[h].amount if h in econ.bonds else 0 for h in holders} == \
             {h: pool.econ_state(int(h[0]), h[1])["bond"] for h in holders}
         assert econ.rewards == {REPORTER: pool.econ_state(reporter=REPORTER)["reward"]}
-        assert econ.slashed_oracles == {oracle_identity(2).public_key} and econ.slashed_devices == {e.device_id}
-        assert [(s.evidence, s.slashed, s.to_reporter, s.to_pool) for s in econ.slashes] == \
-            [("vote-equivocation", 1_000, 250, 750), ("frame-equivocation", 300, 75, 225)]
+        assert econ.slashed_oracles == {oracle_identity(i).public_key for i in (1, 2)}
+        assert econ.slashed_devices == {e.device_id}
+        assert [(s.evidence, s.offender, s.slashed, s.to_reporter, s.to_pool) for s in econ.slashes] == \
+            [("vote-equivocation", oracle_identity(2).public_key, 1_000, 250, 750),
+             ("contradicting-approve", oracle_identity(1).public_key, 1_000, 250, 750),
+             ("frame-equivocation", e.device_id, 300, 75, 225)]
         assert state.devices[e.device_id].revoked_ms is not None  # revoked by its slash, once
         assert econ.policies[cb.pids["e"][0]] == single and econ.policies[pid_g] == corroborated
         paid = state.paid_claim(cid)
