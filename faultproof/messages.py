@@ -1351,6 +1351,34 @@ ECON_TX_TYPES: tuple[type[Message], ...] = (VoteEquivocation, ContradictingAppro
                                             GroupQuorumCertificate)
 
 
+class ChainEvidence(enum.IntEnum):
+    """The evidence kind a pool contract's `Slashed` event names (contracts/src/PoolEcon.sol)."""
+
+    VOTES = 1  # VoteEquivocation: two EIP-712 PayoutBody signatures by one member's chain key
+    APPROVE = 2  # ContradictingApprove: one such signature over a body that is not its policy's
+    FRAMES = 3  # FrameEquivocation, certified by k oracles (DeviceSlash)
+
+
+@dataclass(frozen=True)
+class ChainSlash(Message):
+    """A slash the pool contract already decided (its `Slashed` event), as an EVM pool's mirror
+    records it (ledger/evm/mirror.py, DESIGN §13). The chain's evidence (ECDSA votes, a k-oracle
+    DeviceSlash certificate) cannot be replayed by the Ed25519 evidence rules, so only a mirror
+    accepts this; it recomputes the slash from its own bonds and requires the chain's amounts.
+    Any other ledger refuses it (wrong_type)."""
+
+    TYPE_ID: ClassVar[int] = 132
+    NAME: ClassVar[str] = "chain-slash"
+
+    holder_kind: int = _f(U8)  # BondHolder
+    offender: bytes = _f(ID)  # an oracle's Ed25519 id or a device id
+    reporter: bytes = _f(ID)
+    evidence: int = _f(U8)  # ChainEvidence
+    amount: int = _f(U64)  # the whole bond, as the chain slashed it
+    to_reporter: int = _f(U64)
+    to_pool: int = _f(U64)
+
+
 # --------------------------------------------------------------------------- device history anchors
 # (ledger soundness, DESIGN §11; type ids 60-69). Defined here, before LedgerEntry, because an
 # anchor is a ledger transaction.
@@ -1460,7 +1488,8 @@ class SignedSuspensionReport(Message):
 
 LEDGER_TX_TYPES: tuple[type[Message], ...] = (SignedAdminTx, QuorumCertificate, ExpirePolicy, SignedAnchor,
                                                *ECON_TX_TYPES, SuspensionCertificate, SignedEvidence,
-                                               GatewayQuote)  # DESIGN §15 H10: a gateway's quote
+                                               GatewayQuote,  # DESIGN §15 H10: a gateway's quote
+                                               ChainSlash)  # only an EVM pool's mirror accepts it (§13)
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,7 @@ from faultproof.messages import (
     Approve,
     BindTransportKey,
     BondHolder,
+    ChainSlash,
     ContradictingApprove,
     CorroboratingWindow,
     DecommissionDevice,
@@ -495,7 +496,7 @@ def tx_kind(tx: Message) -> TxKind:
         return TxKind(AdminKind(tx.tx.kind).name.lower())
     if isinstance(tx, GroupQuorumCertificate):
         return TxKind.GROUP_PAYOUT
-    if isinstance(tx, ECON_TX_TYPES):
+    if isinstance(tx, (*ECON_TX_TYPES, ChainSlash)):
         return TxKind.SLASH
     raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
 
@@ -761,6 +762,8 @@ class LedgerState:
             return self._check_econ_tx(tx, now_ms)
         if isinstance(tx, SignedAnchor):
             return check_anchor(self, tx, now_ms)
+        if isinstance(tx, ChainSlash):
+            return self.check_chain_slash(tx, now_ms)
         raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
 
     # admin ----------------------------------------------------------------------------------
@@ -1301,7 +1304,7 @@ class LedgerState:
         return self._slash(tx, BondHolder.DEVICE, fa.device_id, tx.reporter, params, now)
 
     def _slash(self, tx: Message, kind: BondHolder, offender: bytes, reporter: bytes, params: EconParams,
-               now: int) -> Effect:
+               now: int, evidence: str | None = None) -> Effect:
         """S3: the whole bond: the reporter's share to `rewards`, the rest to free capital. The oracle
         is barred from the set (SLASHED_MEMBER at the next rotation); the device is revoked now and
         none of its unpaid claims is paid (P3 hook in payout_rejection)."""
@@ -1319,7 +1322,8 @@ class LedgerState:
             econ.bond_total -= amount
             if to_reporter:
                 econ.rewards[reporter] = econ.rewards.get(reporter, 0) + to_reporter
-            econ.slashes.append(Slash(kind, offender, tx.NAME, reporter, amount, to_reporter, to_pool, height, now))
+            econ.slashes.append(Slash(kind, offender, evidence or tx.NAME, reporter, amount, to_reporter, to_pool,
+                                      height, now))
             if kind is BondHolder.ORACLE:
                 econ.slashed_oracles.add(offender)
             else:
@@ -1329,6 +1333,20 @@ class LedgerState:
                     device.revoked_ms = now
 
         return Effect(tx, TxKind.SLASH, now, transfers=tuple(transfers), _commit=commit)
+
+    def group_qc_rejection(self, qc: GroupQuorumCertificate, now_ms: int) -> Reason | None:
+        """Q3 of a group QC: its epoch and signers. The one place a chain's mirror differs: the
+        contract checked the chain's ECDSA group QC, whose Ed25519 signatures are not on chain
+        (ledger/evm/mirror.py `MirrorState`, DESIGN §13)."""
+        body = qc.body
+        return self._signers_rejection(body.oracle_set_epoch, domain_tag(body.NAME), body.encode(), qc.signatures,
+                                       now_ms)
+
+    def check_chain_slash(self, tx: ChainSlash, now: int) -> Effect:
+        """A slash a pool contract decided on evidence these rules cannot check (DESIGN §13): only an
+        EVM pool's mirror records it (ledger/evm/mirror.py `MirrorState`); any other ledger refuses."""
+        raise _fail(Reason.WRONG_TYPE, "a chain-slash is recorded only by an EVM pool's mirror: submit the "
+                    "evidence itself (vote-equivocation, contradicting-approve, frame-equivocation)")
 
     def group_payout_mismatch(self, body: GroupPayoutBody, now: int) -> str | None:
         """Q4 for a corroborated policy (policy known): why the body disagrees with it, or None."""
@@ -1400,8 +1418,7 @@ class LedgerState:
                 return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=paid.paid, policy_id=paid.policy_id,
                               claim_id=paid.claim_id, existing=paid)
             raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
-        qc_reason = self._signers_rejection(body.oracle_set_epoch, domain_tag(body.NAME), body.encode(),
-                                            qc.signatures, now)
+        qc_reason = self.group_qc_rejection(qc, now)
         if qc_reason is not None:
             raise _fail(qc_reason)
         start_ts, end_ts = self._group_rules(body, now)

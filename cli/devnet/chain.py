@@ -11,7 +11,8 @@ event through the rules (`mirror_verified`).
 
 What the evm run leaves out, and why (also in the summary and DESIGN §13): the tampered-firmware
 device (the contract enforces no attestation allowlist: it would be paid), the §14 econ extras
-(bonds, slashing, the corroborated group: not on the contract yet), device-history anchors (the
+(bonds, slashing, the corroborated group: on the contract and its mirror, but no daemon builds the
+chain's group QC or device-slash certificate yet), device-history anchors (the
 contract keeps none), the dashboard (it reads the ledger service's HTTP API), `--keys pkcs11`
 (oracles take a chain key in a token, `pkcs11:TOKEN/LABEL`, but this launcher does not set one
 up yet). It decides nothing the protocol decides.
@@ -33,7 +34,8 @@ from faultproof.messages import Deposit, EnrolAgent, IssuePolicy, Message, Regis
 ROTATION_GRACE_MS = 3_600_000
 SKIPPED = {
     "tampered_firmware": "the contract enforces no attestation allowlist (DESIGN §15 P9): it would be paid",
-    "econ": "bonds, slashing and corroborated group policies (DESIGN §14) are not on the contract yet",
+    "econ": ("bonds, slashing and corroborated group policies (DESIGN §14) are on the contract and its mirror, "
+             "but no daemon builds the chain's group QC or device-slash certificate yet"),
     "anchors": "the contract keeps no device-history anchors (DESIGN §11 S3/S4)",
     "dashboard": "the dashboard reads the ledger service's HTTP API",
     "receipts": "mirror entries are signed by a key anyone can derive: the chain's blocks are the receipt",

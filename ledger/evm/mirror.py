@@ -23,11 +23,24 @@ both backends.
   is its hash, so it checks itself), `payout` carries the Ed25519 signatures of the quorum
   certificate the completing oracle formed, so the payout replays through Q1–Q4 and P1–P8 with
   the same signatures the SQLite ledger would have checked (~16 gas a byte).
+- **The economic events (§14)** map to the ledger transactions they stand for and replay through
+  the same rules: EconParamsSet -> set_econ_params, BondPosted -> post_bond, UnbondRequested /
+  BondReleased -> unbond steps 1 / 2, PolicyIssued followed in its transaction by EconPolicyTerms
+  -> issue_econ_policy (`apply_all` pairs them: a poll returns whole blocks). Two facts are taken
+  on the chain's word, each through one narrow `MirrorState` hook, because the chain's evidence is
+  not something these rules can check: a slash (`Slashed` -> `ChainSlash`: the chain checked ECDSA
+  votes or a k-oracle DeviceSlash certificate; the mirror recomputes the amounts from its own
+  bonds with the rules' `_slash` and stops if the chain's differ; the slash's own
+  DeviceRevocation is then nothing), and a group payout's quorum (`Paid` + `GroupPaid` -> a
+  GroupQuorumCertificate without Ed25519 signatures, which are not on chain: Q3's epoch, Q2, Q4,
+  C1-C3 and P1-P8 are checked as for any group payout, and the amount paid must be the chain's).
 - A chain event the rules refuse (a rule the contract does not enforce, DESIGN §13) stops the
   mirror: `problem` names the block and the reason; nothing after it is mirrored (and
   `EvmSettlement.entries` answers UNAVAILABLE naming it).
 
-Pure: events (with block time and, for two kinds, calldata) in, signed entries out. No I/O.
+Pure: events (with block time and, for two kinds, calldata) in, signed entries out. No I/O. What
+it must never do: decide a rule itself (an event that does not replay stops it), or accept a
+chain-only transaction outside a mirror (`LedgerState` refuses a ChainSlash).
 """
 
 from __future__ import annotations
@@ -40,18 +53,29 @@ from typing import Any
 from eth_utils import keccak
 
 from faultproof.encoding import pack, unpack
-from faultproof.errors import FaultproofError
+from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
 from faultproof.messages import (
     AdminTx,
+    BondHolder,
+    ChainEvidence,
+    ChainSlash,
+    ContradictingApprove,
+    CorroboratingWindow,
     Deposit,
+    EconParams,
+    EconPolicy,
     EnrolAgent,
     EnrolDevice,
     ExpirePolicy,
+    FrameEquivocation,
     Genesis,
+    GroupPayoutBody,
+    GroupQuorumCertificate,
     IssuePolicy,
     Message,
     PayoutBody,
+    PostBond,
     QcSignature,
     QuorumCertificate,
     RegisterCircuit,
@@ -60,9 +84,13 @@ from faultproof.messages import (
     RotateOracles,
     SignedEntry,
     SignedHead,
+    Unbond,
+    UnbondStep,
+    VoteEquivocation,
     Withdraw,
 )
-from ledger.state import IntegrityError, LedgerState
+from ledger import economics
+from ledger.state import Effect, IntegrityError, LedgerState
 
 MIRROR_TAG = b"faultproof/evm-mirror/v1"
 TAIL_MAGIC = b"FPM1"
@@ -95,13 +123,51 @@ def chain_policy_id(chain_id: int, contract: str, n: int) -> bytes:
     return bytes(keccak(chain_id.to_bytes(32, "big") + bytes(12) + bytes.fromhex(contract[2:]) + n.to_bytes(32, "big")))
 
 
+EVIDENCE_NAMES = {ChainEvidence.VOTES: VoteEquivocation.NAME, ChainEvidence.APPROVE: ContradictingApprove.NAME,
+                  ChainEvidence.FRAMES: FrameEquivocation.NAME}
+
+
 class MirrorState(LedgerState):
-    """`LedgerState` with the contract's policy ids. `chain` = (chain id, contract address)."""
+    """`LedgerState` with the contract's policy ids and the two facts it takes on the chain's word
+    (DESIGN §13): that a group payout's ECDSA quorum verified (`group_qc_rejection`: a mirrored
+    GroupQuorumCertificate carries no Ed25519 signatures; its epoch is still checked), and that a
+    slash's evidence was valid (`check_chain_slash`: the amounts are recomputed from the mirror's
+    own bonds by `_slash`). `chain` = (chain id, contract address)."""
 
     chain: tuple[int, str] = (0, "0x" + "00" * 20)
 
     def policy_id_for(self, tx: AdminTx) -> bytes:
         return chain_policy_id(self.chain[0], self.chain[1], len(self.policies) + 1)
+
+    def group_qc_rejection(self, qc: GroupQuorumCertificate, now_ms: int) -> Reason | None:
+        if qc.signatures:
+            return super().group_qc_rejection(qc, now_ms)
+        # the contract checked k ECDSA signatures of this epoch's bound chain keys: only the epoch here
+        return Reason.QC_STALE_EPOCH if self.oracle_set_for(qc.body.oracle_set_epoch, now_ms) is None else None
+
+    def check_chain_slash(self, tx: ChainSlash, now: int) -> Effect:
+        params = self._require_econ()
+        try:
+            kind, evidence = BondHolder(tx.holder_kind), ChainEvidence(tx.evidence)
+        except ValueError:
+            raise FaultproofError(Reason.INVALID_PARAMETERS, "unknown bond kind or evidence kind") from None
+        if (kind is BondHolder.DEVICE) != (evidence is ChainEvidence.FRAMES):
+            raise FaultproofError(Reason.EVIDENCE_INVALID, f"{evidence.name} evidence does not slash a {kind.name}")
+        if kind is BondHolder.DEVICE:
+            if tx.offender not in self.devices:
+                raise FaultproofError(Reason.NOT_FOUND, "the device is not enrolled")
+            if tx.offender in self.econ.slashed_devices:
+                raise FaultproofError(Reason.EVIDENCE_DUPLICATE, "the device was already slashed")
+        elif tx.offender in self.econ.slashed_oracles:
+            raise FaultproofError(Reason.EVIDENCE_DUPLICATE, "the oracle was already slashed")
+        bond = self.econ.bond(kind, tx.offender)
+        amount = 0 if bond is None else bond.amount
+        split = economics.slash_split(amount, params.reporter_share_bps)
+        if (amount, *split) != (tx.amount, tx.to_reporter, tx.to_pool):
+            raise FaultproofError(Reason.INVALID_PARAMETERS,
+                                  f"the chain slashed {tx.amount} ({tx.to_reporter} to the reporter), the mirror's "
+                                  f"bond is {amount} ({split[0]} to the reporter)")
+        return self._slash(tx, kind, tx.offender, tx.reporter, params, now, evidence=EVIDENCE_NAMES[evidence])
 
 
 def mirror_state_factory(chain_id: int, contract: str) -> Callable[[SignedEntry], LedgerState]:
@@ -167,6 +233,9 @@ class MirrorEvent:
 
 
 NEEDS_CALLDATA = frozenset({"CircuitRegistered", "Paid"})
+# Two events of one transaction that make one ledger transaction (issueEconPolicy): PolicyIssued
+# then, when the policy has a group or a staging cost, EconPolicyTerms. A poll returns whole blocks,
+# so both always arrive in one `apply_all` batch.
 PayoutDecoder = Callable[[bytes], tuple[Any, ...]]  # ABI calldata -> the payout's body tuple
 
 
@@ -182,6 +251,7 @@ class ChainMirror:
     entries: list[SignedEntry] = field(default_factory=list)
     bindings: dict[int, dict[bytes, str]] = field(default_factory=dict)  # epoch -> ed25519 id -> address
     problem: str | None = None
+    _group_paid: dict[str, Any] | None = None  # the Paid event of a group payout, until its GroupPaid
 
     def __post_init__(self) -> None:
         self._ledger, self._admin = mirror_keys(self.genesis.nonce)
@@ -198,8 +268,28 @@ class ChainMirror:
         s = self.state
         return SignedHead.make(self._ledger, s.ledger_id, s.height, s.head_hash, s.time_ms)
 
-    def apply(self, ev: MirrorEvent) -> SignedEntry | None:
-        """Mirror one event (in chain order). None: nothing to mirror, or the mirror stopped."""
+    def apply_all(self, events: Sequence[MirrorEvent]) -> list[SignedEntry]:
+        """Mirror a batch of events in chain order (whole blocks: a poll's result), pairing a
+        PolicyIssued with the EconPolicyTerms its transaction emitted after it."""
+        out: list[SignedEntry] = []
+        skip = False
+        for i, ev in enumerate(events):
+            if skip:
+                skip = False
+                continue
+            nxt = events[i + 1] if i + 1 < len(events) else None
+            terms = None
+            if ev.name == "PolicyIssued" and nxt is not None and nxt.name == "EconPolicyTerms" and \
+                    bytes(nxt.args["policyId"]) == bytes(ev.args["policyId"]):
+                terms, skip = nxt, True
+            signed = self.apply(ev, econ_terms=terms)
+            if signed is not None:
+                out.append(signed)
+        return out
+
+    def apply(self, ev: MirrorEvent, econ_terms: MirrorEvent | None = None) -> SignedEntry | None:
+        """Mirror one event (in chain order). None: nothing to mirror, or the mirror stopped.
+        `econ_terms`: the EconPolicyTerms event that followed a PolicyIssued in its transaction."""
         if self.problem is not None:
             return None
         if ev.name == "OraclesRotated":
@@ -208,7 +298,7 @@ class ChainMirror:
             if int(ev.args["epoch"]) == 0:
                 return None  # the genesis
         try:
-            tx = self.translate(ev)
+            tx = self.translate(ev, econ_terms)
             if tx is None:
                 return None
             effect, entry = self.state.apply(tx, max(ev.time_ms, self.state.time_ms))
@@ -226,7 +316,8 @@ class ChainMirror:
     def _admin_tx(self, args: Message) -> Message:
         return AdminTx.make(self.state.ledger_id, self.state.admin_nonce + 1, args).sign(self._admin)
 
-    def translate(self, ev: MirrorEvent) -> Message | None:  # noqa: C901 - one branch per event
+    def translate(self, ev: MirrorEvent,  # noqa: C901 - one branch per event
+                  econ_terms: MirrorEvent | None = None) -> Message | None:
         a = ev.args
         if ev.name == "OraclesRotated":
             return self._admin_tx(RotateOracles(members=tuple(bytes(e) for e in a["ed25519Ids"]),
@@ -245,6 +336,8 @@ class ChainMirror:
             return self._admin_tx(EnrolDevice(device_id=bytes(a["deviceId"]), epoch=int(a["epoch"]),
                                               anchor=bytes(a["anchor"]), firmware_hash=bytes(a["firmwareHash"])))
         if ev.name == "DeviceRevocation":
+            if bytes(a["deviceId"]) in self.state.econ.slashed_devices:
+                return None  # the revocation a device slash makes (its Slashed event came first)
             return self._admin_tx(RevokeDevice(device_id=bytes(a["deviceId"])))
         if ev.name == "AgentEnrolled":
             return self._admin_tx(EnrolAgent(agent_id=bytes(a["agentId"])))
@@ -261,12 +354,67 @@ class ChainMirror:
                                          "amount", "premium")] if isinstance(terms, Mapping) else list(terms)
             fields: dict[str, Any] = {k: (bytes(v) if isinstance(v, bytes | bytearray) else int(v))
                                       for k, v in zip(TERMS_FIELDS, values, strict=True)}
-            return self._admin_tx(IssuePolicy(**fields))
+            issue = IssuePolicy(**fields)
+            if econ_terms is None:  # issuePolicy, or issueEconPolicy with m = 1 and no staging cost: the same
+                return self._admin_tx(issue)
+            e = econ_terms.args
+            return self._admin_tx(EconPolicy(terms=issue, staging_cost=int(e["stagingCost"]),
+                                             group=tuple(bytes(d) for d in e["group"]),
+                                             min_proofs=int(e["minProofs"]),
+                                             overlap_tolerance_ms=int(e["overlapToleranceMs"])))
+        if ev.name == "EconPolicyTerms":
+            raise ValueError("EconPolicyTerms without the PolicyIssued of its transaction before it")
         if ev.name == "PolicyExpired":
             return ExpirePolicy(policy_id=bytes(a["policyId"]))
         if ev.name == "Paid":
+            if self.state.econ.group_of(bytes(a["policyId"])):
+                self._group_paid = a  # a corroborated policy pays only groupPayout: its GroupPaid follows
+                return None
             return self._payout(ev)
+        if ev.name == "GroupPaid":
+            return self._group_payout(ev)
+        if ev.name == "EconParamsSet":
+            return self._admin_tx(EconParams(min_oracle_bond=int(a["minOracleBond"]),
+                                             max_staging_cost=int(a["maxStagingCost"]),
+                                             reporter_share_bps=int(a["reporterShareBps"]),
+                                             unlock_delay_ms=int(a["unlockDelayMs"])))
+        if ev.name == "BondPosted":
+            return self._admin_tx(PostBond(holder_kind=int(a["kind"]), holder_id=bytes(a["holderId"]),
+                                           amount=int(a["amount"])))
+        if ev.name in ("UnbondRequested", "BondReleased"):
+            step = UnbondStep.REQUEST if ev.name == "UnbondRequested" else UnbondStep.RELEASE
+            return self._admin_tx(Unbond(holder_kind=int(a["kind"]), holder_id=bytes(a["holderId"]), step=int(step)))
+        if ev.name == "Slashed":
+            return ChainSlash(holder_kind=int(a["kind"]), offender=bytes(a["offender"]), reporter=bytes(a["reporter"]),
+                              evidence=int(a["evidence"]), amount=int(a["amount"]), to_reporter=int(a["toReporter"]),
+                              to_pool=int(a["toPool"]))
         return None  # AdminRotated: msg.sender is the chain's business; the mirror's admin stays
+
+    def _group_payout(self, ev: MirrorEvent) -> GroupQuorumCertificate:
+        """A corroborated payout from its two events (Paid, then GroupPaid): the body the contract
+        checked (windows from GroupPaid, epoch from Paid, circuit, beneficiary and amount the
+        policy's, which the contract required), with no Ed25519 signatures (MirrorState)."""
+        paid, a = self._group_paid, ev.args
+        self._group_paid = None
+        if paid is None or bytes(paid["claimId"]) != bytes(a["claimId"]):
+            raise ValueError("GroupPaid without the Paid event of its transaction before it")
+        pid = bytes(a["policyId"])
+        policy = self.state.policies[pid]
+        t = policy.terms
+        if int(paid["amount"]) != min(t.amount, policy.locked):
+            raise ValueError(f"the chain paid {paid['amount']}, the rules would pay {min(t.amount, policy.locked)}")
+        windows = []
+        for w in a["windows"]:
+            f = w if isinstance(w, Mapping) else dict(zip(("deviceId", "agentId", "epoch", "startSeq", "endSeq",
+                                                              "startTs", "endTs", "cStart", "cEnd"), w, strict=True))
+            windows.append(CorroboratingWindow(device_id=bytes(f["deviceId"]), agent_id=bytes(f["agentId"]),
+                                               epoch=int(f["epoch"]), start_seq=int(f["startSeq"]),
+                                               end_seq=int(f["endSeq"]), start_ts=int(f["startTs"]),
+                                               end_ts=int(f["endTs"]), end_chain=int(f["cEnd"]).to_bytes(32, "big")))
+        body = GroupPayoutBody(ledger_id=self.state.ledger_id, oracle_set_epoch=int(paid["oracleSetEpoch"]),
+                               claim_id=bytes(a["claimId"]), policy_id=pid, windows=tuple(windows),
+                               circuit_id=t.circuit_id, beneficiary=t.beneficiary, amount=t.amount)
+        return GroupQuorumCertificate(body=body, signatures=())
 
     def _payout(self, ev: MirrorEvent) -> QuorumCertificate:
         abi, payload = split_tail(ev.calldata or b"")

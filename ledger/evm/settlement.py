@@ -146,11 +146,13 @@ class EvmSettlement:
         assert self._follower is not None
         logs = self._follower.poll_logs()
         if self._mirror is not None:
+            events = []
             for log in logs:
                 calldata = None
                 if log.name in NEEDS_CALLDATA:
                     calldata = bytes(self.w3.eth.get_transaction(HexBytes(log.tx_hash))["input"])
-                self._mirror.apply(MirrorEvent(log.name, log.args, log.block, self._block_time(log.block), calldata))
+                events.append(MirrorEvent(log.name, log.args, log.block, self._block_time(log.block), calldata))
+            self._mirror.apply_all(events)
         return logs
 
     def _block_time(self, block: int) -> int:

@@ -272,10 +272,11 @@ class ChainBackend:
     now: int = 0
     pids: dict[str, tuple[bytes, IssuePolicy]] = field(default_factory=dict)
     name: str = "evm"
+    start_ms: int | None = None  # ledger time to start at (default: the genesis'; a mirror genesis says 0)
 
     def __post_init__(self) -> None:
         w, g = self.world, self.genesis
-        self.now = g.created_ms
+        self.now = self.start_ms if self.start_ms is not None else g.created_ms
         w.set_time(self.now)
         self.pool: EvmPool = w.new_pool(ledger_id=g.ledger_id, members=range(len(g.oracles)), threshold=g.threshold,
                                         development=bool(g.development), max_skew_ms=g.max_skew_ms,

@@ -1,6 +1,7 @@
 """The daemons' view of a chain (DESIGN §13): the pool's events replayed as ledger entries through
-`ledger.state`, followed by the one `LedgerFollower`; and the chain votes (`ChainApprove`) an
-oracle checks before it counts them toward a chain QC.
+`ledger.state`, followed by the one `LedgerFollower` (the §14 events too: bonds, parameters, econ
+policies, slashes and group payouts, with the contract's books to the unit); and the chain votes
+(`ChainApprove`) an oracle checks before it counts them toward a chain QC.
 
 Real anvil, contracts and proofs (one chain for the module, shared with nothing else); the
 ChainApprove checks are pure.
@@ -9,31 +10,61 @@ ChainApprove checks are pure.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from web3 import Web3
+from web3.utils.address import get_create_address
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import (
+    BondHolder,
     ChainApprove,
+    ChainEvidence,
+    ChainSlash,
     Deposit,
+    EconParams,
+    EconPolicy,
     EnrolAgent,
     IssuePolicy,
+    PostBond,
     QuorumCertificate,
     RegisterCircuit,
+    Unbond,
+    UnbondStep,
     decode_any,
 )
 from faultproof.zk import TriggerParams
-from ledger.evm.mirror import chain_policy_id, split_tail, tail
+from ledger.economics import REWARDS
+from ledger.evm.mirror import (
+    ChainMirror,
+    MirrorEvent,
+    chain_policy_id,
+    mirror_genesis,
+    mirror_keys,
+    split_tail,
+    tail,
+)
 from ledger.evm.pool import EvmPool
 from ledger.evm.settlement import EvmSettlement, deploy_mirrored_pool, register_mirrored_circuit
 from ledger.evm.typed import ChainBody, ChainKey
 from ledger.follower import LedgerFollower
-from ledger.state import FREE, LOCKED_PREFIX, PAID, PREMIUMS
+from ledger.state import FREE, LOCKED_PREFIX, PAID, PREMIUMS, LedgerState, TxKind
 from oracle.chain_votes import ChainVotes, chain_body, check_chain_approve, sign_chain_approve
+from tests.conformance.backends import (
+    OK,
+    ChainBackend,
+    ClaimSpec,
+    FrameEvidence,
+    GroupSpec,
+    Outcome,
+    VoteEvidence,
+    _group_body,
+)
 from tests.contracts.evmfix import FUNDS, ChainWorld, N, oracle_identity, oracle_key
-from tests.netfix import SECOND
+from tests.netfix import DAY, HOUR, SECOND, DeviceSim
 
 pytestmark = pytest.mark.slow
 COUNT = TriggerParams.count(80, 2)
@@ -130,6 +161,164 @@ def test_a_deep_follower_waits_for_confirmations_and_a_payout_without_its_signat
         await deep.close()
 
     asyncio.run(scenario())
+
+
+# ----------------------------------------------------------------------------- the §14 events (econ)
+
+DELAY = 60 * SECOND  # bond unlock delay: longer than the policies' 30 s claim window (EC4)
+PARAMS = EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500, unlock_delay_ms=DELAY)
+HIGH = [90, 95, 10, 12]  # two readings above 80: the trigger holds
+REPORTER = b"\x0e" * 32
+
+
+def _window(dev: DeviceSim, at_ms: int) -> int:
+    dev.record([0], start_ts=at_ms)
+    return dev.record(HIGH)
+
+
+def _bond(kind: BondHolder, holder: bytes, amount: int) -> PostBond:
+    return PostBond(holder_kind=int(kind), holder_id=holder, amount=amount)
+
+
+def test_a_mirror_follows_the_econ_events_past_a_group_payout_with_the_contracts_books(world: ChainWorld) -> None:
+    """An econ scenario on a mirrored pool (bonds, parameters, an econ policy, a corroborated policy
+    paid once by groupPayout, an oracle slash by reportVotes, a device slash by a DeviceSlash
+    certificate, an unbond request and release): a follower that was there goes past the group
+    payout, and a fresh mirror replays every event with the contract's books and econ state."""
+    t0 = (world.now_ms() // SECOND + 10) * SECOND
+    members = tuple(oracle_identity(i).public_key for i in range(5))
+    admin = Web3.to_checksum_address(world.admin)
+    address = get_create_address(admin, world.w3.eth.get_transaction_count(admin, "pending"))
+    genesis = mirror_genesis(world.w3.eth.chain_id, address, members, 4, True, 5000, HOUR)
+    cb = ChainBackend(world, genesis, start_ms=t0)  # deploys at `address`: ledgerId = the mirror genesis' id
+    pool = cb.pool
+    assert pool.address == address and bytes(pool.contract.functions.ledgerId().call()) == genesis.ledger_id
+
+    def do(op: Callable[..., Outcome], *args: Any, expect: Outcome = OK) -> None:
+        cb.now = max(cb.now + SECOND, world.now_ms() + SECOND)  # one step of ledger time (a new block)
+        assert op(*args) == expect
+
+    register = RegisterCircuit(vkey=world.vkey, n=N, layout_version=1, transcript_hash=bytes(32), production=0)
+    do(lambda: cb._run(lambda: register_mirrored_circuit(pool, register, verifier=world.verifier))[0])
+    do(cb.admin_tx, Deposit(amount=100_000))
+    for i in range(6):  # the five members, and oracle 5 (not a member) whose bond leaves later
+        do(cb.admin_tx, _bond(BondHolder.ORACLE, oracle_identity(i).public_key, 1_000))
+    do(cb.admin_tx, PARAMS)
+    e, a, b = (DeviceSim.create(anchor_ts=cb.now - 40 * DAY) for _ in range(3))
+    for dev, amount in ((e, 300), (a, 1_000), (b, 1_000)):
+        do(cb.admin_tx, dev.enrol_tx())
+        do(cb.admin_tx, _bond(BondHolder.DEVICE, dev.device_id, amount))
+    agents = (b"\x21" * 32, b"\x22" * 32)
+    for ag in agents:
+        do(cb.admin_tx, EnrolAgent(agent_id=ag))
+    kind, T, K, lo, hi, G = COUNT.as_tuple()
+
+    def terms(dev: DeviceSim) -> IssuePolicy:
+        return IssuePolicy(device_id=dev.device_id, beneficiary=world.beneficiary, circuit_id=register.circuit_id,
+                           kind=kind, threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, start_ms=cb.now - DAY,
+                           end_ms=cb.now + DAY, period_ms=DAY, claim_window_ms=30 * SECOND, coverage=1_000,
+                           amount=100, premium=10)
+
+    single = EconPolicy(terms=terms(e), staging_cost=100, group=(), min_proofs=1, overlap_tolerance_ms=0)
+    group = tuple(sorted((a.device_id, b.device_id)))
+    corroborated = EconPolicy(terms=terms(a), staging_cost=100, group=group, min_proofs=2,
+                              overlap_tolerance_ms=2 * SECOND)
+    do(cb.issue_econ, "e", single)
+    do(cb.issue_econ, "g", corroborated)
+    t = cb.now - 20 * SECOND
+    spec = GroupSpec("g", ((a, _window(a, t), agents[0]), (b, _window(b, t + 1_500), agents[1])))
+    se = _window(e, t)
+    base = f"evm+{world.node.url}?contract={pool.address}"
+
+    async def scenario() -> None:
+        live = EvmSettlement(base)
+        follower = LedgerFollower(live, 0.1, clock=world.now_ms)
+        view = await follower.bootstrap(genesis.ledger_id, timeout=10)
+        pid_g = cb.pids["g"][0]
+        assert view.state.econ.group_of(pid_g) == group
+        do(cb.group_payout, spec, expect=("paid", 100))
+        cid = _group_body(genesis.ledger_id, pid_g, corroborated.terms, spec).claim_id
+        conflicting = ClaimSpec("e", e, se, tamper=lambda body: body.replace(amount=101))
+        do(cb.report_votes, VoteEvidence(ClaimSpec("e", e, se), conflicting, signer=2))  # equivocation
+        do(cb.report_votes, VoteEvidence(conflicting, None, signer=1))  # an approval its policy contradicts
+        do(cb.report_frames, FrameEvidence(e, se + 1, certifiers=(0, 1, 3, 4)))
+        five = oracle_identity(5).public_key
+        do(cb.admin_tx, Unbond(holder_kind=BondHolder.ORACLE, holder_id=five, step=UnbondStep.REQUEST))
+        cb.now += DELAY
+        do(cb.admin_tx, Unbond(holder_kind=BondHolder.ORACLE, holder_id=five, step=UnbondStep.RELEASE))
+        # the follower that was there goes past the group payout: every later event replays too
+        before = view.height
+        await follower.refresh()
+        assert live.mirror is not None and live.mirror.problem is None, live.mirror
+        assert view.height == before + 6 and view.state.paid_claim(cid) is not None
+        # a fresh mirror replays every event, and its books and econ state are the contract's
+        fresh = EvmSettlement(base)
+        state = (await LedgerFollower(fresh, 0.1, clock=world.now_ms).bootstrap(genesis.ledger_id, timeout=10)).state
+        assert fresh.mirror is not None and fresh.mirror.problem is None, fresh.mirror
+        chain = pool.balances()
+        assert {"free": state.balances[FREE], "premiums": state.balances[PREMIUMS], "paid": state.balances[PAID],
+                "locked": sum(v for k, v in state.balances.items() if k.startswith(LOCKED_PREFIX)),
+                "bonds": state.econ.bond_total, "rewards": state.balance(REWARDS)} == \
+            {k: chain[k] for k in ("free", "premiums", "paid", "locked", "bonds", "rewards")}
+        assert chain["token_balance"] == sum(chain[k] for k in ("free", "premiums", "locked", "bonds", "rewards"))
+        assert (chain["bonds"], chain["rewards"]) == (3 * 1_000 + 2 * 1_000, 2 * 250 + 75)  # oracles 1, 2, e slashed
+        econ = state.econ
+        assert econ.params == PARAMS
+        holders = [(BondHolder.ORACLE, oracle_identity(i).public_key) for i in range(6)] + \
+            [(BondHolder.DEVICE, d.device_id) for d in (e, a, b)]
+        assert {h: econ.bonds[h].amount if h in econ.bonds else 0 for h in holders} == \
+            {h: pool.econ_state(int(h[0]), h[1])["bond"] for h in holders}
+        assert econ.rewards == {REPORTER: pool.econ_state(reporter=REPORTER)["reward"]}
+        assert econ.slashed_oracles == {oracle_identity(i).public_key for i in (1, 2)}
+        assert econ.slashed_devices == {e.device_id}
+        assert [(s.evidence, s.offender, s.slashed, s.to_reporter, s.to_pool) for s in econ.slashes] == \
+            [("vote-equivocation", oracle_identity(2).public_key, 1_000, 250, 750),
+             ("contradicting-approve", oracle_identity(1).public_key, 1_000, 250, 750),
+             ("frame-equivocation", e.device_id, 300, 75, 225)]
+        assert state.devices[e.device_id].revoked_ms is not None  # revoked by its slash, once
+        assert econ.policies[cb.pids["e"][0]] == single and econ.policies[pid_g] == corroborated
+        paid = state.paid_claim(cid)
+        assert paid is not None and paid.paid == 100 == pool.paid_claim(cid)
+        for pid in (cb.pids["e"][0], pid_g):
+            assert state.policies[pid].locked == pool.policy(pid)["locked"]  # type: ignore[index]
+        _tag, _paid, start_ts, end_ts, *_links = pool.contract.functions.claims(cid).call()
+        assert [(w.claim_id, w.start_ts, w.end_ts) for w in state.policies[pid_g].payouts] == [(cid, start_ts, end_ts)]
+        for client in (live, fresh):
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_chain_slash_is_a_mirror_only_transaction_checked_against_the_mirrors_bonds() -> None:
+    """Pure: a ChainSlash replays only in an EVM pool's mirror, and only with the amounts its own
+    bonds give (a chain that slashed another amount stops the mirror by name)."""
+    contract = "0x" + "5a" * 20
+    members = tuple(oracle_identity(i).public_key for i in range(5))
+    genesis = mirror_genesis(CHAIN_ID, contract, members, 4, True, 5000, HOUR)
+    mirror = ChainMirror(genesis, CHAIN_ID, contract, lambda data: ())
+    at = iter(range(1, 100))
+
+    def ev(name: str, **args: object) -> MirrorEvent:
+        return MirrorEvent(name, dict(args), next(at), 1_000 * next(at))
+
+    for m in members:
+        mirror.apply(ev("BondPosted", kind=1, holderId=m, amount=1_000, bond=1_000))
+    mirror.apply(ev("EconParamsSet", minOracleBond=1_000, maxStagingCost=500, reporterShareBps=2_500,
+                    unlockDelayMs=DELAY))
+    slash = ChainSlash(holder_kind=1, offender=members[2], reporter=REPORTER, evidence=ChainEvidence.VOTES,
+                       amount=1_000, to_reporter=250, to_pool=750)
+    plain = LedgerState.from_genesis_entry(LedgerState(genesis).genesis_entry().sign(mirror_keys(genesis.nonce)[0]))
+    with pytest.raises(FaultproofError) as refused:
+        plain.check(slash, 0)
+    assert refused.value.reason is Reason.WRONG_TYPE  # not a transaction of any other ledger
+    assert mirror.state.check(slash, mirror.state.time_ms).kind is TxKind.SLASH  # the mirror takes it
+    with pytest.raises(FaultproofError) as wrong:
+        mirror.state.check(slash.replace(evidence=ChainEvidence.FRAMES), mirror.state.time_ms)
+    assert wrong.value.reason is Reason.EVIDENCE_INVALID  # frame evidence does not slash an oracle
+    mirror.apply(ev("Slashed", kind=1, offender=members[2], reporter=REPORTER, evidence=1, amount=999,
+                    toReporter=249, toPool=750, atMs=0))
+    assert mirror.problem is not None and "the chain slashed 999" in mirror.problem
+    assert mirror.state.econ.bond_total == 5_000 and not mirror.state.econ.slashed_oracles  # nothing applied
 
 
 def test_calldata_tails_round_trip_and_plain_calldata_has_none() -> None:

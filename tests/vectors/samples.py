@@ -18,6 +18,8 @@ from faultproof.messages import (
     Approve,
     BondHolder,
     ChainApprove,
+    ChainEvidence,
+    ChainSlash,
     Claim,
     ContradictingApprove,
     CorroboratingWindow,
@@ -211,6 +213,9 @@ def _econ_samples(ledger_id: bytes, policy: IssuePolicy, body: PayoutBody, appro
         windows[0],
         group_body,
         GroupQuorumCertificate(body=group_body, signatures=tuple(group_body.sign(o) for o in ORACLES[:4])),
+        # a slash the pool contract decided, as its mirror records it (DESIGN §13)
+        ChainSlash(holder_kind=BondHolder.DEVICE, offender=DEVICE.public_key, reporter=b"\x55" * 32,
+                   evidence=ChainEvidence.FRAMES, amount=300_000, to_reporter=60_000, to_pool=240_000),
         # corroborated claims, the oracle side (econ2)
         GroupVote.make(group_body, ORACLES[0]),
         GroupClaim(policy_id=b"\x11" * 32, parts=(Claim(policy_id=b"\x11" * 32, start=signed[0], end=signed[-1],
