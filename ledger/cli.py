@@ -199,11 +199,19 @@ async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Take the database path from a ledger config instead of --db.")
 @click.option("--workers", type=int, default=None, help="Processes checking signatures (default: CPUs).")
+@click.option("--evm-rpc", default=None, help="Verify a pool contract instead: the chain's JSON-RPC URL (DESIGN §13).")
+@click.option("--contract", default=None, help="The InsurancePool contract address (with --evm-rpc).")
 @click.option("--json", "as_json", is_flag=True)
-def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, as_json: bool) -> None:
-    """Replay the database from genesis; check every hash, link, signature and cached balance."""
+def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, evm_rpc: str | None,
+               contract: str | None, as_json: bool) -> None:
+    """Replay the database from genesis; check every hash, link, signature and cached balance.
+    With --evm-rpc and --contract: replay every event of the pool through the rules (the mirror)
+    and compare the replayed books with the contract's, to the unit."""
+    if evm_rpc or contract:
+        _verify_pool(evm_rpc, contract, as_json)
+        return
     if db is None and config_path is None:
-        raise OperatorError("give --db PATH or --config PATH")
+        raise OperatorError("give --db PATH or --config PATH (or --evm-rpc URL --contract ADDRESS for a pool contract)")
     path = db if db is not None else _config(config_path).db  # type: ignore[arg-type]
     try:
         store = LedgerStore(path, readonly=True)
@@ -231,6 +239,28 @@ def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, a
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     if not result.ok:
+        sys.exit(1)
+
+
+def _verify_pool(evm_rpc: str | None, contract: str | None, as_json: bool) -> None:
+    if not (evm_rpc and contract):
+        raise OperatorError("--evm-rpc and --contract go together: give both (the chain and the pool)")
+    if not evm_rpc.startswith(("http://", "https://")):
+        raise OperatorError(f"--evm-rpc {evm_rpc!r} must be an http(s):// JSON-RPC URL")
+    from ledger.evm.settlement import verify_pool
+
+    try:
+        report = asyncio.run(verify_pool(f"evm+{evm_rpc}?contract={contract}"))
+    except FaultproofError as e:
+        raise OperatorError(f"{e.reason.value}: {e.message}") from None
+    if as_json:
+        click.echo(json.dumps(report))
+    elif report["ok"]:
+        click.echo(f"OK: every event of {contract} replayed through the rules; head {report['head_hash']} at "
+                   f"height {report['height']}; books equal the contract's: {report['books']}")
+    else:
+        click.echo(f"BAD: {report['problem'] or 'books differ from the contract in ' + ', '.join(report['differ'])}")
+    if not report["ok"]:
         sys.exit(1)
 
 

@@ -279,24 +279,11 @@ class EvmDevnetRun(DevnetRun):
     def verify_mirror(self, books: dict[str, int]) -> tuple[bool, Any]:
         """Replay every event of the pool through the rules from scratch (a fresh follower): no
         event refused, and the replayed books equal the contract's to the unit."""
-        from ledger.evm.settlement import EvmSettlement
-        from ledger.follower import LedgerFollower
-        from ledger.state import FREE, LOCKED_PREFIX, PAID, PREMIUMS
-
-        async def replay() -> tuple[bool, Any]:
-            chain = EvmSettlement(self.chain.ledger_url)
-            try:
-                view = await LedgerFollower(chain, 0.1).bootstrap(self.chain.ledger_id, timeout=30)
-            finally:
-                await chain.close()
-            b = view.state.balances
-            replayed = {"free": b[FREE], "premiums": b[PREMIUMS], "paid": b[PAID],
-                        "locked": sum(v for k, v in b.items() if k.startswith(LOCKED_PREFIX))}
-            problem = chain.mirror.problem if chain.mirror is not None else "no mirror"
-            same = all(replayed[k] == books[k] for k in replayed)
-            return problem is None and same, {"height": view.height, "books": replayed, "problem": problem}
+        from ledger.evm.settlement import verify_pool
 
         try:
-            return asyncio.run(replay())
+            report = asyncio.run(verify_pool(self.chain.ledger_url, timeout=30))
         except Exception as e:  # noqa: BLE001 - reported in the summary, the run still stops cleanly
             return False, f"{type(e).__name__}: {e}"
+        same = all(report["books"][k] == books[k] for k in ("free", "premiums", "paid", "locked"))
+        return bool(report["ok"]) and same, report

@@ -10,14 +10,17 @@ ChainApprove checks are pure.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from web3 import Web3
 from web3.utils.address import get_create_address
 
+from cli import main
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import (
     BondHolder,
@@ -287,6 +290,17 @@ def test_a_mirror_follows_the_econ_events_past_a_group_payout_with_the_contracts
             await client.close()
 
     asyncio.run(scenario())
+    # `faultproof ledger verify` on the chain: the same fresh replay, and the books (bonds and the
+    # reporters' rewards too) equal the contract's to the unit.
+    out = CliRunner().invoke(main, ["ledger", "verify", "--evm-rpc", world.node.url, "--contract", pool.address, "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["ok"] and report["differ"] == [] and report["problem"] is None
+    assert report["books"] == report["contract_books"] and report["books"]["bonds"] > 0 and report["books"]["rewards"] > 0
+    # A pool deployed without a mirror genesis cannot be replayed: a verdict (exit 1), not a crash.
+    plain = world.new_pool(funds=0, register=False).address
+    out = CliRunner().invoke(main, ["ledger", "verify", "--evm-rpc", world.node.url, "--contract", plain])
+    assert out.exit_code in (1, 2) and ("BAD" in out.output or "error" in out.output.lower()), out.output
 
 
 def test_a_chain_slash_is_a_mirror_only_transaction_checked_against_the_mirrors_bonds() -> None:
