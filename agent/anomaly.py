@@ -30,6 +30,7 @@ import enum
 import hashlib
 import statistics
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from faultproof.errors import Reason
@@ -125,6 +126,13 @@ class AnomalyMonitor:
     def release(self, device_id: bytes) -> None:
         """Lift a quarantine and forget the counts (the operator has looked)."""
         self._devices.pop(device_id, None)
+
+    def reinstated(self, lifted_ms: Mapping[bytes, int]) -> list[Quarantine]:
+        """The quarantines the ledger has ended: the admin lifted a suspension of the device
+        (`lifted_ms`: device -> latest lift, ledger time) at or after the quarantine began. The
+        admin reinstates after looking at the same evidence, so the agent stops holding the
+        device's claims; a lift from before the quarantine says nothing about it."""
+        return [q for q in self.quarantines() if lifted_ms.get(q.device_id, -1) >= q.since_ms]
 
     def refused(self, device_id: bytes, reason: Reason, now_ms: int) -> Quarantine | None:
         """A refusal naming this device. Returns the quarantine if this one started it."""

@@ -335,6 +335,12 @@ class Agent:
         self.keys.update({d: k for d, k in load_blinding_keys(self.config.blinding_keys_dir).items()
                           if d not in self.keys})
         self.refresh()
+        assert self.replica is not None and self.replica.state is not None
+        lifts = {d: max(x.lifted_ms for x in ss if x.lifted_ms is not None)
+                 for d, ss in self.replica.state.hw.suspensions.items()
+                 if d in self.keys and any(x.lifted_ms is not None for x in ss)}
+        if lifts:  # the engine's thread owns the quarantines: it decides which lifts end one
+            self.engine.reinstated(lifts)
         if self.manager is not None:
             self.manager.ledger_changed()
         if self.reattester is not None:

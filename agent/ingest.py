@@ -28,7 +28,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +221,20 @@ class IngestEngine:
             counts[("attestation_refused", reason.value)] += 1
             self._quarantine(self.anomaly.refused(device_id, reason, now_ms), counts)
             store.add_counters({f"{r}:{c}" if c else r: k for (r, c), k in counts.items()})
+
+        self.run_op(op)
+
+    def reinstated(self, lifted_ms: Mapping[bytes, int]) -> None:
+        """The ledger's lifts of suspensions (device -> latest lift): quarantines the admin has
+        ended are released on the engine's thread, and the device's claims flow again."""
+
+        def op(store: Store) -> None:
+            for q in self.anomaly.reinstated(lifted_ms):
+                self.anomaly.release(q.device_id)
+                self.forgeries.forget(q.device_id)
+                store.add_counters({f"released:{q.signal.value}": 1})
+                log.warning("device %s released from quarantine (%s): the ledger reinstated it",
+                            q.device_id.hex()[:16], q.signal.value)
 
         self.run_op(op)
 

@@ -412,7 +412,7 @@ def test_a_forged_burst_is_reported_by_the_agent_and_k_oracles_suspend_the_devic
     refused frames to its oracles by itself (no operator step); k of them sign and the ledger
     suspends the device; a later window of it is refused `device_suspended` by the oracles."""
     from agent.provision import save_blinding_key
-    from faultproof.messages import Frame, SignedFrame
+    from faultproof.messages import Frame, Lift, LiftTarget, SignedFrame
     from tests.hardware.netcases import _window_after_now
     from tests.netfix import incident
 
@@ -451,6 +451,11 @@ def test_a_forged_burst_is_reported_by_the_agent_and_k_oracles_suspend_the_devic
     status, answer = net.post_claim(0, claim)
     assert status == 202 and answer["vote"] == "reject" and answer["reason"] == "device_suspended", answer
     assert net.wait_status(claim.claim.claim_id, "rejected", oracle=0)["status"] == "rejected"
+    # The admin reinstates the device on the ledger: the agent ends its own quarantine (and holds
+    # the device's claims no longer) without an operator step at the agent.
+    net.admin_txs([Lift(target=LiftTarget.SUSPENSION, device_id=inc.dev.device_id, note=b"looked: forged by a third party")])
+    wait_until(lambda: not [q for q in agent.status()["quarantined"] if q["device_id"] == inc.dev.device_id.hex()],
+               20, interval=0.3, what="the quarantine released after the ledger reinstated the device")
 
 
 def test_the_agent_quotes_its_own_tpm_on_the_ledger(world: World, tmp_path) -> None:

@@ -100,3 +100,20 @@ def test_a_long_first_gap_or_a_dropout_is_not_a_rate_jump() -> None:
         ts += 8_000 if i == 150 else 100  # 10 Hz with one 8 s dropout
         assert mon.accepted(dev, ts, ts) is None
     assert mon.quarantined(dev) is None
+
+
+def test_a_lift_on_the_ledger_ends_only_a_quarantine_that_began_before_it() -> None:
+    """The agent releases a quarantine when the admin lifted the device's suspension at or after the
+    quarantine began; an older lift, or another device's, leaves it in force."""
+    mon = AnomalyMonitor()
+    a, b = b"\x0a" * 32, b"\x0b" * 32
+    limit = Thresholds().limit(Signal.BAD_SIGNATURE)
+    for dev in (a, b):
+        for i in range(limit):
+            mon.refused(dev, Reason.BAD_FRAME_SIGNATURE, NOW + i)
+    since = NOW + limit - 1
+    assert {q.device_id for q in mon.quarantines()} == {a, b}
+    assert mon.reinstated({a: since - 1}) == []  # lifted before this quarantine: says nothing of it
+    assert mon.reinstated({b"\x0c" * 32: since + 5}) == []
+    [q] = mon.reinstated({a: since, b: since - 10})
+    assert q.device_id == a and q.since_ms == since
