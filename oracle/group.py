@@ -44,7 +44,7 @@ from faultproof.messages import (
     SignedClaim,
 )
 from ledger.state import LedgerState
-from oracle.pipeline import ProofJob, check_signed_window, public_signals
+from oracle.pipeline import ProofJob, check_signed_window, check_window_of_policy, public_signals
 
 # Parts kept per policy: a device reports at most a few windows per period; the cap bounds what a
 # flood of valid-but-useless parts can hold (oldest dropped first).
@@ -94,16 +94,7 @@ def check_part(signed: SignedClaim, state: LedgerState) -> CheckedPart:
         raise _fail(Reason.POLICY_DEVICE_MISMATCH, "the policy is not a corroborated policy")
     if s.device_id not in group:
         raise _fail(Reason.POLICY_DEVICE_MISMATCH, "the device is not in the policy's group")
-    circuit = state.circuit(policy.terms.circuit_id)
-    if circuit is None:
-        raise _fail(Reason.UNKNOWN_CIRCUIT)
-    if e.seq < s.seq or e.seq - s.seq != circuit.n:
-        raise _fail(Reason.WINDOW_LENGTH, f"end.seq - start.seq = {e.seq - s.seq}, circuit n = {circuit.n}")
-    if not s.ts_ms < e.ts_ms:
-        raise _fail(Reason.FRAME_MISMATCH, "the end frame is not later than the start frame")
-    device = state.device(s.device_id)
-    if device is None or s.epoch not in device.epochs:
-        raise _fail(Reason.FRAME_MISMATCH, f"the device was never enrolled with epoch {s.epoch}")
+    circuit = check_window_of_policy(state, s, e, policy, claim.agent_id)  # as a lone claim's (custody too)
     try:
         signals = public_signals(signed, policy)
     except FaultproofError as err:

@@ -157,13 +157,11 @@ def check_signed_window(signed: SignedClaim, state: LedgerState, what: str = "cl
     return s, e, policy
 
 
-def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
-    """C1..C8 on our replica of the ledger. Raises FaultproofError with a CONTENT reason."""
-    claim = signed.claim
-    s, e, policy = check_signed_window(signed, state)
-    if policy.terms.device_id != s.device_id:
-        raise _fail(Reason.POLICY_DEVICE_MISMATCH)
-    if custody_rejection(state, s.device_id, claim.agent_id) is not None:  # DESIGN §15 H9 (hardware2)
+def check_window_of_policy(state: LedgerState, s: Frame, e: Frame, policy: Policy, agent_id: bytes) -> Circuit:
+    """What a claim and a group part check next, alike (C5..C8): the filing agent has custody of
+    the device (DESIGN §15 H9), the window is exactly the policy circuit's n readings, later at its
+    end, and of an epoch the device was enrolled with. Returns the circuit."""
+    if custody_rejection(state, s.device_id, agent_id) is not None:
         raise _fail(Reason.DEVICE_NOT_IN_CUSTODY, "the device was transferred to another agent")
     circuit = state.circuit(policy.terms.circuit_id)
     if circuit is None:
@@ -175,6 +173,16 @@ def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
     device = state.device(s.device_id)
     if device is None or s.epoch not in device.epochs:
         raise _fail(Reason.FRAME_MISMATCH, f"the device was never enrolled with epoch {s.epoch}")
+    return circuit
+
+
+def check_content(signed: SignedClaim, state: LedgerState) -> Checked:
+    """C1..C8 on our replica of the ledger. Raises FaultproofError with a CONTENT reason."""
+    claim = signed.claim
+    s, e, policy = check_signed_window(signed, state)
+    if policy.terms.device_id != s.device_id:
+        raise _fail(Reason.POLICY_DEVICE_MISMATCH)
+    circuit = check_window_of_policy(state, s, e, policy, claim.agent_id)
     body = build_payout_body(state, claim.policy_id, s.epoch, s.seq, e.seq, s.ts_ms, e.ts_ms, e.chain)
     try:
         signals = public_signals(signed, policy)

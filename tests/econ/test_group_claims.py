@@ -17,7 +17,7 @@ from agent.group import GroupPayouts
 from agent.ledger_link import snapshot
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
-from faultproof.messages import Claim, Frame, GroupVote, SignedClaim, claim_id
+from faultproof.messages import Claim, Frame, GroupVote, SignedClaim, TransferDevice, claim_id
 from ledger.state import PAID, build_group_payout_body, group_payout_rejection, locked_account
 from oracle.group import CheckedPart, GroupBook, assemble, check_part, is_group_policy
 from tests.ledger.econ_world import EconWorld, N
@@ -79,6 +79,11 @@ def test_part_content_checks() -> None:
     with pytest.raises(FaultproofError) as e:
         check_part(refused2, w2.state)
     assert e.value.reason is Reason.POLICY_DEVICE_MISMATCH
+    # DESIGN §15 H9, as for a lone claim: once device 1 is transferred to agent 2, agent 1's part
+    # for it is refused, and agent 2's is taken
+    w.apply(w.admin(TransferDevice(device_id=w.devices[1].public_key, to_agent=w.agents[2].public_key)))
+    refused(part(w, pid, 1, 1, END - 10 * SECOND, END), Reason.DEVICE_NOT_IN_CUSTODY)
+    assert checked(w, pid, 1, 2, END - 10 * SECOND, END).window.agent_id == w.agents[2].public_key
 
 
 # ---------------------------------------------------------------- G2 assembly
