@@ -541,3 +541,21 @@ def incident(net: Network, *, window_ts: int | None = None, agent: Identity | No
     pid, policy = net.issue_policy(dev, params, **terms)
     start = dev.record(readings, start_ts=window_ts, step_ms=step_ms)
     return Incident(dev, pid, policy, start, net.claim(dev, pid, policy, start, agent=agent, proof=proof))
+
+
+def memory_oracle_nodes(net: Network, mem: Any, data_root: Path, *, regossip_s: float = 0.5) -> list[Any]:
+    """One unchanged `OracleNode` per oracle of `net` (its key, ports and ledger), in this process,
+    on the in-memory transport `mem` (oracle.transport.MemoryNetwork), each with its own store
+    under `data_root`: the oracle daemon without sockets between oracles."""
+    from oracle.config import from_dict
+    from oracle.node import OracleNode
+
+    nodes = []
+    for o in net.oracles:
+        cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{o.index}.key"),
+                                    "data_dir": str(data_root / f"oracle-{o.index}"), "ledger_url": net.ledger_url,
+                                    "ledger_id": net.ledger_id.hex()},
+                         "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
+                         "tuning": {"regossip_s": regossip_s, "ledger_wait_s": 2.0}})
+        nodes.append(OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id)))
+    return nodes

@@ -8,7 +8,7 @@ oracles, genuine frames, or forged shares suspend nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,13 @@ from faultproof.messages import (
 )
 from ledger.client import LedgerClient
 from ledger.state import LedgerState, active_suspension
-from oracle.config import from_dict
 from oracle.node import OracleNode
 from oracle.store import now_ms
 from oracle.suspension import SuspensionDesk, evidence_hash, sign_suspension
 from oracle.suspension_gossip import SUSPENSIONS_TOPIC, SuspensionGossip
 from oracle.transport import MemoryNetwork
 from tests.ledger.helpers import SECOND, T0, ManualClock, Scenario, make_ledger, serve_ledger
-from tests.netfix import Network, http
+from tests.netfix import Network, http, memory_oracle_nodes
 
 
 def _forged(device_id: bytes, n: int, ts: int) -> list[SignedFrame]:
@@ -153,15 +152,6 @@ async def test_genuine_frames_and_forged_shares_are_refused(tmp_path: Path) -> N
         assert active_suspension(ledger, device) is None
 
 
-@pytest.fixture(scope="module")
-def ledger_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = Network.start(tmp_path_factory.mktemp("suspension-net"), n=4, k=3, start_oracles=False)
-    try:
-        yield network
-    finally:
-        network.stop()
-
-
 @pytest.mark.asyncio
 async def test_oracle_daemons_gossip_shares_and_the_ledger_suspends(ledger_only: Network, tmp_path: Path) -> None:
     """The unchanged OracleNode (4 in this process, k = 3, each with its own store, HTTP server and
@@ -170,14 +160,7 @@ async def test_oracle_daemons_gossip_shares_and_the_ledger_suspends(ledger_only:
     as the agent sends it: `POST /v1/suspensions`, signed by an enrolled agent."""
     net = ledger_only
     mem = MemoryNetwork()
-    nodes: list[OracleNode] = []
-    for o in net.oracles:
-        cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{o.index}.key"),
-                                    "data_dir": str(tmp_path / f"oracle-{o.index}"), "ledger_url": net.ledger_url,
-                                    "ledger_id": net.ledger_id.hex()},
-                         "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
-                         "tuning": {"regossip_s": 0.5, "ledger_wait_s": 2.0}})
-        nodes.append(OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id)))
+    nodes: list[OracleNode] = memory_oracle_nodes(net, mem, tmp_path, regossip_s=0.5)
     dev = await asyncio.to_thread(net.new_device)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(n.run(stop)) for n in nodes]

@@ -6,7 +6,6 @@ A partitioned node hears nothing, and the other three (k = 3) decide without it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,8 @@ from faultproof.identity import Identity
 from oracle.config import from_dict
 from oracle.node import OracleNode
 from oracle.transport import MemoryNetwork, MemoryTransport, Transport
-from tests.netfix import Network, incident, wait_until
+from tests.netfix import Network, incident, memory_oracle_nodes, wait_until
 from tests.oracle.helpers import paid_total
-
-
-@pytest.fixture(scope="module")
-def ledger_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = Network.start(tmp_path_factory.mktemp("memory-net"), n=4, k=3, start_oracles=False)
-    try:
-        yield network
-    finally:
-        network.stop()
 
 
 def test_both_sides_of_the_seam_implement_it() -> None:
@@ -43,14 +33,7 @@ def test_both_sides_of_the_seam_implement_it() -> None:
 async def test_oracle_nodes_over_the_memory_transport_pay_a_claim(ledger_only: Network, tmp_path: Path) -> None:
     net = ledger_only
     mem = MemoryNetwork()
-    nodes: list[OracleNode] = []
-    for o in net.oracles:
-        cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{o.index}.key"),
-                                    "data_dir": str(tmp_path / f"oracle-{o.index}"), "ledger_url": net.ledger_url,
-                                    "ledger_id": net.ledger_id.hex()},
-                         "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
-                         "tuning": {"regossip_s": 0.5, "ledger_wait_s": 2.0}})
-        nodes.append(OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id)))
+    nodes: list[OracleNode] = memory_oracle_nodes(net, mem, tmp_path, regossip_s=0.5)
     for o in net.oracles[:3]:  # oracle 3 partitioned away: k = 3 of the others decide alone
         mem.cut(net.oracles[3].oracle_id, o.oracle_id)
     stop = asyncio.Event()

@@ -10,7 +10,6 @@ gossip node (named as such) that records what was published.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,10 @@ import pytest
 from agent.claims import CLAIMS_TOPIC, ClaimSender
 from agent.metrics import AgentMetrics
 from faultproof.errors import DecodeError, Reason
-from faultproof.identity import Identity
 from faultproof.messages import MAX_CLAIMS_PER_BATCH, ClaimBatch, SignedClaim, VoteBatch, decode_any
-from oracle.config import from_dict
 from oracle.node import OracleNode, gossiped_claims
 from oracle.transport import MemoryNetwork, MemoryTransport
-from tests.netfix import Network, incident
+from tests.netfix import Network, incident, memory_oracle_nodes
 from tests.oracle.helpers import paid_total
 from tests.vectors import samples as s
 
@@ -148,27 +145,11 @@ class MemoryAgentGossip:
         await self.transport.publish(topic, data)
 
 
-@pytest.fixture(scope="module")
-def ledger_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = Network.start(tmp_path_factory.mktemp("claim-batch"), n=4, k=3, start_oracles=False)
-    try:
-        yield network
-    finally:
-        network.stop()
-
-
 @pytest.mark.asyncio
 async def test_batched_and_unbatched_claims_are_paid_alike(ledger_only: Network, tmp_path: Path) -> None:
     net = ledger_only
     mem = MemoryNetwork()
-    nodes: list[OracleNode] = []
-    for o in net.oracles:
-        cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{o.index}.key"),
-                                    "data_dir": str(tmp_path / f"oracle-{o.index}"), "ledger_url": net.ledger_url,
-                                    "ledger_id": net.ledger_id.hex()},
-                         "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
-                         "tuning": {"regossip_s": 30, "ledger_wait_s": 2.0}})
-        nodes.append(OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id)))
+    nodes: list[OracleNode] = memory_oracle_nodes(net, mem, tmp_path, regossip_s=30)
     agent = mem.join(net.agent.public_key)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
