@@ -247,7 +247,7 @@ def _verify_pool(evm_rpc: str | None, contract: str | None, as_json: bool) -> No
         raise OperatorError("--evm-rpc and --contract go together: give both (the chain and the pool)")
     if not evm_rpc.startswith(("http://", "https://")):
         raise OperatorError(f"--evm-rpc {evm_rpc!r} must be an http(s):// JSON-RPC URL")
-    from ledger.evm.settlement import verify_pool
+    from ledger.evm.verify import verify_pool
 
     try:
         report = asyncio.run(verify_pool(f"evm+{evm_rpc}?contract={contract}"))

@@ -279,7 +279,7 @@ class EvmDevnetRun(DevnetRun):
     def verify_mirror(self, books: dict[str, int]) -> tuple[bool, Any]:
         """Replay every event of the pool through the rules from scratch (a fresh follower): no
         event refused, and the replayed books equal the contract's to the unit."""
-        from ledger.evm.settlement import verify_pool
+        from ledger.evm.verify import verify_pool
 
         try:
             report = asyncio.run(verify_pool(self.chain.ledger_url, timeout=30))
