@@ -1,0 +1,246 @@
+"""Frames signed every s-th reading (DESIGN §16), pure: the agent's checks on UnsignedReadings
+(refused at a seq that must be signed, held until the next signed frame confirms the run through
+the chain, refuted runs dropped), windows only at signed frames, and a `sign_every = 8` device
+through the pure pipeline (FrameChecker + Detector) next to the same readings signed one by one.
+No I/O, fast."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import pytest
+
+from agent.detect import Detector, PolicyTerms
+from agent.frames import DeviceRecord, FrameChecker, Incoming, parse_json, parse_wire
+from agent.simulator import Fault, Sensor, SimDevice
+from faultproof import chain
+from faultproof.errors import FaultproofError, Reason
+from faultproof.identity import Identity
+from faultproof.messages import IssuePolicy, ReadingBatch, UnsignedReading
+from faultproof.zk.params import TriggerParams
+from ledger.state import Policy
+
+NOW = 1_800_000_000_000
+HOUR = 3_600_000
+STEP = 1000
+KEY = bytes(range(1, 32))
+
+
+def device(s: int, faults: Sequence[Fault] = (), seed: int = 1) -> SimDevice:
+    return SimDevice(Identity.from_seed(bytes([seed]) * 32), KEY, sensor=Sensor(base=2150, noise=40, seed=seed),
+                     faults=faults, sign_every=s)
+
+
+def checker(d: SimDevice, s: int | None = None) -> FrameChecker:
+    c = FrameChecker(max_skew_ms=5000, reorder_window=4096)
+    c.set_device(DeviceRecord(d.device_id, 0, chain.chain_to_bytes(chain.chain_anchor(d.device_id, 0)), None,
+                              d.blinding_key, sign_every=d.sign_every if s is None else s))
+    return c
+
+
+def frames(d: SimDevice, count: int, start: int = NOW - 500 * STEP) -> list[Incoming]:
+    return [Incoming.from_message(d.make(start + i * STEP)) for i in range(count)]
+
+
+def unsigned_copy(f: Incoming, *, reading: int | None = None, chain_value: bytes | None = None) -> Incoming:
+    """What anyone who saw a frame can send for it: the frame without a signature, any reading."""
+    return Incoming(f.device_id, f.epoch, f.seq, f.ts, chain_value or f.chain, b"",
+                    f.enc_reading if reading is None else chain.enc(reading), f.body)
+
+
+def terms(d: SimDevice, params: TriggerParams, n: int) -> PolicyTerms:
+    kind, T, K, lo, hi, G = params.as_tuple()
+    ip = IssuePolicy(device_id=d.device_id, beneficiary=bytes(32), circuit_id=hashlib.sha256(b"c").digest(),
+                     kind=kind, threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=10, amount=1, premium=0,
+                     start_ms=NOW - 30 * HOUR, end_ms=NOW + HOUR, period_ms=1, claim_window_ms=24 * HOUR)
+    return PolicyTerms.from_ledger(Policy(b"\x07" * 32, ip, NOW - 30 * HOUR, 1, locked=ip.coverage), n)
+
+
+# --------------------------------------------------------------------------- the wire
+
+
+def test_unsigned_reading_travels_alone_and_in_a_batch_beside_signed_ones() -> None:
+    d = device(4)
+    msgs = [d.make(NOW - 10_000 + i) for i in range(5)]
+    assert [type(m).__name__ for m in msgs] == ["DeviceReading", *["UnsignedReading"] * 3, "DeviceReading"]
+    batch = ReadingBatch(readings=tuple(msgs))
+    for parsed in (parse_wire(batch.encode()), parse_json(batch.to_json())):
+        assert isinstance(parsed, list)
+        assert [f.to_message() for f in parsed] == msgs
+        assert [f.is_signed for f in parsed] == [True, False, False, False, True]
+    [one] = parse_wire(msgs[1].encode())  # type: ignore[misc]
+    assert one.to_message() == msgs[1] and not one.is_signed
+    assert UnsignedReading.from_json(msgs[1].to_json()) == msgs[1]
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def test_unsigned_frame_at_a_seq_that_must_be_signed_is_refused() -> None:
+    d = device(4)
+    fs = frames(d, 9)
+    c = checker(d)
+    for f in fs[:4]:
+        assert c.check(f, NOW).accepted
+    stripped = unsigned_copy(fs[4])  # seq 4 must be signed: its signature stripped
+    v = c.check(stripped, NOW)
+    assert v.reason is Reason.BAD_FRAME_SIGNATURE
+    book = c.book(d.device_id)
+    assert book is not None and 4 not in book.frames and book.tail == 0
+    # the genuine signed frame is still accepted and confirms the run
+    assert c.check(fs[4], NOW).accepted
+    # the anchor frame too, and every frame of a device that signs them all (s = 1)
+    d1 = device(1, seed=2)
+    c1 = checker(d1)
+    g = frames(d1, 3)
+    assert c1.check(unsigned_copy(g[0]), NOW).reason is Reason.BAD_FRAME_SIGNATURE
+    assert c1.check(g[0], NOW).accepted
+    assert c1.check(unsigned_copy(g[1]), NOW).reason is Reason.BAD_FRAME_SIGNATURE
+
+
+def test_a_run_is_confirmed_by_its_signed_frame() -> None:
+    d = device(4)
+    fs = frames(d, 13)
+    c = checker(d)
+    book = c.book_for(c.devices[d.device_id])
+    verdicts = [c.check(f, NOW) for f in fs]
+    assert all(v.accepted for v in verdicts)
+    assert [v.held for v in verdicts] == [seq % 4 != 0 for seq in range(13)]
+    # held frames are never stored on their own and never in the book before their signed frame
+    assert [[f.seq for f in v.confirmed] for v in verdicts if v.confirmed] == [[1, 2, 3], [5, 6, 7], [9, 10, 11]]
+    assert all(v.linked for v in verdicts if not v.held)
+    assert sorted(book.frames) == list(range(13)) and all(k.linked for k in book.frames.values())
+    assert [book.frames[s].reading for s in range(1, 13)] == [f.reading for f in fs[1:]]
+    assert book.pending == {}
+
+
+def test_unsigned_frames_are_held_out_of_the_book_until_confirmed() -> None:
+    d = device(8)
+    fs = frames(d, 8)
+    c = checker(d)
+    for f in fs:
+        assert c.check(f, NOW).accepted
+    book = c.book(d.device_id)
+    assert book is not None and sorted(book.frames) == [0] and sorted(book.pending) == list(range(1, 8))
+
+
+def test_a_forged_unsigned_reading_is_refuted_at_the_next_signed_frame() -> None:
+    """The genuine seq 1 is late; a forged copy of seq 2 (the genuine frame, another reading)
+    arrives while its predecessor is missing, so it cannot be checked yet and is held. The signed
+    seq 4 finds no combination that links: the run is refuted, seq 4 re-anchors, and nothing of
+    the run is ever stored as confirmed or reaches a window."""
+    d = device(4, [Fault.run(1, 3, 9000)])
+    fs = frames(d, 13)
+    c = checker(d)
+    assert c.check(fs[0], NOW).accepted
+    forged = unsigned_copy(fs[2], reading=9000 + 1)
+    for f in (forged, fs[3]):
+        v = c.check(f, NOW)
+        assert v.accepted and v.held
+    v4 = c.check(fs[4], NOW)
+    assert v4.accepted and not v4.linked and v4.confirmed == () and v4.dropped == 2
+    book = c.book(d.device_id)
+    assert book is not None and sorted(book.frames) == [0, 4] and book.pending == {}
+    late = c.check(fs[1], NOW)  # the genuine seq 1 now: its run was given up
+    assert late.accepted and late.held and late.confirmed == ()
+    for f in fs[5:]:
+        assert c.check(f, NOW).accepted
+    assert 2 not in book.frames and all(book.frames[s].linked for s in range(5, 13))
+    # the forged readings held; no window covers seqs 1..4, even with a trigger they would fire
+    det = Detector(terms(d, TriggerParams.count(8000, 1), 4), 0)
+    windows = det.scan(book, NOW)
+    assert [(w.start_seq, w.end_seq) for w in windows] == []  # 5..12 are benign
+
+
+def test_a_forged_copy_next_to_the_genuine_one_loses() -> None:
+    """Out of order: the genuine seq 2 and a forged copy both held with seq 1 missing; when seq 1
+    and the signed seq 4 arrive, the combination that links is the genuine one."""
+    d = device(4)
+    fs = frames(d, 5)
+    c = checker(d)
+    assert c.check(fs[0], NOW).accepted
+    for f in (unsigned_copy(fs[2], reading=-7), fs[2], fs[1], fs[3]):
+        assert c.check(f, NOW).accepted
+    # a copy that does not follow from a stored predecessor is refused on arrival
+    assert c.check(unsigned_copy(fs[3], reading=5), NOW).reason is Reason.CHAIN_BROKEN
+    v = c.check(fs[4], NOW)
+    assert v.linked and [f.seq for f in v.confirmed] == [1, 2, 3]
+    book = c.book(d.device_id)
+    assert book is not None and book.frames[2].reading == fs[2].reading
+
+
+def test_a_late_signed_frame_is_confirmed_by_the_run_after_it() -> None:
+    d = device(4)
+    fs = frames(d, 5)
+    c = checker(d)
+    assert c.check(fs[0], NOW).accepted
+    v4 = c.check(fs[4], NOW)
+    assert v4.accepted and not v4.linked
+    assert c.check(fs[1], NOW).confirmed == () and c.check(fs[2], NOW).confirmed == ()
+    v = c.check(fs[3], NOW)
+    assert v.held and v.relinked == 4 and [f.seq for f in v.confirmed] == [1, 2, 3]
+    book = c.book(d.device_id)
+    assert book is not None and all(book.frames[s].linked for s in range(5))
+
+
+def test_unsigned_frames_ahead_of_their_signed_frame_and_replays_are_refused() -> None:
+    d = device(4)
+    fs = frames(d, 9)
+    c = checker(d)
+    assert c.check(fs[0], NOW).accepted
+    assert c.check(fs[5], NOW).reason is Reason.CHAIN_BROKEN  # its run follows seq 4, not stored
+    assert c.check(fs[1], NOW).accepted
+    assert c.check(fs[1], NOW).reason is Reason.REPLAYED_FRAME
+    for f in fs[2:5]:
+        assert c.check(f, NOW).accepted
+    assert c.check(fs[2], NOW).reason is Reason.REPLAYED_FRAME  # confirmed and stored now
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_windows_start_and_end_at_signed_frames_only() -> None:
+    d = device(4, [Fault.run(7, 8, 9000)])
+    fs = frames(d, 40)
+    c = checker(d)
+    for f in fs:
+        assert c.check(f, NOW).accepted
+    book = c.book(d.device_id)
+    assert book is not None
+    # with every frame signed the first window holding 8 of 8 would be (6, 14]; with s = 4 there is
+    # none of 8, and the first one holding 5 of 8 is (4, 12] (7..12 high), where s = 1 finds (3, 11]
+    assert Detector(terms(d, TriggerParams.count(8000, 8), 8), 0).scan(book, NOW) == []
+    [w] = Detector(terms(d, TriggerParams.count(8000, 5), 8), 0).scan(book, NOW)[:1]
+    assert (w.start_seq, w.end_seq) == (4, 12)
+    # s must divide n: a policy with n = 6 is refused
+    with pytest.raises(FaultproofError) as e:
+        Detector(terms(d, TriggerParams.count(8000, 1), 6), 0).scan(book, NOW)
+    assert e.value.reason is Reason.INVALID_PARAMETERS
+
+
+def _pipeline(s: int, faults: Sequence[Fault], count: int, n: int, params: TriggerParams) -> list[tuple[int, int, int, int]]:
+    d = device(s, faults, seed=9)
+    c = checker(d)
+    det = Detector(terms(d, params, n), 0)
+    found = []
+    for f in frames(d, count):
+        assert c.check(f, NOW).accepted
+        if f.is_signed:  # the engine scans after each batch; here after each signed frame
+            book = c.book(d.device_id)
+            assert book is not None
+            found += [(w.start_seq, w.end_seq, w.start_ts, w.end_ts) for w in det.scan(book, NOW)]
+    return found
+
+
+def test_sign_every_8_finds_the_same_windows_as_every_frame_signed_where_they_align() -> None:
+    """Same key, same sensor, same faults: s = 8 and s = 1 give byte-identical chains, so the
+    windows (and the claims made of them: same seqs, timestamps, chain values) are the same
+    wherever s = 1's window starts at a multiple of 8; s = 8 only misses the unaligned ones."""
+    faults = [Fault.run(17, 8, 9000), Fault.run(45, 8, 9000), Fault.run(81, 16, 9000)]
+    params = TriggerParams.count(8000, 8)
+    every = _pipeline(1, faults, 140, 8, params)
+    sparse = _pipeline(8, faults, 140, 8, params)
+    assert every == [(16, 24, *every[0][2:]), (44, 52, *every[1][2:]), (80, 88, *every[2][2:]),
+                     (88, 96, *every[3][2:])]
+    assert sparse == [w for w in every if w[0] % 8 == 0] == [every[0], every[2], every[3]]
