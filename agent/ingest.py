@@ -364,13 +364,22 @@ class IngestEngine:
                     if v.reason is not None:
                         counts[("rejected", v.reason.value)] += 1
                         self._quarantine(self.anomaly.refused(f.device_id, v.reason, now), counts)
-                        if v.reason is Reason.BAD_FRAME_SIGNATURE:
+                        if v.reason is Reason.BAD_FRAME_SIGNATURE and f.is_signed:
+                            # evidence is a frame with a signature that fails; an unsigned frame
+                            # at a must-sign seq (DESIGN §16) proves nothing about the device
                             self.forgeries.forged(f.device_id, f.signed_frame().encode())
                             forged.add(f.device_id)
                         continue
                     self._quarantine(self.anomaly.accepted(f.device_id, f.ts, now), counts)
                     counts[("accepted", "")] += 1
                     dev = store.dev_id(f.device_id)
+                    if v.confirmed:  # unsigned frames a signed frame confirmed (DESIGN §16): stored linked
+                        rows.extend((dev, c.epoch, c.seq, c.ts, c.reading, c.chain, b"", 1) for c in v.confirmed)
+                        dirty.add(f.device_id)
+                    if v.held:  # an unsigned frame is never stored on its own
+                        if v.relinked is not None:
+                            relinks.append((dev, f.epoch, v.relinked))
+                        continue
                     if v.alternative:
                         alternatives.append((dev, f.epoch, f.seq, f.reading))
                         continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +245,77 @@ def test_sign_every_8_finds_the_same_windows_as_every_frame_signed_where_they_al
     assert every == [(16, 24, *every[0][2:]), (44, 52, *every[1][2:]), (80, 88, *every[2][2:]),
                      (88, 96, *every[3][2:])]
     assert sparse == [w for w in every if w[0] % 8 == 0] == [every[0], every[2], every[3]]
+
+
+# --------------------------------------------------------------------------- the engine and its store
+
+
+def test_engine_stores_confirmed_runs_only_and_claims_at_signed_frames(tmp_path: Path) -> None:
+    """The ingest engine with a real SQLite store: held frames are not stored until confirmed, a
+    refuted run is never stored, the window found starts and ends on signed stored frames, and a
+    restart rebuilds the chain from the stored (confirmed) frames."""
+    import threading
+
+    from agent.ingest import EngineConfig, IngestEngine, IngestResult, LedgerSnapshot
+    from agent.store import load_window, stored_seqs
+
+    d = device(4, [Fault.run(21, 8, 9000)])
+    fs = frames(d, 41)
+    forged_run = [unsigned_copy(fs[14], reading=9000), fs[15]]  # seq 13 lost: held, cannot be checked yet
+    rec = DeviceRecord(d.device_id, 0, chain.chain_to_bytes(chain.chain_anchor(d.device_id, 0)), None,
+                       d.blinding_key, sign_every=4)
+    pol = {d.device_id: terms(d, TriggerParams.count(8000, 8), 8)}
+
+    def run(e: IngestEngine, batches: list[list[Incoming]]) -> list[IngestResult]:
+        out: list[IngestResult] = []
+        done = threading.Event()
+
+        def cb(r: IngestResult) -> None:
+            out.append(r)
+            if len(out) == len(batches):
+                done.set()
+
+        for b in batches:
+            e.submit(b, cb)
+        assert done.wait(30)
+        return out
+
+    found: list = []
+    db = tmp_path / "a.db"
+    e = IngestEngine(db, EngineConfig(), clock=lambda: NOW, on_claims=found.extend)
+    e.start()
+    e.set_ledger(LedgerSnapshot({d.device_id: rec}, pol))
+    # seqs 0..12, then seq 13 lost: a forged 14 and the genuine 15 are held, seq 16 refutes the run
+    r = run(e, [fs[:10], fs[10:13], forged_run, fs[16:30]])
+    assert all(v.accepted for res in r for v in res.verdicts)
+    assert [v.dropped for v in r[3].verdicts][:1] == [2]
+    assert stored_seqs(db, d.device_id, 0)[:19] == [*range(13), *range(16, 22)]
+    e.stop()
+    # restart: the chain state comes back from the store; seq 29 was held in memory only, so its
+    # run (29..31) is refuted by seq 32, which re-anchors, and the stream links on from there
+    e = IngestEngine(db, EngineConfig(), clock=lambda: NOW, on_claims=found.extend)
+    e.start()
+    e.set_ledger(LedgerSnapshot({d.device_id: rec}, pol))
+    run(e, [fs[30:]])
+    e.stop()
+    assert stored_seqs(db, d.device_id, 0) == [*range(13), *range(16, 29), *range(32, 41)]
+    # the run 21..28 high: s = 1 would claim (20, 28]; with s = 4 it is (20, 28] as well (aligned)
+    assert [(w.start_seq, w.end_seq) for w in found] == [(20, 28)]
+    rows = load_window(db, d.device_id, 0, 20, 28)
+    assert [bool(r.signature) for r in rows] == [s % 4 == 0 for s in range(20, 29)]
+    assert all(r.linked for r in rows) and [r.reading for r in rows[1:]] == [9000] * 8
+
+
+def test_provisioning_records_s_beside_the_blinding_key(tmp_path: Path) -> None:
+    from agent.provision import SIGN_EVERY_SUFFIX, load_sign_every, provision
+
+    p8 = provision(tmp_path, sign_every=8)
+    p1 = provision(tmp_path)
+    assert load_sign_every(tmp_path, p8.device_id.hex()) == 8
+    assert load_sign_every(tmp_path, p1.device_id.hex()) == 1  # no file: every frame signed
+    assert not (tmp_path / f"{p1.device_id.hex()}{SIGN_EVERY_SUFFIX}").exists()
+    (tmp_path / f"{p1.device_id.hex()}{SIGN_EVERY_SUFFIX}").write_text("65\n")
+    with pytest.raises(ValueError, match="1..64"):
+        load_sign_every(tmp_path, p1.device_id.hex())
+    with pytest.raises(ValueError):
+        provision(tmp_path, sign_every=0)
