@@ -481,6 +481,9 @@ class ChainBook:
         limit = self.seqs[-1] - self.window + 1
         if limit > self.floor:
             self.floor = limit
+            if self.pending:  # held runs that fell out of the reorder window can never be decided
+                for k in [k for k in self.pending if k < limit]:
+                    del self.pending[k]
         # Forget closed seqs in chunks so the list shift is amortised; until then they are still
         # answered from memory (a replay is a replay either way).
         if self.seqs[0] < self.floor - self.window // 4:
@@ -642,10 +645,8 @@ class FrameChecker:
                 if run is not None:
                     confirmed, linked = run, True
                 else:
-                    dropped = sum(len(v) for k, v in book.pending.items() if k < seq)
+                    dropped = _drop_run(book, seq)
                     linked = False  # refuted: re-anchors, as after a gap
-                for k in [k for k in book.pending if k < seq]:
-                    del book.pending[k]
             else:
                 linked = False  # re-anchors: a window may start here, its reading is not bound yet
         relinked = relinked_reading = refuted = None
@@ -754,8 +755,6 @@ class FrameChecker:
         if run is None:
             return None
         end.linked = True
-        for k in [k for k in book.pending if k < m]:
-            del book.pending[k]
         return m, run
 
     def _confirm(self, book: ChainBook, dev: DeviceRecord, m: int, c_m: int, ts_m: int,
@@ -802,10 +801,12 @@ class FrameChecker:
             if step_int(w, ts_m, enc_m, s_m) == c_m:
                 run = link(m - 1, w, ts_m)
                 if run is not None:
+                    _drop_run(book, m)
                     for k, p in enumerate(run, start=last + 1):
                         book.add(k, Known(p.frame.ts, p.chain, p.frame.reading, True))
                     return tuple(p.frame for p in run)
         return None
+
 
     def _copy(self, f: Incoming, dev: DeviceRecord, book: ChainBook, stored: Known) -> Verdict:
         """A frame whose seq is stored: a replay, unless the stored one is provisional and this is
@@ -827,3 +828,16 @@ class FrameChecker:
             return _reject(Reason.CHAIN_BROKEN, _not_following(prev.chain, f, s_i))
         stored.reading, stored.linked, stored.alts = reading, True, None
         return Verdict(None, "", True, replaced=True)
+
+
+def _drop_run(book: ChainBook, m: int) -> int:
+    """Forget the held frames between the newest stored frame below seq m and m (the run a signed
+    frame at m decided); returns how many copies were held. Runs before that stored frame stay:
+    they wait for their own late frames."""
+    i = bisect.bisect_left(book.seqs, m)
+    last = book.seqs[i - 1] if i > 0 else -1
+    gone = [k for k in book.pending if last < k < m]
+    count = sum(len(book.pending[k]) for k in gone)
+    for k in gone:
+        del book.pending[k]
+    return count

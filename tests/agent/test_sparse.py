@@ -319,3 +319,32 @@ def test_provisioning_records_s_beside_the_blinding_key(tmp_path: Path) -> None:
         load_sign_every(tmp_path, p1.device_id.hex())
     with pytest.raises(ValueError):
         provision(tmp_path, sign_every=0)
+
+
+def test_a_refuted_run_drops_only_its_own_held_frames() -> None:
+    """Signed seq 4 arrived early; run 1..3 is still incomplete (seq 2 late) when signed seq 8
+    arrives without seq 7: the run 5..6 is refuted, the run 1..3 is kept and still confirmed."""
+    d = device(4)
+    fs = frames(d, 9)
+    c = checker(d)
+    for f in (fs[0], fs[4], fs[1], fs[3], fs[5], fs[6]):
+        assert c.check(f, NOW).accepted
+    v8 = c.check(fs[8], NOW)
+    assert v8.accepted and not v8.linked and v8.dropped == 2
+    v2 = c.check(fs[2], NOW)
+    assert v2.relinked == 4 and [f.seq for f in v2.confirmed] == [1, 2, 3]
+    book = c.book(d.device_id)
+    assert book is not None and sorted(book.frames) == [0, 1, 2, 3, 4, 8] and book.pending == {}
+
+
+def test_held_runs_outside_the_reorder_window_are_forgotten() -> None:
+    d = device(4)
+    fs = frames(d, 30)
+    c = FrameChecker(max_skew_ms=5000, reorder_window=8)
+    c.set_device(DeviceRecord(d.device_id, 0, chain.chain_to_bytes(chain.chain_anchor(d.device_id, 0)), None,
+                              d.blinding_key, sign_every=4))
+    for f in fs:
+        if f.seq != 2:  # run 1..3 never completes
+            assert c.check(f, NOW).accepted
+    book = c.book(d.device_id)
+    assert book is not None and 1 not in book.pending and 3 not in book.pending
