@@ -166,6 +166,8 @@ class ReasonCode(FieldType):
 class Nested(FieldType):
     """A field holding a message of one of the given types (one type, or a tagged union)."""
 
+    tagged_json: ClassVar[bool] = True  # JSON names the variant in a "type" member (several types)
+
     def __init__(self, *types: type[Message]) -> None:
         self._types = types
 
@@ -457,6 +459,8 @@ class _ReadingItem(Nested):
     """A ReadingBatch item: a DeviceReading or an UnsignedReading. On the wire the nested header
     tells them apart; in JSON the shape does ("signed" or "frame"), so a batch of DeviceReadings
     keeps the JSON it always had (no "type" key)."""
+
+    tagged_json: ClassVar[bool] = False
 
     def to_json(self, value: Message) -> dict[str, Any]:
         return value.to_json()
