@@ -348,3 +348,34 @@ def test_held_runs_outside_the_reorder_window_are_forgotten() -> None:
             assert c.check(f, NOW).accepted
     book = c.book(d.device_id)
     assert book is not None and 1 not in book.pending and 3 not in book.pending
+
+
+def test_the_agent_refuses_a_policy_whose_n_is_not_a_multiple_of_s() -> None:
+    """The ledger snapshot the daemon hands to ingest (agent.ledger_link.snapshot): each device's
+    s goes into its DeviceRecord; its policy on an n = 4 circuit is kept for s = 1, 2, 4 and left
+    out for s = 8 (no window of it could end on a signed frame)."""
+    from agent.ledger_link import snapshot
+    from faultproof.messages import Deposit, RegisterCircuit
+    from faultproof.zk import build, export_vkey
+    from tests.ledger.helpers import make_ledger
+    from tests.netfix import DAY, DeviceSim, now_ms
+
+    now = now_ms()
+    keys = make_ledger(n=5, created_ms=now - 3 * DAY, max_backdate_ms=3 * DAY)
+    state = keys.new_state()
+    reg = RegisterCircuit(vkey=export_vkey(build(4)), n=4, layout_version=1, transcript_hash=bytes(32), production=0)
+    dev = DeviceSim.create()
+    for args in (Deposit(amount=10**9), reg, dev.enrol_tx()):
+        state.apply(keys.sign(args), now)
+    params = TriggerParams.count(80, 2).as_tuple()
+    ip = IssuePolicy(device_id=dev.device_id, beneficiary=b"\xbe" * 32, circuit_id=reg.circuit_id, kind=params[0],
+                     threshold=params[1], count=params[2], lo=params[3], hi=params[4], gap_ms=params[5],
+                     coverage=5_000, amount=1_000, premium=0, start_ms=now - DAY, end_ms=now + DAY,
+                     period_ms=HOUR, claim_window_ms=DAY)
+    state.apply(keys.sign(ip), now)
+    held = {dev.device_id: dev.blinding_key}
+    for s, kept in ((1, True), (2, True), (4, True), (8, False)):
+        snap = snapshot(state, held, {reg.circuit_id: 4}, now, {dev.device_id: s})
+        assert snap.devices[dev.device_id].sign_every == s
+        assert (dev.device_id in snap.policies) is kept, s
+    assert snapshot(state, held, {reg.circuit_id: 4}, now).devices[dev.device_id].sign_every == 1
