@@ -526,7 +526,7 @@ class Verdict:
     # What the caller must store, beside inserting the frame (the default):
     replaced: bool = False  # the frame's seq was stored provisional: overwrite its reading, linked
     alternative: bool = False  # store the reading only, as an alternative of the provisional frame
-    relinked_reading: int | None = None  # the successor's reading that linked (an alternative won)
+    relinked_reading: int | None = None  # the reading of `relinked` that linked (an alternative won)
     refuted: int | None = None  # seq of a successor whose stored reading and alternatives failed
     # Frames signed every s-th reading (DESIGN §16):
     held: bool = False  # an unsigned frame: never stored itself (held in memory until confirmed)
@@ -675,7 +675,7 @@ class FrameChecker:
         if book.pending and seq + 1 in book.pending:  # a late signed frame: the run after it may link
             late = self._confirm_after(book, dev, seq + 1)
             if late is not None:
-                relinked, confirmed = late
+                relinked, confirmed, relinked_reading = late
         return Verdict(None, "", linked, relinked, relinked_reading=relinked_reading, refuted=refuted,
                        confirmed=confirmed, dropped=dropped)
 
@@ -741,21 +741,26 @@ class FrameChecker:
         book.pending.setdefault(seq, []).append(Pending(f, c, parent))
         late = self._confirm_after(book, dev, seq)
         if late is not None:
-            return Verdict(None, "", False, late[0], held=True, confirmed=late[1])
+            return Verdict(None, "", False, late[0], held=True, confirmed=late[1], relinked_reading=late[2])
         return Verdict(None, "", False, held=True)
 
-    def _confirm_after(self, book: ChainBook, dev: DeviceRecord, seq: int) -> tuple[int, tuple[Incoming, ...]] | None:
+    def _confirm_after(self, book: ChainBook, dev: DeviceRecord,
+                       seq: int) -> tuple[int, tuple[Incoming, ...], int | None] | None:
         """A run around pending `seq` whose signed end frame is stored unlinked (it arrived first):
-        confirm it now if it links. Returns (the signed frame's seq, the confirmed frames)."""
+        confirm it now if it links, with the end frame's stored reading or one of its alternatives
+        (§12: anyone may have resent that signed frame with another reading). Returns (the signed
+        frame's seq, the confirmed frames, the alternative reading that won or None)."""
         _, m = book.neighbours(seq)
         if m is None or book.frames[m].linked:
             return None
         end = book.frames[m]
-        run = self._confirm(book, dev, m, end.chain, end.ts, end.reading + ENC_OFFSET)
-        if run is None:
-            return None
-        end.linked = True
-        return m, run
+        for r in (end.reading, *(end.alts or ())):
+            run = self._confirm(book, dev, m, end.chain, end.ts, r + ENC_OFFSET)
+            if run is not None:
+                won = None if r == end.reading else r
+                end.reading, end.linked, end.alts = r, True, None
+                return m, run, won
+        return None
 
     def _confirm(self, book: ChainBook, dev: DeviceRecord, m: int, c_m: int, ts_m: int,
                  enc_m: int) -> tuple[Incoming, ...] | None:

@@ -377,7 +377,9 @@ class IngestEngine:
                         rows.extend((dev, c.epoch, c.seq, c.ts, c.reading, c.chain, b"", 1) for c in v.confirmed)
                         dirty.add(f.device_id)
                     if v.held:  # an unsigned frame is never stored on its own
-                        if v.relinked is not None:
+                        if v.relinked_reading is not None and v.relinked is not None:
+                            replaced.append((dev, f.epoch, v.relinked, v.relinked_reading))
+                        elif v.relinked is not None:
                             relinks.append((dev, f.epoch, v.relinked))
                         continue
                     if v.alternative:
@@ -387,8 +389,8 @@ class IngestEngine:
                         replaced.append((dev, f.epoch, f.seq, f.reading))
                     else:
                         rows.append((dev, f.epoch, f.seq, f.ts, f.reading, f.chain, f.signature, int(v.linked)))
-                    if v.relinked_reading is not None:
-                        replaced.append((dev, f.epoch, f.seq + 1, v.relinked_reading))
+                    if v.relinked_reading is not None and v.relinked is not None:
+                        replaced.append((dev, f.epoch, v.relinked, v.relinked_reading))
                     elif v.relinked is not None:
                         relinks.append((dev, f.epoch, v.relinked))
                     if v.refuted is not None:

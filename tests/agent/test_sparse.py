@@ -379,3 +379,45 @@ def test_the_agent_refuses_a_policy_whose_n_is_not_a_multiple_of_s() -> None:
         assert snap.devices[dev.device_id].sign_every == s
         assert (dev.device_id in snap.policies) is kept, s
     assert snapshot(state, held, {reg.circuit_id: 4}, now).devices[dev.device_id].sign_every == 1
+
+
+def test_a_late_signed_frame_resent_with_a_false_reading_is_confirmed_with_the_true_one(tmp_path: Path) -> None:
+    """Signed seq 4 arrives before its run, first with a false reading (anyone may resend a signed
+    frame with another reading, §12), then with the true one (kept as an alternative). When the
+    run completes, the reading that links wins, in the checker and in the store."""
+    import threading
+
+    from agent.ingest import EngineConfig, IngestEngine, IngestResult, LedgerSnapshot
+    from agent.store import load_window
+
+    d = device(4)
+    fs = frames(d, 5)
+    g = fs[4]
+    false4 = Incoming(g.device_id, g.epoch, g.seq, g.ts, g.chain, g.signature, chain.enc(9000), g.body)
+    order = [fs[0], false4, g, fs[1], fs[2], fs[3]]
+    c = checker(d)
+    verdicts = [c.check(f, NOW) for f in order]
+    assert all(v.accepted for v in verdicts) and verdicts[2].alternative
+    last = verdicts[-1]
+    assert last.relinked == 4 and last.relinked_reading == g.reading and [f.seq for f in last.confirmed] == [1, 2, 3]
+    book = c.book(d.device_id)
+    assert book is not None and book.frames[4].reading == g.reading and book.frames[4].linked
+
+    db = tmp_path / "a.db"
+    e = IngestEngine(db, EngineConfig(), clock=lambda: NOW)
+    e.start()
+    e.set_ledger(LedgerSnapshot({d.device_id: c.devices[d.device_id]}, {}))
+    done = threading.Event()
+    out: list[IngestResult] = []
+
+    def cb(r: IngestResult) -> None:
+        out.append(r)
+        if len(out) == len(order):
+            done.set()
+
+    for f in order:
+        e.submit([f], cb)
+    assert done.wait(30)
+    e.stop()
+    rows = load_window(db, d.device_id, 0, 0, 4)
+    assert [(r.seq, r.reading, r.linked) for r in rows] == [(f.seq, f.reading, True) for f in fs]
