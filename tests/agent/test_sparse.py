@@ -421,3 +421,95 @@ def test_a_late_signed_frame_resent_with_a_false_reading_is_confirmed_with_the_t
     e.stop()
     rows = load_window(db, d.device_id, 0, 0, 4)
     assert [(r.seq, r.reading, r.linked) for r in rows] == [(f.seq, f.reading, True) for f in fs]
+
+
+def _paid_through_the_pipeline(s: int, now: int) -> tuple[list[tuple[int, int, int, int]], int]:
+    """One device's readings (a 16-reading fault) through the agent (engine, SQLite store), a real
+    proof from the stored window, an oracle's checks on a ledger replica and the ledger's payout.
+    Returns the policy's paid windows (start_seq, end_seq, start_ts, end_ts) and its paid total."""
+    import threading
+    from pathlib import Path as _P
+    from tempfile import TemporaryDirectory
+
+    from agent.detect import Window
+    from agent.ingest import EngineConfig, IngestEngine, IngestResult
+    from agent.ledger_link import snapshot
+    from agent.provision import enrolment
+    from agent.store import FrameRow, load_window
+    from faultproof.messages import (
+        Claim,
+        Deposit,
+        EnrolAgent,
+        Frame,
+        RegisterCircuit,
+        SignedFrame,
+        policy_id,
+    )
+    from faultproof.zk import Witness, build, export_vkey, prove, verify
+    from oracle.pipeline import check_content, check_ledger_state
+    from tests.ledger.helpers import make_ledger
+    from tests.netfix import DAY
+
+    keys = make_ledger(n=5, created_ms=now - 3 * DAY, max_backdate_ms=3 * DAY)
+    state = keys.new_state()
+    circuit = build(16)
+    reg = RegisterCircuit(vkey=export_vkey(circuit), n=16, layout_version=1, transcript_hash=bytes(32), production=0)
+    agent = Identity.from_seed(b"\x05" * 32)
+    d = device(s, [Fault.run(17, 16, 9000)], seed=11)
+    for args in (Deposit(amount=10**9), reg, EnrolAgent(agent_id=agent.public_key), enrolment(d.device_id, 0, bytes(32))):
+        state.apply(keys.sign(args), now)
+    params = TriggerParams.count(8000, 16)
+    kind, T, K, lo, hi, G = params.as_tuple()
+    stx = keys.sign(IssuePolicy(device_id=d.device_id, beneficiary=b"\xbe" * 32, circuit_id=reg.circuit_id, kind=kind,
+                                threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=5_000, amount=1_000, premium=0,
+                                start_ms=now - 2 * DAY, end_ms=now + DAY, period_ms=HOUR, claim_window_ms=DAY))
+    state.apply(stx, now)
+    pid = policy_id(stx.tx)
+    found: list[Window] = []
+    with TemporaryDirectory() as tmp:
+        db = _P(tmp) / "agent.db"
+        e = IngestEngine(db, EngineConfig(), clock=lambda: now, on_claims=found.extend)
+        e.start()
+        e.set_ledger(snapshot(state, {d.device_id: d.blinding_key}, {reg.circuit_id: 16}, now, {d.device_id: s}))
+        done = threading.Event()
+
+        def cb(r: IngestResult) -> None:
+            assert all(v.accepted for v in r.verdicts)
+            done.set()
+
+        e.submit(frames(d, 65, start=now - 100 * STEP), cb)
+        assert done.wait(30)
+        e.stop()
+        for w in found:  # what the agent's claim manager does with a detected window
+            rows = load_window(db, w.device_id, w.epoch, w.start_seq, w.end_seq)
+            witness = Witness.build(readings=[r.reading for r in rows[1:]], timestamps=[r.ts for r in rows[1:]],
+                                    blindings=[chain.blinding_value(d.blinding_key, r.seq) for r in rows[1:]],
+                                    c_start=int.from_bytes(rows[0].chain, "big"), t_start=rows[0].ts, params=params,
+                                    n=16)
+
+            def signed(r: FrameRow) -> SignedFrame:
+                return SignedFrame(frame=Frame(device_id=d.device_id, epoch=0, seq=r.seq, ts_ms=r.ts, chain=r.chain),
+                                   signature=r.signature)
+
+            claim = Claim(policy_id=pid, start=signed(rows[0]), end=signed(rows[-1]), proof=prove(circuit, witness),
+                          agent_id=agent.public_key, created_ms=now).sign(agent)
+            checked = check_content(claim, state)
+            assert check_ledger_state(checked, state, now) is None
+            assert verify(checked.job.vkey, checked.job.proof, checked.job.signals.as_list())
+            state.apply(keys.qc(checked.body), now)
+    policy = state.policy(pid)
+    assert policy is not None
+    return [(w.start_seq, w.end_seq, w.start_ts, w.end_ts) for w in found], policy.paid_total
+
+
+def test_sign_every_8_is_paid_like_every_frame_signed_through_the_pipeline() -> None:
+    """DESIGN §16's differential test: the same readings from a device signing every frame and one
+    signing every 8th (the fault's window starts at a multiple of 8) are claimed, proved, checked
+    and paid alike: same window, same amount."""
+    from tests.netfix import now_ms
+
+    now = now_ms()
+    every, paid_every = _paid_through_the_pipeline(1, now)
+    sparse, paid_sparse = _paid_through_the_pipeline(8, now)
+    assert len(every) == 1 and every[0][:2] == (16, 32)
+    assert sparse == every and paid_sparse == paid_every == 1_000
