@@ -766,8 +766,9 @@ class FrameChecker:
                  enc_m: int) -> tuple[Incoming, ...] | None:
         """The unsigned run before signed seq m, confirmed through the chain: one copy per seq from
         the newest stored frame L < m to m, each chaining from the one before, and c_m from the
-        last. None if a seq is missing or no combination links. On success the run is added to the
-        book (linked) and returned in seq order; the caller drops the pending seqs below m."""
+        last. None if a seq is missing or no combination links (nothing changes then). On success
+        the held frames between L and m are forgotten, the run is added to the book (linked) and
+        returned in seq order."""
         i = bisect.bisect_left(book.seqs, m)
         before = book.seqs[i - 1] if i > 0 else None
         if before is None or before == m - 1:
