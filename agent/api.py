@@ -1,6 +1,6 @@
 """The agent's HTTP API (DESIGN §7), aiohttp:
 
-    POST /v1/frames       one DeviceReading or a ReadingBatch, JSON or msgpack
+    POST /v1/frames       one DeviceReading (or UnsignedReading, DESIGN §16) or a ReadingBatch, JSON or msgpack
                           (Content-Type: application/msgpack). Answered after the frames are
                           committed: 200 {"accepted": k, "rejected": [{"index", "device_id", "seq",
                           "code", "message"}]}; a single reading that is refused gets its reason's

@@ -4,12 +4,13 @@ One entry per route of agent/api.py; tests/operators/test_openapi.py holds them 
 
 from __future__ import annotations
 
-from faultproof.messages import DeviceReading, ReadingBatch, SignedClaim
+from faultproof.messages import DeviceReading, ReadingBatch, SignedClaim, UnsignedReading
 from faultproof.openapi import RouteDoc
 
 ROUTES: dict[tuple[str, str], RouteDoc] = {
-    ("POST", "/v1/frames"): RouteDoc("Signed device frames with their readings; accepted after a durable commit.",
-                                     request=(DeviceReading, ReadingBatch), request_tagged=False),
+    ("POST", "/v1/frames"): RouteDoc("Device frames with their readings (signed, or unsigned between a device's "
+                                     "signed frames, DESIGN §16); accepted after a durable commit.",
+                                     request=(DeviceReading, UnsignedReading, ReadingBatch), request_tagged=False),
     ("GET", "/v1/status"): RouteDoc("The agent: devices, ingest, proving, claims."),
     ("GET", "/v1/claims"): RouteDoc("Claims this agent made, newest first.",
                                     query={"status": "a status", "device_id": "hex"}),

@@ -74,8 +74,11 @@ def device() -> None:
               "`value`s for this device (<device_id>.sensor.json, kept beside the .blind).")
 @click.option("--scale", default=None, type=click.IntRange(1, 10**9),
               help="Integer readings per unit: 100 means 21.5 degC is the reading 2150.")
+@click.option("--sign-every", "sign_every", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="The device signs seq 0 and every s-th frame, the others travel unsigned (DESIGN §16); "
+              "s must divide the n of every circuit its policies use (<device_id>.sign_every, beside the .blind).")
 def provision_cmd(out_dir: Path, name: str | None, epoch: int, firmware: str, force: bool,
-                  unit: str | None, scale: int | None) -> None:
+                  unit: str | None, scale: int | None, sign_every: int) -> None:
     """Make a device key, its 31-byte blinding key and the enrolment request (EnrolDevice JSON).
 
     Give the .blind file to the agent (its blinding_keys_dir), the .key to the device's secure
@@ -95,7 +98,8 @@ def provision_cmd(out_dir: Path, name: str | None, epoch: int, firmware: str, fo
     except OSError as e:
         raise OperatorError(f"--firmware: {e}") from None
     try:
-        p = provision(out_dir, name=name, epoch=epoch, firmware_hash=fw, overwrite=force, sensor=sensor)
+        p = provision(out_dir, name=name, epoch=epoch, firmware_hash=fw, overwrite=force, sensor=sensor,
+                      sign_every=sign_every)
     except KeyFileError as e:
         raise OperatorError(str(e)) from None
     except OSError as e:

@@ -43,7 +43,7 @@ from agent.ingest import EngineConfig, IngestEngine
 from agent.ledger_link import LedgerReplica, snapshot, unprovable_policies
 from agent.metrics import AgentMetrics
 from agent.mqtt import MqttIngest, MqttSettings
-from agent.provision import load_blinding_key
+from agent.provision import load_blinding_key, load_sign_every
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import ClaimBatch, circuit_id
@@ -87,6 +87,7 @@ class Agent:
         self.identity: Identity | None = None
         self.gossip_identity: Identity | None = None
         self.keys: dict[bytes, bytes] = {}
+        self.sign_every: dict[bytes, int] = {}  # device -> s from its provisioning (DESIGN §16)
         self.replica: LedgerReplica | None = None
         self.anchorer: Anchorer | None = None  # device-history anchors (DESIGN §11)
         self.reattester: Any = None  # agent.reattest.Reattester: periodic device attestation (DESIGN §15)
@@ -348,7 +349,13 @@ class Agent:
 
     def refresh(self) -> None:
         assert self.replica is not None and self.replica.state is not None
-        snap = snapshot(self.replica.state, self.keys, self.circuit_sizes, now_ms())
+        for d in self.keys.keys() - self.sign_every.keys():  # each device's s, read once (DESIGN §16)
+            try:
+                self.sign_every[d] = load_sign_every(self.config.blinding_keys_dir, d.hex())
+            except ValueError as e:
+                log.error("device %s left out until fixed: %s", d.hex()[:12], e)
+        snap = snapshot(self.replica.state, {d: k for d, k in self.keys.items() if d in self.sign_every},
+                        self.circuit_sizes, now_ms(), self.sign_every)
         self.engine.set_ledger(snap)
         self.metrics.ledger_height.set(self.replica.height)
 

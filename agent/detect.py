@@ -18,6 +18,11 @@ Every filed claim counts, whatever became of it, so a rejected incident is not f
 Windows that span a gap are skipped (the frame after a gap can start a window); a late frame that
 fills a gap moves the scan back so the windows it completes are looked at.
 
+A device that signs only every s-th frame (DESIGN §16, `ChainBook.sign_every`) gets windows that
+start and end at signed frames only: a ≡ 0 (mod s), and s must divide n (otherwise the policy is
+refused: `scan` raises invalid_parameters and the core drops the detector, logged). Only confirmed frames
+are in the book, so an unsigned reading no signed frame confirmed never reaches a window.
+
 Pure: no I/O, no clock (time is passed in).
 """
 
@@ -27,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agent.frames import ChainBook
+from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import claim_id
 from faultproof.zk.params import TriggerParams
 
@@ -152,10 +158,17 @@ class Detector:
         params = self.terms.params
         frames = book.frames
         tail = book.tail
+        s = book.sign_every
+        if n % s:
+            raise FaultproofError(Reason.INVALID_PARAMETERS,
+                                  f"the device signs every {s}th frame, which does not divide the policy's n = {n}")
         a = max(self.scan_from, book.seqs[0] if book.seqs else 0)
         ok_to = a  # frames a+1..ok_to are known stored and linked
         found: list[Window] = []
         while a + n <= tail:
+            if s > 1 and a % s:
+                a += s - a % s  # windows start (and so end) at signed frames only
+                continue
             start = frames.get(a)
             if start is None:
                 a += 1

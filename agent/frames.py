@@ -35,6 +35,19 @@ predecessor is late. Nothing about such a copy can be checked until the predeces
 Whether the successor links depends only on signed values and the successor's reading, so a
 false copy can never make a genuine frame fail.
 
+A device provisioned to sign every s-th frame (DESIGN §16, `DeviceRecord.sign_every`) signs seq 0
+and every seq ≡ 0 (mod s); the frames between arrive as `UnsignedReading`s (an empty signature
+here). An unsigned frame at a seq that must be signed is BAD_FRAME_SIGNATURE. Any other gets every
+other check (epoch, revocation, skew, replay, time order against stored frames, chain step from
+its predecessor when that is known) and is then *held* (`ChainBook.pending`, every copy, at most
+MAX_ALTERNATIVES per seq): never stored, never in `frames`, so it feeds no detection and no anchor.
+The next signed frame decides the run since the newest stored frame: the copies whose chain links
+through Poseidon to the signed chain value are confirmed (added linked, returned in
+`Verdict.confirmed` for the caller to store), the others dropped; if no combination links, the
+run is refuted (`Verdict.dropped`) and the signed frame re-anchors, as after a gap. A signed frame
+that arrived before its run is confirmed when the run completes (`Verdict.relinked`). Held frames
+live in memory only: after a restart a run not yet confirmed is refuted by its signed frame.
+
 The whole state is a `FrameChecker`: the ledger's view of each device plus a `ChainBook` per
 device (its recent stored frames, within a reorder window of seqs). The caller stores what was
 accepted and must apply the same frames to the same checker on restart (`ChainBook.load`).
@@ -60,13 +73,14 @@ from faultproof import signing
 from faultproof.encoding import pack, unpack
 from faultproof.errors import DecodeError, Reason
 from faultproof.identity import domain_tag, verify
-from faultproof.messages import DeviceReading, Frame, ReadingBatch, SignedFrame
+from faultproof.messages import DeviceReading, Frame, ReadingBatch, SignedFrame, UnsignedReading
 
 FRAME_TAG = domain_tag(Frame.NAME)
 U32 = 1 << 32
 U48 = 1 << 48
 ENC_OFFSET = fpchain.READING_OFFSET
 MAX_ALTERNATIVES = 8  # other readings kept for one provisional frame until its predecessor decides
+MAX_SIGN_EVERY = 64  # a device signs at least every 64th frame (DESIGN §16)
 
 # The same circomlib Poseidon hashers faultproof.chain uses, called on already-validated inputs:
 # every value below comes from a decoded frame (range-checked, chain < p), so the per-call checks
@@ -107,7 +121,8 @@ def _verify_frame(f: Incoming) -> bool:
 
 
 class Incoming:
-    """One frame with its reading as received, before any check. `body` is the signed bytes."""
+    """One frame with its reading as received, before any check. `body` is the signed bytes.
+    An `UnsignedReading` (DESIGN §16) has an empty `signature`."""
 
     __slots__ = ("device_id", "epoch", "seq", "ts", "chain", "signature", "enc_reading", "body")
 
@@ -126,8 +141,15 @@ class Incoming:
     def reading(self) -> int:
         return self.enc_reading - ENC_OFFSET
 
+    @property
+    def is_signed(self) -> bool:
+        return bool(self.signature)
+
     @classmethod
-    def from_message(cls, msg: DeviceReading) -> Incoming:
+    def from_message(cls, msg: DeviceReading | UnsignedReading) -> Incoming:
+        if isinstance(msg, UnsignedReading):
+            f = msg.frame
+            return cls(f.device_id, f.epoch, f.seq, f.ts_ms, f.chain, b"", msg.reading, f.encode())
         f = msg.signed.frame
         return cls(f.device_id, f.epoch, f.seq, f.ts_ms, f.chain, msg.signed.signature, msg.reading,
                    f.encode())
@@ -136,7 +158,12 @@ class Incoming:
         return SignedFrame(frame=Frame(device_id=self.device_id, epoch=self.epoch, seq=self.seq,
                                        ts_ms=self.ts, chain=self.chain), signature=self.signature)
 
-    def to_message(self) -> DeviceReading:
+    def frame(self) -> Frame:
+        return Frame(device_id=self.device_id, epoch=self.epoch, seq=self.seq, ts_ms=self.ts, chain=self.chain)
+
+    def to_message(self) -> DeviceReading | UnsignedReading:
+        if not self.signature:
+            return UnsignedReading(frame=self.frame(), reading=self.enc_reading)
         return DeviceReading(signed=self.signed_frame(), reading=self.enc_reading)
 
     def __repr__(self) -> str:
@@ -155,15 +182,20 @@ def _fast_reading(v: Any) -> Incoming | None:
     """The wire form of one DeviceReading, validated exactly as `DeviceReading.from_wire` does
     (same types, lengths and ranges), without building the message objects. None = not valid;
     the caller then lets the real decoder name the error."""
-    if type(v) is not list or len(v) != 4 or v[0] != 3 or v[1] != 1:
+    if type(v) is not list or len(v) != 4 or v[1] != 1:
         return None
-    sf, reading = v[2], v[3]
+    if v[0] == DeviceReading.TYPE_ID:
+        sf, reading = v[2], v[3]
+        if type(sf) is not list or len(sf) != 4 or sf[0] != 2 or sf[1] != 1:
+            return None
+        fr, sig = sf[2], sf[3]
+        if type(sig) is not bytes or len(sig) != 64:
+            return None
+    elif v[0] == UnsignedReading.TYPE_ID:  # DESIGN §16: a frame the device did not sign
+        fr, reading, sig = v[2], v[3], b""
+    else:
+        return None
     if type(reading) is not int or not 0 <= reading < U32:
-        return None
-    if type(sf) is not list or len(sf) != 4 or sf[0] != 2 or sf[1] != 1:
-        return None
-    fr, sig = sf[2], sf[3]
-    if type(sig) is not bytes or len(sig) != 64:
         return None
     if type(fr) is not list or len(fr) != 7 or fr[0] != 1 or fr[1] != 1:
         return None
@@ -211,21 +243,24 @@ def _slow_parse(data: bytes) -> list[Incoming] | Undecodable:
     from faultproof.messages import decode_any
 
     try:
-        msg = decode_any(data, allowed=(DeviceReading, ReadingBatch))
+        msg = decode_any(data, allowed=(DeviceReading, UnsignedReading, ReadingBatch))
     except DecodeError as e:
         return Undecodable(e.reason, e.message)
     if isinstance(msg, ReadingBatch):
         return [Incoming.from_message(m) for m in msg.readings]
-    assert isinstance(msg, DeviceReading)
+    assert isinstance(msg, DeviceReading | UnsignedReading)
     return [Incoming.from_message(msg)]
 
 
 def parse_json(obj: Any) -> list[Incoming] | Undecodable:
-    """The JSON form (DESIGN §7): a DeviceReading object, or a ReadingBatch `{"readings": [...]}`."""
+    """The JSON form (DESIGN §7): a DeviceReading object (an UnsignedReading: `frame` instead of
+    `signed`, DESIGN §16), or a ReadingBatch `{"readings": [...]}` of them."""
     try:
         if isinstance(obj, dict) and "readings" in obj:
             batch = ReadingBatch.from_json(obj)
             return [Incoming.from_message(m) for m in batch.readings]
+        if isinstance(obj, dict) and "frame" in obj and "signed" not in obj:
+            return [Incoming.from_message(UnsignedReading.from_json(obj))]
         return [Incoming.from_message(DeviceReading.from_json(obj))]
     except DecodeError as e:
         # A reading outside [0, 2^32) is not an encoded int32 reading: name it as such.
@@ -310,7 +345,8 @@ def resolve_values(obj: Any, sensor_of: Callable[[str], SensorSpec | None]) -> A
             where = f"readings[{i}]" if batch else "reading"
             if "reading" in item:
                 raise DecodeError(Reason.MALFORMED, f"{where}: give `value` or `reading`, not both")
-            frame = (item.get("signed") or {}).get("frame") if isinstance(item.get("signed"), dict) else None
+            frame = (item.get("signed") or {}).get("frame") if isinstance(item.get("signed"), dict) \
+                else item.get("frame")
             dev = frame.get("device_id") if isinstance(frame, dict) else None
             spec = sensor_of(dev) if isinstance(dev, str) and re.fullmatch(r"[0-9a-f]{64}", dev) else None
             if spec is None:
@@ -341,6 +377,13 @@ class DeviceRecord:
     # The device's keys by the frame time they take effect from, if not just Ed25519 = device_id
     # (P-256 devices, rotated keys: DESIGN §15).
     keys: tuple[tuple[int, signing.PublicKey], ...] = ()
+    # The device signs seq 0 and every seq ≡ 0 (mod sign_every); the frames between travel as
+    # UnsignedReadings (DESIGN §16). Part of its provisioning at this agent; 1 = every frame signed.
+    sign_every: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.sign_every <= MAX_SIGN_EVERY:
+            raise ValueError(f"sign_every must be in 1..{MAX_SIGN_EVERY}")
 
     def key_at(self, ts_ms: int) -> signing.PublicKey | None:
         """The key for a frame at ts_ms; None for the Ed25519 key that is the device_id."""
@@ -378,19 +421,36 @@ class Known:
         return f"Known(ts={self.ts}, reading={self.reading}, linked={self.linked})"
 
 
+class Pending:
+    """An unsigned frame held until a signed frame decides it (DESIGN §16). `parent` is the chain
+    value of the predecessor it chained from on arrival (None: the predecessor was missing)."""
+
+    __slots__ = ("frame", "chain", "parent")
+
+    def __init__(self, frame: Incoming, chain: int, parent: int | None) -> None:
+        self.frame = frame
+        self.chain = chain
+        self.parent = parent
+
+
 class ChainBook:
     """One device's stored frames of its current epoch, within `window` seqs of the newest.
 
     Frames older than the window are forgotten here (they stay in the store); a gap older than
-    the window can no longer be filled.
+    the window can no longer be filled. `pending` holds the unsigned frames (every copy received,
+    at most MAX_ALTERNATIVES per seq) after the newest signed frame that no signed frame has
+    confirmed yet: they are in memory only, never in `frames`, so nothing provisional feeds
+    detection or anchors.
     """
 
-    def __init__(self, device_id: bytes, epoch: int, window: int) -> None:
+    def __init__(self, device_id: bytes, epoch: int, window: int, sign_every: int = 1) -> None:
         if window < 2:
             raise ValueError("the reorder window must be at least 2 seqs")
         self.device_id = device_id
         self.epoch = epoch
         self.window = window
+        self.sign_every = sign_every
+        self.pending: dict[int, list[Pending]] = {}
         self.frames: dict[int, Known] = {}
         self.seqs: list[int] = []  # sorted keys of `frames`
         self.floor = 0  # seqs below this are closed: stored ones are replays, missing ones lost
@@ -421,6 +481,9 @@ class ChainBook:
         limit = self.seqs[-1] - self.window + 1
         if limit > self.floor:
             self.floor = limit
+            if self.pending:  # held runs that fell out of the reorder window can never be decided
+                for k in [k for k in self.pending if k < limit]:
+                    del self.pending[k]
         # Forget closed seqs in chunks so the list shift is amortised; until then they are still
         # answered from memory (a replay is a replay either way).
         if self.seqs[0] < self.floor - self.window // 4:
@@ -463,8 +526,12 @@ class Verdict:
     # What the caller must store, beside inserting the frame (the default):
     replaced: bool = False  # the frame's seq was stored provisional: overwrite its reading, linked
     alternative: bool = False  # store the reading only, as an alternative of the provisional frame
-    relinked_reading: int | None = None  # the successor's reading that linked (an alternative won)
+    relinked_reading: int | None = None  # the reading of `relinked` that linked (an alternative won)
     refuted: int | None = None  # seq of a successor whose stored reading and alternatives failed
+    # Frames signed every s-th reading (DESIGN §16):
+    held: bool = False  # an unsigned frame: never stored itself (held in memory until confirmed)
+    confirmed: tuple[Incoming, ...] = ()  # unsigned frames a signed frame confirmed: store them, linked
+    dropped: int = 0  # unsigned frames refuted by this signed frame (no combination linked)
 
     @property
     def accepted(self) -> bool:
@@ -500,6 +567,8 @@ class FrameChecker:
         book = self.books.get(record.device_id)
         if book is not None and book.epoch != record.epoch:
             del self.books[record.device_id]
+        elif book is not None:
+            book.sign_every = record.sign_every
 
     def remove_device(self, device_id: bytes) -> None:
         self.devices.pop(device_id, None)
@@ -511,7 +580,8 @@ class FrameChecker:
     def book_for(self, record: DeviceRecord) -> ChainBook:
         book = self.books.get(record.device_id)
         if book is None:
-            book = self.books[record.device_id] = ChainBook(record.device_id, record.epoch, self.reorder_window)
+            book = self.books[record.device_id] = ChainBook(record.device_id, record.epoch, self.reorder_window,
+                                                            record.sign_every)
         return book
 
     # -- the checks --
@@ -519,6 +589,8 @@ class FrameChecker:
         dev = self.devices.get(f.device_id)
         if dev is None:
             return _reject(Reason.UNKNOWN_DEVICE, f"device {f.device_id.hex()} is not enrolled for this agent")
+        if not f.signature:
+            return self._unsigned(f, dev, now_ms)
         sig_key = dev.key_at(f.ts) if dev.keys else None
         if sig_key is None:
             if not _verify_frame(f):
@@ -555,6 +627,8 @@ class FrameChecker:
 
         c = int.from_bytes(f.chain, "big")
         key = dev.blinding_key_be32
+        confirmed: tuple[Incoming, ...] = ()
+        dropped = 0
         if seq == 0:
             if f.chain != dev.anchor:
                 return _reject(Reason.CHAIN_BROKEN, "the anchor frame's chain value is not the enrolled c_0")
@@ -566,6 +640,13 @@ class FrameChecker:
                 if step_int(prev.chain, f.ts, f.enc_reading, s_i) != c:
                     return _reject(Reason.CHAIN_BROKEN, _not_following(prev.chain, f, s_i))
                 linked = True
+            elif book.pending:  # unsigned frames before this one: this signed frame decides them
+                run = self._confirm(book, dev, seq, c, f.ts, f.enc_reading)
+                if run is not None:
+                    confirmed, linked = run, True
+                else:
+                    dropped = _drop_run(book, seq)
+                    linked = False  # refuted: re-anchors, as after a gap
             else:
                 linked = False  # re-anchors: a window may start here, its reading is not bound yet
         relinked = relinked_reading = refuted = None
@@ -591,7 +672,147 @@ class FrameChecker:
                     refuted = seq + 1
                 succ.alts = None
         book.add(seq, Known(f.ts, c, f.reading, linked))
-        return Verdict(None, "", linked, relinked, relinked_reading=relinked_reading, refuted=refuted)
+        if book.pending and seq + 1 in book.pending:  # a late signed frame: the run after it may link
+            late = self._confirm_after(book, dev, seq + 1)
+            if late is not None:
+                relinked, confirmed, relinked_reading = late
+        return Verdict(None, "", linked, relinked, relinked_reading=relinked_reading, refuted=refuted,
+                       confirmed=confirmed, dropped=dropped)
+
+    # -- frames signed every s-th reading (DESIGN §16) --
+    def _unsigned(self, f: Incoming, dev: DeviceRecord, now_ms: int) -> Verdict:
+        """An UnsignedReading: refused at a seq the device must sign; otherwise every other check,
+        then held (never stored) until a signed frame confirms or refutes its run."""
+        s = dev.sign_every
+        seq = f.seq
+        if seq % s == 0:
+            return _reject(Reason.BAD_FRAME_SIGNATURE,
+                           f"seq {seq} carries no signature; this device signs seq 0 and every {s}th frame"
+                           if s > 1 else f"seq {seq} carries no signature; this device signs every frame")
+        if dev.revoked_ms is not None and f.ts >= dev.revoked_ms:
+            return _reject(Reason.DEVICE_REVOKED, f"device revoked at {dev.revoked_ms}, frame at {f.ts}")
+        if f.epoch != dev.epoch:
+            return _reject(Reason.WRONG_EPOCH, f"frame epoch {f.epoch}, device epoch {dev.epoch}")
+        if f.ts > now_ms + self.max_skew_ms:
+            return _reject(Reason.TIMESTAMP_IN_FUTURE,
+                           f"frame at {f.ts} is {f.ts - now_ms} ms ahead (allowed {self.max_skew_ms})")
+        book = self.book_for(dev)
+        if seq in book.frames:
+            return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
+        if seq < book.floor:
+            if self._stored_lookup(f.device_id, f.epoch, seq):
+                return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
+            return _reject(Reason.CHAIN_BROKEN,
+                           f"seq {seq} arrived after its gap was given up (reorder window {book.window})")
+        last_signed = seq - seq % s  # the signed frame this run follows
+        if last_signed > book.tail:
+            return _reject(Reason.CHAIN_BROKEN,
+                           f"unsigned seq {seq} arrived before signed seq {last_signed}, which its run follows")
+        before, after = book.neighbours(seq)
+        if before is not None and book.frames[before].ts >= f.ts:
+            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
+                           f"seq {seq} at {f.ts}, seq {before} at {book.frames[before].ts}")
+        if after is not None and book.frames[after].ts <= f.ts:
+            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
+                           f"seq {seq} at {f.ts}, seq {after} at {book.frames[after].ts}")
+        copies = book.pending.get(seq)
+        if copies is not None:
+            if any(p.frame.ts == f.ts and p.frame.chain == f.chain and p.frame.enc_reading == f.enc_reading
+                   for p in copies):
+                return _reject(Reason.REPLAYED_FRAME, f"seq {seq} was already received")
+            if len(copies) >= MAX_ALTERNATIVES:
+                return _reject(Reason.REPLAYED_FRAME,
+                               f"seq {seq} already has {MAX_ALTERNATIVES} unconfirmed copies; its signed frame decides")
+        c = int.from_bytes(f.chain, "big")
+        s_i = blinding_int(dev.blinding_key_be32, seq)
+        parent: int | None = None
+        prev = book.frames.get(seq - 1)
+        if prev is not None:
+            if step_int(prev.chain, f.ts, f.enc_reading, s_i) != c:
+                return _reject(Reason.CHAIN_BROKEN, _not_following(prev.chain, f, s_i))
+            parent = prev.chain
+        else:
+            prev_copies = book.pending.get(seq - 1)
+            if prev_copies:
+                parent = next((p.chain for p in prev_copies
+                               if step_int(p.chain, f.ts, f.enc_reading, s_i) == c), None)
+                if parent is None:
+                    return _reject(Reason.CHAIN_BROKEN, f"seq {seq} follows from no copy of seq {seq - 1}")
+        book.pending.setdefault(seq, []).append(Pending(f, c, parent))
+        late = self._confirm_after(book, dev, seq)
+        if late is not None:
+            return Verdict(None, "", False, late[0], held=True, confirmed=late[1], relinked_reading=late[2])
+        return Verdict(None, "", False, held=True)
+
+    def _confirm_after(self, book: ChainBook, dev: DeviceRecord,
+                       seq: int) -> tuple[int, tuple[Incoming, ...], int | None] | None:
+        """A run around pending `seq` whose signed end frame is stored unlinked (it arrived first):
+        confirm it now if it links, with the end frame's stored reading or one of its alternatives
+        (§12: anyone may have resent that signed frame with another reading). Returns (the signed
+        frame's seq, the confirmed frames, the alternative reading that won or None)."""
+        _, m = book.neighbours(seq)
+        if m is None or book.frames[m].linked:
+            return None
+        end = book.frames[m]
+        for r in (end.reading, *(end.alts or ())):
+            run = self._confirm(book, dev, m, end.chain, end.ts, r + ENC_OFFSET)
+            if run is not None:
+                won = None if r == end.reading else r
+                end.reading, end.linked, end.alts = r, True, None
+                return m, run, won
+        return None
+
+    def _confirm(self, book: ChainBook, dev: DeviceRecord, m: int, c_m: int, ts_m: int,
+                 enc_m: int) -> tuple[Incoming, ...] | None:
+        """The unsigned run before signed seq m, confirmed through the chain: one copy per seq from
+        the newest stored frame L < m to m, each chaining from the one before, and c_m from the
+        last. None if a seq is missing or no combination links (nothing changes then). On success
+        the held frames between L and m are forgotten, the run is added to the book (linked) and
+        returned in seq order."""
+        i = bisect.bisect_left(book.seqs, m)
+        before = book.seqs[i - 1] if i > 0 else None
+        if before is None or before == m - 1:
+            return None
+        last = before
+        if any(k not in book.pending for k in range(last + 1, m)):
+            return None
+        key = dev.blinding_key_be32
+        start = book.frames[last]
+
+        def link(i: int, want: int, ts_after: int) -> list[Pending] | None:
+            """A copy at seq i with chain `want` whose own reading chains from seq i-1."""
+            for p in book.pending[i]:
+                if p.chain != want or p.frame.ts >= ts_after:
+                    continue
+                if i - 1 == last:
+                    ok = p.parent == start.chain if p.parent is not None else \
+                        step_int(start.chain, p.frame.ts, p.frame.enc_reading, blinding_int(key, i)) == p.chain
+                    if ok and start.ts < p.frame.ts:
+                        return [p]
+                    continue
+                if p.parent is not None:
+                    wants = [p.parent]
+                else:
+                    s_i = blinding_int(key, i)
+                    wants = list({q.chain for q in book.pending[i - 1]
+                                  if step_int(q.chain, p.frame.ts, p.frame.enc_reading, s_i) == p.chain})
+                for w in wants:
+                    rest = link(i - 1, w, p.frame.ts)
+                    if rest is not None:
+                        return [*rest, p]
+            return None
+
+        s_m = blinding_int(key, m)
+        for w in {p.chain for p in book.pending[m - 1]}:
+            if step_int(w, ts_m, enc_m, s_m) == c_m:
+                run = link(m - 1, w, ts_m)
+                if run is not None:
+                    _drop_run(book, m)
+                    for k, p in enumerate(run, start=last + 1):
+                        book.add(k, Known(p.frame.ts, p.chain, p.frame.reading, True))
+                    return tuple(p.frame for p in run)
+        return None
+
 
     def _copy(self, f: Incoming, dev: DeviceRecord, book: ChainBook, stored: Known) -> Verdict:
         """A frame whose seq is stored: a replay, unless the stored one is provisional and this is
@@ -613,3 +834,16 @@ class FrameChecker:
             return _reject(Reason.CHAIN_BROKEN, _not_following(prev.chain, f, s_i))
         stored.reading, stored.linked, stored.alts = reading, True, None
         return Verdict(None, "", True, replaced=True)
+
+
+def _drop_run(book: ChainBook, m: int) -> int:
+    """Forget the held frames between the newest stored frame below seq m and m (the run a signed
+    frame at m decided); returns how many copies were held. Runs before that stored frame stay:
+    they wait for their own late frames."""
+    i = bisect.bisect_left(book.seqs, m)
+    last = book.seqs[i - 1] if i > 0 else -1
+    gone = [k for k in book.pending if last < k < m]
+    count = sum(len(book.pending[k]) for k in gone)
+    for k in gone:
+        del book.pending[k]
+    return count

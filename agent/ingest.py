@@ -364,13 +364,24 @@ class IngestEngine:
                     if v.reason is not None:
                         counts[("rejected", v.reason.value)] += 1
                         self._quarantine(self.anomaly.refused(f.device_id, v.reason, now), counts)
-                        if v.reason is Reason.BAD_FRAME_SIGNATURE:
+                        if v.reason is Reason.BAD_FRAME_SIGNATURE and f.is_signed:
+                            # evidence is a frame with a signature that fails; an unsigned frame
+                            # at a must-sign seq (DESIGN §16) proves nothing about the device
                             self.forgeries.forged(f.device_id, f.signed_frame().encode())
                             forged.add(f.device_id)
                         continue
                     self._quarantine(self.anomaly.accepted(f.device_id, f.ts, now), counts)
                     counts[("accepted", "")] += 1
                     dev = store.dev_id(f.device_id)
+                    if v.confirmed:  # unsigned frames a signed frame confirmed (DESIGN §16): stored linked
+                        rows.extend((dev, c.epoch, c.seq, c.ts, c.reading, c.chain, b"", 1) for c in v.confirmed)
+                        dirty.add(f.device_id)
+                    if v.held:  # an unsigned frame is never stored on its own
+                        if v.relinked_reading is not None and v.relinked is not None:
+                            replaced.append((dev, f.epoch, v.relinked, v.relinked_reading))
+                        elif v.relinked is not None:
+                            relinks.append((dev, f.epoch, v.relinked))
+                        continue
                     if v.alternative:
                         alternatives.append((dev, f.epoch, f.seq, f.reading))
                         continue
@@ -378,8 +389,8 @@ class IngestEngine:
                         replaced.append((dev, f.epoch, f.seq, f.reading))
                     else:
                         rows.append((dev, f.epoch, f.seq, f.ts, f.reading, f.chain, f.signature, int(v.linked)))
-                    if v.relinked_reading is not None:
-                        replaced.append((dev, f.epoch, f.seq + 1, v.relinked_reading))
+                    if v.relinked_reading is not None and v.relinked is not None:
+                        replaced.append((dev, f.epoch, v.relinked, v.relinked_reading))
                     elif v.relinked is not None:
                         relinks.append((dev, f.epoch, v.relinked))
                     if v.refuted is not None:

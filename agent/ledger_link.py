@@ -39,6 +39,7 @@ from ledger.state import (
 )
 
 log = logging.getLogger("faultproof.agent.ledger")
+_REFUSED_LOGGED: set[tuple[bytes, int]] = set()  # policies refused for their device's sign_every, logged
 
 
 class LedgerReplica:
@@ -98,23 +99,32 @@ class LedgerReplica:
 
 
 def snapshot(state: LedgerState, keys: Mapping[bytes, bytes], circuit_sizes: Mapping[bytes, int],
-             now_ms: int) -> LedgerSnapshot:
+             now_ms: int, sign_every: Mapping[bytes, int] | None = None) -> LedgerSnapshot:
     """What ingest needs: devices enrolled on the ledger whose blinding key we hold, and for each
-    its open policy if it is issued or active and we can prove its circuit (circuit_id -> n)."""
+    its open policy if it is issued or active and we can prove its circuit (circuit_id -> n).
+    `sign_every` is each device's s from its provisioning (DESIGN §16; absent: 1); a policy whose
+    circuit's n is not a multiple of s is refused (left out: no window of it could end signed)."""
     devices: dict[bytes, DeviceRecord] = {}
     policies: dict[bytes, PolicyTerms] = {}
     for device_id, key in keys.items():
         dev = state.device(device_id)
         if dev is None:
             continue
+        s = (sign_every or {}).get(device_id, 1)
         devices[device_id] = DeviceRecord(device_id, dev.epoch, dev.anchor, dev.revoked_ms, key,
-                                          device_key_schedule(state, device_id))
+                                          device_key_schedule(state, device_id), sign_every=s)
         pid = state.open_policy.get(device_id)
         policy = state.policy(pid) if pid is not None else None
         if policy is None or policy.status_at(now_ms) not in (PolicyStatus.ISSUED, PolicyStatus.ACTIVE):
             continue
         n = circuit_sizes.get(policy.terms.circuit_id)
         if n is None:
+            continue
+        if n % s:
+            if (policy.policy_id, s) not in _REFUSED_LOGGED:  # once, not at every refresh
+                _REFUSED_LOGGED.add((policy.policy_id, s))
+                log.warning("policy %s refused: device %s signs every %dth frame, which does not divide n = %d",
+                            policy.policy_id.hex()[:12], device_id.hex()[:12], s, n)
             continue
         terms = PolicyTerms.from_ledger(policy, n)
         if state.econ.group_of(policy.policy_id):

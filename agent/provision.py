@@ -6,6 +6,8 @@ Files written (each created 0600, never world-readable even briefly):
   DIR/<name>.blind      the 31-byte blinding key k_blind as 62 hex chars; shared with the agent only
   DIR/<name>.enrol.json EnrolDevice JSON (device_id, epoch, anchor c_0, firmware_hash) for the
                         underwriter's `enrol_device` transaction (not secret)
+  DIR/<name>.sign_every  only for a device that signs every s-th frame (s > 1, DESIGN §16): s as a
+                        decimal integer; the agent keeps it beside the .blind (no oracle needs it)
 The agent finds a device's blinding key as `<device_id_hex>.blind` in its `blinding_keys_dir`, so
 the default name is the device id.
 
@@ -21,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.frames import SensorSpec
+from agent.frames import MAX_SIGN_EVERY, SensorSpec
 from faultproof import chain, strictjson
 from faultproof.identity import Identity, KeyFileError, write_secret
 from faultproof.messages import EnrolDevice
@@ -85,7 +87,9 @@ class ProvisionedDevice:
 def provision(out_dir: str | os.PathLike[str], *, name: str | None = None, epoch: int = 0,
               firmware_hash: bytes = bytes(32), overwrite: bool = False,
               identity: Identity | None = None, blinding_key: bytes | None = None,
-              sensor: SensorSpec | None = None) -> ProvisionedDevice:
+              sensor: SensorSpec | None = None, sign_every: int = 1) -> ProvisionedDevice:
+    if not 1 <= sign_every <= MAX_SIGN_EVERY:
+        raise ValueError(f"sign_every must be in 1..{MAX_SIGN_EVERY}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ident = identity or Identity.generate()
@@ -98,10 +102,27 @@ def provision(out_dir: str | os.PathLike[str], *, name: str | None = None, epoch
     enrol_path.write_text(json.dumps(msg.to_json(), indent=1) + "\n")
     if sensor is not None:  # the device's unit and scale, kept beside its .blind by the agent
         (out / f"{base}{SENSOR_SUFFIX}").write_text(json.dumps(sensor.to_json()) + "\n")
+    if sign_every > 1:  # the device signs seq 0 and every seq ≡ 0 (mod s) (DESIGN §16)
+        (out / f"{base}{SIGN_EVERY_SUFFIX}").write_text(f"{sign_every}\n")
     return ProvisionedDevice(ident, k_blind, epoch, key_path, blind_path, enrol_path, msg)
 
 
 SENSOR_SUFFIX = ".sensor.json"
+SIGN_EVERY_SUFFIX = ".sign_every"
+
+
+def load_sign_every(keys_dir: str | os.PathLike[str], device_hex: str) -> int:
+    """How often a device signs its frames (`<device_id_hex>.sign_every`, DESIGN §16): 1 (every
+    frame) without the file. A file that is not an integer in 1..64 is refused (ValueError naming
+    the file), never taken as 1: the agent would refuse every unsigned frame of the device."""
+    path = Path(keys_dir) / f"{device_hex}{SIGN_EVERY_SUFFIX}"
+    try:
+        text = path.read_text()[:16].strip()
+    except FileNotFoundError:
+        return 1
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SIGN_EVERY:
+        raise ValueError(f"{path}: expected an integer in 1..{MAX_SIGN_EVERY} (how often the device signs a frame)")
+    return int(text)
 
 
 def load_sensor(keys_dir: str | os.PathLike[str], device_hex: str) -> SensorSpec | None:

@@ -39,7 +39,9 @@ from typing import Any
 from agent.provision import ProvisionedDevice, load_blinding_key, provision
 from faultproof import chain
 from faultproof.identity import Identity
-from faultproof.messages import DeviceReading, Frame, ReadingBatch
+from faultproof.messages import DeviceReading, Frame, ReadingBatch, UnsignedReading
+
+AnyReading = DeviceReading | UnsignedReading  # what a device sends (UnsignedReading: DESIGN §16)
 
 TOPIC_PREFIX = "faultproof/v1/devices/"
 
@@ -124,8 +126,12 @@ class SimDevice:
 
     def __init__(self, identity: Identity, blinding_key: bytes, *, epoch: int = 0,
                  sensor: Sensor | None = None, faults: Sequence[Fault] = (),
-                 provisioned: ProvisionedDevice | None = None) -> None:
+                 provisioned: ProvisionedDevice | None = None, sign_every: int = 1) -> None:
+        if not 1 <= sign_every <= 64:
+            raise ValueError("sign_every must be in 1..64")
         self.identity = identity
+        # DESIGN §16: sign seq 0 and every seq ≡ 0 (mod sign_every); the rest go as UnsignedReadings
+        self.sign_every = sign_every
         self.blinding_key = blinding_key
         self.epoch = epoch
         self.sensor = sensor or Sensor()
@@ -162,8 +168,9 @@ class SimDevice:
     def gap_before(self, seq: int) -> int:
         return sum(f.gap_ms for f in self.faults if f.kind == "dropout" and f.at_seq == seq)
 
-    def make(self, ts_ms: int, reading: int | None = None) -> DeviceReading:
-        """The next frame at (at least) ts_ms. Seq 0 is the anchor frame (chain c_0)."""
+    def make(self, ts_ms: int, reading: int | None = None) -> DeviceReading | UnsignedReading:
+        """The next frame at (at least) ts_ms. Seq 0 is the anchor frame (chain c_0). Signed only
+        at seq ≡ 0 (mod sign_every); the others are UnsignedReadings (DESIGN §16)."""
         ts = max(ts_ms, self.last_ts + 1)
         seq = self.next_seq
         if seq == 0:
@@ -175,7 +182,11 @@ class SimDevice:
             c = chain.chain_step(self.chain, ts, r, s)
         frame = Frame(device_id=self.device_id, epoch=self.epoch, seq=seq, ts_ms=ts,
                       chain=chain.chain_to_bytes(c))
-        msg = DeviceReading(signed=frame.sign(self.identity), reading=chain.enc(r))
+        msg: DeviceReading | UnsignedReading
+        if seq % self.sign_every:
+            msg = UnsignedReading(frame=frame, reading=chain.enc(r))
+        else:
+            msg = DeviceReading(signed=frame.sign(self.identity), reading=chain.enc(r))
         self.chain, self.last_ts, self.next_seq = c, ts, seq + 1
         if seq > 0:
             self.last_reading = r
@@ -190,13 +201,13 @@ class SimDevice:
 
 
 def make_fleet(directory: str | Path, count: int, *, faults: dict[int, Sequence[Fault]] | None = None,
-               base: int = 2150, noise: int = 40, seed: int = 0) -> list[SimDevice]:
+               base: int = 2150, noise: int = 40, seed: int = 0, sign_every: int = 1) -> list[SimDevice]:
     """Provision `count` devices in `directory` (key, blinding key, enrolment JSON each)."""
     out = []
     for i in range(count):
         p = provision(directory)
         out.append(SimDevice(p.identity, p.blinding_key, sensor=Sensor(base=base, noise=noise, seed=seed + i),
-                             faults=(faults or {}).get(i, ()), provisioned=p))
+                             faults=(faults or {}).get(i, ()), provisioned=p, sign_every=sign_every))
     return out
 
 
@@ -206,7 +217,7 @@ def make_fleet(directory: str | Path, count: int, *, faults: dict[int, Sequence[
 class Transport:
     """Where a device's readings go. `send` returns once the transport accepted them."""
 
-    async def send(self, device: SimDevice, readings: Sequence[DeviceReading]) -> None:
+    async def send(self, device: SimDevice, readings: Sequence[AnyReading]) -> None:
         raise NotImplementedError
 
     async def __aenter__(self) -> Transport:
@@ -222,10 +233,10 @@ class Transport:
 class CallbackTransport(Transport):
     """In-process: hands the readings to a callable (the devnet's agent, a benchmark)."""
 
-    def __init__(self, fn: Callable[[Sequence[DeviceReading]], Awaitable[Any] | Any]) -> None:
+    def __init__(self, fn: Callable[[Sequence[AnyReading]], Awaitable[Any] | Any]) -> None:
         self.fn = fn
 
-    async def send(self, device: SimDevice, readings: Sequence[DeviceReading]) -> None:
+    async def send(self, device: SimDevice, readings: Sequence[AnyReading]) -> None:
         result = self.fn(readings)
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             await result
@@ -236,7 +247,7 @@ def engine_transport(engine: Any) -> CallbackTransport:
     checks, store and acknowledgement-after-commit as MQTT/HTTP, without a socket."""
     from agent.ingest import frames_of
 
-    async def send(readings: Sequence[DeviceReading]) -> None:
+    async def send(readings: Sequence[AnyReading]) -> None:
         result = await engine.submit_async(frames_of(readings), transport="simulator")
         if result.error is not None:
             raise RuntimeError(f"agent ingest failed: {result.error}")
@@ -253,7 +264,7 @@ class HttpTransport(Transport):
         self._session: Any = None
         self.responses: list[dict[str, Any]] = []
 
-    async def send(self, device: SimDevice, readings: Sequence[DeviceReading]) -> None:
+    async def send(self, device: SimDevice, readings: Sequence[AnyReading]) -> None:
         import aiohttp
 
         if self._session is None:
@@ -345,7 +356,7 @@ class MqttTransport(Transport):
         if self._loop is not None:
             self._loop.call_soon_threadsafe(_settle, fut)
 
-    async def send(self, device: SimDevice, readings: Sequence[DeviceReading]) -> None:
+    async def send(self, device: SimDevice, readings: Sequence[AnyReading]) -> None:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         payloads = [ReadingBatch(readings=tuple(readings)).encode()] if self.batch and len(readings) > 1 \
@@ -381,7 +392,7 @@ async def run_device(device: SimDevice, transport: Transport, *, readings: int, 
     period = 1.0 / rate_hz if rate_hz > 0 else 0.0
     started = time.monotonic()
     sent = 0
-    pending: list[DeviceReading] = []
+    pending: list[AnyReading] = []
     while sent < readings:
         gap = device.gap_before(device.next_seq)
         if gap:
@@ -410,7 +421,7 @@ async def run_fleet(devices: Iterable[SimDevice], transport: Transport, *, readi
 
 
 def prebuilt_stream(device: SimDevice, count: int, *, start_ts: int | None = None,
-                    step_ms: int = 1) -> list[DeviceReading]:
+                    step_ms: int = 1) -> list[AnyReading]:
     """`count` frames with back-dated timestamps `step_ms` apart (benchmarks and unit tests)."""
     ts = start_ts if start_ts is not None else now_ms() - count * step_ms - 1000
     out = []

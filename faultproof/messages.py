@@ -166,6 +166,8 @@ class ReasonCode(FieldType):
 class Nested(FieldType):
     """A field holding a message of one of the given types (one type, or a tagged union)."""
 
+    tagged_json: ClassVar[bool] = True  # JSON names the variant in a "type" member (several types)
+
     def __init__(self, *types: type[Message]) -> None:
         self._types = types
 
@@ -439,12 +441,45 @@ class DeviceReading(Message):
 
 
 @dataclass(frozen=True)
+class UnsignedReading(Message):
+    """A frame the device did not sign, with its reading (DESIGN §16, frames signed every s-th
+    reading): a device provisioned with s > 1 signs only seq 0 and every seq ≡ 0 (mod s). The
+    frame still carries its chain value; the agent holds it provisional until the next signed
+    frame confirms the run through the chain. Its type id is in §16's range."""
+
+    TYPE_ID: ClassVar[int] = 122
+    NAME: ClassVar[str] = "unsigned-reading"
+    MAX_SIZE: ClassVar[int] = 512
+
+    frame: Frame = _f(Nested(Frame))
+    reading: int = _f(U32)
+
+
+class _ReadingItem(Nested):
+    """A ReadingBatch item: a DeviceReading or an UnsignedReading. On the wire the nested header
+    tells them apart; in JSON the shape does ("signed" or "frame"), so a batch of DeviceReadings
+    keeps the JSON it always had (no "type" key)."""
+
+    tagged_json: ClassVar[bool] = False
+
+    def to_json(self, value: Message) -> dict[str, Any]:
+        return value.to_json()
+
+    def from_json(self, value: Any, name: str, depth: int) -> Message:
+        if not isinstance(value, dict):
+            raise DecodeError(Reason.WRONG_TYPE, f"{name}: expected an object")
+        cls = UnsignedReading if "frame" in value and "signed" not in value else DeviceReading
+        return cls.from_json(value, depth + 1)
+
+
+@dataclass(frozen=True)
 class ReadingBatch(Message):
     TYPE_ID: ClassVar[int] = 4
     NAME: ClassVar[str] = "reading-batch"
     MAX_SIZE: ClassVar[int] = 1024 * 200
 
-    readings: tuple[DeviceReading, ...] = _f(ListOf(Nested(DeviceReading), 1000))
+    readings: tuple[DeviceReading | UnsignedReading, ...] = _f(
+        ListOf(_ReadingItem(DeviceReading, UnsignedReading), 1000))
 
 
 # --------------------------------------------------------------------------- claims and votes

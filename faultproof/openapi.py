@@ -71,7 +71,7 @@ def field_schema(ft: FieldType, refs: Refs) -> dict[str, Any]:
     if isinstance(ft, Nested):
         if len(ft.types) == 1:
             return _ref(ft.types[0], refs)
-        return {"oneOf": [_ref(t, refs, tagged=True) for t in ft.types]}
+        return {"oneOf": [_ref(t, refs, tagged=ft.tagged_json) for t in ft.types]}
     if isinstance(ft, ListOf):
         return {"type": "array", "items": field_schema(ft.item, refs), "maxItems": ft.max_len}
     raise TypeError(f"no JSON Schema for field type {type(ft).__name__}")

@@ -58,6 +58,18 @@ def test_device_provision_declares_a_unit_and_scale(tmp_path: Path) -> None:
         assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output, bad.output
 
 
+def test_device_provision_records_how_often_the_device_signs(tmp_path: Path) -> None:
+    """DESIGN §16: --sign-every S is kept for the agent beside the .blind; out of 1..64 it is a
+    one-line error, no traceback."""
+    from agent.provision import load_sign_every
+
+    ok = CliRunner().invoke(main, ["device", "provision", "--out", str(tmp_path), "--sign-every", "8"])
+    assert ok.exit_code == 0, ok.output
+    assert load_sign_every(tmp_path, json.loads(ok.output)["device_id"]) == 8
+    bad = CliRunner().invoke(main, ["device", "provision", "--out", str(tmp_path / "x"), "--sign-every", "65"])
+    assert bad.exit_code == 2 and "--sign-every" in bad.output and "Traceback" not in bad.output, bad.output
+
+
 def test_example_config_loads_and_bad_values_are_named() -> None:
     cfg = cfgmod.load(REPO / "configs" / "agent.example.toml")
     assert cfg.ledger_url.startswith("http") and cfg.ingest.synchronous == "FULL"

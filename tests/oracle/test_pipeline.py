@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from faultproof.chain import blinding_value
 from faultproof.errors import FaultproofError, Reason, Stage
 from faultproof.identity import Identity
 from faultproof.merkle import merkle_root
@@ -23,15 +24,18 @@ from faultproof.messages import (
     RegisterCircuit,
     RevokeDevice,
     SignedClaim,
+    SignedFrame,
     policy_id,
 )
-from faultproof.zk import BuiltCircuit, TriggerParams, build, export_vkey, verify
+from faultproof.zk import BuiltCircuit, TriggerParams, Witness, build, export_vkey, verify
+from faultproof.zk import prove as zk_prove
 from ledger.state import LedgerState
 from oracle.pipeline import (
     AGENT_ONLY_CONTENT_REASONS,
     CLAIM_CONTENT_REASONS,
     check_content,
     check_ledger_state,
+    check_signed_window,
     decode_claim,
     public_signals,
 )
@@ -244,3 +248,43 @@ def test_every_ledger_state_reason(world: World, reason: Reason) -> None:
     assert check_ledger_state(checked, state, at) is reason
     # the proof is valid: only the ledger state says no
     assert verify(checked.job.vkey, checked.job.proof, checked.job.signals.as_list())
+
+
+def test_a_window_starting_or_ending_on_an_unsigned_frame_is_refused(world: World) -> None:
+    """DESIGN §16: a device that signs every s-th frame leaves the frames between unsigned. A claim
+    whose start or end is such a frame has no device signature to carry there (zeros, or a key
+    other than the device's), so every oracle refuses it bad_frame_signature, although its proof
+    is valid for the window: the same claim with the device's signatures passes."""
+    w = world
+    start = w.dev.record([10, 90, 95, 10, 12])
+    genuine = make_claim(w.circuit, w.dev, w.pid, w.terms, start + 1, w.agent)  # starts at an odd seq
+    checked = check_content(genuine, w.state)
+    assert verify(checked.job.vkey, checked.job.proof, checked.job.signals.as_list())
+    c = genuine.claim
+    for field_name in ("start", "end"):
+        frame = getattr(c, field_name).frame
+        for unsigned in (SignedFrame(frame=frame, signature=bytes(64)), frame.sign(w.agent)):
+            claim = _resign(w, c.replace(**{field_name: unsigned}))
+            with pytest.raises(FaultproofError) as e:
+                check_signed_window(claim, w.state)
+            assert e.value.reason is Reason.BAD_FRAME_SIGNATURE, field_name
+            with pytest.raises(FaultproofError) as e:
+                check_content(claim, w.state)
+            assert e.value.reason is Reason.BAD_FRAME_SIGNATURE
+
+
+def test_a_forged_reading_inside_a_window_is_not_provable(world: World) -> None:
+    """DESIGN §16: an unsigned interior reading replaced by anyone but the device changes c_end,
+    which the device never signed: a proof over the forged readings does not verify against the
+    signed end frame (so no oracle approves it and nothing is paid)."""
+    w = world
+    start = w.dev.record([10, 12, 14, 16])  # benign: the forger wants [90, 95] inside
+    forged_readings = [10, 90, 95, 16]
+    seqs = range(start + 1, start + 5)
+    forged = Witness.build(readings=forged_readings, timestamps=[w.dev.timestamps[s] for s in seqs],
+                           blindings=[blinding_value(w.dev.blinding_key, s) for s in seqs],
+                           c_start=w.dev.chains[start], t_start=w.dev.timestamps[start], params=PARAMS, n=4)
+    assert forged.public.c_end != w.dev.chains[start + 4]  # the end frame the device signed
+    claim = make_claim(w.circuit, w.dev, w.pid, w.terms, start, w.agent, proof=zk_prove(w.circuit, forged))
+    checked = check_content(claim, w.state)  # the frames are genuine and signed: it gets this far
+    assert not verify(checked.job.vkey, checked.job.proof, checked.job.signals.as_list())

@@ -57,6 +57,7 @@ from faultproof.messages import (
     SignedHead,
     Unbond,
     UnbondStep,
+    UnsignedReading,
     VoteBatch,
     VoteEquivocation,
     Withdraw,
@@ -184,6 +185,12 @@ def samples() -> dict[str, Message]:
 
     out["claim-batch"] = ClaimBatch(claims=(claim.sign(AGENT), claim.replace(created_ms=claim.created_ms + 1).sign(AGENT)))
     out["qc-batch"] = QcBatch(qcs=(qc,))
+    # frames signed every s-th reading: an unsigned frame alone and in a batch beside signed ones
+    unsigned = UnsignedReading(frame=fs[2], reading=chain.enc(READINGS[1]))
+    out["unsigned-reading"] = unsigned
+    out["reading-batch"] = ReadingBatch(readings=(
+        DeviceReading(signed=signed[1], reading=chain.enc(READINGS[0])), unsigned,
+        DeviceReading(signed=signed[3], reading=chain.enc(READINGS[2]))))
     return out
 
 
