@@ -40,7 +40,7 @@ PAGES = ["/", "/pool", "/policies", "/claims", "/oracles", "/devices", "/ledger"
 
 
 def _build(directory: Path) -> tuple[Path, Path]:
-    keys = make_ledger(5)
+    keys = make_ledger(5, max_backdate_ms=30 * DAY)  # its payouts fill the 20 days before now
     now = wall_clock_ms()
     sc = Scenario.standard(keys, deposit=10**15, coverage=10**12, amount=1, premium=10,
                            start_ms=now - 20 * DAY, end_ms=now + DAY, period_ms=SECOND, claim_window_ms=60 * DAY)
