@@ -597,13 +597,9 @@ class FrameChecker:
                 return _reject(Reason.BAD_FRAME_SIGNATURE)
         elif not signing.verify(sig_key, FRAME_TAG, f.body, f.signature):
             return _reject(Reason.BAD_FRAME_SIGNATURE, f"not signed by the device's {sig_key.key_type.name} key")
-        if dev.revoked_ms is not None and f.ts >= dev.revoked_ms:
-            return _reject(Reason.DEVICE_REVOKED, f"device revoked at {dev.revoked_ms}, frame at {f.ts}")
-        if f.epoch != dev.epoch:
-            return _reject(Reason.WRONG_EPOCH, f"frame epoch {f.epoch}, device epoch {dev.epoch}")
-        if f.ts > now_ms + self.max_skew_ms:
-            return _reject(Reason.TIMESTAMP_IN_FUTURE,
-                           f"frame at {f.ts} is {f.ts - now_ms} ms ahead (allowed {self.max_skew_ms})")
+        refused = self._device_and_time(f, dev, now_ms)
+        if refused is not None:
+            return refused
         book = self.book_for(dev)
         seq = f.seq
         stored = book.frames.get(seq)
@@ -680,6 +676,18 @@ class FrameChecker:
                        confirmed=confirmed, dropped=dropped)
 
     # -- frames signed every s-th reading (DESIGN §16) --
+    def _device_and_time(self, f: Incoming, dev: DeviceRecord, now_ms: int) -> Verdict | None:
+        """What a signed and an unsigned frame both pass: the device not revoked at the frame's
+        time, its current epoch, and a time not ahead of ours by more than the skew."""
+        if dev.revoked_ms is not None and f.ts >= dev.revoked_ms:
+            return _reject(Reason.DEVICE_REVOKED, f"device revoked at {dev.revoked_ms}, frame at {f.ts}")
+        if f.epoch != dev.epoch:
+            return _reject(Reason.WRONG_EPOCH, f"frame epoch {f.epoch}, device epoch {dev.epoch}")
+        if f.ts > now_ms + self.max_skew_ms:
+            return _reject(Reason.TIMESTAMP_IN_FUTURE,
+                           f"frame at {f.ts} is {f.ts - now_ms} ms ahead (allowed {self.max_skew_ms})")
+        return None
+
     def _unsigned(self, f: Incoming, dev: DeviceRecord, now_ms: int) -> Verdict:
         """An UnsignedReading: refused at a seq the device must sign; otherwise every other check,
         then held (never stored) until a signed frame confirms or refutes its run."""
@@ -689,13 +697,9 @@ class FrameChecker:
             return _reject(Reason.BAD_FRAME_SIGNATURE,
                            f"seq {seq} carries no signature; this device signs seq 0 and every {s}th frame"
                            if s > 1 else f"seq {seq} carries no signature; this device signs every frame")
-        if dev.revoked_ms is not None and f.ts >= dev.revoked_ms:
-            return _reject(Reason.DEVICE_REVOKED, f"device revoked at {dev.revoked_ms}, frame at {f.ts}")
-        if f.epoch != dev.epoch:
-            return _reject(Reason.WRONG_EPOCH, f"frame epoch {f.epoch}, device epoch {dev.epoch}")
-        if f.ts > now_ms + self.max_skew_ms:
-            return _reject(Reason.TIMESTAMP_IN_FUTURE,
-                           f"frame at {f.ts} is {f.ts - now_ms} ms ahead (allowed {self.max_skew_ms})")
+        refused = self._device_and_time(f, dev, now_ms)
+        if refused is not None:
+            return refused
         book = self.book_for(dev)
         if seq in book.frames:
             return _reject(Reason.REPLAYED_FRAME, f"seq {seq} is already stored")
