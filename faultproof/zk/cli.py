@@ -8,6 +8,7 @@ A development setup is announced with a loud UNSAFE warning on stderr.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -74,14 +75,19 @@ def witness_cmd(sizes: tuple[int, ...], cache_dir: Path | None) -> None:
         click.echo("warning: g++, nasm or circom2 missing: proofs use the slower WebAssembly "
                    "witness path (fix: make setup)", err=True)
         return
-    for n in sizes:
-        try:
-            path = build_native(n, cache_dir=cache_dir)
-        except native.NativeWitnessError as e:
-            raise OperatorError(f"native witness generator for n={n}: {e}") from None
-        except OSError as e:
-            raise OperatorError(_cache_problem(e)) from None
-        click.echo(f"n={n}: {path}")
+    # Each build is one single-threaded compiler run: build the sizes side by side, one per core.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(sizes), os.cpu_count() or 1))) as pool:
+        builds = {n: pool.submit(build_native, n, cache_dir=cache_dir) for n in sizes}
+        for n, build in builds.items():
+            try:
+                path = build.result()
+            except native.NativeWitnessError as e:
+                raise OperatorError(f"native witness generator for n={n}: {e}") from None
+            except OSError as e:
+                raise OperatorError(_cache_problem(e)) from None
+            click.echo(f"n={n}: {path}")
 
 
 def _cache_problem(e: OSError) -> str:

@@ -10,12 +10,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def scratch_config(tmp_path: Path, readings: int) -> Path:
-    """configs/devnet.toml with its data in `tmp_path` and `readings` per device (the faults of the
-    shipped config are over by seq 70; fewer readings make a shorter run)."""
+def scratch_config(tmp_path: Path, readings: int, rate_hz: int = 20) -> Path:
+    """configs/devnet.toml with its data in `tmp_path`, `readings` per device and `rate_hz` (the
+    faults of the shipped config are over by seq 70 and its triggers count readings, so fewer and
+    faster readings make a shorter run that pays the same)."""
     text = (REPO / "configs" / "devnet.toml").read_text()
     text = text.replace('data_dir = "devnet-data"', f'data_dir = "{tmp_path / "data"}"')
     text = re.sub(r"(?m)^readings = \d+", f"readings = {readings}", text)
+    text = re.sub(r"(?m)^rate_hz = \d+", f"rate_hz = {rate_hz}", text)
     config = tmp_path / "devnet.toml"
     config.write_text(text)
     return config
