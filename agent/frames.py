@@ -542,6 +542,15 @@ def _reject(reason: Reason, message: str = "") -> Verdict:
     return Verdict(reason, message or reason.description)
 
 
+def _time_order(book: ChainBook, seq: int, ts: int, before: int | None, after: int | None) -> Verdict | None:
+    """A frame's time must fall strictly between its stored neighbours' (signed or unsigned alike)."""
+    if before is not None and book.frames[before].ts >= ts:
+        return _reject(Reason.TIMESTAMP_NOT_INCREASING, f"seq {seq} at {ts}, seq {before} at {book.frames[before].ts}")
+    if after is not None and book.frames[after].ts <= ts:
+        return _reject(Reason.TIMESTAMP_NOT_INCREASING, f"seq {seq} at {ts}, seq {after} at {book.frames[after].ts}")
+    return None
+
+
 StoredLookup = Callable[[bytes, int, int], bool]  # (device_id, epoch, seq) -> stored?
 
 
@@ -614,12 +623,9 @@ class FrameChecker:
             before, after = (book.tail if book.seqs else None), None
         else:
             before, after = book.neighbours(seq)
-        if before is not None and book.frames[before].ts >= f.ts:
-            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
-                           f"seq {seq} at {f.ts}, seq {before} at {book.frames[before].ts}")
-        if after is not None and book.frames[after].ts <= f.ts:
-            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
-                           f"seq {seq} at {f.ts}, seq {after} at {book.frames[after].ts}")
+        refused = _time_order(book, seq, f.ts, before, after)
+        if refused is not None:
+            return refused
 
         c = int.from_bytes(f.chain, "big")
         key = dev.blinding_key_be32
@@ -713,12 +719,9 @@ class FrameChecker:
             return _reject(Reason.CHAIN_BROKEN,
                            f"unsigned seq {seq} arrived before signed seq {last_signed}, which its run follows")
         before, after = book.neighbours(seq)
-        if before is not None and book.frames[before].ts >= f.ts:
-            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
-                           f"seq {seq} at {f.ts}, seq {before} at {book.frames[before].ts}")
-        if after is not None and book.frames[after].ts <= f.ts:
-            return _reject(Reason.TIMESTAMP_NOT_INCREASING,
-                           f"seq {seq} at {f.ts}, seq {after} at {book.frames[after].ts}")
+        refused = _time_order(book, seq, f.ts, before, after)
+        if refused is not None:
+            return refused
         copies = book.pending.get(seq)
         if copies is not None:
             if any(p.frame.ts == f.ts and p.frame.chain == f.chain and p.frame.enc_reading == f.enc_reading
