@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,10 @@ from typing import Any
 
 from faultproof.gossip.keys import peer_id_for_public_key
 from faultproof.identity import Identity
+from faultproof.procs import free_port
 
 NODE_MAIN = Path(__file__).with_name("node_main.py")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> Any:
