@@ -171,6 +171,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from faultproof.attestation import (
     GATEWAY_QUOTE_PCRS,
@@ -831,16 +832,7 @@ class LedgerState:
     def _revoke_device(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
         assert isinstance(a, RevokeDevice)
-        d = self.devices.get(a.device_id)
-        if d is None:
-            raise _fail(Reason.NOT_FOUND, "no such device")
-        if d.revoked_ms is not None:
-            raise _fail(Reason.INVALID_STATE_TRANSITION, "device already revoked")
-
-        def commit(state: LedgerState, height: int) -> None:
-            state.devices[a.device_id].revoked_ms = now
-
-        return Effect(stx, TxKind.REVOKE_DEVICE, now, _commit=commit)
+        return _revoke(self, lambda state: state.devices, a.device_id, "device", stx, TxKind.REVOKE_DEVICE, now)
 
     def _enrol_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
@@ -859,16 +851,7 @@ class LedgerState:
     def _revoke_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
         assert isinstance(a, RevokeAgent)
-        ag = self.agents.get(a.agent_id)
-        if ag is None:
-            raise _fail(Reason.NOT_FOUND, "no such agent")
-        if ag.revoked_ms is not None:
-            raise _fail(Reason.INVALID_STATE_TRANSITION, "agent already revoked")
-
-        def commit(state: LedgerState, height: int) -> None:
-            state.agents[a.agent_id].revoked_ms = now
-
-        return Effect(stx, TxKind.REVOKE_AGENT, now, _commit=commit)
+        return _revoke(self, lambda state: state.agents, a.agent_id, "agent", stx, TxKind.REVOKE_AGENT, now)
 
     def _deposit(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
@@ -1440,6 +1423,24 @@ class LedgerState:
 
 def _noop(state: LedgerState, height: int) -> None:
     return None
+
+
+_Revocable = TypeVar("_Revocable", Device, Agent)
+
+
+def _revoke(ledger: LedgerState, table: Callable[[LedgerState], dict[bytes, _Revocable]], key: bytes, noun: str, stx: SignedAdminTx, kind: TxKind, now: int) -> Effect:
+    """Revocation of an enrolled device or agent: it must exist and not be revoked yet; the revocation time is
+    kept (the entry stays, so a revoked id is never enrolled again)."""
+    held = table(ledger).get(key)
+    if held is None:
+        raise _fail(Reason.NOT_FOUND, f"no such {noun}")
+    if held.revoked_ms is not None:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, f"{noun} already revoked")
+
+    def commit(state: LedgerState, height: int) -> None:
+        table(state)[key].revoked_ms = now
+
+    return Effect(stx, kind, now, _commit=commit)
 
 
 def _holder_kind(value: int) -> BondHolder:
