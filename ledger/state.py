@@ -1851,6 +1851,22 @@ def note_head(state: LedgerState, height: int, entry_hash: bytes, time_ms: int) 
             break
 
 
+def _fresh_nonce(state: LedgerState, nonce: bytes, answered: dict[bytes, int], who: bytes, now: int,
+                 what: str) -> tuple[int, int]:
+    """H6 and H10: the nonce a device or gateway answered is a recent entry hash, fresh enough, and later
+    than the last one `who` answered (`answered`: who -> that height). Returns the entry's (height, time)."""
+    head = state.hw.recent_heads.get(nonce)
+    if head is None:
+        raise _fail(Reason.ATTESTATION_REPLAYED, "the nonce is not a recent ledger entry hash")
+    nonce_height, nonce_time = head
+    # The head itself is always fresh enough: on an idle ledger there is nothing newer to answer.
+    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
+        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
+    if nonce_height <= answered.get(who, -1):
+        raise _fail(Reason.ATTESTATION_REPLAYED, f"the {what} already answered this or a later entry")
+    return head
+
+
 def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
     """H6: record a device attestation result."""
     b = ev.body
@@ -1863,15 +1879,7 @@ def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
         raise _fail(Reason.WRONG_EPOCH, f"evidence for epoch {b.epoch}, device epoch {device.epoch}")
     if not evidence_signed_by(ev, device_key(state, b.device_id)):
         raise _fail(Reason.BAD_ATTESTATION_SIGNATURE)
-    head = state.hw.recent_heads.get(b.nonce)
-    if head is None:
-        raise _fail(Reason.ATTESTATION_REPLAYED, "the nonce is not a recent ledger entry hash")
-    nonce_height, nonce_time = head
-    # The head itself is always fresh enough: on an idle ledger there is nothing newer to answer.
-    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
-        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
-    if nonce_height <= state.hw.last_nonce_height.get(b.device_id, -1):
-        raise _fail(Reason.ATTESTATION_REPLAYED, "the device already answered this or a later entry")
+    nonce_height, nonce_time = _fresh_nonce(state, b.nonce, state.hw.last_nonce_height, b.device_id, now, "device")
     failure = measurement_failure(b, lambda c, d: measurement_allowed(state, c, d))
     # Dated by the nonce's entry: the device measured no earlier than that (a lower bound that a
     # late submission cannot stretch).
@@ -2209,14 +2217,8 @@ def check_gateway_quote(state: LedgerState, q: GatewayQuote, now: int) -> Effect
     problem = verify_quote(q, parsed.extra_data, pcrs=GATEWAY_QUOTE_PCRS, allowlist=lambda c, d: True, known_ak=ak)
     if problem is not None:
         raise _fail(problem[0], problem[1])
-    head = state.hw.recent_heads.get(parsed.extra_data)
-    if head is None:
-        raise _fail(Reason.ATTESTATION_REPLAYED, "the quote's nonce is not a recent ledger entry hash")
-    nonce_height, nonce_time = head
-    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
-        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
-    if nonce_height <= state.hw.gateway_nonce_height.get(q.agent_id, -1):
-        raise _fail(Reason.ATTESTATION_REPLAYED, "the gateway already answered this or a later entry")
+    nonce_height, nonce_time = _fresh_nonce(state, parsed.extra_data, state.hw.gateway_nonce_height, q.agent_id,
+                                            now, "gateway")
     passed = measurement_allowed(state, int(Component.GATEWAY_PCRS), parsed.pcr_digest)
     result = Result(q.agent_id, nonce_time, passed, None if passed else Reason.ATTESTATION_FAILED,
                     "" if passed else f"PCR digest {parsed.pcr_digest.hex()} is not on the allowlist")
