@@ -16,6 +16,7 @@ or signal a process it did not start (faultproof.procs, by pid only).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -187,6 +188,15 @@ def snapshot(net: Network) -> Snapshot:
     status, body = net.ledger_get("/v1/state")
     assert status == 200, body
     return Snapshot(int(body["height"]), body["head_hash"], dict(body["balances"]))
+
+
+@contextlib.contextmanager
+def unchanged(net: Network) -> Iterator[Snapshot]:
+    """The block is an attack that must move nothing: the ledger's head and balances after it are the
+    ones before it (checked only when the block ends normally)."""
+    before = snapshot(net)
+    yield before
+    assert_unchanged(net, before)
 
 
 def entries_after(net: Network, height: int) -> list[SignedEntry]:
