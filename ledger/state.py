@@ -1017,11 +1017,7 @@ class LedgerState:
         pid, cid = body.policy_id, body.claim_id
 
         def commit(state: LedgerState, height: int) -> None:
-            pol = state.policies[pid]
-            _materialise(pol, now)
-            pol.locked -= pay
-            pol.paid_total += pay
-            pol.record(PaidWindow(cid, body.start_ts, body.end_ts, pol.period_of(body.end_ts), pay, height))
+            _pay_from_lock(state.policies[pid], cid, body.start_ts, body.end_ts, pay, height, now)
             state.history(body.device_id).record_window(body)
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
             after_payout(state, now, pay)  # P10: the circuit breaker counts it
@@ -1410,11 +1406,7 @@ class LedgerState:
         pid, cid = body.policy_id, body.claim_id
 
         def commit(state: LedgerState, height: int) -> None:
-            pol = state.policies[pid]
-            _materialise(pol, now)
-            pol.locked -= pay
-            pol.paid_total += pay
-            pol.record(PaidWindow(cid, start_ts, end_ts, pol.period_of(end_ts), pay, height))
+            _pay_from_lock(state.policies[pid], cid, start_ts, end_ts, pay, height, now)
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
 
         return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
@@ -1466,6 +1458,16 @@ def _materialise(policy: Policy, now_ms: int) -> None:
     for event in policy._timed_events(now_ms):
         if (policy.status, event) in POLICY_TRANSITIONS:
             policy.status = transition(policy.status, event)
+
+
+def _pay_from_lock(policy: Policy, claim_id: bytes, start_ts: int, end_ts: int, pay: int, height: int,
+                   now_ms: int) -> None:
+    """A payout's effect on its policy (single or group): timed transitions first, then `pay` leaves the
+    lock and the window is recorded in its period."""
+    _materialise(policy, now_ms)
+    policy.locked -= pay
+    policy.paid_total += pay
+    policy.record(PaidWindow(claim_id, start_ts, end_ts, policy.period_of(end_ts), pay, height))
 
 
 _ADMIN_CHECKS: dict[AdminKind, Callable[[LedgerState, AdminTx, SignedAdminTx, int], Effect]] = {
