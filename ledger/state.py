@@ -1417,6 +1417,14 @@ def _noop(state: LedgerState, height: int) -> None:
     return None
 
 
+def _device(state: LedgerState, device_id: bytes) -> Device:
+    """The enrolled device (revoked or not), or NOT_FOUND."""
+    device = state.devices.get(device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    return device
+
+
 _Revocable = TypeVar("_Revocable", Device, Agent)
 
 
@@ -1872,9 +1880,7 @@ def _fresh_nonce(state: LedgerState, nonce: bytes, answered: dict[bytes, int], w
 def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
     """H6: record a device attestation result."""
     b = ev.body
-    device = state.devices.get(b.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
+    device = _device(state, b.device_id)
     if device.revoked_ms is not None:
         raise _fail(Reason.DEVICE_REVOKED)
     if b.epoch != device.epoch:
@@ -1975,9 +1981,7 @@ _ROTATE_TAG = domain_tag(RotateDeviceKey.NAME)
 def _rotate_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
     a = tx.args
     assert isinstance(a, RotateDeviceKey)
-    device = self.devices.get(a.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
+    device = _device(self, a.device_id)
     if device.revoked_ms is not None:
         raise _fail(Reason.INVALID_STATE_TRANSITION, "a revoked device has no key to rotate")
     key = _typed_key(a.key_type, a.public_key)
@@ -2105,9 +2109,7 @@ def _transfer_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: in
     """H9: hand a device to another enrolled agent, from this entry on."""
     a = tx.args
     assert isinstance(a, TransferDevice)
-    device = self.devices.get(a.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
+    device = _device(self, a.device_id)
     if device.revoked_ms is not None:
         raise _fail(Reason.DEVICE_REVOKED, "a revoked device cannot be transferred")
     if not self.agent_enrolled(a.to_agent, now):
@@ -2126,9 +2128,7 @@ def _decommission_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now
     """H11: final anchored head, policies closed, revoked: one entry."""
     a = tx.args
     assert isinstance(a, DecommissionDevice)
-    device = self.devices.get(a.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
+    _device(self, a.device_id)  # enrolled (NOT_FOUND otherwise)
     if a.device_id in self.hw.decommissioned:
         raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is already decommissioned")
     history = self.device_history.get(a.device_id)
