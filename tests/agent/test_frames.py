@@ -55,6 +55,12 @@ def altered(f: Incoming, *, signature: bytes | None = None, enc_reading: int | N
                     f.enc_reading if enc_reading is None else enc_reading, f.body)
 
 
+def accept_all_but(c: FrameChecker, frames: list[Incoming], held: int) -> None:
+    """Every frame is accepted but frames[held], held back (it comes late, or not at all)."""
+    for f in frames[:held] + frames[held + 1:]:
+        assert c.check(f, NOW).accepted
+
+
 def reasons(c: FrameChecker, frames: list[Incoming]) -> list[Reason | None]:
     return [c.check(f, NOW).reason for f in frames]
 
@@ -198,8 +204,7 @@ def test_gap_reanchors_and_late_fill_links_successor() -> None:
     d = device()
     c = checker(d)
     frames = stream(d, 10)
-    for f in frames[:5] + frames[6:]:
-        assert c.check(f, NOW).accepted
+    accept_all_but(c, frames, 5)
     book = c.book(d.device_id)
     assert book.get(6).linked is False  # re-anchors after the gap: a window may start here
     assert all(book.get(i).linked for i in (7, 8, 9))
@@ -212,8 +217,7 @@ def test_late_fill_that_does_not_chain_is_refused() -> None:
     d = device()
     c = checker(d)
     frames = stream(d, 6)
-    for f in frames[:3] + frames[4:]:
-        assert c.check(f, NOW).accepted
+    accept_all_but(c, frames, 3)
     f = frames[3]
     # A correctly signed seq 3 whose reading does not chain from seq 2.
     tampered = altered(f, enc_reading=f.enc_reading ^ 1)
