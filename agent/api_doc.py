@@ -5,7 +5,7 @@ One entry per route of agent/api.py; tests/operators/test_openapi.py holds them 
 from __future__ import annotations
 
 from faultproof.messages import DeviceReading, ReadingBatch, SignedClaim, UnsignedReading
-from faultproof.openapi import RouteDoc
+from faultproof.openapi import OPERATOR_ROUTES, RouteDoc
 
 ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("POST", "/v1/frames"): RouteDoc("Device frames with their readings (signed, or unsigned between a device's "
@@ -21,8 +21,5 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("POST", "/v1/devices/{device_id}/anchor"): RouteDoc(
         "Anchor the device's latest chain-linked head on the ledger now (before a decommission).",
         statuses=(200, 404)),
-    ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
-    ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
-                                   statuses=(200, 503)),
-    ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
+    **OPERATOR_ROUTES,
 }

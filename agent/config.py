@@ -156,8 +156,8 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
                                tls_ca_file=str(path(mqtt.tls_ca_file)) if mqtt.tls_ca_file else "",
                                broker_log=str(path(mqtt.broker_log)) if mqtt.broker_log else "")
     cfg = AgentConfig(
-        # DESIGN §15: "pkcs11:TOKEN/LABEL" is a token key, kept as written; libp2p then uses transport_key_file.
-        key_file=Path(agent["key_file"]) if agent["key_file"].startswith("pkcs11:") else path(agent["key_file"]),
+        # DESIGN §15: a token key (pkcs11:TOKEN/LABEL) needs transport_key_file for libp2p.
+        key_file=config.key_spec(agent["key_file"], path),
         transport_key_file=path(agent["transport_key_file"]) if agent.get("transport_key_file") else None,
         data_dir=path(agent["data_dir"]),
         blinding_keys_dir=path(agent["blinding_keys_dir"]), ledger_url=agent["ledger_url"],

@@ -154,48 +154,24 @@ def _measure_items() -> dict[str, float]:
             c.stop()
 
 
+def _versus(value: float, unit: str, baseline: float) -> dict[str, Any]:
+    return {"value": round(value, 1), "unit": unit, "baseline": round(baseline, 1)}
+
+
 def run() -> dict[str, dict[str, Any]]:
     tuned = _measure(TUNED)
     untuned = _measure(UNTUNED)
     items = _measure_items()
     return {
-        "gossip_claims_per_s": {
-            "value": round(items["claims_batched"], 1),
-            "unit": "claims/s",
-            "baseline": round(items["claims_single"], 1),
-        },
-        "gossip_votes_per_s": {
-            "value": round(items["votes_batched"], 1),
-            "unit": "votes/s",
-            "baseline": round(items["votes_single"], 1),
-        },
+        "gossip_claims_per_s": _versus(items["claims_batched"], "claims/s", items["claims_single"]),
+        "gossip_votes_per_s": _versus(items["votes_batched"], "votes/s", items["votes_single"]),
         # Items per CPU second summed over the 5 nodes: what the wall numbers become when the
         # machine is not shared (2 idle cores carry about twice this).
-        "gossip_claims_per_cpu_s": {
-            "value": round(items["claims_batched_cpu"], 1),
-            "unit": "claims/cpu-s",
-            "baseline": round(items["claims_single_cpu"], 1),
-        },
-        "gossip_votes_per_cpu_s": {
-            "value": round(items["votes_batched_cpu"], 1),
-            "unit": "votes/cpu-s",
-            "baseline": round(items["votes_single_cpu"], 1),
-        },
-        "gossip_claim_p50_ms": {
-            "value": round(items["claim_p50_ms"] + CLAIM_BATCH_MS, 1),
-            "unit": "ms",
-            "baseline": round(items["claim_p50_ms"], 1),
-        },
-        "gossip_delivery_p50_ms": {
-            "value": round(tuned["p50_ms"], 1),
-            "unit": "ms",
-            "baseline": round(untuned["p50_ms"], 1),
-        },
-        "gossip_msgs_per_s": {
-            "value": round(tuned["msgs_per_s"], 1),
-            "unit": "msg/s",
-            "baseline": round(untuned["msgs_per_s"], 1),
-        },
+        "gossip_claims_per_cpu_s": _versus(items["claims_batched_cpu"], "claims/cpu-s", items["claims_single_cpu"]),
+        "gossip_votes_per_cpu_s": _versus(items["votes_batched_cpu"], "votes/cpu-s", items["votes_single_cpu"]),
+        "gossip_claim_p50_ms": _versus(items["claim_p50_ms"] + CLAIM_BATCH_MS, "ms", items["claim_p50_ms"]),
+        "gossip_delivery_p50_ms": _versus(tuned["p50_ms"], "ms", untuned["p50_ms"]),
+        "gossip_msgs_per_s": _versus(tuned["msgs_per_s"], "msg/s", untuned["msgs_per_s"]),
     }
 
 

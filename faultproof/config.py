@@ -11,7 +11,8 @@ the same for all three:
 - strict types: an unknown section or key is refused by name, a wrong type names the key and the
   type it must have (`[http] port must be int, got str`), a missing key names itself; nothing is
   coerced (a string "80" is not a port, true is not 1);
-- the one path rule: a relative path in any config is relative to the config file's folder.
+- the one path rule: a relative path in any config is relative to the config file's folder, and
+  the one key rule (`key_spec`): a key is a file path or a token's `pkcs11:TOKEN/LABEL`.
 It never reads a key file or opens a socket: it only reads and checks text.
 """
 
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from faultproof.signing import PKCS11_PREFIX
 
 ENV_PREFIX = "FAULTPROOF_"
 T = TypeVar("T")
@@ -168,6 +171,12 @@ def path_in(base: Path, value: str) -> Path:
     """The one path rule: relative to the config file's folder (`base`), `~` expanded."""
     p = Path(value).expanduser()
     return p if p.is_absolute() else base / p
+
+
+def key_spec(value: str, path: Callable[[str], Path]) -> Path:
+    """A key setting (DESIGN §15): `pkcs11:TOKEN/LABEL` names a key in a token and is kept as written;
+    anything else is a key file, resolved by the service's `path` rule."""
+    return Path(value) if value.startswith(PKCS11_PREFIX) else path(value)
 
 
 def load(path: str | Path, service: str, hint: str, from_dict: Callable[[dict[str, Any], Path], T],

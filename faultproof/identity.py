@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,11 @@ class KeyFileError(Exception):
 def domain_tag(type_name: str) -> bytes:
     return f"faultproof/{type_name}/v1".encode()
 
+
+
+def missing_key_message(path: Path) -> str:
+    """What a missing key file is told: the command that makes one."""
+    return f"key file {path} not found (create one with `faultproof keygen --out {path}`)"
 
 
 def write_secret(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> None:
@@ -97,15 +101,7 @@ class Identity:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:
         p = Path(path)
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            raise KeyFileError(f"key file {p} not found (create one with `faultproof keygen --out {p}`)") from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(
-                f"key file {p} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                f"fix it with `chmod 600 {p}`"
-            )
+        keyfile.check_private(p, "key file", KeyFileError, missing=missing_key_message(p))
         text = p.read_text().strip()
         if keyfile.is_encrypted(text):
             try:

@@ -10,6 +10,9 @@ The passphrase comes from the environment: FAULTPROOF_KEY_PASSPHRASE, or a file 
 FAULTPROOF_KEY_PASSPHRASE_FILE (which must itself be private), never from a config or a command
 line. This module never logs, prints or returns the passphrase, and returns the seed only to
 faultproof.identity.
+
+`check_private` is the one check every secret file passes before it is read (key files of either
+type, the passphrase file, a token's PIN file): it exists and only its owner may access it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import nacl.exceptions
@@ -40,6 +44,19 @@ def is_encrypted(text: str) -> bool:
     return text.lstrip().startswith("{")
 
 
+def check_private(path: Path, what: str, error: Callable[[str], Exception], *, missing: str = "") -> None:
+    """Raise error(message) unless the secret file at path exists and group and others have no access
+    to it: a secret another local user can read is not a secret. `what` names the file in messages;
+    `missing` is the message for a file that does not exist (default: "{what} {path} not found")."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise error(missing or f"{what} {path} not found") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise error(f"{what} {path} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                    f"fix it with `chmod 600 {path}`")
+
+
 def passphrase_from_env(environ: dict[str, str] | None = None) -> bytes | None:
     env = os.environ if environ is None else environ
     if env.get(PASSPHRASE_ENV):
@@ -48,12 +65,8 @@ def passphrase_from_env(environ: dict[str, str] | None = None) -> bytes | None:
     if not path:
         return None
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise PassphraseError(f"{PASSPHRASE_FILE_ENV} names {p}, which does not exist") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise PassphraseError(f"passphrase file {p} is readable by group or others; fix it with `chmod 600 {p}`")
+    check_private(p, "passphrase file", PassphraseError,
+                  missing=f"{PASSPHRASE_FILE_ENV} names {p}, which does not exist")
     value = p.read_bytes().rstrip(b"\r\n")
     if not value:
         raise PassphraseError(f"passphrase file {p} is empty")

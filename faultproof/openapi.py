@@ -44,6 +44,15 @@ class RouteDoc:
     statuses: tuple[int, ...] = (200,)
 
 
+# The operator's routes every service serves alike (each with its own handlers).
+OPERATOR_ROUTES: dict[tuple[str, str], RouteDoc] = {
+    ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
+    ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
+                                   statuses=(200, 503)),
+    ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
+}
+
+
 Refs = dict[str, tuple[type[Message], bool]]  # component name -> (message, carries a "type" tag)
 
 

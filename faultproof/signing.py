@@ -31,7 +31,6 @@ import contextlib
 import enum
 import hashlib
 import os
-import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from faultproof import identity
+from faultproof import identity, keyfile
 from faultproof.encoding import hash_id
 from faultproof.errors import FaultproofError, Reason
 
@@ -249,12 +248,7 @@ class Ed25519FileSigner:
 def load_key_file(path: str | os.PathLike[str]) -> Ed25519FileSigner | P256KeySigner:
     """A key file of either type; the same permission rule as faultproof.identity."""
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise KeyError_(f"key file {p} not found (create one with `faultproof keygen --out {p}`)") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyError_(f"key file {p} is accessible by group or others; fix it with `chmod 600 {p}`")
+    keyfile.check_private(p, "key file", KeyError_, missing=identity.missing_key_message(p))
     text = p.read_text().strip()
     if text.startswith("p256 "):
         try:
@@ -300,12 +294,7 @@ class TokenConfig:
     def read_pin(self) -> str:
         if self.pin_file:
             p = Path(self.pin_file)
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                raise KeyError_(f"PIN file {p} not found") from None
-            if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise KeyError_(f"PIN file {p} is accessible by group or others; fix it with `chmod 600 {p}`")
+            keyfile.check_private(p, "PIN file", KeyError_)
             return p.read_text().strip()
         pin = os.environ.get(self.pin_env, "")
         if not pin:

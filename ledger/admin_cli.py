@@ -35,6 +35,7 @@ from faultproof.messages import (
     EnrolDevice,
     EnrolGatewayKey,
     ExpirePolicy,
+    IssuePolicy,
     Message,
     PostBond,
     RegisterCircuit,
@@ -58,6 +59,7 @@ from ledger.state import default_threshold
 
 DEFAULT_LEDGER = "http://127.0.0.1:8700"
 T = TypeVar("T")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _run(coro_fn: Callable[[LedgerClient], Awaitable[T]], url: str) -> T:
@@ -259,22 +261,34 @@ def withdraw(ctx: click.Context, amount: int) -> None:
     _sign_and_submit(ctx, Withdraw(amount=amount))
 
 
+def _policy_file(command: _F) -> _F:
+    """A policy TOML FILE (see configs/policies/) and the options that override its ids."""
+    for decorate in reversed((
+        click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option("--device-id", default=None, help="Override the file's device_id."),
+        click.option("--beneficiary", default=None, help="Override the file's beneficiary."),
+        click.option("--circuit-id", default=None, help="Override the file's circuit_id."),
+    )):
+        command = decorate(command)
+    return command
+
+
+def _policy_terms(file: Path, device_id: str | None, beneficiary: str | None, circuit_id: str | None) -> IssuePolicy:
+    overrides = {k: hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
+                                              ("circuit_id", circuit_id)) if v}
+    try:
+        return load_policy(file, overrides, now_ms=wall_clock_ms())
+    except PolicyFileError as e:
+        raise OperatorError(str(e)) from None
+
+
 @admin.command("issue-policy")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--device-id", default=None, help="Override the file's device_id.")
-@click.option("--beneficiary", default=None, help="Override the file's beneficiary.")
-@click.option("--circuit-id", default=None, help="Override the file's circuit_id.")
+@_policy_file
 @click.pass_context
 def issue_policy(ctx: click.Context, file: Path, device_id: str | None, beneficiary: str | None,
                  circuit_id: str | None) -> None:
     """Issue the policy described by a TOML FILE (see configs/policies/)."""
-    overrides = {k: hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
-                                              ("circuit_id", circuit_id)) if v}
-    try:
-        terms = load_policy(file, overrides, now_ms=wall_clock_ms())
-    except PolicyFileError as e:
-        raise OperatorError(str(e)) from None
-    _sign_and_submit(ctx, terms)
+    _sign_and_submit(ctx, _policy_terms(file, device_id, beneficiary, circuit_id))
 
 
 @admin.command("rotate-oracles")
@@ -400,10 +414,7 @@ def unbond(ctx: click.Context, oracle: str | None, device: str | None, release: 
 
 
 @admin.command("issue-econ-policy")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--device-id", default=None, help="Override the file's device_id.")
-@click.option("--beneficiary", default=None, help="Override the file's beneficiary.")
-@click.option("--circuit-id", default=None, help="Override the file's circuit_id.")
+@_policy_file
 @click.option("--staging-cost", type=click.IntRange(min=0), default=0, show_default=True,
               help="What staging the condition on one device costs (capped by the network).")
 @click.option("--group", "group", multiple=True, help="A device of a corroborated policy (hex); repeat.")
@@ -416,12 +427,7 @@ def issue_econ_policy(ctx: click.Context, file: Path, device_id: str | None, ben
                       circuit_id: str | None, staging_cost: int, group: tuple[str, ...], m: int,
                       tolerance_ms: int) -> None:
     """Issue a policy with its economic terms (single-device, or corroborated with --group and --m)."""
-    overrides = {k: hex32(v, k) for k, v in (("device_id", device_id), ("beneficiary", beneficiary),
-                                              ("circuit_id", circuit_id)) if v}
-    try:
-        terms = load_policy(file, overrides, now_ms=wall_clock_ms())
-    except PolicyFileError as e:
-        raise OperatorError(str(e)) from None
+    terms = _policy_terms(file, device_id, beneficiary, circuit_id)
     _sign_and_submit(ctx, EconPolicy(terms=terms, staging_cost=staging_cost,
                                      group=tuple(hex32(g, "group device") for g in group), min_proofs=m,
                                      overlap_tolerance_ms=tolerance_ms))

@@ -133,9 +133,7 @@ def from_dict(raw: dict[str, Any], source: Path) -> LedgerConfig:
     return LedgerConfig(
         source=source,
         db=_path(source, "ledger.db", led["db"]),
-        # DESIGN §15: "pkcs11:TOKEN/LABEL" names a key in a token (kept as written).
-        ledger_key=Path(led["ledger_key"]) if led["ledger_key"].startswith("pkcs11:")
-        else _path(source, "ledger.ledger_key", led["ledger_key"]),
+        ledger_key=config.key_spec(led["ledger_key"], lambda v: _path(source, "ledger.ledger_key", v)),
         genesis=GenesisConfig(
             admin_key=_path(source, "genesis.admin_key", g["admin_key"]) if g["admin_key"] else None,
             admin_public_key=_hexkey(source, "genesis.admin_public_key", g["admin_public_key"])

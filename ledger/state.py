@@ -171,6 +171,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from faultproof.attestation import (
     GATEWAY_QUOTE_PCRS,
@@ -831,16 +832,7 @@ class LedgerState:
     def _revoke_device(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
         assert isinstance(a, RevokeDevice)
-        d = self.devices.get(a.device_id)
-        if d is None:
-            raise _fail(Reason.NOT_FOUND, "no such device")
-        if d.revoked_ms is not None:
-            raise _fail(Reason.INVALID_STATE_TRANSITION, "device already revoked")
-
-        def commit(state: LedgerState, height: int) -> None:
-            state.devices[a.device_id].revoked_ms = now
-
-        return Effect(stx, TxKind.REVOKE_DEVICE, now, _commit=commit)
+        return _revoke(self, lambda state: state.devices, a.device_id, "device", stx, TxKind.REVOKE_DEVICE, now)
 
     def _enrol_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
@@ -859,16 +851,7 @@ class LedgerState:
     def _revoke_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
         assert isinstance(a, RevokeAgent)
-        ag = self.agents.get(a.agent_id)
-        if ag is None:
-            raise _fail(Reason.NOT_FOUND, "no such agent")
-        if ag.revoked_ms is not None:
-            raise _fail(Reason.INVALID_STATE_TRANSITION, "agent already revoked")
-
-        def commit(state: LedgerState, height: int) -> None:
-            state.agents[a.agent_id].revoked_ms = now
-
-        return Effect(stx, TxKind.REVOKE_AGENT, now, _commit=commit)
+        return _revoke(self, lambda state: state.agents, a.agent_id, "agent", stx, TxKind.REVOKE_AGENT, now)
 
     def _deposit(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
         a = tx.args
@@ -1034,11 +1017,7 @@ class LedgerState:
         pid, cid = body.policy_id, body.claim_id
 
         def commit(state: LedgerState, height: int) -> None:
-            pol = state.policies[pid]
-            _materialise(pol, now)
-            pol.locked -= pay
-            pol.paid_total += pay
-            pol.record(PaidWindow(cid, body.start_ts, body.end_ts, pol.period_of(body.end_ts), pay, height))
+            _pay_from_lock(state.policies[pid], cid, body.start_ts, body.end_ts, pay, height, now)
             state.history(body.device_id).record_window(body)
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
             after_payout(state, now, pay)  # P10: the circuit breaker counts it
@@ -1427,11 +1406,7 @@ class LedgerState:
         pid, cid = body.policy_id, body.claim_id
 
         def commit(state: LedgerState, height: int) -> None:
-            pol = state.policies[pid]
-            _materialise(pol, now)
-            pol.locked -= pay
-            pol.paid_total += pay
-            pol.record(PaidWindow(cid, start_ts, end_ts, pol.period_of(end_ts), pay, height))
+            _pay_from_lock(state.policies[pid], cid, start_ts, end_ts, pay, height, now)
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
 
         return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
@@ -1440,6 +1415,32 @@ class LedgerState:
 
 def _noop(state: LedgerState, height: int) -> None:
     return None
+
+
+def _device(state: LedgerState, device_id: bytes) -> Device:
+    """The enrolled device (revoked or not), or NOT_FOUND."""
+    device = state.devices.get(device_id)
+    if device is None:
+        raise _fail(Reason.NOT_FOUND, "no such device")
+    return device
+
+
+_Revocable = TypeVar("_Revocable", Device, Agent)
+
+
+def _revoke(ledger: LedgerState, table: Callable[[LedgerState], dict[bytes, _Revocable]], key: bytes, noun: str, stx: SignedAdminTx, kind: TxKind, now: int) -> Effect:
+    """Revocation of an enrolled device or agent: it must exist and not be revoked yet; the revocation time is
+    kept (the entry stays, so a revoked id is never enrolled again)."""
+    held = table(ledger).get(key)
+    if held is None:
+        raise _fail(Reason.NOT_FOUND, f"no such {noun}")
+    if held.revoked_ms is not None:
+        raise _fail(Reason.INVALID_STATE_TRANSITION, f"{noun} already revoked")
+
+    def commit(state: LedgerState, height: int) -> None:
+        table(state)[key].revoked_ms = now
+
+    return Effect(stx, kind, now, _commit=commit)
 
 
 def _holder_kind(value: int) -> BondHolder:
@@ -1465,6 +1466,16 @@ def _materialise(policy: Policy, now_ms: int) -> None:
     for event in policy._timed_events(now_ms):
         if (policy.status, event) in POLICY_TRANSITIONS:
             policy.status = transition(policy.status, event)
+
+
+def _pay_from_lock(policy: Policy, claim_id: bytes, start_ts: int, end_ts: int, pay: int, height: int,
+                   now_ms: int) -> None:
+    """A payout's effect on its policy (single or group): timed transitions first, then `pay` leaves the
+    lock and the window is recorded in its period."""
+    _materialise(policy, now_ms)
+    policy.locked -= pay
+    policy.paid_total += pay
+    policy.record(PaidWindow(claim_id, start_ts, end_ts, policy.period_of(end_ts), pay, height))
 
 
 _ADMIN_CHECKS: dict[AdminKind, Callable[[LedgerState, AdminTx, SignedAdminTx, int], Effect]] = {
@@ -1850,27 +1861,33 @@ def note_head(state: LedgerState, height: int, entry_hash: bytes, time_ms: int) 
             break
 
 
-def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
-    """H6: record a device attestation result."""
-    b = ev.body
-    device = state.devices.get(b.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
-    if device.revoked_ms is not None:
-        raise _fail(Reason.DEVICE_REVOKED)
-    if b.epoch != device.epoch:
-        raise _fail(Reason.WRONG_EPOCH, f"evidence for epoch {b.epoch}, device epoch {device.epoch}")
-    if not evidence_signed_by(ev, device_key(state, b.device_id)):
-        raise _fail(Reason.BAD_ATTESTATION_SIGNATURE)
-    head = state.hw.recent_heads.get(b.nonce)
+def _fresh_nonce(state: LedgerState, nonce: bytes, answered: dict[bytes, int], who: bytes, now: int,
+                 what: str) -> tuple[int, int]:
+    """H6 and H10: the nonce a device or gateway answered is a recent entry hash, fresh enough, and later
+    than the last one `who` answered (`answered`: who -> that height). Returns the entry's (height, time)."""
+    head = state.hw.recent_heads.get(nonce)
     if head is None:
         raise _fail(Reason.ATTESTATION_REPLAYED, "the nonce is not a recent ledger entry hash")
     nonce_height, nonce_time = head
     # The head itself is always fresh enough: on an idle ledger there is nothing newer to answer.
     if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
         raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
-    if nonce_height <= state.hw.last_nonce_height.get(b.device_id, -1):
-        raise _fail(Reason.ATTESTATION_REPLAYED, "the device already answered this or a later entry")
+    if nonce_height <= answered.get(who, -1):
+        raise _fail(Reason.ATTESTATION_REPLAYED, f"the {what} already answered this or a later entry")
+    return head
+
+
+def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
+    """H6: record a device attestation result."""
+    b = ev.body
+    device = _device(state, b.device_id)
+    if device.revoked_ms is not None:
+        raise _fail(Reason.DEVICE_REVOKED)
+    if b.epoch != device.epoch:
+        raise _fail(Reason.WRONG_EPOCH, f"evidence for epoch {b.epoch}, device epoch {device.epoch}")
+    if not evidence_signed_by(ev, device_key(state, b.device_id)):
+        raise _fail(Reason.BAD_ATTESTATION_SIGNATURE)
+    nonce_height, nonce_time = _fresh_nonce(state, b.nonce, state.hw.last_nonce_height, b.device_id, now, "device")
     failure = measurement_failure(b, lambda c, d: measurement_allowed(state, c, d))
     # Dated by the nonce's entry: the device measured no earlier than that (a lower bound that a
     # late submission cannot stretch).
@@ -1964,9 +1981,7 @@ _ROTATE_TAG = domain_tag(RotateDeviceKey.NAME)
 def _rotate_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
     a = tx.args
     assert isinstance(a, RotateDeviceKey)
-    device = self.devices.get(a.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
+    device = _device(self, a.device_id)
     if device.revoked_ms is not None:
         raise _fail(Reason.INVALID_STATE_TRANSITION, "a revoked device has no key to rotate")
     key = _typed_key(a.key_type, a.public_key)
@@ -2094,9 +2109,7 @@ def _transfer_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: in
     """H9: hand a device to another enrolled agent, from this entry on."""
     a = tx.args
     assert isinstance(a, TransferDevice)
-    device = self.devices.get(a.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
+    device = _device(self, a.device_id)
     if device.revoked_ms is not None:
         raise _fail(Reason.DEVICE_REVOKED, "a revoked device cannot be transferred")
     if not self.agent_enrolled(a.to_agent, now):
@@ -2115,9 +2128,7 @@ def _decommission_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now
     """H11: final anchored head, policies closed, revoked: one entry."""
     a = tx.args
     assert isinstance(a, DecommissionDevice)
-    device = self.devices.get(a.device_id)
-    if device is None:
-        raise _fail(Reason.NOT_FOUND, "no such device")
+    _device(self, a.device_id)  # enrolled (NOT_FOUND otherwise)
     if a.device_id in self.hw.decommissioned:
         raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is already decommissioned")
     history = self.device_history.get(a.device_id)
@@ -2208,14 +2219,8 @@ def check_gateway_quote(state: LedgerState, q: GatewayQuote, now: int) -> Effect
     problem = verify_quote(q, parsed.extra_data, pcrs=GATEWAY_QUOTE_PCRS, allowlist=lambda c, d: True, known_ak=ak)
     if problem is not None:
         raise _fail(problem[0], problem[1])
-    head = state.hw.recent_heads.get(parsed.extra_data)
-    if head is None:
-        raise _fail(Reason.ATTESTATION_REPLAYED, "the quote's nonce is not a recent ledger entry hash")
-    nonce_height, nonce_time = head
-    if now - nonce_time > EVIDENCE_FRESH_MS and nonce_height != state.height:
-        raise _fail(Reason.ATTESTATION_STALE, f"the nonce entry is {now - nonce_time} ms old")
-    if nonce_height <= state.hw.gateway_nonce_height.get(q.agent_id, -1):
-        raise _fail(Reason.ATTESTATION_REPLAYED, "the gateway already answered this or a later entry")
+    nonce_height, nonce_time = _fresh_nonce(state, parsed.extra_data, state.hw.gateway_nonce_height, q.agent_id,
+                                            now, "gateway")
     passed = measurement_allowed(state, int(Component.GATEWAY_PCRS), parsed.pcr_digest)
     result = Result(q.agent_id, nonce_time, passed, None if passed else Reason.ATTESTATION_FAILED,
                     "" if passed else f"PCR digest {parsed.pcr_digest.hex()} is not on the allowlist")

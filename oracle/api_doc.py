@@ -5,7 +5,7 @@ One entry per route of oracle/http_api.py; tests/operators/test_openapi.py holds
 from __future__ import annotations
 
 from faultproof.messages import SignedClaim, SignedSuspensionReport
-from faultproof.openapi import RouteDoc
+from faultproof.openapi import OPERATOR_ROUTES, RouteDoc
 
 ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("POST", "/v1/claims"): RouteDoc("Submit a signed claim; 202 once it passed every check.", request=SignedClaim,
@@ -13,10 +13,7 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/claims"): RouteDoc("Claims this oracle knows.", query={"policy_id": "hex", "status": "a status"}),
     ("GET", "/v1/claims/{claim_id}"): RouteDoc("One claim: status, votes (k of n), QC, receipt."),
     ("GET", "/v1/status"): RouteDoc("The node: membership, epoch, ledger height, gossip peers."),
-    ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
-    ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
-                                   statuses=(200, 503)),
-    ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
+    **OPERATOR_ROUTES,
     # hardware2 (DESIGN §15): an agent's evidence of forged frames; the oracles gossip signatures.
     ("POST", "/v1/suspensions"): RouteDoc("Report a device's forged frames (msgpack SignedSuspensionReport); 202 "
                                           "once checked and signed.", request=SignedSuspensionReport, statuses=(202,)),

@@ -146,11 +146,6 @@ _SCHEMA = config.document("OracleFile", {
 
 
 
-def _key_spec(base: Path, value: str) -> Path:
-    """A key file path, or `pkcs11:TOKEN/LABEL` for a key in a token (kept as written)."""
-    return Path(value) if value.startswith(PKCS11_PREFIX) else _resolve(base, value)
-
-
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> OracleConfig:
     """Read and validate a config file. Relative paths in it are relative to the file's folder."""
     return config.load(path, "oracle", "see configs/oracle.example.toml",
@@ -161,13 +156,13 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> OracleConfig:
     values = config.parse(raw, _SCHEMA)
     kwargs: dict[str, Any] = {attr: values[section][key]
                               for section, keys in _SECTIONS.items() for key, attr in keys.items()}
-    kwargs["key_file"] = _key_spec(base, kwargs["key_file"])
+    kwargs["key_file"] = config.key_spec(kwargs["key_file"], lambda v: _resolve(base, v))
     if kwargs["transport_key_file"] is not None:
         kwargs["transport_key_file"] = _resolve(base, kwargs["transport_key_file"])
     elif str(kwargs["key_file"]).startswith(PKCS11_PREFIX):
         raise ConfigError("[oracle] a token key (pkcs11:...) needs transport_key_file: libp2p cannot use a token key")
     if kwargs["chain_key_file"] is not None:  # a 0600 key file, or pkcs11:TOKEN/LABEL (a secp256k1 key)
-        kwargs["chain_key_file"] = _key_spec(base, kwargs["chain_key_file"])
+        kwargs["chain_key_file"] = config.key_spec(kwargs["chain_key_file"], lambda v: _resolve(base, v))
     kwargs["data_dir"] = _resolve(base, kwargs["data_dir"])
     kwargs["bootstrap"] = tuple(kwargs["bootstrap"])
     if kwargs["ledger_id"] is not None:

@@ -35,10 +35,10 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from faultproof.chain import blinding_value, chain_anchor, chain_step, chain_to_bytes
 from faultproof.identity import Identity
@@ -187,7 +187,10 @@ def http(method: str, url: str, body: bytes | None = None, content_type: str = "
     return status, raw
 
 
-def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition",
+               detail: Callable[[], str] | None = None) -> Any:
+    """predicate's first truthy value, polled every interval; TimeoutError after timeout, naming what, the
+    last value and `detail()` (e.g. the tail of the log of the process that should have got there)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -195,7 +198,8 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str 
         if last:
             return last
         time.sleep(interval)
-    raise TimeoutError(f"{what} not reached after {timeout:.0f} s (last: {last!r})")
+    raise TimeoutError(f"{what} not reached after {timeout:.0f} s (last: {last!r})"
+                       + (f"\n{detail()}" if detail is not None else ""))
 
 
 # ====================================================================== processes
@@ -268,6 +272,52 @@ def _write_oracle_config(path: Path, *, key_file: Path, data_dir: Path, ledger_u
     path.write_text("\n".join(lines) + "\n")
 
 
+def start_ledger(root: Path, admin: Identity, ledger_key: Identity, oracle_ids: Sequence[Identity], *, threshold: int,
+                 development: bool, max_skew_ms: int, genesis_extra: Sequence[str] = (),
+                 server_extra: Sequence[str] = ()) -> tuple[ManagedProcess, int, Genesis]:
+    """A ledger service under root: its config (genesis of these keys; `*_extra` are more TOML lines of
+    the [genesis] and [server] sections), `ledger init`, then `ledger serve` until ready. Returns the
+    running process, its port and the genesis it serves; a ledger that fails to come up is stopped."""
+    (root / "keys").mkdir(exist_ok=True)
+    ledger_key.save(root / "keys" / "ledger.key")
+    port = free_port()
+    cfg = root / "ledger.toml"
+    cfg.write_text("\n".join([
+        "[ledger]",
+        f'db = "{root / "ledger.sqlite3"}"',
+        f'ledger_key = "{root / "keys" / "ledger.key"}"',
+        "[genesis]",
+        f'admin_public_key = "{admin.public_key.hex()}"',
+        "oracles = [" + ", ".join(f'"{o.public_key.hex()}"' for o in oracle_ids) + "]",
+        f"threshold = {threshold}",
+        f"development = {'true' if development else 'false'}",
+        f"max_skew_ms = {max_skew_ms}",
+        # fixtures write incident windows in the past, under policies issued just before
+        f"max_backdate_ms = {30 * DAY}",
+        *genesis_extra,
+        "[server]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        "max_wait_s = 30",
+        *server_extra,
+    ]) + "\n")
+    init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
+                          root / "logs" / "ledger-init.log", cwd=REPO).start()
+    assert init.proc is not None
+    if init.proc.wait(60) != 0:
+        raise RuntimeError(f"ledger init failed:\n{init.tail()}")
+    ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(cfg)],
+                            root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{port}/readyz", cwd=REPO)
+    ledger.start()
+    try:
+        ledger.wait_ready(60)
+        _, body = http("GET", f"http://127.0.0.1:{port}/v1/genesis")
+        return ledger, port, Genesis.from_json(body["genesis"])
+    except BaseException:
+        ledger.stop()
+        raise
+
+
 @dataclass
 class Network:
     """A ledger service and n oracle processes, plus the admin key to configure the ledger."""
@@ -285,6 +335,7 @@ class Network:
     agent: Identity
     nonce: int = 0
     idle_timeout_s: float | None = None  # the services' HTTP idle timeout (None: their default)
+    oracle_module: ClassVar[str] = "cli"  # the module whose `oracle run` command runs each oracle
 
     # ------------------------------------------------------------------ start / stop
 
@@ -298,44 +349,9 @@ class Network:
         circuit = build(window)  # before any process starts: the cache may need a build
         admin, ledger_key = Identity.generate(), Identity.generate()
         oracle_ids = [Identity.generate() for _ in range(n)]
-        (root / "keys").mkdir(exist_ok=True)
-        ledger_key.save(root / "keys" / "ledger.key")
-        ledger_port = free_port()
-        cfg = root / "ledger.toml"
-        cfg.write_text("\n".join([
-            "[ledger]",
-            f'db = "{root / "ledger.sqlite3"}"',
-            f'ledger_key = "{root / "keys" / "ledger.key"}"',
-            "[genesis]",
-            f'admin_public_key = "{admin.public_key.hex()}"',
-            "oracles = [" + ", ".join(f'"{o.public_key.hex()}"' for o in oracle_ids) + "]",
-            f"threshold = {k}",
-            "development = true",
-            f"max_skew_ms = {max_skew_ms}",
-            # fixtures write incident windows in the past, under policies issued just before
-            f"max_backdate_ms = {30 * DAY}",
-            "[server]",
-            'host = "127.0.0.1"',
-            f"port = {ledger_port}",
-            "max_wait_s = 30",
-            *([f"idle_timeout_s = {idle_timeout_s}"] if idle_timeout_s else []),
-        ]) + "\n")
-        init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
-                              root / "logs" / "ledger-init.log", cwd=REPO).start()
-        assert init.proc is not None
-        if init.proc.wait(60) != 0:
-            raise RuntimeError(f"ledger init failed:\n{init.tail()}")
-        ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(cfg)],
-                                root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{ledger_port}/readyz",
-                                cwd=REPO)
-        ledger.start()
-        try:
-            ledger.wait_ready(60)
-            _, body = http("GET", f"http://127.0.0.1:{ledger_port}/v1/genesis")
-            genesis = Genesis.from_json(body["genesis"])
-        except BaseException:
-            ledger.stop()
-            raise
+        ledger, ledger_port, genesis = start_ledger(
+            root, admin, ledger_key, oracle_ids, threshold=k, development=True, max_skew_ms=max_skew_ms,
+            server_extra=[f"idle_timeout_s = {idle_timeout_s}"] if idle_timeout_s else [])
         net = cls(root, admin, ledger_key, oracle_ids, genesis, ledger_port, ledger, [], circuit, b"",
                   Identity.generate(), idle_timeout_s=idle_timeout_s)
         try:
@@ -359,20 +375,22 @@ class Network:
             ident.save(key_file)
             data_dir = self.root / f"oracle-{i}"
             cfg = self.root / f"oracle-{i}.toml"
-            mp = ManagedProcess(f"oracle-{i}", ["-m", "cli", "oracle", "run", "--config", str(cfg)],
+            mp = ManagedProcess(f"oracle-{i}", ["-m", self.oracle_module, "oracle", "run", "--config", str(cfg)],
                                 self.root / "logs" / f"oracle-{i}.log", ready_url=f"http://127.0.0.1:{hp}/readyz",
                                 cwd=REPO)
             procs.append(OracleProc(i, ident, hp, gp, data_dir, cfg, mp))
         for p in procs:
-            # Everyone dials everyone else it knows: a full mesh of 5 is what GossipSub forms anyway,
-            # and a restarted node is redialled by its peers' reconnect loops.
-            boot = [q.multiaddr() for q in procs if q is not p]
             _write_oracle_config(p.config_path, key_file=self.root / "keys" / f"oracle-{p.index}.key",
                                  data_dir=p.data_dir, ledger_url=self.ledger_url, http_port=p.http_port,
-                                 gossip_port=p.gossip_port, bootstrap=boot,
+                                 gossip_port=p.gossip_port, bootstrap=self._bootstrap(p, procs),
                                  tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning}, ledger_id=self.ledger_id,
                                  idle_timeout_s=self.idle_timeout_s)
         self.oracles = procs
+
+    def _bootstrap(self, oracle: OracleProc, procs: Sequence[OracleProc]) -> list[str]:
+        """The addresses an oracle dials at start. Everyone dials everyone else it knows: a full mesh of 5
+        is what GossipSub forms anyway, and a restarted node is redialled by its peers' reconnect loops."""
+        return [q.multiaddr() for q in procs if q is not oracle]
 
     def start_oracles(self, timeout: float = 90.0) -> None:
         for o in self.oracles:

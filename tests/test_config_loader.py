@@ -74,6 +74,25 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert ac.blinding_keys_dir == Path("~/b").expanduser() and ac.mqtt.tls_ca_file == str(tmp_path / "etc" / "ca.pem")
 
 
+def test_a_token_key_is_kept_as_written_and_a_key_file_follows_the_path_rule(tmp_path: Path) -> None:
+    """One key rule (config.key_spec) for the oracle's signing and chain keys, the agent's key and the
+    ledger's key: `pkcs11:TOKEN/LABEL` stays as written, a file is relative to the config."""
+    token = "pkcs11:faultproof/oracle-0"
+    p = _oracle(tmp_path, 'chain_key_file = "chain.key"\ntransport_key_file = "t.key"\n')
+    p.write_text(p.read_text().replace('key_file = "k.key"', f'key_file = "{token}"', 1))
+    cfg = oracle_config.load(p, environ={})
+    assert cfg.key_file == Path(token) and cfg.chain_key_file == tmp_path / "etc" / "chain.key"
+    a = tmp_path / "etc" / "agent.toml"
+    a.write_text(f'[agent]\nkey_file = "{token}"\ntransport_key_file = "t.key"\ndata_dir = "d"\n'
+                 'blinding_keys_dir = "b"\nledger_url = "http://x"\n')
+    assert agent_config.load(a, environ={}).key_file == Path(token)
+    led = tmp_path / "etc" / "ledger.toml"
+    led.write_text(f'[ledger]\ndb = "l.db"\nledger_key = "{token}"\n')
+    assert ledger_config.load_config(led, environ={}).ledger_key == Path(token)
+    led.write_text('[ledger]\ndb = "l.db"\nledger_key = "keys/l.key"\n')
+    assert ledger_config.load_config(led, environ={}).ledger_key == tmp_path / "etc" / "keys" / "l.key"
+
+
 @pytest.mark.parametrize(("raw", "words"), [
     ({"agent": {"key_file": "k", "data_dir": "d", "blinding_keys_dir": "b", "ledger_url": "http://x"},
       "prover": {"circuits": ["16"]}}, r"\[prover\] circuits\[0\] must be int, got str"),

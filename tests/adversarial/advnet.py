@@ -16,6 +16,7 @@ or signal a process it did not start (faultproof.procs, by pid only).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -23,25 +24,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from faultproof.chain import blinding_value
 from faultproof.identity import Identity
 from faultproof.messages import (
-    Genesis,
     PayoutBody,
     QcSignature,
     QuorumCertificate,
     SignedEntry,
 )
-from faultproof.procs import ManagedProcess, free_port
 from faultproof.zk import PublicSignals, TriggerParams, Witness, build, prove, prove_unchecked
 from tests.adversarial.proxy import Link, LinkHub
 from tests.netfix import (  # noqa: F401 - Incident, incident, PARAMS, TRIGGERING re-exported for the cases
-    DAY,
     PARAMS,
     REPO,
     SECOND,
@@ -54,6 +52,7 @@ from tests.netfix import (  # noqa: F401 - Incident, incident, PARAMS, TRIGGERIN
     http,
     incident,
     now_ms,
+    start_ledger,
     wait_until,
 )
 
@@ -74,34 +73,20 @@ class AdvNetwork(Network):
 
     hub: LinkHub = field(default_factory=LinkHub)
     links: dict[tuple[int, int], Link] = field(default_factory=dict)  # (dialler, target)
+    oracle_module: ClassVar[str] = "tests.adversarial.routed_oracle"
 
-    def _make_oracles(self, tuning: dict[str, Any]) -> None:
+    def _bootstrap(self, oracle: OracleProc, procs: Sequence[OracleProc]) -> list[str]:
+        """Every other oracle, dialled through a fresh proxied link."""
         from faultproof.gossip.keys import peer_id_for_public_key
 
-        ports = [(free_port(), free_port()) for _ in self.oracle_ids]
-        procs: list[OracleProc] = []
-        for i, (ident, (hp, gp)) in enumerate(zip(self.oracle_ids, ports, strict=True)):
-            key_file = self.root / "keys" / f"oracle-{i}.key"
-            ident.save(key_file)
-            cfg = self.root / f"oracle-{i}.toml"
-            mp = ManagedProcess(f"oracle-{i}",
-                                ["-m", "tests.adversarial.routed_oracle", "oracle", "run", "--config", str(cfg)],
-                                self.root / "logs" / f"oracle-{i}.log", ready_url=f"http://127.0.0.1:{hp}/readyz",
-                                cwd=REPO)
-            procs.append(OracleProc(i, ident, hp, gp, self.root / f"oracle-{i}", cfg, mp))
-        for p in procs:
-            boot = []
-            for q in procs:
-                if q is p:
-                    continue
-                link = self.hub.open(q.gossip_port, f"{p.index}->{q.index}")
-                self.links[(p.index, q.index)] = link
-                boot.append(f"/ip4/127.0.0.1/tcp/{link.port}/p2p/{peer_id_for_public_key(q.oracle_id)}")
-            _write_oracle_config(p.config_path, key_file=self.root / "keys" / f"oracle-{p.index}.key",
-                                 data_dir=p.data_dir, ledger_url=self.ledger_url, http_port=p.http_port,
-                                 gossip_port=p.gossip_port, bootstrap=boot,
-                                 tuning={"regossip_s": 1.0, "ledger_wait_s": 5.0, **tuning}, ledger_id=self.ledger_id)
-        self.oracles = procs
+        boot = []
+        for q in procs:
+            if q is oracle:
+                continue
+            link = self.hub.open(q.gossip_port, f"{oracle.index}->{q.index}")
+            self.links[(oracle.index, q.index)] = link
+            boot.append(f"/ip4/127.0.0.1/tcp/{link.port}/p2p/{peer_id_for_public_key(q.oracle_id)}")
+        return boot
 
     def stop(self) -> None:
         try:
@@ -203,6 +188,15 @@ def snapshot(net: Network) -> Snapshot:
     status, body = net.ledger_get("/v1/state")
     assert status == 200, body
     return Snapshot(int(body["height"]), body["head_hash"], dict(body["balances"]))
+
+
+@contextlib.contextmanager
+def unchanged(net: Network) -> Iterator[Snapshot]:
+    """The block is an attack that must move nothing: the ledger's head and balances after it are the
+    ones before it (checked only when the block ends normally)."""
+    before = snapshot(net)
+    yield before
+    assert_unchanged(net, before)
 
 
 def entries_after(net: Network, height: int) -> list[SignedEntry]:
@@ -429,38 +423,9 @@ def start_bare_ledger(root: Path, *, development: bool, rotation_grace_ms: int, 
     root.mkdir(parents=True, exist_ok=True)
     admin, ledger_key = Identity.generate(), Identity.generate()
     members = [Identity.generate() for _ in range(oracles)]
-    (root / "keys").mkdir(exist_ok=True)
-    ledger_key.save(root / "keys" / "ledger.key")
-    port = free_port()
-    cfg = root / "ledger.toml"
-    cfg.write_text("\n".join([
-        "[ledger]",
-        f'db = "{root / "ledger.sqlite3"}"',
-        f'ledger_key = "{root / "keys" / "ledger.key"}"',
-        "[genesis]",
-        f'admin_public_key = "{admin.public_key.hex()}"',
-        "oracles = [" + ", ".join(f'"{o.public_key.hex()}"' for o in members) + "]",
-        f"threshold = {threshold}",
-        f"development = {'true' if development else 'false'}",
-        f"max_skew_ms = {max_skew_ms}",
-        f"max_backdate_ms = {30 * DAY}",  # fixtures write incident windows in the past
-        f"rotation_grace_ms = {rotation_grace_ms}",
-        "[server]",
-        'host = "127.0.0.1"',
-        f"port = {port}",
-        "max_wait_s = 30",
-    ]) + "\n")
-    init = ManagedProcess("ledger-init", ["-m", "cli", "ledger", "init", "--config", str(cfg)],
-                          root / "logs" / "ledger-init.log", cwd=REPO).start()
-    assert init.proc is not None
-    if init.proc.wait(60) != 0:
-        raise RuntimeError(f"ledger init failed:\n{init.tail()}")
-    ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(cfg)],
-                            root / "logs" / "ledger.log", ready_url=f"http://127.0.0.1:{port}/readyz", cwd=REPO)
-    ledger.start()
-    ledger.wait_ready(60)
-    _, body = http("GET", f"http://127.0.0.1:{port}/v1/genesis")
-    genesis = Genesis.from_json(body["genesis"])
+    ledger, port, genesis = start_ledger(root, admin, ledger_key, members, threshold=threshold,
+                                         development=development, max_skew_ms=max_skew_ms,
+                                         genesis_extra=[f"rotation_grace_ms = {rotation_grace_ms}"])
     return Network(root, admin, ledger_key, members, genesis, port, ledger, [], build(4), b"", Identity.generate())
 
 

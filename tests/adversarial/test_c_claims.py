@@ -48,6 +48,7 @@ from tests.adversarial.advnet import (
     settle_gossip,
     snapshot,
     thief_proof,
+    unchanged,
     wait_paid_once,
 )
 from tests.adversarial.cases import case
@@ -104,10 +105,9 @@ def test_bad_agent_signature(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net)
     other = agent_identity(net, "clm01")
-    before = snapshot(net)
-    for sig in (bytes(64), os.urandom(64), inc.claim.claim.sign(other).signature):
-        refused(net, inc.claim.replace(signature=sig), Reason.BAD_AGENT_SIGNATURE, oracle=1)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        for sig in (bytes(64), os.urandom(64), inc.claim.claim.sign(other).signature):
+            refused(net, inc.claim.replace(signature=sig), Reason.BAD_AGENT_SIGNATURE, oracle=1)
 
 
 @case("ADV-CLM-02", "a claim from an agent that was never enrolled, or was revoked")
@@ -118,12 +118,11 @@ def test_unknown_and_revoked_agent(healthy: AdvNetwork) -> None:
     revoked = agent_identity(net, "clm02")
     net.admin_txs([RevokeAgent(agent_id=revoked.public_key)])
     oracles_synced(net)
-    before = snapshot(net)
-    for ident in (stranger, revoked):
-        claim = inc.claim.claim.replace(agent_id=ident.public_key).sign(ident)
-        for i in (0, 3):
-            refused(net, claim, Reason.UNKNOWN_AGENT, oracle=i)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        for ident in (stranger, revoked):
+            claim = inc.claim.claim.replace(agent_id=ident.public_key).sign(ident)
+            for i in (0, 3):
+                refused(net, claim, Reason.UNKNOWN_AGENT, oracle=i)
 
 
 # ====================================================================== proofs
@@ -135,20 +134,18 @@ def test_proof_for_another_window(healthy: AdvNetwork) -> None:
     inc = incident(net)
     other_start = inc.dev.record(TRIGGERING, start_ts=inc.dev.timestamps[-1] + SECOND)
     proof = net.claim(inc.dev, inc.pid, inc.terms, other_start).claim.proof  # verifies, for window 2
-    before = snapshot(net)
-    refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=2)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=2)
 
 
 @case("ADV-CLM-04", "a valid proof of the same window under other trigger parameters (lower T, smaller K)")
 def test_proof_for_other_parameters(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net, params=TriggerParams.count(80, 3), readings=[90, 10, 11, 12], proof=bytes(256))
-    before = snapshot(net)
-    for params in (TriggerParams.count(80, 1), TriggerParams.count(5, 3)):  # both true on 90, 10, 11, 12
-        proof = thief_proof(net, inc.dev, inc.start, params=params)
-        refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=3)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        for params in (TriggerParams.count(80, 1), TriggerParams.count(5, 3)):  # both true on 90, 10, 11, 12
+            proof = thief_proof(net, inc.dev, inc.start, params=params)
+            refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=3)
 
 
 @case("ADV-CLM-05", "proof bytes flipped (one bit per word), zeroed, all 0xff, points off the curve, mixed proofs")
@@ -162,10 +159,9 @@ def test_flipped_proof_bytes(healthy: AdvNetwork) -> None:
         flipped = bytearray(good)
         flipped[word * 32 + 31] ^= 1
         variants.append(bytes(flipped))
-    before = snapshot(net)
-    for i, proof in enumerate(variants):
-        refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=i % 5)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        for i, proof in enumerate(variants):
+            refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=i % 5)
 
 
 @case("ADV-CLM-06", "a valid proof of a trigger the policy does not have (stuck, for a count-above policy)")
@@ -173,9 +169,8 @@ def test_proof_for_a_trigger_the_policy_lacks(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net, readings=[10, 10, 10, 11], proof=bytes(256))  # stuck for 3, never above 80
     proof = thief_proof(net, inc.dev, inc.start, params=TriggerParams.stuck(3))
-    before = snapshot(net)
-    refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=4)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=4)
 
 
 @case("ADV-CLM-07", "a proof of a false statement: the true window and the policy's signals, trigger false")
@@ -183,9 +178,8 @@ def test_false_statement_proof(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net, readings=[10, 11, 12, 13], proof=bytes(256))
     proof = false_statement_proof(net, inc.dev, inc.start, PARAMS)
-    before = snapshot(net)
-    refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=0)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused(net, inc.claim.claim.replace(proof=proof).sign(net.agent), Reason.BAD_PROOF, oracle=0)
 
 
 @case("ADV-CLM-08", "a malleated proof (-A, -B, C) of an already paid claim, resubmitted")
@@ -195,12 +189,11 @@ def test_malleated_proof_of_a_paid_claim(healthy: AdvNetwork, book: LedgerBook) 
     pay(net, book, inc.claim, inc.terms.amount, "ADV-CLM-08")
     twin = inc.claim.claim.replace(proof=negated_proof(inc.claim.claim.proof)).sign(net.agent)
     assert twin.claim.claim_id == inc.claim_id and twin.encode() != inc.claim.encode()
-    before = snapshot(net)
-    for i in range(5):
-        status, body = net.post_claim(i, twin)
-        assert status == 202 and body["status"] == "paid", body
-    settle_gossip()
-    assert_unchanged(net, before)
+    with unchanged(net):
+        for i in range(5):
+            status, body = net.post_claim(i, twin)
+            assert status == 202 and body["status"] == "paid", body
+        settle_gossip()
 
 
 # ====================================================================== windows and time
@@ -215,19 +208,17 @@ def test_window_outside_the_term(healthy: AdvNetwork) -> None:
     # in the near future, so the term-end rule is the one that refuses it (it is checked first).
     now = now_ms()
     late = incident(net, window_ts=now + 8500, end_ms=now + 10 * SECOND)
-    before = snapshot(net)
-    rejected(net, early.claim, Reason.OUTSIDE_POLICY_TERM, oracle=1)
-    rejected(net, late.claim, Reason.OUTSIDE_POLICY_TERM, oracle=2)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        rejected(net, early.claim, Reason.OUTSIDE_POLICY_TERM, oracle=1)
+        rejected(net, late.claim, Reason.OUTSIDE_POLICY_TERM, oracle=2)
 
 
 @case("ADV-CLM-10", "a claim after its deadline (claim window closed)")
 def test_claim_after_the_deadline(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net, window_ts=now_ms() - 10 * MINUTE, claim_window_ms=MINUTE)
-    before = snapshot(net)
-    rejected(net, inc.claim, Reason.CLAIM_WINDOW_CLOSED, oracle=3)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        rejected(net, inc.claim, Reason.CLAIM_WINDOW_CLOSED, oracle=3)
 
 
 @case("ADV-CLM-11", "a window overlapping an already paid window, and a second window in the same period")
@@ -241,10 +232,9 @@ def test_overlapping_a_paid_window(healthy: AdvNetwork, book: LedgerBook) -> Non
     overlap = net.claim(inc.dev, inc.pid, inc.terms, inc.start + 2)
     same_period = net.claim(inc.dev, inc.pid, inc.terms,
                             inc.dev.record(TRIGGERING, start_ts=inc.dev.timestamps[-1] + SECOND))
-    before = snapshot(net)
-    rejected(net, overlap, Reason.WINDOW_OVERLAP, oracle=4)
-    rejected(net, same_period, Reason.PERIOD_LIMIT, oracle=0)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        rejected(net, overlap, Reason.WINDOW_OVERLAP, oracle=4)
+        rejected(net, same_period, Reason.PERIOD_LIMIT, oracle=0)
 
 
 @case("ADV-CLM-12", "an unknown policy id, and a window whose length is not the circuit's n")
@@ -252,12 +242,11 @@ def test_unknown_policy_and_window_length(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net)
     inc.dev.record([1])
-    before = snapshot(net)
-    refused(net, inc.claim.claim.replace(policy_id=os.urandom(32)).sign(net.agent), Reason.UNKNOWN_POLICY)
-    refused(net, inc.claim.claim.replace(end=inc.dev.frame(inc.start + 5)).sign(net.agent), Reason.WINDOW_LENGTH)
-    refused(net, inc.claim.claim.replace(start=inc.claim.claim.end, end=inc.claim.claim.start).sign(net.agent),
-            Reason.WINDOW_LENGTH)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused(net, inc.claim.claim.replace(policy_id=os.urandom(32)).sign(net.agent), Reason.UNKNOWN_POLICY)
+        refused(net, inc.claim.claim.replace(end=inc.dev.frame(inc.start + 5)).sign(net.agent), Reason.WINDOW_LENGTH)
+        refused(net, inc.claim.claim.replace(start=inc.claim.claim.end, end=inc.claim.claim.start).sign(net.agent),
+                Reason.WINDOW_LENGTH)
 
 
 # ====================================================================== duplicates and floods
@@ -335,25 +324,23 @@ def _assert_4xx_json(resp: tuple[int, Any], what: str) -> str:
 def test_oversize_payloads(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net, proof=bytes(256))
-    before = snapshot(net)
-    big = os.urandom(1 << 20)
-    for url in _services(net, None):
-        for ctype in ("application/msgpack", "application/json"):
-            assert _assert_4xx_json(http("POST", url, big, ctype), url) == Reason.OVERSIZE.value
-    padded = json.dumps({**inc.claim.to_json(), "pad": "a" * 100_000}).encode()
-    assert _assert_4xx_json(http("POST", net.oracles[1].url + "/v1/claims", padded), "padded") == "oversize"
-    assert no_record_anywhere(net, inc.claim_id)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        big = os.urandom(1 << 20)
+        for url in _services(net, None):
+            for ctype in ("application/msgpack", "application/json"):
+                assert _assert_4xx_json(http("POST", url, big, ctype), url) == Reason.OVERSIZE.value
+        padded = json.dumps({**inc.claim.to_json(), "pad": "a" * 100_000}).encode()
+        assert _assert_4xx_json(http("POST", net.oracles[1].url + "/v1/claims", padded), "padded") == "oversize"
+        assert no_record_anywhere(net, inc.claim_id)
 
 
 @case("ADV-CLM-16", "deeply nested msgpack and JSON bodies to the oracle and the ledger")
 def test_deeply_nested_payloads(healthy: AdvNetwork) -> None:
     net = healthy
-    before = snapshot(net)
-    for url in _services(net, None):
-        for body, ctype in NESTING_BOMBS:
-            _assert_4xx_json(http("POST", url, body, ctype), f"{url} {body[:8]!r}")
-    assert_unchanged(net, before)
+    with unchanged(net):
+        for url in _services(net, None):
+            for body, ctype in NESTING_BOMBS:
+                _assert_4xx_json(http("POST", url, body, ctype), f"{url} {body[:8]!r}")
 
 
 @case("ADV-CLM-17", "malformed msgpack and JSON, and a valid claim in a non-canonical msgpack encoding")
@@ -366,12 +353,11 @@ def test_malformed_encodings(healthy: AdvNetwork) -> None:
            (noncanon, "application/msgpack"), (b"{", "application/json"), (b'{"claim": 1, "claim": 2}', "application/json"),
            (b"\xff\xfe{}", "application/json"), (b"NaN", "application/json"), (json.dumps(inc.claim.to_json())[:-1].encode(),
                                                                           "application/json")]
-    before = snapshot(net)
-    codes = [_assert_4xx_json(http("POST", net.oracles[2].url + "/v1/claims", body, ctype), repr(body[:16]))
-             for body, ctype in bad]
-    assert codes[3] == Reason.NON_CANONICAL.value, codes
-    assert no_record_anywhere(net, inc.claim_id)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        codes = [_assert_4xx_json(http("POST", net.oracles[2].url + "/v1/claims", body, ctype), repr(body[:16]))
+                 for body, ctype in bad]
+        assert codes[3] == Reason.NON_CANONICAL.value, codes
+        assert no_record_anywhere(net, inc.claim_id)
 
 
 @case("ADV-CLM-18", "unknown message versions and type ids (claims to the oracle, transactions to the ledger)")
@@ -386,21 +372,21 @@ def test_unknown_versions_and_types(healthy: AdvNetwork) -> None:
     inner_v2[2][1] = 2
     unknown = list(wire)
     unknown[0] = 99
-    before = snapshot(net)
-    expect = [(v2, Reason.UNSUPPORTED_VERSION), (inner_v2, Reason.UNSUPPORTED_VERSION), (unknown, Reason.UNKNOWN_MESSAGE_TYPE)]
-    for value, reason in expect:
-        body = pack(value)
-        assert _assert_4xx_json(http("POST", net.oracles[3].url + "/v1/claims", body, "application/msgpack"), "oracle") \
-            in (reason.value, Reason.WRONG_TYPE.value)
-        assert _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", body, "application/msgpack"), "ledger") \
-            in (reason.value, Reason.WRONG_TYPE.value)
-    body = pack([42, 2, os.urandom(32)])  # an expire-policy transaction of version 2
-    assert _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", body, "application/msgpack"), "ledger v2") \
-        == Reason.UNSUPPORTED_VERSION.value
-    json_v = {"type": "signed-admin-tx", "version": 2}
-    _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", json.dumps(json_v).encode()), "ledger json")
-    assert no_record_anywhere(net, inc.claim_id)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        expect = [(v2, Reason.UNSUPPORTED_VERSION), (inner_v2, Reason.UNSUPPORTED_VERSION),
+                  (unknown, Reason.UNKNOWN_MESSAGE_TYPE)]
+        for value, reason in expect:
+            body = pack(value)
+            answer = http("POST", net.oracles[3].url + "/v1/claims", body, "application/msgpack")
+            assert _assert_4xx_json(answer, "oracle") in (reason.value, Reason.WRONG_TYPE.value)
+            assert _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", body, "application/msgpack"), "ledger") \
+                in (reason.value, Reason.WRONG_TYPE.value)
+        body = pack([42, 2, os.urandom(32)])  # an expire-policy transaction of version 2
+        assert _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", body, "application/msgpack"), "ledger v2") \
+            == Reason.UNSUPPORTED_VERSION.value
+        json_v = {"type": "signed-admin-tx", "version": 2}
+        _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", json.dumps(json_v).encode()), "ledger json")
+        assert no_record_anywhere(net, inc.claim_id)
 
 
 # ====================================================================== HTTP fuzz on live processes
@@ -435,28 +421,27 @@ def test_oracle_http_fuzz(healthy: AdvNetwork) -> None:
 @case("ADV-FUZ-09", "random bodies, typed messages and paths to the ledger's HTTP API: 4xx JSON, ledger unchanged")
 def test_ledger_http_fuzz(healthy: AdvNetwork) -> None:
     net = healthy
-    before = snapshot(net)
+    with unchanged(net):
 
-    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(st.one_of(st.binary(max_size=600), any_message.map(lambda m: m.encode()),
-                     st.recursive(st.one_of(st.integers(), st.text(max_size=20), st.none()),
-                                  lambda x: st.dictionaries(st.text(max_size=8), x, max_size=5), max_leaves=12)
-                     .map(lambda o: json.dumps(o).encode())),
-           st.sampled_from(["application/msgpack", "application/json", "text/plain"]))
-    def post_body(body: bytes, ctype: str) -> None:
-        _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", body, ctype), repr(body[:20]))
+        @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @given(st.one_of(st.binary(max_size=600), any_message.map(lambda m: m.encode()),
+                         st.recursive(st.one_of(st.integers(), st.text(max_size=20), st.none()),
+                                      lambda x: st.dictionaries(st.text(max_size=8), x, max_size=5), max_leaves=12)
+                         .map(lambda o: json.dumps(o).encode())),
+               st.sampled_from(["application/msgpack", "application/json", "text/plain"]))
+        def post_body(body: bytes, ctype: str) -> None:
+            _assert_4xx_json(http("POST", net.ledger_url + "/v1/tx", body, ctype), repr(body[:20]))
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(st.text(alphabet="abcdef0123456789/?=%.-xz_", max_size=90))  # no '&': no long-poll wait
-    def get_path(path: str) -> None:
-        for base in ("/v1/entries?after=", "/v1/entries?wait=", "/v1/policies/", "/v1/policies?device_id=",
-                     "/v1/devices/", "/v1/circuits/", "/v1/agents/", "/v1/receipts/", "/v1/state?", "/v1/"):
-            status, resp = http("GET", net.ledger_url + base + path, timeout=60)
-            assert status < 500, (base + path, status, resp)
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @given(st.text(alphabet="abcdef0123456789/?=%.-xz_", max_size=90))  # no '&': no long-poll wait
+        def get_path(path: str) -> None:
+            for base in ("/v1/entries?after=", "/v1/entries?wait=", "/v1/policies/", "/v1/policies?device_id=",
+                         "/v1/devices/", "/v1/circuits/", "/v1/agents/", "/v1/receipts/", "/v1/state?", "/v1/"):
+                status, resp = http("GET", net.ledger_url + base + path, timeout=60)
+                assert status < 500, (base + path, status, resp)
 
-    post_body()
-    get_path()
-    assert_unchanged(net, before)
+        post_body()
+        get_path()
 
 
 @case("ADV-FUZ-10", "junk on the claims gossip topic from an enrolled agent (random bytes, junk claims)")
@@ -469,14 +454,13 @@ def test_gossip_junk_from_an_enrolled_agent(healthy: AdvNetwork) -> None:
     peer = GossipPeer(spammer, free_port(), [o.multiaddr() for o in net.oracles], {CLAIMS_TOPIC: 4096})
     try:
         peer.wait_mesh(CLAIMS_TOPIC, 2)
-        before = snapshot(net)
-        for i in range(40):
-            peer.publish(CLAIMS_TOPIC, os.urandom(50 + 37 * i))
-        peer.publish(CLAIMS_TOPIC, junk.encode())
-        settle_gossip()
-        assert no_record_anywhere(net, inc.claim_id)
-        assert all(net.status(o.index)["synced"] for o in net.oracles)
-        assert_unchanged(net, before)
+        with unchanged(net):
+            for i in range(40):
+                peer.publish(CLAIMS_TOPIC, os.urandom(50 + 37 * i))
+            peer.publish(CLAIMS_TOPIC, junk.encode())
+            settle_gossip()
+            assert no_record_anywhere(net, inc.claim_id)
+            assert all(net.status(o.index)["synced"] for o in net.oracles)
     finally:
         peer.stop()
 
@@ -518,11 +502,10 @@ def test_sliding_windows_pay_once_per_period(healthy: AdvNetwork, book: LedgerBo
 def test_beyond_the_ledger_skew(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net, window_ts=now_ms() + MINUTE)  # skew is 5 s
-    before = snapshot(net)
-    rejected(net, inc.claim, Reason.END_TS_IN_FUTURE, oracle=2)
-    qc = make_qc(payout_body(net, inc), net.oracle_ids[:4])
-    assert ledger_error(net.post_tx(qc)) == (409, Reason.END_TS_IN_FUTURE.value)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        rejected(net, inc.claim, Reason.END_TS_IN_FUTURE, oracle=2)
+        qc = make_qc(payout_body(net, inc), net.oracle_ids[:4])
+        assert ledger_error(net.post_tx(qc)) == (409, Reason.END_TS_IN_FUTURE.value)
 
 
 @case("ADV-PRO-03", "a QC certified while the claim window was open, posted after it closed")
@@ -532,9 +515,8 @@ def test_qc_after_the_claim_window(healthy: AdvNetwork) -> None:
     qc = make_qc(payout_body(net, inc), net.oracle_ids[:4])  # what k oracles signed in time
     end_ts = inc.claim.claim.end.frame.ts_ms
     time.sleep(max(0.0, (end_ts + 8 * SECOND - now_ms()) / 1000) + 0.5)
-    before = snapshot(net)
-    assert ledger_error(net.post_tx(qc)) == (409, Reason.CLAIM_WINDOW_CLOSED.value)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        assert ledger_error(net.post_tx(qc)) == (409, Reason.CLAIM_WINDOW_CLOSED.value)
 
 
 @case("ADV-PRO-04", "a junk claim under a real incident's claim_id, sent first (HTTP to every oracle, and gossip)")
@@ -550,16 +532,15 @@ def test_junk_first_does_not_poison_the_incident(healthy: AdvNetwork, book: Ledg
     peer = GossipPeer(junker, free_port(), [o.multiaddr() for o in net.oracles], {CLAIMS_TOPIC: 4096})
     try:
         peer.wait_mesh(CLAIMS_TOPIC, 2)
-        before = snapshot(net)
-        for j in junk:
-            assert j.claim.claim_id == inc.claim_id
-            peer.publish(CLAIMS_TOPIC, j.encode())
-            for o in net.oracles:
-                status, body = net.post_claim(o.index, j)
-                assert status in (403, 422), body
-        settle_gossip(1.5)
-        assert no_record_anywhere(net, inc.claim_id)
-        assert_unchanged(net, before)
+        with unchanged(net):
+            for j in junk:
+                assert j.claim.claim_id == inc.claim_id
+                peer.publish(CLAIMS_TOPIC, j.encode())
+                for o in net.oracles:
+                    status, body = net.post_claim(o.index, j)
+                    assert status in (403, 422), body
+            settle_gossip(1.5)
+            assert no_record_anywhere(net, inc.claim_id)
     finally:
         peer.stop()
     pay(net, book, inc.claim, inc.terms.amount, "ADV-PRO-04", oracle=4)
@@ -628,10 +609,9 @@ def test_revocation_is_not_retroactive(healthy: AdvNetwork, book: LedgerBook) ->
     oracles_synced(net)
     pay(net, book, inc.claim, inc.terms.amount, "ADV-PRO-08", oracle=3)
     # ...and the QC the attacker holds for it cannot be replayed for a second payout.
-    before = snapshot(net)
-    status, body = net.post_tx(make_qc(qc_body, net.oracle_ids[1:5]))
-    assert status == 200 and body["existing"], body
-    assert_unchanged(net, before)
+    with unchanged(net):
+        status, body = net.post_tx(make_qc(qc_body, net.oracle_ids[1:5]))
+        assert status == 200 and body["existing"], body
 
 
 def test_module_end_ledger_verifies_and_paid_exactly_the_expected(net: AdvNetwork, book: LedgerBook) -> None:

@@ -40,6 +40,7 @@ from tests.adversarial.advnet import (
     payout_body,
     settle_gossip,
     snapshot,
+    unchanged,
     wait_paid_once,
 )
 from tests.adversarial.cases import case
@@ -61,10 +62,9 @@ def test_duplicated_signer(healthy: AdvNetwork) -> None:
     inc = incident(net)
     body = payout_body(net, inc)
     o = net.oracle_ids
-    before = snapshot(net)
-    refused_qc(net, make_qc(body, [o[0], o[0], o[1], o[2]]), Reason.QC_DUPLICATE_SIGNER)
-    refused_qc(net, make_qc(body, [o[0], o[1], o[2], o[3], o[0]]), Reason.QC_DUPLICATE_SIGNER)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused_qc(net, make_qc(body, [o[0], o[0], o[1], o[2]]), Reason.QC_DUPLICATE_SIGNER)
+        refused_qc(net, make_qc(body, [o[0], o[1], o[2], o[3], o[0]]), Reason.QC_DUPLICATE_SIGNER)
 
 
 @case("ADV-VQC-03", "a QC with k-1 signatures (k-1 colluding members), or k-1 plus one forged signature")
@@ -73,17 +73,16 @@ def test_threshold_minus_one(healthy: AdvNetwork) -> None:
     inc = incident(net)
     body = payout_body(net, inc)
     o = net.oracle_ids
-    before = snapshot(net)
-    refused_qc(net, make_qc(body, o[:3]), Reason.QC_INSUFFICIENT_SIGNATURES)
-    qc = make_qc(body, o[:4])
-    forged = qc.replace(signatures=qc.signatures[:3] + (qc.signatures[3].replace(signature=os.urandom(64)),))
-    refused_qc(net, forged, Reason.QC_BAD_SIGNATURE)
+    with unchanged(net):
+        refused_qc(net, make_qc(body, o[:3]), Reason.QC_INSUFFICIENT_SIGNATURES)
+        qc = make_qc(body, o[:4])
+        forged = qc.replace(signatures=qc.signatures[:3] + (qc.signatures[3].replace(signature=os.urandom(64)),))
+        refused_qc(net, forged, Reason.QC_BAD_SIGNATURE)
     # a valid 4th signature over another claim's body, borrowed
     other = payout_body(net, incident(net))
     borrowed = qc.replace(signatures=qc.signatures[:3] + (make_qc(other, [o[3]]).signatures[0],))
-    before = snapshot(net)
-    refused_qc(net, borrowed, Reason.QC_BAD_SIGNATURE)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused_qc(net, borrowed, Reason.QC_BAD_SIGNATURE)
 
 
 @case("ADV-VQC-04", "a QC over a different amount or beneficiary (changed after signing; or signed so by k)")
@@ -93,20 +92,19 @@ def test_qc_over_a_different_amount_or_beneficiary(healthy: AdvNetwork) -> None:
     body = payout_body(net, inc)
     o = net.oracle_ids[:4]
     thief = os.urandom(32)
-    before = snapshot(net)
-    for changed in (body.replace(amount=body.amount * 100), body.replace(beneficiary=thief)):
-        # the honest signatures over the real body, on a changed body
-        refused_qc(net, make_qc(changed, o, signed_body=body), Reason.QC_BAD_SIGNATURE)
-        # k members signing the changed body: the ledger checks the body against the policy
-        refused_qc(net, make_qc(changed, o), Reason.PAYOUT_MISMATCH)
+    with unchanged(net):
+        for changed in (body.replace(amount=body.amount * 100), body.replace(beneficiary=thief)):
+            # the honest signatures over the real body, on a changed body
+            refused_qc(net, make_qc(changed, o, signed_body=body), Reason.QC_BAD_SIGNATURE)
+            # k members signing the changed body: the ledger checks the body against the policy
+            refused_qc(net, make_qc(changed, o), Reason.PAYOUT_MISMATCH)
     other = incident(net)
-    before = snapshot(net)
-    for wrong in (body.replace(policy_id=other.pid), body.replace(claim_id=os.urandom(32)),
-                  body.replace(start_seq=body.start_seq + 1), body.replace(circuit_id=os.urandom(32)),
-                  body.replace(start_ts=body.end_ts)):
-        status, code = ledger_error(net.post_tx(make_qc(wrong, o)))
-        assert status == 409 and code == Reason.PAYOUT_MISMATCH.value, (wrong, code)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        for wrong in (body.replace(policy_id=other.pid), body.replace(claim_id=os.urandom(32)),
+                      body.replace(start_seq=body.start_seq + 1), body.replace(circuit_id=os.urandom(32)),
+                      body.replace(start_ts=body.end_ts)):
+            status, code = ledger_error(net.post_tx(make_qc(wrong, o)))
+            assert status == 409 and code == Reason.PAYOUT_MISMATCH.value, (wrong, code)
 
 
 @case("ADV-VQC-12", "a QC signed by non-members (k fresh keys; three members and one stranger)")
@@ -115,11 +113,10 @@ def test_qc_by_non_members(healthy: AdvNetwork) -> None:
     inc = incident(net)
     body = payout_body(net, inc)
     strangers = [Identity.generate() for _ in range(4)]
-    before = snapshot(net)
-    refused_qc(net, make_qc(body, strangers), Reason.QC_NON_MEMBER)
-    refused_qc(net, make_qc(body, net.oracle_ids[:3] + strangers[:1]), Reason.QC_NON_MEMBER)
-    refused_qc(net, make_qc(body, [net.ledger_key, net.admin, *net.oracle_ids[:2]]), Reason.QC_NON_MEMBER)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused_qc(net, make_qc(body, strangers), Reason.QC_NON_MEMBER)
+        refused_qc(net, make_qc(body, net.oracle_ids[:3] + strangers[:1]), Reason.QC_NON_MEMBER)
+        refused_qc(net, make_qc(body, [net.ledger_key, net.admin, *net.oracle_ids[:2]]), Reason.QC_NON_MEMBER)
 
 
 @case("ADV-VQC-13", "a QC bound to another ledger, or to an oracle-set epoch that does not exist")
@@ -127,10 +124,9 @@ def test_qc_bound_elsewhere(healthy: AdvNetwork) -> None:
     net = healthy
     inc = incident(net)
     o = net.oracle_ids[:4]
-    before = snapshot(net)
-    refused_qc(net, make_qc(payout_body(net, inc, ledger_id=os.urandom(32)), o), Reason.WRONG_LEDGER)
-    refused_qc(net, make_qc(payout_body(net, inc, oracle_set_epoch=1), o), Reason.QC_STALE_EPOCH)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        refused_qc(net, make_qc(payout_body(net, inc, ledger_id=os.urandom(32)), o), Reason.WRONG_LEDGER)
+        refused_qc(net, make_qc(payout_body(net, inc, oracle_set_epoch=1), o), Reason.QC_STALE_EPOCH)
 
 
 @case("ADV-VQC-14", "a valid QC replayed (to the ledger, many times), and a conflicting body under a paid claim_id")
@@ -231,15 +227,14 @@ def test_byzantine_approves_everything(byz: Byzantine) -> None:
     late = incident(net, window_ts=now_ms() - 10 * MINUTE, claim_window_ms=MINUTE)
     junk_inc = incident(net)
     junk = junk_inc.claim.claim.replace(proof=junk_proof(net.circuit, DeviceSim.create(), junk_inc.terms)).sign(net.agent)
-    before = snapshot(net)
-    byz.send([byz.approve(late), byz.approve(junk_inc)])
-    byz.gossip_claim(junk)
-    assert net.post_claim(1, late.claim)[0] == 202
-    view = net.wait_status(late.claim_id, "rejected", oracle=1)
-    assert view["reason"] == Reason.CLAIM_WINDOW_CLOSED.value
-    settle_gossip()
-    assert no_record_anywhere(net, junk_inc.claim_id)
-    assert_unchanged(net, before)
+    with unchanged(net):
+        byz.send([byz.approve(late), byz.approve(junk_inc)])
+        byz.gossip_claim(junk)
+        assert net.post_claim(1, late.claim)[0] == 202
+        view = net.wait_status(late.claim_id, "rejected", oracle=1)
+        assert view["reason"] == Reason.CLAIM_WINDOW_CLOSED.value
+        settle_gossip()
+        assert no_record_anywhere(net, junk_inc.claim_id)
 
 
 @case("ADV-VQC-08", "a Byzantine oracle rejecting everything cannot block a valid claim")
@@ -297,13 +292,12 @@ def test_votes_bound_elsewhere(byz: Byzantine) -> None:
     net = byz.net
     inc = incident(net)
     ign = _ignored(net)
-    before = snapshot(net)
-    byz.send([byz.approve(inc, ledger_id=os.urandom(32)), byz.approve(inc, oracle_set_epoch=7),
-              byz.reject(inc.claim_id, ledger_id=os.urandom(32)), byz.reject(inc.claim_id, epoch=3)])
-    eventually(lambda: (lambda g: g.get("wrong_ledger", 0) >= ign.get("wrong_ledger", 0) + 2
-                        and g.get("wrong_epoch", 0) >= ign.get("wrong_epoch", 0) + 2)(_ignored(net)), 30,
-               what="votes bound elsewhere ignored")
-    assert_unchanged(net, before)
+    with unchanged(net):
+        byz.send([byz.approve(inc, ledger_id=os.urandom(32)), byz.approve(inc, oracle_set_epoch=7),
+                  byz.reject(inc.claim_id, ledger_id=os.urandom(32)), byz.reject(inc.claim_id, epoch=3)])
+        eventually(lambda: (lambda g: g.get("wrong_ledger", 0) >= ign.get("wrong_ledger", 0) + 2
+                            and g.get("wrong_epoch", 0) >= ign.get("wrong_epoch", 0) + 2)(_ignored(net)), 30,
+                   what="votes bound elsewhere ignored")
 
 
 @case("ADV-VQC-01", "votes from a non-member (and from an enrolled agent) while the honest members are one short of k")
@@ -318,16 +312,15 @@ def test_votes_from_a_non_member(byz: Byzantine, book: LedgerBook) -> None:
         for p in peers:
             p.wait_mesh(VOTES_TOPIC, 2)
         net.oracles[3].kill9()  # honest members alive: 0, 1, 2 (three; k = 4)
-        before = snapshot(net)
-        assert net.post_claim(0, inc.claim)[0] == 202
-        for p in peers:
-            votes = [payout_body(net, inc).approve(p.identity)]
-            p.publish(VOTES_TOPIC, VoteBatch(oracle_id=p.identity.public_key, votes=tuple(votes)).encode())
-        # The Byzantine member stays silent; even with the two outsiders' approvals there is no QC.
-        settle_gossip(3.0)
-        view = net.claim_status(0, inc.claim_id)
-        assert view is not None and view["status"] == "pending" and view["approvals"] == 3, view
-        assert_unchanged(net, before)
+        with unchanged(net) as before:
+            assert net.post_claim(0, inc.claim)[0] == 202
+            for p in peers:
+                votes = [payout_body(net, inc).approve(p.identity)]
+                p.publish(VOTES_TOPIC, VoteBatch(oracle_id=p.identity.public_key, votes=tuple(votes)).encode())
+            # The Byzantine member stays silent; even with the two outsiders' approvals there is no QC.
+            settle_gossip(3.0)
+            view = net.claim_status(0, inc.claim_id)
+            assert view is not None and view["status"] == "pending" and view["approvals"] == 3, view
     finally:
         for p in peers:
             p.stop()

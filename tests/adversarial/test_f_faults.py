@@ -40,15 +40,16 @@ def pending_everywhere(net: AdvNetwork, inc: Incident, oracles: list[int]) -> No
         assert view is not None and view["status"] == "pending", (i, view)
 
 
-def paid_everywhere(net: AdvNetwork, inc: Incident, timeout: float = 60.0) -> None:
-    """Every oracle that holds the claim converges to paid (none is left pending or approved). An
+def paid_everywhere(net: AdvNetwork, *incs: Incident, timeout: float = 60.0) -> None:
+    """Every oracle that holds each claim converges to paid (none is left pending or approved). An
     oracle that was down or cut off for the claim's whole life may never have heard of it: decided
     claims are not re-gossiped, and it has nothing to vote on any more."""
-    def converged() -> bool:
-        views = [net.claim_status(o.index, inc.claim_id) for o in net.oracles]
-        return all(v is None or v["status"] == "paid" for v in views) and any(v is not None for v in views)
+    for inc in incs:
+        def converged(inc: Incident = inc) -> bool:
+            views = [net.claim_status(o.index, inc.claim_id) for o in net.oracles]
+            return all(v is None or v["status"] == "paid" for v in views) and any(v is not None for v in views)
 
-    eventually(converged, timeout, what=f"claim {inc.claim_id.hex()[:12]} paid on every oracle that holds it")
+        eventually(converged, timeout, what=f"claim {inc.claim_id.hex()[:12]} paid on every oracle that holds it")
 
 
 def expect_paid(net: AdvNetwork, book: LedgerBook, before: Any, incs: list[Incident], case_id: str,
@@ -189,8 +190,7 @@ def test_oracles_down(healthy: AdvNetwork, book: LedgerBook) -> None:
     book.expect(y.claim_id, "ADV-FLT-04")
     wait_paid_once(net, before, y.claim_id, y.terms.amount)
     net.oracles[3].start()
-    paid_everywhere(net, x, timeout=90)
-    paid_everywhere(net, y, timeout=90)
+    paid_everywhere(net, x, y, timeout=90)
     assert_paid_once(net, before, y.claim_id, y.terms.amount)
     assert_ledger_verifies(net)
 
@@ -217,8 +217,7 @@ def test_partition_without_quorum_then_heal(healthy: AdvNetwork, book: LedgerBoo
     finally:
         net.heal()
     expect_paid(net, book, before, [left, right], "ADV-FLT-05")
-    paid_everywhere(net, left)
-    paid_everywhere(net, right)
+    paid_everywhere(net, left, right)
     assert_ledger_verifies(net)
 
 
@@ -243,8 +242,7 @@ def test_partition_with_quorum_on_one_side(healthy: AdvNetwork, book: LedgerBook
     finally:
         net.heal()
     expect_paid(net, book, before, [minor], "ADV-FLT-06")
-    paid_everywhere(net, major)
-    paid_everywhere(net, minor)
+    paid_everywhere(net, major, minor)
     assert_ledger_verifies(net)
 
 
@@ -296,8 +294,7 @@ def test_restart_storm(healthy: AdvNetwork, book: LedgerBook) -> None:
             net.ledger.wait_ready(60)
         net.oracles[i].start()
     expect_paid(net, book, before, incs, "ADV-FLT-08", timeout=120)
-    for inc in incs:
-        paid_everywhere(net, inc, timeout=90)
+    paid_everywhere(net, *incs, timeout=90)
     assert_ledger_verifies(net)
 
 

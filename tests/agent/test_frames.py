@@ -49,6 +49,18 @@ def checker(*devs: SimDevice, window: int = 64, lookup=None) -> FrameChecker:
     return c
 
 
+def altered(f: Incoming, *, signature: bytes | None = None, enc_reading: int | None = None) -> Incoming:
+    """The frame as received with another signature or reading: what anyone who saw it can send."""
+    return Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature if signature is None else signature,
+                    f.enc_reading if enc_reading is None else enc_reading, f.body)
+
+
+def accept_all_but(c: FrameChecker, frames: list[Incoming], held: int) -> None:
+    """Every frame is accepted but frames[held], held back (it comes late, or not at all)."""
+    for f in frames[:held] + frames[held + 1:]:
+        assert c.check(f, NOW).accepted
+
+
 def reasons(c: FrameChecker, frames: list[Incoming]) -> list[Reason | None]:
     return [c.check(f, NOW).reason for f in frames]
 
@@ -106,7 +118,7 @@ def test_fast_signature_check_equals_identity_verify(junk: bytes, genuine: bool)
     d = device()
     f = Incoming.from_message(d.make(NOW))
     if not genuine:
-        f = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, junk, f.enc_reading, f.body)
+        f = altered(f, signature=junk)
     try:
         nacl.signing.VerifyKey(f.device_id).verify(FRAME_TAG + f.body, f.signature)
         reference = True
@@ -146,12 +158,12 @@ def test_each_rejection_has_its_reason() -> None:
     assert c.check(stream(stranger, 1)[0], NOW).reason is Reason.UNKNOWN_DEVICE
 
     f = frames[3]
-    forged = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, bytes(64), f.enc_reading, f.body)
+    forged = altered(f, signature=bytes(64))
     assert c.check(forged, NOW).reason is Reason.BAD_FRAME_SIGNATURE
 
     assert c.check(frames[2], NOW).reason is Reason.REPLAYED_FRAME
 
-    tampered = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.enc_reading + 1, f.body)
+    tampered = altered(f, enc_reading=f.enc_reading + 1)
     assert c.check(tampered, NOW).reason is Reason.CHAIN_BROKEN
 
     future = Incoming.from_message(d.make(NOW + 60_000))  # seq 4, signed for a far-future time
@@ -192,8 +204,7 @@ def test_gap_reanchors_and_late_fill_links_successor() -> None:
     d = device()
     c = checker(d)
     frames = stream(d, 10)
-    for f in frames[:5] + frames[6:]:
-        assert c.check(f, NOW).accepted
+    accept_all_but(c, frames, 5)
     book = c.book(d.device_id)
     assert book.get(6).linked is False  # re-anchors after the gap: a window may start here
     assert all(book.get(i).linked for i in (7, 8, 9))
@@ -206,11 +217,10 @@ def test_late_fill_that_does_not_chain_is_refused() -> None:
     d = device()
     c = checker(d)
     frames = stream(d, 6)
-    for f in frames[:3] + frames[4:]:
-        assert c.check(f, NOW).accepted
+    accept_all_but(c, frames, 3)
     f = frames[3]
     # A correctly signed seq 3 whose reading does not chain from seq 2.
-    tampered = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.enc_reading ^ 1, f.body)
+    tampered = altered(f, enc_reading=f.enc_reading ^ 1)
     assert c.check(tampered, NOW).reason is Reason.CHAIN_BROKEN
     assert c.check(f, NOW).accepted
 
@@ -243,11 +253,6 @@ def test_new_epoch_starts_a_new_book() -> None:
 # --------------------------------------------------------------------------- provisional frames (issue 13 item 6)
 
 
-def _copy_with(f: Incoming, enc_reading: int) -> Incoming:
-    """The same signed frame beside another reading: what anyone who saw the frame can send."""
-    return Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, enc_reading, f.body)
-
-
 def test_false_copy_while_predecessor_is_late_cannot_fail_genuine_frames() -> None:
     """Item 6: the false copy arrives first, the genuine frame after it, then the late predecessor.
     The genuine frame is kept (not refused as a replay), wins when the predecessor links it, and
@@ -258,7 +263,7 @@ def test_false_copy_while_predecessor_is_late_cannot_fail_genuine_frames() -> No
     for f in frames[:4]:
         assert c.check(f, NOW).accepted
     genuine = frames[5]
-    false = _copy_with(genuine, genuine.enc_reading + 5000)
+    false = altered(genuine, enc_reading=genuine.enc_reading + 5000)
     assert c.check(false, NOW).accepted  # provisional: nothing can be checked yet
     v = c.check(genuine, NOW)
     assert v.accepted and v.alternative  # kept beside it, not a replay
@@ -282,13 +287,13 @@ def test_false_copy_alone_is_refuted_and_the_genuine_one_replaces_it_later() -> 
     for f in frames[:4]:
         assert c.check(f, NOW).accepted
     genuine = frames[5]
-    false = _copy_with(genuine, genuine.enc_reading ^ 7)
+    false = altered(genuine, enc_reading=genuine.enc_reading ^ 7)
     assert c.check(false, NOW).accepted
     assert c.check(frames[6], NOW).linked  # linking 6 needs only 5's signed chain value
     late = c.check(frames[4], NOW)
     assert late.accepted and late.refuted == 5 and late.relinked is None
     assert c.book(d.device_id).get(5).linked is False
-    assert c.check(_copy_with(genuine, genuine.enc_reading ^ 9), NOW).reason is Reason.CHAIN_BROKEN
+    assert c.check(altered(genuine, enc_reading=genuine.enc_reading ^ 9), NOW).reason is Reason.CHAIN_BROKEN
     v = c.check(genuine, NOW)
     assert v.accepted and v.replaced and v.linked
     assert c.book(d.device_id).get(5).reading == genuine.reading
@@ -304,8 +309,8 @@ def test_provisional_alternatives_are_bounded() -> None:
     f = frames[2]
     assert c.check(f, NOW).accepted
     for i in range(MAX_ALTERNATIVES):
-        assert c.check(_copy_with(f, f.enc_reading + 1 + i), NOW).alternative
-    assert c.check(_copy_with(f, f.enc_reading + 100), NOW).reason is Reason.REPLAYED_FRAME
+        assert c.check(altered(f, enc_reading=f.enc_reading + 1 + i), NOW).alternative
+    assert c.check(altered(f, enc_reading=f.enc_reading + 100), NOW).reason is Reason.REPLAYED_FRAME
     assert c.check(frames[1], NOW).relinked == 2  # the stored (genuine) one links
 
 
@@ -377,9 +382,9 @@ def test_a_plain_unencoded_reading_is_named_as_such() -> None:
     frames = stream(d, 3)
     assert reasons(c, frames[:2]) == [None, None]
     f = frames[2]
-    plain = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.reading, f.body)  # r, not r + 2^31
+    plain = altered(f, enc_reading=f.reading)  # r, not r + 2^31
     v = c.check(plain, NOW)
     assert v.reason is Reason.CHAIN_BROKEN and "looks unencoded" in v.message and str(f.enc_reading) in v.message
-    wrong = Incoming(f.device_id, f.epoch, f.seq, f.ts, f.chain, f.signature, f.enc_reading + 7, f.body)
+    wrong = altered(f, enc_reading=f.enc_reading + 7)
     assert "looks unencoded" not in c.check(wrong, NOW).message
     assert c.check(f, NOW).accepted

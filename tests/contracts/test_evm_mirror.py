@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -71,13 +70,6 @@ from tests.netfix import DAY, HOUR, SECOND, DeviceSim
 
 pytestmark = pytest.mark.slow
 COUNT = TriggerParams.count(80, 2)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainWorld]:
-    w = ChainWorld.start(Path(tmp_path_factory.mktemp("mirror")))
-    yield w
-    w.stop()
 
 
 def _insured(world: ChainWorld) -> tuple[EvmPool, IssuePolicy, ChainBody, bytes, QuorumCertificate]:

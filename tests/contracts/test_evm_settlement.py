@@ -8,8 +8,6 @@ Real anvil, real contracts, real proofs; one chain for the module.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,13 +24,6 @@ from tests.netfix import SECOND
 pytestmark = pytest.mark.slow
 COUNT = TriggerParams.count(80, 2)
 ADDR = "0x" + "ab" * 20
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainWorld]:
-    w = ChainWorld.start(Path(tmp_path_factory.mktemp("chain")))
-    yield w
-    w.stop()
 
 
 def reason_of(coro: object) -> Reason:

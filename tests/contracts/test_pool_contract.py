@@ -6,7 +6,6 @@ policy's lock. Real anvil, real solc-compiled contracts, real proofs; one chain 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.netfix import SECOND
 
 pytestmark = pytest.mark.slow
 COUNT = TriggerParams.count(80, 2)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainWorld]:
-    w = ChainWorld.start(Path(tmp_path_factory.mktemp("chain")))
-    yield w
-    w.stop()
 
 
 def snapshot(world: ChainWorld, pool: EvmPool) -> tuple[dict[str, int], int]:

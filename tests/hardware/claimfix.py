@@ -20,6 +20,7 @@ from faultproof.messages import (
 from ledger.state import LedgerState
 from tests.netfix import HOUR, SECOND, DeviceSim, make_claim
 
+# The ledger-state reasons of the hardware cases, here and over the network (netcases.py).
 HARDWARE_STATE_REASONS = (Reason.ATTESTATION_MISSING, Reason.ATTESTATION_FAILED, Reason.ATTESTATION_STALE,
                           Reason.DEVICE_SUSPENDED, Reason.PAYOUTS_PAUSED)
 GOOD = (b"boot-1", b"fw-good", b"cfg-1")

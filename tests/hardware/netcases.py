@@ -21,8 +21,6 @@ from faultproof.signing import Ed25519FileSigner
 from tests.netfix import HOUR, SECOND, TRIGGERING, Incident, Network, incident, now_ms
 from tests.oracle.helpers import next_window
 
-HARDWARE_NETWORK_REASONS = (Reason.ATTESTATION_MISSING, Reason.ATTESTATION_FAILED, Reason.ATTESTATION_STALE,
-                            Reason.DEVICE_SUSPENDED, Reason.PAYOUTS_PAUSED)
 _OFF = SetLockdown(breaker_window_ms=0, breaker_share_bps=0, attestation_max_age_ms=0)
 
 

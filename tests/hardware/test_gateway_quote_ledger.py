@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.tpm import GatewayTpm, Swtpm, free_port_pair
+from agent.tpm import GatewayTpm
 from faultproof import attestation
 from faultproof.errors import FaultproofError, Reason
 from faultproof.identity import Identity
@@ -22,6 +22,7 @@ from ledger.client import LedgerClient
 from ledger.state import LedgerState, TxKind, gateway_results
 from ledger.store import LedgerStore
 from ledger.verify import replay_store
+from tests.hardware.tpmfix import gateway_tpm
 from tests.ledger.helpers import T0, LedgerKeys, ManualClock, make_ledger, serve_ledger
 from tests.netfix import http
 
@@ -31,14 +32,8 @@ GATEWAY = attestation.Component.GATEWAY_PCRS
 
 @pytest.fixture(scope="module")
 def tpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayTpm]:
-    sw = Swtpm(tmp_path_factory.mktemp("swtpm-ledger"), free_port_pair()).start()
-    t = GatewayTpm(sw.tcti)
-    t.extend(23, FIRMWARE)
-    try:
+    with gateway_tpm(tmp_path_factory.mktemp("swtpm-ledger"), FIRMWARE) as t:
         yield t
-    finally:
-        t.close()
-        sw.stop()
 
 
 def _ledger(tpm: GatewayTpm) -> tuple[LedgerKeys, LedgerState, Identity]:
@@ -89,10 +84,7 @@ def test_the_ledger_appraises_and_records_a_gateway_quote(tpm: GatewayTpm) -> No
 
 
 def test_a_changed_firmware_is_recorded_as_failed(tmp_path: Path) -> None:
-    sw = Swtpm(tmp_path / "tpm", free_port_pair()).start()
-    t = GatewayTpm(sw.tcti)
-    try:
-        t.extend(23, FIRMWARE)
+    with gateway_tpm(tmp_path / "tpm", FIRMWARE) as t:
         keys, state, agent = _ledger(t)
         t.extend(23, hashlib.sha256(b"tampered gateway firmware").digest())
         state.apply(t.quote(agent.public_key, state.head_hash), T0 + 1)
@@ -103,9 +95,6 @@ def test_a_changed_firmware_is_recorded_as_failed(tmp_path: Path) -> None:
         with pytest.raises(FaultproofError) as e:
             state.apply(bad_key, T0 + 2)
         assert e.value.reason is Reason.INVALID_PARAMETERS
-    finally:
-        t.close()
-        sw.stop()
 
 
 async def test_a_quote_over_http_is_on_the_ledger_and_replays(tpm: GatewayTpm, tmp_path: Path) -> None:

@@ -23,9 +23,7 @@ def _forged(sc: Scenario, n: int, ts: int) -> list[SignedFrame]:
 def test_k_oracles_suspend_and_later_windows_are_refused() -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    state = keys.new_state()
-    for tx in sc.setup_txs:
-        state.apply(tx, sc.now)
+    state = sc.set_up()
     b0, b1 = sc.body(0), sc.body(1)
     t_quarantine = b1.start_ts - HOUR
     # The agent quarantines on the burst.
@@ -55,9 +53,7 @@ def test_k_oracles_suspend_and_later_windows_are_refused() -> None:
 def test_too_few_signatures_or_genuine_frames_suspend_nothing() -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    state = keys.new_state()
-    for tx in sc.setup_txs:
-        state.apply(tx, sc.now)
+    state = sc.set_up()
     frames = _forged(sc, 20, sc.now)
     body, sig = sign_suspension(keys.oracles[0], state, sc.device.public_key, frames, sc.now)
     coll = SuspensionCollector(body, frozenset(state.oracle_set.members), state.oracle_set.threshold)

@@ -52,9 +52,7 @@ async def _network(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             net = MemoryNetwork()
             nodes: list[SuspensionGossip] = []
             for oracle in keys.oracles:
-                replica = keys.new_state()  # each oracle's own replica of the ledger
-                for tx in sc.setup_txs:
-                    replica.apply(tx, sc.now)
+                replica = sc.set_up()  # each oracle's own replica of the ledger
                 transport = net.join(oracle.public_key)
                 await transport.start()
                 node = SuspensionGossip(SuspensionDesk(oracle), transport, (lambda r=replica: r),
@@ -129,9 +127,7 @@ async def test_genuine_frames_and_forged_shares_are_refused(tmp_path: Path) -> N
             await w["nodes"][0].report(device, _forged(device, 5, T0), T0)  # too few frames
         # A share signed by a stranger, and one whose frames are not the named evidence: dropped.
         frames = _forged(device, 20, T0 - 100)
-        replica = w["keys"].new_state()
-        for tx in sc.setup_txs:
-            replica.apply(tx, sc.now)
+        replica = sc.set_up()
         stranger = Identity.generate()
         body, sig = sign_suspension(stranger, replica, device, frames, T0 - 50)
         outsider = w["net"].join(stranger.public_key)

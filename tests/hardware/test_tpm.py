@@ -13,10 +13,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from agent.tpm import GatewayTpm, Swtpm, TpmError, free_port_pair
+from agent.tpm import GatewayTpm, TpmError, free_port_pair
 from faultproof import attestation
 from faultproof.errors import Reason
 from faultproof.messages import GatewayQuote
+from tests.hardware.tpmfix import gateway_tpm
 
 AGENT = b"\xaa" * 32
 FIRMWARE = hashlib.sha256(b"gateway firmware 1.0").digest()
@@ -24,14 +25,8 @@ FIRMWARE = hashlib.sha256(b"gateway firmware 1.0").digest()
 
 @pytest.fixture(scope="module")
 def tpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayTpm]:
-    sw = Swtpm(tmp_path_factory.mktemp("swtpm"), free_port_pair()).start()
-    t = GatewayTpm(sw.tcti)
-    t.extend(23, FIRMWARE)  # the gateway's boot measured its firmware
-    try:
+    with gateway_tpm(tmp_path_factory.mktemp("swtpm"), FIRMWARE) as t:
         yield t
-    finally:
-        t.close()
-        sw.stop()
 
 
 def test_quote_verifies_against_expected_pcrs_and_allowlist(tpm: GatewayTpm) -> None:
@@ -58,18 +53,12 @@ def test_wrong_nonce_and_replay_are_refused(tpm: GatewayTpm) -> None:
 
 
 def test_changed_pcr_is_refused(tmp_path: Path) -> None:
-    sw = Swtpm(tmp_path / "tpm", free_port_pair()).start()
-    t = GatewayTpm(sw.tcti)
-    try:
-        t.extend(23, FIRMWARE)
+    with gateway_tpm(tmp_path / "tpm", FIRMWARE) as t:
         expected = t.pcr_values()
         t.extend(23, hashlib.sha256(b"tampered firmware").digest())
         nonce = os.urandom(32)
         reason = attestation.verify_quote(t.quote(AGENT, nonce), nonce, expected)
         assert reason is not None and "PCR values" in reason[1]
-    finally:
-        t.close()
-        sw.stop()
 
 
 def test_other_ak_flipped_bytes_and_malformed_are_refused(tpm: GatewayTpm) -> None:

@@ -5,8 +5,7 @@ policy, payout bodies and quorum certificates.
     from tests.ledger.helpers import make_ledger, Scenario
     keys = make_ledger(n=5)                      # k defaults to ⌊2n/3⌋+1
     sc = Scenario.standard(keys)                 # deposit, fake circuit, device, one policy
-    state = keys.new_state()
-    for tx in sc.setup_txs: state.apply(tx, sc.now)
+    state = sc.set_up()                          # a LedgerState with the setup applied
     qc = keys.qc(sc.body(0))                     # the first k oracles sign incident 0
 
 Everything is deterministic given `seed` (identities from seeded hashes), so failures reproduce.
@@ -185,6 +184,13 @@ class Scenario:
         issue = keys.sign(policy)
         txs.append(issue)
         return cls(keys, circuit, device, policy, txs, policy_id(issue.tx), now=T0)
+
+    def set_up(self) -> LedgerState:
+        """A fresh replica of the keys' ledger with the setup applied at `now`."""
+        state = self.keys.new_state()
+        for tx in self.setup_txs:
+            state.apply(tx, self.now)
+        return state
 
     def more_policy(self, device_label: str, **terms: int) -> tuple[list[SignedAdminTx], bytes, IssuePolicy]:
         """Txs enrolling another device and issuing it a policy on the same circuit."""

@@ -45,9 +45,7 @@ def _head(device: bytes, seq: int, ts: int) -> DeviceHead:
 def test_select_heads_skips_what_the_ledger_would_refuse_or_holds() -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    state = keys.new_state()
-    for tx in sc.setup_txs:
-        state.apply(tx, T0)
+    state = sc.set_up()
     agent = identity("agent-a")
     state.apply(keys.sign(EnrolAgent(agent_id=agent.public_key)), T0)
     dev = sc.device.public_key

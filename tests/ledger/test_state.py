@@ -117,9 +117,7 @@ def test_lifecycle_table_and_guards() -> None:
 def test_oracle_side_rule_functions() -> None:
     keys = copy.deepcopy(KEYS)
     sc = Scenario.standard(keys)
-    state = keys.new_state()
-    for tx in sc.setup_txs:
-        state.apply(tx, T0)
+    state = sc.set_up()
     body = build_payout_body(state, sc.policy_id, 0, 0, sc.circuit.n, sc.body(0).start_ts, sc.body(0).end_ts)
     assert body == sc.body(0)
     assert state.payout_mismatch(body) is None

@@ -16,15 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import AgentMetrics
-from cli import main
 from faultproof.metrics import version
-from faultproof.procs import ManagedProcess, free_port, wait_port
+from faultproof.procs import ManagedProcess, wait_port
 from ledger.follower import LedgerFollower  # the agent registers its follower on its registry
+from tests.netfix import wait_until
+from tests.operators.site import init_site, serve_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = {  # the doc -> the services whose /metrics it describes
@@ -74,15 +74,6 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _until(check: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
-
-
 class Site:
     def __init__(self, root: Path, base: int, ledger: ManagedProcess, oracle: ManagedProcess) -> None:
         self.root, self.base, self.ledger, self.oracle = root, base, ledger, oracle
@@ -93,18 +84,14 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("metrics") / "site"
-    base = free_port()
-    result = CliRunner().invoke(main, ["init", str(root), "--oracles", "3", "--base-port", str(base)])
-    assert result.exit_code == 0, result.output
-    ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(root / "ledger.toml")],
-                            root / "ledger.log", cwd=root).start()
+    base = init_site(root)
+    ledger = serve_ledger(root, base)
     oracle = ManagedProcess("oracle-1", ["-m", "cli", "oracle", "run", "--config", str(root / "oracle-1.toml")],
                             root / "oracle-1.log", cwd=root)
     try:
-        wait_port(base, ledger)
         oracle.start()
         s = Site(root, base, ledger, oracle)
-        assert _until(lambda: _ready(s.oracle_url), 90), oracle.tail()
+        wait_until(lambda: _ready(s.oracle_url), 90, what="oracle-1 ready", detail=oracle.tail)
         yield s
     finally:
         oracle.stop()
@@ -169,13 +156,16 @@ def test_a_ledger_outage_is_one_line_down_and_one_line_back(site: Site) -> None:
     log = site.root / "oracle-1.log"
     assert _lines(log, "ledger unreachable") == 0
     site.ledger.stop()
-    assert _until(lambda: _lines(log, "ledger unreachable") >= 1, 30), site.oracle.tail()
+    wait_until(lambda: _lines(log, "ledger unreachable") >= 1, 30, what="the outage logged",
+               detail=site.oracle.tail)
     time.sleep(4)  # several retries (backoff 0.2 s doubling to 5 s, jittered)
-    assert _until(lambda: _scrape(site.oracle_url).value("faultproof_follower_ledger_reachable") == 0.0, 10)
+    wait_until(lambda: _scrape(site.oracle_url).value("faultproof_follower_ledger_reachable") == 0.0, 10,
+               what="the follower gauge at 0")
     site.ledger.start()
     wait_port(site.base, site.ledger)
-    assert _until(lambda: _lines(log, "ledger reachable again") >= 1, 30), site.oracle.tail()
-    assert _until(lambda: _ready(site.oracle_url), 60), site.oracle.tail()
+    wait_until(lambda: _lines(log, "ledger reachable again") >= 1, 30, what="the recovery logged",
+               detail=site.oracle.tail)
+    wait_until(lambda: _ready(site.oracle_url), 60, what="oracle-1 ready again", detail=site.oracle.tail)
     text = log.read_text(errors="replace")
     assert _lines(log, "ledger unreachable") == 1, text[-3000:]
     assert _lines(log, "ledger reachable again") == 1, text[-3000:]

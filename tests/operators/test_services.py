@@ -18,6 +18,8 @@ from click.testing import CliRunner
 
 from cli import main
 from faultproof.procs import ManagedProcess, free_port, wait_port
+from tests.netfix import wait_until
+from tests.operators.site import init_site, serve_ledger
 
 
 def _faultproof(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -31,14 +33,10 @@ LEDGER: list[ManagedProcess] = []  # the module's ledger, which the last test st
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
     root = tmp_path_factory.mktemp("services") / "site"
-    port = free_port()
-    result = CliRunner().invoke(main, ["init", str(root), "--oracles", "3", "--base-port", str(port)])
-    assert result.exit_code == 0, result.output
-    ledger = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(root / "ledger.toml")],
-                            root / "ledger.log", cwd=root).start()
+    port = init_site(root)
+    ledger = serve_ledger(root, port)
     LEDGER[:] = [ledger]
     try:
-        wait_port(port, ledger)
         yield root, port
     finally:
         ledger.stop()
@@ -82,15 +80,6 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
         return 0, {}
 
 
-def _until(check: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_oracle_on_a_port_in_use_names_the_port(site: tuple[Path, int]) -> None:
     root, base = site
     with socket.socket() as s:
@@ -111,7 +100,8 @@ def test_oracle_stops_at_a_signal_while_waiting_for_the_ledger_within_2s(site: t
     oracle = ManagedProcess("oracle-cut-off", ["-m", "cli", "oracle", "run", "--config", str(cut_off)],
                             tmp_path / "oracle.log", cwd=root).start()
     try:
-        assert _until(lambda: _get(f"http://127.0.0.1:{base + 13}/healthz")[0] == 200, 60), oracle.tail()
+        wait_until(lambda: _get(f"http://127.0.0.1:{base + 13}/healthz")[0] == 200, 60,
+                   what="the cut-off oracle alive", detail=oracle.tail)
         status, body = _get(f"http://127.0.0.1:{base + 13}/readyz")
         assert status == 503 and "not synced" in str(body["problems"])  # alive, not ready
         started = time.monotonic()
@@ -136,7 +126,8 @@ def test_agent_stops_at_a_signal_while_waiting_for_the_ledger(site: tuple[Path, 
         agent = subprocess.Popen([sys.executable, "-m", "cli", "agent", "run", "--config", str(cut_off)],
                                  cwd=root, stdout=out, stderr=subprocess.STDOUT)
     try:
-        assert _until(lambda: "ledger unreachable" in log.read_text(), 30), log.read_text()
+        wait_until(lambda: "ledger unreachable" in log.read_text(), 30, what="the agent waiting for the ledger",
+                   detail=log.read_text)
         started = time.monotonic()
         agent.send_signal(sig)
         code = agent.wait(timeout=10)
@@ -180,14 +171,14 @@ def test_readyz_follows_the_ledger(site: tuple[Path, int], tmp_path: Path) -> No
                             tmp_path / "oracle-1.log", cwd=root).start()
     ready = f"http://127.0.0.1:{base + 11}/readyz"
     try:
-        assert _until(lambda: _get(ready)[0] == 200, 90), oracle.tail()
+        wait_until(lambda: _get(ready)[0] == 200, 90, what="oracle-1 ready", detail=oracle.tail)
         LEDGER[0].stop()
-        assert _until(lambda: _get(ready)[0] == 503, 30), oracle.tail()
+        wait_until(lambda: _get(ready)[0] == 503, 30, what="oracle-1 not ready without the ledger", detail=oracle.tail)
         status, body = _get(ready)
         assert "unreachable" in str(body["problems"]), body
         assert _get(f"http://127.0.0.1:{base + 11}/healthz")[0] == 200  # alive all along
         LEDGER[0].start()
         wait_port(base, LEDGER[0])
-        assert _until(lambda: _get(ready)[0] == 200, 60), oracle.tail()
+        wait_until(lambda: _get(ready)[0] == 200, 60, what="oracle-1 ready again", detail=oracle.tail)
     finally:
         oracle.stop()

@@ -18,7 +18,8 @@ from faultproof.errors import Reason, Stage
 from faultproof.identity import Identity
 from faultproof.messages import DecommissionDevice, SignedClaim, TransferDevice
 from oracle.pipeline import AGENT_ONLY_CONTENT_REASONS
-from tests.hardware.netcases import HARDWARE_NETWORK_REASONS, hardware_network_claim
+from tests.hardware.claimfix import HARDWARE_STATE_REASONS
+from tests.hardware.netcases import hardware_network_claim
 from tests.netfix import (
     HOUR,
     MINUTE,
@@ -243,7 +244,7 @@ def _ledger_state_claim(net: Network, reason: Reason) -> tuple[Incident, SignedC
 @pytest.mark.parametrize("reason", LEDGER_STATE_REASONS, ids=lambda r: r.value)
 def test_ledger_state_reason_ends_rejected(healthy: Network, reason: Reason, request: pytest.FixtureRequest) -> None:
     net = healthy
-    if reason in HARDWARE_NETWORK_REASONS:  # DESIGN §15: lockdowns are ledger-wide, undone after
+    if reason in HARDWARE_STATE_REASONS:  # DESIGN §15: lockdowns are ledger-wide, undone after
         inc, claim, undo = hardware_network_claim(net, reason)
         request.addfinalizer(undo)
     else:

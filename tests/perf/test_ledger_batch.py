@@ -9,6 +9,8 @@ byte-identical signed entries. Bad batches are a 4xx and change nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,23 @@ def _qcs(sc: Scenario) -> list[QuorumCertificate]:
     return [good[0], good[1], good[0], forged, good[2], few, good[3], good[4]]
 
 
-def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    if status != 200:
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    """What a QC got, from a /v1/tx answer or one result of a batch: its entry, or its reason code."""
+    if "error" in body:
         return {"error": body["error"]["code"]}
     return {"height": body["height"], "existing": body["existing"], "paid": body["paid"]}
+
+
+@asynccontextmanager
+async def _ledger(root: Path, sc: Scenario, *, after_window: int) -> AsyncIterator[str]:
+    """A real ledger under root with the scenario's setup applied, its clock just after window
+    `after_window` (so that many claims are payable): its URL."""
+    clock = ManualClock(T0)
+    async with serve_ledger(root, sc.keys, clock=clock) as (_, url), LedgerClient(url) as client:
+        for tx in sc.setup_txs:
+            await client.submit(tx)
+        clock.set(sc.time_after(after_window))
+        yield url
 
 
 async def _entries(url: str) -> list[bytes]:
@@ -53,24 +68,18 @@ async def test_a_batch_pays_exactly_as_one_qc_per_request(tmp_path: Path) -> Non
     answers: dict[str, list[dict[str, Any]]] = {}
     entries: dict[str, list[bytes]] = {}
     for mode in ("single", "batch"):
-        clock = ManualClock(T0)
-        async with serve_ledger(tmp_path / mode, keys, clock=clock) as (env, url), LedgerClient(url) as client:
-            for tx in sc.setup_txs:
-                await client.submit(tx)
-            clock.set(sc.time_after(4))
+        async with _ledger(tmp_path / mode, sc, after_window=4) as url:
             async with aiohttp.ClientSession() as http:
                 if mode == "single":
                     out = []
                     for qc in qcs:
                         async with http.post(f"{url}/v1/tx", data=qc.encode(), headers=MSGPACK) as r:
-                            out.append(_answer(r.status, await r.json()))
+                            out.append(_answer(await r.json()))
                 else:
                     async with http.post(f"{url}/v1/tx/batch", data=QcBatch(qcs=tuple(qcs)).encode(),
                                          headers=MSGPACK) as r:
                         assert r.status == 200
-                        results = (await r.json())["results"]
-                    out = [{"error": x["error"]["code"]} if "error" in x else
-                           {"height": x["height"], "existing": x["existing"], "paid": x["paid"]} for x in results]
+                        out = [_answer(x) for x in (await r.json())["results"]]
             answers[mode] = out
             entries[mode] = await _entries(url)
     assert answers["batch"] == answers["single"]
@@ -84,11 +93,7 @@ async def test_a_batch_pays_exactly_as_one_qc_per_request(tmp_path: Path) -> Non
 async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, case: str) -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    clock = ManualClock(T0)
-    async with serve_ledger(tmp_path, keys, clock=clock) as (env, url), LedgerClient(url) as client:
-        for tx in sc.setup_txs:
-            await client.submit(tx)
-        clock.set(sc.time_after(0))
+    async with _ledger(tmp_path, sc, after_window=0) as url:
         before = await _entries(url)
         qc = keys.qc(sc.body(0))
         from faultproof.encoding import pack
@@ -113,11 +118,7 @@ async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, 
 async def test_the_json_form_is_accepted(tmp_path: Path) -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    clock = ManualClock(T0)
-    async with serve_ledger(tmp_path, keys, clock=clock) as (env, url), LedgerClient(url) as client:
-        for tx in sc.setup_txs:
-            await client.submit(tx)
-        clock.set(sc.time_after(1))
+    async with _ledger(tmp_path, sc, after_window=1) as url:
         batch = QcBatch(qcs=(keys.qc(sc.body(0)), keys.qc(sc.body(1))))
         async with aiohttp.ClientSession() as http, http.post(
                 f"{url}/v1/tx/batch", data=json.dumps(batch.to_json()).encode(),
