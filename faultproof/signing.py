@@ -332,28 +332,30 @@ class _Sessions:
             if s is not None:
                 return s
             # SoftHSM2's file store answers GeneralError while another process writes the token
-            # (the devnet makes device keys in it while oracles start): retry a few times.
+            # (the devnet makes device keys in it while oracles start), when the token is looked up
+            # and when a session logs in: retry both a few times.
             for attempt in range(6):
                 try:
                     lib = pkcs11.lib(key[0])
                     token = lib.get_token(token_label=cfg.token_label)
+                    s = token.open(user_pin=cfg.read_pin(), rw=True)
                     break
                 except pkcs11.exceptions.NoSuchToken:
                     raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
+                except pkcs11.exceptions.PinIncorrect:
+                    raise KeyError_(f"wrong PIN for token {cfg.token_label!r}") from None
+                except pkcs11.exceptions.UserAlreadyLoggedIn:
+                    s = token.open(rw=True)  # the process is logged in already: its sessions see the keys
+                    break
                 except pkcs11.exceptions.GeneralError:
                     if attempt == 5:
-                        raise KeyError_(f"cannot open the PKCS#11 module {key[0]}: GeneralError") from None
+                        raise KeyError_(f"cannot open the PKCS#11 token {cfg.token_label!r} in {key[0]}: "
+                                        "GeneralError") from None
                     time.sleep(0.1 * 2**attempt)
                     with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
                         pkcs11.lib(key[0]).reinitialize()
                 except pkcs11.exceptions.PKCS11Error as e:
                     raise KeyError_(f"cannot open the PKCS#11 module {key[0]}: {type(e).__name__}") from None
-            try:
-                s = token.open(user_pin=cfg.read_pin(), rw=True)
-            except pkcs11.exceptions.PinIncorrect:
-                raise KeyError_(f"wrong PIN for token {cfg.token_label!r}") from None
-            except pkcs11.exceptions.UserAlreadyLoggedIn:
-                s = token.open(rw=True)  # the process is logged in already: its sessions see the keys
             self._open[key] = s
             return s
 

@@ -185,3 +185,39 @@ def test_scan_finds_a_key_file_and_no_token_key_anywhere(token_store: dict[str, 
         assert token_store["pin"].encode() not in f.read_bytes()
     argv = Path(f"/proc/{os.getpid()}/cmdline").read_bytes()
     assert token_store["pin"].encode() not in argv and not _p256_scalar_in(argv, pub.data)
+
+
+def test_a_token_busy_with_another_process_is_retried_not_fatal(token_store: dict[str, str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # SoftHSM2 answers GeneralError to a login while another process writes the token (seen: an
+    # oracle of the devnet died at start). A stand-in for that moment (it cannot be caused on
+    # demand): the real token refuses the first two logins with GeneralError.
+    real_lib = pkcs11.lib
+    refusals = [pkcs11.exceptions.GeneralError(), pkcs11.exceptions.GeneralError()]
+
+    class BusyToken:
+        def __init__(self, token: object) -> None:
+            self.token = token
+
+        def open(self, **kw: object) -> object:
+            if refusals:
+                raise refusals.pop()
+            return self.token.open(**kw)  # type: ignore[attr-defined]
+
+    class BusyLib:
+        def __init__(self, path: str) -> None:
+            self.lib = real_lib(path)
+
+        def get_token(self, **kw: object) -> BusyToken:
+            return BusyToken(self.lib.get_token(**kw))
+
+        def reinitialize(self) -> None:
+            pass
+
+    cfg = token_cfg("busy")
+    pub = signing.token_generate(cfg, KeyType.ED25519)
+    monkeypatch.setattr(pkcs11, "lib", BusyLib)
+    monkeypatch.setattr(signing, "SESSIONS", signing._Sessions())
+    signer = signing.Pkcs11Signer(cfg)
+    assert not refusals and signer.public == pub
+    assert signing.verify(pub, TAG, MSG, signer.sign(TAG, MSG))
