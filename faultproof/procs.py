@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _HANDED_OUT: set[int] = set()  # ports this process already gave out: never twice
+_LOWEST = 10_000  # below the ephemeral range, above the well-known and registered services we might meet
+_cursor: int | None = None  # the next port this process hands out
 
 
 def _ephemeral_floor() -> int:
@@ -34,22 +36,44 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago, chosen below the kernel's ephemeral range:
     a port from that range (bind to 0) could be taken by any process's outgoing connection between
     now and the moment the service we start binds it (seen: an oracle refused to start)."""
+    return free_port_block(1)
+
+
+def free_port_block(span: int) -> int:
+    """A base port B with B .. B + span - 1 all free a moment ago and never handed out before, below
+    the ephemeral range: for a site whose ports are derived from one base (`faultproof init
+    --base-port`). Only the base being free is not enough (seen: an oracle at base + 11 refused).
+
+    Ports are handed out in order from a random start per process, so the singles never fragment
+    the range a block needs, and two processes rarely walk the same stretch."""
+    global _cursor
     floor = _ephemeral_floor()
-    if floor > 11_000:
-        for _ in range(500):
-            port = random.randint(10_000, floor - 1)
-            if port in _HANDED_OUT:
+    if floor - span > _LOWEST + span:
+        if _cursor is None:
+            _cursor = random.randint(_LOWEST, floor - span)
+        for _ in range(2 * (floor - _LOWEST) // span):
+            if _cursor + span > floor:
+                _cursor = _LOWEST
+            base, _cursor = _cursor, _cursor + span
+            ports = range(base, base + span)
+            if any(p in _HANDED_OUT for p in ports) or not all(_bindable(p) for p in ports):
                 continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            _HANDED_OUT.add(port)
-            return port
+            _HANDED_OUT.update(ports)
+            return base
+    if span == 1:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    raise RuntimeError(f"no {span} consecutive free ports below {floor}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

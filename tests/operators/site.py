@@ -11,13 +11,16 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cli import main
-from faultproof.procs import ManagedProcess, free_port, wait_port
+from cli.init import Ports
+from faultproof.procs import ManagedProcess, free_port_block, wait_port
+
+SITE_PORT_SPAN = Ports(0, 0).mqtt + 1  # every port `init` derives from its base
 
 
 def init_site(root: Path, *, oracles: int = 3) -> int:
     """`faultproof init` of a site under root; returns its base port (the ledger's; oracle i serves
     HTTP on base + 10 + i)."""
-    base = free_port()
+    base = free_port_block(SITE_PORT_SPAN)
     result = CliRunner().invoke(main, ["init", str(root), "--oracles", str(oracles), "--base-port", str(base)])
     assert result.exit_code == 0, result.output
     return base

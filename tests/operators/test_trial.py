@@ -40,11 +40,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -54,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from faultproof.procs import free_port_block
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -73,23 +73,9 @@ MARKER = re.compile(r"<!--\s*docs-test:\s*(skip|until|units|background)\b(.*?)--
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _base_port() -> int:
-    """A base whose derived ports (ledger, oracles, gossip, agent) are all free."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 40000, 10)
-        if all(_free(base + d) for d in (0, 11, 12, 13, 14, 41, 42, 43, 44, 100)):
-            return base
-    raise RuntimeError("no free port range")
+    """A base whose derived ports are all free: the guides' 8700-8899 map onto base .. base + 199."""
+    return free_port_block(200)
 
 
 @dataclass
