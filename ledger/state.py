@@ -1407,7 +1407,10 @@ class LedgerState:
 
         def commit(state: LedgerState, height: int) -> None:
             _pay_from_lock(state.policies[pid], cid, start_ts, end_ts, pay, height, now)
+            for w in body.windows:  # S2: each device's window is paid, under any other policy too
+                state.history(w.device_id).record_window(w)
             state.claims[cid] = PaidClaim(cid, pid, height, body, pay)
+            after_payout(state, now, pay)  # P10: a group payout is a payout to the circuit breaker
 
         return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=pay, transfers=(Transfer(locked_account(pid), PAID, pay),),
                       policy_id=pid, claim_id=cid, _commit=commit)
@@ -1629,7 +1632,7 @@ class DeviceHistory:
         return self.times.overlaps(body.start_ts, body.end_ts) or (
             seqs is not None and seqs.overlaps(body.start_seq, body.end_seq))
 
-    def record_window(self, body: PayoutBody) -> None:
+    def record_window(self, body: PayoutBody | CorroboratingWindow) -> None:
         self.times.add(body.start_ts, body.end_ts)
         self.seqs.setdefault(body.epoch, _Intervals()).add(body.start_seq, body.end_seq)
 

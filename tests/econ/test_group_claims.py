@@ -292,3 +292,24 @@ def test_a_killed_oracle_restarts_with_its_parts_and_never_signs_another_body(tm
     assert third.book.open_bodies() == [] and body.claim_id in third.book.paid
     for s in (svc, again, third):
         s.close()
+
+
+def test_a_group_payout_counts_as_a_payout_for_each_devices_window_and_the_breaker() -> None:
+    """S2 and P10 (DESIGN §11, §15) hold for corroborated claims too: a device window paid in a
+    group is in the device's paid history (which S2 checks under any policy), and the circuit
+    breaker counts the group's payout (the group commit skipped both)."""
+    from faultproof.messages import SetLockdown
+    from ledger.state import build_payout_body, device_window_overlaps
+    from tests.ledger.helpers import DAY
+
+    w, pid = world()
+    w.apply(w.admin(SetLockdown(breaker_window_ms=DAY, breaker_share_bps=5, attestation_max_age_ms=0)))
+    window = w.window(0, 0, END - 10 * SECOND, END)
+    again = build_payout_body(w.state, pid, 0, window.start_seq, window.end_seq, window.start_ts, window.end_ts)
+    assert again.device_id == window.device_id and not device_window_overlaps(w.state, again)
+    w.apply(w.group_qc(pid, [window, w.window(1, 1, END - 9 * SECOND, END + SECOND)]))
+    assert w.state.balance(PAID) == 100
+    assert device_window_overlaps(w.state, again)
+    assert device_window_overlaps(w.state, again.replace(start_ts=END + HOUR, end_ts=END + 2 * HOUR))  # same seqs
+    # 100 paid of ~100k capital is over 0.05 %: the breaker tripped at that payout
+    assert w.state.hw.paused_ms == w.now
