@@ -399,3 +399,25 @@ def test_a_batch_falls_back_to_mcls_order_check_if_the_self_test_fails(
         monkeypatch.undo()
         batch._STATE.pop("lib", None)
         assert batch.g2_fast_check_in_use()  # re-initialised with the real check
+
+
+def test_random_proof_bytes_get_the_reference_verdicts(built: BuiltCircuit,
+                                                       honest: list[Item]) -> None:
+    """Junk through every decoding step of the batch path: random bytes, random words < q,
+    words with A and C on the curve and B random on the twist (outside G2), zero words."""
+    rng = random.Random(15)
+    proof, signals = honest[0]
+    w = words(proof)
+    items: list[Item] = []
+    for i in range(40):
+        items.append((rng.randbytes(256), signals))
+        items.append((pack([rng.randrange(Q) for _ in range(8)]), signals))
+        (x0, x1), (y0, y1) = twist_point_outside_g2(100 + i)
+        items.append((pack(w[:2] + [x1, x0, y1, y0] + w[6:]), signals))
+        zeroed = list(w)
+        zeroed[rng.randrange(8)] = 0
+        items.append((pack(zeroed), signals))
+    items.append(honest[1])
+    want = reference(built, items)
+    assert want == [False] * (len(items) - 1) + [True]
+    assert verify_many(built, items, engine="batch") == want
