@@ -19,10 +19,13 @@
   circuit and on the shared one, same window, interleaved.
 - verify_per_s: faultproof.zk.pool.ProofPool with one worker per core, verify_many in batches of
   64 (mcl random linear combination); baseline: the same pool verifying each proof with groth16py.
-  verify_inline_per_s: one core, no pool, batch vs groth16py. verify_pool_calls_per_s: 4000
-  concurrent single `pool.verify` calls (coalesced into batches), baseline one groth16py check per
-  call. verify_snarkjs_cli_per_s: one snarkjs CLI process per proof; verify_node_warm_per_s:
-  snarkjs's API in one warm node process.
+  Wall clock: the workers share this process's scheduler group (Linux autogroup, one per
+  session), so while other sessions load the machine the pool gets about what one process gets;
+  load_1m says how loaded it was. verify_inline_per_s: one core, no pool, batch vs groth16py;
+  cpu_us_per_proof: CPU time per proof in that run, which other processes' load does not move
+  the way it moves the rates. verify_pool_calls_per_s: 4000 concurrent single `pool.verify` calls
+  (coalesced into batches), baseline one groth16py check per call. verify_snarkjs_cli_per_s: one
+  snarkjs CLI process per proof; verify_node_warm_per_s: snarkjs's API in one warm node process.
 
     python -m benchmarks.bench_zk            # prints JSON
     FAULTPROOF_BENCH_ZK_QUICK=1 ...          # skip the snarkjs baselines and per-kind circuits
@@ -250,17 +253,20 @@ def run() -> dict[str, Metric]:
         ws = [window(kind, 16) for kind in Kind]
         proofs = [(prove(b, w), w.public.as_list()) for w in ws]
         items = [proofs[i % len(proofs)] for i in range(VERIFY_COUNT)]
-        rates = {}
+        rates, cpu_us = {}, {}
         for engine, count in (("batch", 2048), ("groth16py", 512)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             assert all(verify_many(b.vkey, items[:count], engine=engine))
             rates[engine] = round(count / (time.perf_counter() - t0), 1)
+            cpu_us[engine] = round((time.process_time() - c0) / count * 1e6, 1)
         out["verify_inline_per_s"] = {"value": rates["batch"], "unit": "proofs/s",
-                                      "baseline": rates["groth16py"]}
+                                      "baseline": rates["groth16py"],
+                                      "cpu_us_per_proof": cpu_us["batch"],
+                                      "baseline_cpu_us_per_proof": cpu_us["groth16py"]}
         out["verify_per_s"] = {
             "value": asyncio.run(_pool_verify_rate(b, items, "batch")), "unit": "proofs/s",
             "baseline": asyncio.run(_pool_verify_rate(b, items[:1000], "groth16py")),
-            "workers": cores}
+            "workers": cores, "load_1m": round(os.getloadavg()[0], 2)}
         out["verify_pool_calls_per_s"] = {
             "value": asyncio.run(_pool_calls_rate(b, items, 64)), "unit": "proofs/s",
             "baseline": asyncio.run(_pool_calls_rate(b, items[:1000], 1))}
