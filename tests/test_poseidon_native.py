@@ -22,10 +22,12 @@ from faultproof.native import POSEIDON_LIBRARY_NAME, REPO_ROOT, build
 P = chain.P
 
 
-@pytest.fixture(scope="module")
-def native(tmp_path_factory: pytest.TempPathFactory) -> chain.PoseidonBE:
+@pytest.fixture(scope="module", params=["cpu", "portable"])
+def native(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> chain.PoseidonBE:
+    """The library as `make setup` builds it (BMI2/ADX multiplier when this CPU has it) and its
+    portable C path."""
     lib = tmp_path_factory.mktemp("native") / POSEIDON_LIBRARY_NAME
-    build.build(lib)
+    build.build(lib, portable=request.param == "portable")
     fn = chain.load_native(lib)
     assert fn is not None
     return fn

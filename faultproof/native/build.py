@@ -3,7 +3,7 @@
 Reads circomlib's own constants (circomlibjs's poseidon_constants_opt.json, installed by npm in
 circuits/node_modules), writes them in Montgomery form into a generated header in a temporary
 build folder, compiles with the system C compiler and moves the library into place atomically.
-It never writes into the source tree. Without a compiler or the constants it exits nonzero with a
+It never writes into the source tree. x86-64 only (elsewhere it builds nothing and says so). Without a compiler or the constants it exits nonzero with a
 message, and faultproof.chain keeps using light-poseidon.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def header(constants: dict[str, list[list]]) -> str:  # type: ignore[type-arg]
     return "\n".join(out) + "\n"
 
 
-def build(target: Path) -> None:
+def build(target: Path, *, portable: bool = False) -> None:
+    """Compile into `target`. `portable` leaves out the BMI2/ADX multiplier (which is otherwise
+    chosen at load when the CPU has it), so tests can check the C path on any machine."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise SystemExit("no C compiler (cc): faultproof keeps light-poseidon")
@@ -74,13 +77,17 @@ def build(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         (Path(tmp) / "poseidon_constants.h").write_text(header(json.loads(CONSTANTS.read_text())))
         built = Path(tmp) / target.name
-        subprocess.run([cc, "-O3", "-fPIC", "-shared", "-Wall", "-Werror", "-I", tmp,
+        flags = ["-DFP_PORTABLE"] if portable else []
+        subprocess.run([cc, "-O3", "-fPIC", "-shared", "-Wall", "-Werror", *flags, "-I", tmp,
                         "-o", str(built), str(SOURCE_DIR / "poseidon.c")], check=True)
         os.replace(built, target)
 
 
 def main(argv: list[str]) -> None:
     target = Path(argv[0]) if argv else poseidon_library()
+    if platform.machine() not in ("x86_64", "AMD64"):  # poseidon.c uses x86-64 carry intrinsics
+        print(f"native Poseidon is x86-64 only; on {platform.machine()} faultproof keeps light-poseidon")
+        return
     build(target)
     print(f"built {target}")
 

@@ -8,15 +8,19 @@
 
    Field elements are 4 little-endian 64-bit limbs in Montgomery form (R = 2^256). Every value is
    kept fully reduced (< p); a row of a matrix product is summed as 512-bit products and reduced
-   once, which is exact while t * p < 2^256 (t <= 5).
+   once, which is exact while t * p < 2^256 (t <= 5). x86-64 only: the products use the carry
+   intrinsics, and the Montgomery multiplication uses MULX/ADCX/ADOX when the CPU has them
+   (checked once at load; otherwise the C version, which the tests also build and check).
 
    The only entry points are fp_poseidon and fp_poseidon_many. They refuse (return nonzero) a
    width they do not know and an input >= p: they never reduce an input silently.
    Pure computation: no allocation, no I/O, no global state but the constant tables. */
 
+#include <cpuid.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <x86intrin.h>
 
 #include "poseidon_constants.h"
 
@@ -26,34 +30,39 @@ typedef unsigned __int128 u128;
 /* acc (8 limbs) += a * b: the product into fresh limbs, then one carry chain (branch-free).
    acc stays below 2^512 for every use here. */
 static inline void mul_acc(u64 acc[8], const u64 a[4], const u64 b[4]) {
-    u64 w[8] = {0};
-    for (int i = 0; i < 4; i++) {
-        u64 carry = 0;
-        for (int j = 0; j < 4; j++) {
-            u128 c = (u128)a[i] * b[j] + w[i + j] + carry;
-            w[i + j] = (u64)c;
-            carry = (u64)(c >> 64);
-        }
-        w[i + 4] = carry;
+    unsigned long long w[8];
+    u64 lo[4], hi[4];
+    unsigned char c;
+    for (int j = 0; j < 4; j++) { u128 p = (u128)a[0] * b[j]; lo[j] = (u64)p; hi[j] = (u64)(p >> 64); }
+    w[0] = lo[0];
+    c = _addcarry_u64(0, lo[1], hi[0], &w[1]);
+    c = _addcarry_u64(c, lo[2], hi[1], &w[2]);
+    c = _addcarry_u64(c, lo[3], hi[2], &w[3]);
+    w[4] = hi[3] + c;
+    for (int i = 1; i < 4; i++) {
+        for (int j = 0; j < 4; j++) { u128 p = (u128)a[i] * b[j]; lo[j] = (u64)p; hi[j] = (u64)(p >> 64); }
+        c = _addcarry_u64(0, w[i], lo[0], &w[i]);
+        c = _addcarry_u64(c, w[i + 1], lo[1], &w[i + 1]);
+        c = _addcarry_u64(c, w[i + 2], lo[2], &w[i + 2]);
+        c = _addcarry_u64(c, w[i + 3], lo[3], &w[i + 3]);
+        unsigned long long top = c;
+        c = _addcarry_u64(0, w[i + 1], hi[0], &w[i + 1]);
+        c = _addcarry_u64(c, w[i + 2], hi[1], &w[i + 2]);
+        c = _addcarry_u64(c, w[i + 3], hi[2], &w[i + 3]);
+        _addcarry_u64(c, top, hi[3], &w[i + 4]);
     }
-    u64 carry = 0;
-    for (int k = 0; k < 8; k++) {
-        u128 c = (u128)acc[k] + w[k] + carry;
-        acc[k] = (u64)c;
-        carry = (u64)(c >> 64);
-    }
+    c = 0;
+    for (int k = 0; k < 8; k++) c = _addcarry_u64(c, acc[k], w[k], (unsigned long long *)&acc[k]);
 }
 
 /* a -= p if a >= p (a < 2p), without a branch on the value. */
 static inline void reduce_once(u64 a[4]) {
-    u64 d[4], borrow = 0;
-    for (int i = 0; i < 4; i++) {
-        u128 x = (u128)a[i] - FP_P[i] - borrow;
-        d[i] = (u64)x;
-        borrow = (u64)(x >> 64) & 1;
-    }
-    u64 keep = 0 - borrow; /* all ones when a < p */
-    for (int i = 0; i < 4; i++) a[i] = (a[i] & keep) | (d[i] & ~keep);
+    unsigned long long d0, d1, d2, d3;
+    unsigned char b = _subborrow_u64(0, a[0], FP_P[0], &d0);
+    b = _subborrow_u64(b, a[1], FP_P[1], &d1);
+    b = _subborrow_u64(b, a[2], FP_P[2], &d2);
+    b = _subborrow_u64(b, a[3], FP_P[3], &d3);
+    if (!b) { a[0] = d0; a[1] = d1; a[2] = d2; a[3] = d3; } /* compiled to conditional moves */
 }
 
 static inline int geq_p(const u64 a[4]) {
@@ -82,10 +91,74 @@ static inline void redc(u64 out[4], u64 t[8]) {
     reduce_once(out);
 }
 
-static inline void fmul(u64 out[4], const u64 a[4], const u64 b[4]) {
+static inline void fmul_c(u64 out[4], const u64 a[4], const u64 b[4]) {
     u64 t[8] = {0};
     mul_acc(t, a, b);
     redc(out, t);
+}
+
+/* Montgomery product with MULX/ADCX/ADOX (BMI2 + ADX): CIOS without the final carry word, valid
+   because p's top limb is below 2^62. Two carry chains (CF, OF) run side by side. */
+#define FP_ADX_ROUND(OFF)                                   \
+    "xorl %%eax, %%eax\n\t"                                 \
+    "movq " OFF "(%[y]), %%rdx\n\t"                         \
+    "mulxq 0(%[x]), %%rax, %[hi]\n\t"                       \
+    "adoxq %%rax, %[t0]\n\t"                                \
+    "adcxq %[hi], %[t1]\n\t"                                \
+    "mulxq 8(%[x]), %%rax, %[hi]\n\t"                       \
+    "adoxq %%rax, %[t1]\n\t"                                \
+    "adcxq %[hi], %[t2]\n\t"                                \
+    "mulxq 16(%[x]), %%rax, %[hi]\n\t"                      \
+    "adoxq %%rax, %[t2]\n\t"                                \
+    "adcxq %[hi], %[t3]\n\t"                                \
+    "mulxq 24(%[x]), %%rax, %[a]\n\t"                       \
+    "adoxq %%rax, %[t3]\n\t"                                \
+    "movl $0, %%eax\n\t"                                    \
+    "adcxq %%rax, %[a]\n\t"                                 \
+    "adoxq %%rax, %[a]\n\t"                                 \
+    "movq %[t0], %%rdx\n\t"                                 \
+    "imulq %[inv], %%rdx\n\t"                               \
+    "xorl %%eax, %%eax\n\t"                                 \
+    "mulxq 0(%[q]), %%rax, %[hi]\n\t"                       \
+    "adcxq %[t0], %%rax\n\t"                                \
+    "movq %[hi], %[t0]\n\t"                                 \
+    "adcxq %[t1], %[t0]\n\t"                                \
+    "mulxq 8(%[q]), %%rax, %[t1]\n\t"                       \
+    "adoxq %%rax, %[t0]\n\t"                                \
+    "adcxq %[t2], %[t1]\n\t"                                \
+    "mulxq 16(%[q]), %%rax, %[t2]\n\t"                      \
+    "adoxq %%rax, %[t1]\n\t"                                \
+    "adcxq %[t3], %[t2]\n\t"                                \
+    "mulxq 24(%[q]), %%rax, %[t3]\n\t"                      \
+    "adoxq %%rax, %[t2]\n\t"                                \
+    "movl $0, %%eax\n\t"                                    \
+    "adcxq %%rax, %[t3]\n\t"                                \
+    "adoxq %%rax, %[t3]\n\t"                                \
+    "addq %[a], %[t3]\n\t"
+
+static inline void fmul_adx(u64 z[4], const u64 x[4], const u64 y[4]) {
+    u64 t0 = 0, t1 = 0, t2 = 0, t3 = 0, a, hi;
+    __asm__(FP_ADX_ROUND("0") FP_ADX_ROUND("8") FP_ADX_ROUND("16") FP_ADX_ROUND("24")
+            : [t0] "+&r"(t0), [t1] "+&r"(t1), [t2] "+&r"(t2), [t3] "+&r"(t3), [a] "=&r"(a), [hi] "=&r"(hi)
+            : [x] "r"(x), [y] "r"(y), [q] "r"(FP_P), [inv] "m"(FP_NP0)
+            : "rax", "rdx", "cc", "memory");
+    z[0] = t0; z[1] = t1; z[2] = t2; z[3] = t3;
+    reduce_once(z);
+}
+
+/* Set once at load: the CPU has BMI2 and ADX (CPUID leaf 7: EBX bits 8 and 19). */
+static int fp_have_adx;
+
+__attribute__((constructor)) static void fp_detect_cpu(void) {
+#ifndef FP_PORTABLE /* built with -DFP_PORTABLE: the C path only (the tests check both) */
+    unsigned a, b, c, d;
+    fp_have_adx = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 8)) && (b & (1u << 19));
+#endif
+}
+
+static inline void fmul(u64 out[4], const u64 a[4], const u64 b[4]) {
+    if (fp_have_adx) fmul_adx(out, a, b);
+    else fmul_c(out, a, b);
 }
 
 static inline void fadd(u64 out[4], const u64 a[4], const u64 b[4]) {
