@@ -62,10 +62,10 @@ def load_native(path: Path) -> PoseidonBE | None:
         return None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p]
     fn.restype = ctypes.c_int
-    buffer = ctypes.create_string_buffer
+    out_type = ctypes.c_char * 32  # a fresh buffer per call: threads may hash at once
 
     def native_be(data: bytes, n: int) -> int:
-        out = buffer(32)
+        out = out_type()
         rc = fn(data, n, out)
         if rc:
             raise FaultproofError(Reason.OUT_OF_RANGE, "poseidon input is not a field element"
