@@ -69,7 +69,14 @@ def test_native_refuses_an_input_that_is_not_a_field_element(native: chain.Posei
 @pytest.mark.parametrize("n", [0, 5, 16])
 def test_native_refuses_a_width_it_does_not_know(native: chain.PoseidonBE, n: int) -> None:
     with pytest.raises(FaultproofError):
-        native(bytes(32 * max(n, 1)), n)
+        native(bytes(32 * n), n)
+
+
+@pytest.mark.parametrize("size", [0, 31, 96, 160])
+def test_native_refuses_input_bytes_that_are_not_32_per_input(native: chain.PoseidonBE, size: int) -> None:
+    with pytest.raises(FaultproofError) as e:
+        native(bytes(size), 4)
+    assert e.value.reason is Reason.WRONG_LENGTH
 
 
 def test_a_missing_or_wrong_library_is_not_loaded(tmp_path: Path) -> None:
@@ -80,6 +87,11 @@ def test_a_missing_or_wrong_library_is_not_loaded(tmp_path: Path) -> None:
                    " { for (int k = 0; k < 32; k++) o[k] = 0; return 0; }\n")
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(other), str(src)], check=True)
     assert chain.load_native(other) is None
+    refusing = tmp_path / "refusing.so"  # one that refuses valid inputs is not loaded either
+    src.write_text("#include <stddef.h>\nint fp_poseidon(const unsigned char *i, size_t n, unsigned char *o)"
+                   " { return 2; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(refusing), str(src)], check=True)
+    assert chain.load_native(refusing) is None
 
 
 def test_chain_falls_back_to_light_poseidon_without_the_library(tmp_path: Path) -> None:
