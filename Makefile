@@ -20,6 +20,9 @@ APT_STAMP := $(VENV)/.apt-stamp
 # ($FAULTPROOF_CACHE_DIR or .cache/circuits/witness/); provers fall back to WebAssembly without them.
 WITNESS_STAMP := .cache/native-witness.stamp
 WITNESS_SIZES ?= 16 64
+# circomlib's Poseidon in C (faultproof/native), loaded by faultproof.chain; without it (no compiler,
+# or not built yet) faultproof.chain uses light-poseidon, the same values ~2x slower.
+POSEIDON_LIB := .cache/native/libfp_poseidon.so
 
 .PHONY: setup devnet test bench lint clean dashboard-screenshots sim
 
@@ -56,7 +59,10 @@ $(WITNESS_STAMP): circuits/faultproof.circom $(APT_STAMP) $(STAMP) $(NPM_STAMP)
 	$(BIN)/faultproof circuits witness $(foreach n,$(WITNESS_SIZES),--n $(n))
 	@mkdir -p $(dir $@) && touch $@
 
-setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP) $(EVM_STAMP) $(WITNESS_STAMP)
+$(POSEIDON_LIB): faultproof/native/poseidon.c faultproof/native/build.py $(APT_STAMP) $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m faultproof.native.build $@
+
+setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP) $(EVM_STAMP) $(WITNESS_STAMP) $(POSEIDON_LIB)
 
 devnet: setup
 	$(BIN)/faultproof devnet $(ARGS)

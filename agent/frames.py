@@ -66,8 +66,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
-import light_poseidon_python as _lp
-
 from faultproof import chain as fpchain
 from faultproof import signing
 from faultproof.encoding import pack, unpack
@@ -82,23 +80,22 @@ ENC_OFFSET = fpchain.READING_OFFSET
 MAX_ALTERNATIVES = 8  # other readings kept for one provisional frame until its predecessor decides
 MAX_SIGN_EVERY = 64  # a device signs at least every 64th frame (DESIGN §16)
 
-# The same circomlib Poseidon hashers faultproof.chain uses, called on already-validated inputs:
-# every value below comes from a decoded frame (range-checked, chain < p), so the per-call checks
-# of faultproof.chain would only repeat them on the hot path. tests/agent/test_frames.py checks
-# these two functions against faultproof.chain bit for bit.
-_H2 = _lp.Hasher(2)
-_H4 = _lp.Hasher(4)
+# faultproof.chain's one Poseidon entry point, called on already-validated inputs: every value
+# below comes from a decoded frame (range-checked, chain < p), so the per-call checks of
+# faultproof.chain would only repeat them on the hot path. tests/agent/test_frames.py checks these
+# two functions against faultproof.chain bit for bit.
+_poseidon_be = fpchain.poseidon_be
 
 
 def blinding_int(key_int_bytes: bytes, seq: int) -> int:
     """s_i = Poseidon(k_blind, seq) with k_blind given as 32 big-endian bytes."""
-    return int(_H2.hash_bytes_be([key_int_bytes, seq.to_bytes(32, "big")]), 16)
+    return _poseidon_be(key_int_bytes + seq.to_bytes(32, "big"), 2)
 
 
 def step_int(prev: int, ts: int, enc_reading: int, s: int) -> int:
     """c_i = Poseidon(c_{i-1}, t_i, enc(r_i), s_i); all inputs already known to be in range."""
-    return int(_H4.hash_bytes_be([prev.to_bytes(32, "big"), ts.to_bytes(32, "big"),
-                                  enc_reading.to_bytes(32, "big"), s.to_bytes(32, "big")]), 16)
+    return _poseidon_be(prev.to_bytes(32, "big") + ts.to_bytes(32, "big") + enc_reading.to_bytes(32, "big")
+                        + s.to_bytes(32, "big"), 4)
 
 
 def _not_following(prev_chain: int, f: Incoming, s_i: int) -> str:

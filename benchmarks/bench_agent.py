@@ -6,6 +6,8 @@ agent_ingest_frames_per_s: the ingest engine in-process (decode + every frame ch
 agent_ingest_s8_frames_per_s: the same with devices that sign every 8th frame (DESIGN §16: the
   frames between are UnsignedReadings, confirmed through the chain by the next signed frame);
   baseline: agent_ingest_frames_per_s's value (every frame signed) measured in the same run.
+  Both carry `poseidon`: the backend faultproof.chain hashed with (native or light-poseidon), two
+  hashes per frame being most of the work.
 agent_ingest_mqtt_frames_per_s: a real agent process fed by mosquitto (agent/broker.py): 20 devices
   publish one DeviceReading per QoS 1 message (what a device sends); from the first publish to the
   last frame committed. agent_ingest_mqtt_mosquitto_frames_per_s: the same behind Debian's
@@ -93,13 +95,13 @@ def _ingest_inprocess(frames_per_device: int, *, max_batch: int, per_frame: bool
 def ingest_inprocess() -> dict[str, Any]:
     value = _ingest_inprocess(1000, max_batch=5000, per_frame=False)
     baseline = _ingest_inprocess(25, max_batch=1, per_frame=True)  # ~200 commits/s: keep it short
-    return {"value": value, "unit": "frames/s", "baseline": baseline}
+    return {"value": value, "unit": "frames/s", "baseline": baseline, "poseidon": chain.POSEIDON_BACKEND}
 
 
 def ingest_inprocess_sparse(every_signed: float) -> dict[str, Any]:
     """Devices that sign every 8th frame; 1001 frames each, so every run ends on a signed frame."""
     value = _ingest_inprocess(1001, max_batch=5000, per_frame=False, sign_every=8)
-    return {"value": value, "unit": "frames/s", "baseline": every_signed}
+    return {"value": value, "unit": "frames/s", "baseline": every_signed, "poseidon": chain.POSEIDON_BACKEND}
 
 
 # --------------------------------------------------------------------------- over the network
