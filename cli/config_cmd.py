@@ -10,13 +10,10 @@ the fix in the line. Never prints a key, only public ids.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ import click
 
 from faultproof.config import ConfigError
 from faultproof.identity import Identity, KeyFileError
+from faultproof.oracle_client import OracleUnreachable, request
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -75,16 +73,14 @@ def _port(host: str, port: int, role: str) -> Check:
     return Check(True, f"{role} port {host}:{port} is free")
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - the operator's own URL
-        return json.loads(resp.read())
-
-
 def _ledger_reachable(url: str, oracle_id: bytes | None) -> Check:
     try:
-        state = _get_json(url.rstrip("/") + "/v1/state")
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        answer = request("GET", url.rstrip("/") + "/v1/state", timeout=3)
+    except OracleUnreachable as e:
         return Check(False, f"ledger {url} does not answer ({e}); start it or fix ledger_url")
+    state = answer.body
+    if not answer.ok or not isinstance(state, dict):
+        return Check(False, f"ledger {url} does not answer ({answer.error_text()}); start it or fix ledger_url")
     if oracle_id is not None:
         members = [m if isinstance(m, str) else m.get("oracle_id", "") for m in state.get("oracles", [])]
         if oracle_id.hex() not in members:

@@ -13,8 +13,6 @@ URLs default to the environment (FAULTPROOF_ORACLE, FAULTPROOF_AGENT, FAULTPROOF
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from rich.table import Table
 from faultproof.errors import DecodeError
 from faultproof.messages import SignedClaim
 from faultproof.operator_errors import OperatorError
-from faultproof.oracle_client import OracleAnswer, OracleClient, OracleUnreachable
+from faultproof.oracle_client import OracleAnswer, OracleClient, OracleUnreachable, request
 
 DEFAULT_ORACLE = "http://127.0.0.1:8710"  # an oracle's default [http] port
 DEFAULT_AGENT = "http://127.0.0.1:8800"  # the agent's default [http] port
@@ -36,20 +34,13 @@ DEFAULT_LEDGER = "http://127.0.0.1:8700"
 def _request(url: str, data: bytes | None = None, content_type: str = "application/json",
              accept: str = "application/json") -> Any:
     """One request; the parsed JSON answer, or the raw bytes when `accept` is not JSON."""
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"Content-Type": content_type, "Accept": accept})
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - user-given URL
-            raw = resp.read()
-            return json.loads(raw or b"null") if accept == "application/json" else raw
-    except urllib.error.HTTPError as e:
-        try:
-            err = json.loads(e.read())["error"]
-            raise OperatorError(f"{e.code} {err['code']}: {err['message']}") from None
-        except (ValueError, KeyError, TypeError):
-            raise OperatorError(f"HTTP {e.code} from {url}") from None
-    except urllib.error.URLError as e:
-        raise OperatorError(f"cannot reach {url}: {e.reason} (is it running, and is the URL right?)") from None
+        answer = request("POST" if data is not None else "GET", url, data, content_type=content_type, accept=accept)
+    except OracleUnreachable as e:
+        raise OperatorError(f"{e} (is it running, and is the URL right?)") from None
+    if not answer.ok:
+        raise OperatorError(answer.error_text())
+    return answer.body if accept == "application/json" else answer.raw
 
 
 def _oracle(url: str, ask: Callable[[OracleClient], OracleAnswer]) -> Any:

@@ -8,12 +8,15 @@ same way: every answer is an `OracleAnswer` (url, HTTP status, the JSON body or 
 status, so the caller decides what a 404 or a 4xx refusal means. A node that cannot be reached
 raises `OracleUnreachable` naming the URL. No retries here (the caller owns its retry policy) and
 nothing is logged: a claim is public, but the caller knows what is worth saying.
+
+`request` is the same for one blocking request to any of the services (the command line asking an
+agent or a ledger, the devnet launcher): one HTTP client library and one way to read an answer.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -34,6 +37,7 @@ class OracleAnswer:
     url: str
     status: int
     body: Any  # the parsed JSON answer; None when it was empty or not JSON
+    raw: bytes = field(default=b"", repr=False)  # the answer's bytes as they came
 
     @property
     def ok(self) -> bool:
@@ -56,7 +60,19 @@ def _answer(url: str, r: httpx.Response) -> OracleAnswer:
         body = json.loads(r.content) if r.content else None
     except ValueError:
         body = None
-    return OracleAnswer(url, r.status_code, body)
+    return OracleAnswer(url, r.status_code, body, r.content)
+
+
+def request(method: str, url: str, data: bytes | None = None, *, content_type: str = "application/json",
+            accept: str = "application/json", timeout: float = 30.0) -> OracleAnswer:
+    """One blocking request to any faultproof service; the answer whatever its status, or
+    OracleUnreachable."""
+    headers = {"Accept": accept, **({"Content-Type": content_type} if data is not None else {})}
+    try:
+        r = httpx.request(method, url, content=data, headers=headers, timeout=timeout)
+    except httpx.TransportError as e:
+        raise OracleUnreachable(url, e) from None
+    return _answer(url, r)
 
 
 _HEADERS = {"Accept": "application/json"}

@@ -10,8 +10,6 @@ transactions and reads the public HTTP APIs.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,25 +17,17 @@ from typing import Any
 
 from faultproof.identity import Identity
 from faultproof.messages import AdminTx, Deposit, EnrolAgent, Message, RegisterCircuit
+from faultproof.oracle_client import request
 from faultproof.procs import ManagedProcess, free_port, stop_all, wait_port
 
 
 def http_json(method: str, url: str, body: bytes | None = None, content_type: str = "application/json",
               timeout: float = 30.0) -> tuple[int, Any]:
     """One request to a local service; (status, JSON body). Never raises for an HTTP status."""
-    req = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, {"error": {"code": "http", "message": raw[:200].decode(errors="replace")}}
+    answer = request(method, url, body, content_type=content_type, timeout=timeout)
+    if answer.body is None and answer.raw:
+        return answer.status, {"error": {"code": "http", "message": answer.raw[:200].decode(errors="replace")}}
+    return answer.status, answer.body
 
 
 def _toml_value(value: Any) -> str:

@@ -12,9 +12,10 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from faultproof.procs import free_port
 from ledger.evm.build import anvil_binary
@@ -22,9 +23,9 @@ from ledger.evm.build import anvil_binary
 
 def rpc(url: str, method: str, params: list[object] | None = None, timeout: float = 5.0) -> object:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
-        out = json.loads(resp.read())
+    resp = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout)
+    resp.raise_for_status()
+    out = resp.json()
     if "error" in out:
         raise RuntimeError(f"{method}: {out['error']}")
     return out.get("result")
@@ -56,7 +57,7 @@ class Anvil:
             try:
                 rpc(node.url, "eth_chainId", timeout=0.5)
                 return node
-            except OSError:
+            except httpx.TransportError:  # not listening yet
                 time.sleep(0.05)
         node.stop()
         raise TimeoutError(f"anvil did not answer on {node.url} within {timeout} s")
