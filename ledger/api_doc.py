@@ -5,7 +5,7 @@ One entry per route of ledger/http.py; tests/operators/test_openapi.py holds the
 from __future__ import annotations
 
 from faultproof.messages import LEDGER_TX_TYPES, QcBatch, SignedEntry
-from faultproof.openapi import RouteDoc
+from faultproof.openapi import OPERATOR_ROUTES, RouteDoc
 
 ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("POST", "/v1/tx"): RouteDoc("Submit a transaction: a signed admin tx, a quorum certificate, or an expiry.",
@@ -28,8 +28,5 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/circuits/{id}"): RouteDoc("One registered circuit and its verification key hash."),
     ("GET", "/v1/agents/{id}"): RouteDoc("One gateway agent's enrolment, its TPM key and quote results."),
     ("GET", "/v1/receipts/{claim_id}"): RouteDoc("A payout's receipt: entry, QC and signed head, verifiable offline."),
-    ("GET", "/healthz"): RouteDoc("Liveness: the process answers."),
-    ("GET", "/readyz"): RouteDoc("Readiness: 503 with the reasons while it cannot do its job.",
-                                   statuses=(200, 503)),
-    ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
+    **OPERATOR_ROUTES,
 }
