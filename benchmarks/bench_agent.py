@@ -108,30 +108,17 @@ def ingest_inprocess_sparse(every_signed: float) -> dict[str, Any]:
 
 
 def _network_benchmarks() -> dict[str, Any]:
-    from tests.agent.agentfix import AgentProc, start_broker
-    from tests.netfix import Network
+    from tests.agent.agentfix import agent_network
 
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        net = Network.start(root, n=5, k=4)
-        broker = agent = None
-        try:
-            broker, port = start_broker(root)
-            agent = AgentProc.create(root, net, port, ingest={"reorder_window": 4096})
-            agent.write_config(net, prover={"workers": 0})  # the default: one proving process per core
-            agent.start()
-            out["agent_ingest_mqtt_frames_per_s"] = _mqtt(agent, net, port, per_message=1, frames_per_device=250)
-            out["agent_ingest_mqtt_batched_frames_per_s"] = _mqtt(agent, net, port, per_message=20,
-                                                                  frames_per_device=500)
-            out["agent_ingest_http_frames_per_s"] = _http(agent, net, frames_per_device=500)
-            out.update(_latencies(agent, net, port))
-        finally:
-            if agent is not None:
-                agent.stop()
-            if broker is not None:
-                broker.stop()
-            net.stop()
+    with tempfile.TemporaryDirectory() as tmp, \
+            agent_network(Path(tmp), ingest={"reorder_window": 4096},
+                          prover={"workers": 0}) as (net, _, port, agent):  # 0: one proving process per core
+        out["agent_ingest_mqtt_frames_per_s"] = _mqtt(agent, net, port, per_message=1, frames_per_device=250)
+        out["agent_ingest_mqtt_batched_frames_per_s"] = _mqtt(agent, net, port, per_message=20,
+                                                              frames_per_device=500)
+        out["agent_ingest_http_frames_per_s"] = _http(agent, net, frames_per_device=500)
+        out.update(_latencies(agent, net, port))
     return out
 
 

@@ -13,8 +13,9 @@ This file must never signal a process it did not start, nor decide anything the 
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,27 @@ def start_broker(root: Path) -> tuple[ManagedProcess, int]:
     mp.start()
     wait_port(port, mp)
     return mp, port
+
+
+@contextlib.contextmanager
+def agent_network(root: Path, **settings: dict[str, Any]) -> Iterator[tuple[Network, ManagedProcess, int, AgentProc]]:
+    """A ledger and 5 oracles (k = 4), a broker and one started agent (`settings`: its config
+    sections); every process is stopped on the way out, whatever happened."""
+    net = Network.start(root, n=5, k=4)
+    broker = agent = None
+    try:
+        broker, port = start_broker(root)
+        agent = AgentProc.create(root, net, port, ingest=settings.pop("ingest", None))
+        if settings:
+            agent.write_config(net, **settings)
+        agent.start()
+        yield net, broker, port, agent
+    finally:
+        if agent is not None:
+            agent.stop()
+        if broker is not None:
+            broker.stop()
+        net.stop()
 
 
 @dataclass

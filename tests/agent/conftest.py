@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from faultproof.procs import ManagedProcess
-from tests.agent.agentfix import AgentProc, start_broker
+from tests.agent.agentfix import AgentProc, agent_network
 from tests.netfix import Network
 
 
@@ -27,20 +27,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("agent-net")
-    net = Network.start(root, n=5, k=4)
-    broker = agent = None
-    try:
-        broker, port = start_broker(root)
-        agent = AgentProc.create(root, net, port)
-        agent.start()
+    with agent_network(tmp_path_factory.mktemp("agent-net")) as (net, broker, port, agent):
         yield World(net, broker, port, agent)
-    finally:
-        if agent is not None:
-            agent.stop()
-        if broker is not None:
-            broker.stop()
-        net.stop()
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
