@@ -1,9 +1,11 @@
-"""POST /v1/tx/batch (DESIGN §16, issue 15): several QCs per request, their signatures checked
-together in the verify threads, each applied as its own transaction.
+"""POST /v1/tx/batch (DESIGN §16, issue 15): several QCs per request, decoded and their signatures
+checked together (in the verify threads, or in check processes: `ledger/checkpool.py`), each
+applied as its own transaction.
 
-Differential: two real ledgers on the same manual clock, one fed each QC by POST /v1/tx (the
-reference), the other the same QCs in one batch: the same answers per QC (entry or reason code) and
-byte-identical signed entries. Bad batches are a 4xx and change nothing.
+Differential: real ledgers on the same manual clock, one fed each QC by POST /v1/tx (the reference),
+the others the same QCs in one batch, checked by threads or by processes: the same answers per QC
+(entry or reason code) and byte-identical signed entries. Bad batches are a 4xx and change nothing,
+whichever side decodes them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from ledger.client import LedgerClient
 from tests.ledger.helpers import T0, ManualClock, Scenario, make_ledger, serve_ledger
 
 MSGPACK = {"Content-Type": "application/msgpack"}
+REFUSALS = {"empty": "missing_field", "too_many": "oversize", "json_empty": "missing_field", "wrong_type": "wrong_type",
+            "media": "unsupported_media_type", "truncated": "malformed"}
 
 
 def _qcs(sc: Scenario) -> list[QuorumCertificate]:
@@ -52,9 +56,11 @@ async def test_a_batch_pays_exactly_as_one_qc_per_request(tmp_path: Path) -> Non
     qcs = _qcs(sc)
     answers: dict[str, list[dict[str, Any]]] = {}
     entries: dict[str, list[bytes]] = {}
-    for mode in ("single", "batch"):
+    for mode in ("single", "batch", "batch-processes"):
         clock = ManualClock(T0)
-        async with serve_ledger(tmp_path / mode, keys, clock=clock) as (env, url), LedgerClient(url) as client:
+        processes = 2 if mode == "batch-processes" else 0
+        async with serve_ledger(tmp_path / mode, keys, clock=clock, check_processes=processes) as (env, url), \
+                LedgerClient(url) as client:
             for tx in sc.setup_txs:
                 await client.submit(tx)
             clock.set(sc.time_after(4))
@@ -73,19 +79,22 @@ async def test_a_batch_pays_exactly_as_one_qc_per_request(tmp_path: Path) -> Non
                            {"height": x["height"], "existing": x["existing"], "paid": x["paid"]} for x in results]
             answers[mode] = out
             entries[mode] = await _entries(url)
-    assert answers["batch"] == answers["single"]
+    assert answers["batch"] == answers["single"] == answers["batch-processes"]
     assert [a.get("error") for a in answers["batch"]] == [
         None, None, None, "qc_bad_signature", None, "qc_insufficient_signatures", None, None]
     assert answers["batch"][2]["existing"] is True
-    assert entries["batch"] == entries["single"]  # byte for byte: same entries, same ledger signatures
+    # byte for byte: same entries, same ledger signatures
+    assert entries["batch"] == entries["single"] == entries["batch-processes"]
 
 
-@pytest.mark.parametrize("case", ["empty", "too_many", "json_empty", "wrong_type", "media"])
-async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, case: str) -> None:
+@pytest.mark.parametrize("processes", [0, 1])
+@pytest.mark.parametrize("case", ["empty", "too_many", "json_empty", "wrong_type", "media", "truncated"])
+async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, case: str, processes: int) -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
     clock = ManualClock(T0)
-    async with serve_ledger(tmp_path, keys, clock=clock) as (env, url), LedgerClient(url) as client:
+    async with serve_ledger(tmp_path, keys, clock=clock, check_processes=processes) as (env, url), \
+            LedgerClient(url) as client:
         for tx in sc.setup_txs:
             await client.submit(tx)
         clock.set(sc.time_after(0))
@@ -102,11 +111,14 @@ async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, 
             headers, data = {"Content-Type": "application/json"}, json.dumps({"qcs": []}).encode()
         elif case == "wrong_type":
             data = qc.encode()  # a bare QC belongs on /v1/tx
+        elif case == "truncated":
+            data = QcBatch(qcs=(qc, qc)).encode()[:-10]
         else:
             headers, data = {"Content-Type": "text/plain"}, QcBatch(qcs=(qc,)).encode()
         async with aiohttp.ClientSession() as http, http.post(f"{url}/v1/tx/batch", data=data, headers=headers) as r:
             body = await r.json()
             assert 400 <= r.status < 500 and set(body["error"]) == {"code", "message"}, (r.status, body)
+        assert body["error"]["code"] == REFUSALS[case]
         assert await _entries(url) == before
 
 
