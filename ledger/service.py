@@ -30,6 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,7 @@ class LedgerService:
         self._verify_pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="ledger-verify")
         # Batches are decoded and their signatures checked in processes when there are any (checkpool).
         self._check_pool = CheckPool(check_processes) if check_processes > 0 else None
+        self.check_pids: set[int] = set()  # the check processes started with the service
         self._reader = LedgerStore(store.path, synchronous=store.synchronous, readonly=True)
         # Read once: the writer's connection belongs to the writer thread from here on.
         self._durability = store.durability()
@@ -248,7 +250,8 @@ class LedgerService:
     async def running(self) -> AsyncIterator[LedgerService]:
         """Run the writer for the duration of the block; on exit, finish what was queued."""
         if self._check_pool is not None:  # ready means at full speed: no worker spawns on the first batch
-            log.info("check processes %s", sorted(await self._check_pool.start()))
+            self.check_pids = await self._check_pool.start()
+            log.info("check processes %s", sorted(self.check_pids))
         async with asyncio.TaskGroup() as tg:
             self._accepting = True
             writer = tg.create_task(self._writer(), name="ledger-writer")
@@ -298,13 +301,24 @@ class LedgerService:
         """A msgpack QcBatch (POST /v1/tx/batch, DESIGN §16): decoded and its signatures checked in
         the check processes if there are any (`checkpool`), else decoded here and checked by the
         verify threads; then as `submit_many`. A batch that does not decode, or is empty, raises
-        FaultproofError and changes nothing."""
+        FaultproofError and changes nothing. A check process that died (OOM killer, an operator's
+        kill) costs no batch: the pool is replaced and this batch is checked here."""
         if not self._accepting:
             raise FaultproofError(Reason.UNAVAILABLE, "the ledger is not running")
-        if self._check_pool is None:
+        pool = self._check_pool
+        if pool is not None:
+            try:
+                checked = await pool.check(raw)
+            except BrokenProcessPool:
+                if self._check_pool is pool:  # the first batch to see it replaces it (spawned on use)
+                    log.error("a check process died; starting %d new ones", pool.workers)
+                    self._check_pool = CheckPool(pool.workers)
+                    await asyncio.get_running_loop().run_in_executor(None, pool.close)
+                pool = None
+        if pool is None:
             qcs, raws = decode_qc_batch(raw)
             return await self.submit_many(qcs, raws)
-        qcs, raws, verdicts = await self._check_pool.check(raw)
+        qcs, raws, verdicts = checked
         for qc, ok in zip(qcs, verdicts, strict=True):
             self.cache.remember_qc(qc, ok)
         return await self._submit_all(qcs, raws)

@@ -10,7 +10,11 @@ whichever side decodes them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +141,41 @@ async def test_the_json_form_is_accepted(tmp_path: Path) -> None:
             results = (await r.json())["results"]
         assert r.status == 200 and [x["paid"] for x in results] == [sc.terms.amount] * 2
         assert [x["claim_id"] for x in results] == [sc.body(i).claim_id.hex() for i in (0, 1)]
+
+
+async def test_a_dead_check_process_costs_no_batch(tmp_path: Path) -> None:
+    """A check process killed (as the OOM killer would) fails no batch: that batch is checked in the
+    ledger's process, a new pool takes the next ones, and every payout is answered as usual."""
+    keys = make_ledger(5)
+    sc = Scenario.standard(keys)
+    clock = ManualClock(T0)
+    async with serve_ledger(tmp_path, keys, clock=clock, check_processes=1) as (env, url), \
+            LedgerClient(url) as client:
+        for tx in sc.setup_txs:
+            await client.submit(tx)
+        clock.set(sc.time_after(5))
+        (pid,) = env.service.check_pids
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(_wait_gone, pid)
+        paid = []
+        async with aiohttp.ClientSession() as http:
+            for first in (0, 2, 4):
+                batch = QcBatch(qcs=(keys.qc(sc.body(first)), keys.qc(sc.body(first + 1))))
+                async with http.post(f"{url}/v1/tx/batch", data=batch.encode(), headers=MSGPACK) as r:
+                    assert r.status == 200, await r.text()
+                    paid += [x["paid"] for x in (await r.json())["results"]]
+        assert paid == [sc.terms.amount] * 6
+        assert len(await _entries(url)) == len(sc.setup_txs) + 1 + 6
+
+
+def _wait_gone(pid: int) -> None:
+    """Wait until the killed process is gone, or a zombie its pool has not reaped yet."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} did not die")
