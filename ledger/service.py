@@ -14,7 +14,10 @@ Ed25519 checks of quorum certificates are the most expensive part of a payout; `
 by the HTTP handler) runs them in a small thread pool (libsodium releases the GIL, so this uses the
 other cores while the event loop keeps parsing requests and the writer fsyncs) and remembers the
 signatures that verified, so the rules' own check is a lookup. The rules still run on every
-signature: one that is not in the cache is verified in-line by the writer.
+signature: one that is not in the cache is verified in-line by the writer. A QC batch
+(`submit_batch`) goes to the check processes instead when the service has them (`ledger serve`
+does, one per core: `ledger/checkpool.py`): decoding a batch holds the GIL, so only processes take
+it and the batch's signature checks off this process.
 
 This module must never decide a rule itself (that is `state.py`), nor speak HTTP (`http.py`).
 """
