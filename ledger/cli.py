@@ -128,7 +128,9 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str 
     lock = _serve_lock(cfg.db)  # held until the process exits; the kernel releases it on kill -9
     try:
         ledger_key = _load_or_create_key(cfg.ledger_key, False)
-        service = LedgerService.open(cfg.db, ledger_key, synchronous=cfg.synchronous, max_batch=cfg.max_batch)
+        # One check process per core decodes QC batches and checks their signatures (ledger/checkpool.py).
+        service = LedgerService.open(cfg.db, ledger_key, synchronous=cfg.synchronous, max_batch=cfg.max_batch,
+                                     check_processes=len(os.sched_getaffinity(0)))
     except (KeyFileError, StoreError) as e:
         raise OperatorError(str(e)) from None
     try:

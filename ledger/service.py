@@ -14,7 +14,10 @@ Ed25519 checks of quorum certificates are the most expensive part of a payout; `
 by the HTTP handler) runs them in a small thread pool (libsodium releases the GIL, so this uses the
 other cores while the event loop keeps parsing requests and the writer fsyncs) and remembers the
 signatures that verified, so the rules' own check is a lookup. The rules still run on every
-signature: one that is not in the cache is verified in-line by the writer.
+signature: one that is not in the cache is verified in-line by the writer. A QC batch
+(`submit_batch`) goes to the check processes instead when the service has them (`ledger serve`
+does, one per core: `ledger/checkpool.py`): decoding a batch holds the GIL, so only processes take
+it and the batch's signature checks off this process.
 
 This module must never decide a rule itself (that is `state.py`), nor speak HTTP (`http.py`).
 """
@@ -24,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +49,14 @@ from faultproof.messages import (
     Genesis,
     LedgerEntry,
     Message,
-    PayoutBody,
     QuorumCertificate,
     Receipt,
     SignedEntry,
     SignedHead,
 )
 from faultproof.metrics import register_build_info
+from ledger.checkpool import PAYOUT_TAG as _PAYOUT_TAG
+from ledger.checkpool import CheckPool, decode_qc_batch
 from ledger.economics import REWARDS
 from ledger.state import EXTERNAL, FREE, PAID, PREMIUMS, Effect, LedgerState, tx_kind
 from ledger.store import EntryRow, LedgerStore, StoreError
@@ -60,7 +64,6 @@ from ledger.verify import replay_store
 
 log = logging.getLogger("faultproof.ledger.service")
 _ENTRY_TAG = domain_tag(LedgerEntry.NAME)
-_PAYOUT_TAG = domain_tag(PayoutBody.NAME)
 RECENT_ENTRIES = 8192  # served to followers from memory
 
 
@@ -81,19 +84,18 @@ def wall_clock_ms() -> int:
 
 
 class SignatureCache:
-    """Remembers (tag, message, signature, key) tuples that verified; a pure function's cache."""
+    """Remembers (tag, message, signature, key) tuples that verified; a pure function's cache.
 
-    def __init__(self, capacity: int = 1 << 16) -> None:
+    The key is the tuple itself: a hit means these exact bytes verified before, and it costs no
+    hashing of its own (a bytes object keeps its hash, and a QC's body bytes are computed once)."""
+
+    def __init__(self, capacity: int = 1 << 15) -> None:
         self.capacity = capacity
-        self._good: OrderedDict[bytes, None] = OrderedDict()
+        self._good: OrderedDict[tuple[bytes, bytes, bytes, bytes], None] = OrderedDict()
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _key(tag: bytes, message: bytes, signature: bytes, public_key: bytes) -> bytes:
-        return hashlib.sha256(len(tag).to_bytes(2, "big") + tag + public_key + signature + message).digest()
-
     def verify(self, tag: bytes, message: bytes, signature: bytes, public_key: bytes) -> bool:
-        key = self._key(tag, message, signature, public_key)
+        key = (tag, message, signature, public_key)
         if key in self._good:
             return True
         ok = ed25519_verify(tag, message, signature, public_key)
@@ -101,11 +103,23 @@ class SignatureCache:
             self._remember(key)
         return ok
 
-    def _remember(self, key: bytes) -> None:
+    def remember_qc(self, qc: QuorumCertificate, verdicts: Sequence[bool]) -> None:
+        """Record the signatures of `qc` that a check process found valid (`checkpool.qc_verdicts`)."""
+        body = qc.body.encode()
+        with self._lock:
+            for s, ok in zip(qc.signatures, verdicts, strict=True):
+                if ok:
+                    self._good[(_PAYOUT_TAG, body, s.signature, s.oracle_id)] = None
+            self._trim()
+
+    def _remember(self, key: tuple[bytes, bytes, bytes, bytes]) -> None:
         with self._lock:
             self._good[key] = None
-            while len(self._good) > self.capacity:
-                self._good.popitem(last=False)
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._good) > self.capacity:
+            self._good.popitem(last=False)
 
     def precheck_qc(self, qc: QuorumCertificate) -> None:
         body = qc.body.encode()
@@ -156,7 +170,7 @@ class LedgerMetrics:
 class LedgerService:
     def __init__(self, store: LedgerStore, state: LedgerState, ledger_key: Identity, *,
                  clock: Callable[[], int] = wall_clock_ms, max_batch: int = 1024,
-                 cache: SignatureCache | None = None, verify_threads: int = 2) -> None:
+                 cache: SignatureCache | None = None, verify_threads: int = 2, check_processes: int = 0) -> None:
         if ledger_key.public_key != state.genesis.ledger_key:
             raise StoreError("the ledger key file does not match this ledger's genesis (ledger_key)")
         self.store = store
@@ -174,6 +188,12 @@ class LedgerService:
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="ledger-reader")
         self.verify_threads = max(1, verify_threads)
         self._verify_pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="ledger-verify")
+        # Batches are decoded and their signatures checked in processes when there are any (checkpool).
+        self._check_pool = CheckPool(check_processes) if check_processes > 0 else None
+        # the check processes, spawned by the first batch: most ledgers (every test's, the devnet's)
+        # never see one, and each process costs ~0.3 s of CPU to start
+        self.check_pids: set[int] = set()
+        self._check_start = asyncio.Lock()
         self._reader = LedgerStore(store.path, synchronous=store.synchronous, readonly=True)
         # Read once: the writer's connection belongs to the writer thread from here on.
         self._durability = store.durability()
@@ -260,6 +280,8 @@ class LedgerService:
         self._write_pool.shutdown(wait=True)
         self._read_pool.shutdown(wait=True)
         self._verify_pool.shutdown(wait=True)
+        if self._check_pool is not None:
+            self._check_pool.close()
         self._reader.close()
         self.store.close()
 
@@ -277,6 +299,37 @@ class LedgerService:
         if len(self._checks) == 1:
             loop.call_soon(self._flush_checks, loop)
         await future
+
+    async def submit_batch(self, raw: bytes) -> list[Accepted | FaultproofError]:
+        """A msgpack QcBatch (POST /v1/tx/batch, DESIGN §16): decoded and its signatures checked in
+        the check processes if there are any (`checkpool`), else decoded here and checked by the
+        verify threads; then as `submit_many`. A batch that does not decode, or is empty, raises
+        FaultproofError and changes nothing. A check process that died (OOM killer, an operator's
+        kill) costs no batch: the pool is replaced and this batch is checked here."""
+        if not self._accepting:
+            raise FaultproofError(Reason.UNAVAILABLE, "the ledger is not running")
+        pool = self._check_pool
+        if pool is not None and not self.check_pids:
+            async with self._check_start:
+                if not self.check_pids:
+                    self.check_pids = await pool.start()
+                    log.info("check processes %s", sorted(self.check_pids))
+        if pool is not None:
+            try:
+                checked = await pool.check(raw)
+            except BrokenProcessPool:
+                if self._check_pool is pool:  # the first batch to see it replaces it (spawned on use)
+                    log.error("a check process died; starting %d new ones", pool.workers)
+                    self._check_pool = CheckPool(pool.workers)
+                    await asyncio.get_running_loop().run_in_executor(None, pool.close)
+                pool = None
+        if pool is None:
+            qcs, raws = decode_qc_batch(raw)
+            return await self.submit_many(qcs, raws)
+        qcs, raws, verdicts = checked
+        for qc, ok in zip(qcs, verdicts, strict=True):
+            self.cache.remember_qc(qc, ok)
+        return await self._submit_all(qcs, raws)
 
     async def submit_many(self, qcs: Sequence[QuorumCertificate], raws: Sequence[bytes] | None = None,
                           ) -> list[Accepted | FaultproofError]:
@@ -296,9 +349,14 @@ class LedgerService:
         if len(self._checks) == len(qcs):  # nobody scheduled a flush for this loop iteration yet
             loop.call_soon(self._flush_checks, loop)
         await asyncio.gather(*futures)
-        raw_of = list(raws) if raws is not None else [None] * len(qcs)
-        results = await asyncio.gather(*(self.submit(qc, r) for qc, r in zip(qcs, raw_of, strict=True)),
-                                       return_exceptions=True)
+        return await self._submit_all(qcs, raws)
+
+    async def _submit_all(self, qcs: Sequence[QuorumCertificate], raws: Sequence[bytes] | None,
+                          ) -> list[Accepted | FaultproofError]:
+        """Queue every QC in order (one future each, no task each) and wait for all the answers."""
+        raw_of: Sequence[bytes | None] = raws if raws is not None else [None] * len(qcs)
+        futures = [self._enqueue(qc, r) for qc, r in zip(qcs, raw_of, strict=True)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
         out: list[Accepted | FaultproofError] = []
         for r in results:
             if isinstance(r, Accepted | FaultproofError):
@@ -322,13 +380,16 @@ class LedgerService:
     async def submit(self, tx: Message, raw: bytes | None = None) -> Accepted:
         """Apply one transaction durably. Raises FaultproofError with the rule's reason.
         `raw`, if given, must be tx's canonical bytes (as decoded from them)."""
+        return await self._enqueue(tx, raw)
+
+    def _enqueue(self, tx: Message, raw: bytes | None) -> asyncio.Future[Accepted]:
         if not isinstance(tx, LEDGER_TX_TYPES):
             raise FaultproofError(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
         if not self._accepting:
             raise FaultproofError(Reason.UNAVAILABLE, "the ledger is not running")
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Submission(tx, raw, future))
-        return await future
+        return future
 
     async def _writer(self) -> None:
         while True:

@@ -348,12 +348,13 @@ class LedgerEnv:
 
 @contextlib.asynccontextmanager
 async def running_ledger(directory: Path, keys: LedgerKeys, *, clock: ManualClock | None = None,
-                         synchronous: str = "FULL", max_batch: int = 1024) -> AsyncIterator[LedgerEnv]:
+                         synchronous: str = "FULL", max_batch: int = 1024,
+                         check_processes: int = 0) -> AsyncIterator[LedgerEnv]:
     """A LedgerService with a fresh database in `directory`, running for the block."""
     clock = clock or ManualClock()
     db = directory / "ledger.db"
     service = LedgerService.create(db, keys.genesis, keys.ledger_key, clock=clock, synchronous=synchronous,
-                                   max_batch=max_batch)
+                                   max_batch=max_batch, check_processes=check_processes)
     try:
         async with service.running():
             yield LedgerEnv(keys, service, clock, db)
@@ -363,9 +364,9 @@ async def running_ledger(directory: Path, keys: LedgerKeys, *, clock: ManualCloc
 
 @contextlib.asynccontextmanager
 async def serve_ledger(directory: Path, keys: LedgerKeys, *, clock: ManualClock | None = None,
-                       **app_kw: Any) -> AsyncIterator[tuple[LedgerEnv, str]]:
+                       check_processes: int = 0, **app_kw: Any) -> AsyncIterator[tuple[LedgerEnv, str]]:
     """The same, behind the real HTTP API on 127.0.0.1 (ephemeral port): yields (env, base_url)."""
-    async with running_ledger(directory, keys, clock=clock) as env:
+    async with running_ledger(directory, keys, clock=clock, check_processes=check_processes) as env:
         app = make_app(env.service, run_service=False, **app_kw)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

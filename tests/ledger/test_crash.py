@@ -1,16 +1,23 @@
 """kill -9 of a real `faultproof ledger serve` process in the middle of a burst of payouts from
 several clients: after a restart, `ledger verify` passes and every acknowledged payout is present
 with the entry it was acknowledged with; requests in flight at the kill failed. Then SIGTERM stops
-it within 2 s even while a follower's long poll is open (an operator's restart must not hang)."""
+it within 2 s even while a follower's long poll is open (an operator's restart must not hang).
+The same kill in a burst of QC batches (decoded and checked in the ledger's check processes, which
+must not outlive it) loses no acknowledged payout either."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import time
 from pathlib import Path
 
+import aiohttp
+
 from faultproof.errors import FaultproofError
-from faultproof.messages import QuorumCertificate
+from faultproof.messages import QcBatch, QuorumCertificate
 from faultproof.procs import ManagedProcess, free_port
 from ledger.client import LedgerClient
 from ledger.service import LedgerService, wall_clock_ms
@@ -121,3 +128,78 @@ async def test_kill9_during_a_burst_loses_no_acknowledged_payout(tmp_path: Path)
     print(f"acknowledged {len(acked)}, failed in flight {failed}, height after restart {result.state.height}")
     heights = {h for h, _ in acked.values()}
     assert len(heights) == len(acked)
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()}
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie nobody reaps has exited
+
+
+async def test_kill9_during_a_burst_of_batches_loses_nothing_and_leaves_no_check_process(tmp_path: Path) -> None:
+    config, db, qcs = await asyncio.to_thread(_prepare, tmp_path)
+    url = f"http://127.0.0.1:{config.read_text().split('port = ')[1].strip()}"
+    proc = ManagedProcess("ledger", ["-m", "cli", "ledger", "serve", "--config", str(config)],
+                          tmp_path / "ledger.log", ready_url=f"{url}/readyz")
+    batches = [QcBatch(qcs=tuple(qcs[i : i + 16])) for i in range(0, len(qcs), 16)]
+    acked: dict[bytes, int] = {}
+    failed = 0
+    enough = asyncio.Event()
+    proc.start()
+    try:
+        await asyncio.to_thread(proc.wait_ready, 60)
+        assert proc.pid is not None
+
+        async def burst(mine: list[QcBatch]) -> None:
+            nonlocal failed
+            async with aiohttp.ClientSession() as http:
+                for batch in mine:
+                    try:
+                        async with http.post(f"{url}/v1/tx/batch", data=batch.encode(),
+                                             headers={"Content-Type": "application/msgpack"}) as r:
+                            results = json.loads(await r.read())["results"]
+                    except aiohttp.ClientError:
+                        failed += 1
+                        return
+                    for qc, result in zip(batch.qcs, results, strict=True):
+                        acked[qc.body.claim_id] = result["height"]
+                    if len(acked) >= KILL_AFTER_ACKS:
+                        enough.set()
+
+        async with asyncio.TaskGroup() as tg:
+            for i in range(4):
+                tg.create_task(burst(batches[i::4]))
+            await asyncio.wait_for(enough.wait(), 60)
+            checkers = _children(proc.pid)  # spawned by the first batch
+            assert len(checkers) >= len(os.sched_getaffinity(0)), checkers  # one per core (+ spawn's tracker)
+            # the ledger process alone (an OOM kill), not its group: its check processes are left to notice
+            os.kill(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.proc.wait, 10)  # type: ignore[union-attr]
+        assert failed >= 1, "no request was in flight at the kill"
+        deadline = time.monotonic() + 5
+        while any(_running(p) for p in checkers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not any(_running(p) for p in checkers), "a check process outlived the ledger"
+
+        proc.start()  # restart on the same database: recovery happens on open
+        await asyncio.to_thread(proc.wait_ready, 60)
+        async with LedgerClient(url) as client:
+            for cid in list(acked)[:5]:
+                assert (await client.receipt(cid)).entry.entry.height == acked[cid]
+    finally:
+        proc.kill9()
+    store = LedgerStore(db, readonly=True)
+    try:
+        result = replay_store(store)
+        assert result.ok and result.state is not None, f"{result.problem}\n{proc.tail()}"
+        for cid, height in acked.items():
+            paid = result.state.paid_claim(cid)
+            assert paid is not None and paid.height == height, "an acknowledged payout is missing"
+    finally:
+        store.close()
