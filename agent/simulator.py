@@ -328,9 +328,13 @@ class MqttTransport(Transport):
             self.client.subscribe(topic, qos=1)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        for topic in self._attesters:
-            client.subscribe(topic, qos=1)
+        # paho's thread; answer_attestation may add a device meanwhile. Connected first, then a
+        # copy of the topics: a device added before the copy is subscribed here, one added after
+        # subscribes itself (seeing connected); never iterate the dict itself (seen: "dictionary
+        # changed size during iteration" killed this thread before it set connected).
         self._connected.set()
+        for topic in list(self._attesters):
+            client.subscribe(topic, qos=1)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         from agent.boot import ledger_evidence

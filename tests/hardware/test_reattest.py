@@ -172,3 +172,26 @@ async def test_reattestation_keeps_a_long_running_devices_later_window_payable(t
             mq.stop()
         e.stop()
         broker.stop()
+
+
+def test_a_device_added_while_the_simulator_connects_is_subscribed_and_connect_completes() -> None:
+    """agent.simulator.MqttTransport: paho's thread runs `_on_connect` while the test's thread may
+    add an attesting device (`answer_attestation`). It iterated the live dict, so an addition in
+    between killed paho's thread before it marked the connection up (seen in a full run: "MQTT
+    broker did not accept the connection"). Here the addition happens inside the subscription."""
+    import threading
+
+    from agent.simulator import MqttTransport
+
+    t = MqttTransport.__new__(MqttTransport)  # no broker: only the callback's bookkeeping
+    t._attesters = {"a/attest": (None, False)}  # type: ignore[dict-item]
+    t._connected = threading.Event()
+    subscribed: list[str] = []
+
+    class Client:
+        def subscribe(self, topic: str, qos: int) -> None:
+            subscribed.append(topic)
+            t._attesters[f"{len(t._attesters)}/attest"] = (None, False)  # type: ignore[assignment]
+
+    t._on_connect(Client(), None, None, 0, None)
+    assert t._connected.is_set() and subscribed == ["a/attest"]

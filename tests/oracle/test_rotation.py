@@ -95,7 +95,10 @@ def test_rotation_mid_claim_still_pays(rnet: Network) -> None:
     net.oracles[4].proc.start()  # rotated out: alive, but never ready
     wait_until(lambda: _alive(net.oracles[4].url), 60, what="oracle-4 alive")
     _paid_once(net, inc, cid, epoch)
-    code, body = http("GET", net.oracles[4].url + "/readyz")
-    assert code == 503 and any("not a member" in p for p in body["problems"]), body
+    # once it has replayed the ledger (it may still be catching up: "not synced"), it says why it
+    # is not ready: it is not a member
+    readyz = wait_until(lambda: (lambda r: r if any("not a member" in p for p in r[1].get("problems", ())) else None)(
+        http("GET", net.oracles[4].url + "/readyz")), 60, what="oracle-4 not ready: not a member")
+    assert readyz[0] == 503, readyz
     signers = {s["oracle_id"] for s in net.claim_status(0, cid)["qc"]["signatures"]}
     assert signers == {m.hex() for m in members[:4]}
