@@ -213,6 +213,11 @@ class EvmSettlement:
     def mirror(self) -> ChainMirror | None:
         return self._mirror
 
+    @property
+    def mirror_problem(self) -> str | None:
+        """Why the pool has no mirror (once a first call reached it): followers cannot follow it."""
+        return self._mirror_problem
+
     def binding(self, epoch: int, oracle_id: bytes) -> str | None:
         """The chain address bound to an oracle's Ed25519 id in that oracle-set epoch (as the
         contract recorded it), or None."""

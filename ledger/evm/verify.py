@@ -16,6 +16,8 @@ from ledger.evm.settlement import EvmSettlement
 from ledger.follower import LedgerFollower
 from ledger.state import FREE, LOCKED_PREFIX, PAID, PREMIUMS
 
+_BOOKS = ("free", "premiums", "paid", "locked", "bonds", "rewards")
+
 
 async def verify_pool(url: str, *, timeout: float = 60.0) -> dict[str, Any]:
     """`faultproof ledger verify` on a chain (and the evm devnet's last check): a fresh follower
@@ -25,6 +27,10 @@ async def verify_pool(url: str, *, timeout: float = 60.0) -> dict[str, Any]:
     chain = EvmSettlement(url)
     try:
         status = await chain.status()
+        if chain.mirror is None:  # a verdict at once: retrying the follower would not change it
+            return {"ok": False, "height": None, "head_hash": None, "books": None, "differ": [],
+                    "contract_books": {k: status["books"][k] for k in _BOOKS},
+                    "problem": chain.mirror_problem or "the pool has no mirror"}
         # The chain is the clock here: entries are dated by block time, and a node's clock may be
         # behind a chain's (anvil's time can be moved forward); a follower's skew rule would stop short.
         follower = LedgerFollower(chain, 0.1, clock=lambda: int(status["time_ms"]))
@@ -36,9 +42,9 @@ async def verify_pool(url: str, *, timeout: float = 60.0) -> dict[str, Any]:
     replayed = {"free": b.get(FREE, 0), "premiums": b.get(PREMIUMS, 0), "paid": b.get(PAID, 0),
                 "locked": sum(v for k, v in b.items() if k.startswith(LOCKED_PREFIX)),
                 "bonds": sum(v for k, v in b.items() if k.startswith(BOND_PREFIX)), "rewards": b.get(REWARDS, 0)}
-    problem = chain.mirror.problem if chain.mirror is not None else "the pool has no mirror"
+    problem = chain.mirror.problem if chain.mirror is not None else chain.mirror_problem
     problem = problem or follower.problem
     differ = sorted(k for k in replayed if replayed[k] != contract[k])
     return {"ok": problem is None and not differ, "height": view.height, "head_hash": view.state.head_hash.hex(),
-            "books": replayed, "contract_books": {k: contract[k] for k in replayed}, "differ": differ,
+            "books": replayed, "contract_books": {k: contract[k] for k in _BOOKS}, "differ": differ,
             "problem": problem}
