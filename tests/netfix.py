@@ -59,7 +59,7 @@ from faultproof.messages import (
     SignedFrame,
     policy_id,
 )
-from faultproof.procs import ManagedProcess, free_port
+from faultproof.procs import ManagedProcess, free_port, stop_all
 from faultproof.zk import BuiltCircuit, TriggerParams, Witness, build, export_vkey, prove
 
 SECOND = 1000
@@ -403,9 +403,9 @@ class Network:
                        30, what=f"oracle-{o.index} gossip peers")
 
     def stop(self) -> None:
-        for o in self.oracles:
-            o.proc.stop()
-        self.ledger.stop()
+        """Every process at once (SIGTERM to all, then wait): one by one, the five oracles' ~1 s
+        shutdowns added up in every module's teardown."""
+        stop_all([*(o.proc for o in self.oracles), self.ledger])
 
     def logs(self, lines: int = 30) -> str:
         out = [f"--- ledger\n{self.ledger.tail(lines)}"]

@@ -23,7 +23,7 @@ from typing import Any
 from agent.provision import provision
 from agent.simulator import Fault, Sensor, SimDevice
 from faultproof.messages import policy_id
-from faultproof.procs import ManagedProcess, free_port, wait_port
+from faultproof.procs import ManagedProcess, free_port, stop_all, wait_port
 from faultproof.zk.params import TriggerParams
 from tests.netfix import REPO, Network, http, wait_until
 
@@ -52,10 +52,7 @@ def agent_network(root: Path, **settings: dict[str, Any]) -> Iterator[tuple[Netw
         agent.start()
         yield net, broker, port, agent
     finally:
-        if agent is not None:
-            agent.stop()
-        if broker is not None:
-            broker.stop()
+        stop_all([p for p in (agent.proc if agent is not None else None, broker) if p is not None])
         net.stop()
 
 
