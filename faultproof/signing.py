@@ -331,9 +331,9 @@ class _Sessions:
             s = self._open.get(key)
             if s is not None:
                 return s
-            # SoftHSM2's file store answers GeneralError while another process writes the token
-            # (the devnet makes device keys in it while oracles start), when the token is looked up
-            # and when a session logs in: retry both a few times.
+            # SoftHSM2's file store answers GeneralError, or lists no such token, while another
+            # process writes the token (the devnet makes device keys in it while oracles start),
+            # when the token is looked up and when a session logs in: retry a few times.
             for attempt in range(6):
                 try:
                     lib = pkcs11.lib(key[0])
@@ -341,7 +341,11 @@ class _Sessions:
                     s = token.open(user_pin=cfg.read_pin(), rw=True)
                     break
                 except pkcs11.exceptions.NoSuchToken:
-                    raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
+                    # listed again, never reinitialised: that would end this process's other
+                    # sessions; a token that is really missing is said after ~0.7 s
+                    if attempt >= 3:
+                        raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
+                    time.sleep(0.1 * 2**attempt)
                 except pkcs11.exceptions.PinIncorrect:
                     raise KeyError_(f"wrong PIN for token {cfg.token_label!r}") from None
                 except pkcs11.exceptions.UserAlreadyLoggedIn:

@@ -189,11 +189,13 @@ def test_scan_finds_a_key_file_and_no_token_key_anywhere(token_store: dict[str, 
 
 def test_a_token_busy_with_another_process_is_retried_not_fatal(token_store: dict[str, str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # SoftHSM2 answers GeneralError to a login while another process writes the token (seen: an
-    # oracle of the devnet died at start). A stand-in for that moment (it cannot be caused on
-    # demand): the real token refuses the first two logins with GeneralError.
+    # SoftHSM2 answers GeneralError to a login, or lists no such token, while another process
+    # writes the token (seen, both: an oracle of the devnet died at start). A stand-in for that
+    # moment (it cannot be caused on demand): the real token is first unlisted, then refuses two
+    # logins with GeneralError.
     real_lib = pkcs11.lib
-    refusals = [pkcs11.exceptions.GeneralError(), pkcs11.exceptions.GeneralError()]
+    refusals: list[Exception] = [pkcs11.exceptions.GeneralError(), pkcs11.exceptions.GeneralError()]
+    unlisted = [pkcs11.exceptions.NoSuchToken()]  # seen too: the token missing from the listing
 
     class BusyToken:
         def __init__(self, token: object) -> None:
@@ -209,6 +211,8 @@ def test_a_token_busy_with_another_process_is_retried_not_fatal(token_store: dic
             self.lib = real_lib(path)
 
         def get_token(self, **kw: object) -> BusyToken:
+            if unlisted:
+                raise unlisted.pop()
             return BusyToken(self.lib.get_token(**kw))
 
         def reinitialize(self) -> None:
@@ -219,5 +223,5 @@ def test_a_token_busy_with_another_process_is_retried_not_fatal(token_store: dic
     monkeypatch.setattr(pkcs11, "lib", BusyLib)
     monkeypatch.setattr(signing, "SESSIONS", signing._Sessions())
     signer = signing.Pkcs11Signer(cfg)
-    assert not refusals and signer.public == pub
+    assert not refusals and not unlisted and signer.public == pub
     assert signing.verify(pub, TAG, MSG, signer.sign(TAG, MSG))
