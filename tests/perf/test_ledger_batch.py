@@ -181,3 +181,24 @@ def _wait_gone(pid: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} did not die")
+
+
+async def test_check_processes_start_with_the_first_batch_not_with_the_service(tmp_path: Path) -> None:
+    """Most ledgers (every test's, the devnet's) never see a batch: they start no check process.
+    The first batch spawns them and is answered from them."""
+    keys = make_ledger(5)
+    sc = Scenario.standard(keys)
+    clock = ManualClock(T0)
+    async with serve_ledger(tmp_path, keys, clock=clock, check_processes=2) as (env, url), \
+            LedgerClient(url) as client:
+        for tx in sc.setup_txs:
+            await client.submit(tx)
+        clock.set(sc.time_after(1))
+        assert env.service.check_pids == set()
+        async with aiohttp.ClientSession() as http:
+            batch = QcBatch(qcs=(keys.qc(sc.body(0)), keys.qc(sc.body(1))))
+            async with http.post(f"{url}/v1/tx/batch", data=batch.encode(), headers=MSGPACK) as r:
+                assert r.status == 200
+                assert [x["paid"] for x in (await r.json())["results"]] == [sc.terms.amount] * 2
+        # the pids that answered the start-up (one process may answer for both)
+        assert 1 <= len(env.service.check_pids) <= 2 and os.getpid() not in env.service.check_pids
