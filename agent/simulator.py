@@ -392,9 +392,14 @@ class MqttTransport(Transport):
 async def run_device(device: SimDevice, transport: Transport, *, readings: int, rate_hz: float,
                      batch: int = 1) -> None:
     """Send `readings` frames (the anchor frame first, if the device is at seq 0) at `rate_hz`
-    readings per second, in groups of `batch`. A dropout fault makes the device wait its gap."""
+    readings per second, in groups of `batch`. A dropout fault makes the device wait its gap.
+
+    A frame is stamped with the time it was due, as a sensor samples on its own schedule: when the
+    sender falls behind (a loaded machine), it catches up by sending faster, never by stamping
+    frames closer together, which the agent rightly takes for an injector (`rate_jump`)."""
     period = 1.0 / rate_hz if rate_hz > 0 else 0.0
-    started = time.monotonic()
+    started = origin = time.monotonic()
+    origin_ms = now_ms()
     sent = 0
     pending: list[AnyReading] = []
     while sent < readings:
@@ -405,7 +410,8 @@ async def run_device(device: SimDevice, transport: Transport, *, readings: int, 
                 pending = []
             await asyncio.sleep(gap / 1000)
             started += gap / 1000
-        pending.append(device.make(now_ms()))
+        due_ms = origin_ms + round((started + sent * period - origin) * 1000) if period else now_ms()
+        pending.append(device.make(due_ms))
         sent += 1
         if len(pending) >= batch or sent == readings:
             await transport.send(device, pending)

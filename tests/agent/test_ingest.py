@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from agent.detect import PolicyTerms
 from agent.frames import DeviceRecord, Incoming
 from agent.ingest import EngineConfig, IngestEngine, IngestResult, LedgerSnapshot
-from agent.simulator import Fault, Sensor, SimDevice, prebuilt_stream
+from agent.simulator import AnyReading, Fault, Sensor, SimDevice, prebuilt_stream
 from agent.store import Store, stored_seqs
 from faultproof import chain
 from faultproof.errors import Reason
@@ -157,6 +159,24 @@ async def test_simulator_feeds_an_engine_in_process(tmp_path: Path) -> None:
     e.stop()
     for d in devs:
         assert stored_seqs(tmp_path / "a.db", d.device_id, 0) == list(range(40))
+
+
+async def test_a_sender_that_falls_behind_stamps_frames_on_schedule() -> None:
+    """A starved simulator (loaded machine) catches up by sending faster, not by stamping frames
+    closer together: 1 ms apart after a stall read as an injector (`rate_jump`), and a devnet
+    quarantined its group's devices that way."""
+    from agent.simulator import CallbackTransport, run_device
+
+    stamps: list[int] = []
+
+    def starved_send(readings: Sequence[AnyReading]) -> None:
+        stamps.extend(Incoming.from_message(m).ts for m in readings)
+        if len(stamps) == 3:
+            time.sleep(0.4)  # the event loop gets no CPU for 8 periods
+
+    await run_device(device(8), CallbackTransport(starved_send), readings=16, rate_hz=20)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(stamps) == 16 and all(45 <= g <= 55 for g in gaps), gaps
 
 
 def test_provisional_frame_alternatives_survive_a_restart_and_the_genuine_reading_wins(tmp_path: Path) -> None:
