@@ -139,6 +139,8 @@ class LedgerFollower:
         self._max_skew_ms = max_skew_ms
         self.view: LedgerView | None = None
         self._lock = asyncio.Lock()  # one poll applies at a time (refresh vs the long poll)
+        self._refresh_lock = asyncio.Lock()  # one catch-up at a time; callers share them
+        self._refreshes_started = 0
         self.connected = False
         self.time_refusal: str | None = None  # set while an entry is refused for its time
         self._seen_without_ms: int | None = None
@@ -291,8 +293,22 @@ class LedgerFollower:
             self.on_head(head)
 
     async def refresh(self) -> None:
-        """Catch up now (no waiting). Transport errors are logged: we then decide on the view we
-        have (a Reject is only ever signed on a view at least as new as the last good poll)."""
+        """Catch up now (no waiting), to a ledger height at least as new as at this call. Transport
+        errors are logged: we then decide on the view we have (a Reject is only ever signed on a
+        view at least as new as the last good poll).
+
+        Concurrent callers share catch-ups, so a flood of claims that each ask for one costs the
+        ledger one request at a time: a caller waits for the catch-up under way (it may have asked
+        before what this caller needs) and then shares the next one with every caller that came
+        meanwhile."""
+        wanted = self._refreshes_started + 1  # a catch-up that starts after this call
+        async with self._refresh_lock:
+            if self._refreshes_started >= wanted:
+                return  # one started after this call and has finished while we waited
+            self._refreshes_started += 1
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
         try:
             while await self.poll(0):
                 pass

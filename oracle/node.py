@@ -482,7 +482,15 @@ class OracleNode:
         cid = signed.claim.claim_id
         arrived = time.monotonic()
         claim = signed.claim
-        checked = check_content(signed, self.view.state)
+        assert self.follower is not None
+        try:
+            checked = check_content(signed, self.view.state)
+        except FaultproofError:
+            # Our replica may lag the ledger (a policy or device added a moment ago, a follower
+            # backing off after a ledger restart): a claim is refused for its content only on a
+            # view refreshed after it arrived (DESIGN §4.2).
+            await self.follower.refresh()
+            checked = check_content(signed, self.view.state)
         # The sender pays before the expensive proof check (item 13.2): an agent replaying a
         # device's public frames with junk proofs spends its own budget, never the device's.
         if not self._agent_limiter.allow(claim.agent_id, time.monotonic()):

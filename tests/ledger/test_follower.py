@@ -272,3 +272,50 @@ async def test_skew_is_reported_in_status_healthz_and_metrics(tmp_path: Path) ->
                 await runner.cleanup()
             node.verifier.close()
             node.store.close()
+
+
+class HeldCatchUps(TamperedHeads):
+    """The real ledger, with its catch-up requests (wait = 0) counted, and the first one held after
+    the ledger answered: a catch-up that asked before an entry was committed."""
+
+    def __init__(self, client: LedgerClient) -> None:
+        super().__init__(client)
+        self.catch_up_requests = 0
+        self.release_first = asyncio.Event()
+        self.counting = False  # from after the bootstrap
+
+    async def entries(self, after: int = -1, wait: float = 0.0, limit: int | None = None) -> tuple[int, list[Any]]:
+        answer = await self.client.entries(after, wait, limit)
+        if wait == 0 and self.counting:
+            self.catch_up_requests += 1
+            if self.catch_up_requests == 1:
+                await self.release_first.wait()
+        return answer
+
+    async def signed_head(self) -> SignedHead:
+        return await self.client.signed_head()
+
+
+async def test_concurrent_refreshes_share_catch_ups_and_each_sees_what_was_committed_before_it(
+        tmp_path: Path) -> None:
+    """An oracle refreshes its view before refusing any claim (DESIGN §4.2), so a flood of junk
+    claims must not become a flood of ledger requests; and sharing must never hand a caller a
+    catch-up that asked the ledger before the entry the caller needs was committed."""
+    keys = make_ledger(5)
+    async with serve_ledger(tmp_path, keys) as (env, url), LedgerClient(url) as client:
+        held = HeldCatchUps(client)
+        follower = LedgerFollower(held, wait_s=0.05, clock=Clock(T0))
+        await follower.bootstrap(timeout=10)
+        held.counting = True
+        first = asyncio.create_task(follower.refresh())  # asks now, answer held: nothing new
+        while held.catch_up_requests == 0:
+            await asyncio.sleep(0.01)
+        await env.ok(keys.sign(Deposit(amount=20)))
+        committed = env.state.height
+        later = [asyncio.create_task(follower.refresh()) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        held.release_first.set()
+        await asyncio.gather(first, *later)
+        assert follower.view is not None and follower.view.height == committed
+        # the held one, then ONE shared by all 20 (the entry, then an empty answer)
+        assert held.catch_up_requests == 3, held.catch_up_requests

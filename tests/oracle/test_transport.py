@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,38 @@ async def test_an_accepted_claim_reaches_the_peers_after_a_restart(ledger_only: 
         for s in stops:
             s.set()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_replica_that_lags_the_ledger_refreshes_before_it_refuses_a_claim(
+        ledger_only: Network, tmp_path: Path) -> None:
+    """DESIGN §4.2: a claim for a device and policy added a moment ago reaches an oracle whose
+    follower has not fetched them (it backs off after a ledger restart, or is slow): the oracle
+    catches up before it refuses for content, so the valid claim is accepted, not a 422."""
+    net = ledger_only
+    nodes: list[OracleNode] = memory_oracle_nodes(net, MemoryNetwork(), tmp_path)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
+    try:
+        for n in nodes:
+            await asyncio.wait_for(n.ready.wait(), 60)
+        follower = nodes[0].follower
+        assert follower is not None
+        following = follower.poll
+        stalled = asyncio.Event()
+
+        async def stalled_long_poll(wait: float) -> list[Any]:
+            if wait > 0:  # the follower's own loop: stuck from now on
+                stalled.set()
+                await asyncio.Event().wait()
+            return await following(wait)  # a refresh (wait = 0) still reaches the ledger
+
+        follower.poll = stalled_long_poll  # type: ignore[method-assign]
+        await asyncio.wait_for(stalled.wait(), 30)  # the long poll in flight has returned
+        inc = await asyncio.to_thread(incident, net)
+        assert follower.view is not None and follower.view.state.policy(inc.pid) is None  # it lags
+        status, body = await asyncio.to_thread(net.post_claim, 0, inc.claim)
+        assert status == 202 and body["vote"] == "approve", body
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
