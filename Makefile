@@ -67,8 +67,12 @@ setup: $(APT_STAMP) $(STAMP) $(NPM_STAMP) $(EVM_STAMP) $(WITNESS_STAMP) $(POSEID
 devnet: setup
 	$(BIN)/faultproof devnet $(ARGS)
 
+# Two pytest-xdist workers: about half of a serial run's time is spent waiting on the processes a
+# test starts, so a second worker fills the idle core (tests/conftest.py keeps a shared network's
+# folder on one worker and gives each worker its own ports). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 # The protocol simulator's long soak (tests/sim): `make sim SEEDS=100000`; a failing seed is printed
 # and `python -m tests.sim --seed N` replays it. `make test` runs 2,000 seeds.

@@ -25,11 +25,33 @@ _LOWEST = 10_000  # below the ephemeral range, above the well-known and register
 _cursor: int | None = None  # the next port this process hands out
 
 
+PORT_RANGE_ENV = "FAULTPROOF_PORT_RANGE"  # "LO-HI": the ports this process tree may hand out
+
+
 def _ephemeral_floor() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
+
+
+def _port_range() -> tuple[int, int]:
+    """[low, high) for free_port: below the ephemeral range, or the slice PORT_RANGE_ENV names.
+
+    Parallel test workers each take their own slice (tests/conftest.py) and their children inherit
+    it, so two workers never hand out the same port before either has bound it."""
+    low, high = _LOWEST, _ephemeral_floor()
+    lo_text, sep, hi_text = os.environ.get(PORT_RANGE_ENV, "").partition("-")
+    if sep and lo_text.isdigit() and hi_text.isdigit():
+        low, high = max(low, int(lo_text)), min(high, int(hi_text))
+    return low, high
+
+
+def port_slice(index: int, count: int) -> str:
+    """The PORT_RANGE_ENV value of slice `index` of `count` equal slices of the free range."""
+    low, high = _port_range()
+    width = (high - low) // count
+    return f"{low + index * width}-{low + (index + 1) * width}"
 
 
 def free_port() -> int:
@@ -47,13 +69,13 @@ def free_port_block(span: int) -> int:
     Ports are handed out in order from a random start per process, so the singles never fragment
     the range a block needs, and two processes rarely walk the same stretch."""
     global _cursor
-    floor = _ephemeral_floor()
-    if floor - span > _LOWEST + span:
-        if _cursor is None:
-            _cursor = random.randint(_LOWEST, floor - span)
-        for _ in range(2 * (floor - _LOWEST) // span):
+    lowest, floor = _port_range()
+    if floor - span > lowest + span:
+        if _cursor is None or not lowest <= _cursor < floor:
+            _cursor = random.randint(lowest, floor - span)
+        for _ in range(2 * (floor - lowest) // span):
             if _cursor + span > floor:
-                _cursor = _LOWEST
+                _cursor = lowest
             base, _cursor = _cursor, _cursor + span
             ports = range(base, base + span)
             if any(p in _HANDED_OUT for p in ports) or not all(_bindable(p) for p in ports):

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import pytest
+
+from faultproof import procs
 from faultproof.procs import _ephemeral_floor, free_port, free_port_block
 
 
@@ -20,3 +27,21 @@ def test_a_port_block_is_free_throughout_and_never_overlaps_another() -> None:
     assert len(set(taken)) == len(taken)
     assert all(10_000 <= b and b + 200 <= _ephemeral_floor() for b in bases)
     assert not {free_port() for _ in range(200)} & set(taken)
+
+
+def test_a_port_slice_confines_this_process_and_its_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Parallel test workers each take a slice (tests/conftest.py): two of them must never hand out
+    # the same port before either binds it, nor may the services a worker's child processes start.
+    first, second = procs.port_slice(0, 2), procs.port_slice(1, 2)
+    lo0, hi0 = map(int, first.split("-"))
+    lo1, hi1 = map(int, second.split("-"))
+    assert 10_000 <= lo0 < hi0 <= lo1 < hi1 <= _ephemeral_floor()
+    monkeypatch.setenv(procs.PORT_RANGE_ENV, second)
+    monkeypatch.setattr(procs, "_cursor", None)
+    ports = [free_port() for _ in range(100)] + [free_port_block(50)]
+    assert all(lo1 <= p < hi1 for p in ports)
+    monkeypatch.setenv(procs.PORT_RANGE_ENV, "20000-20100")
+    child = subprocess.run(
+        [sys.executable, "-c", "from faultproof.procs import free_port; print(free_port())"],
+        capture_output=True, text=True, check=True, env=os.environ.copy())
+    assert 20_000 <= int(child.stdout) < 20_100
