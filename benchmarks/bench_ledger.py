@@ -33,10 +33,10 @@ import aiohttp
 
 from faultproof.messages import MAX_QCS_PER_BATCH, QcBatch, QuorumCertificate
 from faultproof.procs import ManagedProcess, free_port
-from ledger.service import LedgerService, wall_clock_ms
+from ledger.service import wall_clock_ms
 from ledger.store import LedgerStore
 from ledger.verify import replay_store
-from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger
+from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger, write_ledger
 
 N_PAYOUTS = int(os.environ.get("BENCH_LEDGER_PAYOUTS", "12000"))
 N_BASELINE = int(os.environ.get("BENCH_LEDGER_BASELINE", "400"))
@@ -50,20 +50,7 @@ def _setup(directory: Path, n_qcs: int) -> tuple[Path, Path, list[bytes]]:
     now = wall_clock_ms()
     sc = Scenario.standard(keys, deposit=10**15, coverage=10**14, amount=1, premium=0,
                            start_ms=now - 20 * DAY, end_ms=now + DAY, period_ms=SECOND, claim_window_ms=60 * DAY)
-    db = directory / "ledger.db"
-
-    async def create() -> None:
-        service = LedgerService.create(db, keys.genesis, keys.ledger_key)
-        try:
-            async with service.running():
-                for tx in sc.setup_txs:
-                    await service.submit(tx)
-        finally:
-            service.close()
-
-    asyncio.run(create())
-    key = directory / "ledger.key"
-    keys.ledger_key.save(key)
+    db, key = write_ledger(directory, keys, sc.setup_txs)
     qcs: list[QuorumCertificate] = [keys.qc(sc.body(i, window_ms=400)) for i in range(n_qcs)]
     return db, key, [q.encode() for q in qcs]
 

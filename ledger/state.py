@@ -991,16 +991,26 @@ class LedgerState:
             return f"the device was never enrolled with epoch {body.epoch}"
         return None
 
-    def _check_payout(self, qc: QuorumCertificate, now: int) -> Effect:
+    def _paid_already(self, qc: QuorumCertificate | GroupQuorumCertificate, kind: TxKind, now: int) -> Effect | None:
+        """Q1 and Q2, for a payout and a group payout alike: the body is for this ledger; a claim
+        already paid with the same body (the oracle-set epoch aside) is that payout again (its
+        entry, nothing written), with another body (a group's for a single's too) CLAIM_CONFLICT."""
         body = qc.body
         if body.ledger_id != self.ledger_id:
             raise _fail(Reason.WRONG_LEDGER, "the payout body is for another ledger")
         paid = self.claims.get(body.claim_id)
-        if paid is not None:
-            if body.replace(oracle_set_epoch=paid.body.oracle_set_epoch) == paid.body:
-                return Effect(qc, TxKind.PAYOUT, now, paid=paid.paid, policy_id=paid.policy_id,
-                              claim_id=paid.claim_id, existing=paid)
-            raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
+        if paid is None:
+            return None
+        if type(paid.body) is type(body) and body.replace(oracle_set_epoch=paid.body.oracle_set_epoch) == paid.body:
+            return Effect(qc, kind, now, paid=paid.paid, policy_id=paid.policy_id, claim_id=paid.claim_id,
+                          existing=paid)
+        raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
+
+    def _check_payout(self, qc: QuorumCertificate, now: int) -> Effect:
+        body = qc.body
+        existing = self._paid_already(qc, TxKind.PAYOUT, now)
+        if existing is not None:
+            return existing
         qc_reason = self.qc_rejection(qc, now)
         if qc_reason is not None:
             raise _fail(qc_reason)
@@ -1388,15 +1398,9 @@ class LedgerState:
         The claim pays once for the group: its span (earliest start, latest end] is the window the
         period, overlap and term rules look at; each device's revocation is checked against it."""
         body = qc.body
-        if body.ledger_id != self.ledger_id:
-            raise _fail(Reason.WRONG_LEDGER, "the payout body is for another ledger")
-        paid = self.claims.get(body.claim_id)
-        if paid is not None:
-            if isinstance(paid.body, GroupPayoutBody) and \
-                    body.replace(oracle_set_epoch=paid.body.oracle_set_epoch) == paid.body:
-                return Effect(qc, TxKind.GROUP_PAYOUT, now, paid=paid.paid, policy_id=paid.policy_id,
-                              claim_id=paid.claim_id, existing=paid)
-            raise _fail(Reason.CLAIM_CONFLICT, f"claim paid at height {paid.height} with another body")
+        existing = self._paid_already(qc, TxKind.GROUP_PAYOUT, now)
+        if existing is not None:
+            return existing
         qc_reason = self.group_qc_rejection(qc, now)
         if qc_reason is not None:
             raise _fail(qc_reason)
@@ -1890,19 +1894,33 @@ def check_evidence(state: LedgerState, ev: SignedEvidence, now: int) -> Effect:
         raise _fail(Reason.WRONG_EPOCH, f"evidence for epoch {b.epoch}, device epoch {device.epoch}")
     if not evidence_signed_by(ev, device_key(state, b.device_id)):
         raise _fail(Reason.BAD_ATTESTATION_SIGNATURE)
-    nonce_height, nonce_time = _fresh_nonce(state, b.nonce, state.hw.last_nonce_height, b.device_id, now, "device")
+    nonce = _fresh_nonce(state, b.nonce, state.hw.last_nonce_height, b.device_id, now, "device")
     failure = measurement_failure(b, lambda c, d: measurement_allowed(state, c, d))
-    # Dated by the nonce's entry: the device measured no earlier than that (a lower bound that a
+    return _record_appraisal(ev, TxKind.ATTEST, now, b.device_id, nonce, failure,
+                             lambda hw: (hw.results, hw.last_nonce_height))
+
+
+_AppraisalBooks = Callable[[HardwareState], tuple[dict[bytes, list[Result]], dict[bytes, int]]]
+
+
+def _record_appraisal(tx: Message, kind: TxKind, now: int, who: bytes, nonce: tuple[int, int],
+                      failure: str | None, books: _AppraisalBooks) -> Effect:
+    """H6 and H10: an appraisal of `who` (a device, a gateway agent) that answered the entry
+    `nonce` = (height, time) is recorded, passed or failed (a failure is recorded, not refused),
+    with that height (the next one must answer a later entry). `books` names the hardware state's
+    results and answered-heights of that kind of attester."""
+    nonce_height, nonce_time = nonce
+    # Dated by the nonce's entry: the attester measured no earlier than that (a lower bound that a
     # late submission cannot stretch).
-    result = Result(b.device_id, nonce_time, failure is None, None if failure is None else Reason.ATTESTATION_FAILED,
+    result = Result(who, nonce_time, failure is None, None if failure is None else Reason.ATTESTATION_FAILED,
                     failure or "")
-    device_id = b.device_id
 
     def commit(st: LedgerState, height: int) -> None:
-        st.hw.results.setdefault(device_id, []).append(result)
-        st.hw.last_nonce_height[device_id] = nonce_height
+        results, answered = books(st.hw)
+        results.setdefault(who, []).append(result)
+        answered[who] = nonce_height
 
-    return Effect(ev, TxKind.ATTEST, now, _commit=commit)
+    return Effect(tx, kind, now, _commit=commit)
 
 
 def attestation_results(state: LedgerState, device_id: bytes) -> list[Result]:
@@ -2222,18 +2240,11 @@ def check_gateway_quote(state: LedgerState, q: GatewayQuote, now: int) -> Effect
     problem = verify_quote(q, parsed.extra_data, pcrs=GATEWAY_QUOTE_PCRS, allowlist=lambda c, d: True, known_ak=ak)
     if problem is not None:
         raise _fail(problem[0], problem[1])
-    nonce_height, nonce_time = _fresh_nonce(state, parsed.extra_data, state.hw.gateway_nonce_height, q.agent_id,
-                                            now, "gateway")
+    nonce = _fresh_nonce(state, parsed.extra_data, state.hw.gateway_nonce_height, q.agent_id, now, "gateway")
     passed = measurement_allowed(state, int(Component.GATEWAY_PCRS), parsed.pcr_digest)
-    result = Result(q.agent_id, nonce_time, passed, None if passed else Reason.ATTESTATION_FAILED,
-                    "" if passed else f"PCR digest {parsed.pcr_digest.hex()} is not on the allowlist")
-    agent = q.agent_id
-
-    def commit(st: LedgerState, height: int) -> None:
-        st.hw.gateway_results.setdefault(agent, []).append(result)
-        st.hw.gateway_nonce_height[agent] = nonce_height
-
-    return Effect(q, TxKind.GATEWAY_QUOTE, now, _commit=commit)
+    failure = None if passed else f"PCR digest {parsed.pcr_digest.hex()} is not on the allowlist"
+    return _record_appraisal(q, TxKind.GATEWAY_QUOTE, now, q.agent_id, nonce, failure,
+                             lambda hw: (hw.gateway_results, hw.gateway_nonce_height))
 
 
 def gateway_results(state: LedgerState, agent_id: bytes) -> list[Result]:

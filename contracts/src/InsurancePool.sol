@@ -16,9 +16,9 @@ pragma solidity 0.8.37;
 // contract is near the 24 KB code limit and none of them runs on the payout path.
 //
 // Refusals are custom errors named after the shared reason codes (faultproof/errors.py: the
-// error `QcStaleEpoch` is Reason.QC_STALE_EPOCH), checked in the order ledger/state.py checks
-// them, so a refused payout reads the same on both backends. A refused transaction reverts: the
-// chain is unchanged.
+// error `QcStaleEpoch` is Reason.QC_STALE_EPOCH; declared once, in PoolEcon.sol, for the pool and
+// its library), checked in the order ledger/state.py checks them, so a refused payout reads the
+// same on both backends. A refused transaction reverts: the chain is unchanged.
 //
 // Rules of the code: checks-effects-interactions with a reentrancy guard on every entry point that
 // moves tokens; no loop over user data except over a QC's signatures (at most MAX_ORACLES) and an
@@ -33,55 +33,17 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {
     PoolEcon, PayoutBody, DeviceSlash, Device, OracleSet, CurrentSet, Terms, Policy, Circuit, Agent, PaidClaim, Books,
-    Env
+    Env, DeviceRevocation, Paid, IGroth16Verifier,
+    // the reason-code errors (file-level in PoolEcon.sol: the library reverts with them too)
+    WrongLedger, NotAdmin, InvalidParameters, InvalidOracleSet, InsufficientFreeCapital,
+    DevelopmentCircuitOnProduction, AlreadyExists, NotFound, ActivePolicyExists, ExpiryTooEarly,
+    InvalidStateTransition, QcInsufficientSignatures, QcDuplicateSigner, QcNonMember, QcBadSignature, QcStaleEpoch,
+    PayoutMismatch, ClaimConflict, PolicyNotActive, OutsidePolicyTerm, DeviceRevoked, WindowOverlap, PeriodLimit,
+    CoverageExhausted, ClaimWindowClosed, EndTsInFuture, BadProof, WrongLength, BadHint
 } from "./PoolEcon.sol";
-
-/// A verifier exported by snarkjs from a registered circuit's verification key (10 signals).
-interface IGroth16Verifier {
-    function verifyProof(
-        uint256[2] calldata pA,
-        uint256[2][2] calldata pB,
-        uint256[2] calldata pC,
-        uint256[10] calldata pubSignals
-    ) external view returns (bool);
-}
 
 contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
-
-    // ------------------------------------------------------------------ errors = reason codes
-    error WrongLedger();
-    error NotAdmin();
-    error InvalidParameters();
-    error InvalidOracleSet();
-    error InsufficientFreeCapital();
-    error DevelopmentCircuitOnProduction();
-    error AlreadyExists();
-    error NotFound();
-    error ActivePolicyExists();
-    error ExpiryTooEarly();
-    error InvalidStateTransition();
-    error QcInsufficientSignatures();
-    error QcDuplicateSigner();
-    error QcNonMember();
-    error QcBadSignature();
-    error QcStaleEpoch();
-    error PayoutMismatch();
-    error ClaimConflict();
-    error PolicyNotActive();
-    error OutsidePolicyTerm();
-    error DeviceRevoked();
-    error WindowOverlap();
-    error PeriodLimit();
-    error CoverageExhausted();
-    error ClaimWindowClosed();
-    error EndTsInFuture();
-    error BadProof();
-    error WrongLength();
-    error BadHint();
-    error EvidenceInvalid();
-    error EvidenceDuplicate();
-    error EvidenceStale();
 
     // ------------------------------------------------------------------ types
 
@@ -128,23 +90,13 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     event AdminRotated(address indexed previous, address indexed next);
     event CircuitRegistered(bytes32 indexed circuitId, address verifier, uint32 n, bytes32 transcriptHash, bool production);
     event DeviceEnrolled(bytes32 indexed deviceId, uint32 epoch, bytes32 anchor, bytes32 firmwareHash);
-    event DeviceRevocation(bytes32 indexed deviceId, uint64 atMs);
     event AgentEnrolled(bytes32 indexed agentId, uint64 atMs);
     event AgentRevoked(bytes32 indexed agentId, uint64 atMs);
     event Deposited(address indexed from, uint256 amount);
     event Withdrawn(address indexed to, uint256 amount);
     event PolicyIssued(bytes32 indexed policyId, bytes32 indexed deviceId, Terms terms, uint64 atMs);
     event PolicyExpired(bytes32 indexed policyId, uint256 released, uint256 premiumEarned, uint64 atMs);
-    event Paid(
-        bytes32 indexed claimId,
-        bytes32 indexed policyId,
-        address indexed payee,
-        uint256 amount,
-        uint32 oracleSetEpoch,
-        uint64 startTs,
-        uint64 endTs,
-        uint64 atMs
-    );
+    // DeviceRevocation and Paid are file-level in PoolEcon.sol: the library emits them too.
 
     constructor(
         IERC20 asset_,

@@ -19,6 +19,50 @@ pragma solidity 0.8.37;
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 
+// Refusals: custom errors named after the shared reason codes (faultproof/errors.py: the error
+// `QcStaleEpoch` is Reason.QC_STALE_EPOCH), declared once for the pool and this library, which
+// revert with many of the same.
+error WrongLedger();
+error NotAdmin();
+error InvalidParameters();
+error InvalidOracleSet();
+error InsufficientFreeCapital();
+error DevelopmentCircuitOnProduction();
+error AlreadyExists();
+error NotFound();
+error ActivePolicyExists();
+error ExpiryTooEarly();
+error InvalidStateTransition();
+error QcInsufficientSignatures();
+error QcDuplicateSigner();
+error QcNonMember();
+error QcBadSignature();
+error QcStaleEpoch();
+error PayoutMismatch();
+error ClaimConflict();
+error PolicyNotActive();
+error OutsidePolicyTerm();
+error DeviceRevoked();
+error WindowOverlap();
+error PeriodLimit();
+error CoverageExhausted();
+error ClaimWindowClosed();
+error EndTsInFuture();
+error BadProof();
+error WrongLength();
+error BadHint();
+error EvidenceInvalid();
+error EvidenceDuplicate();
+error EvidenceStale();
+error InsufficientBond();
+error BondInUse();
+error BondLocked();
+error SlashedMember();
+error EconomicallyUnsound();
+error CorroborationTooFew();
+error CorroborationSameAgent();
+error CorroborationNoOverlap();
+
 /// What oracles sign for a payout (EIP-712; ledger/evm/typed.py PAYOUT_FIELDS): the §3 body plus
 /// the window frames' chain values. File-level so the pool and this library share it.
 struct PayoutBody {
@@ -187,6 +231,21 @@ struct GroupQc {
     bytes32 earlierClaim;
 }
 
+/// The pool's events that this library emits too (on the pool's address: DELEGATECALL), declared
+/// once at file level so both emit the same event: a slashed device's revocation reads like the
+/// admin's, and a group payout is a Paid like any.
+event DeviceRevocation(bytes32 indexed deviceId, uint64 atMs);
+event Paid(
+    bytes32 indexed claimId,
+    bytes32 indexed policyId,
+    address indexed payee,
+    uint256 amount,
+    uint32 oracleSetEpoch,
+    uint64 startTs,
+    uint64 endTs,
+    uint64 atMs
+);
+
 /// The pool's immutables a group payout needs.
 struct Env {
     bytes32 ledgerId;
@@ -195,7 +254,9 @@ struct Env {
     uint64 maxSkewMs;
 }
 
-interface IGroupVerifier {
+/// A verifier exported by snarkjs from a registered circuit's verification key (10 signals): the
+/// pool's payout and this library's group payout call the same one.
+interface IGroth16Verifier {
     function verifyProof(
         uint256[2] calldata pA,
         uint256[2][2] calldata pB,
@@ -205,40 +266,6 @@ interface IGroupVerifier {
 }
 
 library PoolEcon {
-    error InvalidParameters();
-    error InvalidStateTransition();
-    error NotFound();
-    error DeviceRevoked();
-    error InsufficientBond();
-    error BondInUse();
-    error BondLocked();
-    error SlashedMember();
-    error EconomicallyUnsound();
-    error EvidenceInvalid();
-    error EvidenceDuplicate();
-    error EvidenceStale();
-    error WrongLedger();
-    error ClaimConflict();
-    error QcStaleEpoch();
-    error QcNonMember();
-    error QcDuplicateSigner();
-    error QcBadSignature();
-    error QcInsufficientSignatures();
-    error WrongLength();
-    error PayoutMismatch();
-    error PolicyNotActive();
-    error OutsidePolicyTerm();
-    error WindowOverlap();
-    error PeriodLimit();
-    error CoverageExhausted();
-    error ClaimWindowClosed();
-    error EndTsInFuture();
-    error BadProof();
-    error BadHint();
-    error CorroborationTooFew();
-    error CorroborationSameAgent();
-    error CorroborationNoOverlap();
-
     bytes32 internal constant GROUP_WINDOW_TYPEHASH = keccak256(
         "GroupWindow(bytes32 deviceId,bytes32 agentId,uint32 epoch,uint32 startSeq,uint32 endSeq,uint64 startTs,"
         "uint64 endTs,uint256 cStart,uint256 cEnd)"
@@ -314,18 +341,6 @@ library PoolEcon {
         uint256 amount,
         uint256 toReporter,
         uint256 toPool,
-        uint64 atMs
-    );
-    event DeviceRevocation(bytes32 indexed deviceId, uint64 atMs); // the pool's event (same signature)
-    // the pool's own event (same signature, so the same topic): a group payout is a Paid like any
-    event Paid(
-        bytes32 indexed claimId,
-        bytes32 indexed policyId,
-        address indexed payee,
-        uint256 amount,
-        uint32 oracleSetEpoch,
-        uint64 startTs,
-        uint64 endTs,
         uint64 atMs
     );
     event GroupPaid(bytes32 indexed claimId, bytes32 indexed policyId, GroupWindow[] windows);
@@ -892,7 +907,7 @@ library PoolEcon {
                 ws[i].cStart, ws[i].cEnd, uint256(ws[i].startTs), uint256(ws[i].endTs), uint256(t.kind),
                 uint256(t.threshold), uint256(t.count), uint256(t.lo), uint256(t.hi), uint256(t.gapMs)
             ];
-            if (!IGroupVerifier(verifier).verifyProof([w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]], pub)) {
+            if (!IGroth16Verifier(verifier).verifyProof([w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]], pub)) {
                 revert BadProof();
             }
         }

@@ -252,6 +252,18 @@ def test_every_custom_error_of_the_contract_maps_to_a_reason() -> None:
     assert by_name["CorroborationNoOverlap"] is Reason.CORROBORATION_NO_OVERLAP
 
 
+def test_the_events_the_library_emits_for_the_pool_are_in_the_pools_own_abi() -> None:
+    """Paid and DeviceRevocation are declared once, at file level in PoolEcon.sol: the pool emits
+    them and so does its library (a group payout, a slashed device), so the pool's ABI carries each,
+    the same event (one topic) as the library's."""
+    from ledger.evm import build
+    arts = build.contracts()
+    pool, lib = ({item["name"]: item for item in arts[name].abi if item.get("type") == "event"}
+                 for name in ("InsurancePool", "PoolEcon"))
+    for name in ("Paid", "DeviceRevocation"):
+        assert name in pool and pool[name] == lib[name], name
+
+
 def test_an_oracle_key_binding_must_hold_both_ways() -> None:
     from dataclasses import replace
 

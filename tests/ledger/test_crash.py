@@ -20,10 +20,10 @@ from faultproof.errors import FaultproofError
 from faultproof.messages import QcBatch, QuorumCertificate
 from faultproof.procs import ManagedProcess, free_port
 from ledger.client import LedgerClient
-from ledger.service import LedgerService, wall_clock_ms
+from ledger.service import wall_clock_ms
 from ledger.store import LedgerStore
 from ledger.verify import replay_store
-from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger
+from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger, write_ledger
 
 CLIENTS = 8
 KILL_AFTER_ACKS = 300
@@ -35,22 +35,9 @@ def _prepare(tmp_path: Path) -> tuple[Path, Path, list[QuorumCertificate]]:
     start = now - 5 * DAY
     sc = Scenario.standard(keys, deposit=10**12, coverage=10**11, amount=1, premium=0, start_ms=start,
                            end_ms=now + 5 * DAY, period_ms=SECOND, claim_window_ms=30 * DAY)
-    db = tmp_path / "ledger.db"
-
-    async def setup() -> None:
-        # issued when its term starts (a term may not start in the past); the served ledger then
-        # runs on the wall clock, days later
-        service = LedgerService.create(db, keys.genesis, keys.ledger_key, clock=lambda: start)
-        try:
-            async with service.running():
-                for tx in sc.setup_txs:
-                    await service.submit(tx)
-        finally:
-            service.close()
-
-    asyncio.run(setup())
-    key_path = tmp_path / "ledger.key"
-    keys.ledger_key.save(key_path)
+    # issued when its term starts (a term may not start in the past); the served ledger then runs
+    # on the wall clock, days later
+    db, key_path = write_ledger(tmp_path, keys, sc.setup_txs, clock=lambda: start)
     port = free_port()
     config = tmp_path / "ledger.toml"
     config.write_text(f'[ledger]\ndb = "{db}"\nledger_key = "{key_path}"\n[server]\nport = {port}\n')

@@ -25,7 +25,7 @@ import pytest
 
 from faultproof.messages import MAX_QCS_PER_BATCH, QcBatch, QcSignature, QuorumCertificate
 from ledger.client import LedgerClient
-from tests.ledger.helpers import T0, ManualClock, Scenario, make_ledger, serve_ledger
+from tests.ledger.helpers import T0, LedgerEnv, ManualClock, Scenario, make_ledger, serve_ledger
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 REFUSALS = {"empty": "missing_field", "too_many": "oversize", "json_empty": "missing_field", "wrong_type": "wrong_type",
@@ -52,17 +52,18 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def _ledger(root: Path, sc: Scenario, *, after_window: int, check_processes: int = 0) -> AsyncIterator[str]:
+async def _ledger(root: Path, sc: Scenario, *, after_window: int,
+                  check_processes: int = 0) -> AsyncIterator[tuple[LedgerEnv, str]]:
     """A real ledger under root with the scenario's setup applied, its clock just after window
-    `after_window` (so that many claims are payable): its URL. `check_processes`: the service's
+    `after_window` (so that many claims are payable): (env, URL). `check_processes`: the service's
     batch check processes (0: decoded and checked in the ledger process)."""
     clock = ManualClock(T0)
-    async with serve_ledger(root, sc.keys, clock=clock, check_processes=check_processes) as (_, url), \
+    async with serve_ledger(root, sc.keys, clock=clock, check_processes=check_processes) as (env, url), \
             LedgerClient(url) as client:
         for tx in sc.setup_txs:
             await client.submit(tx)
         clock.set(sc.time_after(after_window))
-        yield url
+        yield env, url
 
 
 async def _entries(url: str) -> list[bytes]:
@@ -79,7 +80,7 @@ async def test_a_batch_pays_exactly_as_one_qc_per_request(tmp_path: Path) -> Non
     entries: dict[str, list[bytes]] = {}
     for mode in ("single", "batch", "batch-processes"):
         processes = 2 if mode == "batch-processes" else 0
-        async with _ledger(tmp_path / mode, sc, after_window=4, check_processes=processes) as url:
+        async with _ledger(tmp_path / mode, sc, after_window=4, check_processes=processes) as (_, url):
             async with aiohttp.ClientSession() as http:
                 if mode == "single":
                     out = []
@@ -106,7 +107,7 @@ async def test_a_batch_pays_exactly_as_one_qc_per_request(tmp_path: Path) -> Non
 async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, case: str, processes: int) -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    async with _ledger(tmp_path, sc, after_window=0, check_processes=processes) as url:
+    async with _ledger(tmp_path, sc, after_window=0, check_processes=processes) as (_, url):
         before = await _entries(url)
         qc = keys.qc(sc.body(0))
         from faultproof.encoding import pack
@@ -134,7 +135,7 @@ async def test_a_bad_batch_is_refused_whole_and_changes_nothing(tmp_path: Path, 
 async def test_the_json_form_is_accepted(tmp_path: Path) -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    async with _ledger(tmp_path, sc, after_window=1) as url:
+    async with _ledger(tmp_path, sc, after_window=1) as (_, url):
         batch = QcBatch(qcs=(keys.qc(sc.body(0)), keys.qc(sc.body(1))))
         async with aiohttp.ClientSession() as http, http.post(
                 f"{url}/v1/tx/batch", data=json.dumps(batch.to_json()).encode(),
@@ -149,12 +150,7 @@ async def test_a_dead_check_process_costs_no_batch(tmp_path: Path) -> None:
     ledger's process, a new pool takes the next ones, and every payout is answered as usual."""
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    clock = ManualClock(T0)
-    async with serve_ledger(tmp_path, keys, clock=clock, check_processes=1) as (env, url), \
-            LedgerClient(url) as client:
-        for tx in sc.setup_txs:
-            await client.submit(tx)
-        clock.set(sc.time_after(5))
+    async with _ledger(tmp_path, sc, after_window=5, check_processes=1) as (env, url):
         paid = []
         async with aiohttp.ClientSession() as http:
             for first in (0, 2, 4):
@@ -188,12 +184,7 @@ async def test_check_processes_start_with_the_first_batch_not_with_the_service(t
     The first batch spawns them and is answered from them."""
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    clock = ManualClock(T0)
-    async with serve_ledger(tmp_path, keys, clock=clock, check_processes=2) as (env, url), \
-            LedgerClient(url) as client:
-        for tx in sc.setup_txs:
-            await client.submit(tx)
-        clock.set(sc.time_after(1))
+    async with _ledger(tmp_path, sc, after_window=1, check_processes=2) as (env, url):
         assert env.service.check_pids == set()
         async with aiohttp.ClientSession() as http:
             batch = QcBatch(qcs=(keys.qc(sc.body(0)), keys.qc(sc.body(1))))
