@@ -1,7 +1,8 @@
 """The one config loader: TOML files checked against a typed schema (pydantic v2), for the ledger,
 the oracle and the agent alike.
 
-Each service describes its file as tables of typed keys (`table`, `table_of`, `document`) and
+Each service describes its file as tables of typed keys (`table`, `table_of`, `document`; `keys_of`
+takes a key's type and default from the dataclass field it fills, so a default is written once) and
 keeps its own frozen dataclasses and value rules (ports, URLs, ranges); this module owns what is
 the same for all three:
 - reading the file (a missing file or bad TOML is one `ConfigError` naming the file);
@@ -22,7 +23,7 @@ import dataclasses
 import os
 import tomllib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,18 +55,30 @@ def table(name: str, keys: Mapping[str, tuple[Any, Any]]) -> type[BaseModel]:
     return model
 
 
-def table_of(cls: type) -> type[BaseModel]:
-    """A TOML table whose keys are a frozen dataclass's fields (all with defaults). TOML has arrays,
-    not tuples, so a tuple field is an array here; `build` turns it back."""
+def keys_of(cls: type, fields: Mapping[str, str] | Iterable[str] | None = None) -> dict[str, tuple[Any, Any]]:
+    """Table keys (key -> (type, default), as `table` takes them) whose type and default are a
+    frozen dataclass's fields, so that a default is written once, in the dataclass. `fields` picks
+    them: TOML key -> field name, or field names that are their own keys; None: every field. Each
+    picked field has a default. TOML has arrays, not tuples, so a tuple field is an array here;
+    `build` turns it back."""
     hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    if fields is None:
+        fields = list(by_name)
+    pairs = fields.items() if isinstance(fields, Mapping) else ((name, name) for name in fields)
     keys: dict[str, tuple[Any, Any]] = {}
-    for f in dataclasses.fields(cls):
-        typ = hints[f.name]
+    for key, name in pairs:
+        f, typ = by_name[name], hints[name]
         if typing.get_origin(typ) is tuple:
             typ = list[typing.get_args(typ)[0]]  # type: ignore[misc]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
-        keys[f.name] = (typ, list(default) if isinstance(default, tuple) else default)
-    return table(cls.__name__ + "Table", keys)
+        keys[key] = (typ, list(default) if isinstance(default, tuple) else default)
+    return keys
+
+
+def table_of(cls: type) -> type[BaseModel]:
+    """A TOML table whose keys are a frozen dataclass's fields (all with defaults; see `keys_of`)."""
+    return table(cls.__name__ + "Table", keys_of(cls))
 
 
 def document(name: str, sections: Mapping[str, type[BaseModel]], required: tuple[str, ...] = ()) -> type[BaseModel]:

@@ -137,9 +137,8 @@ _SCHEMA = config.document("OracleFile", {
                                            "ledger_url": (str, config.REQUIRED), "ledger_id": (str | None, None),
                                            "transport_key_file": (str | None, None),
                                            "chain_key_file": (str | None, None)}),
-    "http": config.table("HttpTable", {"host": (str, "127.0.0.1"), "port": (int, 8710),
-                                       "max_body_bytes": (int, 64 * 1024), "idle_timeout_s": (float, 20.0)}),
-    "gossip": config.table("GossipTable", {"port": (int, 4710), "bootstrap": (list[str], [])}),
+    "http": config.table("HttpTable", config.keys_of(OracleConfig, _SECTIONS["http"])),
+    "gossip": config.table("GossipTable", config.keys_of(OracleConfig, _SECTIONS["gossip"])),
     "tuning": config.table_of(Tuning),
 }, required=("oracle",))
 

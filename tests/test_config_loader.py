@@ -3,6 +3,7 @@ typed errors that name the key and the type, environment overrides, the one path
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,29 @@ def test_ledger_list_items_are_typed(tmp_path: Path) -> None:
     p.write_text('[ledger]\ndb = "l.db"\nledger_key = "l.key"\n[server]\nmax_wait_s = 5\n')
     cfg = ledger_config.load_config(p, environ={"FAULTPROOF_LEDGER__DURABILITY__SYNCHRONOUS": "normal"})
     assert cfg.max_wait_s == 5.0 and cfg.synchronous == "NORMAL" and cfg.db == tmp_path / "l.db"
+
+
+def test_a_default_is_written_once_in_the_dataclass(tmp_path: Path) -> None:
+    """`keys_of`: a table's keys take their types and defaults from a dataclass's fields (picked,
+    and renamed where the TOML key is not the field's name), so the oracle's [http] and [gossip]
+    defaults and the agent's [agent] ones are the dataclasses' own."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Listener:
+        host: str = "127.0.0.1"
+        port: int = 8000
+        peers: tuple[str, ...] = ("a",)
+
+    assert config.keys_of(Listener, {"p": "port", "peers": "peers"}) == {"p": (int, 8000), "peers": (list[str], ["a"])}
+    assert config.keys_of(Listener, ("host",)) == {"host": (str, "127.0.0.1")}
+    assert list(config.keys_of(Listener)) == ["host", "port", "peers"]
+    oracle_keys = ("http_host", "http_port", "max_body_bytes", "idle_timeout_s", "gossip_port", "bootstrap")
+    oracle_defaults = {f.name: f.default for f in dataclasses.fields(oracle_config.OracleConfig)}
+    cfg = oracle_config.load(_oracle(tmp_path), environ={})
+    assert {k: getattr(cfg, k) for k in oracle_keys} == {k: oracle_defaults[k] for k in oracle_keys}
+    agent_keys = ("ledger_wait_s", "ledger_bootstrap_timeout_s", "ledger_anchor_interval_s", "attestation_interval_s",
+                  "log_level")
+    agent_defaults = {f.name: f.default for f in dataclasses.fields(agent_config.AgentConfig)}
+    ac = agent_config.from_dict({"agent": {"key_file": "k", "data_dir": "d", "blinding_keys_dir": "b",
+                                           "ledger_url": "http://x"}})
+    assert {k: getattr(ac, k) for k in agent_keys} == {k: agent_defaults[k] for k in agent_keys}

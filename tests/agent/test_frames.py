@@ -253,15 +253,21 @@ def test_new_epoch_starts_a_new_book() -> None:
 # --------------------------------------------------------------------------- provisional frames (issue 13 item 6)
 
 
-def test_false_copy_while_predecessor_is_late_cannot_fail_genuine_frames() -> None:
-    """Item 6: the false copy arrives first, the genuine frame after it, then the late predecessor.
-    The genuine frame is kept (not refused as a replay), wins when the predecessor links it, and
-    the predecessor is accepted."""
+def predecessor_late() -> tuple[SimDevice, FrameChecker, list[Incoming]]:
+    """Item 6's setting: a device's seqs 0..3 accepted, seq 4 (seq 5's predecessor) not yet here."""
     d = device()
     c = checker(d)
     frames = stream(d, 8)
     for f in frames[:4]:
         assert c.check(f, NOW).accepted
+    return d, c, frames
+
+
+def test_false_copy_while_predecessor_is_late_cannot_fail_genuine_frames() -> None:
+    """Item 6: the false copy arrives first, the genuine frame after it, then the late predecessor.
+    The genuine frame is kept (not refused as a replay), wins when the predecessor links it, and
+    the predecessor is accepted."""
+    d, c, frames = predecessor_late()
     genuine = frames[5]
     false = altered(genuine, enc_reading=genuine.enc_reading + 5000)
     assert c.check(false, NOW).accepted  # provisional: nothing can be checked yet
@@ -281,11 +287,7 @@ def test_false_copy_alone_is_refuted_and_the_genuine_one_replaces_it_later() -> 
     """Item 6, the other order: only the false copy was there when the predecessor came. The
     predecessor is accepted, the copy stays unlinked (never in a window), and the genuine frame
     that arrives afterwards links and replaces it; a false one after that is a chain break."""
-    d = device()
-    c = checker(d)
-    frames = stream(d, 8)
-    for f in frames[:4]:
-        assert c.check(f, NOW).accepted
+    d, c, frames = predecessor_late()
     genuine = frames[5]
     false = altered(genuine, enc_reading=genuine.enc_reading ^ 7)
     assert c.check(false, NOW).accepted

@@ -254,10 +254,9 @@ def test_engine_stores_confirmed_runs_only_and_claims_at_signed_frames(tmp_path:
     """The ingest engine with a real SQLite store: held frames are not stored until confirmed, a
     refuted run is never stored, the window found starts and ends on signed stored frames, and a
     restart rebuilds the chain from the stored (confirmed) frames."""
-    import threading
-
-    from agent.ingest import EngineConfig, IngestEngine, IngestResult, LedgerSnapshot
+    from agent.ingest import EngineConfig, IngestEngine, LedgerSnapshot
     from agent.store import load_window, stored_seqs
+    from tests.agent.test_ingest import submit_all
 
     d = device(4, [Fault.run(21, 8, 9000)])
     fs = frames(d, 41)
@@ -266,27 +265,13 @@ def test_engine_stores_confirmed_runs_only_and_claims_at_signed_frames(tmp_path:
                        d.blinding_key, sign_every=4)
     pol = {d.device_id: terms(d, TriggerParams.count(8000, 8), 8)}
 
-    def run(e: IngestEngine, batches: list[list[Incoming]]) -> list[IngestResult]:
-        out: list[IngestResult] = []
-        done = threading.Event()
-
-        def cb(r: IngestResult) -> None:
-            out.append(r)
-            if len(out) == len(batches):
-                done.set()
-
-        for b in batches:
-            e.submit(b, cb)
-        assert done.wait(30)
-        return out
-
     found: list = []
     db = tmp_path / "a.db"
     e = IngestEngine(db, EngineConfig(), clock=lambda: NOW, on_claims=found.extend)
     e.start()
     e.set_ledger(LedgerSnapshot({d.device_id: rec}, pol))
     # seqs 0..12, then seq 13 lost: a forged 14 and the genuine 15 are held, seq 16 refutes the run
-    r = run(e, [fs[:10], fs[10:13], forged_run, fs[16:30]])
+    r = submit_all(e, [fs[:10], fs[10:13], forged_run, fs[16:30]])
     assert all(v.accepted for res in r for v in res.verdicts)
     assert [v.dropped for v in r[3].verdicts][:1] == [2]
     assert stored_seqs(db, d.device_id, 0)[:19] == [*range(13), *range(16, 22)]
@@ -296,7 +281,7 @@ def test_engine_stores_confirmed_runs_only_and_claims_at_signed_frames(tmp_path:
     e = IngestEngine(db, EngineConfig(), clock=lambda: NOW, on_claims=found.extend)
     e.start()
     e.set_ledger(LedgerSnapshot({d.device_id: rec}, pol))
-    run(e, [fs[30:]])
+    submit_all(e, [fs[30:]])
     e.stop()
     assert stored_seqs(db, d.device_id, 0) == [*range(13), *range(16, 29), *range(32, 41)]
     # the run 21..28 high: s = 1 would claim (20, 28]; with s = 4 it is (20, 28] as well (aligned)
@@ -385,10 +370,9 @@ def test_a_late_signed_frame_resent_with_a_false_reading_is_confirmed_with_the_t
     """Signed seq 4 arrives before its run, first with a false reading (anyone may resend a signed
     frame with another reading, §12), then with the true one (kept as an alternative). When the
     run completes, the reading that links wins, in the checker and in the store."""
-    import threading
-
-    from agent.ingest import EngineConfig, IngestEngine, IngestResult, LedgerSnapshot
+    from agent.ingest import EngineConfig, IngestEngine, LedgerSnapshot
     from agent.store import load_window
+    from tests.agent.test_ingest import submit_all
 
     d = device(4)
     fs = frames(d, 5)
@@ -407,17 +391,7 @@ def test_a_late_signed_frame_resent_with_a_false_reading_is_confirmed_with_the_t
     e = IngestEngine(db, EngineConfig(), clock=lambda: NOW)
     e.start()
     e.set_ledger(LedgerSnapshot({d.device_id: c.devices[d.device_id]}, {}))
-    done = threading.Event()
-    out: list[IngestResult] = []
-
-    def cb(r: IngestResult) -> None:
-        out.append(r)
-        if len(out) == len(order):
-            done.set()
-
-    for f in order:
-        e.submit([f], cb)
-    assert done.wait(30)
+    submit_all(e, [[f] for f in order])
     e.stop()
     rows = load_window(db, d.device_id, 0, 0, 4)
     assert [(r.seq, r.reading, r.linked) for r in rows] == [(f.seq, f.reading, True) for f in fs]
@@ -427,12 +401,11 @@ def _paid_through_the_pipeline(s: int, now: int) -> tuple[list[tuple[int, int, i
     """One device's readings (a 16-reading fault) through the agent (engine, SQLite store), a real
     proof from the stored window, an oracle's checks on a ledger replica and the ledger's payout.
     Returns the policy's paid windows (start_seq, end_seq, start_ts, end_ts) and its paid total."""
-    import threading
     from pathlib import Path as _P
     from tempfile import TemporaryDirectory
 
     from agent.detect import Window
-    from agent.ingest import EngineConfig, IngestEngine, IngestResult
+    from agent.ingest import EngineConfig, IngestEngine
     from agent.ledger_link import snapshot
     from agent.provision import enrolment
     from agent.store import FrameRow, load_window
@@ -447,6 +420,7 @@ def _paid_through_the_pipeline(s: int, now: int) -> tuple[list[tuple[int, int, i
     )
     from faultproof.zk import Witness, build, export_vkey, prove, verify
     from oracle.pipeline import check_content, check_ledger_state
+    from tests.agent.test_ingest import submit_all
     from tests.ledger.helpers import make_ledger
     from tests.netfix import DAY
 
@@ -471,14 +445,8 @@ def _paid_through_the_pipeline(s: int, now: int) -> tuple[list[tuple[int, int, i
         e = IngestEngine(db, EngineConfig(), clock=lambda: now, on_claims=found.extend)
         e.start()
         e.set_ledger(snapshot(state, {d.device_id: d.blinding_key}, {reg.circuit_id: 16}, now, {d.device_id: s}))
-        done = threading.Event()
-
-        def cb(r: IngestResult) -> None:
-            assert all(v.accepted for v in r.verdicts)
-            done.set()
-
-        e.submit(frames(d, 65, start=now - 100 * STEP), cb)
-        assert done.wait(30)
+        [r] = submit_all(e, [frames(d, 65, start=now - 100 * STEP)])
+        assert all(v.accepted for v in r.verdicts)
         e.stop()
         for w in found:  # what the agent's claim manager does with a detected window
             rows = load_window(db, w.device_id, w.epoch, w.start_seq, w.end_seq)
