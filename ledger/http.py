@@ -30,6 +30,7 @@ from faultproof import strictjson
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import IDLE_TIMEOUT_S, application
 from faultproof.messages import LEDGER_TX_TYPES, Message, QcBatch, SignedEntry, decode_any
+from faultproof.openapi import add_operator_routes
 from faultproof.openapi import install as install_openapi
 from ledger.api_doc import ROUTES as API_ROUTES
 from ledger.service import Accepted, LedgerService
@@ -400,9 +401,7 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app.router.add_get("/v1/circuits/{id}", get_circuit)
     app.router.add_get("/v1/agents/{id}", get_agent)
     app.router.add_get("/v1/receipts/{claim_id}", get_receipt)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_operator_routes(app, healthz=healthz, readyz=readyz, metrics=metrics)
     install_openapi(app, "faultproof ledger", API_ROUTES)
 
     async def end_long_polls(app: web.Application) -> None:  # before aiohttp waits for handlers
