@@ -35,6 +35,7 @@ from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason
 from faultproof.httperrors import IDLE_TIMEOUT_S, application
 from faultproof.messages import SignedClaim
+from faultproof.openapi import add_operator_routes
 from faultproof.openapi import install as install_openapi
 
 if TYPE_CHECKING:
@@ -184,8 +185,6 @@ def make_app(agent: Agent, max_body_bytes: int, idle_timeout_s: float = IDLE_TIM
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
     app.router.add_get("/v1/claims/{claim_id}/signed", get_signed_claim)
     app.router.add_post("/v1/devices/{device_id}/anchor", anchor_device)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_operator_routes(app, healthz=healthz, readyz=readyz, metrics=metrics)
     install_openapi(app, "faultproof agent", API_ROUTES)
     return app

@@ -77,6 +77,14 @@ def _page_no(q: dict[str, str]) -> int:
     return page
 
 
+def _row_of(rows: list[dict[str, Any]], key: str, value: str, missing: str) -> dict[str, Any]:
+    """The row whose `key` is value (a page about one policy or device); NOT_FOUND with `missing`."""
+    for row in rows:
+        if row[key] == value:
+            return row
+    raise FaultproofError(Reason.NOT_FOUND, missing)
+
+
 def _render(request: web.Request, template: str, current: str, title: str, **ctx: Any) -> web.Response:
     q = _query(request, {"partial", "page"})
     snap = request.app[COLLECTOR].snapshot
@@ -122,11 +130,9 @@ async def policies(request: web.Request) -> web.StreamResponse:
 async def policy(request: web.Request) -> web.StreamResponse:
     pid = _hex_id(request)
     snap = request.app[COLLECTOR].snapshot
-    rows = [r for r in model.policy_rows(snap, request.app[CLOCK]()) if r["policy_id"] == pid]
-    if not rows:
-        raise FaultproofError(Reason.NOT_FOUND, "no such policy on the ledger")
+    row = _row_of(model.policy_rows(snap, request.app[CLOCK]()), "policy_id", pid, "no such policy on the ledger")
     claims = [c for c in snap.claim_rows() if c.policy_id == pid]
-    return _render(request, "policy.html", "/policies", f"Policy {pid[:12]}", p=rows[0], claims=claims)
+    return _render(request, "policy.html", "/policies", f"Policy {pid[:12]}", p=row, claims=claims)
 
 
 async def claims_page(request: web.Request) -> web.StreamResponse:
@@ -164,11 +170,9 @@ async def devices(request: web.Request) -> web.StreamResponse:
 async def device(request: web.Request) -> web.StreamResponse:
     did = _hex_id(request)
     snap = request.app[COLLECTOR].snapshot
-    rows = [r for r in model.device_rows(snap, request.app[CLOCK]()) if r["device_id"] == did]
-    if not rows:
-        raise FaultproofError(Reason.NOT_FOUND, "no such device on the ledger")
-    entries = [snap.replica.rows[h] for h in rows[0]["entries"]] if snap.replica else []
-    return _render(request, "device.html", "/devices", f"Device {did[:12]}", d=rows[0], entries=entries)
+    row = _row_of(model.device_rows(snap, request.app[CLOCK]()), "device_id", did, "no such device on the ledger")
+    entries = [snap.replica.rows[h] for h in row["entries"]] if snap.replica else []
+    return _render(request, "device.html", "/devices", f"Device {did[:12]}", d=row, entries=entries)
 
 
 async def ledger(request: web.Request) -> web.StreamResponse:

@@ -5,14 +5,16 @@ field types (faultproof/messages.py), so the document cannot drift from the deco
 their bit limits, bytes as lowercase hex of their exact or maximum length, nested messages as
 references, lists with their maximum length, reason codes as the enum of faultproof/errors.py.
 Each service lists its routes once (`RouteDoc` per method and path) and `install` serves the
-document at GET /v1/openapi.json; a test holds the router and the document equal.
+document at GET /v1/openapi.json; a test holds the router and the document equal. The operator's
+routes every service has (`OPERATOR_ROUTES`) are routed by `add_operator_routes`, next to their
+documentation, so no service can serve them under other paths than the ones documented.
 
-Pure apart from `install`, which only adds a route to an aiohttp application.
+Pure apart from `install` and `add_operator_routes`, which only add routes to an aiohttp application.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,15 @@ OPERATOR_ROUTES: dict[tuple[str, str], RouteDoc] = {
                                    statuses=(200, 503)),
     ("GET", "/metrics"): RouteDoc("Prometheus metrics (text exposition format)."),
 }
+
+Handler = Callable[[Any], Awaitable[Any]]  # an aiohttp handler (aiohttp is imported only where routes are added)
+
+
+def add_operator_routes(app: Any, *, healthz: Handler, readyz: Handler, metrics: Handler) -> None:
+    """Route OPERATOR_ROUTES to a service's own handlers (what each answers is the service's)."""
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
 
 
 Refs = dict[str, tuple[type[Message], bool]]  # component name -> (message, carries a "type" tag)

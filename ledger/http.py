@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 from aiohttp import web
@@ -30,10 +30,11 @@ from faultproof import strictjson
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import IDLE_TIMEOUT_S, application
 from faultproof.messages import LEDGER_TX_TYPES, Message, QcBatch, SignedEntry, decode_any
+from faultproof.openapi import add_operator_routes
 from faultproof.openapi import install as install_openapi
 from ledger.api_doc import ROUTES as API_ROUTES
 from ledger.service import Accepted, LedgerService
-from ledger.state import attestation_results, device_history, gateway_results
+from ledger.state import LedgerState, attestation_results, device_history, gateway_results
 from ledger.views import (
     agent_json,
     circuit_json,
@@ -268,33 +269,34 @@ async def get_policies(request: web.Request) -> web.StreamResponse:
                               "truncated": len(policies) > limit})
 
 
-async def get_policy(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVICE]
-    pid = _hex_id(request, "id")
+T = TypeVar("T")
+
+
+async def _by_id(request: web.Request, find: Callable[[LedgerState, bytes], T | None],
+                 missing: str) -> tuple[LedgerState, T]:
+    """GET /v1/<things>/{id}: the id (64 lowercase hex), no query parameters, and the thing as the
+    state has it now (with that state, for what the answer adds); NOT_FOUND with `missing`."""
+    key = _hex_id(request, "id")
     _query(request, set())
-    state = await service.view()
-    policy = state.policy(pid)
-    if policy is None:
-        raise FaultproofError(Reason.NOT_FOUND, "no such policy")
-    return web.json_response(policy_json(policy, _now(service)))
+    state = await request.app[SERVICE].view()
+    found = find(state, key)
+    if found is None:
+        raise FaultproofError(Reason.NOT_FOUND, missing)
+    return state, found
+
+
+async def get_policy(request: web.Request) -> web.StreamResponse:
+    _, policy = await _by_id(request, LedgerState.policy, "no such policy")
+    return web.json_response(policy_json(policy, _now(request.app[SERVICE])))
 
 
 async def get_device(request: web.Request) -> web.StreamResponse:
-    did = _hex_id(request, "id")
-    _query(request, set())
-    state = await request.app[SERVICE].view()
-    device = state.device(did)
-    if device is None:
-        raise FaultproofError(Reason.NOT_FOUND, "no such device")
+    state, device = await _by_id(request, LedgerState.device, "no such device")
     return web.json_response(device_json(device, state))
 
 
 async def get_circuit(request: web.Request) -> web.StreamResponse:
-    cid = _hex_id(request, "id")
-    _query(request, set())
-    circuit = (await request.app[SERVICE].view()).circuit(cid)
-    if circuit is None:
-        raise FaultproofError(Reason.NOT_FOUND, "no such circuit")
+    _, circuit = await _by_id(request, LedgerState.circuit, "no such circuit")
     return web.json_response(circuit_json(circuit))
 
 
@@ -308,18 +310,13 @@ async def get_circuits(request: web.Request) -> web.StreamResponse:
 
 
 async def get_agent(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVICE]
-    aid = _hex_id(request, "id")
-    _query(request, set())
-    state = await service.view()
-    agent = state.agent(aid)
-    if agent is None:
-        raise FaultproofError(Reason.NOT_FOUND, "no such agent")
+    state, agent = await _by_id(request, LedgerState.agent, "no such agent")
+    aid = agent.agent_id
     # DESIGN §15 H10: the gateway's pinned TPM attestation key and its quotes' appraisals.
     ak = state.hw.gateway_aks.get(aid)
     gateway = {"ak_point": ak.hex() if ak else None,
                "quotes": [{"ts_ms": r.ts_ms, "passed": r.passed, "detail": r.detail} for r in gateway_results(state, aid)]}
-    return web.json_response({**agent_json(agent, _now(service)), "gateway": gateway})
+    return web.json_response({**agent_json(agent, _now(request.app[SERVICE])), "gateway": gateway})
 
 
 async def get_receipt(request: web.Request) -> web.StreamResponse:
@@ -400,9 +397,7 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app.router.add_get("/v1/circuits/{id}", get_circuit)
     app.router.add_get("/v1/agents/{id}", get_agent)
     app.router.add_get("/v1/receipts/{claim_id}", get_receipt)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_operator_routes(app, healthz=healthz, readyz=readyz, metrics=metrics)
     install_openapi(app, "faultproof ledger", API_ROUTES)
 
     async def end_long_polls(app: web.Application) -> None:  # before aiohttp waits for handlers

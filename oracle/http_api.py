@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import application
+from faultproof.openapi import add_operator_routes
 from faultproof.openapi import install as install_openapi
 from oracle.api_doc import ROUTES as API_ROUTES
 from oracle.pipeline import decode_claim
@@ -148,8 +149,6 @@ def make_app(node: OracleNode) -> web.Application:
     app.router.add_get("/v1/claims", list_claims)
     app.router.add_get("/v1/claims/{claim_id}", get_claim)
     app.router.add_get("/v1/status", get_status)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_operator_routes(app, healthz=healthz, readyz=readyz, metrics=metrics)
     install_openapi(app, "faultproof oracle", API_ROUTES)
     return app

@@ -17,6 +17,9 @@ Reused by tests/oracle, the agent, devnet and adversarial suites and benchmarks/
     net.oracles[2].kill9(); net.oracles[2].start()      # OracleProc: url, multiaddr(), identity
     net.stop()
 
+    with Network.running(tmp_path, n=5, k=4) as net:    # the same, stopped when the block ends
+        ...                                             # (a fixture yields net inside it)
+
 Also: `Network.start(..., start_oracles=False)` for a ledger alone (then `net.start_oracles()`),
 `oracle_tuning={...}` for the oracles' [tuning] table, `net.admin_txs([...])` for any admin
 transaction, `net.enrol_agent(identity)`, `net.revoke_device(dev)`, `junk_proof(...)` for a proof
@@ -29,16 +32,17 @@ process running after `stop()`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from faultproof.chain import blinding_value, chain_anchor, chain_step, chain_to_bytes
 from faultproof.identity import Identity
@@ -342,7 +346,7 @@ class Network:
     @classmethod
     def start(cls, root: Path, *, n: int = 5, k: int = 4, window: int = DEFAULT_N, max_skew_ms: int = 5 * SECOND,
               oracle_tuning: dict[str, Any] | None = None, start_oracles: bool = True,
-              deposit: int = 10**12, idle_timeout_s: float | None = None) -> Network:
+              deposit: int = 10**12, idle_timeout_s: float | None = None) -> Self:
         """Ledger with a development genesis, one circuit registered, one agent enrolled, the pool
         funded; then n oracles (all members, threshold k), meshed by gossip."""
         root.mkdir(parents=True, exist_ok=True)
@@ -366,6 +370,16 @@ class Network:
             net.stop()
             raise
         return net
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, root: Path, **options: Any) -> Iterator[Self]:
+        """`start(root, **options)`, and `stop()` when the block ends, however it ends."""
+        net = cls.start(root, **options)
+        try:
+            yield net
+        finally:
+            net.stop()
 
     def _make_oracles(self, tuning: dict[str, Any]) -> None:
         ports = [(free_port(), free_port()) for _ in self.oracle_ids]

@@ -22,14 +22,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="package")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdvNetwork]:
-    network = AdvNetwork.start(
+    with AdvNetwork.running(
         tmp_path_factory.mktemp("adv-net"), n=5, k=4,
         # The per-agent budget stays at its default (20/s, burst 200): floods use their own agents.
-        oracle_tuning={"verify_workers": 1})
-    try:
+        oracle_tuning={"verify_workers": 1},
+    ) as network:
         yield network
-    finally:
-        network.stop()
 
 
 @pytest.fixture(scope="package")

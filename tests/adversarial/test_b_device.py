@@ -114,6 +114,13 @@ def frame_msg(dev: SimDevice, seq: int, ts: int, chain_value: int, reading: int,
     return DeviceReading(signed=f.sign(signer or dev.identity), reading=chain.enc(reading))
 
 
+def chained_msg(dev: SimDevice, seq: int, ts: int, prev_chain: int, reading: int) -> DeviceReading:
+    """Frame `seq` at `ts` chained on `prev_chain` as the device's firmware chains it (its blinding
+    of seq), signed by the device: for the timestamps and links SimDevice refuses to make."""
+    step = chain.chain_step(prev_chain, ts, reading, chain.blinding_value(dev.blinding_key, seq))
+    return frame_msg(dev, seq, ts, step, reading)
+
+
 def refused(agent: AgentProc, msg: DeviceReading, reason: Reason) -> None:
     status, body = post(agent, msg)
     assert (status, body.get("error", {}).get("code")) == (reason.http_status, reason.value), body
@@ -216,10 +223,8 @@ def test_chain_that_skips_a_reading(healthy: AdvNetwork, agent: AgentProc, book:
     # Frame 3 is read but never chained: frame 4's chain skips it.
     c2 = int.from_bytes(f2.signed.frame.chain, "big")
     t3, t4 = dev.last_ts + 100, dev.last_ts + 200
-    c3 = chain.chain_step(c2, t3, HIGH, chain.blinding_value(dev.blinding_key, 3))
-    c4_skip = chain.chain_step(c2, t4, HIGH, chain.blinding_value(dev.blinding_key, 4))
-    f3 = frame_msg(dev, 3, t3, c3, HIGH)
-    f4 = frame_msg(dev, 4, t4, c4_skip, HIGH)
+    f3 = chained_msg(dev, 3, t3, c2, HIGH)
+    f4 = chained_msg(dev, 4, t4, c2, HIGH)  # chained on frame 2: skips frame 3
     status, body = post(agent, f4)
     assert status == 200 and body["accepted"] == 1, body  # accepted unlinked (its predecessor is missing)
     # The late predecessor is accepted (a provisional successor never fails it, design §12); frame 4
@@ -227,7 +232,7 @@ def test_chain_that_skips_a_reading(healthy: AdvNetwork, agent: AgentProc, book:
     status, body = post(agent, f3)
     assert status == 200 and body["accepted"] == 1, body
     # The device carries on from frame 4; windows may start at 4, never span 2..4.
-    dev.chain, dev.last_ts, dev.next_seq = c4_skip, t4, 5
+    dev.chain, dev.last_ts, dev.next_seq = int.from_bytes(f4.signed.frame.chain, "big"), t4, 5
     rest = frames(dev, [HIGH, HIGH, HIGH, HIGH])  # seqs 5..8
     assert post(agent, ReadingBatch(readings=tuple(rest)))[0] == 200
     [claim] = agent.wait_claims(lambda cs: cs and cs[0]["status"] in ("paid", "rejected", "failed"),
@@ -264,11 +269,10 @@ def test_timestamps_going_backwards(healthy: AdvNetwork, agent: AgentProc) -> No
     f1, f2 = frames(dev, [10, 11])
     with unchanged(net):
         assert post(agent, ReadingBatch(readings=(f1, f2)))[0] == 200
-        s3 = chain.blinding_value(dev.blinding_key, 3)
         back = f1.signed.frame.ts_ms - 1
         c2 = int.from_bytes(f2.signed.frame.chain, "big")
         for ts in (back, f2.signed.frame.ts_ms):
-            refused(agent, frame_msg(dev, 3, ts, chain.chain_step(c2, ts, 12, s3), 12), Reason.TIMESTAMP_NOT_INCREASING)
+            refused(agent, chained_msg(dev, 3, ts, c2, 12), Reason.TIMESTAMP_NOT_INCREASING)
         assert stored(agent, dev) == [0, 1, 2]
     # At the oracles: the end frame is not later than the start frame.
     inc = incident(net)
@@ -285,11 +289,8 @@ def test_timestamps_in_the_future(healthy: AdvNetwork, agent: AgentProc) -> None
     net = healthy
     dev, _ = new_device(agent, net)
     with unchanged(net):
-        s1 = chain.blinding_value(dev.blinding_key, 1)
         for ahead in (3600 * SECOND, 2**47 - now_ms()):
-            ts = now_ms() + ahead
-            refused(agent, frame_msg(dev, 1, ts, chain.chain_step(dev.chain, ts, 10, s1), 10),
-                    Reason.TIMESTAMP_IN_FUTURE)
+            refused(agent, chained_msg(dev, 1, now_ms() + ahead, dev.chain, 10), Reason.TIMESTAMP_IN_FUTURE)
         assert stored(agent, dev) == [0]
     # At the oracles: a real incident whose frames are an hour ahead (a device with a broken
     # clock, or a thief who got such frames signed): every oracle rejects it on ledger time.

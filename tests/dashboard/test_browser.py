@@ -34,11 +34,8 @@ UI_TIMEOUT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = Network.start(tmp_path_factory.mktemp("dash-net"), n=5, k=4)
-    try:
+    with Network.running(tmp_path_factory.mktemp("dash-net"), n=5, k=4) as network:
         yield network
-    finally:
-        network.stop()
 
 
 @pytest.fixture(scope="module")

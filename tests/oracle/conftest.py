@@ -13,15 +13,13 @@ from tests.netfix import Network
 
 @pytest.fixture(scope="session")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = Network.start(
+    with Network.running(
         tmp_path_factory.mktemp("oracle-net"), n=5, k=4,
         # Small per-agent budget so RATE_LIMITED is reachable; honest test agents stay far below it.
         # A low cap on claims one member may open with votes, so the flood test reaches it.
-        oracle_tuning={"agent_rate_per_s": 5.0, "agent_burst": 40, "max_open_per_voter": 1000})
-    try:
+        oracle_tuning={"agent_rate_per_s": 5.0, "agent_burst": 40, "max_open_per_voter": 1000},
+    ) as network:
         yield network
-    finally:
-        network.stop()
 
 
 @pytest.fixture

@@ -20,11 +20,8 @@ from tests.oracle.helpers import paid_total
 
 @pytest.fixture(scope="module")
 def rnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = Network.start(tmp_path_factory.mktemp("rotation-net"), n=5, k=4)
-    try:
+    with Network.running(tmp_path_factory.mktemp("rotation-net"), n=5, k=4) as network:
         yield network
-    finally:
-        network.stop()
 
 
 def _epoch(net: Network, i: int) -> int:

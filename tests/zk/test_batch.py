@@ -4,8 +4,8 @@ Every test compares per-proof verdicts of `faultproof.zk.batch` (through `circui
 with groth16py's one-at-a-time `verify`, the reference: valid proofs, tampered proofs, G2 points
 on the twist but outside the prime-order subgroup (random ones, and G + T with T of each prime
 order dividing the cofactor: the points the fast subgroup check has to be shown to refuse), and
-batches with one or two bad proofs among many. The twist arithmetic here is plain Python, apart
-from mcl and groth16py, so it can judge both.
+batches with one or two bad proofs among many. The twist arithmetic here and in tests/zk/twist.py
+is plain Python, apart from mcl and groth16py, so it can judge both.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from faultproof.zk.pool import ProofPool
 
 from .cases import CASES
 from .conftest import N
+from .twist import Fp2, b_point, fp2_mul, pack, twist_point_outside_g2, with_b, words
 
 Item = tuple[bytes, list[int]]
 
@@ -41,14 +42,6 @@ def honest(built: BuiltCircuit) -> list[Item]:
 
 def reference(built: BuiltCircuit, items: Sequence[Item]) -> list[bool]:
     return [verify(built.vkey, p, s) for p, s in items]
-
-
-def words(proof: bytes) -> list[int]:
-    return [int.from_bytes(proof[i : i + 32], "big") for i in range(0, 256, 32)]
-
-
-def pack(w: Sequence[int]) -> bytes:
-    return b"".join(v.to_bytes(32, "big") for v in w)
 
 
 def tampered(honest: list[Item]) -> list[Item]:
@@ -70,31 +63,6 @@ def tampered(honest: list[Item]) -> list[Item]:
     return out
 
 
-def _fp2_mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    return ((a[0] * b[0] - a[1] * b[1]) % Q, (a[0] * b[1] + a[1] * b[0]) % Q)
-
-
-def _fp_sqrt(v: int) -> int | None:
-    r = pow(v, (Q + 1) // 4, Q)
-    return r if r * r % Q == v % Q else None
-
-
-def _fp2_sqrt(a: tuple[int, int]) -> tuple[int, int] | None:
-    a0, a1 = a
-    norm = _fp_sqrt((a0 * a0 + a1 * a1) % Q)
-    if norm is None:
-        return None
-    inv2 = pow(2, Q - 2, Q)
-    for d in ((a0 + norm) * inv2 % Q, (a0 - norm) * inv2 % Q):
-        x0 = _fp_sqrt(d)
-        if x0:
-            x1 = a1 * pow(2 * x0, Q - 2, Q) % Q
-            if _fp2_mul((x0, x1), (x0, x1)) == (a0 % Q, a1 % Q):
-                return (x0, x1)
-    return None
-
-
-Fp2 = tuple[int, int]
 Point = tuple[Fp2, Fp2] | None  # affine; None is the point at infinity
 
 
@@ -117,12 +85,12 @@ def ec_add(p: Point, q: Point) -> Point:
     if x1 == x2:
         if (y1[0] + y2[0]) % Q == 0 and (y1[1] + y2[1]) % Q == 0:
             return None
-        slope = _fp2_mul(_fp2_mul((3, 0), _fp2_mul(x1, x1)), _fp2_inv(((2 * y1[0]) % Q,
-                                                                        (2 * y1[1]) % Q)))
+        slope = fp2_mul(fp2_mul((3, 0), fp2_mul(x1, x1)), _fp2_inv(((2 * y1[0]) % Q,
+                                                                     (2 * y1[1]) % Q)))
     else:
-        slope = _fp2_mul(_fp2_sub(y2, y1), _fp2_inv(_fp2_sub(x2, x1)))
-    x3 = _fp2_sub(_fp2_sub(_fp2_mul(slope, slope), x1), x2)
-    return x3, _fp2_sub(_fp2_mul(slope, _fp2_sub(x1, x3)), y1)
+        slope = fp2_mul(_fp2_sub(y2, y1), _fp2_inv(_fp2_sub(x2, x1)))
+    x3 = _fp2_sub(_fp2_sub(fp2_mul(slope, slope), x1), x2)
+    return x3, _fp2_sub(fp2_mul(slope, _fp2_sub(x1, x3)), y1)
 
 
 def ec_mul(p: Point, k: int) -> Point:
@@ -133,17 +101,6 @@ def ec_mul(p: Point, k: int) -> Point:
         p = ec_add(p, p)
         k >>= 1
     return out
-
-
-def b_point(proof: bytes) -> tuple[Fp2, Fp2]:
-    w = words(proof)
-    return (w[3], w[2]), (w[5], w[4])
-
-
-def with_b(proof: bytes, b: tuple[Fp2, Fp2]) -> bytes:
-    w = words(proof)
-    (x0, x1), (y0, y1) = b
-    return pack(w[:2] + [x1, x0, y1, y0] + w[6:])
 
 
 def is_probable_prime(n: int) -> bool:
@@ -166,19 +123,6 @@ def is_probable_prime(n: int) -> bool:
 
 
 COFACTOR = 2 * Q - R  # #E'(Fp2) = r·c for the BN254 twist
-
-
-def twist_point_outside_g2(seed: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """A point on y^2 = x^3 + 3/(9+u) that is (overwhelmingly likely) not in the r-torsion."""
-    b2 = (19485874751759354771024239261021720505790618469301721065564631296452457478373,
-          266929791119991161246907387137283842545076965332900288569378510910307636690)
-    rng = random.Random(seed)
-    while True:
-        x = (rng.randrange(Q), rng.randrange(Q))
-        x3 = _fp2_mul(_fp2_mul(x, x), x)
-        y = _fp2_sqrt(((x3[0] + b2[0]) % Q, (x3[1] + b2[1]) % Q))
-        if y is not None:
-            return x, y
 
 
 def test_batch_verifier_loads_for_alt_bn128() -> None:
@@ -206,9 +150,7 @@ def test_tampered_proofs_get_the_reference_verdicts(built: BuiltCircuit,
 def test_a_g2_point_outside_the_subgroup_is_refused(built: BuiltCircuit,
                                                     honest: list[Item]) -> None:
     proof, signals = honest[0]
-    w = words(proof)
-    (x0, x1), (y0, y1) = twist_point_outside_g2(1)
-    evil = pack(w[:2] + [x1, x0, y1, y0] + w[6:])
+    evil = with_b(proof, twist_point_outside_g2(1))
     check_proof_points(evil)  # on the twist curve: only the subgroup check can refuse it
     items = [honest[1], (evil, signals), honest[2]]
     assert reference(built, items) == [True, False, True]
@@ -412,8 +354,7 @@ def test_random_proof_bytes_get_the_reference_verdicts(built: BuiltCircuit,
     for i in range(40):
         items.append((rng.randbytes(256), signals))
         items.append((pack([rng.randrange(Q) for _ in range(8)]), signals))
-        (x0, x1), (y0, y1) = twist_point_outside_g2(100 + i)
-        items.append((pack(w[:2] + [x1, x0, y1, y0] + w[6:]), signals))
+        items.append((with_b(proof, twist_point_outside_g2(100 + i)), signals))
         zeroed = list(w)
         zeroed[rng.randrange(8)] = 0
         items.append((pack(zeroed), signals))

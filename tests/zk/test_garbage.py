@@ -14,6 +14,7 @@ from faultproof.zk import BuiltCircuit, TriggerParams, Witness, prove, verify
 from faultproof.zk.encoding import Q, R, check_proof_points
 
 from .cases import CASES
+from .twist import pack, twist_point_outside_g2, with_b, words
 
 
 @pytest.fixture(scope="module")
@@ -23,61 +24,6 @@ def good(built: BuiltCircuit) -> tuple[bytes, list[int]]:
                       blindings=case.blindings, c_start=case.c_start, t_start=case.t_start,
                       params=case.params)
     return prove(built, w), w.public.as_list()
-
-
-def words(proof: bytes) -> list[int]:
-    return [int.from_bytes(proof[i : i + 32], "big") for i in range(0, 256, 32)]
-
-
-def pack(ws: list[int]) -> bytes:
-    return b"".join(w.to_bytes(32, "big") for w in ws)
-
-
-# -- Fp2 arithmetic to build a point on the G2 twist curve that is NOT in the G2 subgroup --
-Fp2 = tuple[int, int]
-B2: Fp2 = (19485874751759354771024239261021720505790618469301721065564631296452457478373,
-           266929791119991161246907387137283842545076965332900288569378510910307636690)
-
-
-def f2mul(a: Fp2, b: Fp2) -> Fp2:
-    return ((a[0] * b[0] - a[1] * b[1]) % Q, (a[0] * b[1] + a[1] * b[0]) % Q)
-
-
-def f2pow(a: Fp2, e: int) -> Fp2:
-    out: Fp2 = (1, 0)
-    while e:
-        if e & 1:
-            out = f2mul(out, a)
-        a = f2mul(a, a)
-        e >>= 1
-    return out
-
-
-def f2sqrt(a: Fp2) -> Fp2 | None:
-    """Square root in Fp2 = Fp[u]/(u^2+1), q = 3 mod 4 (Adj & Rodriguez-Henriquez, alg. 9)."""
-    a1 = f2pow(a, (Q - 3) // 4)
-    alpha = f2mul(f2mul(a1, a1), a)
-    a0 = f2mul(f2pow(alpha, Q), alpha)
-    if a0 == (Q - 1, 0):
-        return None
-    x0 = f2mul(a1, a)
-    if alpha == (Q - 1, 0):
-        x = f2mul((0, 1), x0)
-    else:
-        b = f2pow(((1 + alpha[0]) % Q, alpha[1]), (Q - 1) // 2)
-        x = f2mul(b, x0)
-    return x if f2mul(x, x) == a else None
-
-
-def twist_point_outside_subgroup(seed: int) -> tuple[Fp2, Fp2]:
-    rng = random.Random(seed)
-    while True:
-        x: Fp2 = (rng.randrange(Q), rng.randrange(Q))
-        rhs = f2mul(f2mul(x, x), x)
-        rhs = ((rhs[0] + B2[0]) % Q, (rhs[1] + B2[1]) % Q)
-        y = f2sqrt(rhs)
-        if y is not None:
-            return x, y  # a random twist point is in the r-torsion with probability ~1/q
 
 
 def garbage_proofs(proof: bytes) -> dict[str, Any]:
@@ -112,10 +58,7 @@ def garbage_proofs(proof: bytes) -> dict[str, Any]:
     ws = list(w)
     ws[0:2] = ws[6:8]
     out["a = c"] = pack(ws)
-    (x, y) = twist_point_outside_subgroup(7)
-    ws = list(w)
-    ws[2], ws[3], ws[4], ws[5] = x[1], x[0], y[1], y[0]
-    out["b on twist, not in G2"] = pack(ws)
+    out["b on twist, not in G2"] = with_b(proof, twist_point_outside_g2(7))
     return out
 
 
