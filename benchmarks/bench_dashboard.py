@@ -19,7 +19,6 @@ dashboard_catch_up_s: from the dashboard's start to having replayed every entry 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
@@ -31,8 +30,8 @@ from typing import Any
 
 from faultproof.messages import Message
 from faultproof.procs import ManagedProcess, free_port
-from ledger.service import LedgerService, wall_clock_ms
-from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger
+from ledger.service import wall_clock_ms
+from tests.ledger.helpers import DAY, SECOND, Scenario, make_ledger, write_ledger
 
 N_ENTRIES = int(os.environ.get("BENCH_DASHBOARD_ENTRIES", "10000"))
 N_POLICIES = int(os.environ.get("BENCH_DASHBOARD_POLICIES", "1000"))
@@ -51,21 +50,7 @@ def _build(directory: Path) -> tuple[Path, Path]:
         txs += more
     n_payouts = max(0, N_ENTRIES - 1 - len(txs))
     txs += [keys.qc(sc.body(i, window_ms=400)) for i in range(n_payouts)]
-    db = directory / "ledger.db"
-
-    async def create() -> None:
-        service = LedgerService.create(db, keys.genesis, keys.ledger_key, synchronous="OFF")
-        try:
-            async with service.running():
-                for start in range(0, len(txs), 512):  # concurrent submits: group commit
-                    await asyncio.gather(*(service.submit(tx) for tx in txs[start:start + 512]))
-        finally:
-            service.close()
-
-    asyncio.run(create())
-    key = directory / "ledger.key"
-    keys.ledger_key.save(key)
-    return db, key
+    return write_ledger(directory, keys, txs, synchronous="OFF")
 
 
 def _get(url: str) -> tuple[int, bytes]:
