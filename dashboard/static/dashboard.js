@@ -8,6 +8,7 @@
   var state = document.getElementById("live-state");
   var version = live ? live.getAttribute("data-version") : null;
   var busy = false, again = false;
+  var streaming = false;  // the server's event stream is up: the state says "live" while it is
 
   function say(text) { if (state) state.textContent = text; }
 
@@ -33,7 +34,7 @@
           var again_ = live.querySelector('[data-copy="' + focused + '"]');
           if (again_) again_.focus();
         }
-        say("updated " + new Date().toLocaleTimeString());
+        say((streaming ? "live, " : "") + "updated " + new Date().toLocaleTimeString());
       })
       .catch(function (e) { say("update failed (" + e.message + "), retrying"); })
       .then(function () { busy = false; if (again) { again = false; refresh(); } });
@@ -44,10 +45,11 @@
       var es = new EventSource("/events");
       es.addEventListener("update", function (ev) {
         var v = JSON.parse(ev.data).version;
+        streaming = true;
         say("live");
         if (String(v) !== String(version)) { version = v; refresh(); }
       });
-      es.onerror = function () { say("reconnecting…"); };
+      es.onerror = function () { streaming = false; say("reconnecting…"); };
     } else {
       say("polling every 5 s");
       setInterval(refresh, 5000);

@@ -191,6 +191,9 @@ def test_stopped_oracles_not_ready_and_a_claim_turns_paid_without_reload(net: Ne
             o.start()
     claim_row(page, cid, "paid").locator("td.receipt", has_text="verified").wait_for(timeout=90_000)
     assert page.evaluate("window.__sameDocument") == "still here"
+    # the swap that showed it keeps saying the stream is live (not just "updated"): the screenshot
+    # test waits for "live", and a swap right after the page loaded used to hide it
+    assert page.locator("#live-state").inner_text().startswith("live, updated "), page.locator("#live-state").inner_text()
     paid = payouts_on_ledger(net)[cid]
     assert page.locator(f'#claims tr[data-claim="{cid}"] td.paid').inner_text() == f"{paid['paid']:,}"
 
