@@ -18,6 +18,16 @@ from tests.netfix import Network
 # Folders whose tests share one network for the whole folder (a session or package fixture): each
 # runs whole on one parallel worker, so the network is started once. Every other file is its own unit.
 _SHARED_NETWORK_FOLDERS = ("adversarial", "oracle")
+# The units that take longest, longest first (a serial run's --durations, 2026-11-30: 190 s down to
+# 17 s). Workers take them first and the many short files fill in after, so no long unit starts
+# last while the other worker idles. A stale list costs only time, never a result.
+_LONGEST_FIRST = (
+    "tests/adversarial", "tests/oracle", "tests/conformance/test_settlement_conformance.py",
+    "tests/zk/test_snarkjs.py", "tests/agent/test_agent_net.py", "tests/devnet/test_devnet.py",
+    "tests/devnet/test_devnet_evm.py", "tests/operators/test_trial.py", "tests/gossip/test_network.py",
+    "tests/zk/test_native.py", "tests/operators/test_services.py", "tests/dashboard/test_browser.py",
+    "tests/sim/test_sim.py", "tests/operators/test_metrics.py", "tests/zk/test_circuit.py",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,19 +39,32 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[procs.PORT_RANGE_ENV] = procs.port_slice(int(worker[2:]), count)
 
 
+def _unit(nodeid: str) -> str:
+    """The part of the suite one parallel worker runs whole: a shared-network folder, else a file."""
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in _SHARED_NETWORK_FOLDERS else path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest units first (stable: each unit's own order is kept, test_z_final last)."""
+    rank = {unit: i for i, unit in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(rank)))
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Parallel workers take whole units: a shared-network folder, else a file (module fixtures are
-    started once). A scheduler rather than `xdist_group` marks: pytest 9 ignores the node-id suffix
-    xdist 3.8 writes for those marks, and the tests were split test by test."""
+    """Parallel workers take whole units, in the collection's order (module fixtures are started
+    once). A scheduler rather than `xdist_group` marks: pytest 9 ignores the node-id suffix xdist
+    3.8 writes for those marks, and the tests were split test by test. xdist's own reordering
+    (most tests first) is off: it put the one-test devnet units last."""
     from xdist.scheduler import LoadScopeScheduling
 
-    class FolderOrFileScheduling(LoadScopeScheduling):
+    class UnitScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            parts = path.split("/")
-            return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in _SHARED_NETWORK_FOLDERS else path
+            return _unit(nodeid)
 
-    return FolderOrFileScheduling(config, log)
+    config.option.loadscopereorder = False
+    return UnitScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """One real network for every test in tests/oracle: a ledger and 5 oracles (k = 4) on 127.0.0.1,
-started once per session (tests/netfix.py). Tests that kill or replace an oracle put it back
-(`healthy` restarts whatever is down before each test that asks for it)."""
+started once for the folder (tests/netfix.py) and stopped after its last test, so six idle
+processes do not share the machine with the rest of the run. Tests that kill or replace an oracle
+put it back (`healthy` restarts whatever is down before each test that asks for it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from tests.netfix import Network
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     with Network.running(
         tmp_path_factory.mktemp("oracle-net"), n=5, k=4,
