@@ -1,7 +1,7 @@
 """Fixtures shared across test folders, and how the suite splits over parallel workers.
 
 Keep this small: a fixture lives here only when tests in more than one folder start the same real
-processes, so one copy of them serves the whole run. `make test` runs two pytest-xdist workers; the
+processes, so one copy of them serves the whole run. `make test` runs pytest-xdist workers; the
 hooks below keep a shared network's folder on one worker and give each worker its own ports."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _LONGEST_FIRST = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A parallel worker (pytest-xdist, `make test` runs two) hands out ports only from its own slice,
+    """A parallel worker (pytest-xdist, `make test` runs several) hands out ports only from its own slice,
     and so do the services it starts: two workers never give one port to two services."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw") and procs.PORT_RANGE_ENV not in os.environ:
