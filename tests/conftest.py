@@ -20,7 +20,7 @@ from tests.netfix import Network
 _SHARED_NETWORK_FOLDERS = ("adversarial", "oracle")
 # The units that take longest, longest first (a serial run's --durations, 2026-11-30: 190 s down to
 # 17 s). Workers take them first and the many short files fill in after, so no long unit starts
-# last while the other worker idles. A stale list costs only time, never a result.
+# last while the other workers idle. A stale list costs only time, never a result.
 _LONGEST_FIRST = (
     "tests/adversarial", "tests/oracle", "tests/conformance/test_settlement_conformance.py",
     "tests/zk/test_snarkjs.py", "tests/agent/test_agent_net.py", "tests/devnet/test_devnet.py",
