@@ -88,13 +88,22 @@ class GroupService:
         """A SignedClaim on a corroborated policy is a part, never a single-device claim."""
         return is_group_policy(self.node.view.state, signed.claim.policy_id)
 
-    async def submit_part(self, signed: SignedClaim, source: str) -> bytes:
+    async def submit_part(self, signed: SignedClaim, source: str, refreshed: bool = False) -> bytes:
         """G1 then G2..G4; the part's claim_id (the node answers it as pending). Raises
-        FaultproofError (content, rate, proof) and keeps nothing."""
+        FaultproofError (content, rate, proof) and keeps nothing. `refreshed`: the node's view was
+        refreshed after the part arrived."""
         node = self.node
         cid = signed.claim.claim_id
         if not self.book.has_part(signed):
-            part = check_part(signed, node.view.state)
+            try:
+                part = check_part(signed, node.view.state)
+            except FaultproofError:
+                # As for a lone claim (DESIGN §4.2): refused for its content only on a view
+                # refreshed after it arrived (a device or agent enrolled a moment ago).
+                if refreshed:
+                    raise
+                await node.follower.refresh()
+                part = check_part(signed, node.view.state)
             # The sender pays before the proof, as for any claim (DESIGN §10, item 13.2).
             if not node._agent_limiter.allow(signed.claim.agent_id, time.monotonic()):
                 raise FaultproofError(Reason.RATE_LIMITED, "too many claims from this agent")

@@ -433,8 +433,15 @@ class OracleNode:
     async def _submit(self, signed: SignedClaim, source: str) -> Accepted:
         if not self.synced:
             raise FaultproofError(Reason.UNAVAILABLE, "the oracle is not synced with the ledger yet")
+        assert self.follower is not None
+        refreshed = self.view.state.policy(signed.claim.policy_id) is None
+        if refreshed:
+            # A policy issued a moment ago may not be on our replica yet (DESIGN §4.2): whether
+            # this is a lone claim or a part of a corroborated one is decided on a view refreshed
+            # after it arrived, or a part would be checked (and refused) as a lone claim.
+            await self.follower.refresh()
         if self.group.owns(signed):  # econ2: a part of a corroborated claim (oracle/group_node.py)
-            return Accepted(await self.group.submit_part(signed, source), "pending")
+            return Accepted(await self.group.submit_part(signed, source, refreshed), "pending")
         cid = signed.claim.claim_id
         if self.store.claim(cid) is not None:
             return self._accepted(cid)
@@ -447,7 +454,7 @@ class OracleNode:
         fut = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            result = await self._process(signed, source)
+            result = await self._process(signed, source, refreshed)
         except BaseException as e:
             fut.set_exception(e)
             fut.exception()  # retrieved: sharing waiters re-raise it, nobody else needs to
@@ -477,7 +484,8 @@ class OracleNode:
         later = retry_at(reason, checked.body, state, now) if reason is not None else None
         return checked, reason, later, state.paid_claim(cid) is not None
 
-    async def _process(self, signed: SignedClaim, source: str) -> Accepted:
+    async def _process(self, signed: SignedClaim, source: str, refreshed: bool) -> Accepted:
+        """`refreshed`: the view was refreshed after the claim arrived (junk costs one catch-up)."""
         assert self.machine is not None
         cid = signed.claim.claim_id
         arrived = time.monotonic()
@@ -489,6 +497,8 @@ class OracleNode:
             # Our replica may lag the ledger (a policy or device added a moment ago, a follower
             # backing off after a ledger restart): a claim is refused for its content only on a
             # view refreshed after it arrived (DESIGN §4.2).
+            if refreshed:
+                raise
             await self.follower.refresh()
             checked = check_content(signed, self.view.state)
         # The sender pays before the expensive proof check (item 13.2): an agent replaying a

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +16,7 @@ from oracle.config import from_dict
 from oracle.node import OracleNode
 from oracle.transport import MemoryNetwork, MemoryTransport, Transport
 from tests.netfix import Network, incident, memory_oracle_nodes, wait_until
-from tests.oracle.helpers import paid_total
+from tests.oracle.helpers import paid_total, stall_follower
 
 
 def test_both_sides_of_the_seam_implement_it() -> None:
@@ -114,23 +113,27 @@ async def test_a_replica_that_lags_the_ledger_refreshes_before_it_refuses_a_clai
     try:
         for n in nodes:
             await asyncio.wait_for(n.ready.wait(), 60)
+        await stall_follower(nodes[0])
         follower = nodes[0].follower
         assert follower is not None
-        following = follower.poll
-        stalled = asyncio.Event()
-
-        async def stalled_long_poll(wait: float) -> list[Any]:
-            if wait > 0:  # the follower's own loop: stuck from now on
-                stalled.set()
-                await asyncio.Event().wait()
-            return await following(wait)  # a refresh (wait = 0) still reaches the ledger
-
-        follower.poll = stalled_long_poll  # type: ignore[method-assign]
-        await asyncio.wait_for(stalled.wait(), 30)  # the long poll in flight has returned
         inc = await asyncio.to_thread(incident, net)
         assert follower.view is not None and follower.view.state.policy(inc.pid) is None  # it lags
         status, body = await asyncio.to_thread(net.post_claim, 0, inc.claim)
         assert status == 202 and body["vote"] == "approve", body
+
+        # A claim for a policy the ledger never issued costs one catch-up, not one per check.
+        catch_ups = 0
+        refresh = follower.refresh
+
+        async def counted_refresh() -> None:
+            nonlocal catch_ups
+            catch_ups += 1
+            await refresh()
+
+        follower.refresh = counted_refresh  # type: ignore[method-assign]
+        junk = inc.claim.claim.replace(policy_id=bytes(32)).sign(net.agent)
+        status, body = await asyncio.to_thread(net.post_claim, 0, junk)
+        assert (status, body["error"]["code"], catch_ups) == (422, "unknown_policy", 1), body
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
