@@ -15,8 +15,8 @@ reaches its threshold:
   login_refused       the broker refused a login naming the device, or (debug logging) one of its
                       publishes: agent/brokerlog.py reads them from mosquitto's log
 
-A quarantined device stays quarantined until `release` (the operator, or the ledger reinstating
-it): its frames are still checked and stored, its claims are held, and the agent reports it (the
+A quarantined device stays quarantined until `release` (the ledger reinstating it), across
+restarts (the engine stores each quarantine and `restore`s them): its frames are still checked and stored, its claims are held, and the agent reports it (the
 `Quarantine` carries a digest of what was seen, which oracles sign in a suspension). Anyone can send
 forged frames naming a device, so a quarantine holds claims but never moves money; only k oracles'
 suspension on the ledger refuses windows, and only the admin lifts it.
@@ -30,7 +30,7 @@ import enum
 import hashlib
 import statistics
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from faultproof.errors import Reason
@@ -122,6 +122,12 @@ class AnomalyMonitor:
 
     def quarantines(self) -> list[Quarantine]:
         return [d.quarantine for d in self._devices.values() if d.quarantine is not None]
+
+    def restore(self, quarantines: Iterable[Quarantine]) -> None:
+        """The quarantines in force when the agent stopped (from its store): held again, with
+        fresh counts (a restart must not end a quarantine; only a release does)."""
+        for q in quarantines:
+            self._dev(q.device_id).quarantine = q
 
     def release(self, device_id: bytes) -> None:
         """Lift a quarantine and forget the counts (the operator has looked)."""

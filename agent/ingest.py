@@ -126,6 +126,7 @@ class IngestEngine:
         # The frames refused as forgeries, kept for the suspension report the agent sends its
         # oracles once such a device is quarantined (stored in the batch's transaction).
         self.forgeries = ForgeryEvidence()
+        self._started: list[Quarantine] = []  # quarantines begun in the batch being written
 
     @property
     def detectors(self) -> dict[bytes, Any]:
@@ -231,6 +232,7 @@ class IngestEngine:
         def op(store: Store) -> None:
             for q in self.anomaly.reinstated(lifted_ms):
                 self.anomaly.release(q.device_id)
+                store.delete_quarantine(q.device_id)
                 self.forgeries.forget(q.device_id)
                 store.add_counters({f"released:{q.signal.value}": 1})
                 log.warning("device %s released from quarantine (%s): the ledger reinstated it",
@@ -278,6 +280,7 @@ class IngestEngine:
                                    stored_lookup=self.store.has_frame)
             self.core.load_claims(self.store.claims(), FINAL_STATUSES)
             self.core.note_stored(self.store.newest_ts())
+            self.anomaly.restore(self.store.quarantines())  # DESIGN §15: a restart ends none
         except BaseException as e:  # noqa: BLE001 - reported to start()
             self.failed = e
             self._ready.set()
@@ -421,6 +424,8 @@ class IngestEngine:
                 store.insert_claim(_claim_row(w, now))
             if counts:
                 store.add_counters({f"{r}:{c}" if c else r: k for (r, c), k in counts.items()})
+            # Those started in this batch and still in force (an op may have released one since).
+            store.save_quarantines(q for q in self._started if self.anomaly.quarantined(q.device_id) is q)
             if self._retention_due():
                 self._retention(store)
             if self.config.commit_delay_ms:
@@ -429,6 +434,8 @@ class IngestEngine:
         except BaseException:
             store.rollback()
             raise
+        finally:
+            self._started.clear()
         # Durable from here on: report.
         elapsed = time.perf_counter() - started
         self.commits += 1
@@ -455,9 +462,10 @@ class IngestEngine:
         if windows and self.on_claims is not None:
             self.on_claims(windows)
 
-    @staticmethod
-    def _quarantine(q: Quarantine | None, counts: dict[tuple[str, str], int]) -> None:
+    def _quarantine(self, q: Quarantine | None, counts: dict[tuple[str, str], int]) -> None:
+        """A quarantine that began in this batch: counted, logged, and stored with the batch."""
         if q is not None:
+            self._started.append(q)
             counts[("quarantined", q.signal.value)] += 1
             log.warning("device %s quarantined: %d %s in the window; its claims are held",
                         q.device_id.hex()[:12], q.count, q.signal.value)

@@ -1,4 +1,5 @@
-"""The agent's durable store: frames, claims and rejection counters in one SQLite file (WAL).
+"""The agent's durable store: frames, claims, rejection counters, the suspension reports owed and
+the quarantines in force, in one SQLite file (WAL).
 
 One writer: the ingest engine's thread owns the only write connection (`Store`), so writes never
 contend for SQLite's lock, and many frames share one transaction (group commit: ~4 ms of fsync is
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.anomaly import Quarantine, Signal
 from faultproof.encoding import pack, unpack
 from faultproof.schema import Migration, migrate
 
@@ -102,7 +104,18 @@ CREATE TABLE IF NOT EXISTS suspension_reports (
     PRIMARY KEY (device_id, since_ms)
 );
 """
-MIGRATIONS: list[Migration] = [SCHEMA, SUSPENSION_REPORTS]
+# 3: the quarantines (DESIGN §15), written in the batch that started one and deleted in the batch
+# that released it: a restart (kill -9 included) goes on holding a quarantined device's claims.
+QUARANTINES = """
+CREATE TABLE IF NOT EXISTS quarantines (
+    device_id BLOB PRIMARY KEY,
+    since_ms INTEGER NOT NULL,
+    signal TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    evidence_hash BLOB NOT NULL
+);
+"""
+MIGRATIONS: list[Migration] = [SCHEMA, SUSPENSION_REPORTS, QUARANTINES]
 
 
 @dataclass(frozen=True)
@@ -268,6 +281,21 @@ class Store:
                                 "ORDER BY created_ms")
         return [{"device_id": bytes(d).hex(), "since_ms": s, "attempts": a, "sent_ms": t, "answer": ans}
                 for d, s, a, t, ans in cur]
+
+    # -- quarantines (DESIGN §15) --
+    def save_quarantines(self, quarantines: Iterable[Quarantine]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO quarantines (device_id, since_ms, signal, count, evidence_hash) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(q.device_id, q.since_ms, q.signal.value, q.count, q.evidence_hash) for q in quarantines])
+
+    def delete_quarantine(self, device_id: bytes) -> None:
+        self.conn.execute("DELETE FROM quarantines WHERE device_id = ?", (device_id,))
+
+    def quarantines(self) -> list[Quarantine]:
+        cur = self.conn.execute("SELECT device_id, since_ms, signal, count, evidence_hash FROM quarantines "
+                                "ORDER BY since_ms, device_id")
+        return [Quarantine(bytes(d), s, Signal(sig), c, bytes(h)) for d, s, sig, c, h in cur]
 
     # -- counters --
     def add_counters(self, deltas: dict[str, int]) -> None:

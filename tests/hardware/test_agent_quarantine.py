@@ -1,6 +1,7 @@
 """The agent's ingest engine with its anomaly monitor (real SQLite store, in-process): a burst of
-forged frames quarantines the device, the quarantine is counted in the store, genuine frames are
-still stored, another device is untouched, and the claim manager holds the device's claims."""
+forged frames quarantines the device, the quarantine is counted and kept in the store (a restart
+ends none), genuine frames are still stored, another device is untouched, and the claim manager
+holds the device's claims."""
 
 from __future__ import annotations
 
@@ -41,6 +42,40 @@ def test_forged_burst_quarantines_in_the_engine(tmp_path: Path) -> None:
     [report] = pending_suspension_reports(tmp_path / "q.db")
     assert report.device_id == d.device_id and report.since_ms == q.since_ms and report.attempts == 0
     assert sorted(report.frames) == sorted(f.signed_frame().encode() for f in forged)
+
+
+def test_a_quarantine_outlives_a_restart_until_the_ledger_reinstates_the_device(tmp_path: Path) -> None:
+    """Nothing lost: the quarantine is committed with the batch that began it (so a kill -9 after
+    that commit cannot end it either), and a restarted engine holds the device's claims again with
+    no new forgery; the ledger's lift ends it, for good."""
+    import threading
+
+    d = device(8)
+    db = tmp_path / "r.db"
+    e, _ = engine(db, [d])
+    try:
+        forged = [Incoming.from_message(m) for m in prebuilt_stream(d, 60, start_ts=NOW - 30_000)][30:]
+        for f in forged:
+            f.signature = bytes(64)
+        assert submit_all(e, [forged])[0].accepted == 0
+        q = e.anomaly.quarantined(d.device_id)
+        assert q is not None and q.signal is Signal.BAD_SIGNATURE
+    finally:
+        e.stop()
+    e, _ = engine(db, [d])  # the store alone remembers: nothing forged reaches this engine
+    try:
+        assert e.anomaly.quarantines() == [q]
+        e.reinstated({d.device_id: q.since_ms})
+        released = threading.Event()
+        e.run_op(lambda store: None, lambda value, exc: released.set())  # after the lift's op
+        assert released.wait(30) and e.anomaly.quarantined(d.device_id) is None
+    finally:
+        e.stop()
+    e, _ = engine(db, [d])
+    try:
+        assert e.anomaly.quarantines() == []
+    finally:
+        e.stop()
 
 
 async def test_claim_manager_holds_a_quarantined_devices_claims(tmp_path: Path) -> None:
