@@ -15,6 +15,11 @@ The economic rules (DESIGN §14) live in the library PoolEcon, deployed before t
 into its bytecode by `deploy`; its events are emitted on the pool's address, so `pool_abi` adds them
 to the pool's ABI (`events` and `process_receipt` decode them like the pool's own).
 
+Reading history: public JSON-RPC providers refuse an `eth_getLogs` over a wide block range (often
+10,000 blocks or fewer), so every read of the pool's events goes through `_get_logs`, which asks
+for at most `max_log_blocks` blocks at a time and never before `start_block` (the block the pool
+was deployed in: none of its events is older).
+
 Admin transactions are sent by the admin's account (its chain nonce replaces the ledger's admin
 nonce, and msg.sender replaces the admin signature). What this file must never do: decide a rule
 the contract decides, or log a key.
@@ -147,6 +152,9 @@ class ChainQc:
 
 ChainEvent = tuple[str, dict[str, Any], int]  # (event name, args, block number)
 
+# The most blocks one eth_getLogs spans (see the module docstring); a settlement URL may set less.
+MAX_LOG_BLOCKS = 10_000
+
 
 @dataclass(frozen=True)
 class ChainLog:
@@ -165,8 +173,13 @@ class ChainLog:
 class EvmPool:
     """One deployed InsurancePool, driven through web3 (sans rules: the contract decides)."""
 
-    def __init__(self, w3: Web3, address: str, admin: str) -> None:
+    def __init__(self, w3: Web3, address: str, admin: str, *, start_block: int = 0,
+                 max_log_blocks: int = MAX_LOG_BLOCKS) -> None:
+        if start_block < 0 or max_log_blocks < 1:
+            raise ValueError("start_block must be >= 0 and max_log_blocks >= 1")
         arts = build.contracts()
+        self.start_block = start_block  # the pool's deployment block: no event of it is older
+        self.max_log_blocks = max_log_blocks
         self.w3 = w3
         self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address),
                                                   abi=pool_abi(arts))
@@ -202,7 +215,7 @@ class EvmPool:
         if lib_rc["contractAddress"] != lib_address or not w3.eth.get_code(lib_address):
             raise FaultproofError(Reason.UNAVAILABLE, f"the pool's library landed at {lib_rc['contractAddress']}, not "
                                   f"{lib_address} (another transaction from {who} went between): deploy again")
-        return cls(w3, str(rc["contractAddress"]), admin)
+        return cls(w3, str(rc["contractAddress"]), admin, start_block=int(rc["blockNumber"]))
 
     @staticmethod
     def deploy_token(w3: Web3, deployer: str, name: str = "TestToken") -> Contract:
@@ -420,7 +433,8 @@ class EvmPool:
     def hint_for(self, pid: bytes, start_ts: int) -> tuple[bytes, bytes]:
         """(later, earlier): the paid claims of policy `pid` whose windows start at-or-after and
         just before start_ts (zero bytes: none), from one query of the policy's Paid logs."""
-        logs = self.contract.events.Paid().get_logs(from_block=0, argument_filters={"policyId": pid})
+        paid = self.contract.events.Paid()
+        logs = [paid.process_log(raw) for raw in self._get_logs(0, None, [_topic_bytes(paid.topic), None, pid])]
         later, later_start, earlier, earlier_start = bytes(32), None, bytes(32), -1
         for log in logs:
             s, cid = int(log["args"]["startTs"]), bytes(log["args"]["claimId"])
@@ -475,8 +489,7 @@ class EvmPool:
     def logs(self, from_block: int, to_block: int | None = None) -> list[ChainLog]:
         """The same events with the transaction that emitted each (the chain mirror reads the
         calldata of two kinds: ledger/evm/mirror.py)."""
-        logs = self.w3.eth.get_logs({"fromBlock": from_block, "toBlock": "latest" if to_block is None else to_block,
-                                     "address": self.address})
+        logs = self._get_logs(from_block, to_block)
         names = [str(ev["name"]) for ev in self.contract.abi if ev.get("type") == "event"]  # type: ignore[typeddict-item]
         by_topic = {_topic_bytes(e.topic): e for e in (getattr(self.contract.events, n) for n in names)}
         out = []
@@ -486,6 +499,29 @@ class EvmPool:
                 continue
             d = ev().process_log(log)
             out.append(ChainLog(str(d["event"]), dict(d["args"]), int(d["blockNumber"]), bytes(log["transactionHash"])))
+        return out
+
+
+    def first_oracle_set(self) -> dict[str, Any] | None:
+        """The args of the epoch-0 OraclesRotated event (the constructor's), or None."""
+        rotated = self.contract.events.OraclesRotated()
+        logs = self._get_logs(0, None, [_topic_bytes(rotated.topic), bytes(32)])
+        return dict(rotated.process_log(logs[0])["args"]) if logs else None
+
+    def _get_logs(self, from_block: int, to_block: int | None,
+                  topics: Sequence[bytes | None] | None = None) -> list[Any]:
+        """The pool's raw logs in [from_block, to_block] (None: the head), in chain order, read at
+        most `max_log_blocks` blocks per request and from `start_block` on."""
+        last = int(self.w3.eth.block_number) if to_block is None else to_block
+        out: list[Any] = []
+        first = max(from_block, self.start_block)
+        while first <= last:
+            end = min(last, first + self.max_log_blocks - 1)
+            query: dict[str, Any] = {"fromBlock": first, "toBlock": end, "address": self.address}
+            if topics is not None:
+                query["topics"] = [None if t is None else "0x" + t.hex() for t in topics]
+            out.extend(self.w3.eth.get_logs(query))  # type: ignore[arg-type]
+            first = end + 1
         return out
 
 

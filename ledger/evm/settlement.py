@@ -4,7 +4,10 @@
 `EvmSettlement`: the InsurancePool at `contract` on the JSON-RPC node at `http://HOST:PORT`,
 sending transactions from the node's unlocked account `from` (optional: without it the backend
 only reads), following the pool's events `confirmations` blocks behind the head (default 0:
-anvil's instant blocks; more on a chain that reorganises).
+anvil's instant blocks; more on a chain that reorganises). Two more parameters bound what history
+costs on a long chain: `start_block=N`, the pool's deployment block (no event is read before it;
+default 0), and `log_blocks=N`, the most blocks one `eth_getLogs` spans (default 10,000; public
+providers refuse wider ranges).
 
 What it offers, and what it refuses:
 - Chain-native operations: `status()`/`state()` (the contract's books, oracle set, block, time),
@@ -54,23 +57,26 @@ from ledger.evm.mirror import (
     mirror_state_factory,
     qc_tail,
 )
-from ledger.evm.pool import ChainQc, EvmPool, PayoutResult
+from ledger.evm.pool import MAX_LOG_BLOCKS, ChainQc, EvmPool, PayoutResult
 from ledger.evm.typed import Binding
 from ledger.state import LedgerState
 
 SCHEME = "evm+"
 MAX_CONFIRMATIONS = 1_000
-_QUERY_KEYS = {"contract", "from", "confirmations"}
+MAX_LOG_BLOCKS_PARAM = 1_000_000
+_QUERY_KEYS = {"contract", "from", "confirmations", "start_block", "log_blocks"}
 
 
 @dataclass(frozen=True)
 class EvmUrl:
-    """A parsed `evm+http(s)://host:port?contract=0x…&from=0x…&confirmations=N`."""
+    """A parsed `evm+http(s)://host:port?contract=0x…&from=0x…&confirmations=N&start_block=N&log_blocks=N`."""
 
     rpc_url: str
     contract: str
     sender: str | None
     confirmations: int
+    start_block: int = 0
+    log_blocks: int = MAX_LOG_BLOCKS
 
 
 def _bad(message: str) -> FaultproofError:
@@ -87,7 +93,7 @@ def parse_evm_url(url: str) -> EvmUrl:
     query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
     unknown = set(query) - _QUERY_KEYS
     if unknown:
-        raise _bad(f"{url!r}: unknown parameter(s) {sorted(unknown)}; allowed: contract, from, confirmations")
+        raise _bad(f"{url!r}: unknown parameter(s) {sorted(unknown)}; allowed: {', '.join(sorted(_QUERY_KEYS))}")
     if any(len(v) != 1 for v in query.values()):
         raise _bad(f"{url!r}: each parameter may appear once")
     contract = query.get("contract", [""])[0]
@@ -96,12 +102,20 @@ def parse_evm_url(url: str) -> EvmUrl:
     sender = query.get("from", [None])[0]
     if sender is not None and not Web3.is_address(sender):
         raise _bad(f"{url!r}: from= must be an account address (0x + 40 hex digits)")
-    raw_conf = query.get("confirmations", ["0"])[0]
-    if not raw_conf.isdigit() or int(raw_conf) > MAX_CONFIRMATIONS:
-        raise _bad(f"{url!r}: confirmations= must be a whole number 0..{MAX_CONFIRMATIONS}")
+
+    def whole(name: str, default: int, lo: int, hi: int, what: str) -> int:
+        raw = query.get(name, [str(default)])[0]
+        if not raw.isdigit() or not lo <= int(raw) <= hi:
+            raise _bad(f"{url!r}: {name}= must be a whole number {lo}..{hi} ({what})")
+        return int(raw)
+
+    confirmations = whole("confirmations", 0, 0, MAX_CONFIRMATIONS, "blocks on top of an event before it counts")
+    start_block = whole("start_block", 0, 0, 2**63 - 1, "the block the pool was deployed in")
+    log_blocks = whole("log_blocks", MAX_LOG_BLOCKS, 1, MAX_LOG_BLOCKS_PARAM, "the most blocks one eth_getLogs spans")
     rpc = f"{parts.scheme}://{parts.netloc}{parts.path}"
     return EvmUrl(rpc, Web3.to_checksum_address(contract),
-                  Web3.to_checksum_address(sender) if sender is not None else None, int(raw_conf))
+                  Web3.to_checksum_address(sender) if sender is not None else None, confirmations,
+                  start_block, log_blocks)
 
 
 class EvmSettlement:
@@ -134,9 +148,10 @@ class EvmSettlement:
             if not self.w3.eth.get_code(Web3.to_checksum_address(self.url.contract)):
                 raise FaultproofError(Reason.NOT_FOUND, f"no contract at {self.url.contract} on {self.url.rpc_url}: "
                                       "check contract= in the settlement URL")
-            pool = EvmPool(self.w3, self.url.contract, self.url.sender or "")
+            pool = EvmPool(self.w3, self.url.contract, self.url.sender or "", start_block=self.url.start_block,
+                           max_log_blocks=self.url.log_blocks)
             self._mirror, self._mirror_problem = open_mirror(pool)
-            self._follower = ChainFollower(pool, confirmations=self.url.confirmations)
+            self._follower = ChainFollower(pool, confirmations=self.url.confirmations, next_block=pool.start_block)
             self._pool = pool
         return self._pool
 
@@ -294,10 +309,10 @@ def _pool_genesis(pool: EvmPool, oracles: Sequence[bytes], threshold: int) -> An
 
 def open_mirror(pool: EvmPool) -> tuple[ChainMirror | None, str | None]:
     """The mirror of a deployed pool, or (None, why not)."""
-    first = pool.contract.events.OraclesRotated().get_logs(from_block=0, argument_filters={"epoch": 0})
-    if not first:
-        return None, f"{pool.address}: no epoch-0 OraclesRotated event (not an InsurancePool?)"
-    a = first[0]["args"]
+    a = pool.first_oracle_set()
+    if a is None:
+        return None, (f"{pool.address}: no epoch-0 OraclesRotated event from block {pool.start_block} on "
+                      "(not an InsurancePool, or start_block= is after its deployment?)")
     genesis = _pool_genesis(pool, [bytes(e) for e in a["ed25519Ids"]], int(a["threshold"]))
     if genesis.ledger_id != bytes(pool.contract.functions.ledgerId().call()):
         return None, (f"the pool at {pool.address} was not deployed with its mirror genesis' ledger id, so oracles "

@@ -39,6 +39,10 @@ def reason_of(coro: object) -> Reason:
     f"evm+http://127.0.0.1:8545?contract={ADDR}&confirmations=-1",
     f"evm+http://127.0.0.1:8545?contract={ADDR}&confirmations=1001",
     f"evm+http://127.0.0.1:8545?contract={ADDR}&from=0x12",
+    f"evm+http://127.0.0.1:8545?contract={ADDR}&start_block=-1",
+    f"evm+http://127.0.0.1:8545?contract={ADDR}&start_block=0x10",
+    f"evm+http://127.0.0.1:8545?contract={ADDR}&log_blocks=0",
+    f"evm+http://127.0.0.1:8545?contract={ADDR}&log_blocks=1000001",
     f"evm+http://127.0.0.1:8545?contract={ADDR}&gas=1",               # unknown parameter
     f"evm+http://127.0.0.1:8545?contract={ADDR}&contract={ADDR}",     # twice
     "ws://127.0.0.1:8545",                                            # no backend
@@ -57,6 +61,9 @@ def test_connect_picks_the_backend_by_scheme() -> None:
     assert isinstance(chain, EvmSettlement) and isinstance(chain, Settlement)
     assert (chain.url.rpc_url, chain.url.confirmations, chain.url.sender) == ("http://127.0.0.1:8545/", 3, None)
     assert parse_evm_url(f"evm+https://node.example:443?contract={ADDR}").rpc_url == "https://node.example:443"
+    bounded = parse_evm_url(f"evm+http://127.0.0.1:8545?contract={ADDR}&start_block=19000000&log_blocks=500")
+    assert (bounded.start_block, bounded.log_blocks) == (19_000_000, 500)
+    assert (chain.url.start_block, chain.url.log_blocks) == (0, 10_000)
 
 
 def test_a_dead_node_or_a_wrong_address_reads_as_such(world: ChainWorld) -> None:

@@ -215,6 +215,53 @@ def test_a_follower_sees_each_event_once_after_its_confirmations(world: ChainWor
     assert careful.paid == {body.body.claim_id: terms.amount}
 
 
+def test_history_is_read_in_bounded_ranges_from_the_deployment_block(
+        world: ChainWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A public JSON-RPC provider refuses a wide eth_getLogs: every read of the pool's history asks
+    for at most `max_log_blocks` blocks, never before the deployment block, and sees what one
+    unbounded read sees (the follower, the payout hint, the mirror's first oracle set)."""
+    from web3 import Web3
+
+    from ledger.evm.follow import ChainFollower
+    pool = world.new_pool()
+    deployed = pool.start_block
+    assert 0 < deployed <= int(world.w3.eth.block_number)
+    dev, pid, terms, start, body, proof = incident(world, pool)
+    pool.post_qc(world.qc(pool, body), proof, world.poster)
+    for _ in range(9):
+        world.node.mine()
+    head = int(world.w3.eth.block_number)
+    whole = world.w3.eth.get_logs({"fromBlock": 0, "toBlock": head, "address": pool.address})
+
+    w3 = Web3(Web3.HTTPProvider(world.node.url))
+    asked: list[tuple[int, int]] = []
+    get_logs = w3.eth.get_logs
+
+    def recorded(query: dict) -> list:  # type: ignore[type-arg]
+        asked.append((int(query["fromBlock"]), int(query["toBlock"])))
+        return get_logs(query)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(w3.eth, "get_logs", recorded)
+    bounded = EvmPool(w3, pool.address, pool.admin, start_block=deployed, max_log_blocks=4)
+    follower = ChainFollower(bounded, next_block=0)
+    logs = follower.poll_logs()
+    assert [(log.block, log.tx_hash) for log in logs] == [(int(x["blockNumber"]), bytes(x["transactionHash"]))
+                                                          for x in whole]
+    assert follower.paid == {body.body.claim_id: terms.amount}
+    assert asked[0][0] == deployed and all(b - a < 4 and a >= deployed for a, b in asked)
+    assert [b for _a, b in asked] == sorted(b for _a, b in asked) and asked[-1][1] == head
+    assert len(asked) == -(-(head - deployed + 1) // 4)  # no block twice, none skipped
+    later = dev.record([90, 95, 10, 12], start_ts=world.now_ms() - 10 * SECOND)
+    assert bounded.hint_for(pid, dev.timestamps[later]) == (bytes(32), body.body.claim_id)
+    rotated = bounded.first_oracle_set()
+    assert rotated is not None and rotated["threshold"] == 4 and len(rotated["ed25519Ids"]) == 5
+    # started after the deployment: the constructor's event is not there, and the mirror says why
+    from ledger.evm.settlement import open_mirror
+    late = EvmPool(w3, pool.address, pool.admin, start_block=deployed + 1, max_log_blocks=4)
+    mirror, why = open_mirror(late)
+    assert mirror is None and why is not None and "start_block=" in why
+
+
 def test_ledger_status_reads_a_pool_contract(world: ChainWorld) -> None:
     import json
 
