@@ -52,7 +52,10 @@ class ChainNetwork(LocalNetwork):
 
     @property
     def ledger_url(self) -> str:
-        return f"evm+{self.anvil.url}?contract={self.pool.address}" if self.pool is not None else ""
+        if self.pool is None:
+            return ""
+        # From the deployment block on, as an operator on a public chain writes it (DESIGN §13).
+        return f"evm+{self.anvil.url}?contract={self.pool.address}&start_block={self.pool.start_block}"
 
     @property
     def admin_account(self) -> str:
