@@ -28,15 +28,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.api_doc import ROUTES as API_ROUTES
 from agent.frames import SensorSpec, Undecodable, parse_json, parse_wire, resolve_values
 from agent.provision import load_sensor
 from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason
 from faultproof.httperrors import IDLE_TIMEOUT_S, application
-from faultproof.messages import SignedClaim
-from faultproof.openapi import add_operator_routes
-from faultproof.openapi import install as install_openapi
+from faultproof.messages import DeviceReading, ReadingBatch, SignedClaim, UnsignedReading
+from faultproof.openapi import Route, RouteDoc, add_routes
 
 if TYPE_CHECKING:
     from agent.claims import ClaimRecord
@@ -176,15 +174,27 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# Every route, once: the router and the OpenAPI document (GET /v1/openapi.json) are both made from it.
+ROUTES = (
+    Route("POST", "/v1/frames", post_frames, RouteDoc(
+        "Device frames with their readings (signed, or unsigned between a device's signed frames, DESIGN §16); "
+        "accepted after a durable commit.",
+        request=(DeviceReading, UnsignedReading, ReadingBatch), request_tagged=False)),
+    Route("GET", "/v1/status", get_status, RouteDoc("The agent: devices, ingest, proving, claims.")),
+    Route("GET", "/v1/claims", list_claims, RouteDoc("Claims this agent made, newest first.",
+                                                     query={"status": "a status", "device_id": "hex"})),
+    Route("GET", "/v1/claims/{claim_id}", get_claim, RouteDoc("One claim: window, status, amount paid.")),
+    Route("GET", "/v1/claims/{claim_id}/signed", get_signed_claim, RouteDoc(
+        "The signed claim (proof included) as sent to the oracles; msgpack, or JSON with "
+        "Accept: application/json. 404 until it is proved.", response=SignedClaim, statuses=(200, 404))),
+    Route("POST", "/v1/devices/{device_id}/anchor", anchor_device, RouteDoc(
+        "Anchor the device's latest chain-linked head on the ledger now (before a decommission).",
+        statuses=(200, 404))),
+)
+
+
 def make_app(agent: Agent, max_body_bytes: int, idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.Application:
     app = application(log, max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)  # error shape and input hygiene (faultproof.httperrors)
     app[AGENT_KEY] = agent
-    app.router.add_post("/v1/frames", post_frames)
-    app.router.add_get("/v1/status", get_status)
-    app.router.add_get("/v1/claims", list_claims)
-    app.router.add_get("/v1/claims/{claim_id}", get_claim)
-    app.router.add_get("/v1/claims/{claim_id}/signed", get_signed_claim)
-    app.router.add_post("/v1/devices/{device_id}/anchor", anchor_device)
-    add_operator_routes(app, healthz=healthz, readyz=readyz, metrics=metrics)
-    install_openapi(app, "faultproof agent", API_ROUTES)
+    add_routes(app, "faultproof agent", ROUTES, healthz=healthz, readyz=readyz, metrics=metrics)
     return app

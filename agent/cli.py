@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from faultproof.commandline import check_store, config_option, json_option, ledger_option
 from faultproof.identity import KeyFileError
 from faultproof.logs import log_options, setup_logging
 from faultproof.operator_errors import OperatorError
@@ -28,8 +29,7 @@ def agent() -> None:
 
 
 @agent.command("run")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Agent TOML config (see configs/agent.example.toml).")
+@config_option("Agent", "configs/agent.example.toml")
 @log_options
 def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     """Run the agent daemon until SIGTERM/SIGINT."""
@@ -41,12 +41,8 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     except cfgmod.ConfigError as e:
         raise OperatorError(str(e)) from None
     from agent.store import MIGRATIONS
-    from faultproof.schema import SchemaError, check_file
 
-    try:
-        check_file(cfg.store_path, "agent", len(MIGRATIONS))
-    except SchemaError as e:
-        raise OperatorError(str(e)) from None
+    check_store(cfg.store_path, "agent", MIGRATIONS)
     setup_logging(log_level or cfg.log_level, log_format)
     from agent.daemon import StartupError
 
@@ -189,8 +185,8 @@ def simulate(key_file: Path, blind_file: Path, mqtt_addr: str | None, http_url: 
 
 @device.command("history")
 @click.argument("device_id")
-@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default="http://127.0.0.1:8700", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@ledger_option()
+@json_option
 def history(device_id: str, ledger_url: str, as_json: bool) -> None:
     """A device's chain of custody: every ledger entry about it (DESIGN §15)."""
     from faultproof.errors import FaultproofError
@@ -222,7 +218,7 @@ def history(device_id: str, ledger_url: str, as_json: bool) -> None:
 
 @device.command("decommission")
 @click.argument("device_id")
-@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default="http://127.0.0.1:8700", show_default=True)
+@ledger_option()
 @click.option("--agent", "agent_url", envvar="FAULTPROOF_AGENT", default=None,
               help="The agent serving the device: it anchors the device's latest head first.")
 @click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", default=None,

@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.econ_sim import SimParams, simulate
+from faultproof.commandline import json_option, ledger_option
 from faultproof.errors import DecodeError, FaultproofError
 from faultproof.messages import Message
 from faultproof.operator_errors import OperatorError
 from ledger.state import IntegrityError, LedgerState, PolicyStatus
 
-DEFAULT_LEDGER = "http://127.0.0.1:8700"
 YEAR_MS = 365 * 86_400_000
 
 
@@ -120,8 +120,8 @@ def econ() -> None:
 
 
 @econ.command("report")
-@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@ledger_option()
+@json_option
 def report(ledger_url: str, as_json: bool) -> None:
     """Per policy: each attack path, its cost, the payout per period and the profit."""
     try:
@@ -163,7 +163,7 @@ def load_evidence(path: Path) -> Message:
 
 @econ.command("evidence")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
+@ledger_option()
 def evidence(file: Path, ledger_url: str) -> None:
     """Submit slashing evidence FILE (vote-equivocation, contradicting-approve, frame-equivocation)."""
     from ledger.client import LedgerClient
@@ -226,7 +226,7 @@ def _coerce(params: SimParams, assignments: tuple[str, ...]) -> SimParams:
 @click.option("--years", type=int, default=None, help="Simulated years (default 1000).")
 @click.option("--seed", type=int, default=None)
 @click.option("--set", "assignments", multiple=True, help="Override a parameter: name=value (repeatable).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def simulate_cmd(preset: str, config_path: Path, years: int | None, seed: int | None, assignments: tuple[str, ...],
                  as_json: bool) -> None:
     """Seeded Monte-Carlo: pool balance, payouts to cheaters, slashed amounts, cheaters' net profit."""

@@ -26,6 +26,7 @@ import click
 
 from agent.detect import Detector, PolicyTerms, Window
 from agent.frames import ChainBook, Known
+from faultproof.commandline import json_option
 from faultproof.errors import FaultproofError
 from faultproof.messages import IssuePolicy
 from faultproof.operator_errors import OperatorError
@@ -204,7 +205,7 @@ def underwrite() -> None:
               help="CSV with header ts_ms: the real losses, to measure basis risk.")
 @click.option("--tolerance-ms", type=int, default=3_600_000, show_default=True,
               help="A payout and a loss this close count as the same event.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def backtest_cmd(readings_path: Path, trigger_spec: str, n: int, period_ms: int, amount: int, load: float,
                  term_days: int, incidents_path: Path | None, tolerance_ms: int, as_json: bool) -> None:
     """Replay a history of readings through the agent's detector: payouts per year, windows, premium."""

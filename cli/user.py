@@ -21,6 +21,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from faultproof.commandline import json_option, ledger_option
 from faultproof.errors import DecodeError
 from faultproof.messages import SignedClaim
 from faultproof.operator_errors import OperatorError
@@ -28,7 +29,6 @@ from faultproof.oracle_client import OracleAnswer, OracleClient, OracleUnreachab
 
 DEFAULT_ORACLE = "http://127.0.0.1:8710"  # an oracle's default [http] port
 DEFAULT_AGENT = "http://127.0.0.1:8800"  # the agent's default [http] port
-DEFAULT_LEDGER = "http://127.0.0.1:8700"
 
 
 def _request(url: str, data: bytes | None = None, content_type: str = "application/json",
@@ -99,7 +99,7 @@ _AGENT_OPTION = click.option("--agent", "agent_url", envvar="FAULTPROOF_AGENT", 
 @_AGENT_OPTION
 @click.option("--status", default=None, help="Only claims in this status (e.g. paid, pending, rejected).")
 @click.option("--device-id", default=None, help="Only this device's claims (hex).")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@json_option
 def claim_list(agent_url: str, status: str | None, device_id: str | None, as_json: bool) -> None:
     """The claims the agent made, newest first."""
     query = "&".join(f"{k}={v}" for k, v in (("status", status), ("device_id", device_id)) if v)
@@ -121,7 +121,7 @@ def claim_list(agent_url: str, status: str | None, device_id: str | None, as_jso
 @_AGENT_OPTION
 @click.option("--oracle", "oracle_url", envvar="FAULTPROOF_ORACLE", default=None,
               help="Also show the oracles' votes (k of n) from this oracle.")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@json_option
 def claim_show(claim_id: str, agent_url: str, oracle_url: str | None, as_json: bool) -> None:
     """One claim as the policyholder sees it: status, window, amount paid, and the votes."""
     record = _request(f"{agent_url.rstrip('/')}/v1/claims/{claim_id}")
@@ -173,8 +173,8 @@ def pool() -> None:
 
 
 @pool.command("status")
-@click.option("--ledger", "ledger_url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@ledger_option()
+@json_option
 def pool_status(ledger_url: str, as_json: bool) -> None:
     """Balances of the pool (free, locked, premiums, paid) from the ledger."""
     state = _request(f"{ledger_url.rstrip('/')}/v1/state")

@@ -96,6 +96,13 @@ def _render(request: web.Request, template: str, current: str, title: str, **ctx
     return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
+def _listing(request: web.Request, rows_of: Callable[[model.Snapshot, int], list[dict[str, Any]]],
+             template: str, current: str, title: str) -> web.Response:
+    """A page listing the rows the model makes of the snapshot at the clock's now, one page of them."""
+    rows = rows_of(request.app[COLLECTOR].snapshot, request.app[CLOCK]())
+    return _render(request, template, current, title, table=model.paginate(rows, _page_no(dict(request.query))))
+
+
 # --------------------------------------------------------------------------- pages
 
 
@@ -121,10 +128,7 @@ async def pool(request: web.Request) -> web.StreamResponse:
 
 
 async def policies(request: web.Request) -> web.StreamResponse:
-    snap = request.app[COLLECTOR].snapshot
-    rows = model.policy_rows(snap, request.app[CLOCK]())
-    return _render(request, "policies.html", "/policies", "Policies",
-                   table=model.paginate(rows, _page_no(dict(request.query))))
+    return _listing(request, model.policy_rows, "policies.html", "/policies", "Policies")
 
 
 async def policy(request: web.Request) -> web.StreamResponse:
@@ -161,10 +165,7 @@ async def oracles(request: web.Request) -> web.StreamResponse:
 
 
 async def devices(request: web.Request) -> web.StreamResponse:
-    snap = request.app[COLLECTOR].snapshot
-    rows = model.device_rows(snap, request.app[CLOCK]())
-    return _render(request, "devices.html", "/devices", "Devices",
-                   table=model.paginate(rows, _page_no(dict(request.query))))
+    return _listing(request, model.device_rows, "devices.html", "/devices", "Devices")
 
 
 async def device(request: web.Request) -> web.StreamResponse:

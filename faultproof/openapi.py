@@ -4,17 +4,18 @@ A request or response body that is a protocol message gets its JSON Schema from 
 field types (faultproof/messages.py), so the document cannot drift from the decoder: integers with
 their bit limits, bytes as lowercase hex of their exact or maximum length, nested messages as
 references, lists with their maximum length, reason codes as the enum of faultproof/errors.py.
-Each service lists its routes once (`RouteDoc` per method and path) and `install` serves the
-document at GET /v1/openapi.json; a test holds the router and the document equal. The operator's
-routes every service has (`OPERATOR_ROUTES`) are routed by `add_operator_routes`, next to their
-documentation, so no service can serve them under other paths than the ones documented.
+Each service declares its routes once, in one table of `Route` rows (method, path, handler, and its
+`RouteDoc`), and `add_routes` feeds both the router and the document (served at GET
+/v1/openapi.json) from that table: a route cannot be served undocumented, nor documented unserved.
+The operator's routes every service has (`OPERATOR_ROUTES`) join the table there, each to the
+service's own handler, so no service can serve them under other paths than the ones documented.
 
-Pure apart from `install` and `add_operator_routes`, which only add routes to an aiohttp application.
+Pure apart from `add_routes`, which only adds routes to an aiohttp application.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,11 +58,57 @@ OPERATOR_ROUTES: dict[tuple[str, str], RouteDoc] = {
 Handler = Callable[[Any], Awaitable[Any]]  # an aiohttp handler (aiohttp is imported only where routes are added)
 
 
-def add_operator_routes(app: Any, *, healthz: Handler, readyz: Handler, metrics: Handler) -> None:
-    """Route OPERATOR_ROUTES to a service's own handlers (what each answers is the service's)."""
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+@dataclass(frozen=True)
+class Route:
+    """One row of a service's route table: what the router serves, and what the document says of it."""
+    method: str  # "GET" (also answers HEAD, as aiohttp's add_get) or "POST"
+    path: str
+    handler: Handler
+    doc: RouteDoc
+
+    def __post_init__(self) -> None:
+        if self.method not in ("GET", "POST"):
+            raise ValueError(f"{self.method} {self.path}: only GET and POST routes are served")
+        if not callable(self.handler):
+            raise TypeError(f"{self.method} {self.path}: no handler")
+
+
+def add_routes(app: Any, title: str, routes: Sequence[Route], *,
+               healthz: Handler, readyz: Handler, metrics: Handler) -> None:
+    """Route a service's table, OPERATOR_ROUTES (to the service's own handlers: what each answers is
+    the service's) and GET /v1/openapi.json, whose document is built (once, lazily) from exactly
+    these rows. A method and path declared twice is refused before anything is routed."""
+    from aiohttp import web
+
+    docs: dict[tuple[str, str], RouteDoc] = {}
+    cached: dict[str, Any] = {}
+
+    async def openapi(request: web.Request) -> web.Response:
+        if not cached:
+            cached.update(document(title, _release(), docs))
+        return web.json_response(cached)
+
+    operator = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
+    table = [*routes, *(Route(method, path, operator[path], doc) for (method, path), doc in OPERATOR_ROUTES.items()),
+             Route("GET", OPENAPI_PATH, openapi, RouteDoc("This document."))]
+    for route in table:
+        if (route.method, route.path) in docs:
+            raise ValueError(f"{route.method} {route.path} is declared twice")
+        docs[(route.method, route.path)] = route.doc
+    for route in table:
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
+
+
+def _release() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("faultproof")
+    except PackageNotFoundError:
+        return "0"
 
 
 Refs = dict[str, tuple[type[Message], bool]]  # component name -> (message, carries a "type" tag)
@@ -150,24 +197,3 @@ def document(title: str, version: str, routes: Mapping[tuple[str, str], RouteDoc
 
 def _path_params(path: str) -> list[str]:
     return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
-
-
-def install(app: Any, title: str, routes: Mapping[tuple[str, str], RouteDoc]) -> None:
-    """Serve the document at GET /v1/openapi.json on an aiohttp application (built once, lazily)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from aiohttp import web
-
-    try:
-        release = version("faultproof")
-    except PackageNotFoundError:
-        release = "0"
-    cached: dict[str, Any] = {}
-    all_routes = {**routes, ("GET", OPENAPI_PATH): RouteDoc("This document.")}
-
-    async def openapi(request: web.Request) -> web.Response:
-        if not cached:
-            cached.update(document(title, release, all_routes))
-        return web.json_response(cached)
-
-    app.router.add_get(OPENAPI_PATH, openapi)

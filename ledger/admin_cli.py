@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from faultproof.chain import chain_anchor, chain_to_bytes
+from faultproof.commandline import json_option, ledger_option
 from faultproof.errors import FaultproofError
 from faultproof.identity import Identity, KeyFileError, domain_tag
 from faultproof.messages import (
@@ -57,7 +58,6 @@ from ledger.policy_file import PolicyFileError, load_policy
 from ledger.service import wall_clock_ms
 from ledger.state import default_threshold
 
-DEFAULT_LEDGER = "http://127.0.0.1:8700"
 T = TypeVar("T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -89,7 +89,7 @@ def _result_json(r: SubmitResult) -> dict[str, Any]:
 
 
 @click.group()
-@click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
+@ledger_option("--url")
 @click.option("--key", "key_path", envvar="FAULTPROOF_ADMIN_KEY", default=None,
               help="The admin key file, or pkcs11:TOKEN/LABEL (needed by every signing command).")
 @click.pass_context
@@ -332,7 +332,7 @@ def expire(ctx: click.Context, policy_id: str) -> None:
 
 @admin.command("policies")
 @click.option("--device-id", default=None, help="Only this device's policies.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_context
 def policies(ctx: click.Context, device_id: str | None, as_json: bool) -> None:
     """List policies with their status, lock and payouts."""

@@ -24,6 +24,7 @@ from typing import IO, cast
 
 import click
 
+from faultproof.commandline import config_option, json_option, ledger_option
 from faultproof.errors import DecodeError, FaultproofError
 from faultproof.identity import Identity, KeyFileError
 from faultproof.logs import log_options, setup_logging
@@ -37,8 +38,6 @@ from ledger.service import LedgerService, wall_clock_ms
 from ledger.state import default_threshold, validate_oracle_set
 from ledger.store import LedgerStore, StoreError
 from ledger.verify import replay_store
-
-DEFAULT_LEDGER = "http://127.0.0.1:8700"
 
 
 def _config(path: Path) -> LedgerConfig:
@@ -94,7 +93,7 @@ def ledger() -> None:
 
 
 @ledger.command("init")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@config_option("Ledger", "configs/ledger.example.toml")
 @click.option("--dev-keys", is_flag=True,
               help="Also create missing admin/oracle key files (development ledgers only).")
 def init(config_path: Path, dev_keys: bool) -> None:
@@ -117,7 +116,7 @@ def init(config_path: Path, dev_keys: bool) -> None:
 
 
 @ledger.command("serve")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@config_option("Ledger", "configs/ledger.example.toml")
 @click.option("--host", default=None, help="Override [server] host.")
 @click.option("--port", type=int, default=None, help="Override [server] port (0: any free port).")
 @log_options
@@ -203,7 +202,7 @@ async def _serve(service: LedgerService, cfg: LedgerConfig, host: str, port: int
 @click.option("--workers", type=int, default=None, help="Processes checking signatures (default: CPUs).")
 @click.option("--evm-rpc", default=None, help="Verify a pool contract instead: the chain's JSON-RPC URL (DESIGN §13).")
 @click.option("--contract", default=None, help="The InsurancePool contract address (with --evm-rpc).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def verify_cmd(db: Path | None, config_path: Path | None, workers: int | None, evm_rpc: str | None,
                contract: str | None, as_json: bool) -> None:
     """Replay the database from genesis; check every hash, link, signature and cached balance.
@@ -267,7 +266,7 @@ def _verify_pool(evm_rpc: str | None, contract: str | None, as_json: bool) -> No
 
 
 @ledger.command("status")
-@click.option("--url", envvar="FAULTPROOF_LEDGER", default=DEFAULT_LEDGER, show_default=True)
+@ledger_option("--url")
 @click.option("--evm-rpc", default=None, help="The chain's JSON-RPC URL (EVM settlement, DESIGN §13).")
 @click.option("--contract", default=None, help="The InsurancePool contract address (with --evm-rpc).")
 def status(url: str, evm_rpc: str | None, contract: str | None) -> None:

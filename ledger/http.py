@@ -30,9 +30,7 @@ from faultproof import strictjson
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import IDLE_TIMEOUT_S, application
 from faultproof.messages import LEDGER_TX_TYPES, Message, QcBatch, SignedEntry, decode_any
-from faultproof.openapi import add_operator_routes
-from faultproof.openapi import install as install_openapi
-from ledger.api_doc import ROUTES as API_ROUTES
+from faultproof.openapi import Route, RouteDoc, add_routes
 from ledger.service import Accepted, LedgerService
 from ledger.state import LedgerState, attestation_results, device_history, gateway_results
 from ledger.views import (
@@ -374,6 +372,36 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+# Every route, once: the router and the OpenAPI document (GET /v1/openapi.json) are both made from it.
+ROUTES = (
+    Route("POST", "/v1/tx", post_tx, RouteDoc(
+        "Submit a transaction: a signed admin tx, a quorum certificate, or an expiry.",
+        request=LEDGER_TX_TYPES, statuses=(200, 202))),
+    Route("POST", "/v1/tx/batch", post_tx_batch, RouteDoc(
+        "Submit up to 64 quorum certificates at once; each is applied and answered alone, in order "
+        "(results[i]: its entry or its error).", request=QcBatch)),
+    Route("GET", "/v1/entries", get_entries, RouteDoc(
+        "Signed entries after a height (long poll with wait).", response=SignedEntry,
+        query={"after": "height to read after", "wait": "seconds to long-poll", "limit": "entries per page"})),
+    Route("GET", "/v1/state", get_state, RouteDoc("The pool's balances, oracle set, admin nonce and head.")),
+    Route("GET", "/v1/status", get_status, RouteDoc("The service: height, head, durability, queue.")),
+    Route("GET", "/v1/genesis", get_genesis, RouteDoc("The genesis and the ledger_id (its hash).")),
+    Route("GET", "/v1/oracles", get_oracles, RouteDoc("The current (and grace-period previous) oracle set.")),
+    Route("GET", "/v1/policies", get_policies, RouteDoc("Policies, optionally of one device.",
+                                                        query={"device_id": "hex"})),
+    Route("GET", "/v1/policies/{id}", get_policy, RouteDoc("One policy: terms, status, lock, payouts.")),
+    Route("GET", "/v1/devices/{id}", get_device, RouteDoc("One device: enrolment, epoch, revocation, anchored head.")),
+    Route("GET", "/v1/circuits", get_circuits, RouteDoc("Every registered circuit, with the circuit_id policies name.")),
+    Route("GET", "/v1/devices/{id}/history", get_device_history, RouteDoc(
+        "A device's chain of custody: every ledger entry about it.")),
+    Route("GET", "/v1/circuits/{id}", get_circuit, RouteDoc("One registered circuit and its verification key hash.")),
+    Route("GET", "/v1/agents/{id}", get_agent, RouteDoc(
+        "One gateway agent's enrolment, its TPM key and quote results.")),
+    Route("GET", "/v1/receipts/{claim_id}", get_receipt, RouteDoc(
+        "A payout's receipt: entry, QC and signed head, verifiable offline.")),
+)
+
+
 def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wait_s: float = 30.0,
              max_entries_per_page: int = 1000, run_service: bool = True,
              idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.Application:
@@ -382,23 +410,7 @@ def make_app(service: LedgerService, *, max_body_bytes: int = 128 * 1024, max_wa
     app[SERVICE] = service
     app[LIMITS] = {"max_body_bytes": max_body_bytes, "max_wait_s": max_wait_s,
                    "max_entries_per_page": max_entries_per_page}
-    app.router.add_post("/v1/tx", post_tx)
-    app.router.add_post("/v1/tx/batch", post_tx_batch)
-    app.router.add_get("/v1/entries", get_entries)
-    app.router.add_get("/v1/state", get_state)
-    app.router.add_get("/v1/status", get_status)
-    app.router.add_get("/v1/genesis", get_genesis)
-    app.router.add_get("/v1/oracles", get_oracles)
-    app.router.add_get("/v1/policies", get_policies)
-    app.router.add_get("/v1/policies/{id}", get_policy)
-    app.router.add_get("/v1/devices/{id}", get_device)
-    app.router.add_get("/v1/circuits", get_circuits)
-    app.router.add_get("/v1/devices/{id}/history", get_device_history)
-    app.router.add_get("/v1/circuits/{id}", get_circuit)
-    app.router.add_get("/v1/agents/{id}", get_agent)
-    app.router.add_get("/v1/receipts/{claim_id}", get_receipt)
-    add_operator_routes(app, healthz=healthz, readyz=readyz, metrics=metrics)
-    install_openapi(app, "faultproof ledger", API_ROUTES)
+    add_routes(app, "faultproof ledger", ROUTES, healthz=healthz, readyz=readyz, metrics=metrics)
 
     async def end_long_polls(app: web.Application) -> None:  # before aiohttp waits for handlers
         service.end_long_polls()

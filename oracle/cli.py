@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from faultproof.commandline import check_store, config_option
 from faultproof.identity import KeyFileError
 from faultproof.logs import log_options, setup_logging
 from faultproof.operator_errors import OperatorError
@@ -39,8 +40,7 @@ def oracle() -> None:
 
 
 @oracle.command("run")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Oracle TOML config (see configs/oracle.example.toml).")
+@config_option("Oracle", "configs/oracle.example.toml")
 @log_options
 def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     """Run the oracle node until SIGTERM or SIGINT."""
@@ -49,13 +49,9 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
         identity, gossip_identity = load_process_keys(cfg.key_file, cfg.transport_key_file)
     except (ConfigError, KeyFileError, SigningKeyError) as e:
         raise OperatorError(str(e)) from None
-    from faultproof.schema import SchemaError, check_file
     from oracle.store import MIGRATIONS
 
-    try:
-        check_file(cfg.db_path, "oracle", len(MIGRATIONS))
-    except SchemaError as e:
-        raise OperatorError(str(e)) from None
+    check_store(cfg.db_path, "oracle", MIGRATIONS)
     setup_logging(log_level or "INFO", log_format)
     from ledger.state import IntegrityError
     from oracle.node import GossipDown, OracleNode

@@ -26,9 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import application
-from faultproof.openapi import add_operator_routes
-from faultproof.openapi import install as install_openapi
-from oracle.api_doc import ROUTES as API_ROUTES
+from faultproof.messages import SignedClaim, SignedSuspensionReport
+from faultproof.openapi import Route, RouteDoc, add_routes
 from oracle.pipeline import decode_claim
 from oracle.store import CLAIM_STATUSES
 
@@ -140,15 +139,24 @@ async def metrics(request: web.Request) -> web.Response:
     return resp
 
 
+# Every route, once: the router and the OpenAPI document (GET /v1/openapi.json) are both made from it.
+ROUTES = (
+    Route("POST", "/v1/claims", post_claim, RouteDoc(
+        "Submit a signed claim; 202 once it passed every check.", request=SignedClaim, statuses=(202,))),
+    # hardware2 (DESIGN §15): an agent's evidence of forged frames; the oracles gossip signatures.
+    Route("POST", "/v1/suspensions", post_suspension, RouteDoc(
+        "Report a device's forged frames (msgpack SignedSuspensionReport); 202 once checked and signed.",
+        request=SignedSuspensionReport, statuses=(202,))),
+    Route("GET", "/v1/claims", list_claims, RouteDoc("Claims this oracle knows.",
+                                                     query={"policy_id": "hex", "status": "a status"})),
+    Route("GET", "/v1/claims/{claim_id}", get_claim, RouteDoc("One claim: status, votes (k of n), QC, receipt.")),
+    Route("GET", "/v1/status", get_status, RouteDoc("The node: membership, epoch, ledger height, gossip peers.")),
+)
+
+
 def make_app(node: OracleNode) -> web.Application:
     app = application(log, respond, max_body_bytes=node.config.max_body_bytes,
                       idle_timeout_s=node.config.idle_timeout_s)  # error shape, input hygiene
     app[NODE_KEY] = node
-    app.router.add_post("/v1/claims", post_claim)
-    app.router.add_post("/v1/suspensions", post_suspension)  # hardware2
-    app.router.add_get("/v1/claims", list_claims)
-    app.router.add_get("/v1/claims/{claim_id}", get_claim)
-    app.router.add_get("/v1/status", get_status)
-    add_operator_routes(app, healthz=healthz, readyz=readyz, metrics=metrics)
-    install_openapi(app, "faultproof oracle", API_ROUTES)
+    add_routes(app, "faultproof oracle", ROUTES, healthz=healthz, readyz=readyz, metrics=metrics)
     return app

@@ -78,19 +78,40 @@ def test_every_store_refuses_a_newer_database(tmp_path: Path) -> None:
             check_file(path, name, len(migrations))
 
 
-def test_oracle_run_on_a_newer_database_is_one_line(tmp_path: Path) -> None:
+def _oracle_config(tmp: Path) -> Path:
+    from faultproof.identity import Identity
+
+    Identity.generate().save(tmp / "o.key")
+    (tmp / "oracle.toml").write_text('[oracle]\nkey_file = "o.key"\ndata_dir = "data"\n'
+                                     'ledger_url = "http://127.0.0.1:9"\n'
+                                     f'ledger_id = "{"ab" * 32}"\n')
+    return tmp / "oracle.toml"
+
+
+def _agent_config(tmp: Path) -> Path:
+    (tmp / "agent.toml").write_text('[agent]\nkey_file = "a.key"\ndata_dir = "data"\nblinding_keys_dir = "dev"\n'
+                                    'ledger_url = "http://127.0.0.1:9"\n')
+    return tmp / "agent.toml"
+
+
+@pytest.mark.parametrize("service", ["oracle", "agent"])
+def test_run_on_a_newer_database_is_one_line(service: str, tmp_path: Path) -> None:
+    """Both services check their store before anything starts (faultproof.commandline.check_store)."""
     from click.testing import CliRunner
 
+    from agent.store import MIGRATIONS as AGENT
+    from agent.store import Store as AgentStore
     from cli import main
-    from faultproof.identity import Identity
-    from oracle.store import MIGRATIONS, Store
+    from oracle.store import MIGRATIONS as ORACLE
+    from oracle.store import Store as OracleStore
 
-    Identity.generate().save(tmp_path / "o.key")
-    (tmp_path / "oracle.toml").write_text('[oracle]\nkey_file = "o.key"\ndata_dir = "data"\n'
-                                           'ledger_url = "http://127.0.0.1:9"\n'
-                                           f'ledger_id = "{"ab" * 32}"\n')
-    Store(tmp_path / "data" / "oracle.sqlite3").close()
-    _bump(tmp_path / "data" / "oracle.sqlite3", len(MIGRATIONS) + 5)
-    result = CliRunner().invoke(main, ["oracle", "run", "--config", str(tmp_path / "oracle.toml")])
+    config, store, migrations = {"oracle": (_oracle_config, OracleStore, ORACLE),
+                                 "agent": (_agent_config, AgentStore, AGENT)}[service]
+    path = config(tmp_path)
+    db = tmp_path / "data" / f"{service}.sqlite3"
+    store(db).close()
+    _bump(db, len(migrations) + 5)
+    result = CliRunner().invoke(main, [service, "run", "--config", str(path)])
     assert result.exit_code == 2 and "newer than this faultproof" in result.output
+    assert f"{service} database {db} has schema version {len(migrations) + 5}" in result.output
     assert "Traceback" not in result.output

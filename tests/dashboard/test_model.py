@@ -352,6 +352,16 @@ async def test_bad_requests_get_clear_errors(client: Any) -> None:
 
 
 @pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize("path", ["/policies", "/devices"])
+async def test_listing_pages_render_a_page_and_refuse_a_bad_query(client: Any, path: str) -> None:
+    part = await (await client.get(f"{path}?page=1&partial=1")).text()
+    assert "<table" in part and "<html" not in part
+    for query, code in (("page=0", "bad_request"), ("page=x", "bad_request"), ("bogus=1", "unknown_field")):
+        resp = await client.get(f"{path}?{query}", headers={"Accept": "application/json"})
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == code, (path, query)
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_events_stream_announces_changes(client: Any) -> None:
     collector: Collector = client.server.app[COLLECTOR]
     resp = await client.get("/events")

@@ -1,5 +1,7 @@
 """Each HTTP service serves an OpenAPI 3 document (GET /v1/openapi.json) that lists every route it
-has, is valid OpenAPI, and whose message schemas accept the JSON the code itself produces."""
+has, is valid OpenAPI, and whose message schemas accept the JSON the code itself produces; the
+router and the document are made from one table (faultproof.openapi.add_routes), which refuses a
+row without a handler or a route declared twice."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from faultproof.messages import SignedClaim
-from faultproof.openapi import OPENAPI_PATH, document
+from faultproof.openapi import OPENAPI_PATH, Route, RouteDoc, add_routes, document
 from tests.vectors.samples import samples
 
 
@@ -71,9 +73,38 @@ def test_every_route_is_in_the_document(name: str, tmp_path: Path) -> None:
     validate(doc)  # a valid OpenAPI 3 document
 
 
-def test_message_schemas_accept_what_the_code_writes() -> None:
-    from faultproof.openapi import RouteDoc
+async def _answer(request: web.Request) -> web.Response:
+    return web.json_response({})
 
+
+def test_one_table_feeds_the_router_and_the_document() -> None:
+    app = web.Application()
+    rows = [Route("POST", "/v1/x", _answer, RouteDoc("x")), Route("GET", "/v1/y/{id}", _answer, RouteDoc("y"))]
+    add_routes(app, "t", rows, healthz=_answer, readyz=_answer, metrics=_answer)
+    doc = _doc(app)
+    assert _routes(app) == {("POST", "/v1/x"), ("GET", "/v1/y/{id}"), ("GET", "/healthz"), ("GET", "/readyz"),
+                            ("GET", "/metrics"), ("GET", OPENAPI_PATH)}
+    assert {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops} == _routes(app)
+    assert doc["paths"]["/v1/x"]["post"]["summary"] == "x"
+
+
+def test_a_row_without_a_handler_is_refused() -> None:
+    with pytest.raises(TypeError, match="GET /v1/x: no handler"):
+        Route("GET", "/v1/x", None, RouteDoc("x"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="only GET and POST"):
+        Route("PUT", "/v1/x", _answer, RouteDoc("x"))
+
+
+@pytest.mark.parametrize("paths", [["/v1/x", "/v1/x"], ["/healthz"], [OPENAPI_PATH]])
+def test_a_route_declared_twice_is_refused_before_any_is_routed(paths: list[str]) -> None:
+    app = web.Application()
+    rows = [Route("GET", path, _answer, RouteDoc("a service's own")) for path in paths]
+    with pytest.raises(ValueError, match=f"GET {paths[0]} is declared twice"):
+        add_routes(app, "t", rows, healthz=_answer, readyz=_answer, metrics=_answer)
+    assert not list(app.router.routes())
+
+
+def test_message_schemas_accept_what_the_code_writes() -> None:
     every = list(samples().values())
     routes = {("POST", f"/x/{type(m).NAME}"): RouteDoc("sample", request=type(m)) for m in every}
     doc = document("samples", "0", routes)
