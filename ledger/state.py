@@ -479,28 +479,27 @@ class TxKind(enum.StrEnum):
     DECOMMISSION_DEVICE = "decommission_device"  # hardware round 3
 
 
+# The kind each ledger transaction type is recorded as (an admin tx's: its AdminKind's name).
+_TX_KINDS: dict[type[Message], TxKind] = {
+    **dict.fromkeys((*ECON_TX_TYPES, ChainSlash), TxKind.SLASH),
+    GroupQuorumCertificate: TxKind.GROUP_PAYOUT,  # one of ECON_TX_TYPES, but it pays, it does not slash
+    QuorumCertificate: TxKind.PAYOUT,
+    ExpirePolicy: TxKind.EXPIRE,
+    SuspensionCertificate: TxKind.SUSPEND_DEVICE,
+    SignedEvidence: TxKind.ATTEST,
+    GatewayQuote: TxKind.GATEWAY_QUOTE,
+    Genesis: TxKind.GENESIS,
+    SignedAnchor: TxKind.ANCHOR,
+}
+
+
 def tx_kind(tx: Message) -> TxKind:
-    if isinstance(tx, QuorumCertificate):
-        return TxKind.PAYOUT
-    if isinstance(tx, ExpirePolicy):
-        return TxKind.EXPIRE
-    if isinstance(tx, SuspensionCertificate):
-        return TxKind.SUSPEND_DEVICE
-    if isinstance(tx, SignedEvidence):
-        return TxKind.ATTEST
-    if isinstance(tx, GatewayQuote):
-        return TxKind.GATEWAY_QUOTE
-    if isinstance(tx, Genesis):
-        return TxKind.GENESIS
-    if isinstance(tx, SignedAnchor):
-        return TxKind.ANCHOR
     if isinstance(tx, SignedAdminTx):
         return TxKind(AdminKind(tx.tx.kind).name.lower())
-    if isinstance(tx, GroupQuorumCertificate):
-        return TxKind.GROUP_PAYOUT
-    if isinstance(tx, (*ECON_TX_TYPES, ChainSlash)):
-        return TxKind.SLASH
-    raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
+    kind = _TX_KINDS.get(type(tx))
+    if kind is None:
+        raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
+    return kind
 
 
 @dataclass(frozen=True)
