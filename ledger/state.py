@@ -15,6 +15,7 @@ Admin transactions (SignedAdminTx)
   A2  the signature verifies under the current admin key; a signature by a former admin, an oracle
       or the ledger key is NOT_ADMIN, anything else BAD_ADMIN_SIGNATURE.
   A3  the nonce is exactly the last admin nonce + 1 (replays and skips refused) (BAD_NONCE).
+      The arguments are of the type the kind takes (WRONG_TYPE; the decoder refuses a mismatch first).
   A4  register_circuit: new id (ALREADY_EXISTS); n ≥ 1 and a non-empty key (INVALID_PARAMETERS);
       a development circuit (production = 0, or a zero transcript hash) only on a ledger whose
       genesis says development                              (DEVELOPMENT_CIRCUIT_ON_PRODUCTION).
@@ -478,28 +479,27 @@ class TxKind(enum.StrEnum):
     DECOMMISSION_DEVICE = "decommission_device"  # hardware round 3
 
 
+# The kind each ledger transaction type is recorded as (an admin tx's: its AdminKind's name).
+_TX_KINDS: dict[type[Message], TxKind] = {
+    **dict.fromkeys((*ECON_TX_TYPES, ChainSlash), TxKind.SLASH),
+    GroupQuorumCertificate: TxKind.GROUP_PAYOUT,  # one of ECON_TX_TYPES, but it pays, it does not slash
+    QuorumCertificate: TxKind.PAYOUT,
+    ExpirePolicy: TxKind.EXPIRE,
+    SuspensionCertificate: TxKind.SUSPEND_DEVICE,
+    SignedEvidence: TxKind.ATTEST,
+    GatewayQuote: TxKind.GATEWAY_QUOTE,
+    Genesis: TxKind.GENESIS,
+    SignedAnchor: TxKind.ANCHOR,
+}
+
+
 def tx_kind(tx: Message) -> TxKind:
-    if isinstance(tx, QuorumCertificate):
-        return TxKind.PAYOUT
-    if isinstance(tx, ExpirePolicy):
-        return TxKind.EXPIRE
-    if isinstance(tx, SuspensionCertificate):
-        return TxKind.SUSPEND_DEVICE
-    if isinstance(tx, SignedEvidence):
-        return TxKind.ATTEST
-    if isinstance(tx, GatewayQuote):
-        return TxKind.GATEWAY_QUOTE
-    if isinstance(tx, Genesis):
-        return TxKind.GENESIS
-    if isinstance(tx, SignedAnchor):
-        return TxKind.ANCHOR
     if isinstance(tx, SignedAdminTx):
         return TxKind(AdminKind(tx.tx.kind).name.lower())
-    if isinstance(tx, GroupQuorumCertificate):
-        return TxKind.GROUP_PAYOUT
-    if isinstance(tx, (*ECON_TX_TYPES, ChainSlash)):
-        return TxKind.SLASH
-    raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
+    kind = _TX_KINDS.get(type(tx))
+    if kind is None:
+        raise _fail(Reason.WRONG_TYPE, f"a {tx.NAME} is not a ledger transaction")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -780,8 +780,7 @@ class LedgerState:
             raise _fail(Reason.BAD_ADMIN_SIGNATURE)
         if tx.nonce != self.admin_nonce + 1:
             raise _fail(Reason.BAD_NONCE, f"nonce {tx.nonce}, expected {self.admin_nonce + 1}")
-        kind = AdminKind(tx.kind)
-        effect = _ADMIN_CHECKS[kind](self, tx, stx, now)
+        effect = _ADMIN_CHECKS[AdminKind(tx.kind)](self, stx, now)
         inner = effect._commit
         nonce = tx.nonce
 
@@ -792,9 +791,7 @@ class LedgerState:
 
         return _with_commit(effect, commit)
 
-    def _register_circuit(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, RegisterCircuit)
+    def _register_circuit(self, a: RegisterCircuit, stx: SignedAdminTx, now: int) -> Effect:
         cid = a.circuit_id
         if cid in self.circuits:
             raise _fail(Reason.ALREADY_EXISTS, "circuit already registered")
@@ -810,9 +807,7 @@ class LedgerState:
 
         return Effect(stx, TxKind.REGISTER_CIRCUIT, now, _commit=commit)
 
-    def _enrol_device(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, EnrolDevice)
+    def _enrol_device(self, a: EnrolDevice, stx: SignedAdminTx, now: int) -> Effect:
         d = self.devices.get(a.device_id)
         if d is not None:
             if d.revoked_ms is not None:
@@ -829,14 +824,10 @@ class LedgerState:
 
         return Effect(stx, TxKind.ENROL_DEVICE, now, _commit=commit)
 
-    def _revoke_device(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, RevokeDevice)
+    def _revoke_device(self, a: RevokeDevice, stx: SignedAdminTx, now: int) -> Effect:
         return _revoke(self, lambda state: state.devices, a.device_id, "device", stx, TxKind.REVOKE_DEVICE, now)
 
-    def _enrol_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, EnrolAgent)
+    def _enrol_agent(self, a: EnrolAgent, stx: SignedAdminTx, now: int) -> Effect:
         ag = self.agents.get(a.agent_id)
         if ag is not None:
             if ag.revoked_ms is not None:
@@ -848,23 +839,17 @@ class LedgerState:
 
         return Effect(stx, TxKind.ENROL_AGENT, now, _commit=commit)
 
-    def _revoke_agent(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, RevokeAgent)
+    def _revoke_agent(self, a: RevokeAgent, stx: SignedAdminTx, now: int) -> Effect:
         return _revoke(self, lambda state: state.agents, a.agent_id, "agent", stx, TxKind.REVOKE_AGENT, now)
 
-    def _deposit(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, Deposit)
+    def _deposit(self, a: Deposit, stx: SignedAdminTx, now: int) -> Effect:
         if a.amount == 0:
             raise _fail(Reason.INVALID_PARAMETERS, "deposit of 0")
         if self.pool_total + a.amount >= MAX_POOL:
             raise _fail(Reason.INVALID_PARAMETERS, "the pool would exceed 2^62 units")
         return Effect(stx, TxKind.DEPOSIT, now, transfers=(Transfer(EXTERNAL, FREE, a.amount),), _commit=_noop)
 
-    def _withdraw(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, Withdraw)
+    def _withdraw(self, a: Withdraw, stx: SignedAdminTx, now: int) -> Effect:
         if a.amount == 0:
             raise _fail(Reason.INVALID_PARAMETERS, "withdrawal of 0")
         if a.amount > self.free:
@@ -872,12 +857,10 @@ class LedgerState:
                         f"withdraw {a.amount} but only {self.free} is free (locked capital stays locked)")
         return Effect(stx, TxKind.WITHDRAW, now, transfers=(Transfer(FREE, EXTERNAL, a.amount),), _commit=_noop)
 
-    def _issue_policy(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        p = tx.args
-        assert isinstance(p, IssuePolicy)
-        return self._issue(tx, stx, now, p, None)
+    def _issue_policy(self, p: IssuePolicy, stx: SignedAdminTx, now: int) -> Effect:
+        return self._issue(stx, now, p, None)
 
-    def _issue(self, tx: AdminTx, stx: SignedAdminTx, now: int, p: IssuePolicy, econ: EconPolicy | None) -> Effect:
+    def _issue(self, stx: SignedAdminTx, now: int, p: IssuePolicy, econ: EconPolicy | None) -> Effect:
         """A9 for issue_policy and issue_econ_policy (econ: the economic terms, §14)."""
         devices = econ.group if econ is not None and econ.group else (p.device_id,)
         for device_id in devices:
@@ -910,7 +893,7 @@ class LedgerState:
         self._econ_check_soundness(p, econ, devices)
         if p.coverage > self.free:
             raise _fail(Reason.INSUFFICIENT_FREE_CAPITAL, f"coverage {p.coverage} > free capital {self.free}")
-        pid = self.policy_id_for(tx)
+        pid = self.policy_id_for(stx.tx)
         transfers = [Transfer(FREE, locked_account(pid), p.coverage)]
         if p.premium:
             transfers.append(Transfer(EXTERNAL, PREMIUMS, p.premium))
@@ -926,9 +909,7 @@ class LedgerState:
         kind = TxKind.ISSUE_POLICY if econ is None else TxKind.ISSUE_ECON_POLICY
         return Effect(stx, kind, now, transfers=tuple(transfers), policy_id=pid, _commit=commit)
 
-    def _rotate_oracles(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, RotateOracles)
+    def _rotate_oracles(self, a: RotateOracles, stx: SignedAdminTx, now: int) -> Effect:
         validate_oracle_set(a.members, a.threshold)
         self._econ_check_members(a.members)
 
@@ -938,9 +919,7 @@ class LedgerState:
 
         return Effect(stx, TxKind.ROTATE_ORACLES, now, _commit=commit)
 
-    def _rotate_admin(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, RotateAdmin)
+    def _rotate_admin(self, a: RotateAdmin, stx: SignedAdminTx, now: int) -> Effect:
         if a.new_admin == self.admin:
             raise _fail(Reason.INVALID_PARAMETERS, "the new admin key is the current one")
 
@@ -1113,9 +1092,7 @@ class LedgerState:
                         f"payout {p.amount} per period >= cheapest attack {cheapest.path.value} costing "
                         f"{cheapest.cost} ({cheapest.detail}): raise the bonds or m")
 
-    def _set_econ_params(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, EconParams)
+    def _set_econ_params(self, a: EconParams, stx: SignedAdminTx, now: int) -> Effect:
         problem = economics.validate_params(a)
         if problem is not None:
             raise _fail(Reason.INVALID_PARAMETERS, problem)
@@ -1128,9 +1105,7 @@ class LedgerState:
 
         return Effect(stx, TxKind.SET_ECON_PARAMS, now, _commit=commit)
 
-    def _post_bond(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, PostBond)
+    def _post_bond(self, a: PostBond, stx: SignedAdminTx, now: int) -> Effect:
         kind = _holder_kind(a.holder_kind)
         if a.amount == 0:
             raise _fail(Reason.INVALID_PARAMETERS, "bond of 0")
@@ -1157,9 +1132,7 @@ class LedgerState:
         return Effect(stx, TxKind.POST_BOND, now, transfers=(Transfer(EXTERNAL, bond_account(kind, a.holder_id),
                                                                       amount),), _commit=commit)
 
-    def _unbond(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, Unbond)
+    def _unbond(self, a: Unbond, stx: SignedAdminTx, now: int) -> Effect:
         kind = _holder_kind(a.holder_kind)
         params = self._require_econ()
         bond = self.econ.bond(kind, a.holder_id)
@@ -1194,9 +1167,7 @@ class LedgerState:
         return Effect(stx, TxKind.UNBOND, now, transfers=(Transfer(bond_account(kind, a.holder_id), EXTERNAL,
                                                                    amount),), _commit=release)
 
-    def _issue_econ_policy(self, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-        a = tx.args
-        assert isinstance(a, EconPolicy)
+    def _issue_econ_policy(self, a: EconPolicy, stx: SignedAdminTx, now: int) -> Effect:
         self._require_econ()
         if a.group:
             if len(set(a.group)) != len(a.group) or len(a.group) < 2:
@@ -1207,7 +1178,7 @@ class LedgerState:
                 raise _fail(Reason.INVALID_PARAMETERS, f"need 2 <= m <= {len(a.group)}, m = {a.min_proofs}")
         elif a.min_proofs != 1 or a.overlap_tolerance_ms != 0:
             raise _fail(Reason.INVALID_PARAMETERS, "a single-device policy has m = 1 and no tolerance")
-        return self._issue(tx, stx, now, a.terms, a)
+        return self._issue(stx, now, a.terms, a)
 
     def _check_econ_tx(self, tx: Message, now: int) -> Effect:
         if isinstance(tx, GroupQuorumCertificate):
@@ -1485,21 +1456,39 @@ def _pay_from_lock(policy: Policy, claim_id: bytes, start_ts: int, end_ts: int, 
     policy.record(PaidWindow(claim_id, start_ts, end_ts, policy.period_of(end_ts), pay, height))
 
 
-_ADMIN_CHECKS: dict[AdminKind, Callable[[LedgerState, AdminTx, SignedAdminTx, int], Effect]] = {
-    AdminKind.REGISTER_CIRCUIT: LedgerState._register_circuit,
-    AdminKind.ENROL_DEVICE: LedgerState._enrol_device,
-    AdminKind.REVOKE_DEVICE: LedgerState._revoke_device,
-    AdminKind.ENROL_AGENT: LedgerState._enrol_agent,
-    AdminKind.REVOKE_AGENT: LedgerState._revoke_agent,
-    AdminKind.DEPOSIT: LedgerState._deposit,
-    AdminKind.WITHDRAW: LedgerState._withdraw,
-    AdminKind.ISSUE_POLICY: LedgerState._issue_policy,
-    AdminKind.ROTATE_ORACLES: LedgerState._rotate_oracles,
-    AdminKind.ROTATE_ADMIN: LedgerState._rotate_admin,
-    AdminKind.SET_ECON_PARAMS: LedgerState._set_econ_params,
-    AdminKind.POST_BOND: LedgerState._post_bond,
-    AdminKind.UNBOND: LedgerState._unbond,
-    AdminKind.ISSUE_ECON_POLICY: LedgerState._issue_econ_policy,
+_Args = TypeVar("_Args", bound=Message)
+_AdminCheck = Callable[[LedgerState, SignedAdminTx, int], Effect]
+
+
+def _admin_check(args_type: type[_Args], check: Callable[[LedgerState, _Args, SignedAdminTx, int], Effect]) -> _AdminCheck:
+    """A row of the admin table: the argument type its kind takes, and the check that decides it. The
+    one place an admin tx's arguments are matched to its kind, so every check receives them typed (the
+    decoder refuses a mismatch too; this holds the line for a tx built in memory)."""
+
+    def decide(state: LedgerState, stx: SignedAdminTx, now: int) -> Effect:
+        args = stx.tx.args
+        if not isinstance(args, args_type):
+            raise _fail(Reason.WRONG_TYPE, f"{AdminKind(stx.tx.kind).name} takes {args_type.NAME} arguments")
+        return check(state, args, stx, now)
+
+    return decide
+
+
+_ADMIN_CHECKS: dict[AdminKind, _AdminCheck] = {
+    AdminKind.REGISTER_CIRCUIT: _admin_check(RegisterCircuit, LedgerState._register_circuit),
+    AdminKind.ENROL_DEVICE: _admin_check(EnrolDevice, LedgerState._enrol_device),
+    AdminKind.REVOKE_DEVICE: _admin_check(RevokeDevice, LedgerState._revoke_device),
+    AdminKind.ENROL_AGENT: _admin_check(EnrolAgent, LedgerState._enrol_agent),
+    AdminKind.REVOKE_AGENT: _admin_check(RevokeAgent, LedgerState._revoke_agent),
+    AdminKind.DEPOSIT: _admin_check(Deposit, LedgerState._deposit),
+    AdminKind.WITHDRAW: _admin_check(Withdraw, LedgerState._withdraw),
+    AdminKind.ISSUE_POLICY: _admin_check(IssuePolicy, LedgerState._issue_policy),
+    AdminKind.ROTATE_ORACLES: _admin_check(RotateOracles, LedgerState._rotate_oracles),
+    AdminKind.ROTATE_ADMIN: _admin_check(RotateAdmin, LedgerState._rotate_admin),
+    AdminKind.SET_ECON_PARAMS: _admin_check(EconParams, LedgerState._set_econ_params),
+    AdminKind.POST_BOND: _admin_check(PostBond, LedgerState._post_bond),
+    AdminKind.UNBOND: _admin_check(Unbond, LedgerState._unbond),
+    AdminKind.ISSUE_ECON_POLICY: _admin_check(EconPolicy, LedgerState._issue_econ_policy),
 }
 
 
@@ -1957,14 +1946,12 @@ def _typed_key(key_type_value: int, data: bytes) -> PublicKey:
         raise _fail(Reason.INVALID_PARAMETERS, f"not a valid {key_type.name} key") from None
 
 
-def _enrol_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-    a = tx.args
-    assert isinstance(a, EnrolDeviceKey)
+def _enrol_device_key(self: LedgerState, a: EnrolDeviceKey, stx: SignedAdminTx, now: int) -> Effect:
     key = _typed_key(a.key_type, a.public_key)
     if key.key_id != a.enrol.device_id:
         raise _fail(Reason.INVALID_PARAMETERS, "device_id is not the key id of the enrolled key")
     # A re-anchor keeps the key by construction: another key has another key id, so another device.
-    inner = self._enrol_device(AdminTx.make(tx.ledger_id, tx.nonce, a.enrol), stx, now)
+    inner = self._enrol_device(a.enrol, stx, now)
     inner_commit = inner._commit
     device_id = a.enrol.device_id
 
@@ -1976,9 +1963,7 @@ def _enrol_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: i
     return Effect(stx, TxKind.ENROL_DEVICE_KEY, now, _commit=commit)
 
 
-def _set_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-    a = tx.args
-    assert isinstance(a, SetMeasurement)
+def _set_measurement(self: LedgerState, a: SetMeasurement, stx: SignedAdminTx, now: int) -> Effect:
     if a.component not in {int(c) for c in Component}:
         raise _fail(Reason.INVALID_PARAMETERS, f"unknown component {a.component}")
     item = (a.component, a.digest)
@@ -1999,9 +1984,7 @@ def _set_measurement(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: in
 _ROTATE_TAG = domain_tag(RotateDeviceKey.NAME)
 
 
-def _rotate_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-    a = tx.args
-    assert isinstance(a, RotateDeviceKey)
+def _rotate_device_key(self: LedgerState, a: RotateDeviceKey, stx: SignedAdminTx, now: int) -> Effect:
     device = _device(self, a.device_id)
     if device.revoked_ms is not None:
         raise _fail(Reason.INVALID_STATE_TRANSITION, "a revoked device has no key to rotate")
@@ -2026,9 +2009,7 @@ def _rotate_device_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: 
     return Effect(stx, TxKind.ROTATE_DEVICE_KEY, now, _commit=commit)
 
 
-def _set_lockdown(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-    a = tx.args
-    assert isinstance(a, SetLockdown)
+def _set_lockdown(self: LedgerState, a: SetLockdown, stx: SignedAdminTx, now: int) -> Effect:
     if a.breaker_share_bps > 10_000 or (a.breaker_share_bps and a.breaker_window_ms == 0):
         raise _fail(Reason.INVALID_PARAMETERS, "need breaker_share_bps <= 10000 and a window > 0")
 
@@ -2040,9 +2021,7 @@ def _set_lockdown(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) 
     return Effect(stx, TxKind.SET_LOCKDOWN, now, _commit=commit)
 
 
-def _lift(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
-    a = tx.args
-    assert isinstance(a, Lift)
+def _lift(self: LedgerState, a: Lift, stx: SignedAdminTx, now: int) -> Effect:
     if a.target == LiftTarget.PAYOUTS:
         if self.hw.paused_ms is None:
             raise _fail(Reason.INVALID_STATE_TRANSITION, "payouts are not paused")
@@ -2098,11 +2077,9 @@ def check_suspension(state: LedgerState, cert: SuspensionCertificate, now: int) 
 _TRANSPORT_TAG = domain_tag(BindTransportKey.NAME)
 
 
-def _bind_transport_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+def _bind_transport_key(self: LedgerState, a: BindTransportKey, stx: SignedAdminTx, now: int) -> Effect:
     """H8: the admin records which libp2p key a token-held oracle or agent key gossips under,
     endorsed by that key. Later bindings replace earlier ones (a new transport key after a restart)."""
-    a = tx.args
-    assert isinstance(a, BindTransportKey)
     agent = self.agents.get(a.principal)
     is_agent = agent is not None and agent.revoked_ms is None
     if not is_agent and a.principal not in self.oracle_set.members:
@@ -2126,10 +2103,8 @@ def gossip_senders(state: LedgerState, principals: frozenset[bytes] | set[bytes]
     return frozenset(principals) | frozenset(bound[p] for p in principals if p in bound)
 
 
-def _transfer_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+def _transfer_device(self: LedgerState, a: TransferDevice, stx: SignedAdminTx, now: int) -> Effect:
     """H9: hand a device to another enrolled agent, from this entry on."""
-    a = tx.args
-    assert isinstance(a, TransferDevice)
     device = _device(self, a.device_id)
     if device.revoked_ms is not None:
         raise _fail(Reason.DEVICE_REVOKED, "a revoked device cannot be transferred")
@@ -2145,10 +2120,8 @@ def _transfer_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: in
     return Effect(stx, TxKind.TRANSFER_DEVICE, now, _commit=commit)
 
 
-def _decommission_device(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+def _decommission_device(self: LedgerState, a: DecommissionDevice, stx: SignedAdminTx, now: int) -> Effect:
     """H11: final anchored head, policies closed, revoked: one entry."""
-    a = tx.args
-    assert isinstance(a, DecommissionDevice)
     _device(self, a.device_id)  # enrolled (NOT_FOUND otherwise)
     if a.device_id in self.hw.decommissioned:
         raise _fail(Reason.INVALID_STATE_TRANSITION, "the device is already decommissioned")
@@ -2200,10 +2173,8 @@ def custody_rejection(state: LedgerState, device_id: bytes, agent_id: bytes) -> 
     return Reason.DEVICE_NOT_IN_CUSTODY if custodian is not None and custodian != agent_id else None
 
 
-def _enrol_gateway_key(self: LedgerState, tx: AdminTx, stx: SignedAdminTx, now: int) -> Effect:
+def _enrol_gateway_key(self: LedgerState, a: EnrolGatewayKey, stx: SignedAdminTx, now: int) -> Effect:
     """H10: pin an enrolled agent's TPM attestation key (a later one replaces it)."""
-    a = tx.args
-    assert isinstance(a, EnrolGatewayKey)
     if not self.agent_enrolled(a.agent_id, now):
         raise _fail(Reason.UNKNOWN_AGENT, "the agent is not enrolled (or is revoked)")
     if a.ak_point[0] != 0x04 or _p256_point_or_none(a.ak_point) is None:
@@ -2252,13 +2223,13 @@ def gateway_results(state: LedgerState, agent_id: bytes) -> list[Result]:
 
 
 _ADMIN_CHECKS.update({
-    AdminKind.DECOMMISSION_DEVICE: _decommission_device,
-    AdminKind.ENROL_GATEWAY_KEY: _enrol_gateway_key,
-    AdminKind.TRANSFER_DEVICE: _transfer_device,
-    AdminKind.BIND_TRANSPORT_KEY: _bind_transport_key,
-    AdminKind.ENROL_DEVICE_KEY: _enrol_device_key,
-    AdminKind.SET_MEASUREMENT: _set_measurement,
-    AdminKind.ROTATE_DEVICE_KEY: _rotate_device_key,
-    AdminKind.SET_LOCKDOWN: _set_lockdown,
-    AdminKind.LIFT: _lift,
+    AdminKind.DECOMMISSION_DEVICE: _admin_check(DecommissionDevice, _decommission_device),
+    AdminKind.ENROL_GATEWAY_KEY: _admin_check(EnrolGatewayKey, _enrol_gateway_key),
+    AdminKind.TRANSFER_DEVICE: _admin_check(TransferDevice, _transfer_device),
+    AdminKind.BIND_TRANSPORT_KEY: _admin_check(BindTransportKey, _bind_transport_key),
+    AdminKind.ENROL_DEVICE_KEY: _admin_check(EnrolDeviceKey, _enrol_device_key),
+    AdminKind.SET_MEASUREMENT: _admin_check(SetMeasurement, _set_measurement),
+    AdminKind.ROTATE_DEVICE_KEY: _admin_check(RotateDeviceKey, _rotate_device_key),
+    AdminKind.SET_LOCKDOWN: _admin_check(SetLockdown, _set_lockdown),
+    AdminKind.LIFT: _admin_check(Lift, _lift),
 })

@@ -38,7 +38,6 @@ from faultproof.messages import (
     UnbondStep,
     Withdraw,
 )
-from faultproof.zk import TriggerParams
 from tests.conformance.backends import (
     OK,
     ChainBackend,
@@ -52,18 +51,17 @@ from tests.conformance.backends import (
     refused,
 )
 from tests.contracts.evmfix import ChainWorld, N, oracle_identity
-from tests.netfix import DAY, HOUR, MINUTE, SECOND, DeviceSim
+from tests.netfix import DAY, HOUR, MINUTE, SECOND, TRIGGERING, DeviceSim
+from tests.netfix import PARAMS as COUNT
 
 pytestmark = pytest.mark.slow
-COUNT = TriggerParams.count(80, 2)
-HIGH = [90, 95, 10, 12]  # two readings above 80: the trigger holds
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainWorld]:
     w = ChainWorld.start(Path(tmp_path_factory.mktemp("chain")))
     dev = DeviceSim.create(anchor_ts=1_000_000)
-    w.proof(dev, dev.record(HIGH), w.terms(dev, COUNT))  # so `last_proof` is never empty
+    w.proof(dev, dev.record(TRIGGERING), w.terms(dev, COUNT))  # so `last_proof` is never empty
     yield w
     w.stop()
 
@@ -147,7 +145,7 @@ class Runner:
         return self.both(what, lambda b: b.payout(spec), expect)
 
 
-def window(dev: DeviceSim, at_ms: int, readings: list[int] = HIGH) -> int:
+def window(dev: DeviceSim, at_ms: int, readings: list[int] = TRIGGERING) -> int:
     """Readings whose first window's start frame (a filler reading) is at at_ms: its seq."""
     dev.record([0], start_ts=at_ms)
     return dev.record(readings)
@@ -167,7 +165,7 @@ def test_every_payout_refusal_reads_the_same(run: Runner) -> None:
     before_term = window(dev, run.now - 35 * DAY)
     long_ago = window(dev, run.now - 20 * DAY)
     good = window(dev, run.now - 40 * SECOND)
-    same_day = dev.record(HIGH)
+    same_day = dev.record(TRIGGERING)
     future = window(dev, run.now + MINUTE)
     spec = ClaimSpec("p", dev, good)
     r = run
@@ -224,7 +222,7 @@ def test_sliding_and_out_of_order_windows(run: Runner) -> None:
 def test_the_lock_caps_what_a_policy_pays(run: Runner) -> None:
     dev = run.device()
     run.issue("p", dev, coverage=150, amount=100, period_ms=SECOND)
-    s = window(dev, run.now - MINUTE, HIGH * 3)
+    s = window(dev, run.now - MINUTE, TRIGGERING * 3)
     run.pay("first", ClaimSpec("p", dev, s), ("paid", 100))
     run.pay("what is left", ClaimSpec("p", dev, s + N), ("paid", 50))
     run.pay("P6 nothing left", ClaimSpec("p", dev, s + 2 * N), refused("coverage_exhausted"))
@@ -259,7 +257,7 @@ def test_revocation_is_never_retroactive(run: Runner) -> None:
     r.both("A2 not the admin", lambda b: b.admin_tx(RevokeDevice(device_id=dev.device_id), as_admin=False),
            refused("not_admin"))
     r.both("revoke", lambda b: b.admin_tx(RevokeDevice(device_id=dev.device_id)), OK)
-    after = dev.record(HIGH, start_ts=r.now - 2 * SECOND)  # ends after the revocation
+    after = dev.record(TRIGGERING, start_ts=r.now - 2 * SECOND)  # ends after the revocation
     r.at(r.now + 5 * SECOND)
     # S4 (DESIGN §11): the ledger pays a revoked device's window only if its end was anchored; the
     # contract keeps no device-history anchors and pays any window that ended before revocation.
@@ -281,7 +279,7 @@ def test_expiry_releases_the_lock_and_closes_the_policy(run: Runner) -> None:
     dev = run.device()
     end = run.now + HOUR
     run.issue("p", dev, start_ms=run.now - DAY, end_ms=end, claim_window_ms=HOUR, coverage=500, premium=10)
-    s = window(dev, run.now - MINUTE, HIGH * 2)
+    s = window(dev, run.now - MINUTE, TRIGGERING * 2)
     r = run
     r.pay("pays", ClaimSpec("p", dev, s), ("paid", 100))
     r.both("E1 during the term", lambda b: b.expire("p"), refused("expiry_too_early"))
@@ -485,7 +483,7 @@ def _slash_setup(r: Runner) -> tuple[DeviceSim, int, int]:
     dev = r.device()
     r.both("device bond", lambda b: b.admin_tx(bond(dev, 5_000)), OK)
     r.issue("p", dev, period_ms=SECOND)
-    s = window(dev, r.now - MINUTE, HIGH * 3)
+    s = window(dev, r.now - MINUTE, TRIGGERING * 3)
     return dev, s, s + N
 
 

@@ -39,7 +39,6 @@ from faultproof.messages import (
     UnbondStep,
     decode_any,
 )
-from faultproof.zk import TriggerParams
 from ledger.economics import REWARDS
 from ledger.evm.mirror import (
     ChainMirror,
@@ -67,10 +66,10 @@ from tests.conformance.backends import (
     _group_body,
 )
 from tests.contracts.evmfix import FUNDS, ChainWorld, N, oracle_identity, oracle_key
-from tests.netfix import DAY, HOUR, SECOND, DeviceSim
+from tests.netfix import DAY, HOUR, SECOND, TRIGGERING, DeviceSim
+from tests.netfix import PARAMS as COUNT
 
 pytestmark = pytest.mark.slow
-COUNT = TriggerParams.count(80, 2)
 
 
 def _insured(world: ChainWorld) -> tuple[EvmPool, IssuePolicy, ChainBody, bytes, QuorumCertificate]:
@@ -87,7 +86,7 @@ def _insured(world: ChainWorld) -> tuple[EvmPool, IssuePolicy, ChainBody, bytes,
     dev = world.new_device(pool)
     pid, terms = world.issue(pool, dev, COUNT)
     assert pid == chain_policy_id(pool.chain_id, pool.address, 1)
-    start = dev.record([90, 95, 10, 12], start_ts=world.now_ms() - 60 * SECOND)
+    start = dev.record(TRIGGERING, start_ts=world.now_ms() - 60 * SECOND)
     chain, proof = world.window(pool, dev, pid, terms, start)
     body = chain.body.replace(end_chain=chain.c_end.to_bytes(32, "big"))  # what honest oracles sign
     ed_qc = QuorumCertificate.from_approvals([body.approve(oracle_identity(i)) for i in range(4)])
@@ -163,13 +162,12 @@ def test_a_deep_follower_waits_for_confirmations_and_a_payout_without_its_signat
 
 DELAY = 60 * SECOND  # bond unlock delay: longer than the policies' 30 s claim window (EC4)
 PARAMS = EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500, unlock_delay_ms=DELAY)
-HIGH = [90, 95, 10, 12]  # two readings above 80: the trigger holds
 REPORTER = b"\x0e" * 32
 
 
 def _window(dev: DeviceSim, at_ms: int) -> int:
     dev.record([0], start_ts=at_ms)
-    return dev.record(HIGH)
+    return dev.record(TRIGGERING)
 
 
 def _bond(kind: BondHolder, holder: bytes, amount: int) -> PostBond:

@@ -14,15 +14,14 @@ import pytest
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import ExpirePolicy
 from faultproof.procs import free_port
-from faultproof.zk import TriggerParams
 from ledger.client import LedgerClient
 from ledger.evm.settlement import EvmSettlement, parse_evm_url
 from ledger.settlement import Settlement, connect
 from tests.contracts.evmfix import ChainWorld
+from tests.netfix import PARAMS as COUNT
 from tests.netfix import SECOND
 
 pytestmark = pytest.mark.slow
-COUNT = TriggerParams.count(80, 2)
 ADDR = "0x" + "ab" * 20
 
 

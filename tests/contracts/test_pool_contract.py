@@ -12,13 +12,12 @@ import pytest
 
 from faultproof.errors import Reason
 from faultproof.messages import RevokeDevice
-from faultproof.zk import TriggerParams
 from ledger.evm.pool import EvmPool, EvmRefused
 from tests.contracts.evmfix import ChainWorld, oracle_identity, oracle_key
+from tests.netfix import PARAMS as COUNT
 from tests.netfix import SECOND
 
 pytestmark = pytest.mark.slow
-COUNT = TriggerParams.count(80, 2)
 
 
 def snapshot(world: ChainWorld, pool: EvmPool) -> tuple[dict[str, int], int]:

@@ -39,9 +39,7 @@ def _refused(state, tx, now: int) -> Reason:  # type: ignore[no-untyped-def]
 def test_decommission_closes_revokes_and_the_device_is_never_paid() -> None:
     keys = make_ledger(4)
     sc = Scenario.standard(keys)
-    state = sc.set_up()
-    agent = identity("agent")
-    state.apply(keys.sign(EnrolAgent(agent_id=agent.public_key)), T0)
+    state, agent = sc.set_up_with_agent("agent")
     did, pid = sc.device.public_key, sc.policy_id
     early, late = sc.body(0), sc.body(2)
     now = sc.time_after(0)

@@ -36,6 +36,7 @@ from faultproof.messages import (
     Deposit,
     DeviceHead,
     EconPolicy,
+    EnrolAgent,
     EnrolDevice,
     Genesis,
     IssuePolicy,
@@ -191,6 +192,13 @@ class Scenario:
         for tx in self.setup_txs:
             state.apply(tx, self.now)
         return state
+
+    def set_up_with_agent(self, agent_label: str = "agent") -> tuple[LedgerState, Identity]:
+        """`set_up`, then an agent enrolled at `now` (one that anchors the device's heads)."""
+        state = self.set_up()
+        agent = identity(agent_label)
+        state.apply(self.keys.sign(EnrolAgent(agent_id=agent.public_key)), self.now)
+        return state, agent
 
     def more_policy(self, device_label: str, **terms: int) -> tuple[list[SignedAdminTx], bytes, IssuePolicy]:
         """Txs enrolling another device and issuing it a policy on the same circuit."""

@@ -45,9 +45,7 @@ def _head(device: bytes, seq: int, ts: int) -> DeviceHead:
 def test_select_heads_skips_what_the_ledger_would_refuse_or_holds() -> None:
     keys = make_ledger(5)
     sc = Scenario.standard(keys)
-    state = sc.set_up()
-    agent = identity("agent-a")
-    state.apply(keys.sign(EnrolAgent(agent_id=agent.public_key)), T0)
+    state, agent = sc.set_up_with_agent("agent-a")
     dev = sc.device.public_key
     held = _head(dev, 5, T0)
     state.apply(build_anchors(keys.ledger_id, agent, 1, [held])[0], T0 + SECOND)

@@ -19,6 +19,8 @@ from faultproof.errors import Reason, Stage
 from faultproof.identity import Identity, domain_tag
 from faultproof.merkle import merkle_root
 from faultproof.messages import (
+    AdminKind,
+    AdminTx,
     BondHolder,
     DecommissionDevice,
     Deposit,
@@ -136,6 +138,19 @@ async def test_admin_nonce_replayed_skipped_or_cross_ledger(tmp_path: Path) -> N
                           Reason.WRONG_LEDGER)
         await env.ok(keys.sign(Deposit(amount=5)))
         assert env.state.admin_nonce == keys.next_nonce - 1
+
+
+async def test_admin_args_not_of_the_kind_s_type(tmp_path: Path) -> None:
+    """A tx whose arguments are not the type its kind takes can only be built in memory (the decoder
+    refuses it): the admin table refuses it WRONG_TYPE, whichever check the kind leads to, and nothing
+    changes."""
+    async with funded(tmp_path) as (env, sc):
+        keys = env.keys
+        for args, kind in ((Deposit(amount=5), AdminKind.WITHDRAW), (Withdraw(amount=5), AdminKind.LIFT)):
+            tx = AdminTx.make(keys.ledger_id, keys.next_nonce, args)
+            object.__setattr__(tx, "kind", int(kind))  # past AdminTx's own check, as no decoded tx gets
+            await env.refused(tx.sign(keys.admin), Reason.WRONG_TYPE)
+        await env.ok(keys.sign(Deposit(amount=5)))
 
 
 async def test_admin_signature(tmp_path: Path) -> None:

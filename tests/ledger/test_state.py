@@ -18,11 +18,14 @@ from ledger.state import (
     LedgerState,
     PolicyEvent,
     PolicyStatus,
+    TxKind,
     build_payout_body,
     payout_rejection,
     transition,
+    tx_kind,
 )
 from tests.ledger.helpers import DAY, HOUR, T0, Scenario, make_ledger
+from tests.vectors.samples import samples
 
 KEYS = make_ledger(4)
 OPS = st.lists(st.tuples(st.sampled_from(["deposit", "withdraw", "payout", "expire", "issue", "tick"]),
@@ -145,3 +148,23 @@ def test_entry_bytes_reuse_the_transaction_encoding() -> None:
         assert entry_bytes(entry, entry.tx.encode()) == entry.encode()
         signed = entry.sign(keys.ledger_key)
         assert signed_entry_bytes(entry.encode(), signed.signature) == signed.encode()
+
+
+def test_tx_kind_of_every_message_type() -> None:
+    """The kind a transaction is recorded and counted as (an admin tx's: its admin kind's); a group
+    QC pays although it is one of the economic types; no other message is a ledger transaction."""
+    kinds = {"quorum-certificate": TxKind.PAYOUT, "signed-admin-tx": TxKind.ISSUE_POLICY,
+             "expire-policy": TxKind.EXPIRE, "genesis": TxKind.GENESIS, "vote-equivocation": TxKind.SLASH,
+             "contradicting-approve": TxKind.SLASH, "frame-equivocation": TxKind.SLASH,
+             "group-quorum-certificate": TxKind.GROUP_PAYOUT, "chain-slash": TxKind.SLASH,
+             "signed-device-anchor": TxKind.ANCHOR, "signed-evidence": TxKind.ATTEST,
+             "gateway-quote": TxKind.GATEWAY_QUOTE, "suspension-certificate": TxKind.SUSPEND_DEVICE}
+    every = samples()
+    assert set(kinds) <= set(every)
+    for name, msg in every.items():
+        if name in kinds:
+            assert tx_kind(msg) is kinds[name], name
+        else:
+            with pytest.raises(FaultproofError) as e:
+                tx_kind(msg)
+            assert e.value.reason is Reason.WRONG_TYPE, name

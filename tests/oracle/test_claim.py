@@ -5,6 +5,7 @@ other machine at once); the simulator in tests/sim does the same under faults.""
 from __future__ import annotations
 
 import ast
+import typing
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,17 @@ def test_transition_table_is_total_with_a_reason_for_every_refusal() -> None:
             if (status, move) in REFUSALS:
                 assert not isinstance(out, ClaimStatus) and out
     assert not any(isinstance(transition(ClaimStatus.PAID, m), ClaimStatus) for m in Move)  # final
+
+
+def test_every_event_takes_one_step_and_anything_else_is_a_type_error() -> None:
+    """`handle` dispatches through the EVENT_STEPS table: a row for each member of `Event`, none
+    for anything else, which is a TypeError (the node builds the events: a bug, not a network input)."""
+    assert set(cm.EVENT_STEPS) == set(typing.get_args(cm.Event))
+    machine = ClaimMachine(IDS[0], oset(0))
+    for not_an_event in (object(), cm.Recheck(b"\x01" * 32), cm.Tick):
+        with pytest.raises(TypeError, match="not an event"):
+            machine.handle(not_an_event)  # type: ignore[arg-type]
+    assert machine.handle(cm.Tick(1_000)) == [] and machine.claims == {}
 
 
 def test_honest_cluster_certifies_and_each_votes_once() -> None:

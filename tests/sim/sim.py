@@ -120,15 +120,23 @@ class Disk:
     qcs: dict[bytes, QuorumCertificate] = field(default_factory=dict)
 
 
-class SimOracle:
-    def __init__(self, sim: Simulator, index: int, key: Identity, clock_offset_ms: int) -> None:
+class Member:
+    """What the simulator knows of every oracle-set member, honest (`SimOracle`) or not
+    (`Byzantine`): its simulator, its index in the set, its key, and whether it runs."""
+
+    def __init__(self, sim: Simulator, index: int, key: Identity, *, up: bool) -> None:
         self.sim = sim
         self.index = index
         self.key = key
         self.id = key.public_key
+        self.up = up
+
+
+class SimOracle(Member):
+    def __init__(self, sim: Simulator, index: int, key: Identity, clock_offset_ms: int) -> None:
+        super().__init__(sim, index, key, up=False)  # until `start`
         self.offset = clock_offset_ms
         self.disk = Disk()
-        self.up = False
         self.incarnation = 0
         self.machine: ClaimMachine | None = None
         self.state: LedgerState | None = None
@@ -325,16 +333,12 @@ class SimOracle:
 # ====================================================================== Byzantine members
 
 
-class Byzantine:
+class Byzantine(Member):
     """A member's key and none of the rules: it answers every claim it hears as its kind says."""
 
     def __init__(self, sim: Simulator, index: int, key: Identity, kind: str) -> None:
-        self.sim = sim
-        self.index = index
-        self.key = key
-        self.id = key.public_key
+        super().__init__(sim, index, key, up=True)
         self.kind = kind
-        self.up = True
         self.seen: set[bytes] = set()
 
     def epoch(self) -> int:
