@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -511,9 +511,7 @@ class IngestEngine:
 
 
 def _claim_row(w: Window, now: int) -> dict[str, Any]:
-    return {"claim_id": w.claim_id, "policy_id": w.policy_id, "device_id": w.device_id, "epoch": w.epoch,
-            "start_seq": w.start_seq, "end_seq": w.end_seq, "start_ts": w.start_ts, "end_ts": w.end_ts,
-            "period": w.period, "circuit_id": w.circuit_id, "status": "detected", "detected_ms": now}
+    return {"claim_id": w.claim_id, **asdict(w), "status": "detected", "detected_ms": now}
 
 
 def frames_of(readings: Sequence[Any]) -> list[Incoming]:
