@@ -106,7 +106,7 @@ async def list_claims(request: web.Request) -> web.Response:
     status = request.query.get("status")
     device = request.query.get("device_id")
     out = [r.to_json() for r in agent.manager.records.values()
-           if (status is None or r.status.value == status) and (device is None or r.device_id.hex() == device)]
+           if (status is None or r.status.value == status) and (device is None or r.window.device_id.hex() == device)]
     out.sort(key=lambda c: c["detected_ms"], reverse=True)
     return web.json_response({"claims": out})
 

@@ -38,7 +38,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,18 +85,11 @@ assert {s.value for s in FINAL} == set(FINAL_STATUSES)
 
 @dataclass
 class ClaimRecord:
-    """A claims-table row in memory, plus the follow-up schedule (not persisted)."""
+    """A claims-table row in memory: the window the detector found and where its claim stands, plus
+    the follow-up schedule (not persisted)."""
 
     claim_id: bytes
-    policy_id: bytes
-    device_id: bytes
-    epoch: int
-    start_seq: int
-    end_seq: int
-    start_ts: int
-    end_ts: int
-    period: int
-    circuit_id: bytes
+    window: Window
     status: ClaimStatus
     detected_ms: int
     reason: str | None = None
@@ -112,23 +105,23 @@ class ClaimRecord:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimRecord:
-        kw = {k: row[k] for k in row if k in cls.__dataclass_fields__}
-        kw["status"] = ClaimStatus(row["status"])
+        kw = dict(row)
         for k in ("claim_id", "policy_id", "device_id", "circuit_id", "signed"):
             if kw.get(k) is not None:
                 kw[k] = bytes(kw[k])
-        return cls(**kw)
+        window = Window(**{f.name: kw.pop(f.name) for f in fields(Window)})
+        kw = {k: v for k, v in kw.items() if k in cls.__dataclass_fields__}
+        kw["status"] = ClaimStatus(kw["status"])
+        return cls(window=window, **kw)
 
     @classmethod
     def from_window(cls, w: Window, now_ms: int) -> ClaimRecord:
-        return cls(w.claim_id, w.policy_id, w.device_id, w.epoch, w.start_seq, w.end_seq, w.start_ts, w.end_ts,
-                   w.period, w.circuit_id, ClaimStatus.DETECTED, now_ms)
+        return cls(w.claim_id, w, ClaimStatus.DETECTED, now_ms)
 
     def to_json(self) -> dict[str, Any]:
+        window = {k: v.hex() if isinstance(v, bytes) else v for k, v in asdict(self.window).items()}
         return {
-            "claim_id": self.claim_id.hex(), "policy_id": self.policy_id.hex(), "device_id": self.device_id.hex(),
-            "epoch": self.epoch, "start_seq": self.start_seq, "end_seq": self.end_seq, "start_ts": self.start_ts,
-            "end_ts": self.end_ts, "period": self.period, "circuit_id": self.circuit_id.hex(),
+            "claim_id": self.claim_id.hex(), **window,
             "status": self.status.value, "reason": self.reason, "detected_ms": self.detected_ms,
             "proved_ms": self.proved_ms, "prove_seconds": self.prove_seconds, "submitted_ms": self.submitted_ms,
             "decided_ms": self.decided_ms, "attempts": self.attempts, "paid": self.paid,
@@ -412,8 +405,8 @@ class ClaimManager:
 
     def _deadline(self, rec: ClaimRecord) -> float:
         """When the ledger stops taking this claim (end_ts + the policy's claim window)."""
-        window = self.claim_window_ms(rec.policy_id) if self.claim_window_ms is not None else None
-        return float(rec.end_ts + (window or 0))
+        window = self.claim_window_ms(rec.window.policy_id) if self.claim_window_ms is not None else None
+        return float(rec.window.end_ts + (window or 0))
 
     async def _prove(self, rec: ClaimRecord) -> None:
         if self.paid_amount(rec.claim_id) is not None:
@@ -433,19 +426,20 @@ class ClaimManager:
     async def _make_claim(self, rec: ClaimRecord) -> tuple[SignedClaim, float]:
         from faultproof.zk.statement import Witness
 
-        built = self.circuits.get(rec.circuit_id)
+        w = rec.window
+        built = self.circuits.get(w.circuit_id)
         if built is None:
             raise FaultproofError(Reason.UNKNOWN_CIRCUIT, "no proving key for this claim's circuit")
-        params = self.policy_params(rec.policy_id)
+        params = self.policy_params(w.policy_id)
         if params is None:
             raise FaultproofError(Reason.UNKNOWN_POLICY, "the policy is not in the ledger view")
-        key = self.blinding_keys.get(rec.device_id)
+        key = self.blinding_keys.get(w.device_id)
         if key is None:
             raise FaultproofError(Reason.UNKNOWN_DEVICE, "no blinding key for this device")
-        rows: list[FrameRow] = await asyncio.to_thread(load_window, self.store_path, rec.device_id, rec.epoch,
-                                                       rec.start_seq, rec.end_seq)
-        n = rec.end_seq - rec.start_seq
-        if [r.seq for r in rows] != list(range(rec.start_seq, rec.end_seq + 1)) or not all(r.linked for r in rows[1:]):
+        rows: list[FrameRow] = await asyncio.to_thread(load_window, self.store_path, w.device_id, w.epoch,
+                                                       w.start_seq, w.end_seq)
+        n = w.end_seq - w.start_seq
+        if [r.seq for r in rows] != list(range(w.start_seq, w.end_seq + 1)) or not all(r.linked for r in rows[1:]):
             raise FaultproofError(Reason.NOT_FOUND, "the window's frames are no longer stored complete")
         readings = rows[1:]
         blindings = await asyncio.to_thread(lambda: [chain.blinding_value(key, r.seq) for r in readings])
@@ -459,10 +453,10 @@ class ClaimManager:
         seconds = time.perf_counter() - started
 
         def signed_frame(r: FrameRow) -> SignedFrame:
-            return SignedFrame(frame=Frame(device_id=rec.device_id, epoch=rec.epoch, seq=r.seq, ts_ms=r.ts,
+            return SignedFrame(frame=Frame(device_id=w.device_id, epoch=w.epoch, seq=r.seq, ts_ms=r.ts,
                                            chain=r.chain), signature=r.signature)
 
-        claim = Claim(policy_id=rec.policy_id, start=signed_frame(rows[0]), end=signed_frame(rows[-1]), proof=proof,
+        claim = Claim(policy_id=w.policy_id, start=signed_frame(rows[0]), end=signed_frame(rows[-1]), proof=proof,
                       agent_id=self.agent.public_key, created_ms=self.clock())
         assert claim.claim_id == rec.claim_id
         return claim.sign(self.agent), seconds
@@ -520,7 +514,7 @@ class ClaimManager:
             return
         if rec.status is ClaimStatus.DETECTED or rec.signed is None:
             return  # the prover has it
-        if self.held(rec.device_id):
+        if self.held(rec.window.device_id):
             return  # quarantined: held
         now = time.monotonic()
         if now < rec.next_at:

@@ -378,14 +378,14 @@ class Agent:
 
     def _ledger_rejection(self, rec: ClaimRecord) -> str | None:
         assert self.replica is not None and self.replica.state is not None
-        state = self.replica.state
-        p = state.policy(rec.policy_id)
+        state, w = self.replica.state, rec.window
+        p = state.policy(w.policy_id)
         if p is None:
             return None
-        return ledger_rejection(end_ts=rec.end_ts, claim_window_ms=p.terms.claim_window_ms, ledger_time_ms=state.time_ms,
-                                period_paid=p.period_paid(p.period_of(rec.end_ts)),
-                                overlaps_paid=p.overlaps(rec.start_ts, rec.end_ts),
-                                decommissioned=rec.device_id in state.hw.decommissioned)
+        return ledger_rejection(end_ts=w.end_ts, claim_window_ms=p.terms.claim_window_ms, ledger_time_ms=state.time_ms,
+                                period_paid=p.period_paid(p.period_of(w.end_ts)),
+                                overlaps_paid=p.overlaps(w.start_ts, w.end_ts),
+                                decommissioned=w.device_id in state.hw.decommissioned)
 
     def _claim_window_ms(self, policy_id: bytes) -> int | None:
         assert self.replica is not None and self.replica.state is not None

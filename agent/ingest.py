@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from agent.frames import Incoming, Undecodable, Verdict
 from agent.metrics import AgentMetrics
 from agent.store import FINAL_STATUSES, Store
 from faultproof.errors import FaultproofError, Reason
+from faultproof.futures import settle_from_thread
 
 log = logging.getLogger("faultproof.agent.ingest")
 
@@ -181,17 +182,8 @@ class IngestEngine:
         return True
 
     async def submit_async(self, frames: list[Incoming] | Undecodable, *, transport: str = "http") -> IngestResult:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[IngestResult] = loop.create_future()
-
-        def settle(result: IngestResult) -> None:
-            if not fut.done():
-                fut.set_result(result)
-
-        def done(result: IngestResult) -> None:
-            loop.call_soon_threadsafe(settle, result)
-
-        if not self.submit(frames, done, transport=transport, block=False):
+        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        if not self.submit(frames, lambda result: settle_from_thread(fut, result), transport=transport, block=False):
             raise FaultproofError(Reason.UNAVAILABLE, "ingest queue is full; retry later")
         return await fut
 
@@ -241,20 +233,8 @@ class IngestEngine:
         self.run_op(op)
 
     async def run_op_async(self, fn: Callable[[Store], Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-
-        def done(value: Any, exc: BaseException | None) -> None:
-            def settle() -> None:
-                if fut.done():
-                    return
-                if exc is not None:
-                    fut.set_exception(exc)
-                else:
-                    fut.set_result(value)
-            loop.call_soon_threadsafe(settle)
-
-        self.run_op(fn, done)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.run_op(fn, lambda value, exc: settle_from_thread(fut, value, exc))
         return await fut
 
     async def update_claim(self, claim_id: bytes, values: dict[str, Any]) -> None:
@@ -519,9 +499,7 @@ class IngestEngine:
 
 
 def _claim_row(w: Window, now: int) -> dict[str, Any]:
-    return {"claim_id": w.claim_id, "policy_id": w.policy_id, "device_id": w.device_id, "epoch": w.epoch,
-            "start_seq": w.start_seq, "end_seq": w.end_seq, "start_ts": w.start_ts, "end_ts": w.end_ts,
-            "period": w.period, "circuit_id": w.circuit_id, "status": "detected", "detected_ms": now}
+    return {"claim_id": w.claim_id, **asdict(w), "status": "detected", "detected_ms": now}
 
 
 def frames_of(readings: Sequence[Any]) -> list[Incoming]:

@@ -38,17 +38,13 @@ from typing import Any
 
 from agent.provision import ProvisionedDevice, load_blinding_key, provision
 from faultproof import chain
+from faultproof.futures import settle_from_thread
 from faultproof.identity import Identity
 from faultproof.messages import DeviceReading, Frame, ReadingBatch, UnsignedReading
 
 AnyReading = DeviceReading | UnsignedReading  # what a device sends (UnsignedReading: DESIGN §16)
 
 TOPIC_PREFIX = "faultproof/v1/devices/"
-
-
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 def topic_for(device_id: bytes) -> str:
@@ -357,8 +353,7 @@ class MqttTransport(Transport):
             if fut is None:
                 self._early.add(mid)  # PUBACK before send() registered the mid
                 return
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(_settle, fut)
+        settle_from_thread(fut)
 
     async def send(self, device: SimDevice, readings: Sequence[AnyReading]) -> None:
         if self._loop is None:

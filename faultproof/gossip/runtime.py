@@ -49,6 +49,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
 
 from faultproof.errors import FaultproofError, Reason
+from faultproof.futures import settle_from_thread
 from faultproof.gossip import catchup, libp2p_tuning
 from faultproof.gossip.keys import public_key_of
 from faultproof.gossip.metrics import GossipMetrics
@@ -252,16 +253,8 @@ class GossipRuntime:
     # ------------------------------------------------------------------ trio side
 
     def _resolve(self, fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
-        def apply() -> None:
-            if fut.done():
-                return
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
-
         try:
-            self.loop.call_soon_threadsafe(apply)
+            settle_from_thread(fut, result, exc)
         except RuntimeError:  # loop closed: nobody is waiting any more
             pass
 

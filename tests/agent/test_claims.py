@@ -137,3 +137,29 @@ def test_which_oracle_refusals_count_as_rejections() -> None:
                  "no_such_code", None, 7):
         assert content_refusal(code) is None, code  # says nothing about the claim's content
     assert [backoff_s(a, 1.0, 30.0) for a in (0, 1, 4, 5, 99)] == [1.0, 2.0, 16.0, 30.0, 30.0]
+
+
+async def test_a_stored_claim_reads_back_and_serves_the_same_json(tmp_path: Path) -> None:
+    """A claims-table row in memory and back out: the window the detector found is the one stored,
+    loaded and served (GET /v1/claims keys and values, in this order)."""
+    from agent.detect import Window
+    from agent.ingest import _claim_row
+
+    w = Window(policy_id=bytes(32), device_id=bytes([1]) * 32, epoch=0, start_seq=0, end_seq=4,
+               start_ts=NOW - 5000, end_ts=NOW - 1000, period=0, circuit_id=bytes(32))
+    assert _claim_row(w, NOW - 900) == {k: v for k, v in _row().items() if k != "signed"} | {
+        "claim_id": w.claim_id, "status": "detected"}
+    m, engine = await _manager(tmp_path / "a.db", [], {})
+    try:
+        rec = m.records[CID]
+        assert ClaimRecord.from_row(_row()) == rec
+        assert list(rec.to_json().items()) == [
+            ("claim_id", CID.hex()), ("policy_id", bytes(32).hex()), ("device_id", (bytes([1]) * 32).hex()),
+            ("epoch", 0), ("start_seq", 0), ("end_seq", 4), ("start_ts", NOW - 5000), ("end_ts", NOW - 1000),
+            ("period", 0), ("circuit_id", bytes(32).hex()), ("status", "submitted"), ("reason", None),
+            ("detected_ms", NOW - 900), ("proved_ms", None), ("prove_seconds", None), ("submitted_ms", None),
+            ("decided_ms", None), ("attempts", 0), ("paid", None)]
+        fresh = ClaimRecord.from_window(w, NOW - 900)  # as the detector hands it over: the same window
+        assert fresh.to_json() == rec.to_json() | {"claim_id": w.claim_id.hex(), "status": "detected"}
+    finally:
+        await asyncio.to_thread(engine.stop)

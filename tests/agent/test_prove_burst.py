@@ -11,13 +11,13 @@ import asyncio
 from typing import Any
 
 from agent.claims import ClaimManager, ClaimRecord, ClaimStatus
+from agent.detect import Window
 
 
 def record(i: int, end_ts: int) -> ClaimRecord:
-    return ClaimRecord(claim_id=bytes([i]) * 32, policy_id=bytes([i % 2]) * 32,
-                       device_id=b"\x07" * 32, epoch=0, start_seq=0, end_seq=16, start_ts=0,
-                       end_ts=end_ts, period=0, circuit_id=b"\x01" * 32,
-                       status=ClaimStatus.DETECTED, detected_ms=0)
+    window = Window(policy_id=bytes([i % 2]) * 32, device_id=b"\x07" * 32, epoch=0, start_seq=0, end_seq=16,
+                    start_ts=0, end_ts=end_ts, period=0, circuit_id=b"\x01" * 32)
+    return ClaimRecord(claim_id=bytes([i]) * 32, window=window, status=ClaimStatus.DETECTED, detected_ms=0)
 
 
 async def test_burst_of_claims_is_proved_concurrently_with_deadlines() -> None:
@@ -45,7 +45,7 @@ async def test_burst_of_claims_is_proved_concurrently_with_deadlines() -> None:
             break
     # All five are with the prover at the same time (before: one, until it finished).
     assert sorted(started) == sorted(
-        (r.claim_id, float(r.end_ts + windows[r.policy_id])) for r in recs)
+        (r.claim_id, float(r.window.end_ts + windows[r.window.policy_id])) for r in recs)
     assert manager.proving in {r.claim_id for r in recs}
     loop_task.cancel()
     await asyncio.gather(loop_task, return_exceptions=True)

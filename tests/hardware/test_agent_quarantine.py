@@ -80,6 +80,7 @@ def test_a_quarantine_outlives_a_restart_until_the_ledger_reinstates_the_device(
 
 async def test_claim_manager_holds_a_quarantined_devices_claims(tmp_path: Path) -> None:
     from agent.claims import ClaimManager, ClaimRecord, ClaimStatus
+    from agent.detect import Window
     from agent.metrics import AgentMetrics
     from faultproof.errors import Reason
     from faultproof.identity import Identity
@@ -91,7 +92,7 @@ async def test_claim_manager_holds_a_quarantined_devices_claims(tmp_path: Path) 
         mgr = ClaimManager(engine=e, store_path=tmp_path / "h.db", agent=Identity.generate(), prover=None,  # type: ignore[arg-type]
                            circuits={}, blinding_keys={}, policy_params=lambda p: None,
                            paid_amount=lambda c: None, sender=None, metrics=AgentMetrics())  # type: ignore[arg-type]
-        rec = ClaimRecord(b"\x01" * 32, b"\x02" * 32, d.device_id, 0, 1, 5, NOW - 5_000, NOW, 0, b"\x03" * 32,
+        rec = ClaimRecord(b"\x01" * 32, Window(b"\x02" * 32, d.device_id, 0, 1, 5, NOW - 5_000, NOW, 0, b"\x03" * 32),
                           ClaimStatus.PROVED, NOW, signed=b"signed claim bytes")
         assert not mgr.held(d.device_id)
         assert e.anomaly.refused(d.device_id, Reason.ATTESTATION_FAILED, NOW) is not None
