@@ -95,15 +95,8 @@ class GroupService:
         node = self.node
         cid = signed.claim.claim_id
         if not self.book.has_part(signed):
-            try:
-                part = check_part(signed, node.view.state)
-            except FaultproofError:
-                # As for a lone claim (DESIGN §4.2): refused for its content only on a view
-                # refreshed after it arrived (a device or agent enrolled a moment ago).
-                if refreshed:
-                    raise
-                await node.follower.refresh()
-                part = check_part(signed, node.view.state)
+            # As for a lone claim (DESIGN §4.2): refused only on a view refreshed after it arrived.
+            part = await node.content_checked(check_part, signed, refreshed)
             # The sender pays before the proof, as for any claim (DESIGN §10, item 13.2).
             if not node._agent_limiter.allow(signed.claim.agent_id, time.monotonic()):
                 raise FaultproofError(Reason.RATE_LIMITED, "too many claims from this agent")

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -59,7 +59,7 @@ from faultproof.messages import (
 )
 from faultproof.retry import Reachability, unless_stopped
 from ledger.settlement import connect
-from ledger.state import Effect, TxKind, gossip_senders
+from ledger.state import Effect, LedgerState, TxKind, gossip_senders
 from oracle import claim as cm
 from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.config import OracleConfig
@@ -74,6 +74,7 @@ from oracle.verifier import ProofVerifier, VerifyFn
 from oracle.view import LedgerFollower, LedgerView
 
 log = logging.getLogger("faultproof.oracle")
+Checked_T = TypeVar("Checked_T")
 
 # Votes per gossip message. A VoteBatch may hold 256, but a 64-vote batch (~35 KB) keeps every
 # pubsub RPC small (large RPCs are where py-libp2p is fragile) while still turning a burst of
@@ -484,6 +485,21 @@ class OracleNode:
         later = retry_at(reason, checked.body, state, now) if reason is not None else None
         return checked, reason, later, state.paid_claim(cid) is not None
 
+    async def content_checked(self, check: Callable[[SignedClaim, LedgerState], Checked_T], signed: SignedClaim,
+                              refreshed: bool) -> Checked_T:
+        """`check` (content rules: a claim's or a part's) on our replica. The replica may lag the
+        ledger (a policy or device added a moment ago, a follower backing off after a ledger
+        restart): a claim is refused for its content only on a view refreshed after it arrived
+        (DESIGN §4.2). `refreshed`: it was already (junk then costs one catch-up, not two)."""
+        assert self.follower is not None
+        try:
+            return check(signed, self.view.state)
+        except FaultproofError:
+            if refreshed:
+                raise
+            await self.follower.refresh()
+            return check(signed, self.view.state)
+
     async def _process(self, signed: SignedClaim, source: str, refreshed: bool) -> Accepted:
         """`refreshed`: the view was refreshed after the claim arrived (junk costs one catch-up)."""
         assert self.machine is not None
@@ -491,16 +507,7 @@ class OracleNode:
         arrived = time.monotonic()
         claim = signed.claim
         assert self.follower is not None
-        try:
-            checked = check_content(signed, self.view.state)
-        except FaultproofError:
-            # Our replica may lag the ledger (a policy or device added a moment ago, a follower
-            # backing off after a ledger restart): a claim is refused for its content only on a
-            # view refreshed after it arrived (DESIGN §4.2).
-            if refreshed:
-                raise
-            await self.follower.refresh()
-            checked = check_content(signed, self.view.state)
+        checked = await self.content_checked(check_content, signed, refreshed)
         # The sender pays before the expensive proof check (item 13.2): an agent replaying a
         # device's public frames with junk proofs spends its own budget, never the device's.
         if not self._agent_limiter.allow(claim.agent_id, time.monotonic()):

@@ -70,7 +70,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 @pytest.fixture(scope="session")
 def ledger_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """A ledger process with a 4-member oracle set (k = 3) whose oracles are NOT started: tests run
-    the oracle daemons in-process (`tests.netfix.memory_oracle_nodes`). Each test uses its own
+    the oracle daemons in-process (`tests.netfix.memory_oracle_network`). Each test uses its own
     devices and policies, so they share it."""
     network = Network.start(tmp_path_factory.mktemp("ledger-only"), n=4, k=3, start_oracles=False)
     try:

@@ -39,10 +39,10 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from faultproof.chain import blinding_value, chain_anchor, chain_step, chain_to_bytes
 from faultproof.identity import Identity
@@ -65,6 +65,9 @@ from faultproof.messages import (
 )
 from faultproof.procs import ManagedProcess, free_port, stop_all
 from faultproof.zk import BuiltCircuit, TriggerParams, Witness, build, export_vkey, prove
+
+if TYPE_CHECKING:
+    from oracle.node import OracleNode
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -499,6 +502,16 @@ class Network:
     def enrol_agent(self, agent: Identity) -> None:
         self.admin_txs([EnrolAgent(agent_id=agent.public_key)])
 
+    def switch_econ_on(self, oracle_bond: int = 10_000) -> None:
+        """Bond every oracle, then switch the economic rules on (DESIGN §14): a staging cost up to
+        500 per device, a fifth of a slashed bond to its reporter, bonds locked for 30 days."""
+        from faultproof.messages import BondHolder, EconParams, PostBond
+
+        self.admin_txs([PostBond(holder_kind=BondHolder.ORACLE, holder_id=o.public_key, amount=oracle_bond)
+                        for o in self.oracle_ids])
+        self.admin_txs([EconParams(min_oracle_bond=oracle_bond, max_staging_cost=500, reporter_share_bps=2_000,
+                                   unlock_delay_ms=30 * DAY)])
+
     def claim(self, dev: DeviceSim, pid: bytes, terms: IssuePolicy, start_seq: int, *,
               agent: Identity | None = None, proof: bytes | None = None) -> SignedClaim:
         return make_claim(self.circuit, dev, pid, terms, start_seq, agent or self.agent, proof=proof)
@@ -575,13 +588,20 @@ def incident(net: Network, *, window_ts: int | None = None, agent: Identity | No
     return Incident(dev, pid, policy, start, net.claim(dev, pid, policy, start, agent=agent, proof=proof))
 
 
-def memory_oracle_nodes(net: Network, mem: Any, data_root: Path, *, regossip_s: float = 0.5) -> list[Any]:
-    """One unchanged `OracleNode` per oracle of `net` (its key, ports and ledger), in this process,
-    on the in-memory transport `mem` (oracle.transport.MemoryNetwork), each with its own store
-    under `data_root`: the oracle daemon without sockets between oracles."""
+@contextlib.asynccontextmanager
+async def memory_oracle_network(net: Network, data_root: Path, *, mem: Any = None,
+                                regossip_s: float = 0.5) -> AsyncIterator[list[OracleNode]]:
+    """One unchanged `OracleNode` per oracle of `net` (its key, ports and ledger), running in this
+    process on the in-memory transport `mem` (oracle.transport.MemoryNetwork; a new one if None),
+    each with its own store under `data_root`: the oracle daemon without sockets between oracles.
+    Yields the nodes once every one follows the ledger; stops them all on the way out."""
+    import asyncio
+
     from oracle.config import from_dict
     from oracle.node import OracleNode
+    from oracle.transport import MemoryNetwork
 
+    mem = mem if mem is not None else MemoryNetwork()
     nodes = []
     for o in net.oracles:
         cfg = from_dict({"oracle": {"key_file": str(net.root / "keys" / f"oracle-{o.index}.key"),
@@ -590,4 +610,12 @@ def memory_oracle_nodes(net: Network, mem: Any, data_root: Path, *, regossip_s: 
                          "http": {"host": "127.0.0.1", "port": o.http_port}, "gossip": {"port": o.gossip_port},
                          "tuning": {"regossip_s": regossip_s, "ledger_wait_s": 2.0}})
         nodes.append(OracleNode(cfg, Identity.load(cfg.key_file), transport=mem.join(o.oracle_id)))
-    return nodes
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
+    try:
+        for n in nodes:
+            await asyncio.wait_for(n.ready.wait(), 60)
+        yield nodes
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from faultproof.identity import Identity
-from faultproof.messages import BondHolder, EconParams, EconPolicy, PostBond, SignedClaim, policy_id
+from faultproof.messages import BondHolder, EconPolicy, PostBond, SignedClaim, policy_id
 from oracle.node import OracleNode
-from oracle.transport import MemoryNetwork
-from tests.netfix import DAY, PARAMS, SECOND, TRIGGERING, Network, memory_oracle_nodes, now_ms
+from tests.netfix import PARAMS, SECOND, TRIGGERING, Network, memory_oracle_network, now_ms
 from tests.oracle.helpers import paid_total, stall_follower
 
 AMOUNT = 1_000
@@ -27,10 +26,7 @@ AMOUNT = 1_000
 def econ_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     net = Network.start(tmp_path_factory.mktemp("group-lag"), n=4, k=3, start_oracles=False)
     try:
-        net.admin_txs([PostBond(holder_kind=BondHolder.ORACLE, holder_id=o.public_key, amount=10_000)
-                       for o in net.oracle_ids])
-        net.admin_txs([EconParams(min_oracle_bond=10_000, max_staging_cost=500, reporter_share_bps=2_000,
-                                  unlock_delay_ms=30 * DAY)])
+        net.switch_econ_on()
         yield net
     finally:
         net.stop()
@@ -40,13 +36,8 @@ def econ_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 async def test_a_lagging_oracle_takes_parts_of_a_policy_issued_after_it_stalled(
         econ_ledger: Network, tmp_path: Path) -> None:
     net = econ_ledger
-    nodes: list[OracleNode] = memory_oracle_nodes(net, MemoryNetwork(), tmp_path)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
-    try:
-        for n in nodes:
-            await asyncio.wait_for(n.ready.wait(), 60)
-        lagging = nodes[0]
+    async with memory_oracle_network(net, tmp_path) as nodes:
+        lagging: OracleNode = nodes[0]
         await stall_follower(lagging)
 
         def issue_group_policy() -> tuple[bytes, list[SignedClaim]]:
@@ -83,6 +74,3 @@ async def test_a_lagging_oracle_takes_parts_of_a_policy_issued_after_it_stalled(
             return total
 
         assert await asyncio.wait_for(paid(), 60) == (AMOUNT, 1)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -16,13 +16,12 @@ from faultproof.identity import Identity
 from faultproof.messages import (
     BondHolder,
     CorroboratingWindow,
-    EconParams,
     EconPolicy,
     PostBond,
     group_claim_id,
     policy_id,
 )
-from tests.netfix import DAY, PARAMS, SECOND, TRIGGERING, Network, junk_proof, now_ms, wait_until
+from tests.netfix import PARAMS, SECOND, TRIGGERING, Network, junk_proof, now_ms, wait_until
 
 AMOUNT = 1_000
 
@@ -31,10 +30,7 @@ AMOUNT = 1_000
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     n = Network.start(Path(tmp_path_factory.mktemp("group-net")))
     try:
-        n.admin_txs([PostBond(holder_kind=BondHolder.ORACLE, holder_id=o.public_key, amount=10_000)
-                     for o in n.oracle_ids])
-        n.admin_txs([EconParams(min_oracle_bond=10_000, max_staging_cost=500, reporter_share_bps=2_000,
-                                unlock_delay_ms=30 * DAY)])
+        n.switch_econ_on()
         yield n
     finally:
         n.stop()

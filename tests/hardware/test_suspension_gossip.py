@@ -27,13 +27,12 @@ from faultproof.messages import (
 )
 from ledger.client import LedgerClient
 from ledger.state import LedgerState, active_suspension
-from oracle.node import OracleNode
 from oracle.store import now_ms
 from oracle.suspension import SuspensionDesk, evidence_hash, sign_suspension
 from oracle.suspension_gossip import SUSPENSIONS_TOPIC, SuspensionGossip
 from oracle.transport import MemoryNetwork
 from tests.ledger.helpers import SECOND, T0, ManualClock, Scenario, make_ledger, serve_ledger
-from tests.netfix import Network, http, memory_oracle_nodes
+from tests.netfix import Network, http, memory_oracle_network
 
 
 def _forged(device_id: bytes, n: int, ts: int) -> list[SignedFrame]:
@@ -156,13 +155,8 @@ async def test_oracle_daemons_gossip_shares_and_the_ledger_suspends(ledger_only:
     as the agent sends it: `POST /v1/suspensions`, signed by an enrolled agent."""
     net = ledger_only
     mem = MemoryNetwork()
-    nodes: list[OracleNode] = memory_oracle_nodes(net, mem, tmp_path, regossip_s=0.5)
     dev = await asyncio.to_thread(net.new_device)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
-    try:
-        for n in nodes:
-            await asyncio.wait_for(n.ready.wait(), 60)
+    async with memory_oracle_network(net, tmp_path, mem=mem) as nodes:
         await _settle(lambda: all(n.view.state.device(dev.device_id) is not None for n in nodes), 10)
         since = now_ms() - 5 * SECOND
         report = SuspensionReport(agent_id=net.agent.public_key, device_id=dev.device_id, since_ms=since,
@@ -190,6 +184,3 @@ async def test_oracle_daemons_gossip_shares_and_the_ledger_suspends(ledger_only:
         assert event["signers"] == 3 and event["since_ms"] == since
         # (the submitter's HTTP answer may land just after the entry is visible)
         assert await _settle(lambda: sum(len(n.suspensions.submitted) for n in nodes if n.suspensions) >= 1)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)

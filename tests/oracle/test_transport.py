@@ -15,7 +15,7 @@ from faultproof.identity import Identity
 from oracle.config import from_dict
 from oracle.node import OracleNode
 from oracle.transport import MemoryNetwork, MemoryTransport, Transport
-from tests.netfix import Network, incident, memory_oracle_nodes, wait_until
+from tests.netfix import Network, incident, memory_oracle_network, wait_until
 from tests.oracle.helpers import paid_total, stall_follower
 
 
@@ -33,14 +33,9 @@ def test_both_sides_of_the_seam_implement_it() -> None:
 async def test_oracle_nodes_over_the_memory_transport_pay_a_claim(ledger_only: Network, tmp_path: Path) -> None:
     net = ledger_only
     mem = MemoryNetwork()
-    nodes: list[OracleNode] = memory_oracle_nodes(net, mem, tmp_path, regossip_s=0.5)
     for o in net.oracles[:3]:  # oracle 3 partitioned away: k = 3 of the others decide alone
         mem.cut(net.oracles[3].oracle_id, o.oracle_id)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
-    try:
-        for n in nodes:
-            await asyncio.wait_for(n.ready.wait(), 60)
+    async with memory_oracle_network(net, tmp_path, mem=mem) as nodes:
         inc = await asyncio.to_thread(incident, net)
         status, body = await asyncio.to_thread(net.post_claim, 0, inc.claim)
         assert status == 202 and body["vote"] == "approve", body
@@ -51,9 +46,6 @@ async def test_oracle_nodes_over_the_memory_transport_pay_a_claim(ledger_only: N
             "oracles 0-2 see the payout")
         assert await asyncio.to_thread(net.claim_status, 3, inc.claim_id) is None  # it heard nothing
         assert nodes[0].status()["gossip"]["peers"] == 2 and nodes[3].status()["gossip"]["peers"] == 0
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.mark.asyncio
@@ -107,12 +99,7 @@ async def test_a_replica_that_lags_the_ledger_refreshes_before_it_refuses_a_clai
     follower has not fetched them (it backs off after a ledger restart, or is slow): the oracle
     catches up before it refuses for content, so the valid claim is accepted, not a 422."""
     net = ledger_only
-    nodes: list[OracleNode] = memory_oracle_nodes(net, MemoryNetwork(), tmp_path)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
-    try:
-        for n in nodes:
-            await asyncio.wait_for(n.ready.wait(), 60)
+    async with memory_oracle_network(net, tmp_path) as nodes:
         await stall_follower(nodes[0])
         follower = nodes[0].follower
         assert follower is not None
@@ -134,6 +121,3 @@ async def test_a_replica_that_lags_the_ledger_refreshes_before_it_refuses_a_clai
         junk = inc.claim.claim.replace(policy_id=bytes(32)).sign(net.agent)
         status, body = await asyncio.to_thread(net.post_claim, 0, junk)
         assert (status, body["error"]["code"], catch_ups) == (422, "unknown_policy", 1), body
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)

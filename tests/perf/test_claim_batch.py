@@ -19,9 +19,9 @@ from agent.claims import CLAIMS_TOPIC, ClaimSender
 from agent.metrics import AgentMetrics
 from faultproof.errors import DecodeError, Reason
 from faultproof.messages import MAX_CLAIMS_PER_BATCH, ClaimBatch, SignedClaim, VoteBatch, decode_any
-from oracle.node import OracleNode, gossiped_claims
+from oracle.node import gossiped_claims
 from oracle.transport import MemoryNetwork, MemoryTransport
-from tests.netfix import Network, incident, memory_oracle_nodes
+from tests.netfix import Network, incident, memory_oracle_network
 from tests.oracle.helpers import paid_total
 from tests.vectors import samples as s
 
@@ -149,14 +149,9 @@ class MemoryAgentGossip:
 async def test_batched_and_unbatched_claims_are_paid_alike(ledger_only: Network, tmp_path: Path) -> None:
     net = ledger_only
     mem = MemoryNetwork()
-    nodes: list[OracleNode] = memory_oracle_nodes(net, mem, tmp_path, regossip_s=30)
     agent = mem.join(net.agent.public_key)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
-    try:
+    async with memory_oracle_network(net, tmp_path, mem=mem, regossip_s=30) as nodes:
         await agent.start()
-        for n in nodes:
-            await asyncio.wait_for(n.ready.wait(), 60)
         incs = [await asyncio.to_thread(incident, net) for _ in range(4)]
         batched = ClaimSender(MemoryAgentGossip(agent), [], AgentMetrics(), batch_ms=50)
         reference = ClaimSender(MemoryAgentGossip(agent), [], AgentMetrics(), batch_ms=0)
@@ -176,7 +171,4 @@ async def test_batched_and_unbatched_claims_are_paid_alike(ledger_only: Network,
             assert await asyncio.to_thread(paid_total, net, i.pid) == (i.terms.amount, 1)
         counts: dict[str, Any] = nodes[1].metrics.claims_received.labels("gossip")._value.get()
         assert counts == 4  # every claim reached a peer by gossip, three of them in one message
-    finally:
-        stop.set()
         await agent.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
