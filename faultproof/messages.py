@@ -3,7 +3,10 @@
 A message encodes as the msgpack array `[type_id, version, field_1, ..., field_n]`; nested messages
 appear as their own full arrays. Field order is the order of the dataclass fields and never changes
 within a version. Construction validates every field, so an invalid message cannot exist in memory;
-decoding goes through the same checks and raises only `DecodeError`.
+decoding goes through the same checks and raises only `DecodeError`. Each field is checked once:
+a decoder's field types check what they convert (`from_wire`/`from_json` end in `check`), so a
+decoded message is built by `_from_checked`, which skips the per-field checks a constructor runs
+and keeps the rules across fields (`_check_together`).
 
 JSON (the HTTP form) maps field names to values, bytes as lowercase hex; a field that may hold one
 of several message types carries `"type"`. Unknown and missing keys are refused.
@@ -287,6 +290,21 @@ class Message:
         for name, ftype in self.schema():
             checked = ftype.check(getattr(self, name), f"{self.NAME}.{name}")
             object.__setattr__(self, name, checked)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Rules across fields, after every field passed its own check (none by default). Raises
+        DecodeError."""
+
+    @classmethod
+    def _from_checked(cls, values: dict[str, Any]) -> Self:
+        """The message from field values a decoder's field types have checked already (the same
+        `check` a constructor runs): not checked twice; the rules across fields still run."""
+        msg = object.__new__(cls)
+        for name, value in values.items():
+            object.__setattr__(msg, name, value)
+        msg._check_together()
+        return msg
 
     # -- wire form --
     def to_wire(self) -> list[Any]:
@@ -325,8 +343,8 @@ class Message:
             raise DecodeError(Reason.MISSING_FIELD, f"{cls.NAME}: {len(body)} fields, expected {len(fields)}")
         if len(body) > len(fields):
             raise DecodeError(Reason.UNKNOWN_FIELD, f"{cls.NAME}: {len(body)} fields, expected {len(fields)}")
-        kwargs = {n: ft.from_wire(v, f"{cls.NAME}.{n}", depth) for (n, ft), v in zip(fields, body, strict=True)}
-        return cls(**kwargs)
+        return cls._from_checked({n: ft.from_wire(v, f"{cls.NAME}.{n}", depth)
+                                  for (n, ft), v in zip(fields, body, strict=True)})
 
     @classmethod
     def decode(cls, data: bytes) -> Self:
@@ -351,7 +369,7 @@ class Message:
         missing = [n for n, _ in fields if n not in obj]
         if missing:
             raise DecodeError(Reason.MISSING_FIELD, f"{cls.NAME}: missing field(s) {missing}")
-        return cls(**{n: ft.from_json(obj[n], f"{cls.NAME}.{n}", depth) for n, ft in fields})
+        return cls._from_checked({n: ft.from_json(obj[n], f"{cls.NAME}.{n}", depth) for n, ft in fields})
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)
@@ -588,8 +606,7 @@ class RejectBody(Message):
     claim_id: bytes = _f(ID)
     reason: Reason = _f(REASON)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _check_together(self) -> None:
         if self.reason.stage.value != "ledger_state":
             raise DecodeError(Reason.OUT_OF_RANGE, "a reject vote carries a ledger-state reason")
 
@@ -1204,8 +1221,7 @@ class AdminTx(Message):
     kind: int = _f(U8)
     args: Message = _f(Nested(*ADMIN_ARGS.values()))
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _check_together(self) -> None:
         try:
             kind = AdminKind(self.kind)
         except ValueError:

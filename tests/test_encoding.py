@@ -193,3 +193,53 @@ def test_json_form_is_strict() -> None:
         with pytest.raises(DecodeError) as e:
             cls.from_json(obj)
         assert e.value.reason is reason, obj
+
+
+def test_a_decoded_message_checks_each_field_once_and_keeps_the_rules_across_fields(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding checks each field as it converts it, then builds the message without the
+    constructor's second pass over the same checks (a claim's frames and proof were checked twice),
+    while the rules across fields (a reject's stage, an admin kind's argument type) still refuse."""
+    from faultproof.messages import AdminTx, RejectBody, SignedClaim
+
+    calls: list[str] = []
+    check = Bytes.check
+
+    def counted(self: Bytes, value: Any, name: str) -> bytes:
+        calls.append(name)
+        return check(self, value, name)
+
+    def bytes_fields(msg: Message) -> int:  # the Bytes-typed fields in the whole tree
+        n = 0
+        for name, ft in msg.schema():
+            values = getattr(msg, name) if isinstance(ft, ListOf) else (getattr(msg, name),)
+            item = ft.item if isinstance(ft, ListOf) else ft
+            for v in values:
+                n += bytes_fields(v) if isinstance(item, Nested) else int(isinstance(item, Bytes))
+        return n
+
+    claim = SAMPLES["signed-claim"]
+    assert isinstance(claim, SignedClaim)
+    raw, obj = claim.encode(), json.loads(json.dumps(claim.to_json()))
+    monkeypatch.setattr(Bytes, "check", counted)
+    assert SignedClaim.decode(raw) == claim
+    assert len(calls) == bytes_fields(claim) == 10, calls  # was 20: each checked again on construction
+    calls.clear()
+    assert SignedClaim.from_json(obj) == claim
+    assert len(calls) == 10, calls
+    monkeypatch.undo()
+
+    reject = SAMPLES["reject"]
+    assert isinstance(reject.body, RejectBody)  # type: ignore[attr-defined]
+    wire = reject.body.to_wire()  # type: ignore[attr-defined]
+    wire[-1] = Reason.BAD_PROOF.value.encode()  # a content reason: never a Reject vote
+    with pytest.raises(DecodeError) as e:
+        RejectBody.decode(pack(wire))
+    assert e.value.reason is Reason.OUT_OF_RANGE
+    admin = SAMPLES["admin-tx"]
+    assert isinstance(admin, AdminTx)
+    wire = admin.to_wire()
+    wire[4] = (wire[4] % 30) + 1 if wire[4] != 1 else 2  # another known kind, the same arguments
+    with pytest.raises(DecodeError) as e:
+        AdminTx.decode(pack(wire))
+    assert e.value.reason in (Reason.WRONG_TYPE, Reason.OUT_OF_RANGE)
