@@ -1,6 +1,7 @@
 """`faultproof agent ...` and `faultproof device ...` (registered lazily by cli/__init__.py).
 
     faultproof agent run --config configs/agent.example.toml
+    faultproof agent release DEVICE_ID --config configs/agent.example.toml
     faultproof device provision --out keys/devices [--epoch 0] [--firmware HASH_OR_FILE]
     faultproof device simulate --key K --blind B --mqtt 127.0.0.1:1883 | --http URL ...
 
@@ -51,6 +52,45 @@ def run(config_path: Path, log_level: str | None, log_format: str) -> None:
     except StartupError as e:  # the one line of a refusal to start, exit 2
         raise OperatorError(f"agent refused to start: {e}") from None
     sys.exit(code)
+
+
+@agent.command("release")
+@config_option("Agent", "configs/agent.example.toml")
+@click.argument("device_id")
+def release(config_path: Path, device_id: str) -> None:
+    """End this agent's quarantine of DEVICE_ID (DESIGN §15) once you have looked at why (the log,
+    /v1/status `quarantined`): its held claims are sent again. Quarantines outlive restarts; one
+    the ledger never lifts (replays, rate jumps, refused logins, ...) ends only here. Run it with the
+    agent stopped, or restart the agent after it."""
+    from agent import config as cfgmod
+    from agent.store import MIGRATIONS, Store
+
+    try:
+        cfg = cfgmod.load(config_path)
+    except cfgmod.ConfigError as e:
+        raise OperatorError(str(e)) from None
+    try:
+        did = bytes.fromhex(device_id)
+    except ValueError:
+        did = b""
+    if len(did) != 32:
+        raise OperatorError(f"{device_id!r} is not a device id (64 hex characters)")
+    if not cfg.store_path.exists():
+        raise OperatorError(f"no agent store at {cfg.store_path}: this agent has quarantined nothing (check --config)")
+    check_store(cfg.store_path, "agent", MIGRATIONS)
+    store = Store(cfg.store_path)
+    try:
+        held = {q.device_id: q for q in store.quarantines()}
+        q = held.get(did)
+        if q is None:
+            others = ", ".join(d.hex()[:16] + "…" for d in held) or "none"
+            raise OperatorError(f"device {did.hex()[:16]}… is not quarantined at this agent (quarantined: {others})")
+        store.delete_quarantine(did)
+        store.add_counters({f"released:{q.signal.value}": 1})
+    finally:
+        store.close()
+    click.echo(f"released device {did.hex()} (quarantined since {q.since_ms} ms for {q.signal.value}); "
+               "restart the agent if it is running")
 
 
 @click.group()

@@ -145,3 +145,42 @@ def test_forgery_evidence_reports_once_with_enough_distinct_frames() -> None:
     for i in range(20):
         ev.forged(dev, bytes([i]))
     assert ev.due(Quarantine(dev, NOW + 1, Signal.BAD_SIGNATURE, 20, bytes(32))) is not None  # a new case
+
+
+def test_the_operator_releases_a_quarantine_the_ledger_never_lifts(tmp_path: Path) -> None:
+    """A quarantine outlives restarts, so one no ledger lift ends (replays, rate jumps, refused
+    logins) needs the operator: `faultproof agent release DEVICE_ID` deletes it from the store
+    (counted), and the next engine holds nothing; a device not quarantined, or a bad id, is one
+    line and exit 2, and changes nothing."""
+    from click.testing import CliRunner
+
+    from agent.anomaly import Quarantine
+    from cli import main
+
+    d, other = device(9), device(10)
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nkey_file = "a.key"\ndata_dir = "data"\nblinding_keys_dir = "dev"\n'
+                      'ledger_url = "http://127.0.0.1:9"\n')
+    db = tmp_path / "data" / "agent.sqlite3"
+    runner = CliRunner()
+    missing = runner.invoke(main, ["agent", "release", d.device_id.hex(), "--config", str(config)])
+    assert missing.exit_code == 2 and "no agent store" in missing.output and "Traceback" not in missing.output
+    store = Store(db)
+    q = Quarantine(d.device_id, NOW, Signal.RATE_JUMP, 3, bytes(32))
+    store.save_quarantines([q, Quarantine(other.device_id, NOW, Signal.REPLAY, 50, bytes(32))])
+    store.close()
+    for arg, words in ((d.device_id.hex()[:10], "not a device id"), (device(11).device_id.hex(), "is not quarantined")):
+        bad = runner.invoke(main, ["agent", "release", arg, "--config", str(config)])
+        assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output, bad.output
+    ok = runner.invoke(main, ["agent", "release", d.device_id.hex(), "--config", str(config)])
+    assert ok.exit_code == 0 and f"released device {d.device_id.hex()}" in ok.output and "rate_jump" in ok.output
+    e, _ = engine(db, [d, other])
+    try:
+        assert [x.device_id for x in e.anomaly.quarantines()] == [other.device_id]
+    finally:
+        e.stop()
+    store = Store(db)
+    try:
+        assert store.counters().get("released:rate_jump") == 1
+    finally:
+        store.close()
