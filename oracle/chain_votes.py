@@ -9,6 +9,11 @@ the quorum assembles a `ChainQc` from k of them that verify and sends it with th
 member sends is `posting_turn`: over gossip all members complete their QCs at about the same
 moment, so they take turns in an order drawn from the claim id, and stop on the Paid event.
 
+A corroborated policy's group claim (DESIGN §14, oracle/group_node.py) goes the same way: each
+GroupVote gets a `ChainApprove` over the chain's `ChainGroupBody` (`chain_group_body`), the same
+message type (a group claim id is a claim id), kept in the same store and checked and assembled by
+the same functions, which take either body (`AnyChainBody`).
+
 Checks (`check_chain_approve`, pure): the vote is for this claim and this body's epoch
 (QC_STALE_EPOCH otherwise: a signature over another epoch's body never counts), its oracle has an
 address bound on chain in that epoch (QC_NON_MEMBER), and the 65-byte signature recovers to that
@@ -23,17 +28,27 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from faultproof.errors import Reason
-from faultproof.messages import MAX_ORACLES, ChainApprove, PayoutBody
+from faultproof.messages import MAX_ORACLES, ChainApprove, GroupPayoutBody, PayoutBody
 from ledger.evm.chain_keys import AnyChainKey
 from ledger.evm.pool import ChainQc
-from ledger.evm.typed import PAYOUT_TYPES, ChainBody, ChainKey, ChainSignature, domain
+from ledger.evm.typed import (
+    AnyChainBody,
+    ChainBody,
+    ChainGroupBody,
+    ChainKey,
+    ChainSignature,
+    domain,
+    payout_types,
+)
 
 Binding = Callable[[int, bytes], str | None]  # (epoch, oracle_id) -> the address bound on chain
+B = TypeVar("B", ChainBody, ChainGroupBody)
 
 
 def chain_body(body: PayoutBody, c_start: bytes) -> ChainBody:
@@ -42,23 +57,32 @@ def chain_body(body: PayoutBody, c_start: bytes) -> ChainBody:
     return ChainBody(body, int.from_bytes(c_start, "big"), int.from_bytes(body.end_chain, "big"))
 
 
-def sign_chain_approve(key: ChainKey | AnyChainKey, oracle_id: bytes, body: ChainBody, chain_id: int, contract: str) -> ChainApprove:
+def chain_group_body(body: GroupPayoutBody, c_starts: Sequence[bytes]) -> ChainGroupBody:
+    """The chain's body of a GroupPayoutBody: each window's start chain value (`c_starts`, in the
+    body's window order: the start frames of the parts behind it) and its end chain value (the
+    window's end_chain). ValueError if their counts differ."""
+    return ChainGroupBody(body, tuple((int.from_bytes(c, "big"), int.from_bytes(w.end_chain, "big"))
+                                      for w, c in zip(body.windows, c_starts, strict=True)))
+
+
+def sign_chain_approve(key: ChainKey | AnyChainKey, oracle_id: bytes, body: AnyChainBody, chain_id: int,
+                       contract: str) -> ChainApprove:
     sig = key.sign_body(body, chain_id, contract)
     return ChainApprove(oracle_id=oracle_id, oracle_set_epoch=body.body.oracle_set_epoch,
                         claim_id=body.body.claim_id, signature=sig.signature)
 
 
-def recover_signer(body: ChainBody, chain_id: int, contract: str, signature: bytes) -> str | None:
+def recover_signer(body: AnyChainBody, chain_id: int, contract: str, signature: bytes) -> str | None:
     """The address whose key made `signature` over `body` in this pool's domain (None: malformed)."""
     try:
-        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=PAYOUT_TYPES,
+        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=payout_types(body),
                                 message_data=body.message())
         return str(Account.recover_message(msg, signature=signature))
     except Exception:  # noqa: BLE001 - eth_account raises several types on a malformed signature
         return None
 
 
-def check_chain_approve(ca: ChainApprove, body: ChainBody, bound: str | None, chain_id: int,
+def check_chain_approve(ca: ChainApprove, body: AnyChainBody, bound: str | None, chain_id: int,
                         contract: str) -> Reason | None:
     """Why `ca` does not count toward a chain QC over `body`, or None (see the module docstring)."""
     if ca.claim_id != body.body.claim_id:
@@ -106,9 +130,9 @@ class ChainVotes:
     def forget(self, claim_id: bytes) -> None:
         self._by_claim.pop(claim_id, None)
 
-    def assemble(self, body: ChainBody, k: int, binding: Binding, chain_id: int, contract: str) -> ChainQc | None:
-        """A chain QC over `body` from k held votes that pass `check_chain_approve`, or None.
-        Votes that fail are dropped."""
+    def assemble(self, body: B, k: int, binding: Binding, chain_id: int, contract: str) -> ChainQc[B] | None:
+        """A chain QC over `body` (a claim's or a group's) from k held votes that pass
+        `check_chain_approve`, or None. Votes that fail are dropped."""
         cid, epoch = body.body.claim_id, body.body.oracle_set_epoch
         votes = self._by_claim.get(cid, {})
         sigs: list[ChainSignature] = []

@@ -3,6 +3,14 @@
 keeps them in the pure `GroupBook`, proposes and signs group bodies, gossips GroupClaims and
 GroupVotes, and posts the GroupQuorumCertificate to the ledger.
 
+On the EVM backend (DESIGN §13, `node.chain` set) the pool contract pays an ECDSA certificate
+instead: each GroupVote we sign gets its chain companion (a `ChainApprove` over the chain's
+`ChainGroupBody`, built from the parts behind the body; kept and gossiped by the node like a
+claim's, and repeated with the GroupVote), and once we hold the Ed25519 QC the chain poster
+(`chain_poster`) sends `groupPayout` in our posting turn with k chain votes that verify and every
+window's proof from the parts we verified. It stops on the payout (a Paid event the mirror shows,
+or an `existing` answer).
+
 The node (oracle/node.py) hands it: parts (SignedClaims on a corroborated policy, from HTTP or
 gossip), GroupClaim and GroupVote gossip messages, and runs `run()` beside its own tasks. This file
 must never hold a protocol rule (those are in oracle/group.py and ledger/state.py), never block the
@@ -15,6 +23,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ from faultproof.messages import (
     MAX_GROUP_CLAIM_PARTS,
     GroupClaim,
     GroupPayoutBody,
+    GroupQuorumCertificate,
     GroupVote,
     SignedClaim,
     decode_any,
@@ -56,6 +66,10 @@ class GroupService:
         self._posted: dict[bytes, float] = {}  # group claim_id -> loop time of the last QC post
         self._proposals: dict[bytes, GroupClaim] = {}  # group claim_id -> the parts we gossip for it
         self._lock = asyncio.Lock()
+        # EVM backend: group claim_id -> the Ed25519 QC we hold (what the chain poster sends for)
+        self._chain_qcs: dict[bytes, GroupQuorumCertificate] = {}
+        self._chain_due: asyncio.Queue[bytes] = asyncio.Queue()
+        self._chain_queued: set[bytes] = set()
 
     # ------------------------------------------------------------------ restart
 
@@ -146,6 +160,7 @@ class GroupService:
         if proposal is not None:
             await self._publish(CLAIMS_TOPIC, proposal.encode())
         await self._publish(VOTES_TOPIC, vote.encode())
+        self._chain_vote(body)  # DESIGN §13: the chain vote goes with the Ed25519 one
         await self._count(vote)
 
     # ------------------------------------------------------------------ gossip in
@@ -202,11 +217,15 @@ class GroupService:
 
     # ------------------------------------------------------------------ QCs and re-gossip
 
-    async def _post(self, qc: Any) -> None:
+    async def _post(self, qc: GroupQuorumCertificate) -> None:
         node = self.node
         cid = qc.body.claim_id
         if node.view.state.paid_claim(cid) is not None:
             self.book.mark_paid(cid)
+            return
+        if node.chain is not None:  # the pool pays an ECDSA QC: the chain poster sends it in our turn
+            self._chain_qcs[cid] = qc
+            self._queue_chain(cid)
             return
         assert node.follower is not None
         self._posted[cid] = asyncio.get_running_loop().time()
@@ -222,6 +241,9 @@ class GroupService:
         self.book.mark_paid(claim_id)
         self.store.mark_paid(claim_id)
         self._proposals.pop(claim_id, None)
+        self._chain_qcs.pop(claim_id, None)
+        if self.node.chain is not None:
+            self.node.chain_forget(claim_id)
 
     async def run(self) -> None:
         """Gossip promises no delivery: until a signed group is paid, repeat its parts and our
@@ -247,10 +269,86 @@ class GroupService:
                 if proposal is not None:
                     await self._publish(CLAIMS_TOPIC, proposal.encode())
                 await self._publish(VOTES_TOPIC, GroupVote.make(body, self.node.identity).encode())
+                self._chain_vote(body)
                 oset = state.oracle_set_for(body.oracle_set_epoch, self.node.clock())
                 qc = self.book.qc_for(body.encode(), oset.threshold) if oset is not None else None
                 if qc is not None:
                     await self._post(qc)
+
+    # ------------------------------------------------------------------ the EVM backend (DESIGN §13)
+
+    def _chain_body(self, body: GroupPayoutBody) -> tuple[Any, tuple[CheckedPart, ...]] | None:
+        """The chain's body of a group body (`ChainGroupBody`: each window's start chain value from
+        the part we verified for it) and those parts; None if we do not hold every part."""
+        from oracle.chain_votes import chain_group_body
+
+        parts = self.book.parts_for(body.policy_id, body.windows)
+        if parts is None:
+            return None
+        return chain_group_body(body, [p.signed.claim.start.frame.chain for p in parts]), parts
+
+    def _chain_vote(self, body: GroupPayoutBody) -> None:
+        """Our GroupVote's companion for the chain: the chain key's signature over the chain's
+        group body, kept and gossiped by the node (a ChainApprove, as for a claim)."""
+        if self.node.chain is None:
+            return
+        made = self._chain_body(body)
+        if made is not None:
+            self.node.chain_vote(made[0])
+
+    def _queue_chain(self, cid: bytes) -> None:
+        if cid not in self._chain_queued:
+            self._chain_queued.add(cid)
+            self._chain_due.put_nowait(cid)
+
+    def chain_vote_arrived(self, cid: bytes) -> None:
+        """A peer's chain vote arrived (the node keeps it): a group QC of ours waiting for chain
+        signatures may be complete now."""
+        if cid in self._chain_qcs:
+            self._queue_chain(cid)
+
+    async def chain_poster(self) -> None:
+        """Send `groupPayout` for the group QCs we hold, each in our posting turn (the node's
+        `chain_turn_due`); idle on the SQLite backend, where `_post` submits to the ledger."""
+        while True:
+            cid = await self._chain_due.get()
+            self._chain_queued.discard(cid)
+            try:
+                await self._post_on_chain(cid)
+            except FaultproofError as e:
+                # e.g. another group of the same incident was paid first (G4: a refused QC, never
+                # money; refused by the pre-check, so no gas spent), or the chain node is down:
+                # the re-gossip loop offers the QC again
+                log.warning("group QC %s not sent to the pool: %s", cid.hex()[:16], e)
+
+    async def _post_on_chain(self, cid: bytes) -> None:
+        node = self.node
+        qc = self._chain_qcs.get(cid)
+        if qc is None or node.view.state.paid_claim(cid) is not None or node.chain.paid(cid) is not None:
+            return
+        epoch = qc.body.oracle_set_epoch
+        if not node.chain_turn_due(cid, epoch, partial(self._queue_chain, cid)):
+            return
+        made = self._chain_body(qc.body)
+        pool = node.chain.opened
+        if pool is None:
+            return
+        if made is None:
+            log.debug("group %s: we hold its QC but not every part; another member sends it", cid.hex()[:16])
+            return
+        body, parts = made
+        k = node.chain_oracle_set(epoch).threshold
+        chain_qc = node.chain_votes.assemble(body, k, node.chain.binding, pool.chain_id, pool.address)
+        if chain_qc is None:
+            log.debug("group %s: %d chain votes held, waiting for %d that verify", cid.hex()[:16],
+                      node.chain_votes.count(cid), k)
+            return
+        result = await node.chain.post_chain_group_qc(chain_qc, [p.signed.claim.proof for p in parts])
+        log.info("group %s paid on chain: %d (%s, gas %d)", cid.hex()[:16], result.paid,
+                 "already paid" if result.existing else "our transaction", result.gas_used)
+        node.chain_votes.forget(cid)
+        assert node.follower is not None
+        await node.follower.refresh()  # see the payout now rather than at the next poll
 
     async def _publish(self, topic: str, data: bytes) -> None:
         try:

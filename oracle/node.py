@@ -15,8 +15,9 @@ seen on the ledger, QC refusals, rotations and the passing of time are events to
 `PostQC` puts a claim on the QC poster's queue, `Recheck` on the recheck queue.
 
 Tasks (all children of `run`'s TaskGroup, cancelled together on stop): ledger follower, gossip
-claim consumer, gossip vote consumer, vote batcher, QC poster, rechecker, re-gossip loop. HTTP
-handlers run in aiohttp's server, which `run` starts and stops.
+claim consumer, gossip vote consumer, vote batcher, QC poster, rechecker, re-gossip loop, chain
+vote publisher (EVM backend), and the group service's re-gossip loop and chain poster (the latter
+idle on the SQLite backend). HTTP handlers run in aiohttp's server, which `run` starts and stops.
 
 This file must never contain a protocol rule (those are in claim.py, pipeline.py, quorum.py and
 the ledger's state.py), never set a claim status itself (only `SetStatus` actions do), never block
@@ -32,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -213,6 +215,7 @@ class OracleNode:
                     tg.create_task(self._regossip_loop(), name="regossip"),
                     tg.create_task(self.group.run(), name="group-regossip"),  # econ2
                     tg.create_task(self._chain_vote_publisher(), name="chain-votes"),  # DESIGN §13
+                    tg.create_task(self.group.chain_poster(), name="group-chain-poster"),  # DESIGN §13, econ2
                 ]
                 await stop.wait()
                 for task in tasks:
@@ -340,9 +343,7 @@ class OracleNode:
 
     def _payout_seen(self, claim_id: bytes) -> None:
         assert self.machine is not None
-        self._qc_formed.pop(claim_id, None)  # DESIGN §13: nothing left to send for it
-        if self.chain_votes is not None:
-            self.chain_votes.forget(claim_id)
+        self.chain_forget(claim_id)  # DESIGN §13: nothing left to send for it
         entry = self.view.payout_entries.get(claim_id)
         # The QC the ledger paid is the one to show, whether or not our own tally got there first.
         qc = entry.entry.tx if entry is not None and isinstance(entry.entry.tx, QuorumCertificate) else None
@@ -643,7 +644,8 @@ class OracleNode:
             qc = self.store.qc(cid)
             if qc is None:
                 continue
-            if self.chain is not None and not await self._chain_ready_to_post(qc):
+            if self.chain is not None and not self.chain_turn_due(cid, qc.body.oracle_set_epoch,
+                                                                  partial(self._qc_queue.put_nowait, cid)):
                 continue
             self._qc_last_post[cid] = time.monotonic()
             try:
@@ -686,42 +688,63 @@ class OracleNode:
         """Our Approve's companion for the chain: sign it, keep it, gossip it."""
         if self.chain is None or not isinstance(v, Approve) or v.oracle_id != self.oracle_id:
             return
-        from oracle.chain_votes import chain_body, sign_chain_approve
+        from oracle.chain_votes import chain_body
 
         rec = self.store.claim(v.body.claim_id)
+        if rec is not None:
+            self.chain_vote(chain_body(v.body, rec.signed_claim.claim.start.frame.chain))
+
+    def chain_vote(self, body: Any) -> None:
+        """Our chain key's signature over a payout body (a claim's `ChainBody`, or a group's
+        `ChainGroupBody` from oracle/group_node.py), kept with our peers' and gossiped."""
+        from oracle.chain_votes import sign_chain_approve
+
         pool = self.chain.opened
-        if rec is None or pool is None:
+        if pool is None:
             return
-        body = chain_body(v.body, rec.signed_claim.claim.start.frame.chain)
         ca = sign_chain_approve(self.chain_key, self.oracle_id, body, pool.chain_id, pool.address)
         self.chain_votes.add(ca)
         self._chain_queue.put_nowait(ca)
+
+    def chain_forget(self, claim_id: bytes) -> None:
+        """A claim or group claim is paid: no more chain votes or posting turns for it."""
+        self._qc_formed.pop(claim_id, None)
+        if self.chain_votes is not None:
+            self.chain_votes.forget(claim_id)
 
     def _chain_approve_arrived(self, ca: ChainApprove) -> None:
         if self.chain is None or ca.oracle_id not in self._members:
             return
         self.chain_votes.add(ca)
-        if self.store.qc(ca.claim_id) is not None and self.chain.paid(ca.claim_id) is None:
-            self._qc_queue.put_nowait(ca.claim_id)  # a QC waiting for chain signatures may be complete now
+        if self.chain.paid(ca.claim_id) is not None:
+            return
+        # a QC waiting for chain signatures may be complete now: a claim's, or a group's (econ2)
+        if self.store.qc(ca.claim_id) is not None:
+            self._qc_queue.put_nowait(ca.claim_id)
+        else:
+            self.group.chain_vote_arrived(ca.claim_id)
 
     async def _chain_vote_publisher(self) -> None:
         while True:
             ca = await self._chain_queue.get()
             await self._publish(VOTES_TOPIC, ca.encode())
 
-    async def _chain_ready_to_post(self, qc: QuorumCertificate) -> bool:
-        """Whose turn it is to send a payout (DESIGN §13). Over gossip every member completes its
-        own QC at about the same moment, so the completer is picked from the claim: members take
-        turns in the order of H(claim_id ‖ oracle_id); the first sends as soon as its QC (and k
-        chain votes) are complete, each next one `chain_post_delay_s` later, and each stops when
-        it sees the Paid event (the poster skips a paid claim). One transaction per claim while
-        the first is up; a crashed one costs one delay."""
+    def chain_oracle_set(self, epoch: int) -> Any:
+        """The oracle set of a body's epoch (the current one if that epoch is gone)."""
+        state = self.view.state
+        return state.oracle_set_for(epoch, max(state.time_ms, self.clock())) or state.oracle_set
+
+    def chain_turn_due(self, cid: bytes, epoch: int, retry: Callable[[], None]) -> bool:
+        """Whose turn it is to send a payout, a claim's or a group's (DESIGN §13). Over gossip
+        every member completes its own QC at about the same moment, so the completer is picked
+        from the claim: members take turns in the order of H(claim_id ‖ oracle_id); the first
+        sends as soon as its QC (and k chain votes) are complete, each next one
+        `chain_post_delay_s` later, and each stops when it sees the Paid event (the posters skip a
+        paid claim). One transaction per claim while the first is up; a crashed one costs one
+        delay. Not our turn yet: `retry` is called when it is, and we answer False."""
         from oracle.chain_votes import posting_turn
 
-        cid = qc.body.claim_id
-        state = self.view.state
-        os_ = state.oracle_set_for(qc.body.oracle_set_epoch, max(state.time_ms, self.clock())) or state.oracle_set
-        turn = posting_turn(cid, os_.members, self.oracle_id)
+        turn = posting_turn(cid, self.chain_oracle_set(epoch).members, self.oracle_id)
         # a QC restored after a restart counts from when we first wanted to post it
         due = self._qc_formed.setdefault(cid, time.monotonic()) + turn * self.config.tuning.chain_post_delay_s
         wait = due - time.monotonic()
@@ -729,12 +752,12 @@ class OracleNode:
             return True
         if cid not in self._post_later:
             self._post_later.add(cid)
-            asyncio.get_running_loop().call_later(wait, self._post_when_due, cid)
+            asyncio.get_running_loop().call_later(wait, self._post_when_due, cid, retry)
         return False
 
-    def _post_when_due(self, cid: bytes) -> None:
+    def _post_when_due(self, cid: bytes, retry: Callable[[], None]) -> None:
         self._post_later.discard(cid)
-        self._qc_queue.put_nowait(cid)
+        retry()
 
     async def _post_chain_qc(self, qc: QuorumCertificate) -> None:
         """Assemble the chain QC from k verified ChainApproves and pay with the proof; the
@@ -747,8 +770,7 @@ class OracleNode:
         if rec is None or pool is None:
             return
         body = chain_body(qc.body, rec.signed_claim.claim.start.frame.chain)
-        state = self.view.state
-        os_ = state.oracle_set_for(qc.body.oracle_set_epoch, max(state.time_ms, self.clock())) or state.oracle_set
+        os_ = self.chain_oracle_set(qc.body.oracle_set_epoch)
         chain_qc = self.chain_votes.assemble(body, os_.threshold, self.chain.binding, pool.chain_id, pool.address)
         if chain_qc is None:
             log.debug("claim %s: %d chain votes held, waiting for %d that verify", cid.hex()[:16],

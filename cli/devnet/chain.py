@@ -1,7 +1,7 @@
 """`faultproof devnet --settlement evm`: the same network settling on the pool contract (DESIGN §13).
 
 `ChainNetwork` replaces the ledger service with anvil (127.0.0.1, a free port) and an
-InsurancePool deployed with its mirror genesis' ledger id (so the oracles and the agent follow it
+InsurancePool deployed with its mirror genesis' ledger id (so the oracles and the agents follow it
 through `ledger.evm.mirror`), a TestToken as the pool asset, and each oracle's secp256k1 chain key
 (a 0600 key file beside its Ed25519 key) bound to its Ed25519 id in the oracle set. The admin's
 setup transactions are sent by the admin account; each oracle sends payouts from its own anvil
@@ -9,13 +9,20 @@ account. `EvmDevnetRun` runs the same devices and faults and judges from the con
 Paid events and books, the token balances, the gas each payout used, and a fresh replay of every
 event through the rules (`mirror_verified`).
 
+With an `[econ]` table (DESIGN §14, as `configs/devnet.toml` has) it also runs the economic rules
+on the contract: every oracle and device bonded, the parameters set, every policy an econ policy,
+and the corroborated policy (three devices, m = 2, two of them under a second agent, `agent-2`,
+following the pool too). The oracles pay its group claim on the contract themselves (the chain
+votes and chain poster of oracle/group_node.py); the summary's `econ.group` judges it from the
+contract's Paid and GroupPaid events and the token balance of the policy's payee.
+
 What the evm run leaves out, and why (also in the summary and DESIGN §13): the tampered-firmware
-device (the contract enforces no attestation allowlist: it would be paid), the §14 econ extras
-(bonds, slashing, the corroborated group: on the contract and its mirror, but no daemon builds the
-chain's group QC or device-slash certificate yet), device-history anchors (the
-contract keeps none), the dashboard (it reads the ledger service's HTTP API), `--keys pkcs11`
-(oracles take a chain key in a token, `pkcs11:TOKEN/LABEL`, but this launcher does not set one
-up yet). It decides nothing the protocol decides.
+device (the contract enforces no attestation allowlist: it would be paid), the double-signing
+device of the §14 extras (no daemon builds the k-oracle DeviceSlash certificate the contract
+needs to slash a device), device-history anchors (the contract keeps none), the dashboard (it
+reads the ledger service's HTTP API), `--keys pkcs11` (oracles take a chain key in a token,
+`pkcs11:TOKEN/LABEL`, but this launcher does not set one up yet). It decides nothing the protocol
+decides.
 """
 
 from __future__ import annotations
@@ -29,13 +36,22 @@ from typing import Any
 from cli.devnet.network import LocalNetwork
 from cli.devnet.run import DevnetRun
 from faultproof.identity import Identity
-from faultproof.messages import Deposit, EnrolAgent, IssuePolicy, Message, RegisterCircuit
+from faultproof.messages import (
+    BondHolder,
+    Deposit,
+    EconPolicy,
+    EnrolAgent,
+    IssuePolicy,
+    Message,
+    PostBond,
+    RegisterCircuit,
+)
 
 ROTATION_GRACE_MS = 3_600_000
 SKIPPED = {
     "tampered_firmware": "the contract enforces no attestation allowlist (DESIGN §15 P9): it would be paid",
-    "econ": ("bonds, slashing and corroborated group policies (DESIGN §14) are on the contract and its mirror, "
-             "but no daemon builds the chain's group QC or device-slash certificate yet"),
+    "device_slash": ("the double-signing device (DESIGN §14): the contract slashes a device only on a k-oracle "
+                     "DeviceSlash certificate, and no daemon builds one yet"),
     "anchors": "the contract keeps no device-history anchors (DESIGN §11 S3/S4)",
     "dashboard": "the dashboard reads the ledger service's HTTP API",
     "receipts": "mirror entries are signed by a key anyone can derive: the chain's blocks are the receipt",
@@ -96,11 +112,14 @@ class ChainNetwork(LocalNetwork):
                 self.pool.token.functions.mint(self.admin_account, amount).transact({"from": self.admin_account}))
 
     def admin_txs(self, args_list: Any) -> list[Any]:
-        """Each admin transaction sent by the admin account (an IssuePolicy returns its policy id)."""
+        """Each admin transaction sent by the admin account (an IssuePolicy or EconPolicy returns
+        its policy id); the admin account is minted what a deposit, a bond or a premium pulls."""
         out = []
         for args in args_list:
-            if isinstance(args, Deposit):
+            if isinstance(args, Deposit | PostBond):
                 self._mint(args.amount)
+            if isinstance(args, EconPolicy):
+                self._mint(args.terms.premium)
             if isinstance(args, IssuePolicy):
                 self._mint(args.premium)
                 out.append(self.pool.issue_policy(args, self.admin_account))
@@ -144,6 +163,11 @@ def payee_of(device_id: bytes) -> str:
     return str(Web3.to_checksum_address(hashlib.sha256(b"devnet-payee" + device_id).digest()[-20:]))
 
 
+def group_payee(device_ids: tuple[bytes, ...]) -> str:
+    """The corroborated policy's payout address (derived from its devices: no device's own payee)."""
+    return payee_of(b"group" + b"".join(device_ids))
+
+
 class EvmDevnetRun(DevnetRun):
     """The devnet on the pool contract (see the module docstring)."""
 
@@ -182,32 +206,59 @@ class EvmDevnetRun(DevnetRun):
             net.start_oracles()
         self.log(f"{net.oracles} oracles up, following the pool")
         terms = self.cfg.get("policy", {})
+        econ = self.cfg.get("econ")
+        if econ:  # DESIGN §14 on the contract: oracle bonds and the parameters, then the group's devices
+            self._econ_oracles(econ)
+            self._econ_plans(equivocator=False)
         now = int(time.time() * 1000)
         self.devices, policies = [], []
-        from cli.devnet.plan import trigger_params
+        from cli.devnet.plan import DevicePlan, trigger_params
 
-        for plan in self.plans:
-            p = provision(self._devices_dir(plan))
-            plan.device_id = p.identity.public_key
-            net.admin_txs([p.enrol])
+        def policy_terms(plan: DevicePlan, payee: str) -> IssuePolicy:
             kind, T, K, lo, hi, G = trigger_params(plan.trigger).as_tuple()
-            policies.append(IssuePolicy(
-                device_id=plan.device_id, beneficiary=beneficiary_of(payee_of(plan.device_id)),
+            return IssuePolicy(
+                device_id=plan.device_id, beneficiary=beneficiary_of(payee),
                 circuit_id=net.circuit_id, kind=kind, threshold=T, count=K, lo=lo, hi=hi, gap_ms=G,
                 coverage=int(terms.get("coverage", 5_000_000)), amount=int(terms.get("amount", 1_000_000)),
                 premium=int(terms.get("premium", 50_000)), start_ms=now,
                 end_ms=now + int(terms.get("term_days", 30)) * 86_400_000,
                 period_ms=int(terms.get("period_ms", 3_600_000)),
-                claim_window_ms=int(terms.get("claim_window_ms", 7 * 86_400_000))))
+                claim_window_ms=int(terms.get("claim_window_ms", 7 * 86_400_000)))
+
+        for plan in self.plans:
+            p = provision(self._devices_dir(plan))
+            plan.device_id = p.identity.public_key
+            net.admin_txs([p.enrol])
             self.devices.append(self._sim_device(p, plan))
-        for plan, pid in zip(self.plans, net.admin_txs(policies), strict=True):
+            if plan.role == "group":
+                continue  # covered by the one corroborated policy below; its agent files its part
+            own = policy_terms(plan, payee_of(plan.device_id))
+            policies.append(self._econ_policy(own, econ) if econ else own)
+        if econ:
+            net.admin_txs([PostBond(holder_kind=BondHolder.DEVICE, holder_id=plan.device_id,
+                                    amount=int(econ["device_bond"])) for plan in self.plans])
+        own_plans = [plan for plan in self.plans if plan.role != "group"]
+        for plan, pid in zip(own_plans, net.admin_txs(policies), strict=True):
             plan.policy_id = bytes(pid)
-        self.log(f"{len(self.plans)} devices enrolled and insured on the contract "
-                 f"({sum(p.fault is not None for p in self.plans)} will develop faults); "
+        self.log(f"{len(own_plans)} devices enrolled and insured on the contract "
+                 f"({sum(p.fault is not None for p in own_plans)} will develop faults); "
                  f"skipped: {', '.join(sorted(SKIPPED))}")
+        group = [plan for plan in self.plans if plan.role == "group"]
+        if econ:
+            net.admin_txs([EnrolAgent(agent_id=net.agent2_identity.public_key)])
+            ids = tuple(plan.device_id for plan in group)
+            (pid,) = net.admin_txs([self._econ_policy(policy_terms(group[0], group_payee(ids)), econ, ids, m=2)])
+            for plan in group:
+                plan.policy_id = bytes(pid)
+            self.log(f"corroborated policy {bytes(pid).hex()[:12]}…: m = 2 of {len(ids)} devices, paid to "
+                     f"{group_payee(ids)}")
         with self.console.status("starting the agent (follows the pool)"):
             net.start_agent()
         self.log(f"agent {net.agent_url}")
+        if econ:
+            with self.console.status("starting the second agent (the corroborated policy's other devices)"):
+                net.start_agent(name="agent-2")
+            self.log(f"agent-2 {net.agent2_url}")
 
     # ------------------------------------------------------------------ views: the contract's
 
@@ -234,13 +285,16 @@ class EvmDevnetRun(DevnetRun):
         self.poll()
         net, pool = self.chain, self.chain.pool
         after = self.balances()
+        group_plans = [p for p in self.plans if p.role == "group"]
+        group_pid = group_plans[0].policy_id if group_plans else None
         by_policy: dict[bytes, list[dict[str, Any]]] = {}
         for p in self.payouts():
             by_policy.setdefault(bytes.fromhex(p["tx"]["body"]["policy_id"]), []).append(p)
-        gas = [int(net.w3.eth.get_transaction_receipt(tx)["gasUsed"]) for _a, tx in self._paid_events]
+        gas = [self._gas(tx) for a, tx in self._paid_events if bytes(a["policyId"]) != group_pid]
         devices = []
         for plan in self.plans:
-            paid = by_policy.get(plan.policy_id, [])
+            # a group device's own row: the group's payout is judged below (`econ.group`), as on the ledger
+            paid = by_policy.get(plan.policy_id, []) if plan.role != "group" else []
             devices.append({
                 "role": plan.role, "device_id": plan.device_id.hex(), "fault": plan.fault["fault"] if plan.fault else None,
                 "trigger": plan.trigger["kind"], "policy_id": plan.policy_id.hex(),
@@ -250,34 +304,73 @@ class EvmDevnetRun(DevnetRun):
                 "payee": payee_of(plan.device_id),
                 "payee_token_balance": int(pool.token.functions.balanceOf(payee_of(plan.device_id)).call()),
             })
+        group = self._group_summary(group_plans) if group_plans else None
         rejected = sum(c.get("rejected", 0) for c in self.progress.oracle_claims[:1])
         verified, verify_out = self.verify_mirror(after)
         if not self.keep_running:
             self.shutdown()
-        expected = [d for d in devices if d["fault"]]
+        expected = [d for d in devices if d["fault"] and d["role"] == "insured"]
+        held = after["free"] + after["premiums"] + after["locked"] + after["bonds"] + after["rewards"]
         ok = (all(d["payouts"] == 1 and d["payee_token_balance"] == d["payout"] for d in expected)
               and all(d["payouts"] == 0 and d["payee_token_balance"] == 0 for d in devices if d not in expected)
-              and verified and after["token_balance"] == after["free"] + after["premiums"] + after["locked"])
+              and verified and after["token_balance"] == held and (group is None or group["ok"]))
+        payees = {d["payee"]: d["payee_token_balance"] for d in devices}
+        if group is not None:
+            payees[group["payee"]] = group["payee_token_balance"]
         summary = {
             "ok": ok, "settlement": "evm", "contract": pool.address, "chain_id": pool.chain_id,
             "rpc_url": net.anvil.url, "ledger_id": net.ledger_id.hex(), "run_dir": str(net.root),
             "devices": devices, "pool": {"before": before, "after": after},
-            "token": {"address": pool.token.address, "pool_balance": after["token_balance"],
-                      "payees": {d["payee"]: d["payee_token_balance"] for d in devices}},
+            "token": {"address": pool.token.address, "pool_balance": after["token_balance"], "payees": payees},
             "gas_per_payout": gas,
             "ledger_verified": verified, "ledger_verify": verify_out, "mirror_verified": verified,
             "receipts_verified": None,  # not applicable on a chain: see "skipped"
             "paid": sum(d["payouts"] for d in devices), "rejected": rejected,
             "expected_paid": len(expected), "seconds": round(time.monotonic() - self.progress.started, 1),
             "skipped": {**SKIPPED, "devices": [p.fault["fault"] for p in self.skipped_plans if p.fault]},
-            "processes": {**{mp.name: mp.pid for mp in net.processes}, "anvil": net.anvil.proc.pid}, "econ": None,
+            "processes": {**{mp.name: mp.pid for mp in net.processes}, "anvil": net.anvil.proc.pid},
+            "econ": {"group": group, "bonds": after["bonds"]} if group is not None else None,
         }
         self.print_summary(summary)
+        if group is not None:
+            self.console.print(f"corroborated policy m = {group['m']} of {group['devices']}: paid {group['payouts']} "
+                               f"time(s) ({group['payout']:,}) on the contract for {len(group['windows'])} windows of "
+                               f"distinct agents, by the oracles; payee {group['payee']} holds "
+                               f"{group['payee_token_balance']:,}; gas {group['gas']} "
+                               + ("[green]OK[/]" if group["ok"] else "[red]WRONG[/]"))
         self.console.print(f"pool contract {pool.address} on chain {pool.chain_id} ({net.anvil.url}); token "
                            f"{pool.token.address}: pool holds {after['token_balance']:,}, payees "
-                           f"{sum(summary['token']['payees'].values()):,}; gas per payout {gas}")
+                           f"{sum(payees.values()):,}; gas per payout {gas}")
         self.console.print("left out on the chain: " + "; ".join(f"{k}: {v}" for k, v in SKIPPED.items()))
         return summary
+
+    def _gas(self, tx: bytes) -> int:
+        return int(self.chain.w3.eth.get_transaction_receipt(tx)["gasUsed"])
+
+    def _group_summary(self, group: list[Any]) -> dict[str, Any]:
+        """The corroborated policy, from the contract alone: its Paid events (paid once, the
+        policy's amount, to its payee's token balance) and the windows its GroupPaid events
+        carried (m of them, of distinct agents, all of faulty devices)."""
+        pool, pid = self.chain.pool, group[0].policy_id
+        ids = tuple(p.device_id for p in group)
+        paid = [(a, tx) for a, tx in self._paid_events if bytes(a["policyId"]) == pid]
+        carried = [log for log in pool.contract.events.GroupPaid().get_logs(from_block=pool.start_block)
+                   if bytes(log["args"]["policyId"]) == pid]
+        windows = [[bytes(w["deviceId"]).hex(), bytes(w["agentId"]).hex()] for log in carried for w in log["args"]["windows"]]
+        terms_amount = int(pool.contract.functions.policy(pid).call()[0][14])
+        econ = [log["args"] for log in pool.contract.events.EconPolicyTerms().get_logs(from_block=pool.start_block)
+                if bytes(log["args"]["policyId"]) == pid]
+        m, members = (int(econ[0]["minProofs"]), len(econ[0]["group"])) if econ else (0, 0)
+        payee = group_payee(ids)
+        balance = int(pool.token.functions.balanceOf(payee).call())
+        faulty = sorted(p.device_id.hex() for p in group if p.fault)
+        payout = sum(int(a["amount"]) for a, _tx in paid)
+        ok = (len(paid) == 1 == len(carried) and payout == terms_amount == balance and len(windows) == m > 1
+              and {d for d, _agent in windows} <= set(faulty) and len({agent for _d, agent in windows}) == m)
+        return {"ok": ok, "policy_id": pid.hex(), "devices": members, "m": m,
+                "claim_id": bytes(paid[0][0]["claimId"]).hex() if paid else None,
+                "payouts": len(paid), "payout": payout, "windows": windows, "faulty": faulty, "payee": payee,
+                "payee_token_balance": balance, "gas": [self._gas(tx) for _a, tx in paid]}
 
     def verify_mirror(self, books: dict[str, int]) -> tuple[bool, Any]:
         """Replay every event of the pool through the rules from scratch (a fresh follower): no
@@ -288,5 +381,5 @@ class EvmDevnetRun(DevnetRun):
             report = asyncio.run(verify_pool(self.chain.ledger_url, timeout=30))
         except Exception as e:  # noqa: BLE001 - reported in the summary, the run still stops cleanly
             return False, f"{type(e).__name__}: {e}"
-        same = all(report["books"][k] == books[k] for k in ("free", "premiums", "paid", "locked"))
+        same = report["books"] is not None and all(report["books"][k] == books[k] for k in ("free", "premiums", "paid", "locked", "bonds", "rewards"))
         return bool(report["ok"]) and same, report

@@ -3,7 +3,7 @@
 `load_chain_key(spec)`: a key file path gives `ledger.evm.typed.ChainKey` (the secp256k1 key
 derived from the file's seed); `pkcs11:TOKEN/LABEL` gives `TokenChainKey`, a secp256k1 key made
 inside the token (`faultproof token keygen --type secp256k1`) that never leaves it. Both have the
-same face: `address`, `sign_body` (the EIP-712 PayoutBody) and `binding` (the two-way binding to
+same face: `address`, `sign_body` (the EIP-712 PayoutBody, or a group's GroupPayoutBody) and `binding` (the two-way binding to
 the oracle's Ed25519 id).
 
 A token signs a 32-byte digest and returns raw r ‖ s; this file turns that into the 65-byte
@@ -30,12 +30,12 @@ from faultproof import signing
 from faultproof.identity import Identity, domain_tag
 from ledger.evm.typed import (
     BINDING_NAME,
-    PAYOUT_TYPES,
+    AnyChainBody,
     Binding,
-    ChainBody,
     ChainKey,
     ChainSignature,
     domain,
+    payout_types,
 )
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -45,7 +45,7 @@ class AnyChainKey(Protocol):
     @property
     def address(self) -> str: ...
 
-    def sign_body(self, body: ChainBody, chain_id: int, contract: str) -> ChainSignature: ...
+    def sign_body(self, body: AnyChainBody, chain_id: int, contract: str) -> ChainSignature: ...
 
     def binding(self, identity: Identity) -> Binding: ...
 
@@ -83,8 +83,8 @@ class TokenChainKey:
         digest = _hash_eip191_message(message)
         return ethereum_signature(digest, self._signer.sign_digest(digest), self.address)
 
-    def sign_body(self, body: ChainBody, chain_id: int, contract: str) -> ChainSignature:
-        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=PAYOUT_TYPES,
+    def sign_body(self, body: AnyChainBody, chain_id: int, contract: str) -> ChainSignature:
+        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=payout_types(body),
                                 message_data=body.message())
         return ChainSignature(self.address, self._sign(msg))
 

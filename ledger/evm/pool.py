@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
@@ -142,11 +142,15 @@ class PayoutResult:
     block: int | None
 
 
-@dataclass(frozen=True)
-class ChainQc:
-    """A quorum certificate for the chain: the body and (signer, signature) pairs."""
+B = TypeVar("B", ChainBody, ChainGroupBody)
 
-    body: ChainBody
+
+@dataclass(frozen=True)
+class ChainQc(Generic[B]):
+    """A quorum certificate for the chain: the body (a lone claim's `ChainBody` or a group's
+    `ChainGroupBody`) and (signer, signature) pairs."""
+
+    body: B
     signatures: tuple[ChainSignature, ...]
 
 
@@ -382,7 +386,7 @@ class EvmPool:
     def expire(self, policy_id: bytes, sender: str | None = None) -> Any:
         return self._send(self.contract.functions.expire(policy_id), sender or self.admin)
 
-    def payout_call(self, qc: ChainQc, proof: bytes, hint: tuple[bytes, bytes] | None = None) -> Any:
+    def payout_call(self, qc: ChainQc[ChainBody], proof: bytes, hint: tuple[bytes, bytes] | None = None) -> Any:
         """The contract call for a QC (for gas estimates and hostile re-entry tests)."""
         body = qc.body
         later, earlier = hint if hint is not None else self.hint_for(body.body.policy_id, body.body.start_ts)
@@ -390,12 +394,12 @@ class EvmPool:
         return self.contract.functions.payout(body.as_tuple(), [s.signer for s in qc.signatures], rs, vss,
                                               proof_words(proof), later, earlier)
 
-    def quorum_call(self, qc: ChainQc) -> Any:
+    def quorum_call(self, qc: ChainQc[ChainBody]) -> Any:
         """`verifyQuorum`: the QC check alone (a pre-flight; its gas is the quorum's cost)."""
         rs, vss = compact_signatures(qc.signatures)
         return self.contract.functions.verifyQuorum(qc.body.as_tuple(), [s.signer for s in qc.signatures], rs, vss)
 
-    def post_qc(self, qc: ChainQc, proof: bytes, sender: str, *,
+    def post_qc(self, qc: ChainQc[ChainBody], proof: bytes, sender: str, *,
                 hint: tuple[bytes, bytes] | None = None, tail: bytes = b"") -> PayoutResult:
         """Pay a claim (the settlement interface's `post_qc`). Idempotent by claim_id."""
         fn = self.payout_call(qc, proof, hint)

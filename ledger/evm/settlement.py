@@ -15,6 +15,8 @@ What it offers, and what it refuses:
   `paid(claim_id)` (what the confirmed Paid events said: how an oracle that did not send the
   completing transaction learns that the claim is paid and stops), `post_chain_qc(qc, proof)` (pay
   a claim with its EIP-712/ECDSA certificate and Groth16 proof; idempotent by claim_id),
+  `post_chain_group_qc(qc, proofs)` (the same for a corroborated policy's group claim: one proof
+  per window),
   `expire(policy_id)`, `submit_admin(args)` (authorised by msg.sender = the admin account, not by
   an Ed25519 signature).
 - The daemons' view: `entries`/`signed_head`/`replay_state` serve the pool's history as mirror
@@ -58,7 +60,7 @@ from ledger.evm.mirror import (
     qc_tail,
 )
 from ledger.evm.pool import MAX_LOG_BLOCKS, ChainQc, EvmPool, PayoutResult
-from ledger.evm.typed import Binding
+from ledger.evm.typed import Binding, ChainBody, ChainGroupBody
 from ledger.state import LedgerState
 
 SCHEME = "evm+"
@@ -211,12 +213,22 @@ class EvmSettlement:
         """The amount a confirmed Paid event paid for claim_id (None: not seen paid yet)."""
         return self._follower.paid.get(claim_id) if self._follower is not None else None
 
-    async def post_chain_qc(self, qc: ChainQc, proof: bytes, ed25519_qc: QuorumCertificate | None = None) -> PayoutResult:
+    async def post_chain_qc(self, qc: ChainQc[ChainBody], proof: bytes,
+                            ed25519_qc: QuorumCertificate | None = None) -> PayoutResult:
         """Pay a claim: the EIP-712 body, k ECDSA signatures, and the Groth16 proof. With the
         Ed25519 QC of the same body, its signatures follow the arguments so the mirror replays it."""
         pool, sender = await self.pool(), self._sender()
         extra = qc_tail(ed25519_qc.signatures) if ed25519_qc is not None else b""
         result: PayoutResult = await self._call(pool.post_qc, qc, proof, sender, tail=extra)
+        return result
+
+    async def post_chain_group_qc(self, qc: ChainQc[ChainGroupBody], proofs: Sequence[bytes]) -> PayoutResult:
+        """Pay a corroborated policy's claim (`groupPayout`): the EIP-712 group body, k ECDSA
+        signatures, one Groth16 proof per window in the body's order. Idempotent by claim_id (a
+        second sender gets `existing`). No tail: the mirror takes a group payout's quorum on the
+        chain's word (ledger/evm/mirror.py)."""
+        pool, sender = await self.pool(), self._sender()
+        result: PayoutResult = await self._call(pool.post_group_qc, qc.body, qc.signatures, list(proofs), sender)
         return result
 
     @property

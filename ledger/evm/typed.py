@@ -12,8 +12,11 @@ the Ed25519 id, so neither can be claimed by someone holding only the other. The
 binding before putting an oracle into a set (`verify_binding`); the contract records the pair.
 
 A corroborated policy's payout on the chain signs `ChainGroupBody` (the §14 GroupPayoutBody, each
-window with its frames' chain values) under the same domain. Device slashing evidence (DESIGN §14): the EVM cannot check a device's Ed25519 frame
-signature, so k oracles check both frames and sign an EIP-712 `DeviceSlash` (`DeviceSlashBody`,
+window with its frames' chain values) under the same domain; `sign_body` takes either body
+(`AnyChainBody`) and signs it under its own EIP-712 types (`payout_types`).
+
+Device slashing evidence (DESIGN §14): the EVM cannot check a device's Ed25519 frame signature, so
+k oracles check both frames and sign an EIP-712 `DeviceSlash` (`DeviceSlashBody`,
 `ChainKey.sign_device_slash`) under the same domain as a payout.
 
 No I/O here.
@@ -117,6 +120,14 @@ class ChainGroupBody:
         return tuple(m[n] for n, _ in GROUP_PAYOUT_FIELDS)
 
 
+AnyChainBody = ChainBody | ChainGroupBody  # what an oracle's chain key signs for a payout
+
+
+def payout_types(body: AnyChainBody) -> dict[str, list[dict[str, str]]]:
+    """The EIP-712 types a payout body is signed under: a lone claim's or a group's."""
+    return GROUP_PAYOUT_TYPES if isinstance(body, ChainGroupBody) else PAYOUT_TYPES
+
+
 @dataclass(frozen=True)
 class DeviceSlashBody:
     """What k oracles sign after checking both frames' device signatures themselves (the EVM cannot
@@ -184,14 +195,14 @@ class ChainKey:
     def address(self) -> str:
         return str(self._account.address)
 
-    def sign_body(self, body: ChainBody, chain_id: int, contract: str) -> ChainSignature:
-        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), PAYOUT_TYPES, body.message())
+    def sign_body(self, body: AnyChainBody, chain_id: int, contract: str) -> ChainSignature:
+        """The EIP-712 signature of a payout body: a lone claim's `ChainBody` or a group's `ChainGroupBody`."""
+        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), payout_types(body),
+                                         body.message())
         return ChainSignature(self.address, bytes(signed.signature))
 
     def sign_group_body(self, body: ChainGroupBody, chain_id: int, contract: str) -> ChainSignature:
-        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), GROUP_PAYOUT_TYPES,
-                                         body.message())
-        return ChainSignature(self.address, bytes(signed.signature))
+        return self.sign_body(body, chain_id, contract)
 
     def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature:
         signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), DEVICE_SLASH_TYPES,

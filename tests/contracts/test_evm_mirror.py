@@ -1,7 +1,8 @@
 """The daemons' view of a chain (DESIGN §13): the pool's events replayed as ledger entries through
 `ledger.state`, followed by the one `LedgerFollower` (the §14 events too: bonds, parameters, econ
 policies, slashes and group payouts, with the contract's books to the unit); and the chain votes
-(`ChainApprove`) an oracle checks before it counts them toward a chain QC.
+(`ChainApprove`) an oracle checks before it counts them toward a chain QC, a claim's or a group's
+(and a group QC assembled from them paid through the settlement interface, once).
 
 Real anvil, contracts and proofs (one chain for the module, shared with nothing else); the
 ChainApprove checks are pure.
@@ -21,6 +22,7 @@ from web3 import Web3
 from web3.utils.address import get_create_address
 
 from cli import main
+from faultproof.chain import chain_to_bytes
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import (
     BondHolder,
@@ -51,10 +53,17 @@ from ledger.evm.mirror import (
 )
 from ledger.evm.pool import EvmPool
 from ledger.evm.settlement import EvmSettlement, deploy_mirrored_pool, register_mirrored_circuit
-from ledger.evm.typed import ChainBody, ChainKey
+from ledger.evm.typed import ChainBody, ChainGroupBody, ChainKey
 from ledger.follower import LedgerFollower
 from ledger.state import FREE, LOCKED_PREFIX, PAID, PREMIUMS, LedgerState, TxKind
-from oracle.chain_votes import ChainVotes, chain_body, check_chain_approve, sign_chain_approve
+from oracle.chain_votes import (
+    ChainVotes,
+    chain_body,
+    chain_group_body,
+    check_chain_approve,
+    recover_signer,
+    sign_chain_approve,
+)
 from tests.conformance.backends import (
     OK,
     ChainBackend,
@@ -64,6 +73,7 @@ from tests.conformance.backends import (
     Outcome,
     VoteEvidence,
     _group_body,
+    genesis_for,
 )
 from tests.contracts.evmfix import FUNDS, ChainWorld, N, oracle_identity, oracle_key
 from tests.netfix import DAY, HOUR, SECOND, TRIGGERING, DeviceSim
@@ -296,6 +306,79 @@ def test_a_mirror_follows_the_econ_events_past_a_group_payout_with_the_contracts
     assert time.monotonic() - started < 10  # a verdict at once: no follower retrying what cannot change
 
 
+def test_a_group_qc_assembled_from_chain_votes_pays_once_through_the_settlement(world: ChainWorld) -> None:
+    """What an oracle's group chain poster sends (oracle/group_node.py): the chain's group body
+    built from the parts' frames, k ChainApproves that verify, one proof per window, through
+    `EvmSettlement.post_chain_group_qc`: k - 1 signatures are refused, k pay once to the policy's
+    payee, and a second sender gets `existing` (nothing paid twice)."""
+    t0 = (world.now_ms() // SECOND + 10) * SECOND
+    genesis, _admin, _ledger = genesis_for(t0)
+    cb = ChainBackend(world, genesis, start_ms=t0)
+    pool = cb.pool
+
+    def do(op: Callable[..., Outcome], *args: Any, expect: Outcome = OK) -> None:
+        cb.now = max(cb.now + SECOND, world.now_ms() + SECOND)
+        assert op(*args) == expect
+
+    do(cb.register_circuit)
+    do(cb.admin_tx, Deposit(amount=100_000))
+    ids = [oracle_identity(i).public_key for i in range(5)]
+    for oid in ids:
+        do(cb.admin_tx, _bond(BondHolder.ORACLE, oid, 1_000))
+    do(cb.admin_tx, PARAMS)
+    a, b = (DeviceSim.create(anchor_ts=cb.now - 40 * DAY) for _ in range(2))
+    for dev in (a, b):
+        do(cb.admin_tx, dev.enrol_tx())
+        do(cb.admin_tx, _bond(BondHolder.DEVICE, dev.device_id, 1_000))
+    agents = (b"\x21" * 32, b"\x22" * 32)
+    for ag in agents:
+        do(cb.admin_tx, EnrolAgent(agent_id=ag))
+    kind, T, K, lo, hi, G = COUNT.as_tuple()
+    terms = IssuePolicy(device_id=a.device_id, beneficiary=world.beneficiary, circuit_id=world.circuit_id, kind=kind,
+                        threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, start_ms=cb.now - DAY, end_ms=cb.now + DAY,
+                        period_ms=DAY, claim_window_ms=30 * SECOND, coverage=1_000, amount=100, premium=10)
+    do(cb.issue_econ, "g", EconPolicy(terms=terms, staging_cost=100, group=tuple(sorted((a.device_id, b.device_id))),
+                                      min_proofs=2, overlap_tolerance_ms=2 * SECOND))
+    t = cb.now - 20 * SECOND
+    spec = GroupSpec("g", ((a, _window(a, t), agents[0]), (b, _window(b, t + 1_500), agents[1])))
+    pid = cb.pids["g"][0]
+    parts = spec.sorted_parts()
+    body = chain_group_body(_group_body(genesis.ledger_id, pid, terms, spec),
+                            [chain_to_bytes(d.chains[s]) for d, s, _ in parts])
+    proofs = [world.proof(d, s, terms) for d, s, _ in parts]
+    votes = ChainVotes()
+    for i in range(4):
+        votes.add(sign_chain_approve(oracle_key(i), ids[i], body, pool.chain_id, pool.address))
+    qc = votes.assemble(body, 4, _bound, pool.chain_id, pool.address)
+    assert qc is not None
+    cid = body.body.claim_id
+    base = f"evm+{world.node.url}?contract={pool.address}"
+
+    async def scenario() -> None:
+        poster = EvmSettlement(f"{base}&from={world.poster}")
+        other = EvmSettlement(f"{base}&from={world.accounts[2]}")
+        await other.events()
+        books, payee = pool.balances(), int(pool.token.functions.balanceOf(world.payee).call())
+        world.set_time(cb.now + SECOND)
+        with pytest.raises(FaultproofError) as short:
+            await poster.post_chain_group_qc(type(qc)(qc.body, qc.signatures[:3]), proofs)
+        assert short.value.reason is Reason.QC_INSUFFICIENT_SIGNATURES and pool.balances() == books
+        paid = await poster.post_chain_group_qc(qc, proofs)
+        assert (paid.paid, paid.existing) == (100, False) and paid.gas_used > 0
+        names = [n for n, _, _ in await other.events()]
+        assert names == ["Paid", "GroupPaid"] and other.paid(cid) == 100  # the other members stop here
+        again = await other.post_chain_group_qc(qc, proofs)  # a second sender anyway: nothing paid twice
+        assert (again.paid, again.existing) == (100, True)
+        after = pool.balances()
+        assert after["paid"] == books["paid"] + 100 and after["locked"] == books["locked"] - 100
+        assert int(pool.token.functions.balanceOf(world.payee).call()) == payee + 100
+        assert after["token_balance"] == sum(after[k] for k in ("free", "premiums", "locked", "bonds", "rewards"))
+        for client in (poster, other):
+            await client.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_chain_slash_is_a_mirror_only_transaction_checked_against_the_mirrors_bonds() -> None:
     """Pure: a ChainSlash replays only in an EVM pool's mirror, and only with the amounts its own
     bonds give (a chain that slashed another amount stops the mirror by name)."""
@@ -395,6 +478,69 @@ def test_a_chain_qc_is_assembled_from_k_votes_that_verify_and_forgeries_are_drop
     votes.add(sign_chain_approve(oracle_key(0), ids[0], body, CHAIN_ID, CONTRACT))  # the real one
     qc = votes.assemble(body, 4, _bound, CHAIN_ID, CONTRACT)
     assert qc is not None and {s.signer for s in qc.signatures} == {oracle_key(i).address for i in range(4)}
+
+
+def _chain_group(epoch: int = 0, c_start: int = 60) -> ChainGroupBody:
+    """A two-window group body as the chain sees it (start chain values c_start + 1, c_start + 2)."""
+    from faultproof.messages import CorroboratingWindow, GroupPayoutBody
+
+    windows = tuple(CorroboratingWindow(device_id=bytes([d]) * 32, agent_id=bytes([0x20 + d]) * 32, epoch=0,
+                                        start_seq=1, end_seq=5, start_ts=1000 + d, end_ts=5000 + d,
+                                        end_chain=(70 + d).to_bytes(32, "big")) for d in (1, 2))
+    b = GroupPayoutBody(ledger_id=b"\x01" * 32, oracle_set_epoch=epoch, claim_id=b"\x0c" * 32,
+                        policy_id=b"\x03" * 32, windows=windows, circuit_id=b"\x05" * 32,
+                        beneficiary=bytes(12) + b"\x06" * 20, amount=100)
+    return chain_group_body(b, [(c_start + d).to_bytes(32, "big") for d in (1, 2)])
+
+
+def test_a_chain_approve_over_a_group_body_counts_only_for_that_body_in_that_epoch_and_pool() -> None:
+    body = _chain_group()
+    assert body.chains == ((61, 71), (62, 72))  # each window's start frame and end chain values
+    me = oracle_identity(0).public_key
+    good = sign_chain_approve(oracle_key(0), me, body, CHAIN_ID, CONTRACT)
+    assert (good.claim_id, good.oracle_set_epoch) == (body.body.claim_id, 0)
+    # the very signature the contract checks in groupPayout (the EIP-712 GroupPayoutBody)
+    assert good.signature == oracle_key(0).sign_group_body(body, CHAIN_ID, CONTRACT).signature
+    assert recover_signer(body, CHAIN_ID, CONTRACT, good.signature) == oracle_key(0).address
+    assert check_chain_approve(good, body, _bound(0, me), CHAIN_ID, CONTRACT) is None
+    # a signature over another group body with the same claim id (other chain values) does not count
+    other = sign_chain_approve(oracle_key(0), me, _chain_group(c_start=90), CHAIN_ID, CONTRACT)
+    assert other.claim_id == good.claim_id
+    assert check_chain_approve(other, body, _bound(0, me), CHAIN_ID, CONTRACT) is Reason.QC_BAD_SIGNATURE
+    # nor a lone claim's body signed under the group's claim id (another EIP-712 type)
+    lone = sign_chain_approve(oracle_key(0), me, _body(), CHAIN_ID, CONTRACT).replace(claim_id=body.body.claim_id)
+    assert check_chain_approve(lone, body, _bound(0, me), CHAIN_ID, CONTRACT) is Reason.QC_BAD_SIGNATURE
+    # another epoch's group body, relabelled or not; another pool; a key not bound in the epoch
+    old = sign_chain_approve(oracle_key(0), me, _chain_group(epoch=1), CHAIN_ID, CONTRACT)
+    assert check_chain_approve(old, body, _bound(0, me), CHAIN_ID, CONTRACT) is Reason.QC_STALE_EPOCH
+    relabelled = old.replace(oracle_set_epoch=0)
+    assert check_chain_approve(relabelled, body, _bound(0, me), CHAIN_ID, CONTRACT) is Reason.QC_BAD_SIGNATURE
+    elsewhere = sign_chain_approve(oracle_key(0), me, body, CHAIN_ID, "0x" + "5b" * 20)
+    assert check_chain_approve(elsewhere, body, _bound(0, me), CHAIN_ID, CONTRACT) is Reason.QC_BAD_SIGNATURE
+    stranger = oracle_identity(7).public_key
+    unbound = sign_chain_approve(oracle_key(7), stranger, body, CHAIN_ID, CONTRACT)
+    assert check_chain_approve(unbound, body, _bound(0, stranger), CHAIN_ID, CONTRACT) is Reason.QC_NON_MEMBER
+    with pytest.raises(ValueError):  # one start chain value per window
+        chain_group_body(body.body, [b"\x01" * 32])
+
+
+def test_a_group_chain_qc_is_assembled_from_k_votes_that_verify() -> None:
+    body = _chain_group()
+    ids = [oracle_identity(i).public_key for i in range(5)]
+    votes = ChainVotes()
+    votes.add(sign_chain_approve(ChainKey.from_seed(b"\x09" * 32), ids[0], body, CHAIN_ID, CONTRACT))  # forged
+    votes.add(sign_chain_approve(oracle_key(1), ids[1], _chain_group(c_start=90), CHAIN_ID, CONTRACT))  # other body
+    for i in (2, 3):
+        votes.add(sign_chain_approve(oracle_key(i), ids[i], body, CHAIN_ID, CONTRACT))
+    votes.add(sign_chain_approve(oracle_key(4), ids[4], _chain_group(epoch=1), CHAIN_ID, CONTRACT))  # other epoch
+    assert votes.assemble(body, 4, _bound, CHAIN_ID, CONTRACT) is None
+    assert votes.count(body.body.claim_id) == 3  # both bad signatures dropped, the other epoch's kept
+    for i in (0, 1):  # the real ones (re-gossip repeats them)
+        votes.add(sign_chain_approve(oracle_key(i), ids[i], body, CHAIN_ID, CONTRACT))
+    qc = votes.assemble(body, 4, _bound, CHAIN_ID, CONTRACT)
+    assert qc is not None and qc.body == body
+    assert {s.signer for s in qc.signatures} == {oracle_key(i).address for i in range(4)}
+    assert all(recover_signer(body, CHAIN_ID, CONTRACT, s.signature) == s.signer for s in qc.signatures)
 
 
 def test_members_take_turns_sending_a_payout_in_an_order_drawn_from_the_claim() -> None:

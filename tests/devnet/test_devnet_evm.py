@@ -1,12 +1,14 @@
 """`faultproof devnet --settlement evm --json`: the whole network on the pool contract (DESIGN §13).
 
 Runs the real command (anvil, the InsurancePool and its token, 5 oracle processes with bound chain
-keys, broker, agent, simulated devices) with the shipped config, 7 devices and a shorter stream:
-the evm run leaves out the tampered-firmware device (the contract enforces no attestation) and
-says so; every other injected fault is paid exactly once on the contract (books and token balances
-to the unit), the healthy device is never paid, every event replays through the rules, one member
-sends each payout (the others see its Paid event and stop), no service logs an ERROR, and no
-process is left behind.
+keys, broker, two agents, simulated devices) with the shipped config (its [econ] table: bonds and
+the corroborated policy), 7 devices plus the group's 3 and a shorter stream: the evm run leaves
+out the tampered-firmware device (the contract enforces no attestation) and the double-signing one
+(no daemon certifies device slashing), and says so; every other injected fault is paid exactly
+once on the contract (books and token balances to the unit), the healthy device is never paid, the
+corroborated policy is paid once by the oracles (m = 2 windows of distinct agents, to its payee),
+every event replays through the rules, one member sends each payout (the others see its Paid
+event and stop), no service logs an ERROR, and no process is left behind.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     s = json.loads(summary_path.read_text())
     assert s["ok"] and s["settlement"] == "evm" and re.fullmatch(r"0x[0-9a-fA-F]{40}", s["contract"])
-    assert s["skipped"]["devices"] == ["tampered_firmware"] and "econ" in s["skipped"]
+    assert s["skipped"]["devices"] == ["tampered_firmware"] and "device_slash" in s["skipped"]
+    assert "econ" not in s["skipped"]  # the corroborated group runs on the chain
 
-    faulty = [d for d in s["devices"] if d["fault"]]
-    healthy = [d for d in s["devices"] if not d["fault"]]
+    insured = [d for d in s["devices"] if d["role"] == "insured"]
+    faulty = [d for d in insured if d["fault"]]
+    healthy = [d for d in insured if not d["fault"]]
     assert {d["fault"] for d in faulty} == {"excursion", "run", "stuck", "out_of_range", "dropout"}
     assert len(healthy) == 1
     for d in faulty:
@@ -45,13 +49,25 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     for d in healthy:
         assert (d["payouts"], d["payout"], d["payee_token_balance"]) == (0, 0, 0), d
 
+    # the corroborated policy: paid once by the oracles' groupPayout, to its own payee
+    group = s["econ"]["group"]
+    members = [d for d in s["devices"] if d["role"] == "group"]
+    assert group["ok"] and (group["devices"], group["m"], len(members)) == (3, 2, 3)
+    assert (group["payouts"], group["payout"], group["payee_token_balance"]) == (1, AMOUNT, AMOUNT), group
+    assert sorted(d["device_id"] for d in members if d["fault"]) == group["faulty"]
+    assert len(group["windows"]) == 2 and {w[0] for w in group["windows"]} == set(group["faulty"])
+    assert len({w[1] for w in group["windows"]}) == 2  # two agents' parts
+    assert all(d["payouts"] == 0 and d["payee_token_balance"] == 0 for d in members)  # no device's own payee
+    assert len(group["gas"]) == 1 and 600_000 < group["gas"][0] < 900_000, group["gas"]
+
     before, after = s["pool"]["before"], s["pool"]["after"]
-    paid = AMOUNT * len(faulty)
+    paid = AMOUNT * (len(faulty) + 1)
     assert after["paid"] == before["paid"] + paid and after["locked"] == before["locked"] - paid
     assert after["free"] == before["free"] and after["premiums"] == before["premiums"]
+    assert after["bonds"] == before["bonds"] == s["econ"]["bonds"] > 0 and after["rewards"] == before["rewards"]
     assert after["token_balance"] == before["token_balance"] - paid == s["token"]["pool_balance"]
-    assert after["token_balance"] == after["free"] + after["premiums"] + after["locked"]
-    assert sum(s["token"]["payees"].values()) == paid
+    assert after["token_balance"] == sum(after[k] for k in ("free", "premiums", "locked", "bonds", "rewards"))
+    assert sum(s["token"]["payees"].values()) == paid and s["token"]["payees"][group["payee"]] == AMOUNT
     assert len(s["gas_per_payout"]) == len(faulty) and all(300_000 < g < 450_000 for g in s["gas_per_payout"])
     assert s["mirror_verified"] and s["ledger_verify"]["problem"] is None
     assert s["ledger_verify"]["books"]["paid"] == after["paid"]
@@ -63,7 +79,8 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     sent = [line for p in logs if p.name.startswith("oracle-") for line in p.read_text().splitlines()
             if "paid on chain" in line]
     ours = [line for line in sent if "our transaction" in line]
-    assert len(ours) == len(faulty), "\n".join(sent)  # one payout transaction per claim...
+    assert len(ours) == len(faulty) + 1, "\n".join(sent)  # one payout transaction per claim, the group's too...
     assert len(sent) - len(ours) <= 1, "\n".join(sent)  # ...and the others saw it and stopped
+    assert sum(f"group {group['claim_id'][:16]} paid on chain" in line for line in ours) == 1, "\n".join(sent)
     left = [name for name, pid in s["processes"].items() if pid and alive(pid)]
     assert left == [], f"processes left running: {left}"

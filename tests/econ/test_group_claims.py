@@ -260,7 +260,7 @@ def _node(w: EconWorld, data: Path, oracle: int) -> SimpleNamespace:
     return SimpleNamespace(config=SimpleNamespace(db_path=data / "oracle.sqlite3", tuning=SimpleNamespace(regossip_s=1)),
                            view=SimpleNamespace(state=w.state), clock=lambda: w.now,
                            identity=w.keys.oracles[oracle], transport=_Transport(), verifier=_Verifier(),
-                           _agent_limiter=_Limiter(), follower=None)
+                           _agent_limiter=_Limiter(), follower=None, chain=None)  # chain: the SQLite backend
 
 
 def test_a_killed_oracle_restarts_with_its_parts_and_never_signs_another_body(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """An oracle's chain key in a PKCS#11 token (DESIGN §13): a secp256k1 key made in SoftHSM2 signs
-the EIP-712 PayoutBody and the Ed25519 binding as the pool contract checks them (low-s, the right
-recovery byte, recovering to the key's address); the token's other signer refuses it, and a P-256
-key is refused as a chain key. Real SoftHSM2 (the session's token store)."""
+the EIP-712 PayoutBody, a group's GroupPayoutBody and the Ed25519 binding as the pool contract
+checks them (low-s, the right recovery byte, recovering to the key's address); the token's other
+signer refuses it, and a P-256 key is refused as a chain key. Real SoftHSM2 (the session's token
+store)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ import pytest
 
 from faultproof import signing
 from faultproof.identity import Identity
-from faultproof.messages import PayoutBody
+from faultproof.messages import CorroboratingWindow, GroupPayoutBody, PayoutBody
 from ledger.evm.chain_keys import SECP256K1_N, TokenChainKey, address_of, load_chain_key
 from ledger.evm.typed import verify_binding
-from oracle.chain_votes import chain_body, check_chain_approve, recover_signer, sign_chain_approve
+from oracle.chain_votes import (
+    chain_body,
+    chain_group_body,
+    check_chain_approve,
+    recover_signer,
+    sign_chain_approve,
+)
 from tests.hardware.conftest import TOKEN, token_cfg
 
 CHAIN_ID, CONTRACT = 31337, "0x" + "5a" * 20
@@ -41,6 +48,17 @@ def test_a_secp256k1_key_in_the_token_signs_what_the_contract_checks(token_store
         assert recover_signer(body, CHAIN_ID, CONTRACT, sig.signature) == key.address
         ca = sign_chain_approve(key, oracle.public_key, body, CHAIN_ID, CONTRACT)
         assert check_chain_approve(ca, body, key.address, CHAIN_ID, CONTRACT) is None
+    # a group's body (DESIGN §14 on the chain): signed under the GroupPayoutBody types, as a file key does
+    windows = tuple(CorroboratingWindow(device_id=bytes([d]) * 32, agent_id=bytes([0x20 + d]) * 32, epoch=0,
+                                        start_seq=1, end_seq=5, start_ts=1000, end_ts=5000,
+                                        end_chain=(70 + d).to_bytes(32, "big")) for d in (1, 2))
+    group = chain_group_body(GroupPayoutBody(ledger_id=b"\x01" * 32, oracle_set_epoch=0, claim_id=b"\x0c" * 32,
+                                             policy_id=b"\x03" * 32, windows=windows, circuit_id=b"\x05" * 32,
+                                             beneficiary=bytes(12) + b"\x06" * 20, amount=100),
+                             [(60 + d).to_bytes(32, "big") for d in (1, 2)])
+    ca = sign_chain_approve(key, oracle.public_key, group, CHAIN_ID, CONTRACT)
+    assert recover_signer(group, CHAIN_ID, CONTRACT, ca.signature) == key.address
+    assert check_chain_approve(ca, group, key.address, CHAIN_ID, CONTRACT) is None
     assert verify_binding(key.binding(oracle))  # the admin's tooling and the contract take this binding
     with pytest.raises(signing.KeyError_, match="not P-256"):
         signing.load_signer(f"pkcs11:{TOKEN}/chain-0")  # never a protocol signer
