@@ -256,8 +256,13 @@ class _Limiter:
 
 
 def _node(w: EconWorld, data: Path, oracle: int) -> SimpleNamespace:
-    """The parts of an OracleNode the group service uses, around one ledger state."""
-    return SimpleNamespace(config=SimpleNamespace(db_path=data / "oracle.sqlite3", tuning=SimpleNamespace(regossip_s=1)),
+    """The parts of an OracleNode the group service uses, around one ledger state (always fresh:
+    the content check runs once on it)."""
+
+    async def content_checked(check, signed, refreshed):  # type: ignore[no-untyped-def]
+        return check(signed, w.state)
+
+    return SimpleNamespace(content_checked=content_checked, config=SimpleNamespace(db_path=data / "oracle.sqlite3", tuning=SimpleNamespace(regossip_s=1)),
                            view=SimpleNamespace(state=w.state), clock=lambda: w.now,
                            identity=w.keys.oracles[oracle], transport=_Transport(), verifier=_Verifier(),
                            _agent_limiter=_Limiter(), follower=None, chain=None)  # chain: the SQLite backend
