@@ -1342,6 +1342,25 @@ class FrameEquivocation(Message):
 
 
 @dataclass(frozen=True)
+class DeviceSlashShare(Message):
+    """One oracle's share of a device slashing certificate for the pool contract (DESIGN §13):
+    its 65-byte EIP-712 ECDSA signature (r ‖ s ‖ v) over the `DeviceSlash` body derived from
+    `evidence` and `oracle_set_epoch` (`oracle/device_slash.py` `slash_body`), by the chain key the
+    contract bound to `oracle_id` in that epoch, gossiped with the evidence itself so every peer
+    checks the frames on its own replica before it signs its own share. Carries no Ed25519
+    signature: receivers recover the signer and compare it with the bound address."""
+
+    TYPE_ID: ClassVar[int] = 91
+    NAME: ClassVar[str] = "device-slash-share"
+    MAX_SIZE: ClassVar[int] = 1536
+
+    oracle_id: bytes = _f(ID)
+    oracle_set_epoch: int = _f(U32)
+    evidence: FrameEquivocation = _f(Nested(FrameEquivocation))
+    signature: bytes = _f(Bytes(exact=65))
+
+
+@dataclass(frozen=True)
 class CorroboratingWindow(Message):
     """One device's proven window in a corroborated claim, with the agent that claimed it."""
 

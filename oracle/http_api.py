@@ -4,6 +4,8 @@ messages, the node's answers to JSON (or msgpack), `FaultproofError` to `{"error
     POST /v1/claims                 SignedClaim (JSON, or canonical msgpack with
                                     Content-Type: application/msgpack) -> 202 {"claim_id","status",
                                     "vote"?, "reason"?}; 4xx {"error": {"code","message"}}
+    POST /v1/equivocations          FrameEquivocation (JSON or msgpack) -> 202 {"device_id","status",...}
+                                    (DESIGN §13/§14: oracle/device_slash_node.py)
     GET  /v1/claims/{claim_id}      status pending|approved|rejected|paid, votes, reasons, QC, receipt
     GET  /v1/claims?policy_id=&status=
     GET  /v1/status    /healthz    /metrics (Prometheus text)
@@ -26,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faultproof.errors import FaultproofError, Reason
 from faultproof.httperrors import application
-from faultproof.messages import SignedClaim, SignedSuspensionReport
+from faultproof.messages import FrameEquivocation, SignedClaim, SignedSuspensionReport
 from faultproof.openapi import Route, RouteDoc, add_routes
 from oracle.pipeline import decode_claim
 from oracle.store import CLAIM_STATUSES
@@ -82,6 +84,17 @@ async def post_suspension(request: web.Request) -> web.Response:
     if gossip is None:
         raise FaultproofError(Reason.UNAVAILABLE, "not synced with the ledger yet")
     body = await gossip.report_signed(await request.read())
+    return respond(request, body, status=202)
+
+
+async def post_equivocation(request: web.Request) -> web.Response:
+    """DESIGN §13/§14: anyone's evidence of a double-signing device (FrameEquivocation, JSON or
+    msgpack). EVM backend: checked on our replica, signed and gossiped (oracle/device_slash_node.py);
+    SQLite backend: forwarded to the ledger, which slashes on it."""
+    ctype = request.content_type or JSON
+    if ctype not in (JSON, MSGPACK):
+        raise FaultproofError(Reason.UNSUPPORTED_MEDIA_TYPE)
+    body = await _node(request).slashes.report(await request.read(), ctype)  # bounded by client_max_size
     return respond(request, body, status=202)
 
 
@@ -147,6 +160,11 @@ ROUTES = (
     Route("POST", "/v1/suspensions", post_suspension, RouteDoc(
         "Report a device's forged frames (msgpack SignedSuspensionReport); 202 once checked and signed.",
         request=SignedSuspensionReport, statuses=(202,))),
+    # DESIGN §13/§14: a double-signing device's two frames, from anyone.
+    Route("POST", "/v1/equivocations", post_equivocation, RouteDoc(
+        "Report a device that signed two frames for one (device, epoch, seq) (FrameEquivocation, JSON or "
+        "msgpack); 202 once checked and signed (EVM backend) or slashed by the ledger (SQLite backend).",
+        request=FrameEquivocation, statuses=(202,))),
     Route("GET", "/v1/claims", list_claims, RouteDoc("Claims this oracle knows.",
                                                      query={"policy_id": "hex", "status": "a status"})),
     Route("GET", "/v1/claims/{claim_id}", get_claim, RouteDoc("One claim: status, votes (k of n), QC, receipt.")),

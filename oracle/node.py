@@ -16,8 +16,9 @@ seen on the ledger, QC refusals, rotations and the passing of time are events to
 
 Tasks (all children of `run`'s TaskGroup, cancelled together on stop): ledger follower, gossip
 claim consumer, gossip vote consumer, vote batcher, QC poster, rechecker, re-gossip loop, chain
-vote publisher (EVM backend), and the group service's re-gossip loop and chain poster (the latter
-idle on the SQLite backend). HTTP handlers run in aiohttp's server, which `run` starts and stops.
+vote publisher (EVM backend), the group service's re-gossip loop and chain poster (the latter
+idle on the SQLite backend), and the device-slash service (oracle/device_slash_node.py: shares,
+posting turns; idle on the SQLite backend). HTTP handlers run in aiohttp's server, which `run` starts and stops.
 
 This file must never contain a protocol rule (those are in claim.py, pipeline.py, quorum.py and
 the ledger's state.py), never set a claim status itself (only `SetStatus` actions do), never block
@@ -49,6 +50,7 @@ from faultproof.messages import (
     Approve,
     ChainApprove,
     ClaimBatch,
+    DeviceSlashShare,
     PayoutBody,
     QuorumCertificate,
     Receipt,
@@ -65,6 +67,7 @@ from ledger.state import Effect, LedgerState, TxKind, gossip_senders
 from oracle import claim as cm
 from oracle.claim import ClaimMachine, ClaimStatus
 from oracle.config import OracleConfig
+from oracle.device_slash_node import DEVICE_SLASHES_TOPIC, DeviceSlashService
 from oracle.group_node import GroupService, is_group_message
 from oracle.metrics import OracleMetrics
 from oracle.pipeline import Checked, approve_body, check_content, check_ledger_state, retry_at
@@ -147,6 +150,8 @@ class OracleNode:
                 VOTES_TOPIC: TopicPolicy(max_size=VOTE_MESSAGE_MAX_BYTES, rate_per_s=100.0, burst=1000),
                 # hardware2 (DESIGN §15): suspension signatures with their evidence, rare.
                 SUSPENSIONS_TOPIC: TopicPolicy(max_size=SuspensionShare.MAX_SIZE, rate_per_s=10.0, burst=100),
+                # DESIGN §13: device-slash shares with their evidence (EVM backend), rare.
+                DEVICE_SLASHES_TOPIC: TopicPolicy(max_size=DeviceSlashShare.MAX_SIZE, rate_per_s=10.0, burst=100),
             },
             registry=self.metrics.registry, settings=gossip_settings)
         self._session: aiohttp.ClientSession | None = None
@@ -168,6 +173,7 @@ class OracleNode:
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.group = GroupService(self)  # econ2: corroborated claims (DESIGN §14, oracle/group_node.py)
+        self.slashes = DeviceSlashService(self)  # DESIGN §13: device slashing on the pool contract
         # DESIGN §13, the EVM backend: chain votes beside the Ed25519 ones, and who posts a payout
         self.chain: Any = None  # ledger.evm.settlement.EvmSettlement when ledger_url is evm+
         self.chain_key: Any = None  # ledger.evm.typed.ChainKey (config.chain_key_file)
@@ -200,6 +206,7 @@ class OracleNode:
             self.transport.set_pending_provider(CLAIMS_TOPIC, self._pending_claim_payloads)
             self.transport.set_pending_provider(VOTES_TOPIC, self._pending_vote_payloads)
             self._start_suspensions(client)  # hardware2 hook (DESIGN §15)
+            self.slashes.open()  # DESIGN §13: idle on the SQLite backend
             self.update_claim_gauges()
             self.ready.set()
             log.info("oracle %s ready: ledger height %d, http %s, gossip %s", self.oracle_id.hex()[:16],
@@ -216,6 +223,7 @@ class OracleNode:
                     tg.create_task(self.group.run(), name="group-regossip"),  # econ2
                     tg.create_task(self._chain_vote_publisher(), name="chain-votes"),  # DESIGN §13
                     tg.create_task(self.group.chain_poster(), name="group-chain-poster"),  # DESIGN §13, econ2
+                    tg.create_task(self.slashes.run(), name="device-slashes"),  # DESIGN §13
                 ]
                 await stop.wait()
                 for task in tasks:
@@ -312,6 +320,7 @@ class OracleNode:
         self.transport.set_allowed(CLAIMS_TOPIC, lambda k: k in claim_senders)
         self.transport.set_allowed(VOTES_TOPIC, lambda k: k in vote_senders)
         self.transport.set_allowed(SUSPENSIONS_TOPIC, lambda k: k in vote_senders)  # hardware2: members only
+        self.transport.set_allowed(DEVICE_SLASHES_TOPIC, lambda k: k in vote_senders)  # members only
 
     def _start_suspensions(self, client: Any) -> None:
         """hardware2 (DESIGN §15): gossip suspension signatures; an agent's report reaches the
@@ -340,6 +349,7 @@ class OracleNode:
                 membership_changed = True
         if membership_changed:
             self._refresh_allow_lists()
+        self.slashes.slashes_seen(effects)  # DESIGN §13: a device slashed on chain ends its certificate
 
     def _payout_seen(self, claim_id: bytes) -> None:
         assert self.machine is not None

@@ -14,12 +14,16 @@ on the contract: every oracle and device bonded, the parameters set, every polic
 and the corroborated policy (three devices, m = 2, two of them under a second agent, `agent-2`,
 following the pool too). The oracles pay its group claim on the contract themselves (the chain
 votes and chain poster of oracle/group_node.py); the summary's `econ.group` judges it from the
-contract's Paid and GroupPaid events and the token balance of the policy's payee.
+contract's Paid and GroupPaid events and the token balance of the policy's payee. The
+double-signing device's two frames go to one oracle (`POST /v1/equivocations`); the oracles
+certify them and one sends `reportFrameEquivocation` (oracle/device_slash_node.py); setup waits
+for its Slashed event before the devices stream, and `econ.equivocator` judges it from the
+contract: the device revoked and flagged, its whole bond slashed, the reporter's share in
+`rewards` and credited to the reporter, the gas.
 
 What the evm run leaves out, and why (also in the summary and DESIGN §13): the tampered-firmware
-device (the contract enforces no attestation allowlist: it would be paid), the double-signing
-device of the §14 extras (no daemon builds the k-oracle DeviceSlash certificate the contract
-needs to slash a device), device-history anchors (the contract keeps none), the dashboard (it
+device (the contract enforces no attestation allowlist: it would be paid), device-history
+anchors (the contract keeps none), the dashboard (it
 reads the ledger service's HTTP API), `--keys pkcs11` (oracles take a chain key in a token,
 `pkcs11:TOKEN/LABEL`, but this launcher does not set one up yet). It decides nothing the protocol
 decides.
@@ -50,8 +54,6 @@ from faultproof.messages import (
 ROTATION_GRACE_MS = 3_600_000
 SKIPPED = {
     "tampered_firmware": "the contract enforces no attestation allowlist (DESIGN §15 P9): it would be paid",
-    "device_slash": ("the double-signing device (DESIGN §14): the contract slashes a device only on a k-oracle "
-                     "DeviceSlash certificate, and no daemon builds one yet"),
     "anchors": "the contract keeps no device-history anchors (DESIGN §11 S3/S4)",
     "dashboard": "the dashboard reads the ledger service's HTTP API",
     "receipts": "mirror entries are signed by a key anyone can derive: the chain's blocks are the receipt",
@@ -181,6 +183,7 @@ class EvmDevnetRun(DevnetRun):
         self.skipped_plans = [p for p in self.plans if p.fault and p.fault["fault"] == "tampered_firmware"]
         self.plans = [p for p in self.plans if p not in self.skipped_plans]
         self._paid_events: list[tuple[dict[str, Any], bytes]] = []
+        self.reporter = bytes(32)  # who reported the double-signing device (set in setup)
         self._seen_block = 0
 
     def setup(self) -> None:
@@ -209,9 +212,9 @@ class EvmDevnetRun(DevnetRun):
         econ = self.cfg.get("econ")
         if econ:  # DESIGN §14 on the contract: oracle bonds and the parameters, then the group's devices
             self._econ_oracles(econ)
-            self._econ_plans(equivocator=False)
+            self._econ_plans()
         now = int(time.time() * 1000)
-        self.devices, policies = [], []
+        self.devices, policies, provisioned = [], [], {}
         from cli.devnet.plan import DevicePlan, trigger_params
 
         def policy_terms(plan: DevicePlan, payee: str) -> IssuePolicy:
@@ -227,6 +230,7 @@ class EvmDevnetRun(DevnetRun):
 
         for plan in self.plans:
             p = provision(self._devices_dir(plan))
+            provisioned[plan.index] = p
             plan.device_id = p.identity.public_key
             net.admin_txs([p.enrol])
             self.devices.append(self._sim_device(p, plan))
@@ -252,6 +256,7 @@ class EvmDevnetRun(DevnetRun):
                 plan.policy_id = bytes(pid)
             self.log(f"corroborated policy {bytes(pid).hex()[:12]}…: m = 2 of {len(ids)} devices, paid to "
                      f"{group_payee(ids)}")
+            self._equivocate(provisioned)
         with self.console.status("starting the agent (follows the pool)"):
             net.start_agent()
         self.log(f"agent {net.agent_url}")
@@ -259,6 +264,63 @@ class EvmDevnetRun(DevnetRun):
             with self.console.status("starting the second agent (the corroborated policy's other devices)"):
                 net.start_agent(name="agent-2")
             self.log(f"agent-2 {net.agent2_url}")
+
+    def _equivocate(self, provisioned: dict[int, Any]) -> None:
+        """The double-signing device signs two frames for one (device, epoch, seq); anyone holding
+        both reports them to an oracle, and the oracles slash it on the contract (DESIGN §13). Its
+        fault then streams like the others' and is never paid (the contract refuses a revoked device)."""
+        from cli.devnet.network import http_json
+        from faultproof.messages import Frame, FrameEquivocation
+
+        plan = next(p for p in self.plans if p.role == "equivocator")
+        device = provisioned[plan.index]
+        frame = Frame(device_id=plan.device_id, epoch=device.enrol.epoch, seq=1_000_000,
+                      ts_ms=int(time.time() * 1000), chain=(1).to_bytes(32, "big"))
+        twin = frame.replace(chain=(2).to_bytes(32, "big"))
+        self.reporter = Identity.generate().public_key
+        ev = FrameEquivocation(reporter=self.reporter, first=frame.sign(device.identity),
+                               second=twin.sign(device.identity))
+        code, body = http_json("POST", f"{self.chain.oracle_urls[0]}/v1/equivocations", ev.encode(),
+                               "application/msgpack")
+        if code != 202:
+            raise RuntimeError(f"oracle-0 refused the double-signing evidence: {code} {body}")
+        deadline = time.monotonic() + 60
+        while not self._slash_events(plan.device_id):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"device {plan.device_id.hex()[:12]} was not slashed on the contract within 60 s")
+            time.sleep(0.25)
+        self.log(f"device {plan.device_id.hex()[:12]}… double-signed seq {frame.seq}: evidence sent to oracle-0 "
+                 f"({body.get('shares')} share(s) there), slashed on the contract by the oracles")
+
+    def _slash_events(self, device_id: bytes) -> list[Any]:
+        pool = self.chain.pool
+        return [log for log in pool.contract.events.Slashed().get_logs(from_block=pool.start_block)
+                if bytes(log["args"]["offender"]) == device_id]
+
+    def _equivocator_summary(self, bond: int, share_bps: int) -> dict[str, Any]:
+        """The double-signing device, from the contract alone: one Slashed event (device, frame
+        evidence) of its whole bond with the reporter's share, the device revoked and flagged, no
+        bond left, the reporter's reward recorded, and the gas of the slash transaction."""
+        from faultproof.messages import BondHolder
+
+        pool = self.chain.pool
+        plan = next(p for p in self.plans if p.role == "equivocator")
+        events = self._slash_events(plan.device_id)
+        _epoch, revoked_ms, _exists, revoked, slashed = pool.contract.functions.devices(plan.device_id).call()
+        econ = pool.econ_state(BondHolder.DEVICE, plan.device_id, self.reporter)
+        bond_left, reward = econ["bond"], econ["reward"]
+        a = events[0]["args"] if events else {}
+        to_reporter = bond * share_bps // 10_000
+        ok = (len(events) == 1 and int(a["kind"]) == BondHolder.DEVICE and int(a["evidence"]) == 3
+              and bytes(a["reporter"]) == self.reporter and int(a["amount"]) == bond
+              and int(a["toReporter"]) == to_reporter == reward and int(a["toPool"]) == bond - to_reporter
+              and bool(revoked) and bool(slashed) and bond_left == 0)
+        return {"ok": ok, "device_id": plan.device_id.hex(), "revoked": bool(revoked), "revoked_ms": int(revoked_ms),
+                "slashed": bool(slashed), "bond_left": bond_left, "slashes": len(events),
+                "amount": int(a["amount"]) if events else 0, "to_reporter": int(a["toReporter"]) if events else 0,
+                "to_pool": int(a["toPool"]) if events else 0, "reporter": self.reporter.hex(),
+                "reporter_reward": reward,
+                "gas": [self._gas(bytes(log["transactionHash"])) for log in events]}
 
     # ------------------------------------------------------------------ views: the contract's
 
@@ -305,6 +367,9 @@ class EvmDevnetRun(DevnetRun):
                 "payee_token_balance": int(pool.token.functions.balanceOf(payee_of(plan.device_id)).call()),
             })
         group = self._group_summary(group_plans) if group_plans else None
+        econ_cfg = self.cfg.get("econ")
+        equivocator = (self._equivocator_summary(int(econ_cfg["device_bond"]), int(econ_cfg["reporter_share_bps"]))
+                       if econ_cfg else None)
         rejected = sum(c.get("rejected", 0) for c in self.progress.oracle_claims[:1])
         verified, verify_out = self.verify_mirror(after)
         if not self.keep_running:
@@ -313,7 +378,8 @@ class EvmDevnetRun(DevnetRun):
         held = after["free"] + after["premiums"] + after["locked"] + after["bonds"] + after["rewards"]
         ok = (all(d["payouts"] == 1 and d["payee_token_balance"] == d["payout"] for d in expected)
               and all(d["payouts"] == 0 and d["payee_token_balance"] == 0 for d in devices if d not in expected)
-              and verified and after["token_balance"] == held and (group is None or group["ok"]))
+              and verified and after["token_balance"] == held and (group is None or group["ok"])
+              and (equivocator is None or equivocator["ok"]))
         payees = {d["payee"]: d["payee_token_balance"] for d in devices}
         if group is not None:
             payees[group["payee"]] = group["payee_token_balance"]
@@ -329,7 +395,8 @@ class EvmDevnetRun(DevnetRun):
             "expected_paid": len(expected), "seconds": round(time.monotonic() - self.progress.started, 1),
             "skipped": {**SKIPPED, "devices": [p.fault["fault"] for p in self.skipped_plans if p.fault]},
             "processes": {**{mp.name: mp.pid for mp in net.processes}, "anvil": net.anvil.proc.pid},
-            "econ": {"group": group, "bonds": after["bonds"]} if group is not None else None,
+            "econ": ({"group": group, "equivocator": equivocator, "bonds": after["bonds"],
+                      "rewards": after["rewards"]} if group is not None else None),
         }
         self.print_summary(summary)
         if group is not None:
@@ -338,6 +405,12 @@ class EvmDevnetRun(DevnetRun):
                                f"distinct agents, by the oracles; payee {group['payee']} holds "
                                f"{group['payee_token_balance']:,}; gas {group['gas']} "
                                + ("[green]OK[/]" if group["ok"] else "[red]WRONG[/]"))
+        if equivocator is not None:
+            self.console.print(f"double-signing device {equivocator['device_id'][:12]}…: revoked "
+                               f"{equivocator['revoked']}, slashed {equivocator['slashed']} on the oracles' "
+                               f"certificate: {equivocator['amount']:,} ({equivocator['to_reporter']:,} to the "
+                               f"reporter's rewards); gas {equivocator['gas']} "
+                               + ("[green]OK[/]" if equivocator["ok"] else "[red]WRONG[/]"))
         self.console.print(f"pool contract {pool.address} on chain {pool.chain_id} ({net.anvil.url}); token "
                            f"{pool.token.address}: pool holds {after['token_balance']:,}, payees "
                            f"{sum(payees.values()):,}; gas per payout {gas}")

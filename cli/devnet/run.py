@@ -176,15 +176,14 @@ class DevnetRun:
                                        unlock_delay_ms=int(econ["unlock_delay_ms"]))])
         self.log(f"economic rules on: {len(self.net.oracle_identities)} oracles bonded {int(econ['oracle_bond']):,} each")
 
-    def _econ_plans(self, equivocator: bool = True) -> None:
-        """One more faulty device that will double-sign a frame (unless `equivocator` is False: the
-        evm devnet, where no daemon certifies device slashing), and three for a corroborated
-        policy: two of them develop the first fault at the same seq (so their windows overlap in
-        time), the third stays healthy. The first is under the agent, the other two under agent-2 (§14)."""
+    def _econ_plans(self) -> None:
+        """One more faulty device that will double-sign a frame (slashed before it streams: never
+        paid), and three for a corroborated policy: two of them develop the first fault at the same
+        seq (so their windows overlap in time), the third stays healthy. The first is under the
+        agent, the other two under agent-2 (§14)."""
         first = next(p for p in self.plans if p.fault is not None)
         base = len(self.plans)
-        if equivocator:
-            self.plans.append(DevicePlan(base, dict(first.fault or {}), first.trigger, role="equivocator"))
+        self.plans.append(DevicePlan(base, dict(first.fault or {}), first.trigger, role="equivocator"))
         base = len(self.plans)
         self.plans += [DevicePlan(base + i, dict(first.fault or {}) if i < 2 else None, first.trigger,
                                   role="group") for i in range(3)]
@@ -529,7 +528,7 @@ class DevnetRun:
         for acct in s["pool"]["before"]:
             b.add_row(acct, f"{s['pool']['before'][acct]:,}", f"{s['pool']['after'].get(acct, 0):,}")
         self.console.print(b)
-        if s.get("econ") and "equivocator" in s["econ"]:  # the evm devnet prints its own (cli/devnet/chain.py)
+        if s.get("econ") and "all_profits_negative" in s["econ"]:  # the evm devnet prints its own (cli/devnet/chain.py)
             e = s["econ"]
             self.console.print(f"economic security: every policy's cheapest attack costs more than it pays: "
                                f"{'[green]yes' if e['all_profits_negative'] else '[red]NO'}[/]; double-signing device "

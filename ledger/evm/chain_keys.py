@@ -3,8 +3,9 @@
 `load_chain_key(spec)`: a key file path gives `ledger.evm.typed.ChainKey` (the secp256k1 key
 derived from the file's seed); `pkcs11:TOKEN/LABEL` gives `TokenChainKey`, a secp256k1 key made
 inside the token (`faultproof token keygen --type secp256k1`) that never leaves it. Both have the
-same face: `address`, `sign_body` (the EIP-712 PayoutBody, or a group's GroupPayoutBody) and `binding` (the two-way binding to
-the oracle's Ed25519 id).
+same face: `address`, `sign_body` (the EIP-712 PayoutBody, or a group's GroupPayoutBody),
+`sign_device_slash` (the EIP-712 DeviceSlash) and `binding` (the two-way binding to the oracle's
+Ed25519 id).
 
 A token signs a 32-byte digest and returns raw r ‖ s; this file turns that into the 65-byte
 Ethereum signature the contract checks: low-s (the contract's ECDSA refuses the other form) and
@@ -30,10 +31,12 @@ from faultproof import signing
 from faultproof.identity import Identity, domain_tag
 from ledger.evm.typed import (
     BINDING_NAME,
+    DEVICE_SLASH_TYPES,
     AnyChainBody,
     Binding,
     ChainKey,
     ChainSignature,
+    DeviceSlashBody,
     domain,
     payout_types,
 )
@@ -46,6 +49,8 @@ class AnyChainKey(Protocol):
     def address(self) -> str: ...
 
     def sign_body(self, body: AnyChainBody, chain_id: int, contract: str) -> ChainSignature: ...
+
+    def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature: ...
 
     def binding(self, identity: Identity) -> Binding: ...
 
@@ -85,6 +90,12 @@ class TokenChainKey:
 
     def sign_body(self, body: AnyChainBody, chain_id: int, contract: str) -> ChainSignature:
         msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=payout_types(body),
+                                message_data=body.message())
+        return ChainSignature(self.address, self._sign(msg))
+
+    def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature:
+        """The EIP-712 DeviceSlash (device slashing evidence, DESIGN §13), signed in the token."""
+        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=DEVICE_SLASH_TYPES,
                                 message_data=body.message())
         return ChainSignature(self.address, self._sign(msg))
 

@@ -16,7 +16,8 @@ What it offers, and what it refuses:
   completing transaction learns that the claim is paid and stops), `post_chain_qc(qc, proof)` (pay
   a claim with its EIP-712/ECDSA certificate and Groth16 proof; idempotent by claim_id),
   `post_chain_group_qc(qc, proofs)` (the same for a corroborated policy's group claim: one proof
-  per window),
+  per window), `report_device_slash(body, signatures, reporter)` (slash a double-signing device on
+  k oracles' DeviceSlash certificate: oracle/device_slash_node.py),
   `expire(policy_id)`, `submit_admin(args)` (authorised by msg.sender = the admin account, not by
   an Ed25519 signature).
 - The daemons' view: `entries`/`signed_head`/`replay_state` serve the pool's history as mirror
@@ -60,7 +61,7 @@ from ledger.evm.mirror import (
     qc_tail,
 )
 from ledger.evm.pool import MAX_LOG_BLOCKS, ChainQc, EvmPool, PayoutResult
-from ledger.evm.typed import Binding, ChainBody, ChainGroupBody
+from ledger.evm.typed import Binding, ChainBody, ChainGroupBody, ChainSignature, DeviceSlashBody
 from ledger.state import LedgerState
 
 SCHEME = "evm+"
@@ -118,6 +119,15 @@ def parse_evm_url(url: str) -> EvmUrl:
     return EvmUrl(rpc, Web3.to_checksum_address(contract),
                   Web3.to_checksum_address(sender) if sender is not None else None, confirmations,
                   start_block, log_blocks)
+
+
+@dataclass(frozen=True)
+class SlashResult:
+    """A device slash this backend sent: its gas, transaction and block."""
+
+    gas_used: int
+    tx_hash: bytes
+    block: int
 
 
 class EvmSettlement:
@@ -230,6 +240,15 @@ class EvmSettlement:
         pool, sender = await self.pool(), self._sender()
         result: PayoutResult = await self._call(pool.post_group_qc, qc.body, qc.signatures, list(proofs), sender)
         return result
+
+    async def report_device_slash(self, body: DeviceSlashBody, signatures: Sequence[ChainSignature],
+                                  reporter: bytes) -> SlashResult:
+        """Slash a double-signing device (`reportFrameEquivocation`): the EIP-712 DeviceSlash body,
+        k members' ECDSA signatures (sorted by address here) and the reporter the contract rewards.
+        A device already slashed is EvmRefused(EVIDENCE_DUPLICATE): the sender's cue to stop."""
+        pool, sender = await self.pool(), self._sender()
+        rc = await self._call(pool.report_frame_equivocation, body, signatures, reporter, sender)
+        return SlashResult(int(rc["gasUsed"]), bytes(rc["transactionHash"]), int(rc["blockNumber"]))
 
     @property
     def opened(self) -> EvmPool | None:

@@ -135,3 +135,52 @@ def test_a_payout_through_the_interface_pays_once_and_followers_see_it_confirmed
             await s.close()
 
     asyncio.run(scenario())
+
+
+def test_a_device_slash_certificate_through_the_interface_slashes_once(world: ChainWorld) -> None:
+    """DESIGN §13: the certificate the oracles assemble (k members' DeviceSlash shares over the
+    body `slash_body` derives, in any order) slashes the device through
+    `EvmSettlement.report_device_slash`: its whole bond, the reporter's share rewarded; a second
+    sender gets EVIDENCE_DUPLICATE (its cue to stop) and nothing moves; k-1 shares are refused."""
+    from faultproof.messages import BondHolder, EconParams, FrameEquivocation, PostBond
+    from oracle.device_slash import slash_body
+    from tests.contracts.evmfix import oracle_identity, oracle_key
+
+    pool = world.new_pool()
+    world.mint(pool.token, world.admin, 10**9)
+    for i in range(5):
+        pool.submit_admin(PostBond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(i).public_key,
+                                   amount=1_000))
+    pool.submit_admin(EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500,
+                                 unlock_delay_ms=14 * 86_400_000))
+    dev = world.new_device(pool)
+    pool.submit_admin(PostBond(holder_kind=BondHolder.DEVICE, holder_id=dev.device_id, amount=4_000))
+    start = dev.record([90, 95], start_ts=world.now_ms() - 60 * SECOND)
+    first = dev.frame(start)
+    reporter = b"\x0e" * 32
+    ev = FrameEquivocation(reporter=reporter, first=first,
+                           second=first.frame.replace(ts_ms=first.frame.ts_ms + 1).sign(dev.identity))
+    body = slash_body(0, ev)
+    sigs = [oracle_key(i).sign_device_slash(body, pool.chain_id, pool.address) for i in (3, 0, 4, 1)]
+    base = f"evm+{world.node.url}?contract={pool.address}"
+
+    async def scenario() -> None:
+        one, two = connect(f"{base}&from={world.poster}"), connect(f"{base}&from={world.accounts[2]}")
+        assert isinstance(one, EvmSettlement) and isinstance(two, EvmSettlement)
+        books = pool.balances()
+        with pytest.raises(FaultproofError) as short:
+            await one.report_device_slash(body, sigs[:3], reporter)
+        assert short.value.reason is Reason.EVIDENCE_INVALID and pool.balances() == books
+        sent = await one.report_device_slash(body, sigs, reporter)
+        assert sent.gas_used > 0 and len(sent.tx_hash) == 32
+        econ = pool.econ_state(BondHolder.DEVICE, dev.device_id, reporter)
+        assert (econ["bond"], econ["reward"]) == (0, 1_000)
+        after = pool.balances()
+        assert after["free"] == books["free"] + 3_000 and after["rewards"] == books["rewards"] + 1_000
+        with pytest.raises(FaultproofError) as again:
+            await two.report_device_slash(body, sigs, reporter)
+        assert again.value.reason is Reason.EVIDENCE_DUPLICATE and pool.balances() == after
+        for s in (one, two):
+            await s.close()
+
+    asyncio.run(scenario())

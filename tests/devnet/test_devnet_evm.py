@@ -2,9 +2,11 @@
 
 Runs the real command (anvil, the InsurancePool and its token, 5 oracle processes with bound chain
 keys, broker, two agents, simulated devices) with the shipped config (its [econ] table: bonds and
-the corroborated policy), 7 devices plus the group's 3 and a shorter stream: the evm run leaves
-out the tampered-firmware device (the contract enforces no attestation) and the double-signing one
-(no daemon certifies device slashing), and says so; every other injected fault is paid exactly
+the corroborated policy), 7 devices plus the double-signing one and the group's 3 and a shorter
+stream: the evm run leaves out the tampered-firmware device (the contract enforces no attestation)
+and says so; the double-signing device's frames go to an oracle over HTTP and the oracles slash it
+on the contract (revoked, its whole bond taken, the reporter's share rewarded, one transaction by
+one member), and its fault is never paid; every other injected fault is paid exactly
 once on the contract (books and token balances to the unit), the healthy device is never paid, the
 corroborated policy is paid once by the oracles (m = 2 windows of distinct agents, to its payee),
 every event replays through the rules, one member sends each payout (the others see its Paid
@@ -36,7 +38,7 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     s = json.loads(summary_path.read_text())
     assert s["ok"] and s["settlement"] == "evm" and re.fullmatch(r"0x[0-9a-fA-F]{40}", s["contract"])
-    assert s["skipped"]["devices"] == ["tampered_firmware"] and "device_slash" in s["skipped"]
+    assert s["skipped"]["devices"] == ["tampered_firmware"] and "device_slash" not in s["skipped"]
     assert "econ" not in s["skipped"]  # the corroborated group runs on the chain
 
     insured = [d for d in s["devices"] if d["role"] == "insured"]
@@ -60,6 +62,16 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     assert all(d["payouts"] == 0 and d["payee_token_balance"] == 0 for d in members)  # no device's own payee
     assert len(group["gas"]) == 1 and 600_000 < group["gas"][0] < 900_000, group["gas"]
 
+    # the double-signing device: the oracles certified its two frames and slashed it on the contract
+    eq = s["econ"]["equivocator"]
+    assert eq["ok"] and eq["revoked"] and eq["slashed"] and eq["bond_left"] == 0 and eq["slashes"] == 1, eq
+    assert eq["amount"] > 0 and eq["to_reporter"] == eq["reporter_reward"] > 0, eq
+    assert eq["to_reporter"] + eq["to_pool"] == eq["amount"], eq
+    assert len(eq["gas"]) == 1 and 50_000 < eq["gas"][0] < 400_000, eq["gas"]
+    (equivocating,) = [d for d in s["devices"] if d["role"] == "equivocator"]
+    assert equivocating["fault"] and (equivocating["payouts"], equivocating["payee_token_balance"]) == (0, 0)
+    assert s["econ"]["rewards"] >= eq["to_reporter"]
+
     before, after = s["pool"]["before"], s["pool"]["after"]
     paid = AMOUNT * (len(faulty) + 1)
     assert after["paid"] == before["paid"] + paid and after["locked"] == before["locked"] - paid
@@ -82,5 +94,8 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     assert len(ours) == len(faulty) + 1, "\n".join(sent)  # one payout transaction per claim, the group's too...
     assert len(sent) - len(ours) <= 1, "\n".join(sent)  # ...and the others saw it and stopped
     assert sum(f"group {group['claim_id'][:16]} paid on chain" in line for line in ours) == 1, "\n".join(sent)
+    slashed = [line for p in logs if p.name.startswith("oracle-") for line in p.read_text().splitlines()
+               if f"device {eq['device_id'][:16]} slashed on chain: our transaction" in line]
+    assert len(slashed) == 1, slashed  # one member sent the certificate; the others saw it and stopped
     left = [name for name, pid in s["processes"].items() if pid and alive(pid)]
     assert left == [], f"processes left running: {left}"

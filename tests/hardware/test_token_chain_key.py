@@ -1,5 +1,5 @@
 """An oracle's chain key in a PKCS#11 token (DESIGN §13): a secp256k1 key made in SoftHSM2 signs
-the EIP-712 PayoutBody, a group's GroupPayoutBody and the Ed25519 binding as the pool contract
+the EIP-712 PayoutBody, a group's GroupPayoutBody, a DeviceSlash and the Ed25519 binding as the pool contract
 checks them (low-s, the right recovery byte, recovering to the key's address); the token's other
 signer refuses it, and a P-256 key is refused as a chain key. Real SoftHSM2 (the session's token
 store)."""
@@ -12,7 +12,15 @@ import pytest
 
 from faultproof import signing
 from faultproof.identity import Identity
-from faultproof.messages import CorroboratingWindow, GroupPayoutBody, PayoutBody
+from faultproof.messages import (
+    CorroboratingWindow,
+    DeviceSlashShare,
+    Frame,
+    FrameEquivocation,
+    GroupPayoutBody,
+    PayoutBody,
+    SignedFrame,
+)
 from ledger.evm.chain_keys import SECP256K1_N, TokenChainKey, address_of, load_chain_key
 from ledger.evm.typed import verify_binding
 from oracle.chain_votes import (
@@ -22,6 +30,7 @@ from oracle.chain_votes import (
     recover_signer,
     sign_chain_approve,
 )
+from oracle.device_slash import check_share, recover_slash_signer, slash_body
 from tests.hardware.conftest import TOKEN, token_cfg
 
 CHAIN_ID, CONTRACT = 31337, "0x" + "5a" * 20
@@ -33,6 +42,11 @@ def _body(i: int) -> Any:
                    circuit_id=b"\x05" * 32, beneficiary=bytes(12) + b"\x06" * 20, amount=100,
                    end_chain=(77).to_bytes(32, "big"))
     return chain_body(b, (66).to_bytes(32, "big"))
+
+
+def _frame(chain: int) -> Any:
+    return SignedFrame(frame=Frame(device_id=b"\x04" * 32, epoch=0, seq=7, ts_ms=5000, chain=chain.to_bytes(32, "big")),
+                       signature=bytes(64))
 
 
 def test_a_secp256k1_key_in_the_token_signs_what_the_contract_checks(token_store: dict[str, str]) -> None:
@@ -59,6 +73,13 @@ def test_a_secp256k1_key_in_the_token_signs_what_the_contract_checks(token_store
     ca = sign_chain_approve(key, oracle.public_key, group, CHAIN_ID, CONTRACT)
     assert recover_signer(group, CHAIN_ID, CONTRACT, ca.signature) == key.address
     assert check_chain_approve(ca, group, key.address, CHAIN_ID, CONTRACT) is None
+    # device slashing evidence (DESIGN §13): the DeviceSlash a peer's share is checked against
+    ev = FrameEquivocation(reporter=b"\x0e" * 32, first=_frame(1), second=_frame(2))
+    slash = slash_body(0, ev)
+    share = DeviceSlashShare(oracle_id=oracle.public_key, oracle_set_epoch=0, evidence=ev,
+                             signature=key.sign_device_slash(slash, CHAIN_ID, CONTRACT).signature)
+    assert recover_slash_signer(slash, CHAIN_ID, CONTRACT, share.signature) == key.address
+    assert check_share(share, slash, key.address, CHAIN_ID, CONTRACT) is None
     assert verify_binding(key.binding(oracle))  # the admin's tooling and the contract take this binding
     with pytest.raises(signing.KeyError_, match="not P-256"):
         signing.load_signer(f"pkcs11:{TOKEN}/chain-0")  # never a protocol signer

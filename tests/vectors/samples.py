@@ -26,6 +26,7 @@ from faultproof.messages import (
     Deposit,
     DeviceHead,
     DeviceReading,
+    DeviceSlashShare,
     EconParams,
     EconPolicy,
     EnrolAgent,
@@ -217,6 +218,10 @@ def _econ_samples(ledger_id: bytes, policy: IssuePolicy, body: PayoutBody, appro
                          second=body.replace(amount=1).approve(ORACLES[0])),
         ContradictingApprove(reporter=b"\x55" * 32, approve=body.replace(amount=1).approve(ORACLES[1])),
         FrameEquivocation(reporter=b"\x55" * 32, first=signed[1], second=other.sign(DEVICE)),
+        # an oracle's share of a device slashing certificate for the pool contract (DESIGN §13)
+        DeviceSlashShare(oracle_id=ORACLES[0].public_key, oracle_set_epoch=0,
+                         evidence=FrameEquivocation(reporter=b"\x55" * 32, first=signed[1], second=other.sign(DEVICE)),
+                         signature=bytes(range(64)) + b"\x1c"),
         windows[0],
         group_body,
         GroupQuorumCertificate(body=group_body, signatures=tuple(group_body.sign(o) for o in ORACLES[:4])),
