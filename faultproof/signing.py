@@ -315,6 +315,11 @@ class TokenConfig:
         return cls(**{k: str(v) for k, v in m.items()})
 
 
+# Tries to open a token another process may be writing: ~4 s of backoff in all (0.1 s doubling, at
+# most 1 s a wait).
+_TOKEN_ATTEMPTS = 8
+
+
 class _Sessions:
     """One logged-in session per (module, token) per process. PKCS#11 login is per process (a
     second login fails with UserAlreadyLoggedIn), and python-pkcs11's lib is a singleton."""
@@ -332,30 +337,36 @@ class _Sessions:
             if s is not None:
                 return s
             # SoftHSM2's file store answers GeneralError, or lists no such token, while another
-            # process writes the token (the devnet makes device keys in it while oracles start),
-            # when the token is looked up and when a session logs in: retry a few times.
-            for attempt in range(6):
+            # process writes the token (the devnet makes device keys in it while oracles start,
+            # and oracles log in at once), when the token is looked up and when a session logs
+            # in: retry, for a few seconds (a loaded machine: 0.7 s was once not enough).
+            for attempt in range(_TOKEN_ATTEMPTS):
                 try:
                     lib = pkcs11.lib(key[0])
                     token = lib.get_token(token_label=cfg.token_label)
                     s = token.open(user_pin=cfg.read_pin(), rw=True)
                     break
                 except pkcs11.exceptions.NoSuchToken:
-                    # listed again, never reinitialised: that would end this process's other
-                    # sessions; a token that is really missing is said after ~0.7 s
-                    if attempt >= 3:
+                    # SoftHSM2 makes its slots when the library initialises, so a token it could
+                    # not read then stays unlisted until it initialises again. That would end this
+                    # process's other sessions: only done while it has none on this module. A token
+                    # that is really missing is said after ~4 s.
+                    if attempt == _TOKEN_ATTEMPTS - 1:
                         raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
-                    time.sleep(0.1 * 2**attempt)
+                    time.sleep(min(0.1 * 2**attempt, 1.0))
+                    if not any(module == key[0] for module, _label in self._open):
+                        with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
+                            pkcs11.lib(key[0]).reinitialize()
                 except pkcs11.exceptions.PinIncorrect:
                     raise KeyError_(f"wrong PIN for token {cfg.token_label!r}") from None
                 except pkcs11.exceptions.UserAlreadyLoggedIn:
                     s = token.open(rw=True)  # the process is logged in already: its sessions see the keys
                     break
                 except pkcs11.exceptions.GeneralError:
-                    if attempt == 5:
+                    if attempt == _TOKEN_ATTEMPTS - 1:
                         raise KeyError_(f"cannot open the PKCS#11 token {cfg.token_label!r} in {key[0]}: "
                                         "GeneralError") from None
-                    time.sleep(0.1 * 2**attempt)
+                    time.sleep(min(0.1 * 2**attempt, 1.0))
                     with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
                         pkcs11.lib(key[0]).reinitialize()
                 except pkcs11.exceptions.PKCS11Error as e:
