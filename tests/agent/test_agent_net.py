@@ -240,12 +240,18 @@ def test_healthz_stays_fast_while_proving(world: World) -> None:
     during = sorted(d for d, proving in samples if proving)
     assert len(during) >= 50, f"only {len(during)} samples while proving"
     p99 = during[int(0.99 * (len(during) - 1))]
-    print(f"/healthz while proving: {len(during)} samples, median {statistics.median(during) * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms")
-    assert p99 < 0.050, f"/healthz p99 {p99 * 1000:.1f} ms while proving (median {statistics.median(during) * 1000:.1f} ms)"
     claims = agent.wait_claims(lambda cs: len(cs) >= 3 and all(c["status"] in FINAL for c in cs),
                                device_id=dev.device_id, timeout=120, what="the incidents decided")
     assert all(c["status"] == "paid" for c in claims), [c["status"] for c in claims]
+    # A request that waited for a proof would take about as long as the proof: the p99 stays far
+    # below the quickest one (measured on the same machine in the same minute, so a loaded machine
+    # slows both), and below 50 ms on an idle one.
+    quickest = min(c["prove_seconds"] for c in claims)
+    print(f"/healthz while proving: {len(during)} samples, median {statistics.median(during) * 1000:.1f} ms, "
+          f"p99 {p99 * 1000:.1f} ms; quickest proof {quickest * 1000:.0f} ms")
+    assert p99 < max(0.050, quickest / 3), (f"/healthz p99 {p99 * 1000:.1f} ms while proving (median "
+                                            f"{statistics.median(during) * 1000:.1f} ms; quickest proof "
+                                            f"{quickest * 1000:.0f} ms)")
 
 
 def test_agent_refuses_to_start_with_a_proving_key_the_ledger_does_not_have(world: World, tmp_path) -> None:
