@@ -30,9 +30,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-
 from faultproof.errors import Reason
 from faultproof.messages import MAX_ORACLES, ChainApprove, GroupPayoutBody, PayoutBody
 from ledger.evm.chain_keys import AnyChainKey
@@ -43,8 +40,8 @@ from ledger.evm.typed import (
     ChainGroupBody,
     ChainKey,
     ChainSignature,
-    domain,
     payout_types,
+    recover_typed,
 )
 
 Binding = Callable[[int, bytes], str | None]  # (epoch, oracle_id) -> the address bound on chain
@@ -74,12 +71,7 @@ def sign_chain_approve(key: ChainKey | AnyChainKey, oracle_id: bytes, body: AnyC
 
 def recover_signer(body: AnyChainBody, chain_id: int, contract: str, signature: bytes) -> str | None:
     """The address whose key made `signature` over `body` in this pool's domain (None: malformed)."""
-    try:
-        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=payout_types(body),
-                                message_data=body.message())
-        return str(Account.recover_message(msg, signature=signature))
-    except Exception:  # noqa: BLE001 - eth_account raises several types on a malformed signature
-        return None
+    return recover_typed(payout_types(body), body.message(), chain_id, contract, signature)
 
 
 def check_chain_approve(ca: ChainApprove, body: AnyChainBody, bound: str | None, chain_id: int,
@@ -87,11 +79,21 @@ def check_chain_approve(ca: ChainApprove, body: AnyChainBody, bound: str | None,
     """Why `ca` does not count toward a chain QC over `body`, or None (see the module docstring)."""
     if ca.claim_id != body.body.claim_id:
         return Reason.PAYOUT_MISMATCH
-    if ca.oracle_set_epoch != body.body.oracle_set_epoch:
+    return signature_refusal(ca.oracle_set_epoch, body.body.oracle_set_epoch, bound,
+                             lambda: recover_signer(body, chain_id, contract, ca.signature))
+
+
+def signature_refusal(signed_epoch: int, body_epoch: int, bound: str | None,
+                      signer: Callable[[], str | None]) -> Reason | None:
+    """The rule every chain signature an oracle takes from a peer passes (payout votes, device
+    slash shares): signed for the body's epoch (QC_STALE_EPOCH), by a member with an address bound
+    in that epoch (QC_NON_MEMBER), and `signer()` (the recovery, run last: it costs most) is that
+    address (QC_BAD_SIGNATURE). None: it counts."""
+    if signed_epoch != body_epoch:
         return Reason.QC_STALE_EPOCH
     if bound is None:
         return Reason.QC_NON_MEMBER
-    if recover_signer(body, chain_id, contract, ca.signature) != bound:
+    if signer() != bound:
         return Reason.QC_BAD_SIGNATURE
     return None
 

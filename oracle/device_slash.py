@@ -29,13 +29,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-
 from faultproof.errors import FaultproofError, Reason
 from faultproof.messages import DeviceSlashShare, FrameEquivocation
-from ledger.evm.typed import DEVICE_SLASH_TYPES, ChainSignature, DeviceSlashBody, domain, frame_hash
+from ledger.evm.typed import (
+    DEVICE_SLASH_TYPES,
+    ChainSignature,
+    DeviceSlashBody,
+    frame_hash,
+    recover_typed,
+)
 from ledger.state import LedgerState
+from oracle.chain_votes import signature_refusal
 
 Binding = Callable[[int, bytes], str | None]  # (epoch, oracle_id) -> the address bound on chain
 Signer = Callable[[DeviceSlashBody], ChainSignature]  # our chain key over a body in this pool's domain
@@ -64,12 +68,7 @@ def check_evidence(state: LedgerState, ev: FrameEquivocation, now_ms: int) -> No
 
 def recover_slash_signer(body: DeviceSlashBody, chain_id: int, contract: str, signature: bytes) -> str | None:
     """The address whose key made `signature` over `body` in this pool's domain (None: malformed)."""
-    try:
-        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=DEVICE_SLASH_TYPES,
-                                message_data=body.message())
-        return str(Account.recover_message(msg, signature=signature))
-    except Exception:  # noqa: BLE001 - eth_account raises several types on a malformed signature
-        return None
+    return recover_typed(DEVICE_SLASH_TYPES, body.message(), chain_id, contract, signature)
 
 
 def check_share(share: DeviceSlashShare, body: DeviceSlashBody, bound: str | None, chain_id: int,
@@ -78,13 +77,8 @@ def check_share(share: DeviceSlashShare, body: DeviceSlashBody, bound: str | Non
     (QC_STALE_EPOCH), no address bound to its oracle in that epoch (QC_NON_MEMBER), a signature
     that does not recover to that address over this body in this pool's domain (QC_BAD_SIGNATURE:
     forged, another body, chain or contract)."""
-    if share.oracle_set_epoch != body.oracle_set_epoch:
-        return Reason.QC_STALE_EPOCH
-    if bound is None:
-        return Reason.QC_NON_MEMBER
-    if recover_slash_signer(body, chain_id, contract, share.signature) != bound:
-        return Reason.QC_BAD_SIGNATURE
-    return None
+    return signature_refusal(share.oracle_set_epoch, body.oracle_set_epoch, bound,
+                             lambda: recover_slash_signer(body, chain_id, contract, share.signature))
 
 
 @dataclass(frozen=True)

@@ -399,18 +399,19 @@ class EvmDevnetRun(DevnetRun):
                       "rewards": after["rewards"]} if group is not None else None),
         }
         self.print_summary(summary)
+        econ_lines = []  # (what the contract shows, whether it is what the run expects)
         if group is not None:
-            self.console.print(f"corroborated policy m = {group['m']} of {group['devices']}: paid {group['payouts']} "
-                               f"time(s) ({group['payout']:,}) on the contract for {len(group['windows'])} windows of "
-                               f"distinct agents, by the oracles; payee {group['payee']} holds "
-                               f"{group['payee_token_balance']:,}; gas {group['gas']} "
-                               + ("[green]OK[/]" if group["ok"] else "[red]WRONG[/]"))
+            econ_lines.append((f"corroborated policy m = {group['m']} of {group['devices']}: paid {group['payouts']} "
+                               f"time(s) ({group['payout']:,}) on the contract for {len(group['windows'])} windows "
+                               f"of distinct agents, by the oracles; payee {group['payee']} holds "
+                               f"{group['payee_token_balance']:,}; gas {group['gas']}", group["ok"]))
         if equivocator is not None:
-            self.console.print(f"double-signing device {equivocator['device_id'][:12]}…: revoked "
-                               f"{equivocator['revoked']}, slashed {equivocator['slashed']} on the oracles' "
-                               f"certificate: {equivocator['amount']:,} ({equivocator['to_reporter']:,} to the "
-                               f"reporter's rewards); gas {equivocator['gas']} "
-                               + ("[green]OK[/]" if equivocator["ok"] else "[red]WRONG[/]"))
+            e = equivocator
+            econ_lines.append((f"double-signing device {e['device_id'][:12]}…: revoked {e['revoked']}, slashed "
+                               f"{e['slashed']} on the oracles' certificate: {e['amount']:,} ({e['to_reporter']:,} "
+                               f"to the reporter's rewards); gas {e['gas']}", e["ok"]))
+        for line, ok in econ_lines:
+            self.console.print(f"{line} " + ("[green]OK[/]" if ok else "[red]WRONG[/]"))
         self.console.print(f"pool contract {pool.address} on chain {pool.chain_id} ({net.anvil.url}); token "
                            f"{pool.token.address}: pool holds {after['token_balance']:,}, payees "
                            f"{sum(payees.values()):,}; gas per payout {gas}")

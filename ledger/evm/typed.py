@@ -166,6 +166,19 @@ def domain(chain_id: int, contract: str) -> dict[str, Any]:
     return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": contract}
 
 
+def recover_typed(types: dict[str, Any], message: dict[str, Any], chain_id: int, contract: str,
+                  signature: bytes) -> str | None:
+    """The address whose key made `signature` over the EIP-712 `message` of `types` in this pool's
+    domain (None: malformed). The one recovery of every chain signature oracles exchange."""
+    from eth_account.messages import encode_typed_data
+
+    try:
+        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=types, message_data=message)
+        return str(Account.recover_message(msg, signature=signature))
+    except Exception:  # noqa: BLE001 - eth_account raises several types on a malformed signature
+        return None
+
+
 @dataclass(frozen=True)
 class ChainSignature:
     signer: str  # checksummed address

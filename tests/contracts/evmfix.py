@@ -30,9 +30,12 @@ from web3 import Web3
 from faultproof.chain import chain_anchor
 from faultproof.identity import Identity
 from faultproof.messages import (
+    BondHolder,
     Deposit,
+    EconParams,
     IssuePolicy,
     PayoutBody,
+    PostBond,
     RegisterCircuit,
     claim_id,
 )
@@ -136,6 +139,16 @@ class ChainWorld:
             self.mint(token, self.admin, funds)
             pool.submit_admin(Deposit(amount=funds))
         return pool
+
+    def switch_econ_on(self, pool: EvmPool) -> None:
+        """The §14 rules on `pool`: the admin funded, every oracle of the set bonded (1,000 each,
+        the minimum), a fourth of a slashed bond to its reporter, bonds locked for 14 days."""
+        self.mint(pool.token, self.admin, 10**9)
+        for i in range(self.n_oracles):
+            pool.submit_admin(PostBond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(i).public_key,
+                                       amount=1_000))
+        pool.submit_admin(EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500,
+                                     unlock_delay_ms=14 * DAY))
 
     def mint(self, token: Any, to: str, amount: int) -> None:
         self.w3.eth.wait_for_transaction_receipt(token.functions.mint(to, amount).transact({"from": self.admin}))

@@ -142,17 +142,12 @@ def test_a_device_slash_certificate_through_the_interface_slashes_once(world: Ch
     body `slash_body` derives, in any order) slashes the device through
     `EvmSettlement.report_device_slash`: its whole bond, the reporter's share rewarded; a second
     sender gets EVIDENCE_DUPLICATE (its cue to stop) and nothing moves; k-1 shares are refused."""
-    from faultproof.messages import BondHolder, EconParams, FrameEquivocation, PostBond
+    from faultproof.messages import BondHolder, FrameEquivocation, PostBond
     from oracle.device_slash import slash_body
-    from tests.contracts.evmfix import oracle_identity, oracle_key
+    from tests.contracts.evmfix import oracle_key
 
     pool = world.new_pool()
-    world.mint(pool.token, world.admin, 10**9)
-    for i in range(5):
-        pool.submit_admin(PostBond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(i).public_key,
-                                   amount=1_000))
-    pool.submit_admin(EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500,
-                                 unlock_delay_ms=14 * 86_400_000))
+    world.switch_econ_on(pool)
     dev = world.new_device(pool)
     pool.submit_admin(PostBond(holder_kind=BondHolder.DEVICE, holder_id=dev.device_id, amount=4_000))
     start = dev.record([90, 95], start_ts=world.now_ms() - 60 * SECOND)

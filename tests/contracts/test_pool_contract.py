@@ -348,19 +348,14 @@ def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
     (a swapped proof is BadProof); every economic state change is an event on the pool."""
     from web3.utils.address import get_create_address
 
-    from faultproof.messages import BondHolder, EconParams, EconPolicy, PostBond
+    from faultproof.messages import BondHolder, EconPolicy, PostBond
     from ledger.evm.typed import DeviceSlashBody
     nonce = world.w3.eth.get_transaction_count(world.admin, "pending")
     pool = world.new_pool()
     # the pool is the admin's next transaction (a mirror's genesis predicts its address), then the library
     assert pool.address == get_create_address(world.admin, nonce)
     assert len(world.w3.eth.get_code(pool.address)) <= 24_576  # EIP-170
-    world.mint(pool.token, world.admin, 10**9)
-    for i in range(5):
-        pool.submit_admin(PostBond(holder_kind=BondHolder.ORACLE, holder_id=oracle_identity(i).public_key,
-                                   amount=1_000))
-    pool.submit_admin(EconParams(min_oracle_bond=1_000, max_staging_cost=500, reporter_share_bps=2_500,
-                                 unlock_delay_ms=14 * 86_400_000))
+    world.switch_econ_on(pool)
     a, b = world.new_device(pool), world.new_device(pool)
     for d in (a, b):
         pool.submit_admin(PostBond(holder_kind=BondHolder.DEVICE, holder_id=d.device_id, amount=5_000))

@@ -22,6 +22,7 @@ from ledger.state import PAID, build_group_payout_body, group_payout_rejection, 
 from oracle.group import CheckedPart, GroupBook, assemble, check_part, is_group_policy
 from tests.ledger.econ_world import EconWorld, N
 from tests.ledger.helpers import HOUR, SECOND, T0
+from tests.oracle.helpers import RecordingTransport
 
 END = T0 + HOUR
 PROOF = bytes(256)
@@ -232,16 +233,6 @@ def test_gossip_routing_by_type_id() -> None:
     assert not is_group_message(b"") and not is_group_message(b"\x93\xcc")
 
 
-class _Transport:
-    """Stand-in for the gossip transport: records what the group service publishes."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-
-    async def publish(self, topic: str, data: bytes) -> None:
-        self.sent.append((topic, data))
-
-
 class _Verifier:
     """Stand-in for the verifier pool: these parts carry placeholder proofs (the real pool runs
     in tests/econ/test_group_network.py)."""
@@ -264,7 +255,7 @@ def _node(w: EconWorld, data: Path, oracle: int) -> SimpleNamespace:
 
     return SimpleNamespace(content_checked=content_checked, config=SimpleNamespace(db_path=data / "oracle.sqlite3", tuning=SimpleNamespace(regossip_s=1)),
                            view=SimpleNamespace(state=w.state), clock=lambda: w.now,
-                           identity=w.keys.oracles[oracle], transport=_Transport(), verifier=_Verifier(),
+                           identity=w.keys.oracles[oracle], transport=RecordingTransport(), verifier=_Verifier(),
                            _agent_limiter=_Limiter(), follower=None, chain=None)  # chain: the SQLite backend
 
 

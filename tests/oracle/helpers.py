@@ -50,3 +50,13 @@ async def stall_follower(node: OracleNode) -> None:
 
     follower.poll = stalled_long_poll  # type: ignore[method-assign]
     await asyncio.wait_for(stalled.wait(), 30)
+
+
+class RecordingTransport:
+    """Stand-in for the gossip transport of a node under test: records what it publishes."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        self.sent.append((topic, data))

@@ -36,6 +36,7 @@ from oracle.device_slash import (
 )
 from oracle.device_slash_node import DeviceSlashService
 from oracle.http_api import make_app
+from tests.oracle.helpers import RecordingTransport
 
 CHAIN_ID, CONTRACT = 31337, "0x" + "5a" * 20
 SECOND = 1_000
@@ -264,14 +265,6 @@ def test_open_cases_are_bounded_per_device() -> None:
 # ----------------------------------------------------------------------------- POST /v1/equivocations
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes]] = []
-
-    async def publish(self, topic: str, data: bytes) -> None:
-        self.published.append((topic, data))
-
-
 class _Follower:
     def __init__(self, client: Any = None) -> None:
         self.client, self.refreshes = client, 0
@@ -284,7 +277,7 @@ def _node(replica: _Replica | None, client: Any = None) -> Any:
     """What the HTTP handler and the device-slash service read of an OracleNode."""
     node = SimpleNamespace(
         config=SimpleNamespace(max_body_bytes=1 << 20, idle_timeout_s=30.0), oracle_id=ORACLES[0].public_key,
-        synced=True, clock=lambda: T0, transport=_Transport(), follower=_Follower(client), chain_key=KEYS[0],
+        synced=True, clock=lambda: T0, transport=RecordingTransport(), follower=_Follower(client), chain_key=KEYS[0],
         chain=(SimpleNamespace(opened=SimpleNamespace(chain_id=CHAIN_ID, address=CONTRACT), binding=_bound)
                if replica is not None else None),
         view=SimpleNamespace(state=replica.state if replica is not None else None))
@@ -318,7 +311,7 @@ async def test_post_equivocations_signs_valid_evidence_and_refuses_bad_with_a_na
         big = json.dumps({"pad": "0" * (4 * FrameEquivocation.MAX_SIZE)}).encode()
         r = await c.post("/v1/equivocations", data=big, headers=JSON_CT)
         assert r.status == 413
-        assert node.slashes.desk.cases == {} and node.transport.published == []
+        assert node.slashes.desk.cases == {} and node.transport.sent == []
         # valid evidence, as JSON: checked, signed, gossiped with the evidence; again: nothing new
         ev = _evidence()
         for _ in range(2):
@@ -326,7 +319,7 @@ async def test_post_equivocations_signs_valid_evidence_and_refuses_bad_with_a_na
             answer = await r.json()
             assert r.status == 202 and answer["status"] == "signed" and answer["shares"] == 1, answer
         assert answer["slash_id"] == slash_key(slash_body(0, ev)).hex()
-        ((topic, data),) = node.transport.published
+        ((topic, data),) = node.transport.sent
         share = DeviceSlashShare.decode(data)
         assert share.evidence == ev and share.oracle_id == ORACLES[0].public_key
         assert check_share(share, slash_body(0, ev), KEYS[0].address, CHAIN_ID, CONTRACT) is None
