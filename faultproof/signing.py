@@ -567,11 +567,22 @@ def load_process_keys(key_spec: str | os.PathLike[str],
         return ident, transport
     if not transport_key_file:
         raise KeyError_(f"{text}: a token key needs a separate transport key file for libp2p")
-    signer = load_signer(text)
-    if not isinstance(signer, Pkcs11Signer) or signer.key_type is not KeyType.ED25519:
-        raise KeyError_(f"{text}: a daemon's key must be Ed25519 (make it with `faultproof token keygen --type ed25519`)")
+    signer = load_daemon_key(text)
     transport = identity.Identity.load(transport_key_file)
     if transport.public_key == signer.public_key:
         raise KeyError_("the transport key must differ from the signing key")
+    return signer, transport
+
+
+def load_daemon_key(key_spec: str | os.PathLike[str]) -> identity.Identity:
+    """A daemon's protocol signing key alone: a key file, or an Ed25519 token key. For a daemon
+    that does not gossip (an agent with `[gossip] enabled = false` sends its claims over HTTP),
+    which so needs no libp2p identity and no transport key file."""
+    text = os.fspath(key_spec)
+    if not text.startswith(PKCS11_PREFIX):
+        return identity.Identity.load(text)
+    signer = load_signer(text)
+    if not isinstance(signer, Pkcs11Signer) or signer.key_type is not KeyType.ED25519:
+        raise KeyError_(f"{text}: a daemon's key must be Ed25519 (make it with `faultproof token keygen --type ed25519`)")
     # Same face as Identity (public_key, sign); the cast keeps the daemons' Identity hints.
-    return cast(identity.Identity, signer), transport
+    return cast(identity.Identity, signer)
