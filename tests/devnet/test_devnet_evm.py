@@ -16,7 +16,7 @@ token; the configs name them `pkcs11:faultproof-devnet/LABEL` and no PIN; `keys/
 oracles' Ed25519 files (their libp2p keys: the contract records no transport-key binding; the
 summary says so); no file of the run folder holds a chain key's private half (every 64-hex run,
 and every 32-byte window of a key-sized file, taken as a secp256k1 key and its address compared with the
-oracles'; control: a chain key planted in a log is found). One devnet run (~50 s) serves both: the
+oracles'; control: a chain key planted in a log is found). One devnet run (~35 s) serves both: the
 evm devnet with key files is the same code with file signers (the SQLite devnet and tests/contracts
 run key files and file chain keys).
 """
