@@ -49,7 +49,7 @@ from faultproof.identity import Identity, KeyFileError
 from faultproof.messages import ClaimBatch, circuit_id
 from faultproof.retry import unless_stopped
 from faultproof.signing import KeyError_ as SigningKeyError
-from faultproof.signing import load_process_keys
+from faultproof.signing import load_daemon_key, load_process_keys
 from faultproof.zk.params import TriggerParams
 
 log = logging.getLogger("faultproof.agent")
@@ -115,8 +115,12 @@ class Agent:
     async def start(self) -> None:
         cfg = self.config
         try:
-            # hardware2 (DESIGN §15): the key may be in a token; gossip then uses the transport key.
-            self.identity, self.gossip_identity = load_process_keys(cfg.key_file, cfg.transport_key_file)
+            # hardware2 (DESIGN §15): the key may be in a token; gossip then uses the transport key,
+            # and an agent that does not gossip (claims over HTTP) needs none.
+            if cfg.gossip.enabled or cfg.transport_key_file is not None:
+                self.identity, self.gossip_identity = load_process_keys(cfg.key_file, cfg.transport_key_file)
+            else:
+                self.identity = load_daemon_key(cfg.key_file)
         except (KeyFileError, SigningKeyError) as e:
             raise StartupError(str(e)) from None
         self.keys = load_blinding_keys(cfg.blinding_keys_dir)

@@ -347,14 +347,18 @@ class _Sessions:
                     s = token.open(user_pin=cfg.read_pin(), rw=True)
                     break
                 except pkcs11.exceptions.NoSuchToken:
-                    # SoftHSM2 makes its slots when the library initialises, so a token it could
-                    # not read then stays unlisted until it initialises again. That would end this
-                    # process's other sessions: only done while it has none on this module. A token
-                    # that is really missing is said after ~4 s.
+                    # A token store read while another process wrote it (a login can write the
+                    # token's flags) stays unlisted in this process until the library re-reads the
+                    # store: SoftHSM2 makes its slots when it initialises. Measured, six processes
+                    # logging in at once: 2 of 8 rounds had one that kept failing for 12 retries
+                    # without; with it, 2 of 14 rounds had one that needed one retry, none more. So
+                    # the library is reinitialised, unless this process has other sessions (that
+                    # would end them; python-pkcs11's lib is one per process): then it is only
+                    # listed again. A token really missing is said after ~4 s (a loaded machine).
                     if attempt == _TOKEN_ATTEMPTS - 1:
                         raise KeyError_(f"no PKCS#11 token labelled {cfg.token_label!r} (SOFTHSM2_CONF set?)") from None
                     time.sleep(min(0.1 * 2**attempt, 1.0))
-                    if not any(module == key[0] for module, _label in self._open):
+                    if not self._open:
                         with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
                             pkcs11.lib(key[0]).reinitialize()
                 except pkcs11.exceptions.PinIncorrect:
@@ -578,11 +582,22 @@ def load_process_keys(key_spec: str | os.PathLike[str],
         return ident, transport
     if not transport_key_file:
         raise KeyError_(f"{text}: a token key needs a separate transport key file for libp2p")
-    signer = load_signer(text)
-    if not isinstance(signer, Pkcs11Signer) or signer.key_type is not KeyType.ED25519:
-        raise KeyError_(f"{text}: a daemon's key must be Ed25519 (make it with `faultproof token keygen --type ed25519`)")
+    signer = load_daemon_key(text)
     transport = identity.Identity.load(transport_key_file)
     if transport.public_key == signer.public_key:
         raise KeyError_("the transport key must differ from the signing key")
+    return signer, transport
+
+
+def load_daemon_key(key_spec: str | os.PathLike[str]) -> identity.Identity:
+    """A daemon's protocol signing key alone: a key file, or an Ed25519 token key. For a daemon
+    that does not gossip (an agent with `[gossip] enabled = false` sends its claims over HTTP),
+    which so needs no libp2p identity and no transport key file."""
+    text = os.fspath(key_spec)
+    if not text.startswith(PKCS11_PREFIX):
+        return identity.Identity.load(text)
+    signer = load_signer(text)
+    if not isinstance(signer, Pkcs11Signer) or signer.key_type is not KeyType.ED25519:
+        raise KeyError_(f"{text}: a daemon's key must be Ed25519 (make it with `faultproof token keygen --type ed25519`)")
     # Same face as Identity (public_key, sign); the cast keeps the daemons' Identity hints.
-    return cast(identity.Identity, signer), transport
+    return cast(identity.Identity, signer)

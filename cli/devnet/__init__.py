@@ -44,7 +44,9 @@ from cli.devnet.plan import (
               help="Also write the summary as JSON here.")
 @click.option("--keep-running", is_flag=True, help="Leave the network up after the summary (Ctrl-C stops it).")
 @click.option("--keys", type=click.Choice(["file", "pkcs11"]), default="file", show_default=True,
-              help="pkcs11: every admin, ledger, oracle, agent and device key in a SoftHSM2 token (DESIGN §15).")
+              help="pkcs11: every admin, ledger, oracle, agent and device key in a SoftHSM2 token (DESIGN §15); "
+                   "with --settlement evm the oracles' chain keys, the agents' and the devices' keys (the summary "
+                   "says what stays a file).")
 @click.option("--settlement", type=click.Choice(["sqlite", "evm"]), default="sqlite", show_default=True,
               help="evm: settle on the InsurancePool contract on a local anvil chain (DESIGN §13) instead of "
                    "the ledger service; leaves out what the contract does not enforce yet (the summary says what).")
@@ -62,9 +64,6 @@ def devnet(config_path: Path, oracles: int | None, threshold: int | None, device
     k = int(net_cfg.get("threshold", (2 * n) // 3 + 1))
     if not n // 2 + 1 <= k <= n:
         raise click.BadParameter(f"threshold must satisfy floor(n/2)+1 <= k <= n (n={n})", param_hint="--threshold")
-    if settlement == "evm" and keys != "file":
-        raise click.BadParameter("the evm devnet keeps its keys in 0600 files (oracles take a chain key in a token, "
-                                 "but the evm devnet does not set one up yet): use --keys file", param_hint="--keys")
     from cli.devnet.run import DevnetRun
 
     # SIGTERM stops the network as cleanly as Ctrl-C does.
@@ -72,7 +71,7 @@ def devnet(config_path: Path, oracles: int | None, threshold: int | None, device
     if settlement == "evm":
         from cli.devnet.chain import EvmDevnetRun
 
-        run: DevnetRun = EvmDevnetRun(cfg, net_cfg, n, k, keep_running=keep_running)
+        run: DevnetRun = EvmDevnetRun(cfg, net_cfg, n, k, keep_running=keep_running, keys=keys)
     else:
         run = DevnetRun(cfg, net_cfg, n, k, keep_running=keep_running, keys=keys)
     try:

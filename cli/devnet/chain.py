@@ -3,11 +3,23 @@
 `ChainNetwork` replaces the ledger service with anvil (127.0.0.1, a free port) and an
 InsurancePool deployed with its mirror genesis' ledger id (so the oracles and the agents follow it
 through `ledger.evm.mirror`), a TestToken as the pool asset, and each oracle's secp256k1 chain key
-(a 0600 key file beside its Ed25519 key) bound to its Ed25519 id in the oracle set. The admin's
-setup transactions are sent by the admin account; each oracle sends payouts from its own anvil
-account. `EvmDevnetRun` runs the same devices and faults and judges from the contract alone: its
-Paid events and books, the token balances, the gas each payout used, and a fresh replay of every
-event through the rules (`mirror_verified`).
+(a 0600 key file beside its Ed25519 key, or with `--keys pkcs11` a key in the run's token) bound to
+its Ed25519 id in the oracle set. The admin's setup transactions are sent by anvil's unlocked
+admin account; each oracle sends payouts from its own unlocked anvil account (anvil holds those
+keys: on a chain the transaction sender is not a protocol key). `EvmDevnetRun` runs the same
+devices and faults and judges from the contract alone: its Paid events and books, the token
+balances, the gas each payout used, and a fresh replay of every event through the rules
+(`mirror_verified`).
+
+`--keys pkcs11` (cli/devnet/keys.py: the run's SoftHSM2 token, PINs in the environment only): each
+oracle's chain key is made in the token (`chain_key_file = "pkcs11:faultproof-devnet/oracle-i-chain"`,
+bound like a file key: the Ed25519 key signs the address, the chain key signs the Ed25519 id), so
+are the two agents' keys and every device key. What stays a file, and why (also the summary's
+`keys`): the oracles' Ed25519 keys, since each is also its oracle's libp2p key and the contract
+records no transport-key binding (DESIGN §15 H8) for the other oracles' gossip gates to admit
+another; for the same reason the token-keyed agents do not gossip (their claims go to the oracles
+over HTTP, and an oracle re-gossips them); and the blinding keys, as on the ledger. No admin or
+ledger key exists on a chain: the mirror's are derived by anyone.
 
 With an `[econ]` table (DESIGN §14, as `configs/devnet.toml` has) it also runs the economic rules
 on the contract: every oracle and device bonded, the parameters set, every policy an econ policy,
@@ -23,10 +35,8 @@ contract: the device revoked and flagged, its whole bond slashed, the reporter's
 
 What the evm run leaves out, and why (also in the summary and DESIGN §13): the tampered-firmware
 device (the contract enforces no attestation allowlist: it would be paid), device-history
-anchors (the contract keeps none), the dashboard (it
-reads the ledger service's HTTP API), `--keys pkcs11` (oracles take a chain key in a token,
-`pkcs11:TOKEN/LABEL`, but this launcher does not set one up yet). It decides nothing the protocol
-decides.
+anchors (the contract keeps none), the dashboard (it reads the ledger service's HTTP API). It
+decides nothing the protocol decides.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from faultproof.messages import (
     PostBond,
     RegisterCircuit,
 )
+from faultproof.procs import free_port
 
 ROTATION_GRACE_MS = 3_600_000
 SKIPPED = {
@@ -57,6 +68,13 @@ SKIPPED = {
     "anchors": "the contract keeps no device-history anchors (DESIGN §11 S3/S4)",
     "dashboard": "the dashboard reads the ledger service's HTTP API",
     "receipts": "mirror entries are signed by a key anyone can derive: the chain's blocks are the receipt",
+}
+# `--keys pkcs11` on a chain: what stays out of the token, and why (the summary's keys.not_in_token)
+KEYS_NOT_IN_TOKEN = {
+    "oracle_ed25519": ("0600 files: each is also its oracle's libp2p key; the contract records no transport-key "
+                       "binding (DESIGN §15 H8), so a token-keyed oracle's votes, gossiped under another key, would "
+                       "be dropped by the other oracles' gossip gates"),
+    "blinding_keys": "files, as on the ledger: the agents' commitment secrets, not signing keys",
 }
 
 
@@ -84,9 +102,68 @@ class ChainNetwork(LocalNetwork):
 
         super().prepare()
         for i in range(self.oracles):
+            if self.token is not None:
+                self.chain_keys.append(self.token.chain_key(f"oracle-{i}-chain"))
+                continue
             path = self.keys / f"oracle-{i}.chain.key"
             Identity.generate().save(path)
             self.chain_keys.append(ChainKey.load(path))
+
+    def _prepare_token(self) -> None:
+        """pkcs11 mode on a chain: the agents' keys in the run's token (the devices' and the
+        oracles' chain keys follow in `prepare` and `provision_device`); the oracles' Ed25519 keys
+        are 0600 files, since each is also its oracle's libp2p key: the contract records no
+        transport-key binding (H8), so the oracles' gossip gates would drop the votes of an oracle
+        gossiping under another key. No admin or ledger key: the admin is an anvil account and the
+        mirror's keys are derived by anyone (DESIGN §13)."""
+        from cli.devnet.keys import TokenKeys
+
+        self.token = TokenKeys(self.root / "token")
+        self.token.init()
+        self.agent_identity = self.token.generate("agent")
+        self.agent2_identity = self.token.generate("agent-2")
+        self.agent2_port = free_port()
+        self.oracle_identities = [Identity.generate() for _ in range(self.oracles)]
+        for i, ident in enumerate(self.oracle_identities):
+            ident.save(self.keys / f"oracle-{i}.key")
+
+    def _key(self, name: str) -> str:
+        """Oracles name their key file (see `_prepare_token`), agents their token key."""
+        return str(self.keys / f"{name}.key") if self.token is None or name.startswith("oracle-") else self.token.spec(name)
+
+    def _transport(self, name: str) -> dict[str, str]:
+        return {}  # oracles gossip under their Ed25519 key; token-keyed agents do not gossip
+
+    def _agent_gossip(self) -> dict[str, Any]:
+        """A token-keyed agent sends its claims to the oracles over HTTP: its transport key could not
+        be bound on the contract, so its gossip would be dropped (an oracle re-gossips what it gets)."""
+        return {"enabled": False} if self.token is not None else super()._agent_gossip()
+
+    def bind_transport_keys(self, only: str | None = None) -> None:
+        """Nothing to bind: the contract takes no BindTransportKey (see `_prepare_token`)."""
+
+    def key_custody(self) -> dict[str, Any]:
+        """Which keys the run used and where they live (the summary's `keys`)."""
+        accounts = {"contract_admin": f"anvil's unlocked account {self.admin_account}",
+                    "payout_senders": "anvil's unlocked accounts 1..n (one per oracle): anvil holds their keys"}
+        files = sorted(p.name for p in self.keys.iterdir()) if self.keys.exists() else []
+        if self.token is None:
+            return {"mode": "file", "files": files, **accounts}
+        from cli.devnet.keys import TOKEN_LABEL
+
+        return {
+            "mode": "pkcs11", "token": TOKEN_LABEL,
+            "in_token": {"chain_keys": [self.token.spec(f"oracle-{i}-chain") for i in range(self.oracles)],
+                         "chain_addresses": [key.address for key in self.chain_keys],
+                         "agents": [self.token.spec("agent"), self.token.spec("agent-2")],
+                         "devices": self.token.device_count},
+            "files": files,
+            "not_in_token": {
+                "oracle_ed25519": KEYS_NOT_IN_TOKEN["oracle_ed25519"],
+                "blinding_keys": KEYS_NOT_IN_TOKEN["blinding_keys"],
+            },
+            **accounts,
+        }
 
     def start_ledger(self) -> None:
         """anvil, the pool asset and the pool (deployed with its mirror genesis' ledger id)."""
@@ -141,8 +218,9 @@ class ChainNetwork(LocalNetwork):
         self.admin_txs([EnrolAgent(agent_id=self.agent_identity.public_key)])
 
     def _oracle_ledger(self, i: int) -> dict[str, Any]:
-        return {"ledger_url": f"{self.ledger_url}&from={self.accounts[1 + i]}",
-                "chain_key_file": str(self.keys / f"oracle-{i}.chain.key")}
+        chain_key = (self.token.spec(f"oracle-{i}-chain") if self.token is not None
+                     else str(self.keys / f"oracle-{i}.chain.key"))
+        return {"ledger_url": f"{self.ledger_url}&from={self.accounts[1 + i]}", "chain_key_file": chain_key}
 
     def _agent_ledger(self) -> dict[str, Any]:
         return {"ledger_url": self.ledger_url, "ledger_wait_s": 5, "ledger_anchor_interval_s": 0}
@@ -176,9 +254,10 @@ class EvmDevnetRun(DevnetRun):
     summary_title = "devnet summary (from the pool contract's events and state)"
     verify_label = "every event replayed through the rules (mirror)"
 
-    def __init__(self, cfg: dict[str, Any], net_cfg: dict[str, Any], n: int, k: int, *, keep_running: bool) -> None:
-        super().__init__(cfg, net_cfg, n, k, keep_running=keep_running)
-        self.chain = ChainNetwork(self.net.root, oracles=n, threshold=k, window=self.window)
+    def __init__(self, cfg: dict[str, Any], net_cfg: dict[str, Any], n: int, k: int, *, keep_running: bool,
+                 keys: str = "file") -> None:
+        super().__init__(cfg, net_cfg, n, k, keep_running=keep_running, keys=keys)
+        self.chain = ChainNetwork(self.net.root, oracles=n, threshold=k, window=self.window, keys_mode=keys)
         self.net = self.chain
         self.skipped_plans = [p for p in self.plans if p.fault and p.fault["fault"] == "tampered_firmware"]
         self.plans = [p for p in self.plans if p not in self.skipped_plans]
@@ -204,6 +283,9 @@ class EvmDevnetRun(DevnetRun):
         net.setup_pool(int(self.cfg.get("pool", {}).get("deposit", 100_000_000)), register)
         self.log(f"circuit n={built.n} registered with its on-chain verifier; "
                  f"{net.oracles} oracles bound to chain keys, k = {net.threshold}")
+        if net.token is not None:
+            self.log("chain keys, agent and device keys in the SoftHSM2 token; oracle Ed25519 keys are files "
+                     "(their libp2p keys: no transport-key binding on the contract); agents send claims over HTTP")
         net.start_broker()
         with self.console.status(f"starting {net.oracles} oracles"):
             net.start_oracles()
@@ -229,7 +311,8 @@ class EvmDevnetRun(DevnetRun):
                 claim_window_ms=int(terms.get("claim_window_ms", 7 * 86_400_000)))
 
         for plan in self.plans:
-            p = provision(self._devices_dir(plan))
+            p = (net.token.provision_device(self._devices_dir(plan)) if net.token is not None
+                 else provision(self._devices_dir(plan)))
             provisioned[plan.index] = p
             plan.device_id = p.identity.public_key
             net.admin_txs([p.enrol])
@@ -372,6 +455,7 @@ class EvmDevnetRun(DevnetRun):
                        if econ_cfg else None)
         rejected = sum(c.get("rejected", 0) for c in self.progress.oracle_claims[:1])
         verified, verify_out = self.verify_mirror(after)
+        keys = net.key_custody()
         if not self.keep_running:
             self.shutdown()
         expected = [d for d in devices if d["fault"] and d["role"] == "insured"]
@@ -397,6 +481,7 @@ class EvmDevnetRun(DevnetRun):
             "processes": {**{mp.name: mp.pid for mp in net.processes}, "anvil": net.anvil.proc.pid},
             "econ": ({"group": group, "equivocator": equivocator, "bonds": after["bonds"],
                       "rewards": after["rewards"]} if group is not None else None),
+            "keys": keys,
         }
         self.print_summary(summary)
         econ_lines = []  # (what the contract shows, whether it is what the run expects)
@@ -416,6 +501,11 @@ class EvmDevnetRun(DevnetRun):
                            f"{pool.token.address}: pool holds {after['token_balance']:,}, payees "
                            f"{sum(payees.values()):,}; gas per payout {gas}")
         self.console.print("left out on the chain: " + "; ".join(f"{k}: {v}" for k, v in SKIPPED.items()))
+        if keys["mode"] == "pkcs11":
+            self.console.print(f"keys in token {keys['token']}: {len(keys['in_token']['chain_keys'])} chain keys, "
+                               f"{len(keys['in_token']['agents'])} agents, {keys['in_token']['devices']} devices; not in "
+                               "it: " + "; ".join(f"{k}: {v}" for k, v in keys["not_in_token"].items()))
+        self.console.print(f"contract admin: {keys['contract_admin']}; payouts sent by {keys['payout_senders']}")
         return summary
 
     def _gas(self, tx: bytes) -> int:

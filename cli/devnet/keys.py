@@ -5,7 +5,8 @@ this process's environment and inherited by the processes it starts: never in a 
 a log or a command line), the token keys of the admin, the ledger, every oracle, the agent and
 every simulated device (Ed25519, generated inside the token, sensitive and not extractable), and
 the libp2p transport key files of the oracles and the agent (the one kind of private key that is
-a file: libp2p needs a seed; the ledger never trusts a transport key, DESIGN §15 H8).
+a file: libp2p needs a seed; the ledger never trusts a transport key, DESIGN §15 H8). On a chain
+(`--settlement evm`, cli/devnet/chain.py) also the oracles' secp256k1 chain keys (`chain_key`).
 
 It must never read, print or log a PIN, and never write a protocol private key anywhere: keys
 are made by the token and used through `faultproof.signing.Pkcs11Signer`.
@@ -17,12 +18,15 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from agent.provision import ProvisionedDevice, enrolment, save_blinding_key
 from faultproof import chain, signing, softhsm
 from faultproof.identity import Identity, domain_tag
 from faultproof.messages import BindTransportKey, transport_binding_message
+
+if TYPE_CHECKING:  # eth_account and web3 load only for a chain run
+    from ledger.evm.chain_keys import TokenChainKey
 
 TOKEN_LABEL = "faultproof-devnet"
 SO_PIN_ENV = "FAULTPROOF_PKCS11_SO_PIN"
@@ -34,7 +38,7 @@ class TokenKeys:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.conf = root / softhsm.CONF_NAME
-        self._device_count = 0
+        self.device_count = 0  # device keys made so far (labels device-1, device-2, ...)
 
     def init(self) -> None:
         """Make the token store and token; put SOFTHSM2_CONF and the PINs in this process's
@@ -55,11 +59,21 @@ class TokenKeys:
         signing.token_generate(cfg, signing.KeyType.ED25519)
         return cast(Identity, signing.Pkcs11Signer(cfg))
 
+    def chain_key(self, label: str) -> TokenChainKey:
+        """A new secp256k1 chain key in the token (DESIGN §13), with the ChainKey face (address,
+        sign_body, binding): what an oracle's `chain_key_file = "pkcs11:TOKEN/LABEL"` loads."""
+        from ledger.evm.chain_keys import TokenChainKey, load_chain_key
+
+        signing.token_generate_secp256k1(signing.TokenConfig(token_label=TOKEN_LABEL, key_label=label))
+        key = load_chain_key(self.spec(label))
+        assert isinstance(key, TokenChainKey)
+        return key
+
     def provision_device(self, out_dir: Path, epoch: int = 0) -> ProvisionedDevice:
         """Like agent.provision.provision, with the device key in the token: the folder gets the
         blinding key and the enrolment, and no device key file."""
-        self._device_count += 1
-        label = f"device-{self._device_count}"
+        self.device_count += 1
+        label = f"device-{self.device_count}"
         ident = self.generate(label)
         out_dir.mkdir(parents=True, exist_ok=True)
         base = ident.public_key.hex()

@@ -274,6 +274,10 @@ class LocalNetwork:
         return {"ledger_url": self.ledger_url, "ledger_wait_s": 5,
                 "ledger_anchor_interval_s": 5}  # anchors visible in a short run
 
+    def _agent_gossip(self) -> dict[str, Any]:
+        """An agent's [gossip] table (the chain network in pkcs11 mode turns it off)."""
+        return {"enabled": True, "port": free_port(), "bootstrap": [self.oracle_multiaddr(i) for i in range(self.oracles)]}
+
     def start_agent(self, *, max_skew_ms: int = 5_000, name: str = "agent") -> None:
         """The agent, or (name "agent-2", econ2) the second agent: its own key, data, devices and
         port, for the corroborated policy's devices that must be under another agent (§14)."""
@@ -288,8 +292,7 @@ class LocalNetwork:
                       "blinding_keys_dir": str(devices), **self._agent_ledger()},
             "http": {"host": "127.0.0.1", "port": port},
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
-            "gossip": {"enabled": True, "port": free_port(),
-                       "bootstrap": [self.oracle_multiaddr(i) for i in range(self.oracles)]},
+            "gossip": self._agent_gossip(),
             "oracles": {"urls": self.oracle_urls},
             "prover": {"circuits": [self.window], "workers": 1},
             "ingest": {"max_skew_ms": max_skew_ms},

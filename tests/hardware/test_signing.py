@@ -230,3 +230,40 @@ def test_a_token_busy_with_another_process_is_retried_not_fatal(token_store: dic
     assert not refusals and not unlisted and signer.public == pub
     assert len(reinitialised) >= 5  # after each unlisted lookup (no other session open), and each GeneralError
     assert signing.verify(pub, TAG, MSG, signer.sign(TAG, MSG))
+
+
+def test_a_token_read_while_another_process_wrote_it_is_read_again(token_store: dict[str, str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Measured (six processes logging in to one SoftHSM2 token at once; every login writes the
+    # token's flags): a process that read the store mid-write keeps it unlisted, retry after retry,
+    # until the library re-reads the store. A stand-in for that view: unlisted until reinitialised.
+    real_lib = pkcs11.lib
+    reads: list[str] = []
+
+    class StaleLib:
+        stale = True
+
+        def __init__(self, path: str) -> None:
+            self.lib = real_lib(path)
+
+        def get_token(self, **kw: object) -> object:
+            if StaleLib.stale:
+                raise pkcs11.exceptions.NoSuchToken()
+            return self.lib.get_token(**kw)
+
+        def reinitialize(self) -> None:
+            reads.append("again")
+            StaleLib.stale = False
+
+    cfg = token_cfg("stale")
+    pub = signing.token_generate(cfg, KeyType.ED25519)
+    monkeypatch.setattr(pkcs11, "lib", StaleLib)
+    monkeypatch.setattr(signing, "SESSIONS", signing._Sessions())
+    signer = signing.Pkcs11Signer(cfg)  # the process's first session: the library may be re-read
+    assert reads == ["again"] and signer.public == pub
+    # With a session open, re-reading would end it: the token is only listed again, and a token
+    # that stays unlisted is said in one line.
+    StaleLib.stale = True
+    with pytest.raises(signing.KeyError_, match="no PKCS#11 token labelled 'other'"):
+        signing.SESSIONS.get(signing.TokenConfig(token_label="other", key_label="k"))
+    assert reads == ["again"]

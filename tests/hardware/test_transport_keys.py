@@ -102,6 +102,20 @@ def test_a_daemon_loads_its_token_key_and_a_separate_transport_key(token_store: 
     assert a is b
 
 
+
+def test_a_daemon_that_does_not_gossip_loads_its_token_key_alone(token_store: dict[str, str], tmp_path: Path) -> None:
+    """An agent with gossip off (the evm devnet's, claims over HTTP) needs no transport key file."""
+    cfg = token_cfg("daemon-alone")
+    pub = signing.token_generate(cfg, signing.KeyType.ED25519)
+    signer = signing.load_daemon_key(f"pkcs11:{cfg.token_label}/{cfg.key_label}")
+    assert signer.public_key == pub.key_id and signing.verify(pub, b"tag", b"body", signer.sign(b"tag", b"body"))
+    p256 = token_cfg("daemon-alone-p256")
+    signing.token_generate(p256, signing.KeyType.P256)
+    with pytest.raises(signing.KeyError_, match="Ed25519"):
+        signing.load_daemon_key(f"pkcs11:{p256.token_label}/{p256.key_label}")
+    Identity.generate().save(tmp_path / "f.key")
+    assert signing.load_daemon_key(tmp_path / "f.key").public_key == Identity.load(tmp_path / "f.key").public_key
+
 def test_oracle_config_names_a_token_key_and_needs_a_transport_key(tmp_path: Path) -> None:
     base = {"oracle": {"key_file": "pkcs11:tok/oracle-1", "data_dir": "d", "ledger_url": "http://127.0.0.1:1",
                        "ledger_id": "ab" * 32}}
