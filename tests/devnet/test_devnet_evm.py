@@ -139,7 +139,7 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     chain_specs = [f"pkcs11:faultproof-devnet/oracle-{i}-chain" for i in range(5)]
     assert keys["in_token"]["chain_keys"] == chain_specs
     assert keys["in_token"]["agents"] == ["pkcs11:faultproof-devnet/agent", "pkcs11:faultproof-devnet/agent-2"]
-    assert keys["in_token"]["devices"] == len(s["devices"]) == 9
+    assert keys["in_token"]["devices"] == len(s["devices"]) == 10  # 7, the group's 3, the double-signing one
     assert set(keys["not_in_token"]) == {"oracle_ed25519", "blinding_keys"} and "transport-key" in keys[
         "not_in_token"]["oracle_ed25519"]
     assert keys["contract_admin"].startswith("anvil's unlocked account 0x")
@@ -148,7 +148,7 @@ def test_devnet_on_the_pool_contract_pays_every_fault_once_and_no_healthy_device
     assert keys["files"] == sorted(p.name for p in (run_dir / "keys").iterdir()) == oracle_files
     assert not list(run_dir.rglob("*.chain.key")) and not list(run_dir.rglob("agent*.key"))
     device_files = [p for d in ("agent", "agent-2") for p in (run_dir / d / "devices").iterdir()]
-    assert len(device_files) == 2 * 9 and all(p.name.endswith((".blind", ".enrol.json")) for p in device_files)
+    assert len(device_files) == 2 * 10 and all(p.name.endswith((".blind", ".enrol.json")) for p in device_files)
     for i in range(5):
         oracle = (run_dir / f"oracle-{i}.toml").read_text()
         assert f'chain_key_file = "{chain_specs[i]}"' in oracle and "transport_key_file" not in oracle
