@@ -20,7 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_HANDED_OUT: set[int] = set()  # ports this process already gave out: never twice
+# Ports this process gave out in the current lap of its range: never twice in a lap. A lap is
+# thousands of ports, far longer than the moment between handing a port out and its service
+# binding it (after which `_bindable` refuses it anyway), so a new lap starts afresh: a long test
+# worker handed out more ports than its slice holds and then found no 50 free in a row.
+_HANDED_OUT: set[int] = set()
 _LOWEST = 10_000  # below the ephemeral range, above the well-known and registered services we might meet
 _cursor: int | None = None  # the next port this process hands out
 
@@ -62,7 +66,7 @@ def free_port() -> int:
 
 
 def free_port_block(span: int) -> int:
-    """A base port B with B .. B + span - 1 all free a moment ago and never handed out before, below
+    """A base port B with B .. B + span - 1 all free a moment ago and not handed out this lap, below
     the ephemeral range: for a site whose ports are derived from one base (`faultproof init
     --base-port`). Only the base being free is not enough (seen: an oracle at base + 11 refused).
 
@@ -76,6 +80,7 @@ def free_port_block(span: int) -> int:
         for _ in range(2 * (floor - lowest) // span):
             if _cursor + span > floor:
                 _cursor = lowest
+                _HANDED_OUT.clear()  # a new lap (see _HANDED_OUT)
             base, _cursor = _cursor, _cursor + span
             ports = range(base, base + span)
             if any(p in _HANDED_OUT for p in ports) or not all(_bindable(p) for p in ports):

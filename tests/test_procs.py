@@ -38,6 +38,7 @@ def test_a_port_slice_confines_this_process_and_its_children(monkeypatch: pytest
     assert 10_000 <= lo0 < hi0 <= lo1 < hi1 <= _ephemeral_floor()
     monkeypatch.setenv(procs.PORT_RANGE_ENV, second)
     monkeypatch.setattr(procs, "_cursor", None)
+    monkeypatch.setattr(procs, "_HANDED_OUT", set())  # not this worker's earlier tests' ports
     ports = [free_port() for _ in range(100)] + [free_port_block(50)]
     assert all(lo1 <= p < hi1 for p in ports)
     monkeypatch.setenv(procs.PORT_RANGE_ENV, "20000-20100")
@@ -45,3 +46,14 @@ def test_a_port_slice_confines_this_process_and_its_children(monkeypatch: pytest
         [sys.executable, "-c", "from faultproof.procs import free_port; print(free_port())"],
         capture_output=True, text=True, check=True, env=os.environ.copy())
     assert 20_000 <= int(child.stdout) < 20_100
+
+
+def test_a_range_handed_out_in_full_is_walked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that hands out more ports than its range holds (a long test worker in its slice)
+    starts a new lap over the ports no service bound, instead of running out: a block of 5 in a
+    range of 12 after 40 single ports, all inside the range."""
+    monkeypatch.setenv(procs.PORT_RANGE_ENV, "20300-20312")
+    monkeypatch.setattr(procs, "_cursor", None)
+    monkeypatch.setattr(procs, "_HANDED_OUT", set())
+    ports = [free_port() for _ in range(40)] + [free_port_block(5)]
+    assert all(20_300 <= p < 20_312 for p in ports), ports
