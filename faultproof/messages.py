@@ -351,6 +351,22 @@ class Message:
         """Strictly decode bytes into this type. Raises only DecodeError."""
         return cls.from_wire(unpack(data, cls.MAX_SIZE))
 
+    @classmethod
+    def from_http(cls, data: bytes, content_type: str) -> Self:
+        """An HTTP body of this type: JSON (`application/json`, through the one strict parser) or
+        canonical msgpack (anything else), within the type's size limit either way (JSON may be
+        up to 4x it before parsing: hex doubles the bytes, keys add some). Raises only DecodeError."""
+        if content_type != "application/json":
+            return cls.decode(data)
+        from faultproof import strictjson
+
+        if len(data) > 4 * cls.MAX_SIZE:
+            raise DecodeError(Reason.OVERSIZE, f"{cls.NAME} JSON too large")
+        msg = cls.from_json(strictjson.loads(data))
+        if len(msg.encode()) > cls.MAX_SIZE:
+            raise DecodeError(Reason.OVERSIZE, f"{cls.NAME} larger than its limit")
+        return msg
+
     # -- JSON form --
     def to_json(self) -> dict[str, Any]:
         return {n: ft.to_json(getattr(self, n)) for n, ft in self.schema()}

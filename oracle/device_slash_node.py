@@ -27,7 +27,6 @@ import logging
 from functools import partial
 from typing import Any
 
-from faultproof import strictjson
 from faultproof.errors import DecodeError, FaultproofError, Reason
 from faultproof.messages import DeviceSlashShare, FrameEquivocation
 from ledger.state import TxKind
@@ -51,14 +50,7 @@ _MAY_BE_LAGGING = (Reason.NOT_FOUND, Reason.INVALID_STATE_TRANSITION)
 
 def decode_evidence(data: bytes, content_type: str) -> FrameEquivocation:
     """Bytes from HTTP -> FrameEquivocation. Raises DecodeError (size, schema) only."""
-    if content_type == JSON:
-        if len(data) > 4 * FrameEquivocation.MAX_SIZE:  # hex doubles the bytes, keys add some
-            raise DecodeError(Reason.OVERSIZE, "frame-equivocation JSON too large")
-        ev = FrameEquivocation.from_json(strictjson.loads(data))
-        if len(ev.encode()) > FrameEquivocation.MAX_SIZE:
-            raise DecodeError(Reason.OVERSIZE, "frame-equivocation larger than its limit")
-        return ev
-    return FrameEquivocation.decode(data)
+    return FrameEquivocation.from_http(data, content_type)
 
 
 class DeviceSlashService:

@@ -30,10 +30,8 @@ itself (it returns the `ProofJob` for a worker) and never takes a public signal 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from faultproof import strictjson
-from faultproof.errors import DecodeError, FaultproofError, Reason, Stage
+from faultproof.errors import FaultproofError, Reason, Stage
 from faultproof.messages import Frame, PayoutBody, SignedClaim
 from faultproof.signing import verify_message
 from faultproof.zk.statement import PublicSignals
@@ -86,15 +84,7 @@ def _fail(reason: Reason, message: str = "") -> FaultproofError:
 
 def decode_claim(data: bytes, content_type: str = "application/msgpack") -> SignedClaim:
     """Bytes from HTTP or gossip -> SignedClaim. Raises DecodeError (size, schema) only."""
-    if content_type == "application/json":
-        if len(data) > 4 * SignedClaim.MAX_SIZE:  # hex doubles the bytes, keys add some
-            raise DecodeError(Reason.OVERSIZE, "claim JSON too large")
-        obj: Any = strictjson.loads(data)  # the one strict parser (DecodeError with its reason)
-        claim = SignedClaim.from_json(obj)
-        if len(claim.encode()) > SignedClaim.MAX_SIZE:
-            raise DecodeError(Reason.OVERSIZE, "claim larger than its limit")
-        return claim
-    return SignedClaim.decode(data)
+    return SignedClaim.from_http(data, content_type)
 
 
 @dataclass(frozen=True)

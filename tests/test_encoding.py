@@ -243,3 +243,22 @@ def test_a_decoded_message_checks_each_field_once_and_keeps_the_rules_across_fie
     with pytest.raises(DecodeError) as e:
         AdminTx.decode(pack(wire))
     assert e.value.reason in (Reason.WRONG_TYPE, Reason.OUT_OF_RANGE)
+
+
+def test_an_http_body_decodes_as_its_type_within_its_limit_either_way() -> None:
+    """`Message.from_http`: the one decoder of a typed HTTP body (a claim at an oracle, equivocation
+    evidence): canonical msgpack, or JSON through the strict parser, both within MAX_SIZE."""
+    from faultproof.messages import SignedClaim
+
+    claim = SAMPLES["signed-claim"]
+    assert isinstance(claim, SignedClaim)
+    as_json = json.dumps(claim.to_json()).encode()
+    assert SignedClaim.from_http(claim.encode(), "application/msgpack") == claim
+    assert SignedClaim.from_http(as_json, "application/json") == claim
+    for data, ctype, reason in (
+            (b" " * (4 * SignedClaim.MAX_SIZE + 1), "application/json", Reason.OVERSIZE),
+            (as_json.replace(b"{", b'{"claim": 1, ', 1), "application/json", Reason.MALFORMED),
+            (claim.encode() + b"\x00", "application/msgpack", Reason.MALFORMED)):
+        with pytest.raises(DecodeError) as e:
+            SignedClaim.from_http(data, ctype)
+        assert e.value.reason is reason, (ctype, e.value)
