@@ -22,9 +22,14 @@ share's evidence) of a pair of frames we accept, and refuse a later report of th
 another reporter (EVIDENCE_DUPLICATE), so our signature never splits across reporters. A peer's share
 still counts, but only for its own body: if k members signed another reporter's body, we hold its
 certificate and may post it. Two reporters racing to different members split the signatures: the
-body with k posts; if neither reaches k, no certificate forms from these reports (every member keeps
-its first choice, re-gossip repeats the same shares) and the device is not slashed on the chain by
-them (DESIGN §13, "What remains").
+body with k posts. If no body of those frames can reach k any more (the most shares any holds, plus
+the members not yet seen signing any of them, is below k), first choices alone would leave the
+device unslashed, and a double-signer could arrange that by racing its own report against the honest
+one. So the split is broken (`_break_split`): every member then also signs the body with the most
+shares (ties: the lowest `slash_key`). Shares only grow, a member signs a body at most once and
+re-gossip spreads every share, so the members' views meet and the one winner gets every honest
+member's signature (k of them if k are honest and bound). The contract slashes once whatever
+certificates exist.
 
 `DeviceSlashDesk` is the machine, one entry per event (a report, a peer's share, the replica's
 slashes): `PublishShare` / `Ready` actions out. Bounded: at most `MAX_OPEN` bodies, `MAX_PER_DEVICE`
@@ -149,7 +154,8 @@ class DeviceSlashDesk:
             raise FaultproofError(Reason.UNAVAILABLE, "this oracle has no chain key bound in the current oracle set: "
                                   "send the evidence to a member")
         body = slash_body(state.oracle_set.epoch, ev)
-        if self._signed_other(body):
+        signed = self.cases.get(slash_key(body))
+        if (signed is None or signed.own is None) and self._signed_other(body):
             raise FaultproofError(Reason.EVIDENCE_DUPLICATE, "this oracle signed these frames for another reporter "
                                   "(the first report it accepted); their slash pays that one")
         case = self._case(body, ev)
@@ -173,11 +179,11 @@ class DeviceSlashDesk:
         actions = self._sign_into(case, state)
         if not actions and had < state.oracle_set.threshold <= len(case.sigs):
             actions.append(Ready(slash_key(body), body.device_id, body.oracle_set_epoch))
-        return actions
+        return actions + self._break_split(body, state)
 
     def certificate(self, key: bytes, k: int) -> Certificate | None:
         """k shares of this body, signers in increasing address order (as the contract requires),
-        ours among them; None if we do not hold k."""
+        ours among them if we signed this body; None if we do not hold k."""
         case = self.cases.get(key)
         if case is None or len(case.sigs) < k:
             return None
@@ -215,10 +221,24 @@ class DeviceSlashDesk:
         return any(c.own is not None and same_frames(c.body, body) and c.body.reporter != body.reporter
                    for c in self.cases.values())
 
-    def _sign_into(self, case: _Case, state: LedgerState) -> list[SlashAction]:
+    def _break_split(self, body: DeviceSlashBody, state: LedgerState) -> list[SlashAction]:
+        """The reports of these frames split the members so that no body can reach k: sign the
+        body with the most shares (ties: the lowest key) too. Nothing when one can still reach k."""
+        rivals = [c for c in self.cases.values()
+                  if same_frames(c.body, body) and c.body.oracle_set_epoch == body.oracle_set_epoch]
+        if len(rivals) < 2:
+            return []
+        seen = set().union(*(c.sigs for c in rivals))
+        best = max(len(c.sigs) for c in rivals)
+        if best + len(set(state.oracle_set.members) - seen) >= state.oracle_set.threshold:
+            return []  # a body may still reach k (or has): first choices stand
+        winner = min(rivals, key=lambda c: (-len(c.sigs), slash_key(c.body)))
+        return self._sign_into(winner, state, split=True)
+
+    def _sign_into(self, case: _Case, state: LedgerState, split: bool = False) -> list[SlashAction]:
         if case.own is not None or self.binding(case.body.oracle_set_epoch, self.oracle_id) is None:
             return []  # signed already, or not a member: our signature would not count
-        if self._signed_other(case.body):
+        if not split and self._signed_other(case.body):
             return []  # we signed these frames for another reporter: the peers' shares count for theirs
         sig = self.sign(case.body)
         case.own = DeviceSlashShare(oracle_id=self.oracle_id, oracle_set_epoch=case.body.oracle_set_epoch,

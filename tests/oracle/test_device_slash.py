@@ -203,6 +203,48 @@ def test_an_oracle_signs_the_first_reporter_of_a_pair_of_frames_and_counts_peers
     assert refused.value.reason is Reason.EVIDENCE_DUPLICATE and peer_signer.signed == 1
 
 
+def _gossip(replica: _Replica, desks: list[DeviceSlashDesk]) -> list[Ready]:
+    """Deliver every desk's own shares to every other desk until no new share appears (re-gossip)."""
+    ready: list[Ready] = []
+    while True:
+        before = sum(len(d.own_shares()) for d in desks)
+        for d in desks:
+            for share in d.own_shares():
+                for other in desks:
+                    if other is not d:
+                        ready += [a for a in other.on_share(replica.state, share, T0) if isinstance(a, Ready)]
+        if sum(len(d.own_shares()) for d in desks) == before:
+            return ready
+
+
+def test_reporters_who_split_the_members_below_k_are_broken_to_the_body_with_most_shares() -> None:
+    """DESIGN §13: a double-signer racing its own report against the honest one (3 members take the
+    honest reporter first, 2 the rival: neither body alone can reach k = 4 of 5) does not escape the
+    slash: once no body can reach k, every member also signs the body with the most shares, which
+    then holds a certificate everywhere; the rival's body gets no more signatures. A tie (2 + 2, one
+    member silent) is broken by the lowest slash_key, the same on every member."""
+    replica, ev = _Replica(), _evidence()
+    rival = ev.replace(reporter=b"\x77" * 32)
+    honest, theirs = slash_key(slash_body(0, ev)), slash_key(slash_body(0, rival))
+    desks = [_desk(i)[0] for i in range(5)]
+    for i, d in enumerate(desks):
+        d.report(replica.state, ev if i < 3 else rival, T0)
+    ready = _gossip(replica, desks)
+    for d in desks:
+        cert = d.certificate(honest, 4)
+        assert cert is not None and cert.body.reporter == REPORTER
+        assert d.certificate(theirs, 4) is None and len(d.cases[theirs].sigs) == 2
+    assert {r.key for r in ready} == {honest}
+    # 2 + 2 and a silent member: the lowest key wins on every member that speaks
+    desks = [_desk(i)[0] for i in range(4)]
+    for i, d in enumerate(desks):
+        d.report(replica.state, ev if i < 2 else rival, T0)
+    _gossip(replica, desks)
+    winner = min(honest, theirs)
+    for d in desks:
+        assert d.certificate(winner, 4) is not None and d.certificate(max(honest, theirs), 4) is None
+
+
 def test_a_share_over_another_body_epoch_or_contract_or_by_an_unbound_key_does_not_count() -> None:
     replica, ev = _Replica(), _evidence()
     body = slash_body(0, ev)
