@@ -3,7 +3,7 @@
 
 The contract cannot check an Ed25519 frame signature, so it slashes a device only on a certificate
 of k members' chain-key signatures over `DeviceSlash{oracleSetEpoch, deviceId, epoch, seq,
-firstFrame, secondFrame, maxTs}`. An oracle signs that body only after checking the evidence
+firstFrame, secondFrame, maxTs, reporter}`. An oracle signs that body only after checking the evidence
 itself, on its own replica, with the ledger's one rule: `LedgerState.check` of the
 FrameEquivocation (S1–S3 in ledger/state.py: one (device, epoch, seq), two different frames, both
 verifying under the device's key, the device enrolled and not slashed, the frames not older than
@@ -13,8 +13,23 @@ the address the contract bound to its oracle id in the body's epoch (`check_shar
 
 The body is derived, never received (`slash_body`): the frames in the order of their hashes, so two
 reports of the same pair in either order are one certificate; the epoch is our replica's current
-one. The reporter (rewarded on chain) is not in the signed body: the sender passes the one in the
-FrameEquivocation it holds for the body (the first one it saw).
+one; the reporter is the FrameEquivocation's. The reporter is signed, so a certificate pays only
+the reporter its k signers certified, whoever sends it (a copy taken from the mempool and re-sent
+naming another does not recover).
+
+One reporter per pair of frames per oracle: we sign the body of the first report (ours or a peer's
+share's evidence) of a pair of frames we accept, and refuse a later report of the same frames naming
+another reporter (EVIDENCE_DUPLICATE), so our signature never splits across reporters. A peer's share
+still counts, but only for its own body: if k members signed another reporter's body, we hold its
+certificate and may post it. Two reporters racing to different members split the signatures: the
+body with k posts. If no body of those frames can reach k any more (the most shares any holds, plus
+the members not yet seen signing any of them, is below k), first choices alone would leave the
+device unslashed, and a double-signer could arrange that by racing its own report against the honest
+one. So the split is broken (`_break_split`): every member then also signs the body with the most
+shares (ties: the lowest `slash_key`). Shares only grow, a member signs a body at most once and
+re-gossip spreads every share, so the members' views meet and the one winner gets every honest
+member's signature (k of them if k are honest and bound). The contract slashes once whatever
+certificates exist.
 
 `DeviceSlashDesk` is the machine, one entry per event (a report, a peer's share, the replica's
 slashes): `PublishShare` / `Ready` actions out. Bounded: at most `MAX_OPEN` bodies, `MAX_PER_DEVICE`
@@ -48,7 +63,13 @@ Signer = Callable[[DeviceSlashBody], ChainSignature]  # our chain key over a bod
 def slash_body(oracle_set_epoch: int, ev: FrameEquivocation) -> DeviceSlashBody:
     """The DeviceSlash of this evidence in that epoch: the frames ordered by their hashes."""
     first, second = sorted((ev.first, ev.second), key=frame_hash)
-    return DeviceSlashBody.of(oracle_set_epoch, first, second)
+    return DeviceSlashBody.of(oracle_set_epoch, first, second, ev.reporter)
+
+
+def same_frames(a: DeviceSlashBody, b: DeviceSlashBody) -> bool:
+    """The two bodies name the same pair of frames (whatever the epoch or the reporter)."""
+    return (a.device_id, a.epoch, a.seq, a.first_frame, a.second_frame) == \
+        (b.device_id, b.epoch, b.seq, b.first_frame, b.second_frame)
 
 
 def slash_key(body: DeviceSlashBody) -> bytes:
@@ -56,7 +77,7 @@ def slash_key(body: DeviceSlashBody) -> bytes:
     b = body
     return hashlib.sha256(b"faultproof/device-slash/v1" + b.oracle_set_epoch.to_bytes(4, "big") + b.device_id
                           + b.epoch.to_bytes(4, "big") + b.seq.to_bytes(4, "big") + b.first_frame + b.second_frame
-                          + b.max_ts.to_bytes(8, "big")).digest()
+                          + b.max_ts.to_bytes(8, "big") + b.reporter).digest()
 
 
 def check_evidence(state: LedgerState, ev: FrameEquivocation, now_ms: int) -> None:
@@ -101,18 +122,17 @@ SlashAction = PublishShare | Ready
 @dataclass
 class _Case:
     body: DeviceSlashBody
-    evidence: FrameEquivocation  # the first report of it we saw: its reporter is the one rewarded
+    evidence: FrameEquivocation  # the first report of this body we saw (its reporter is the body's)
     sigs: dict[bytes, ChainSignature] = field(default_factory=dict)  # oracle_id -> verified share
     own: DeviceSlashShare | None = None
 
 
 @dataclass(frozen=True)
 class Certificate:
-    """What `reportFrameEquivocation` takes: the body, k signatures, the reporter."""
+    """What `reportFrameEquivocation` takes: the body (its reporter rewarded) and k signatures."""
 
     body: DeviceSlashBody
     signatures: tuple[ChainSignature, ...]
-    reporter: bytes
 
 
 class DeviceSlashDesk:
@@ -134,6 +154,10 @@ class DeviceSlashDesk:
             raise FaultproofError(Reason.UNAVAILABLE, "this oracle has no chain key bound in the current oracle set: "
                                   "send the evidence to a member")
         body = slash_body(state.oracle_set.epoch, ev)
+        signed = self.cases.get(slash_key(body))
+        if (signed is None or signed.own is None) and self._signed_other(body):
+            raise FaultproofError(Reason.EVIDENCE_DUPLICATE, "this oracle signed these frames for another reporter "
+                                  "(the first report it accepted); their slash pays that one")
         case = self._case(body, ev)
         return self._sign_into(case, state)
 
@@ -155,11 +179,11 @@ class DeviceSlashDesk:
         actions = self._sign_into(case, state)
         if not actions and had < state.oracle_set.threshold <= len(case.sigs):
             actions.append(Ready(slash_key(body), body.device_id, body.oracle_set_epoch))
-        return actions
+        return actions + self._break_split(body, state)
 
     def certificate(self, key: bytes, k: int) -> Certificate | None:
         """k shares of this body, signers in increasing address order (as the contract requires),
-        ours among them; None if we do not hold k."""
+        ours among them if we signed this body; None if we do not hold k."""
         case = self.cases.get(key)
         if case is None or len(case.sigs) < k:
             return None
@@ -167,7 +191,7 @@ class DeviceSlashDesk:
         others = sorted((s for o, s in case.sigs.items() if o != self.oracle_id), key=lambda s: s.signer.lower())
         chosen = ([own] if own is not None else []) + others
         chosen = sorted(chosen[:k], key=lambda s: int(s.signer, 16))
-        return Certificate(case.body, tuple(chosen), case.evidence.reporter)
+        return Certificate(case.body, tuple(chosen))
 
     def own_shares(self) -> list[DeviceSlashShare]:
         """Our shares of every open body (re-gossiped until the device is slashed)."""
@@ -192,9 +216,30 @@ class DeviceSlashDesk:
         case = self.cases[key] = _Case(body, ev)
         return case
 
-    def _sign_into(self, case: _Case, state: LedgerState) -> list[SlashAction]:
+    def _signed_other(self, body: DeviceSlashBody) -> bool:
+        """We signed these frames already, naming another reporter."""
+        return any(c.own is not None and same_frames(c.body, body) and c.body.reporter != body.reporter
+                   for c in self.cases.values())
+
+    def _break_split(self, body: DeviceSlashBody, state: LedgerState) -> list[SlashAction]:
+        """The reports of these frames split the members so that no body can reach k: sign the
+        body with the most shares (ties: the lowest key) too. Nothing when one can still reach k."""
+        rivals = [c for c in self.cases.values()
+                  if same_frames(c.body, body) and c.body.oracle_set_epoch == body.oracle_set_epoch]
+        if len(rivals) < 2:
+            return []
+        seen = set().union(*(c.sigs for c in rivals))
+        best = max(len(c.sigs) for c in rivals)
+        if best + len(set(state.oracle_set.members) - seen) >= state.oracle_set.threshold:
+            return []  # a body may still reach k (or has): first choices stand
+        winner = min(rivals, key=lambda c: (-len(c.sigs), slash_key(c.body)))
+        return self._sign_into(winner, state, split=True)
+
+    def _sign_into(self, case: _Case, state: LedgerState, split: bool = False) -> list[SlashAction]:
         if case.own is not None or self.binding(case.body.oracle_set_epoch, self.oracle_id) is None:
             return []  # signed already, or not a member: our signature would not count
+        if not split and self._signed_other(case.body):
+            return []  # we signed these frames for another reporter: the peers' shares count for theirs
         sig = self.sign(case.body)
         case.own = DeviceSlashShare(oracle_id=self.oracle_id, oracle_set_epoch=case.body.oracle_set_epoch,
                                     evidence=case.evidence, signature=sig.signature)

@@ -9,8 +9,9 @@ the other POSTs) and hands it to `report`:
   (members only); peers check the evidence themselves before adding theirs. With k verified
   shares each member takes its posting turn (the node's `chain_turn_due`, keyed by the body's
   `slash_key`, `chain_post_delay_s` apart) and the one whose turn it is sends
-  `reportFrameEquivocation` (`EvmSettlement.report_device_slash`, a worker thread) with the
-  reporter of the evidence. It ends when the mirror shows the device slashed (`slashes_seen`, any
+  `reportFrameEquivocation` (`EvmSettlement.report_device_slash`, a worker thread); the body names
+  the reporter the k members signed (the first report of those frames each accepted: the desk
+  refuses a later one naming another reporter, `evidence_duplicate`). It ends when the mirror shows the device slashed (`slashes_seen`, any
   sender's transaction) or the contract answers `evidence_duplicate`.
 - on the SQLite backend the ledger takes the evidence itself (`POST /v1/tx`, S1–S3 there): the
   oracle forwards it and answers with the ledger's verdict, so one endpoint works on both.
@@ -171,7 +172,7 @@ class DeviceSlashService:
                 continue
             device = cert.body.device_id.hex()[:16]
             try:
-                result = await node.chain.report_device_slash(cert.body, cert.signatures, cert.reporter)
+                result = await node.chain.report_device_slash(cert.body, cert.signatures)
             except FaultproofError as e:
                 if e.reason is Reason.UNAVAILABLE:
                     await asyncio.sleep(node.config.tuning.regossip_s)

@@ -641,10 +641,11 @@ contract InsurancePool is ReentrancyGuardTransient, EIP712 {
     }
 
     /// FrameEquivocation on the chain, certified by k members (DeviceSlash; DESIGN §14): the device
-    /// is slashed, revoked now, and none of its unpaid claims is paid (P3).
+    /// is slashed, revoked now, and none of its unpaid claims is paid (P3). The reward goes to
+    /// `e.reporter`, which the members signed: anyone may send the certificate, no one re-aims it.
     function reportFrameEquivocation(DeviceSlash calldata e, address[] calldata signers, bytes32[] calldata rs,
-                                     bytes32[] calldata vss, bytes32 reporter) external {
-        books.free += PoolEcon.slashFrames(_econ, current, oracleSets, devices, e, signers, rs, vss, reporter,
+                                     bytes32[] calldata vss) external {
+        books.free += PoolEcon.slashFrames(_econ, current, oracleSets, devices, e, signers, rs, vss,
                                            _domainSeparatorV4(), rotationGraceMs);
     }
 

@@ -86,7 +86,8 @@ struct PayoutBody {
 /// Oracle-certified evidence that a device signed two different frames for one (device, epoch,
 /// seq) (DESIGN §14 on the chain): the EVM cannot check a device's Ed25519 (or, cheaply, P-256)
 /// frame signature, so k members of the oracle set check both frames and sign this EIP-712 body,
-/// as they sign a payout. `reporter` is not signed (as in FrameEquivocation, anyone reports).
+/// as they sign a payout. `reporter` (the FrameEquivocation's, rewarded with `reporterShareBps` of
+/// the bond) is signed too: a copy of the certificate naming another reporter does not recover.
 struct DeviceSlash {
     uint32 oracleSetEpoch;
     bytes32 deviceId;
@@ -95,6 +96,7 @@ struct DeviceSlash {
     bytes32 firstFrame; // SHA-256 of each frame's encoding (ledger.evm.typed.frame_hash)
     bytes32 secondFrame;
     uint64 maxTs; // the later of the two frames' ts_ms
+    bytes32 reporter; // who is rewarded: the one the k members certified
 }
 
 /// A device in the pool's registry (the pool's storage; file-level so the library can take it).
@@ -284,7 +286,7 @@ library PoolEcon {
     );
     bytes32 internal constant DEVICE_SLASH_TYPEHASH = keccak256(
         "DeviceSlash(uint32 oracleSetEpoch,bytes32 deviceId,uint32 epoch,uint32 seq,bytes32 firstFrame,"
-        "bytes32 secondFrame,uint64 maxTs)"
+        "bytes32 secondFrame,uint64 maxTs,bytes32 reporter)"
     );
 
     uint8 internal constant ORACLE = 1; // faultproof.messages.BondHolder
@@ -590,7 +592,6 @@ library PoolEcon {
         address[] calldata signers,
         bytes32[] calldata rs,
         bytes32[] calldata vss,
-        bytes32 reporter,
         bytes32 domainSeparator,
         uint64 graceMs
     ) external returns (uint64 toPool) {
@@ -622,7 +623,7 @@ library PoolEcon {
         if (!d.exists) revert NotFound();
         if (d.slashed) revert EvidenceDuplicate();
         if (uint256(now_) > uint256(e.maxTs) + s.params.unlockDelayMs) revert EvidenceStale();
-        toPool = _slash(s, DEVICE, e.deviceId, reporter, FRAME_EQUIVOCATION, now_);
+        toPool = _slash(s, DEVICE, e.deviceId, e.reporter, FRAME_EQUIVOCATION, now_);
         d.slashed = true;
         if (!d.revoked) {
             d.revoked = true;

@@ -360,14 +360,15 @@ class EvmPool:
         return self._send(self.contract.functions.reportVotes([b.as_tuple() for b in bodies], signer, rs, vss,
                                                               reporter), sender)
 
-    def report_frame_equivocation(self, body: DeviceSlashBody, signatures: Sequence[ChainSignature], reporter: bytes,
+    def report_frame_equivocation(self, body: DeviceSlashBody, signatures: Sequence[ChainSignature],
                                   sender: str) -> Any:
         """Device slashing evidence certified by k oracles (signers sorted by address, as the
-        contract requires distinct members in increasing order)."""
+        contract requires distinct members in increasing order). The reward goes to `body.reporter`,
+        which the signatures cover."""
         ordered = sorted(signatures, key=lambda sig: int(sig.signer, 16))
         rs, vss = compact_signatures(ordered)
         return self._send(self.contract.functions.reportFrameEquivocation(
-            body.as_tuple(), [sig.signer for sig in ordered], rs, vss, reporter), sender)
+            body.as_tuple(), [sig.signer for sig in ordered], rs, vss), sender)
 
     def econ_state(self, kind: int = 1, holder_id: bytes = bytes(32), reporter: bytes = bytes(32)) -> dict[str, Any]:
         bond, bonds, rewards, reward = self.contract.functions.econState(kind, holder_id, reporter).call()

@@ -16,7 +16,7 @@ What it offers, and what it refuses:
   completing transaction learns that the claim is paid and stops), `post_chain_qc(qc, proof)` (pay
   a claim with its EIP-712/ECDSA certificate and Groth16 proof; idempotent by claim_id),
   `post_chain_group_qc(qc, proofs)` (the same for a corroborated policy's group claim: one proof
-  per window), `report_device_slash(body, signatures, reporter)` (slash a double-signing device on
+  per window), `report_device_slash(body, signatures)` (slash a double-signing device on
   k oracles' DeviceSlash certificate: oracle/device_slash_node.py),
   `expire(policy_id)`, `submit_admin(args)` (authorised by msg.sender = the admin account, not by
   an Ed25519 signature).
@@ -241,13 +241,13 @@ class EvmSettlement:
         result: PayoutResult = await self._call(pool.post_group_qc, qc.body, qc.signatures, list(proofs), sender)
         return result
 
-    async def report_device_slash(self, body: DeviceSlashBody, signatures: Sequence[ChainSignature],
-                                  reporter: bytes) -> SlashResult:
-        """Slash a double-signing device (`reportFrameEquivocation`): the EIP-712 DeviceSlash body,
-        k members' ECDSA signatures (sorted by address here) and the reporter the contract rewards.
-        A device already slashed is EvmRefused(EVIDENCE_DUPLICATE): the sender's cue to stop."""
+    async def report_device_slash(self, body: DeviceSlashBody, signatures: Sequence[ChainSignature]) -> SlashResult:
+        """Slash a double-signing device (`reportFrameEquivocation`): the EIP-712 DeviceSlash body
+        (which names the reporter the contract rewards) and k members' ECDSA signatures over it
+        (sorted by address here). A device already slashed is EvmRefused(EVIDENCE_DUPLICATE): the
+        sender's cue to stop."""
         pool, sender = await self.pool(), self._sender()
-        rc = await self._call(pool.report_frame_equivocation, body, signatures, reporter, sender)
+        rc = await self._call(pool.report_frame_equivocation, body, signatures, sender)
         return SlashResult(int(rc["gasUsed"]), bytes(rc["transactionHash"]), int(rc["blockNumber"]))
 
     @property

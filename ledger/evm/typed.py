@@ -17,7 +17,8 @@ window with its frames' chain values) under the same domain; `sign_body` takes e
 
 Device slashing evidence (DESIGN §14): the EVM cannot check a device's Ed25519 frame signature, so
 k oracles check both frames and sign an EIP-712 `DeviceSlash` (`DeviceSlashBody`,
-`ChainKey.sign_device_slash`) under the same domain as a payout.
+`ChainKey.sign_device_slash`) under the same domain as a payout. The body names the reporter the
+contract rewards, so the k signatures pay only that reporter, whoever sends them.
 
 No I/O here.
 """
@@ -50,7 +51,7 @@ PAYOUT_TYPES = {"PayoutBody": [{"name": n, "type": t} for n, t in PAYOUT_FIELDS]
 # Oracle-certified device slashing evidence (DESIGN §14 on the chain; the contract's DEVICE_SLASH_TYPEHASH).
 DEVICE_SLASH_FIELDS: tuple[tuple[str, str], ...] = (
     ("oracleSetEpoch", "uint32"), ("deviceId", "bytes32"), ("epoch", "uint32"), ("seq", "uint32"),
-    ("firstFrame", "bytes32"), ("secondFrame", "bytes32"), ("maxTs", "uint64"),
+    ("firstFrame", "bytes32"), ("secondFrame", "bytes32"), ("maxTs", "uint64"), ("reporter", "bytes32"),
 )
 DEVICE_SLASH_TYPES = {"DeviceSlash": [{"name": n, "type": t} for n, t in DEVICE_SLASH_FIELDS]}
 
@@ -131,7 +132,8 @@ def payout_types(body: AnyChainBody) -> dict[str, list[dict[str, str]]]:
 @dataclass(frozen=True)
 class DeviceSlashBody:
     """What k oracles sign after checking both frames' device signatures themselves (the EVM cannot
-    verify an Ed25519 frame signature): one (device, epoch, seq), two different frames."""
+    verify an Ed25519 frame signature): one (device, epoch, seq), two different frames, and the
+    reporter the contract rewards (signed, so a copy of the certificate cannot name another)."""
 
     oracle_set_epoch: int
     device_id: bytes
@@ -140,17 +142,18 @@ class DeviceSlashBody:
     first_frame: bytes  # frame_hash of each
     second_frame: bytes
     max_ts: int
+    reporter: bytes  # 32 bytes: the FrameEquivocation's reporter
 
     @classmethod
-    def of(cls, oracle_set_epoch: int, first: SignedFrame, second: SignedFrame) -> DeviceSlashBody:
+    def of(cls, oracle_set_epoch: int, first: SignedFrame, second: SignedFrame, reporter: bytes) -> DeviceSlashBody:
         fa = first.frame
         return cls(oracle_set_epoch, fa.device_id, fa.epoch, fa.seq, frame_hash(first), frame_hash(second),
-                   max(fa.ts_ms, second.frame.ts_ms))
+                   max(fa.ts_ms, second.frame.ts_ms), reporter)
 
     def message(self) -> dict[str, Any]:
         return {"oracleSetEpoch": self.oracle_set_epoch, "deviceId": self.device_id, "epoch": self.epoch,
                 "seq": self.seq, "firstFrame": self.first_frame, "secondFrame": self.second_frame,
-                "maxTs": self.max_ts}
+                "maxTs": self.max_ts, "reporter": self.reporter}
 
     def as_tuple(self) -> tuple[Any, ...]:
         m = self.message()

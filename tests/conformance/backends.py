@@ -371,10 +371,10 @@ class ChainBackend:
 
     def report_frames(self, ev: FrameEvidence) -> Outcome:
         a, b = ev.frames()
-        body = DeviceSlashBody.of(ev.epoch, a, b)
+        body = DeviceSlashBody.of(ev.epoch, a, b, REPORTER)
         certifiers = list(ev.certifiers)[:-1] if ev.forged else ev.certifiers
         sigs = [oracle_key(i).sign_device_slash(body, self.pool.chain_id, self.pool.address) for i in certifiers]
-        return self._run(lambda: self.pool.report_frame_equivocation(body, sigs, REPORTER, self.world.poster))[0]
+        return self._run(lambda: self.pool.report_frame_equivocation(body, sigs, self.world.poster))[0]
 
     def books(self) -> dict[str, int]:
         b = self.pool.balances()

@@ -141,7 +141,12 @@ def test_a_device_slash_certificate_through_the_interface_slashes_once(world: Ch
     """DESIGN §13: the certificate the oracles assemble (k members' DeviceSlash shares over the
     body `slash_body` derives, in any order) slashes the device through
     `EvmSettlement.report_device_slash`: its whole bond, the reporter's share rewarded; a second
-    sender gets EVIDENCE_DUPLICATE (its cue to stop) and nothing moves; k-1 shares are refused."""
+    sender gets EVIDENCE_DUPLICATE (its cue to stop) and nothing moves; k-1 shares are refused.
+    The reporter is in the signed body: the certificate copied (as from the mempool) and re-sent
+    naming another reporter is EVIDENCE_INVALID (the signatures no longer recover), nothing moves,
+    and the original still pays the reporter the k oracles certified."""
+    from dataclasses import replace
+
     from faultproof.messages import BondHolder, FrameEquivocation, PostBond
     from oracle.device_slash import slash_body
     from tests.contracts.evmfix import oracle_key
@@ -164,16 +169,24 @@ def test_a_device_slash_certificate_through_the_interface_slashes_once(world: Ch
         assert isinstance(one, EvmSettlement) and isinstance(two, EvmSettlement)
         books = pool.balances()
         with pytest.raises(FaultproofError) as short:
-            await one.report_device_slash(body, sigs[:3], reporter)
+            await one.report_device_slash(body, sigs[:3])
         assert short.value.reason is Reason.EVIDENCE_INVALID and pool.balances() == books
-        sent = await one.report_device_slash(body, sigs, reporter)
+        # a front-runner's copy of the certificate naming itself: refused, nothing moves
+        thief = b"\x7f" * 32
+        with pytest.raises(FaultproofError) as stolen:
+            await two.report_device_slash(replace(body, reporter=thief), sigs)
+        assert stolen.value.reason is Reason.EVIDENCE_INVALID and pool.balances() == books
+        assert pool.econ_state(BondHolder.DEVICE, dev.device_id, thief)["bond"] == 4_000
+        sent = await one.report_device_slash(body, sigs)
         assert sent.gas_used > 0 and len(sent.tx_hash) == 32
+        print(f"\nevm device slash gas (k=4 of 5 signatures): {sent.gas_used}")
         econ = pool.econ_state(BondHolder.DEVICE, dev.device_id, reporter)
         assert (econ["bond"], econ["reward"]) == (0, 1_000)
+        assert pool.econ_state(BondHolder.DEVICE, dev.device_id, thief)["reward"] == 0
         after = pool.balances()
         assert after["free"] == books["free"] + 3_000 and after["rewards"] == books["rewards"] + 1_000
         with pytest.raises(FaultproofError) as again:
-            await two.report_device_slash(body, sigs, reporter)
+            await two.report_device_slash(body, sigs)
         assert again.value.reason is Reason.EVIDENCE_DUPLICATE and pool.balances() == after
         for s in (one, two):
             await s.close()

@@ -354,7 +354,9 @@ def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
     pool = world.new_pool()
     # the pool is the admin's next transaction (a mirror's genesis predicts its address), then the library
     assert pool.address == get_create_address(world.admin, nonce)
-    assert len(world.w3.eth.get_code(pool.address)) <= 24_576  # EIP-170
+    size = len(world.w3.eth.get_code(pool.address))
+    print(f"\npool runtime code: {size} bytes of EIP-170's 24576")
+    assert size <= 24_576  # EIP-170
     world.switch_econ_on(pool)
     a, b = world.new_device(pool), world.new_device(pool)
     for d in (a, b):
@@ -394,16 +396,17 @@ def test_econ_rules_what_only_a_chain_has(world: ChainWorld) -> None:
 
     first = a.frame(start)
     second = first.frame.replace(ts_ms=first.frame.ts_ms + 1).sign(a.identity)
-    ev = DeviceSlashBody.of(0, first, second)
+    ev = DeviceSlashBody.of(0, first, second, b"\x0e" * 32)
     before = (pool.balances(), pool.econ_state(2, a.device_id, b"\x0e" * 32))
     elsewhere = [oracle_key(i).sign_device_slash(ev, pool.chain_id, world.poster) for i in range(4)]
     twice = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (0, 0, 1, 2)]
     short = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (0, 1, 2)]
     for sigs in (elsewhere, twice, short):
-        refused(Reason.EVIDENCE_INVALID, pool.report_frame_equivocation, ev, sigs, b"\x0e" * 32, world.poster)
+        refused(Reason.EVIDENCE_INVALID, pool.report_frame_equivocation, ev, sigs, world.poster)
     assert (pool.balances(), pool.econ_state(2, a.device_id, b"\x0e" * 32)) == before
     good = [oracle_key(i).sign_device_slash(ev, pool.chain_id, pool.address) for i in (3, 1, 0, 2)]
-    pool.report_frame_equivocation(ev, good, b"\x0e" * 32, world.poster)
+    slashed = pool.report_frame_equivocation(ev, good, world.poster)
+    print(f"evm device slash gas (k=4 of 5 signatures): {slashed['gasUsed']}")
     after = pool.econ_state(2, a.device_id, b"\x0e" * 32)
     assert (after["bond"], after["reward"], after["bonds"]) == (0, 1_250, before[1]["bonds"] - 5_000)
     assert pool.balances()["free"] == before[0]["free"] + 3_750

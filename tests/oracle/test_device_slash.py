@@ -134,8 +134,10 @@ def test_valid_evidence_is_signed_shared_and_k_verified_shares_assemble_the_cert
     assert decode_any(share0.encode(), (DeviceSlashShare,)) == share0 and len(share0.encode()) <= share0.MAX_SIZE
     body = slash_body(0, ev)
     key = slash_key(body)
-    # the frames in either order are one body (ordered by their hashes), the reporter is not in it
-    assert slash_body(0, FrameEquivocation(reporter=b"\x01" * 32, first=ev.second, second=ev.first)) == body
+    # the frames in either order are one body (ordered by their hashes); the reporter is in it
+    assert slash_body(0, FrameEquivocation(reporter=REPORTER, first=ev.second, second=ev.first)) == body
+    assert body.reporter == REPORTER
+    assert slash_body(0, FrameEquivocation(reporter=b"\x01" * 32, first=ev.first, second=ev.second)) != body
     assert (body.first_frame, body.second_frame) == tuple(sorted((frame_hash(ev.first), frame_hash(ev.second))))
     assert (body.device_id, body.epoch, body.seq, body.max_ts) == (DEVICE.public_key, 0, 7, T0)
     assert desks[0][0].report(replica.state, ev, T0) == [] and desks[0][1].signed == 1  # signed once
@@ -151,7 +153,7 @@ def test_valid_evidence_is_signed_shared_and_k_verified_shares_assemble_the_cert
         ready += [a for a in desks[0][0].on_share(replica.state, s, T0) if isinstance(a, Ready)]
     assert ready == [Ready(key, DEVICE.public_key, 0)]  # once, when the 4th distinct share arrived
     cert = desks[0][0].certificate(key, 4)
-    assert cert is not None and cert.body == body and cert.reporter == REPORTER
+    assert cert is not None and cert.body == body and cert.body.reporter == REPORTER
     signers = [s.signer for s in cert.signatures]
     assert signers == sorted(signers, key=lambda a: int(a, 16)) and len(set(signers)) == 4  # the contract's order
     assert set(signers) == {k.address for k in KEYS[:4]}
@@ -164,12 +166,92 @@ def test_valid_evidence_is_signed_shared_and_k_verified_shares_assemble_the_cert
     assert len(again.cases[key].sigs) == 2 and again.certificate(key, 4) is None  # oracle 1's and its own
 
 
+def test_an_oracle_signs_the_first_reporter_of_a_pair_of_frames_and_counts_peers_only_for_their_body() -> None:
+    """DESIGN §13: the reporter is in the signed body. An oracle signs the first report of a pair of
+    frames it accepts and refuses the same frames naming another reporter (EVIDENCE_DUPLICATE, nothing
+    signed), whether that report comes to it directly or in a peer's share; peers' shares for the
+    other reporter count toward that reporter's body only, so if k members signed it, it is the one
+    certificate this oracle holds for it and may post."""
+    replica, ev = _Replica(), _evidence()
+    rival = ev.replace(reporter=b"\x77" * 32)
+    desk, signer = _desk(0)
+    desk.report(replica.state, ev, T0)
+    with pytest.raises(FaultproofError) as dup:
+        desk.report(replica.state, rival, T0)
+    assert dup.value.reason is Reason.EVIDENCE_DUPLICATE and "another reporter" in str(dup.value)
+    assert signer.signed == 1 and list(desk.cases) == [slash_key(slash_body(0, ev))]
+    assert desk.report(replica.state, ev, T0) == [] and signer.signed == 1  # the same reporter again: nothing new
+    # a rival's shares: counted for the rival's body, never signed by us, nor mixed into ours
+    mine, theirs = slash_key(slash_body(0, ev)), slash_key(slash_body(0, rival))
+    ready = []
+    for i in (1, 2, 3, 4):
+        out = desk.on_share(replica.state, _share(i, rival), T0)
+        assert not any(isinstance(a, PublishShare) for a in out)
+        ready += out
+    assert signer.signed == 1 and len(desk.cases[mine].sigs) == 1 and len(desk.cases[theirs].sigs) == 4
+    assert ready == [Ready(theirs, DEVICE.public_key, 0)]  # when the 4th (k) arrived
+    cert = desk.certificate(theirs, 4)
+    assert cert is not None and cert.body.reporter == rival.reporter
+    assert {s.signer for s in cert.signatures} == {k.address for k in KEYS[1:5]}
+    assert desk.certificate(mine, 4) is None
+    # a peer whose first sight of the frames is a share of the rival signs the rival and refuses ours
+    peer, peer_signer = _desk(1)
+    out = peer.on_share(replica.state, _share(2, rival), T0)
+    assert isinstance(out[0], PublishShare) and out[0].share.evidence.reporter == rival.reporter
+    with pytest.raises(FaultproofError) as refused:
+        peer.report(replica.state, ev, T0)
+    assert refused.value.reason is Reason.EVIDENCE_DUPLICATE and peer_signer.signed == 1
+
+
+def _gossip(replica: _Replica, desks: list[DeviceSlashDesk]) -> list[Ready]:
+    """Deliver every desk's own shares to every other desk until no new share appears (re-gossip)."""
+    ready: list[Ready] = []
+    while True:
+        before = sum(len(d.own_shares()) for d in desks)
+        for d in desks:
+            for share in d.own_shares():
+                for other in desks:
+                    if other is not d:
+                        ready += [a for a in other.on_share(replica.state, share, T0) if isinstance(a, Ready)]
+        if sum(len(d.own_shares()) for d in desks) == before:
+            return ready
+
+
+def test_reporters_who_split_the_members_below_k_are_broken_to_the_body_with_most_shares() -> None:
+    """DESIGN §13: a double-signer racing its own report against the honest one (3 members take the
+    honest reporter first, 2 the rival: neither body alone can reach k = 4 of 5) does not escape the
+    slash: once no body can reach k, every member also signs the body with the most shares, which
+    then holds a certificate everywhere; the rival's body gets no more signatures. A tie (2 + 2, one
+    member silent) is broken by the lowest slash_key, the same on every member."""
+    replica, ev = _Replica(), _evidence()
+    rival = ev.replace(reporter=b"\x77" * 32)
+    honest, theirs = slash_key(slash_body(0, ev)), slash_key(slash_body(0, rival))
+    desks = [_desk(i)[0] for i in range(5)]
+    for i, d in enumerate(desks):
+        d.report(replica.state, ev if i < 3 else rival, T0)
+    ready = _gossip(replica, desks)
+    for d in desks:
+        cert = d.certificate(honest, 4)
+        assert cert is not None and cert.body.reporter == REPORTER
+        assert d.certificate(theirs, 4) is None and len(d.cases[theirs].sigs) == 2
+    assert {r.key for r in ready} == {honest}
+    # 2 + 2 and a silent member: the lowest key wins on every member that speaks
+    desks = [_desk(i)[0] for i in range(4)]
+    for i, d in enumerate(desks):
+        d.report(replica.state, ev if i < 2 else rival, T0)
+    _gossip(replica, desks)
+    winner = min(honest, theirs)
+    for d in desks:
+        assert d.certificate(winner, 4) is not None and d.certificate(max(honest, theirs), 4) is None
+
+
 def test_a_share_over_another_body_epoch_or_contract_or_by_an_unbound_key_does_not_count() -> None:
     replica, ev = _Replica(), _evidence()
     body = slash_body(0, ev)
     other = _evidence(seq=8)
     bad = {
         "another body": (_share(1, ev, over=other), Reason.QC_BAD_SIGNATURE),
+        "re-aimed at another reporter": (_share(1, ev.replace(reporter=b"\x77" * 32), over=ev), Reason.QC_BAD_SIGNATURE),
         "another contract": (_share(1, ev, contract="0x" + "5b" * 20), Reason.QC_BAD_SIGNATURE),
         "another key under a member's id": (_share(1, ev, key=ChainKey.from_seed(b"\x09" * 32)),
                                             Reason.QC_BAD_SIGNATURE),
@@ -179,7 +261,8 @@ def test_a_share_over_another_body_epoch_or_contract_or_by_an_unbound_key_does_n
         "garbage signature": (_share(1, ev).replace(signature=b"\x00" * 65), Reason.QC_BAD_SIGNATURE),
     }
     for what, (share, reason) in bad.items():
-        assert check_share(share, body, _bound(0, share.oracle_id), CHAIN_ID, CONTRACT) is reason, what
+        own_body = slash_body(0, share.evidence)  # the body the desk derives from the share's evidence
+        assert check_share(share, own_body, _bound(0, share.oracle_id), CHAIN_ID, CONTRACT) is reason, what
         desk, signer = _desk(0)
         with pytest.raises(FaultproofError) as refused:
             desk.on_share(replica.state, share, T0)
@@ -362,10 +445,10 @@ async def test_one_report_reaches_k_shares_over_gossip_and_one_member_sends_the_
 
     net, nodes, sent = MemoryNetwork(), [], []
 
-    async def report_device_slash(node: Any, body: DeviceSlashBody, sigs: Any, reporter: bytes) -> Any:
-        sent.append((node.oracle_id, body, tuple(sigs), reporter))
+    async def report_device_slash(node: Any, body: DeviceSlashBody, sigs: Any) -> Any:
+        sent.append((node.oracle_id, body, tuple(sigs), body.reporter))
         for other in nodes:  # the mirror's Slashed event reaches every replica
-            other.replica.event("Slashed", kind=2, offender=body.device_id, reporter=reporter, evidence=3,
+            other.replica.event("Slashed", kind=2, offender=body.device_id, reporter=body.reporter, evidence=3,
                                 amount=BOND, toReporter=300, toPool=BOND - 300, atMs=T0 + 60)
             other.slashes.slashes_seen([SimpleNamespace(kind=TxKind.SLASH)])
         return SimpleNamespace(gas_used=1, tx_hash=bytes(32), block=1)
