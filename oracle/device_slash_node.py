@@ -63,6 +63,16 @@ class DeviceSlashService:
         self.sent: list[Any] = []  # SlashResult of every transaction we sent
         self._due: asyncio.Queue[bytes] = asyncio.Queue()
 
+    def status(self) -> dict[str, Any] | None:
+        """For GET /v1/status (None on the SQLite backend, where the ledger slashes): each
+        certificate this oracle is building (device, reporter, verified shares, whether ours is
+        among them), the transactions it sent, and peers' shares dropped by reason."""
+        if self.desk is None:
+            return None
+        return {"open": [{"slash_id": key.hex(), "device_id": c.body.device_id.hex(), "reporter": c.body.reporter.hex(),
+                          "shares": len(c.sigs), "signed": c.own is not None} for key, c in self.desk.cases.items()],
+                "sent": len(self.sent), "dropped": dict(self.dropped)}
+
     def open(self) -> None:
         """Once synced, on the EVM backend: the desk, signing with our chain key in this pool's domain."""
         node = self.node

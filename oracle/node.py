@@ -921,5 +921,6 @@ class OracleNode:
             "equivocations": [{"claim_id": cid.hex(), "oracle_id": oid.hex(), "votes": len(vs)}
                               for (cid, oid), vs in evidence.items()],
             "ignored_votes": self.machine.ignored_votes() if self.machine else {},
+            "device_slashes": self.slashes.status(),  # DESIGN §13: certificates in the making (EVM backend)
             "gossip": self.transport.health(),
         }

@@ -402,6 +402,10 @@ async def test_post_equivocations_signs_valid_evidence_and_refuses_bad_with_a_na
             answer = await r.json()
             assert r.status == 202 and answer["status"] == "signed" and answer["shares"] == 1, answer
         assert answer["slash_id"] == slash_key(slash_body(0, ev)).hex()
+        # the operator sees the certificate in the making (GET /v1/status's `device_slashes`)
+        assert node.slashes.status() == {"open": [{"slash_id": answer["slash_id"], "device_id": ev.first.frame.device_id.hex(),
+                                                   "reporter": ev.reporter.hex(), "shares": 1, "signed": True}],
+                                         "sent": 0, "dropped": {}}
         ((topic, data),) = node.transport.sent
         share = DeviceSlashShare.decode(data)
         assert share.evidence == ev and share.oracle_id == ORACLES[0].public_key
