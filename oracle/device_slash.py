@@ -230,7 +230,10 @@ class DeviceSlashDesk:
             return []
         seen = set().union(*(c.sigs for c in rivals))
         best = max(len(c.sigs) for c in rivals)
-        if best + len(set(state.oracle_set.members) - seen) >= state.oracle_set.threshold:
+        # Only a member with a chain key bound in this epoch can still sign: one without never
+        # will, and counting it would keep a split that can no longer reach k from being broken.
+        can_sign = {m for m in state.oracle_set.members if m not in seen and self.binding(body.oracle_set_epoch, m)}
+        if best + len(can_sign) >= state.oracle_set.threshold:
             return []  # a body may still reach k (or has): first choices stand
         winner = min(rivals, key=lambda c: (-len(c.sigs), slash_key(c.body)))
         return self._sign_into(winner, state, split=True)

@@ -245,6 +245,26 @@ def test_reporters_who_split_the_members_below_k_are_broken_to_the_body_with_mos
         assert d.certificate(winner, 4) is not None and d.certificate(max(honest, theirs), 4) is None
 
 
+def test_a_member_without_a_bound_chain_key_does_not_keep_a_split_from_being_broken() -> None:
+    """3 + 1 of the four members with a chain key bound, and a fifth member with none: the fifth
+    can never sign, so no body can reach k = 4 and the split is broken to the honest reporter's
+    body (counting the fifth as a possible signer left it at 3 shares for good)."""
+    replica, ev = _Replica(), _evidence()
+    rival = ev.replace(reporter=b"\x77" * 32)
+    honest = slash_key(slash_body(0, ev))
+
+    def bound(epoch: int, oracle_id: bytes) -> str | None:
+        return None if oracle_id == ORACLES[4].public_key else _bound(epoch, oracle_id)
+
+    desks = [DeviceSlashDesk(ORACLES[i].public_key, _Signer(i), bound, CHAIN_ID, CONTRACT) for i in range(4)]
+    for i, d in enumerate(desks):
+        d.report(replica.state, ev if i < 3 else rival, T0)
+    _gossip(replica, desks)
+    for d in desks:
+        cert = d.certificate(honest, 4)
+        assert cert is not None and cert.body.reporter == REPORTER
+
+
 def test_a_share_over_another_body_epoch_or_contract_or_by_an_unbound_key_does_not_count() -> None:
     replica, ev = _Replica(), _evidence()
     body = slash_body(0, ev)
