@@ -45,8 +45,6 @@ log = logging.getLogger("faultproof.oracle.device_slash")
 DEVICE_SLASHES_TOPIC = "faultproof/device-slashes/1"
 JSON = "application/json"
 MSGPACK = "application/msgpack"
-# A view that lags the chain can miss a device enrolled, or the econ rules switched on, a moment ago.
-_MAY_BE_LAGGING = (Reason.NOT_FOUND, Reason.INVALID_STATE_TRANSITION)
 
 
 def decode_evidence(data: bytes, content_type: str) -> FrameEquivocation:
@@ -100,13 +98,10 @@ class DeviceSlashService:
                     "ledger": "the ledger slashed the device on this evidence (POST /v1/tx)"}
         if self.desk is None:
             raise FaultproofError(Reason.UNAVAILABLE, "not connected to the pool contract yet")
-        try:
-            actions = self.desk.report(node.view.state, ev, node.clock())
-        except FaultproofError as e:
-            if e.reason not in _MAY_BE_LAGGING:
-                raise
-            await node.follower.refresh()
-            actions = self.desk.report(node.view.state, ev, node.clock())
+        desk = self.desk
+        # Refused only on a view refreshed after it arrived, as a claim (a device enrolled, or the
+        # econ rules switched on, a moment ago): the desk signs nothing when it refuses.
+        actions = await node.content_checked(lambda e, state: desk.report(state, e, node.clock()), ev, False)
         await self._execute(actions)
         body = slash_body(node.view.state.oracle_set.epoch, ev)
         case = self.desk.cases.get(slash_key(body))

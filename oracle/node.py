@@ -80,6 +80,7 @@ from oracle.view import LedgerFollower, LedgerView
 
 log = logging.getLogger("faultproof.oracle")
 Checked_T = TypeVar("Checked_T")
+Arrived_T = TypeVar("Arrived_T")
 
 # Votes per gossip message. A VoteBatch may hold 256, but a 64-vote batch (~35 KB) keeps every
 # pubsub RPC small (large RPCs are where py-libp2p is fragile) while still turning a burst of
@@ -496,20 +497,20 @@ class OracleNode:
         later = retry_at(reason, checked.body, state, now) if reason is not None else None
         return checked, reason, later, state.paid_claim(cid) is not None
 
-    async def content_checked(self, check: Callable[[SignedClaim, LedgerState], Checked_T], signed: SignedClaim,
+    async def content_checked(self, check: Callable[[Arrived_T, LedgerState], Checked_T], arrived: Arrived_T,
                               refreshed: bool) -> Checked_T:
-        """`check` (content rules: a claim's or a part's) on our replica. The replica may lag the
-        ledger (a policy or device added a moment ago, a follower backing off after a ledger
-        restart): a claim is refused for its content only on a view refreshed after it arrived
-        (DESIGN §4.2). `refreshed`: it was already (junk then costs one catch-up, not two)."""
+        """`check` (the rules on what arrived: a claim's, a part's, equivocation evidence's) on our
+        replica. The replica may lag the ledger (a policy or device added a moment ago, a follower
+        backing off after a ledger restart): what arrived is refused only on a view refreshed after
+        it arrived (DESIGN §4.2). `refreshed`: it was already (junk then costs one catch-up, not two)."""
         assert self.follower is not None
         try:
-            return check(signed, self.view.state)
+            return check(arrived, self.view.state)
         except FaultproofError:
             if refreshed:
                 raise
             await self.follower.refresh()
-            return check(signed, self.view.state)
+            return check(arrived, self.view.state)
 
     async def _process(self, signed: SignedClaim, source: str, refreshed: bool) -> Accepted:
         """`refreshed`: the view was refreshed after the claim arrived (junk costs one catch-up)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,6 +37,7 @@ from oracle.device_slash import (
 )
 from oracle.device_slash_node import DeviceSlashService
 from oracle.http_api import make_app
+from oracle.node import OracleNode
 from tests.oracle.helpers import RecordingTransport
 
 CHAIN_ID, CONTRACT = 31337, "0x" + "5a" * 20
@@ -384,6 +386,7 @@ def _node(replica: _Replica | None, client: Any = None) -> Any:
         chain=(SimpleNamespace(opened=SimpleNamespace(chain_id=CHAIN_ID, address=CONTRACT), binding=_bound)
                if replica is not None else None),
         view=SimpleNamespace(state=replica.state if replica is not None else None))
+    node.content_checked = partial(OracleNode.content_checked, node)  # the node's own fresh-view check
     node.slashes = DeviceSlashService(node)
     node.slashes.open()
     return node
