@@ -290,25 +290,16 @@ class EvmDevnetRun(DevnetRun):
         with self.console.status(f"starting {net.oracles} oracles"):
             net.start_oracles()
         self.log(f"{net.oracles} oracles up, following the pool")
-        terms = self.cfg.get("policy", {})
         econ = self.cfg.get("econ")
         if econ:  # DESIGN §14 on the contract: oracle bonds and the parameters, then the group's devices
             self._econ_oracles(econ)
             self._econ_plans()
         now = int(time.time() * 1000)
         self.devices, policies, provisioned = [], [], {}
-        from cli.devnet.plan import DevicePlan, trigger_params
+        from cli.devnet.plan import DevicePlan
 
         def policy_terms(plan: DevicePlan, payee: str) -> IssuePolicy:
-            kind, T, K, lo, hi, G = trigger_params(plan.trigger).as_tuple()
-            return IssuePolicy(
-                device_id=plan.device_id, beneficiary=beneficiary_of(payee),
-                circuit_id=net.circuit_id, kind=kind, threshold=T, count=K, lo=lo, hi=hi, gap_ms=G,
-                coverage=int(terms.get("coverage", 5_000_000)), amount=int(terms.get("amount", 1_000_000)),
-                premium=int(terms.get("premium", 50_000)), start_ms=now,
-                end_ms=now + int(terms.get("term_days", 30)) * 86_400_000,
-                period_ms=int(terms.get("period_ms", 3_600_000)),
-                claim_window_ms=int(terms.get("claim_window_ms", 7 * 86_400_000)))
+            return self._policy_terms(plan, beneficiary_of(payee), now)
 
         for plan in self.plans:
             p = (net.token.provision_device(self._devices_dir(plan)) if net.token is not None
@@ -349,31 +340,17 @@ class EvmDevnetRun(DevnetRun):
             self.log(f"agent-2 {net.agent2_url}")
 
     def _equivocate(self, provisioned: dict[int, Any]) -> None:
-        """The double-signing device signs two frames for one (device, epoch, seq); anyone holding
-        both reports them to an oracle, and the oracles slash it on the contract (DESIGN §13). Its
-        fault then streams like the others' and is never paid (the contract refuses a revoked device)."""
-        from cli.devnet.network import http_json
-        from faultproof.messages import Frame, FrameEquivocation
-
-        plan = next(p for p in self.plans if p.role == "equivocator")
-        device = provisioned[plan.index]
-        frame = Frame(device_id=plan.device_id, epoch=device.enrol.epoch, seq=1_000_000,
-                      ts_ms=int(time.time() * 1000), chain=(1).to_bytes(32, "big"))
-        twin = frame.replace(chain=(2).to_bytes(32, "big"))
-        self.reporter = Identity.generate().public_key
-        ev = FrameEquivocation(reporter=self.reporter, first=frame.sign(device.identity),
-                               second=twin.sign(device.identity))
-        code, body = http_json("POST", f"{self.chain.oracle_urls[0]}/v1/equivocations", ev.encode(),
-                               "application/msgpack")
-        if code != 202:
-            raise RuntimeError(f"oracle-0 refused the double-signing evidence: {code} {body}")
+        """The double-signing device's evidence to oracle-0 (DevnetRun._report_equivocation); the
+        oracles slash it on the contract (DESIGN §13). Its fault then streams like the others' and
+        is never paid (the contract refuses a revoked device)."""
+        plan, answer = self._report_equivocation(provisioned)
         deadline = time.monotonic() + 60
         while not self._slash_events(plan.device_id):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"device {plan.device_id.hex()[:12]} was not slashed on the contract within 60 s")
             time.sleep(0.25)
-        self.log(f"device {plan.device_id.hex()[:12]}… double-signed seq {frame.seq}: evidence sent to oracle-0 "
-                 f"({body.get('shares')} share(s) there), slashed on the contract by the oracles")
+        self.log(f"device {plan.device_id.hex()[:12]}… double-signed a frame: evidence sent to oracle-0 "
+                 f"({answer.get('shares')} share(s) there), slashed on the contract by the oracles")
 
     def _slash_events(self, device_id: bytes) -> list[Any]:
         pool = self.chain.pool

@@ -106,7 +106,6 @@ class DevnetRun:
         self.log(f"{net.oracles} oracles up, threshold {net.threshold}")
         net.start_dashboard()
         self.log(f"dashboard {net.dashboard_url} (open it to watch claims get paid)")
-        terms = self.cfg.get("policy", {})
         econ = self.cfg.get("econ")
         if econ:
             self._econ_oracles(econ)
@@ -116,15 +115,7 @@ class DevnetRun:
         self.devices = []
 
         def policy_terms(plan: DevicePlan) -> IssuePolicy:
-            kind, T, K, lo, hi, G = trigger_params(plan.trigger).as_tuple()
-            return IssuePolicy(
-                device_id=plan.device_id, beneficiary=plan.device_id, circuit_id=net.circuit_id, kind=kind,
-                threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=int(terms.get("coverage", 5_000_000)),
-                amount=int(terms.get("amount", 1_000_000)), premium=int(terms.get("premium", 50_000)),
-                # the term starts now: a term may not start in the past (DESIGN §11)
-                start_ms=now, end_ms=now + int(terms.get("term_days", 30)) * DAY,
-                period_ms=int(terms.get("period_ms", 3_600_000)),
-                claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY)))
+            return self._policy_terms(plan, plan.device_id, now)
 
         for plan in self.plans:
             p = (net.token.provision_device(self._devices_dir(plan)) if net.token is not None
@@ -193,6 +184,43 @@ class DevnetRun:
         group = [p for p in self.plans if p.role == "group"]
         return self.net.agent2_devices_dir if plan in group[1:] else self.net.devices_dir
 
+    def _policy_terms(self, plan: DevicePlan, beneficiary: bytes, now: int) -> Any:
+        """A device's policy (IssuePolicy) from the config's [policy] table and its plan's trigger.
+        The term starts now: a term may not start in the past (DESIGN §11)."""
+        from faultproof.messages import IssuePolicy
+
+        terms = self.cfg.get("policy", {})
+        kind, T, K, lo, hi, G = trigger_params(plan.trigger).as_tuple()
+        return IssuePolicy(
+            device_id=plan.device_id, beneficiary=beneficiary, circuit_id=self.net.circuit_id, kind=kind,
+            threshold=T, count=K, lo=lo, hi=hi, gap_ms=G, coverage=int(terms.get("coverage", 5_000_000)),
+            amount=int(terms.get("amount", 1_000_000)), premium=int(terms.get("premium", 50_000)),
+            start_ms=now, end_ms=now + int(terms.get("term_days", 30)) * DAY,
+            period_ms=int(terms.get("period_ms", 3_600_000)),
+            claim_window_ms=int(terms.get("claim_window_ms", 7 * DAY)))
+
+    def _report_equivocation(self, provisioned: dict[int, Any]) -> tuple[DevicePlan, dict[str, Any]]:
+        """The double-signing device signs two different frames for one (device, epoch, seq); anyone
+        holding both reports them to an oracle (`POST /v1/equivocations`), which checks them: on
+        the SQLite ledger it forwards them and the ledger revokes the device and slashes its bond;
+        on a chain the oracles certify the slash (DESIGN §13, §14). The plan and oracle-0's answer."""
+        from faultproof.identity import Identity
+        from faultproof.messages import Frame, FrameEquivocation
+
+        plan = next(p for p in self.plans if p.role == "equivocator")
+        device = provisioned[plan.index]
+        frame = Frame(device_id=plan.device_id, epoch=device.enrol.epoch, seq=1_000_000,
+                      ts_ms=int(time.time() * 1000), chain=(1).to_bytes(32, "big"))
+        twin = frame.replace(chain=(2).to_bytes(32, "big"))
+        self.reporter = Identity.generate().public_key
+        ev = FrameEquivocation(reporter=self.reporter, first=frame.sign(device.identity),
+                               second=twin.sign(device.identity))
+        code, answer = http_json("POST", f"{self.net.oracle_urls[0]}/v1/equivocations", ev.encode(),
+                                 "application/msgpack")
+        if code != 202:
+            raise RuntimeError(f"oracle-0 refused the double-signing evidence: {code} {answer}")
+        return plan, answer
+
     def _econ_policy(self, terms: Any, econ: dict[str, Any], group: tuple[bytes, ...] = (), m: int = 1) -> Any:
         from faultproof.messages import EconPolicy
 
@@ -200,8 +228,7 @@ class DevnetRun:
                           overlap_tolerance_ms=int(econ.get("overlap_tolerance_ms", 60_000)) if group else 0)
 
     def _econ_group_and_equivocator(self, econ: dict[str, Any], policy_terms: Any, provisioned: dict[int, Any]) -> None:
-        from faultproof.identity import Identity
-        from faultproof.messages import EnrolAgent, Frame, FrameEquivocation, policy_id
+        from faultproof.messages import EnrolAgent, policy_id
 
         self.net.admin_txs([EnrolAgent(agent_id=self.net.agent2_identity.public_key)])
         group = [p for p in self.plans if p.role == "group"]
@@ -210,16 +237,9 @@ class DevnetRun:
         for plan in group:
             plan.policy_id = policy_id(tx)
         self.log(f"corroborated policy {plan.policy_id.hex()[:12]}…: m = 2 of {len(ids)} devices")
-        # The equivocating device signs two different frames for one (device, epoch, seq): anyone
-        # holding both may report it; the ledger revokes the device and slashes its bond.
-        plan = next(p for p in self.plans if p.role == "equivocator")
-        device = provisioned[plan.index]
-        frame = Frame(device_id=plan.device_id, epoch=device.enrol.epoch, seq=1_000_000,
-                      ts_ms=int(time.time() * 1000), chain=(1).to_bytes(32, "big"))
-        twin = frame.replace(chain=(2).to_bytes(32, "big"))
-        self.net.submit(FrameEquivocation(reporter=Identity.generate().public_key, first=frame.sign(device.identity),
-                                          second=twin.sign(device.identity)))
-        self.log(f"device {plan.device_id.hex()[:12]}… double-signed seq {frame.seq}: evidence submitted")
+        plan, answer = self._report_equivocation(provisioned)
+        self.log(f"device {plan.device_id.hex()[:12]}… double-signed a frame: evidence sent to oracle-0, "
+                 f"which the ledger took (height {answer.get('height')})")
 
     def _econ_summary(self) -> dict[str, Any]:
         """From the ledger's entries, replayed: the report, the slashed device, the group policy."""
