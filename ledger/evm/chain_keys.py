@@ -22,7 +22,6 @@ from eth_account.messages import (
     SignableMessage,
     _hash_eip191_message,
     encode_defunct,
-    encode_typed_data,
 )
 from eth_keys import keys
 from eth_utils import keccak, to_checksum_address
@@ -37,8 +36,8 @@ from ledger.evm.typed import (
     ChainKey,
     ChainSignature,
     DeviceSlashBody,
-    domain,
     payout_types,
+    typed_message,
 )
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -89,14 +88,12 @@ class TokenChainKey:
         return ethereum_signature(digest, self._signer.sign_digest(digest), self.address)
 
     def sign_body(self, body: AnyChainBody, chain_id: int, contract: str) -> ChainSignature:
-        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=payout_types(body),
-                                message_data=body.message())
+        msg = typed_message(payout_types(body), body.message(), chain_id, contract)
         return ChainSignature(self.address, self._sign(msg))
 
     def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature:
         """The EIP-712 DeviceSlash (device slashing evidence, DESIGN §13), signed in the token."""
-        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=DEVICE_SLASH_TYPES,
-                                message_data=body.message())
+        msg = typed_message(DEVICE_SLASH_TYPES, body.message(), chain_id, contract)
         return ChainSignature(self.address, self._sign(msg))
 
     def binding(self, identity: Identity) -> Binding:

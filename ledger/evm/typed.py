@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import SignableMessage, encode_defunct, encode_typed_data
 
 from faultproof.identity import Identity, domain_tag
 from faultproof.identity import verify as ed25519_verify
@@ -169,15 +169,18 @@ def domain(chain_id: int, contract: str) -> dict[str, Any]:
     return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": contract}
 
 
+def typed_message(types: dict[str, Any], message: dict[str, Any], chain_id: int, contract: str) -> SignableMessage:
+    """The EIP-712 `message` of `types` in this pool's domain: what every chain key signs (a file
+    key here, a token key in ledger/evm/chain_keys.py) and every recovery checks."""
+    return encode_typed_data(domain_data=domain(chain_id, contract), message_types=types, message_data=message)
+
+
 def recover_typed(types: dict[str, Any], message: dict[str, Any], chain_id: int, contract: str,
                   signature: bytes) -> str | None:
     """The address whose key made `signature` over the EIP-712 `message` of `types` in this pool's
     domain (None: malformed). The one recovery of every chain signature oracles exchange."""
-    from eth_account.messages import encode_typed_data
-
     try:
-        msg = encode_typed_data(domain_data=domain(chain_id, contract), message_types=types, message_data=message)
-        return str(Account.recover_message(msg, signature=signature))
+        return str(Account.recover_message(typed_message(types, message, chain_id, contract), signature=signature))
     except Exception:  # noqa: BLE001 - eth_account raises several types on a malformed signature
         return None
 
@@ -213,16 +216,16 @@ class ChainKey:
 
     def sign_body(self, body: AnyChainBody, chain_id: int, contract: str) -> ChainSignature:
         """The EIP-712 signature of a payout body: a lone claim's `ChainBody` or a group's `ChainGroupBody`."""
-        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), payout_types(body),
-                                         body.message())
+        signed = Account.sign_message(typed_message(payout_types(body), body.message(), chain_id, contract),
+                                      self._account.key)
         return ChainSignature(self.address, bytes(signed.signature))
 
     def sign_group_body(self, body: ChainGroupBody, chain_id: int, contract: str) -> ChainSignature:
         return self.sign_body(body, chain_id, contract)
 
     def sign_device_slash(self, body: DeviceSlashBody, chain_id: int, contract: str) -> ChainSignature:
-        signed = Account.sign_typed_data(self._account.key, domain(chain_id, contract), DEVICE_SLASH_TYPES,
-                                         body.message())
+        signed = Account.sign_message(typed_message(DEVICE_SLASH_TYPES, body.message(), chain_id, contract),
+                                      self._account.key)
         return ChainSignature(self.address, bytes(signed.signature))
 
     def binding(self, identity: Identity) -> Binding:
